@@ -16,6 +16,7 @@ These tests run their own cluster (tests/pg_cluster.py): template0 is the server
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import shutil
@@ -26,11 +27,13 @@ from pathlib import Path
 import asyncpg
 import psycopg
 import pytest
-from adversary import ready_client, running_arena
+from adversary import RawClient, parse, ready_client, running_arena
 from pdp_harness import REGO
 from pg_cluster import throwaway_cluster
-from pg_harness import gateway_on
+from pg_harness import gateway_on, running_gateway
+from pg_probe_stack import SAM, pending_approval
 
+from proxies.postgres import codec
 from proxies.postgres.catalog_watch import POLL_SECONDS
 
 pytestmark = pytest.mark.integration
@@ -265,3 +268,48 @@ def test_a_built_in_changed_through_the_proxy_is_judged_at_once(still, change, s
     finally:
         reader.close()
         dba.close()
+
+
+# An approved write run again before the last one's answers are all in. A reader's write
+# runs with the session's read-only default lifted for it and put back after it (the
+# proxy's own quiet queries); the lift needs nothing in flight. A Bind of the approved
+# statement (the same values: the approval reused) that came while the previous run's
+# answers, or the proxy's own put-back, were still owed was sent without the lift, after
+# the put-back, and failed at the server ("cannot execute UPDATE in a read-only
+# transaction": test_approvals_views flaked so). It now waits for the server first.
+def _bind_run(statement: str, value: bytes) -> bytes:
+    return (
+        codec.Bind("", statement, [0], [value], [0]).encode()
+        + codec.Execute("", 0).encode()
+        + codec.Sync().encode()
+    )
+
+
+async def test_an_approved_write_run_again_at_once_is_lifted_again(tmp_path) -> None:
+    async with running_gateway(tmp_path, approvals={"timeout_seconds": 30}) as gw:
+        tok = gw.token("p19-writer@example.com", ("readonly",))
+        c = await asyncio.to_thread(RawClient, gw.proxy.port, tok, gw.database)
+        try:
+            assert c.ready
+            sql = "UPDATE orders SET total = total + 1 WHERE id = $1"
+            first = asyncio.ensure_future(
+                asyncio.to_thread(c.send, parse("w", sql), _bind_run("w", b"10"))
+            )
+            asked = await pending_approval(gw, set())
+            await gw.pdp.approvals.decide(asked, SAM, True, "p19: run it")
+            done = await asyncio.wait_for(first, 30)
+            assert not done.errors and done.tags == ["UPDATE 1"], done.messages
+            # twice more in one write: the second Bind comes while the first's answers
+            # (and the put-back of read-only) are owed
+            again = await asyncio.to_thread(
+                c.send, _bind_run("w", b"10"), _bind_run("w", b"10"), ready=2
+            )
+            assert not again.errors, again.errors
+            assert again.tags == ["UPDATE 1", "UPDATE 1"]
+            shown = await asyncio.to_thread(c.query, "SHOW default_transaction_read_only")
+            assert shown.rows == [[b"on"]], shown.messages
+        finally:
+            c.close()
+        with gw.admin() as admin:
+            total = admin.execute("SELECT total FROM orders WHERE id = 10").fetchone()[0]
+            assert float(total) == 102.5

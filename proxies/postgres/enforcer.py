@@ -714,6 +714,20 @@ class Enforcer:
         self.tracker.lifted = True
         self._send_quietly(LIFT_READ_ONLY)
 
+    def _awaits_lift(self, ruling: Ruling) -> bool:
+        """Whether this approved write needs the read-only default lifted and would have
+        it but for answers still owed from before its batch (the previous statement's, or
+        the proxy's own putting read-only back after the previous approved write): it must
+        wait for the server first, else it goes without the lift and fails there."""
+        return (
+            self.read_only
+            and bool(ruling.approval_id)
+            and ruling.verdict.allowed
+            and not self.restore_at_sync
+            and not self.batch_forwarded
+            and not self.tracker.idle
+        )
+
     # -- messages ------------------------------------------------------------------------
     # Each message is handled by now() when nothing needs waiting for (a reused verdict,
     # the messages of an allowed statement): plain calls, no generator, so a proxy's hot
@@ -755,7 +769,7 @@ class Enforcer:
 
     def _query_now(self, message: codec.Query) -> bool:
         ruling = self._ruling_now(message.sql, "simple")
-        if ruling is None:
+        if ruling is None or self._awaits_lift(ruling):
             return False
         self._query(message, ruling)
         return True
@@ -795,7 +809,11 @@ class Enforcer:
             or (self.read_only and ruling.approval_id)
         ):  # the rest of _query_now's way with this verdict
             found = self._reused(ruling, sql, "simple")
-            if found is None or (found.kind is VerdictKind.MASK and self._copies_masked(found)):
+            if (
+                found is None
+                or (found.kind is VerdictKind.MASK and self._copies_masked(found))
+                or self._awaits_lift(found)
+            ):
                 return False
             self._query(message, found)
             return True
@@ -805,7 +823,10 @@ class Enforcer:
         return True
 
     def _query_asking(self, message: codec.Query) -> Steps:
-        self._query(message, (yield from self._ruling(message.sql, "simple")))
+        ruling = yield from self._ruling(message.sql, "simple")
+        if self._awaits_lift(ruling):
+            yield _SETTLE
+        self._query(message, ruling)
 
     def _query(self, message: codec.Query, ruling: Ruling) -> None:
         if self.restore_at_sync:
@@ -1084,6 +1105,8 @@ class Enforcer:
                 self._record(statement.sql, ruling, "extended")
                 self._refuse_in_batch(refusal(ruling))
                 return
+            if self._awaits_lift(ruling):
+                yield _SETTLE  # what is owed from before its batch answered first
             if not self.restore_at_sync and self._lifts_read_only(ruling):
                 self._lift_read_only()  # a Bind that starts its batch: lifted from here
                 self.restore_at_sync = True
