@@ -12,21 +12,30 @@ phone number no detector's). Each came to the reader whole before its fix:
   `phone` field's value wherever it stands (bodies._PHONE_URI);
 - a `data:` URI whose base64 is short (`data:text/plain;base64,dGVsOjU1NTAxMDA=`, the
   text `tel:5550100`): base64 inside a text was read from 16 characters on; a data: URI's
-  payload is base64 by its own word and is read whatever its length.
+  payload is base64 by its own word and is read whatever its length;
+- columns named in one place and rows by position in another (see TABLES), a later page
+  of rows under the columns an earlier answer named, and a JSON object naming a member
+  twice (refused);
+- a zlib stream (RFC 1950: Python's zlib.compress, PHP's gzcompress, Java's Deflater; a
+  file or a base64 blob in a JSON string or an MCP resource): packed.py opened gzip, zip,
+  bzip2, xz and tar only, so the upstream's credential inside one went past the guard to
+  anyone, and a masked field's value inside a blob to a reader.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import urllib.parse
+import zlib
 from collections import Counter
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
-from http_upstream import http_stack
+from http_upstream import SECRET, exchange, http_stack, raw_server, request, status
 from test_http_probe_p4 import READER_MASKS
 from test_http_probe_p5 import app_upstream, bearer
 from test_http_probe_p12 import readers_answers
@@ -236,3 +245,45 @@ async def test_a_later_page_of_rows_is_masked_under_the_columns_named_first(
     assert not leaked, leaked
     assert json.loads(got[1][1])["data_array"][0][0] == "8"
     assert renamed[0] == 202 and P.encode() not in renamed[1], renamed
+
+
+@pytest.mark.parametrize("level", [1, 3, 6, 9])
+async def test_the_credential_in_a_zlib_stream_is_cut(tmp_path: Path, level: int) -> None:
+    async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        key = head.split(b"X-Api-Key: ", 1)[1].split(b"\r\n", 1)[0]
+        body = zlib.compress(b"export: key=" + key + b"\n", level)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        await writer.drain()
+
+    async with (
+        raw_server(converse) as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+    ):
+        # a dba in pii-readers: nothing of the answer is masked, only the guard stands
+        answer = await exchange(
+            s.proxy.port, request(s, "GET /export HTTP/1.1", groups=("dba", "pii-readers"))
+        )
+    assert status(answer) == 502, answer
+    assert zlib.compress(b"export: key=" + SECRET.encode() + b"\n", level) not in answer
+
+
+def test_a_zlib_blob_in_an_answer_is_masked() -> None:
+    blob = base64.b64encode(zlib.compress(json.dumps({"phone": P}).encode())).decode()
+    out = _masked("application/json", json.dumps({"id": 7, "export": blob}))
+    shown = json.loads(out)["export"]
+    assert shown != blob, shown  # (withheld: the masks cannot rewrite a compressed file)
+    masker = masker_for(READER_MASKS, b"k" * 32)
+    read = mcp._mask_tree({"contents": [{"uri": "invoice://7", "blob": blob}]}, masker, Counter())
+    (content,) = read["contents"]
+    assert content["blob"] != blob, content
+    assert P.encode() not in base64.b64decode(content["blob"] + "==")
+
+
+def test_text_opening_like_a_zlib_header_stays_text() -> None:
+    for text in ("x^2 + 3 = 5", "x^y"):
+        assert json.loads(_masked("application/json", json.dumps({"f": text}))) == {"f": text}
+        assert _masked("text/plain", text + "\n") == (text + "\n").encode()

@@ -33,7 +33,7 @@ TAR_SNIFFED = 262  # bytes that tell a tar archive (its ustar mark is at 257)
 PIECE = 1024 * 1024
 
 # (magic number, format); a body opening with one is that file (RFC 1952, APPNOTE, bzip2,
-# the xz and zstd formats, 7z, RAR)
+# the xz and zstd formats, 7z, RAR; a zlib stream, RFC 1950, by its header: _zlib_opening)
 _MAGIC = (
     (b"\x1f\x8b\x08", "gzip"),
     (b"PK\x03\x04", "zip"),
@@ -77,6 +77,13 @@ class _Gunzip:
         return self._inflater.decompress(self._inflater.unconsumed_tail + data, max_length)
 
 
+class _Inflate(_Gunzip):
+    """One zlib stream (RFC 1950), as _Gunzip reads a gzip member."""
+
+    def __init__(self) -> None:
+        self._inflater = zlib.decompressobj(wbits=15)
+
+
 class Unopenable(Exception):
     """A compressed file the proxy cannot read through; the message is safe to show."""
 
@@ -87,7 +94,24 @@ def packed_format(first: bytes) -> str:
     for magic, name in _MAGIC:
         if first.startswith(magic):
             return name
-    return "bzip2" if _BZIP2.match(first) else ""
+    if _BZIP2.match(first):
+        return "bzip2"
+    return "zlib" if _zlib_opening(first) else ""
+
+
+def _zlib_opening(first: bytes) -> bool:
+    """Whether `first` opens a zlib stream (RFC 1950 §2.2: deflate, a window of at most
+    32K, no preset dictionary, the header's check bits) whose first bytes inflate: what
+    Python's zlib.compress, PHP's gzcompress and Java's Deflater write (`x\x9c...`)."""
+    if len(first) < 2 or first[0] & 0x0F != 8 or first[0] >> 4 > 7 or first[1] & 0x20:
+        return False
+    if (first[0] * 256 + first[1]) % 31:
+        return False
+    try:
+        zlib.decompressobj().decompress(first[:SNIFFED])
+    except zlib.error:
+        return False  # (`x^2 ...`: text whose first two bytes pass the check)
+    return True
 
 
 def packed_kind(data: bytes) -> str:
@@ -132,6 +156,8 @@ def _members(kind: str, data: bytes) -> Iterator[bytes]:
             yield _streams(bz2.BZ2Decompressor, data)
         elif kind == "xz":
             yield _streams(lzma.LZMADecompressor, data)
+        elif kind == "zlib":
+            yield _streams(_Inflate, data)
         elif kind == "tar":
             yield from _tar_members(data)
         else:
