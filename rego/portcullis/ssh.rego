@@ -169,6 +169,19 @@ ssh_denials contains sprintf("%q runs detached (%s): out of reach of the signal 
 	object.get(data.portcullis.ssh, "detached", false) != true
 }
 
+# A command run above the account's default priority: nice with a negative adjustment
+# (`nice -n -20 free -s 0.001 >/dev/null`: only root may, and a root upstream account
+# does) or ionice's real-time class (`ionice -c1 journalctl`): a loop at the top of the
+# scheduler's or the disk's queue, ahead of what the server is for. The parser names it in
+# a part's via ("raised priority"); such a part is denied unless
+# data.portcullis.ssh.raised_priority is true.
+ssh_denials contains sprintf("%q runs at a raised priority (nice below 0, or ionice's real-time class), ahead of what the server is for (data.portcullis.ssh.raised_priority)", [part.command]) if {
+	input.command.kind == "ssh.exec"
+	some part in input.command.ssh.parts
+	"raised priority" in part.via
+	object.get(data.portcullis.ssh, "raised_priority", false) != true
+}
+
 allow contains sprintf("%q is an allowed command", [pattern]) if {
 	input.command.kind == "ssh.exec"
 	some [_, "allowed_commands", pattern] in ssh_listed

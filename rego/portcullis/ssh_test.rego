@@ -847,3 +847,27 @@ test_only_ssh_sessions_carry_the_exec_time_limit if {
 	}
 	not pg.session_settings.ssh_exec_seconds
 }
+
+ssh_prioritised(via) := {
+	"identity": {"subject": "ann@example.com", "groups": ["dba", "pii-readers"]},
+	"connection": {"name": "web-1", "type": "ssh"},
+	"command": {"kind": "ssh.exec", "raw": "nice -n -20 df", "ssh": {
+		"command": "nice -n -20 df",
+		"parts": [{
+			"argv": ["df"], "command": "df", "dynamic": [], "globbed": [], "assignments": [],
+			"redirects": [], "via": via, "more_args": false,
+		}],
+	}},
+}
+
+test_a_command_at_a_raised_priority_is_denied if {
+	d := portcullis.decision with input as ssh_prioritised(["nice", "raised priority"])
+	d.verdict == "deny"
+	some reason in d.reasons
+	contains(reason, "runs at a raised priority")
+	plain := portcullis.decision with input as ssh_prioritised(["nice"])
+	plain.verdict == "allow"
+	allowed := portcullis.decision with input as ssh_prioritised(["ionice", "raised priority"])
+		with data.portcullis.ssh.raised_priority as true
+	allowed.verdict == "allow"
+}
