@@ -14,6 +14,10 @@ own SELECT or echo reshapes a value found in a column no rule names, a `notes` t
   kept under partial);
 - any of these with characters no one sees put anywhere inside (`41\u200b11\u200b1111...`,
   `ann\u200b@example.com`, `078\u2060-05-1120`): read as well as the reader sees them;
+- an address with its @ spelt between spaces and its dot written (`ann at example.com`)
+  when it is a whole item: a value, a line, a cell, a list item, after a label's colon
+  (what `replace(email, '@', ' at ')` gives); in prose (`meet at example.com tomorrow`,
+  `look at github.com`) it stays;
 - an address whose @ is escaped as a URL, HTML or a string writes it (`ann%40example.com`,
   `ann&#64;example.com`, `&#x40;`, `&commat;`, `ann\\u0040example.com`), or set off by
   more than one space (`ann  @  example.com`);
@@ -285,6 +289,42 @@ def test_the_phone_detector_runs_only_where_a_policy_names_it() -> None:
     built without `phone` leaves telephone numbers as they are."""
     masker = Masker([MaskRule(detector="email", strategy="redact")], KEY)
     assert masker.mask_text("+1 415 555 0100") == ("+1 415 555 0100", Counter())
+
+
+ITEMS_AT = [
+    ("ann at example.com", "[REDACTED:email]"),
+    ("ann.smith at mail.example.co.uk", "[REDACTED:email]"),
+    ("Ann AT Example.COM", "[REDACTED:email]"),
+    ("ann at example.com, bob at example.org", "[REDACTED:email], [REDACTED:email]"),
+    ("7 | ann at example.com | active", "7 | [REDACTED:email] | active"),
+    ("email: ann at example.com", "email: [REDACTED:email]"),
+    ("(ann at example.com)", "([REDACTED:email])"),
+    ("ids\nann at example.com\nbob at example.org", "ids\n[REDACTED:email]\n[REDACTED:email]"),
+]
+
+
+@pytest.mark.parametrize(("text", "masked"), ITEMS_AT)
+def test_an_address_with_its_at_spelt_as_a_whole_item_is_masked(text: str, masked: str) -> None:
+    masker = everything()
+    assert masker.mask_text(text)[0] == masked
+    assert masker.may_detect(text.encode())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "meet at example.com tomorrow",  # prose
+        "Look at github.com",  # a word prose puts before a site
+        "Available at pypi.org",
+        "docs: see at docs.python.org",
+        "ann at example.com.",  # a sentence
+        "ann at example.c",
+        "ann at 10.0.0.1",
+        "ann at example.community",
+    ],
+)
+def test_an_at_spelt_in_prose_stays(text: str) -> None:
+    assert everything().mask_text(text) == (text, Counter()), text
 
 
 # ---------------------------------------------------------------- characters no one sees

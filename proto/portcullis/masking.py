@@ -137,6 +137,29 @@ _AT_SPLIT = re.compile(
     r"[ \t]*[(\[{<][ \t]*(?:[@\uff20\ufe6b]|(?i:at))[ \t]*[)\]}>][ \t]*"
     r"|[ \t]{0,3}[@\uff20\ufe6b][ \t]{0,3}|[ \t]+(?i:at)[ \t]+|" + _AT_ESCAPED
 )
+# `ann at example.com`, the @ spelt between spaces and the dot written, is an address only
+# as a whole item: a value, a line, a cell, a list item or what follows a label's colon,
+# holding nothing else (what replace(email, '@', ' at ') gives). In prose, `meet at
+# example.com tomorrow`, it is no address; nor is an item whose first word is one prose
+# puts before an at and a site (`look at github.com`, `available at pypi.org`).
+_ITEM_EDGE = "\n\r,;:=|\t\"'<>()\\[\\]{}"
+_ITEM_AT = re.compile(
+    rf"(?:^|(?<=[{_ITEM_EDGE}]))[ ]*(?P<local>[\w.%+\-]{{1,64}})[ ]+(?i:at)[ ]+"
+    rf"(?:[\w\-]{{1,63}}\.){{1,8}}(?i:{_USUAL_TLD})(?=[ ]*(?:$|[{_ITEM_EDGE}]))",
+    re.MULTILINE,
+)
+_ITEM_AT_ASCII = re.compile(_ITEM_AT.pattern.encode(), re.MULTILINE)
+_PROSE_BEFORE_AT = frozenset(
+    (
+        "look", "looking", "looked", "available", "hosted", "host", "docs", "documentation",
+        "live", "living", "lives", "mirror", "mirrored", "see", "visit", "visiting", "found",
+        "located", "online", "here", "there", "now", "us", "me", "them", "him", "her", "it",
+        "find", "posted", "published", "read", "download", "downloads", "source", "code", "home",
+        "site", "website", "page", "info", "details", "more", "served", "running", "deployed",
+        "up", "check", "get", "is", "are", "was", "were", "be", "been", "stay", "staying", "work",
+        "working", "works", "meet", "arrive", "arrived", "based", "open",
+    )
+)  # fmt: skip
 # what every escaped @ holds
 _AT_ESCAPED_HINTS = ("%40", "&#", "&commat;", "\\u0040", "\\x40")
 _AT_ESCAPED_HINTS_ASCII = tuple(h.encode() for h in _AT_ESCAPED_HINTS)
@@ -150,6 +173,8 @@ def _email_precheck(text: str) -> bool:
         return False
     if "dot" in lowered:
         return _SPELT_AT.search(text) is not None
+    if " at " in lowered and "." in text and _ITEM_AT.search(text) is not None:
+        return True
     return (")" in text or "]" in text or "}" in text or ">" in text) and _BRACKET_AT.search(
         text
     ) is not None
@@ -178,6 +203,8 @@ def _email_gate(data: bytes, digits: int) -> bool:
         return True
     if b"dot" in lowered:
         return _SPELT_AT_ASCII.search(data) is not None
+    if b" at " in lowered and b"." in data and _ITEM_AT_ASCII.search(data) is not None:
+        return True
     return (
         b")" in data or b"]" in data or b"}" in data or b">" in data
     ) and _BRACKET_AT_ASCII.search(data) is not None
@@ -190,6 +217,10 @@ def _email_spans(text: str) -> Iterator[Span]:
     lowered = text.lower()
     if "at" not in lowered:
         return
+    if " at " in lowered and "." in text:
+        for item in _ITEM_AT.finditer(text):
+            if item["local"].lower() not in _PROSE_BEFORE_AT:
+                yield item.start("local"), item.end()
     # (an at between spaces is one only with a dot spelt after it)
     marks = _SPELT_AT if "dot" in lowered else _BRACKET_AT
     searched = 0
@@ -574,6 +605,11 @@ def _ssn_gate(data: bytes, digits: int) -> bool:
     )
 
 
+def _phone_precheck(text: str) -> bool:
+    # (the hint first: counting digits costs more, and most text has no hint)
+    return phone_numbers.phone_precheck(text) and _digit_count(text) >= phone_numbers.LEAST_DIGITS
+
+
 def _phone_gate(data: bytes, digits: int) -> bool:
     return digits >= phone_numbers.LEAST_DIGITS and phone_numbers.phone_gate(data)
 
@@ -587,7 +623,7 @@ DETECTORS: dict[str, Detector] = {
             "credit_card", lambda t: _CARD_HINT.search(t) is not None, _card_spans, _card_gate
         ),
         Detector("ssn", _ssn_precheck, _ssn_spans, _ssn_gate),
-        Detector("phone", phone_numbers.phone_precheck, phone_numbers.phone_spans, _phone_gate),
+        Detector("phone", _phone_precheck, phone_numbers.phone_spans, _phone_gate),
     )
 }
 
