@@ -15,8 +15,10 @@ failure says anything of the masked keys a sub-document holds.
 
 JSON in a text column. `notes` (text) holding {"password": ...} is sent with the key
 masked (proxies/postgres/values.py), but `(notes::jsonb)->>'contact' LIKE ...` asked about
-it as about a document: a column the statement casts to json, jsonb, xml or hstore is met
-as a document (lineage's `document`, postgres_lineage.rego).
+it as about a document: a column the statement casts to json, jsonb, xml or hstore (or
+reads as one: jsonb_in(notes::cstring), XMLPARSE) is met as a document (lineage's
+`document`, postgres_lineage.rego). Left: `notes LIKE '%"password": "h%'` on the text
+itself, as any condition on free text the value detectors read only in the answer.
 """
 
 from __future__ import annotations
@@ -66,6 +68,11 @@ QUESTIONS = [
     "SELECT id FROM people WHERE CAST(notes AS jsonb)::text LIKE '%hunter2%'",
     "SELECT id FROM people WHERE jsonb_extract_path_text(notes::jsonb, 'contact') > '{\"p'",
     "SELECT id FROM people ORDER BY (notes::jsonb)->'contact'",
+    # ...read as one by the types' input functions, or XMLPARSE
+    "SELECT id FROM people WHERE jsonb_in(notes::cstring)->>'contact' LIKE '%hunter2%'",
+    "SELECT id FROM people WHERE json_in(v::cstring)->>'contact' LIKE '%hunter2%'",
+    "SELECT id FROM people WHERE xmlparse(document '<a>' || notes || '</a>')::text"
+    " LIKE '%hunter2%'",
 ]
 
 

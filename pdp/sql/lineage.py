@@ -1062,6 +1062,8 @@ class Lineage:
             # constructor WITH UNIQUE KEYS, one a newer parser knows): its error could
             # answer a question about the value, or quote it (XMLPARSE's DETAIL does)
             self.partial(flow)
+        if tag == "XmlExpr" and fields.get("op") == "IS_XMLPARSE":
+            return flow.as_document()  # XMLPARSE(DOCUMENT notes): text read as XML
         return flow
 
     def generic(self, value: Any, scope: Scope, ctes: dict[str, Item], keeps: bool = False) -> Flow:
@@ -1142,6 +1144,8 @@ class Lineage:
             flows.append(Flow(EXPRESSION, tables={"*": None}, changed=True))
         kind = AGGREGATE if aggregate else EXPRESSION
         flow = _merge(kind, flows + any_key, keeps)
+        if builtin and name in _DOCUMENT_FUNCTIONS:
+            flow = flow.as_document()  # jsonb_in(notes::cstring): text read as JSON
         if name in _QUESTIONS:
             # how many rows a set-returning function gives, and whether a pattern function
             # matches (NULL or not, which a mask keeps), answer questions about its input;
@@ -1660,6 +1664,13 @@ _PATH_TESTS = frozenset(
 
 # what a cast reads as a document: a text column cast so holds masked keys as one does
 _DOCUMENT_TYPES = frozenset({"json", "jsonb", "xml", "hstore"})
+# ...and the functions that read text as one (the types' input functions, xml(text))
+_DOCUMENT_FUNCTIONS = frozenset(
+    {
+        "json", "jsonb", "xml", "hstore", "json_in", "jsonb_in", "xml_in", "hstore_in",
+        "json_recv", "jsonb_recv", "xml_recv", "hstore_recv",
+    }
+)  # fmt: skip
 
 # types of pg_catalog whose input no JSON object or array, nor XML element, parses as (an
 # allow-list: text, arrays and ranges, geometry, bytea and the like are left out)
