@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from unittest import mock
 
+import grpc
+import pytest
 from google.protobuf.struct_pb2 import Struct
 from pdp_harness import decide_sql, open_session, pdp_config, pdp_stub, running_pdp, token
 from test_evidence_probe_p1 import _verified
@@ -26,7 +28,8 @@ from test_pdp_probe_p7 import _written
 from test_pdp_probe_p11 import _timeline_of
 
 from pdp.domain import policy_input
-from pdp.domain.timeline import RAN_AGAIN
+from pdp.domain.recordings import EVENTS_KIND
+from pdp.domain.timeline import RAN_AGAIN, UNKNOWN_VERDICT
 from portcullis.config import load_config
 from portcullis.v1 import pdp_pb2
 
@@ -213,3 +216,63 @@ async def test_a_batch_delivered_twice_is_not_a_run_again(tmp_path):
     for said in verified:
         assert "every command recorded as let through names a decision of its session" in said
         assert "1 command events repeat a decision's first run at its very time" in said
+
+
+# -- verdicts the PDP never gives ---------------------------------------------------------
+
+
+def _forged(when: float, decision: pdp_pb2.Decision, verdict: str) -> dict:
+    return {"time": when, "direction": "client", "type": "command",
+            "command": "DROP TABLE orders", "decision_id": decision.decision_id,
+            "verdict": verdict, "cached": False,
+            "details": {"tag": "DROP TABLE", "rows": 0, "protocol": "simple"}}  # fmt: skip
+
+
+@pytest.mark.parametrize("verdict", ["Allow", "allow ", "approved", "ALLOW"])
+async def test_a_command_recorded_under_a_verdict_the_pdp_never_gives_is_refused(tmp_path, verdict):
+    """Attack (the session's proxy, compromised): the PDP denies DROP TABLE orders; the
+    proxy runs it and records it under that decision as `Allow` (or `approved`). Replay
+    showed `[Allow d-…]` unmarked and `audit verify` said every command let through was
+    let through by its decision: only `allow` and `mask` were weighed. Refused now, in
+    either shape of a batch; a batch recorded before is marked by replay and verify."""
+    config_path = _written(tmp_path)
+    config = load_config(config_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        denied = await decide_sql(stub, opened.session_id, "DROP TABLE orders")
+        assert denied.verdict == pdp_pb2.DENY
+        event = _forged(time.time(), denied, verdict)
+        for request in (
+            pdp_pb2.RecordEventsRequest(
+                session_id=opened.session_id, events_json=json.dumps([event])
+            ),
+            pdp_pb2.RecordEventsRequest(
+                session_id=opened.session_id,
+                events=[
+                    pdp_pb2.SessionEvent(
+                        time=event["time"],
+                        direction="client",
+                        type="command",
+                        command=event["command"],
+                        decision_id=denied.decision_id,
+                        verdict=verdict,
+                    )
+                ],
+            ),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.RecordEvents(request)
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "is not one the PDP gives" in (refused.value.details() or "")
+        # a batch recorded before the check: what readers make of it
+        await app.store.append(
+            EVENTS_KIND,
+            {"events_json": json.dumps([event]), "count": 1},
+            session_id=opened.session_id,
+            subject="alice@example.com",
+        )
+        timeline = await _timeline_of(app.store, opened.session_id)
+        assert [e.pdp_verdict for e in timeline.entries if e.type == "command"] == [UNKNOWN_VERDICT]
+    for said in await _verified(config_path, tmp_path / "evidence.tar.gz"):
+        assert "proxy verdicts: 1 commands recorded as let through" in said, said
+        assert "a verdict the PDP never gives" in said, said

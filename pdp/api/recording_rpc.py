@@ -247,7 +247,7 @@ class SessionEventBatches:
         else:
             count = len(request.events)
             for i, event in enumerate(request.events):
-                why = kind_refusal(event.direction, event.type)
+                why = kind_refusal(event.direction, event.type, event.verdict)
                 if why:
                     raise _BatchRefused(grpc.StatusCode.INVALID_ARGUMENT, f"events[{i}].{why}")
             times = [event.time for event in request.events]

@@ -54,6 +54,10 @@ _TEXT_LIMITS = {"direction": 32, "type": 32, "decision_id": 64, "verdict": 32}
 # a proxy's batch naming one ("session closed" mid-session, "approved by bob") is refused
 PROXY_DIRECTIONS = frozenset({"", "client", "upstream", "proxy"})
 PROXY_EVENT_TYPES = frozenset({"", "command", "response", "io", "masking", "error", "unenforced"})
+# the verdicts an event may name: the PDP's four (portcullis.verdict's wire names), or none.
+# Any other text let a command the PDP denied be recorded as `Allow` or `approved`, which
+# replay showed and neither replay nor `audit verify` weighed (only `allow` and `mask` are)
+EVENT_VERDICTS = frozenset({"", "allow", "deny", "mask", "require_approval"})
 
 
 class MalformedEvents(ValueError):
@@ -278,7 +282,9 @@ def _fully_checked_batch(text: str, max_events: int, max_command: int) -> int:
             value = event.get(name, "")
             if type(value) is not str or len(value) > limit:
                 raise MalformedEvents(f"events_json[{i}].{name}: must be text of at most {limit}")
-        why = kind_refusal(event.get("direction", ""), event.get("type", ""))
+        why = kind_refusal(
+            event.get("direction", ""), event.get("type", ""), event.get("verdict", "")
+        )
         if why:
             raise MalformedEvents(f"events_json[{i}].{why}")
         command = event.get("command", "")
@@ -315,12 +321,15 @@ def _fully_checked_batch(text: str, max_events: int, max_command: int) -> int:
     return len(events)
 
 
-def kind_refusal(direction: Any, kind: Any) -> str:
-    """Why an event's direction and type are none a proxy records ("" when they are)."""
+def kind_refusal(direction: Any, kind: Any, verdict: Any = "") -> str:
+    """Why an event's direction, type and verdict are none a proxy records ("" when they
+    are)."""
     if direction not in PROXY_DIRECTIONS:
         return f"direction: {str(direction)[:32]!r} is not one a proxy records"
     if kind not in PROXY_EVENT_TYPES:
         return f"type: {str(kind)[:32]!r} is not one a proxy records"
+    if verdict not in EVENT_VERDICTS:
+        return f"verdict: {str(verdict)[:32]!r} is not one the PDP gives"
     return ""
 
 

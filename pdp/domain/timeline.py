@@ -67,6 +67,7 @@ import pglast.parser as pglast_parser
 from pdp.domain.casts import CastClock
 from pdp.domain.recordings import (
     CLOCK_SKEW_SECONDS,
+    EVENT_VERDICTS,
     LATE_SECONDS,
     batch_events,
     received_at,
@@ -579,7 +580,9 @@ def _explained(
             continue
         ruling = rulings.get(e.decision_id, {})
         disputed = weaker_than_ruled(e.verdict, ruling)
-        if checked and e.decision_id not in rulings and e.verdict in LETS_THROUGH:
+        if e.verdict not in EVENT_VERDICTS:
+            disputed = UNKNOWN_VERDICT  # (refused since: recorded before)
+        elif checked and e.decision_id not in rulings and e.verdict in LETS_THROUGH:
             disputed = NO_DECISION
         elif not disputed and e.verdict in LETS_THROUGH and _of_another_command(e, ruling):
             disputed = OTHER_COMMAND
@@ -629,6 +632,8 @@ OTHER_COMMAND = "another command"
 REUSED = "no reuse then"
 # ... or run again under a decision made for one run (DecisionRuns)
 RAN_AGAIN = "run again"
+# ... or under a verdict the PDP never gives (`Allow`, `approved`)
+UNKNOWN_VERDICT = "no such verdict"
 
 
 def reused_past(
@@ -1009,6 +1014,8 @@ def _entry_line(e: Entry) -> str:
         parts.append("!! the PDP recorded this decision of another command")
     elif e.pdp_verdict == REUSED:
         parts.append("!! answered from the proxy's cache where the PDP's decision allowed no reuse")
+    elif e.pdp_verdict == UNKNOWN_VERDICT:
+        parts.append("!! a verdict the PDP never gives")
     elif e.pdp_verdict == RAN_AGAIN:
         parts.append(
             "!! run again under a decision the PDP made for one run (or not as the prepared"

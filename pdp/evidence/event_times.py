@@ -39,6 +39,7 @@ from typing import Any
 from pdp.domain.casts import CastClock
 from pdp.domain.recordings import (
     CLOCK_SKEW_SECONDS,
+    EVENT_VERDICTS,
     EVENTS_KIND,
     LATE_SECONDS,
     RECEIVED,
@@ -209,9 +210,14 @@ class EventTimes:
         one the PDP recorded as stronger: counted and named. Only for a session whose
         opening was read (a bundle of a window may start after a session's decisions)."""
         verdict = event.get("verdict")
-        if verdict not in LETS_THROUGH or session_id not in self.opened:
+        if session_id not in self.opened:
             return
-        if ruled is None:
+        if verdict is not None and verdict not in EVENT_VERDICTS:
+            # (refused since at RecordEvents: a batch recorded before)
+            said = f"{inert(str(verdict)[:32])!r}, a verdict the PDP never gives"
+        elif verdict not in LETS_THROUGH:
+            return
+        elif ruled is None:
             if session_id in self.incomplete:
                 return
             said = f"{verdict} under {NO_DECISION} of the PDP in its session"
