@@ -8,9 +8,10 @@ the last transaction initdb ran, which they read as the xmin of template0's pg_d
 datname = 'template0'` after the change wrote that row again: the boundary moved past the
 changed built-in, which was then judged as initdb made it (the reader's `SELECT
 age(timestamp '2020-01-01')` ran the superuser's code). The boundary is now the least of
-template0's row and the rows of the databases made since (each newer than initdb: a
-superuser must rewrite them all), and a proxy keeps the first it read of its server: one
-read newer than that is no catalogue it can judge by (sessions are refused: fail closed).
+template0's row and the rows of the databases and of this database's relations made since
+(each newer than initdb: a superuser must rewrite them all), and a proxy keeps the least it
+read of its server: one read newer than that is no catalogue it can judge by (sessions are
+refused: fail closed).
 These tests run their own cluster (tests/pg_cluster.py): template0 is the server's.
 """
 
@@ -100,6 +101,18 @@ async def test_template0_rewritten_before_the_proxy_starts_does_not_hide_it(
     admin(cluster, "p19", CHANGE_AGE)
     admin(cluster, "postgres", MOVE_TEMPLATE0)
     async with gateway(tmp_path, cluster) as gw:
+        assert not await age_answered(gw)
+
+
+async def test_template0_rewritten_where_no_database_was_made_since_initdb(
+    tmp_path, cluster
+) -> None:
+    # the proxy serves `postgres` (made by initdb), p19 dropped: its own tables bound it
+    admin(cluster, "postgres", "DROP DATABASE p19", "CREATE TABLE p19_orders (id int)")
+    admin(cluster, "postgres", CHANGE_AGE, MOVE_TEMPLATE0)
+    async with gateway_on(
+        tmp_path, "postgres", "postgres", "unused", upstream=f"127.0.0.1:{cluster}"
+    ) as gw:
         assert not await age_answered(gw)
 
 

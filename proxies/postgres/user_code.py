@@ -114,13 +114,15 @@ from proxies.postgres.relations import as_the_pdp_reads, read_as
 # pg_cast, pg_operator or pg_aggregate. Without template0 every row written after the
 # bootstrap counts (more code judged as the database's, never less). A superuser may write
 # template0's row again (UPDATE pg_database ... WHERE datname = 'template0'), which moved
-# the boundary past a built-in changed before: so no later than the row of any database made
-# since initdb (an OID from 16384 up, each made after it), which they would all have to
-# write again; and a proxy keeps the least it read of its server (catalog_watch.read_facts:
-# one read later than that is refused, fail closed).
+# the boundary past a built-in changed before: so no later than the row of any database, or
+# of any relation of this one, made since initdb (an OID from 16384 up, each made after it),
+# which they would all have to write again; and a proxy keeps the least it read of its
+# server (catalog_watch.read_facts: one read later than that is refused, fail closed).
 AFTER_INITDB = (
-    "(SELECT least(coalesce(max(xmin::text::bigint) FILTER (WHERE datname = 'template0'), '2'),"
-    " min(xmin::text::bigint) FILTER (WHERE oid >= 16384) - 1) FROM pg_catalog.pg_database)"
+    "(SELECT least(coalesce(max(d.xmin::text::bigint) FILTER (WHERE d.datname = 'template0'),"
+    " '2'), min(d.xmin::text::bigint) FILTER (WHERE d.oid >= 16384) - 1,"
+    " (SELECT min(c.xmin::text::bigint) FROM pg_catalog.pg_class c WHERE c.oid >= 16384) - 1)"
+    " FROM pg_catalog.pg_database d)"
 )
 
 USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
