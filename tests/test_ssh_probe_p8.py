@@ -171,8 +171,8 @@ WRAPPED = [
     ("nohup sh -c 'touch /m'", ["touch", "/m"], "deny"),
     ("timeout --foreground 3s df", ["df"], "mask"),
     ("timeout --sig=TERM -- 1m df -h", ["df", "-h"], "mask"),
-    ("nice --5 uptime", ["uptime"], "mask"),
-    ("nice -n -5 -- free -m", ["free", "-m"], "mask"),
+    ("nice --5 uptime", ["uptime"], "deny"),  # a raised priority (test_ssh_probe_p24)
+    ("nice -n 5 -- free -m", ["free", "-m"], "mask"),
     (
         "nice --adj=3 journalctl --vacuum-time=1s",
         ["journalctl", "--vacuum-time=1s"],

@@ -889,6 +889,8 @@ class _Walker:
                     through = [*via, base]
                     if base == "timeout" and _timeout_detached(words[1 : len(words) - len(inner)]):
                         through.append(TIMEOUT_DETACHED)
+                    if _raised_priority(base, words[1 : len(words) - len(inner)]):
+                        through.append(RAISED_PRIORITY)
                     self._emit(inner, assignments, redirects, through, heredoc, more_args)
                     return
             if base == "env":
@@ -1000,6 +1002,59 @@ def _timeout_detached(options: list[Word]) -> bool:
                 break
     seconds = _seconds(duration)
     return seconds == 0 or seconds + total > TIMEOUT_BOUND
+
+
+# what runs a command at a priority above the account's default (a part's via): nice with a
+# negative adjustment (`nice -n -20`, `nice --20`: only root may, and a root upstream
+# account does), ionice's real-time class (`-c1`, `--class realtime`): a loop at the top of
+# the scheduler's or the disk's queue. An adjustment or class not read as a plain number
+# (or class name) counts as raised.
+RAISED_PRIORITY = "raised priority"
+IONICE_CLASSES = {"0": False, "none": False, "1": True, "realtime": True, "2": False,
+                  "best-effort": False, "3": False, "idle": False}  # fmt: skip
+NICE_ADJUSTMENT = re.compile(r"[-+]?[0-9]+")
+
+
+def _raised_priority(name: str, options: list[Word]) -> bool:
+    """Whether nice or ionice, given these words before its command (as _wrapped_command
+    read them), runs it above the default priority."""
+    if name not in ("nice", "ionice"):
+        return False
+    texts = [word.text for word in options]
+    values: list[str] = []
+    i = 0
+    while i < len(texts):
+        text = texts[i]
+        i += 1
+        if text == "--":
+            break
+        given, eq, attached = text.partition("=")
+        if name == "nice" and NICE_NUMBER.fullmatch(text):
+            # -N, -+N: +N; --N: -N (nice.c's obsolete forms)
+            values.append("-" + text[2:] if text.startswith("--") else text[1:])
+            continue
+        long_name = "--adjustment" if name == "nice" else "--class"
+        if text.startswith("--") and len(given) > 2 and long_name.startswith(given):
+            values.append(attached if eq else texts[i] if i < len(texts) else "")
+            i += 0 if eq else 1
+            continue
+        if text.startswith("--"):
+            if len(given) > 2 and "--classdata".startswith(given) and not eq:
+                i += 1  # ionice's level within its class: its value
+            continue
+        letter = "n" if name == "nice" else "c"
+        for j, c in enumerate(text[1:], start=1):
+            if c in "nc":
+                value = text[j + 1 :]
+                if not value:
+                    value = texts[i] if i < len(texts) else ""
+                    i += 1
+                if c == letter:
+                    values.append(value)
+                break
+    if name == "nice":
+        return any(not NICE_ADJUSTMENT.fullmatch(v) or int(v) < 0 for v in values)
+    return any(IONICE_CLASSES.get(v.lower(), True) for v in values)
 
 
 def _seconds(text: str) -> float:
