@@ -36,6 +36,7 @@ from pg_probe_stack import SAM, pending_approval
 
 from proxies.postgres import codec
 from proxies.postgres.catalog_watch import POLL_SECONDS
+from proxies.postgres.tracker import Expect, ResponseTracker
 
 pytestmark = pytest.mark.integration
 
@@ -326,3 +327,32 @@ async def test_an_approved_write_run_again_at_once_is_lifted_again(tmp_path) -> 
         with gw.admin() as admin:
             total = admin.execute("SELECT total FROM orders WHERE id = 10").fetchone()[0]
             assert float(total) == 102.5
+
+
+# which ended transactions tell the watch (sans IO): a write of rows only when it names a
+# catalogue table or may hide the name it writes (a write-heavy workload through a dba's
+# session would otherwise ask the catalogue again before every statement)
+TOLD = [
+    ("CREATE FUNCTION f() ...", "CREATE FUNCTION", True),
+    ("DO $$ ... $$", "DO", True),
+    ("EXPLAIN ANALYZE UPDATE pg_proc ...", "EXPLAIN", True),
+    ("UPDATE pg_catalog.pg_proc SET prosrc = '' WHERE oid = 1", "UPDATE 1", True),
+    ("UPDATE \"pg_proc\" SET prosrc = '' WHERE oid = 1", "UPDATE 1", True),
+    ("UPDATE U&\"\\0070g_proc\" SET prosrc = '' WHERE oid = 1", "UPDATE 1", True),
+    ("EXECUTE p(1)", "UPDATE 1", True),
+    ("UPDATE orders SET total = 1 WHERE id = 10", "UPDATE 1", False),
+    ("INSERT INTO orders VALUES (1, 1, 1)", "INSERT 0 1", False),
+    ("SELECT 1", "SELECT 1", False),
+    ("COPY orders TO STDOUT", "COPY 2", False),
+]
+
+
+@pytest.mark.parametrize(("sql", "tag", "told"), TOLD)
+def test_a_transaction_that_may_write_the_catalogue_tells_the_watch(sql, tag, told) -> None:
+    tracker = ResponseTracker()
+    heard: list[bool] = []
+    tracker.on_catalog_written = lambda: heard.append(True)
+    tracker.expect(Expect("Query", command=sql))
+    tracker.on_backend(codec.CommandComplete(tag))
+    tracker.on_backend(codec.ReadyForQuery("I"))
+    assert heard == ([True] if told else [])

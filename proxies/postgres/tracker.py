@@ -51,14 +51,20 @@ _ENDED_BY_READY = ("Query", "Sync", "Call")  # what a ReadyForQuery answers last
 # policy judges by, which the catalogue watch is told of once its transaction ends
 # (on_catalog_written). A SELECT calling a function that runs DDL is left to the watch's
 # poll (counting every SELECT would ask the catalogue after every read of a privileged
-# session).
+# session), and so is a write to a table whose trigger runs DDL.
 _READ_TAGS = frozenset(
     {
         "SELECT", "SHOW", "FETCH", "MOVE", "BEGIN", "START", "COMMIT", "ROLLBACK",
         "SAVEPOINT", "RELEASE", "SET", "RESET", "DISCARD", "DEALLOCATE", "PREPARE",
-        "DECLARE", "CLOSE", "LISTEN", "UNLISTEN", "NOTIFY", "EXPLAIN", "COPY", "LOCK", "",
+        "DECLARE", "CLOSE", "LISTEN", "UNLISTEN", "NOTIFY", "COPY", "LOCK", "",
     }
 )  # fmt: skip
+# writes of rows: of the catalogue only when the statement names a catalogue table (an
+# UPDATE of pg_proc; every write of a write-heavy workload would otherwise ask the
+# catalogue again), or may hide the name it writes: a quoted or escaped name, an SQL
+# EXECUTE of a statement prepared before
+_ROW_TAGS = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE"})
+_MAY_NAME_CATALOG = re.compile(r'pg_|["\\]|u&|execute|^$', re.IGNORECASE)
 _NO_DATA = ord("n")
 
 _Origin = tuple[int, int]  # a table column: (table OID, attribute number)
@@ -617,8 +623,12 @@ class ResponseTracker:
 
     def _ended(self, head: Expect, tag: str) -> None:
         """A statement's result ended (CommandComplete, EmptyQueryResponse, ...)."""
-        if not tag.startswith("SELECT") and tag.partition(" ")[0] not in _READ_TAGS:
-            self._wrote = True
+        if not tag.startswith("SELECT"):
+            word = tag.partition(" ")[0]
+            if word not in _READ_TAGS and (
+                word not in _ROW_TAGS or _MAY_NAME_CATALOG.search(head.command or "")
+            ):
+                self._wrote = True
         self._complete(head, tag)
         head.shape = None
         head.row_mask = None
