@@ -31,6 +31,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncssh
 import pytest
 from test_ssh_proxy import ssh_policy, ssh_stack
 
@@ -182,6 +183,33 @@ async def test_an_unusable_time_limit_denies_every_exec(tmp_path: Path) -> None:
             assert result.exit_status == 1
             assert "is no number of seconds" in result.stderr, result.stderr
         assert stack.sshd.sessions_started() == 0
+
+
+async def test_a_session_holds_at_most_its_policys_channels(tmp_path: Path) -> None:
+    policies = ssh_policy(tmp_path, max_channels=2)
+    markers = [marker_for(10), marker_for(11)]
+    try:
+        async with (
+            ssh_stack(tmp_path, extra={"policies": policies}) as stack,
+            await stack.connect(READER) as conn,
+        ):
+            held = [await conn.create_process(f"free -s 1 -c {m} >/dev/null") for m in markers]
+            assert await up(markers[0]) and await up(markers[1])
+            with pytest.raises(asyncssh.ChannelOpenError) as refused:
+                await conn.create_process("uptime")
+            assert "at most 2 channels at once" in refused.value.reason
+            held[0].close()
+            assert await gone(markers[0])
+            for _ in range(100):  # once the proxy finished that channel, one more opens
+                with contextlib.suppress(asyncssh.ChannelOpenError):
+                    assert (await conn.run("uptime")).exit_status == 0
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail("no channel opened after one of two closed")
+    finally:
+        for marker in markers:
+            kill_left(marker)
 
 
 # -- the report, sans IO ---------------------------------------------------------------------

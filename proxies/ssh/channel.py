@@ -72,6 +72,8 @@ REPORT_TIMEOUT = 15.0
 # 0 or absent: none. Past it the command is ended, the client told, exit status 124
 # (timeout(1)'s), and its command event says why.
 EXEC_SECONDS = "ssh_exec_seconds"
+# and how many channels a session may hold open at once (0 or absent: no cap)
+MAX_CHANNELS = "ssh_max_channels"
 TIMED_OUT_STATUS = 124
 TERMINAL_REFUSED = "a command with a terminal is interactive, as a shell is: "
 # a terminal type the upstream sets as TERM for what runs there: a terminfo name, nothing

@@ -63,7 +63,7 @@ from proxies.runtime.secrets_scan import SecretScanner
 from proxies.runtime.session import ProxyRuntime, ProxySession
 from proxies.ssh import keys
 from proxies.ssh.asyncssh_logs import quiet_when_off
-from proxies.ssh.channel import EXEC_SECONDS, Channel
+from proxies.ssh.channel import EXEC_SECONDS, MAX_CHANNELS, Channel
 from proxies.ssh.packets import without_chaff
 from proxies.ssh.passwords import quick_saslprep
 from proxies.ssh.reaper import reap_command
@@ -392,7 +392,23 @@ class ClientConnection(asyncssh.SSHServer):
     def session_requested(self) -> Any:
         if self.session is None and self._opening is None:
             return False
+        cap = self.max_channels()
+        if cap and len(self.channels) >= cap:
+            log.info("ssh channel refused: the session holds %d channels (%s)", cap, MAX_CHANNELS)
+            raise asyncssh.ChannelOpenError(
+                asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
+                f"portcullis: at most {cap} channels at once in a session ({MAX_CHANNELS})",
+            )
         return Channel(self)
+
+    def max_channels(self) -> int:
+        """The policy's cap on the session's open channels (session.open's session_settings
+        ssh_max_channels); 0: none. A value that is no whole number caps at one."""
+        grant = self.session.grant if self.session is not None else None
+        if grant is None:
+            return 0
+        raw = dict(grant.ruling.verdict.session_settings).get(MAX_CHANNELS, "0")
+        return int(raw) if raw.isdigit() else 1
 
     def connection_requested(
         self, dest_host: str, dest_port: int, orig_host: str, orig_port: int

@@ -63,12 +63,23 @@ ssh_parts := input.command.ssh.parts if {
 # (`while :; do :; done`, `free -s 0.001 >/dev/null`: allowed words, no end) holds an upstream
 # core only that long — and never past its session: the proxy ends every command of a
 # session that ends.
+# With it, how many session channels (execs, shells, subsystems) one SSH session may hold
+# open at once (data.portcullis.ssh.max_channels; 0: no cap but sshd's MaxSessions): a
+# reader's connection opened 64 channels of `while :; do :; done; df` (sshd's MaxSessions
+# in the tests), 64 upstream cores held for as long as the limit above lets each run. The
+# proxy refuses a channel past it, saying why (session setting ssh_max_channels).
 ssh_default_exec_seconds := 3600
 
-session_settings := {"ssh_exec_seconds": sprintf("%v", [seconds])} if {
+ssh_default_max_channels := 16
+
+session_settings := {
+	"ssh_exec_seconds": sprintf("%v", [seconds]),
+	"ssh_max_channels": sprintf("%v", [channels]),
+} if {
 	input.command.kind == "session.open"
 	connection.type == "ssh"
 	seconds := object.get(data.portcullis.ssh, "exec_seconds", ssh_default_exec_seconds)
+	channels := object.get(data.portcullis.ssh, "max_channels", ssh_default_max_channels)
 }
 
 ssh_interactive_kinds := {

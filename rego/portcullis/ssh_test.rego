@@ -820,7 +820,7 @@ test_an_ssh_session_carries_its_exec_time_limit if {
 	every groups in [["readonly"], ["dba"], ["dba", "pii-readers"]] {
 		d := portcullis.decision with input as ssh_open(groups)
 		d.verdict == "allow"
-		d.session_settings == {"ssh_exec_seconds": "3600"}
+		d.session_settings == {"ssh_exec_seconds": "3600", "ssh_max_channels": "16"}
 	}
 	shorter := portcullis.decision with input as ssh_open(["readonly"])
 		with data.portcullis.ssh.exec_seconds as 5
@@ -828,6 +828,9 @@ test_an_ssh_session_carries_its_exec_time_limit if {
 	none := portcullis.decision with input as ssh_open(["readonly"])
 		with data.portcullis.ssh.exec_seconds as 0
 	none.session_settings.ssh_exec_seconds == "0"
+	two := portcullis.decision with input as ssh_open(["readonly"])
+		with data.portcullis.ssh.max_channels as 2
+	two.session_settings.ssh_max_channels == "2"
 	denied := portcullis.decision with input as ssh_open(["nobody"])
 	denied.verdict == "deny"
 	not denied.session_settings
