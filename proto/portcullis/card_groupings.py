@@ -3,7 +3,7 @@ credit_card detector (portcullis.masking owns the first, the printed layouts, an
 check digit).
 
 What a reader's own SELECT or echo makes of a card: digits joined by a comma
-(`string_agg(d, ',')`), by a separator of up to three characters (`4111 | 1111 | ...`,
+(`string_agg(d, ',')`), by a separator of up to four characters (`4111 | 1111 | ...`,
 `4111, 1111, ...`, `4111\\r\\n1111...`), in pairs (`regexp_replace(card, '(..)', '\\1 ',
 'g')`: `41 11 11 ...`), one digit a line. Such text is also what lists, table cells and
 columns of ordinary numbers look like, so a grouping is read as a card only when all of
@@ -29,15 +29,15 @@ from collections.abc import Callable, Iterator, Sequence
 
 Span = tuple[int, int]
 
-# digit groups joined by up to three characters that are no letter or digit each
-_RUN = re.compile(r"(?<![0-9])[0-9]+(?:[\W_]{1,3}[0-9]+)+")
+# digit groups joined by up to four characters that are no letter or digit each
+_RUN = re.compile(r"(?<![0-9])[0-9]+(?:[\W_]{1,4}[0-9]+)+")
 _GROUP = re.compile(r"[0-9]+")
 # what every grouping read holds: four groups of up to four digits joined by one separator
 # (13 digits need four such groups), or a printed layout's three (a timestamp has neither:
 # its separators change every two groups)
 _HINT = re.compile(
-    r"[0-9]{1,4}(?P<s>[\W_]{1,3})[0-9]{1,4}(?P=s)[0-9]{1,4}(?P=s)[0-9]"
-    r"|[0-9]{4}(?P<t>[\W_]{1,3})[0-9]{6}(?P=t)[0-9]{4}"
+    r"[0-9]{1,4}(?P<s>[\W_]{1,4})[0-9]{1,4}(?P=s)[0-9]{1,4}(?P=s)[0-9]"
+    r"|[0-9]{4}(?P<t>[\W_]{1,4})[0-9]{6}(?P=t)[0-9]{4}"
 )
 _LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 _LEAST, _MOST = 13, 19

@@ -97,10 +97,10 @@ def _digit_count(text: str) -> int:
 # spaces, only with a dot spelt too and a usual top-level domain (`look at the dot matrix`
 # is prose).
 _DOT_SPELT = (
-    r"(?:[ \t]*[(\[{<][ \t]*(?:(?i:dot)|[.\u3002\uff0e\uff61])[ \t]*[)\]}>][ \t]*"
+    r"(?:[ \t]*[(\[{<][ \t]*(?:(?i:dot)|[.\u3002\uff0e\uff61\u2024\ufe52\u00b7])[ \t]*[)\]}>][ \t]*"
     r"|[ \t]+(?i:dot)[ \t]+)"
 )
-_DOT_MARK = r"(?:[.\u3002\uff0e\uff61]|(?=[ \t(\[{<])" + _DOT_SPELT + ")"
+_DOT_MARK = r"(?:[.\u3002\uff0e\uff61\u2024\ufe52\u00b7]|(?=[ \t(\[{<])" + _DOT_SPELT + ")"
 _USUAL_TLD = (
     "com|net|org|edu|gov|mil|int|info|biz|io|co|me|dev|app|ai|us|uk|de|fr|nl|be|at|ch|es|it"
     "|pt|se|no|dk|fi|pl|cz|ru|ua|cn|jp|kr|in|br|ar|mx|au|nz|ca|eu|ie"
@@ -181,9 +181,12 @@ def _email_precheck(text: str) -> bool:
 
 
 def _at_escaped(text: str) -> bool:
-    return ("%" in text or "&" in text or "\\" in text) and any(
-        h in text for h in _AT_ESCAPED_HINTS
-    )
+    # (every escaped @ holds a 4 but &commat;)
+    return (
+        "4" in text
+        and ("%" in text or "&" in text or "\\" in text)
+        and any(h in text for h in _AT_ESCAPED_HINTS)
+    ) or "&commat;" in text
 
 
 def _email_gate(data: bytes, digits: int) -> bool:
@@ -199,7 +202,7 @@ def _email_gate(data: bytes, digits: int) -> bool:
     lowered = data.lower()
     if b"at" not in lowered:
         return False
-    if b"&commat;" in lowered:
+    if b"&commat;" in data:
         return True
     if b"dot" in lowered:
         return _SPELT_AT_ASCII.search(data) is not None
@@ -454,7 +457,8 @@ _SSN = re.compile(
 
 
 _SSN_HINT = re.compile(rf"[0-9]{{3}}[{_SSN_SEPARATORS}][0-9]{{2}}[{_SSN_SEPARATORS}][0-9]{{4}}")
-# Nine digits written together are an SSN only where a label says so: a bare nine-digit
+# Nine digits written together (or grouped otherwise: 078 051 120) are an SSN only where a
+# label says so: a bare nine-digit
 # number is an order number, a phone number without its area, a ZIP+4, an amount in cents,
 # far more often than an SSN, and masking every one would hide ordinary data. Labelled is
 # `ssn`, `SSN#`, `social security (number|no|#)`, `soc sec` before it on its line or the line
@@ -462,14 +466,14 @@ _SSN_HINT = re.compile(rf"[0-9]{{3}}[{_SSN_SEPARATORS}][0-9]{{2}}[{_SSN_SEPARATO
 # alone on its line), or just after it (`078051120 (SSN)`). A column or field so named is
 # masked whole by its field rule already.
 _SSN_BARE = re.compile(
-    r"(?<![0-9])(?<![0-9][-./,])(?!000|666|9)[0-9]{3}(?!00)[0-9]{2}(?!0000)[0-9]{4}"
-    r"(?![0-9])(?![-./,][0-9])"
+    r"(?<![0-9])(?<![0-9][-./, ])[0-9](?:[-. ]?[0-9]){8}(?![0-9])(?![-./, ][0-9])"
 )
+_SSN_ISSUED = re.compile(r"(?!000|666|9)[0-9]{3}(?!00)[0-9]{2}(?!0000)[0-9]{4}")
 _SSN_LABEL = re.compile(
     r"(?i)(?<![a-z])(?:ssn|ss#|ssan|soc(?:ial)?[ \t_.\-]*sec(?:urity)?)(?![a-z])"
 )
-_SSN_BARE_HINT = re.compile(r"[0-9]{9}")
-_SSN_BARE_HINT_ASCII = re.compile(rb"[0-9]{9}")
+_SSN_BARE_HINT = re.compile(r"[0-9](?:[-. ]?[0-9]){8}")
+_SSN_BARE_HINT_ASCII = re.compile(_SSN_BARE_HINT.pattern.encode())
 _SSN_LABEL_ASCII = re.compile(_SSN_LABEL.pattern.encode())
 _SSN_LABEL_BEFORE = 32  # characters before the number a label may stand, on two lines
 _SSN_LABEL_AFTER = 16
@@ -492,16 +496,26 @@ def _ssn_labelled(text: str, start: int, end: int) -> bool:
 def _ssn_precheck(text: str) -> bool:
     if _SSN_HINT.search(text) is not None:
         return True
-    return _SSN_BARE_HINT.search(text) is not None and _SSN_LABEL.search(text) is not None
+    lowered = text.lower()  # (every label begins `ss` or `soc`)
+    return (
+        ("ss" in lowered or "soc" in lowered)
+        and _SSN_LABEL.search(text) is not None
+        and _SSN_BARE_HINT.search(text) is not None
+    )
 
 
 def _ssn_spans(text: str) -> Iterator[Span]:
-    for m in _SSN.finditer(text):
-        yield m.span()
+    found = [m.span() for m in _SSN.finditer(text)]
+    yield from found
     if _SSN_BARE_HINT.search(text) is None:
         return
     for m in _SSN_BARE.finditer(text):
-        if _ssn_labelled(text, *m.span()):
+        digits = m[0].replace("-", "").replace(".", "").replace(" ", "")
+        if (
+            m.span() not in found
+            and _SSN_ISSUED.fullmatch(digits)
+            and _ssn_labelled(text, *m.span())
+        ):
             yield m.span()
 
 
@@ -600,8 +614,11 @@ def _ssn_gate(data: bytes, digits: int) -> bool:
         return False
     if _SSN_HINT_ASCII.search(data) is not None:
         return True
+    lowered = data.lower()  # (every label begins `ss` or `soc`)
     return (
-        _SSN_BARE_HINT_ASCII.search(data) is not None and _SSN_LABEL_ASCII.search(data) is not None
+        (b"ss" in lowered or b"soc" in lowered)
+        and _SSN_LABEL_ASCII.search(data) is not None
+        and _SSN_BARE_HINT_ASCII.search(data) is not None
     )
 
 

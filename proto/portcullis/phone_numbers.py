@@ -46,7 +46,7 @@ _NOT_AFTER = r"(?![0-9]|[ .\-/][0-9]|\w)"
 _NANP_AREA = r"[2-9](?:[0-8][0-9])"
 _NANP = re.compile(
     _NOT_BEFORE
-    + rf"(?:\+?1[ .\-]?)?(?:\({_NANP_AREA}\)[ ]?|{_NANP_AREA}(?P<sep>[ .\-]))"
+    + rf"(?:\+?1[ .\-]?)?(?:\({_NANP_AREA}\)[ .\-]?|{_NANP_AREA}(?P<sep>[ .\-]))"
     + r"[2-9][0-9]{2}(?(sep)(?P=sep)|[ .\-])[0-9]{4}"
     + _NOT_AFTER
 )
