@@ -25,14 +25,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import asyncssh
 import pytest
+import test_ssh_proxy
+from test_ssh_probe_p18 import ACCOUNT, AccountSshd, needs_account
 from test_ssh_proxy import ssh_policy, ssh_stack
 
 from pdp.domain.recordings import session_events
@@ -173,6 +177,32 @@ async def test_an_exec_past_its_time_limit_is_ended(tmp_path: Path) -> None:
             assert "time limit" in ended["details"]["error"]
     finally:
         kill_left(marker)
+
+
+@needs_account
+async def test_an_unprivileged_accounts_exec_past_its_time_limit_is_ended() -> None:
+    # sshd's own KILL (killpg), for an account it signals: the line runs as sent
+    where = Path(tempfile.mkdtemp(prefix="portcullis-p23-"))
+    where.chmod(0o755)
+    marker = marker_for(12)
+    try:
+        policies = ssh_policy(where, exec_seconds=2)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(test_ssh_proxy, "Sshd", AccountSshd)
+            async with (
+                ssh_stack(where, extra={"policies": policies}) as stack,
+                await stack.connect(READER) as conn,
+            ):
+                assert stack.sshd.user == ACCOUNT
+                result = await asyncio.wait_for(
+                    conn.run(f"free -s 1 -c {marker} >/dev/null"), HANG_GUARD
+                )
+                assert result.exit_status == 124, result
+                assert "ran past its time limit" in result.stderr
+                assert await gone(marker)
+    finally:
+        kill_left(marker)
+        shutil.rmtree(where, ignore_errors=True)
 
 
 async def test_an_unusable_time_limit_denies_every_exec(tmp_path: Path) -> None:
