@@ -1168,7 +1168,21 @@ class _Relay(Relay):
         except Exception as exc:
             self.failed(exc)
             return
-        self._sent()
+        # _sent(), spelt out: after every client chunk
+        if enforcer.actions:
+            self._carry_out()
+        outbound = conn.outbound
+        if outbound:
+            write = conn.to_upstream
+            if write is None:
+                conn.flush_upstream()
+            else:
+                write(outbound[0] if len(outbound) == 1 else b"".join(outbound))
+                outbound.clear()
+        if enforcer.terminated:
+            self.end("client_terminate")
+        elif self._statement_limit and self._watchdog is None:
+            self.arm_watchdog()
 
     async def _ask(self, messages: list[codec.Message]) -> None:
         """The rest of a chunk, from a message that must wait on (now() has already
