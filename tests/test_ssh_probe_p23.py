@@ -54,7 +54,7 @@ def running(marker: str) -> list[int]:
 
 
 async def up(marker: str) -> bool:
-    for _ in range(200):
+    for _ in range(1200):
         if running(marker):
             return True
         await asyncio.sleep(0.05)
@@ -62,9 +62,9 @@ async def up(marker: str) -> bool:
 
 
 async def gone(marker: str) -> bool:
-    """Whether the marker's processes are gone (asked for up to 20 s: the reap is an exec
-    of its own on a loaded machine)."""
-    for _ in range(200):
+    """Whether the marker's processes are gone (asked for up to 60 s: the reap is an exec
+    of its own, on a machine that may be loaded)."""
+    for _ in range(600):
         if not running(marker):
             return True
         await asyncio.sleep(0.1)
