@@ -29,12 +29,16 @@ of numbers that are no card's) stays as it is.
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from adversary import RawClient
 from pg_probe_stack import arena_fixture, reader_fixture
+from ssh_probe_stack import READER, stack_fixture
+from test_ssh_proxy import Stack
 
 from portcullis.masking import Masker
 from portcullis.verdict import MaskRule
@@ -44,6 +48,7 @@ DETECTORS = ("email", "ssn", "credit_card", "token", "phone")
 
 arena = arena_fixture()
 reader = reader_fixture("mp3")
+stack = stack_fixture()
 
 
 def everything(strategy: str = "redact") -> Masker:
@@ -380,6 +385,35 @@ def test_characters_no_one_sees_alone_change_nothing(text: str) -> None:
 
 
 # ---------------------------------------------------------------- the real stack
+
+
+@pytest.mark.integration
+async def test_a_reader_reading_a_log_through_the_ssh_proxy_sees_the_shapes_masked(
+    stack: Stack,
+) -> None:
+    """The real stack: a readonly reader cats (allowed) a log under /var/log whose lines
+    hold the shapes; the SSH proxy's output masking (the shipped detectors) hides each."""
+    lines = {
+        "4111 | 1111 | 1111 | 1111": "1111 | 1111 | 1111",
+        "41 11 11 11 11 11 11 11": "41 11 11",
+        "SSN: 078051120": "078051",
+        "mail ann%40example.com": "ann%40",
+        "ann at example.com": "ann at",
+        "card 41\u200b11\u200b111111111111": "41\u200b11",
+    }
+    logged = Path("/var/log") / f"portcullis-mp3-{os.getpid()}-{stack.tmp.name}.log"
+    logged.write_text("".join(line + "\n" for line in lines))
+    try:
+        async with await stack.connect(READER) as conn:
+            result = await conn.run(f"cat {logged}")
+    finally:
+        logged.unlink()
+    assert result.exit_status == 0, result.stderr
+    shown = str(result.stdout)
+    assert len(shown.splitlines()) == len(lines), shown
+    for line, hidden in lines.items():
+        assert hidden not in shown, (line, shown)
+    assert shown.count("*") > 20, shown
 
 
 @pytest.mark.integration
