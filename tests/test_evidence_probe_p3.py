@@ -29,7 +29,7 @@ from test_pdp_probe_p11 import _timeline_of
 
 from pdp.domain import policy_input
 from pdp.domain.recordings import EVENTS_KIND
-from pdp.domain.timeline import RAN_AGAIN, UNKNOWN_VERDICT
+from pdp.domain.timeline import NO_VERDICT, RAN_AGAIN, UNKNOWN_VERDICT
 from portcullis.config import load_config
 from portcullis.v1 import pdp_pb2
 
@@ -276,3 +276,26 @@ async def test_a_command_recorded_under_a_verdict_the_pdp_never_gives_is_refused
     for said in await _verified(config_path, tmp_path / "evidence.tar.gz"):
         assert "proxy verdicts: 1 commands recorded as let through" in said, said
         assert "a verdict the PDP never gives" in said, said
+
+
+async def test_a_command_recorded_with_no_verdict_is_marked(tmp_path):
+    """Attack (the session's proxy, compromised): run DROP TABLE orders without asking and
+    record it as a command with no verdict and no decision: neither replay nor verify
+    weighed a command with no verdict (a proxy records every command with the verdict it
+    enforced, a denied one too)."""
+    config_path = _written(tmp_path)
+    config = load_config(config_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        bare = {"time": time.time(), "direction": "client", "type": "command",
+                "command": "DROP TABLE orders"}  # fmt: skip
+        await stub.RecordEvents(
+            pdp_pb2.RecordEventsRequest(
+                session_id=opened.session_id, events_json=json.dumps([bare])
+            )
+        )
+        timeline = await _timeline_of(app.store, opened.session_id)
+        assert [e.pdp_verdict for e in timeline.entries if e.type == "command"] == [NO_VERDICT]
+    for said in await _verified(config_path, tmp_path / "evidence.tar.gz"):
+        assert "proxy verdicts: 1 commands recorded as let through" in said, said
+        assert "'DROP TABLE orders' recorded as run with no verdict" in said, said

@@ -576,7 +576,8 @@ def _explained(
     out = []
     for n, e in enumerate(entries):
         if not e.verdict:
-            out.append(e)
+            # a command with no verdict: sent on nobody's decision, by the proxy's account
+            out.append(replace(e, pdp_verdict=NO_VERDICT) if e.type == "command" else e)
             continue
         ruling = rulings.get(e.decision_id, {})
         disputed = weaker_than_ruled(e.verdict, ruling)
@@ -632,8 +633,9 @@ OTHER_COMMAND = "another command"
 REUSED = "no reuse then"
 # ... or run again under a decision made for one run (DecisionRuns)
 RAN_AGAIN = "run again"
-# ... or under a verdict the PDP never gives (`Allow`, `approved`)
+# ... or under a verdict the PDP never gives (`Allow`, `approved`), or under none
 UNKNOWN_VERDICT = "no such verdict"
+NO_VERDICT = "no verdict"
 
 
 def reused_past(
@@ -1016,6 +1018,8 @@ def _entry_line(e: Entry) -> str:
         parts.append("!! answered from the proxy's cache where the PDP's decision allowed no reuse")
     elif e.pdp_verdict == UNKNOWN_VERDICT:
         parts.append("!! a verdict the PDP never gives")
+    elif e.pdp_verdict == NO_VERDICT:
+        parts.append("!! recorded with no verdict: no decision of the PDP named")
     elif e.pdp_verdict == RAN_AGAIN:
         parts.append(
             "!! run again under a decision the PDP made for one run (or not as the prepared"

@@ -215,6 +215,10 @@ class EventTimes:
         if verdict is not None and verdict not in EVENT_VERDICTS:
             # (refused since at RecordEvents: a batch recorded before)
             said = f"{inert(str(verdict)[:32])!r}, a verdict the PDP never gives"
+        elif not verdict and event.get("type") == "command":
+            # a proxy records every command with the verdict it enforced (a denied one
+            # too): one with none was sent on nobody's decision, by its own account
+            said = "run with no verdict (no decision of the PDP named)"
         elif verdict not in LETS_THROUGH:
             return
         elif ruled is None:
