@@ -24,7 +24,7 @@ itself, as any condition on free text the value detectors read only in the answe
 from __future__ import annotations
 
 import pytest
-from adversary import assert_no_secret, copied
+from adversary import assert_no_secret, bind, copied, describe, execute, parse, sync
 from pg_probe_stack import arena_fixture, reader_fixture
 
 pytestmark = pytest.mark.integration
@@ -159,3 +159,23 @@ def test_a_copy_row_stays_a_row_of_its_format(labelled, reader) -> None:
     text = copied(reader.query("COPY labelled TO STDOUT"))
     assert text[0] == b"1\tpassword: [REDACTED]\n"
     assert text[2] == b"3\tx\\npassword: [REDACTED]\\ny\n"
+
+
+@pytest.mark.parametrize("result_format", [0, 1])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT profile->'contact', doc->'contact', (notes::jsonb)->'contact' FROM people",
+        "SELECT profile #> '{contact}', jsonb_path_query_first(profile, '$.contact') FROM people",
+        "SELECT max(profile->>'contact'), min(doc->>'contact') FROM people",
+    ],
+)
+def test_a_sub_document_sent_in_either_format_has_its_keys_masked(
+    reader, sql, result_format
+) -> None:
+    answer = reader.send(
+        parse("", sql), bind("", "", result_format), describe("P", ""), execute(), sync()
+    )
+    assert not answer.errors, answer.errors
+    assert b"hunter2" not in answer.raw
+    assert_no_secret(answer)

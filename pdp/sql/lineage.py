@@ -1151,7 +1151,12 @@ class Lineage:
             # matches (NULL or not, which a mask keeps), answer questions about its input;
             # how many keys or elements a document has is no question about a key's value,
             # how many a path's filter keeps is
-            if "_path_" in name or "xpath" in name:
+            if builtin and "_path_" in name and len(args) > 1 and _jsonpath_keys(args[1]):
+                # how many rows, or whether a path with constant keys is there: a question
+                # about those keys (their names as columns), never the whole document (the
+                # value it gives may be a document: met whole where it is used)
+                asked = _merge(kind, [flows[0].taken_part(), *flows[1:], *any_key], keeps)
+            elif "_path_" in name or "xpath" in name:
                 asked = flow
             elif builtin and name in _SHAPE_FUNCTIONS:
                 # how many keys or elements: the document's shape, never all of it
