@@ -344,6 +344,7 @@ TOLD = [
     ("INSERT INTO orders VALUES (1, 1, 1)", "INSERT 0 1", False),
     ("SELECT 1", "SELECT 1", False),
     ("COPY orders TO STDOUT", "COPY 2", False),
+    ("COPY pg_catalog.pg_proc FROM STDIN", "COPY 1", True),
 ]
 
 

@@ -56,14 +56,14 @@ _READ_TAGS = frozenset(
     {
         "SELECT", "SHOW", "FETCH", "MOVE", "BEGIN", "START", "COMMIT", "ROLLBACK",
         "SAVEPOINT", "RELEASE", "SET", "RESET", "DISCARD", "DEALLOCATE", "PREPARE",
-        "DECLARE", "CLOSE", "LISTEN", "UNLISTEN", "NOTIFY", "COPY", "LOCK", "",
+        "DECLARE", "CLOSE", "LISTEN", "UNLISTEN", "NOTIFY", "LOCK", "",
     }
 )  # fmt: skip
 # writes of rows: of the catalogue only when the statement names a catalogue table (an
 # UPDATE of pg_proc; every write of a write-heavy workload would otherwise ask the
 # catalogue again), or may hide the name it writes: a quoted or escaped name, an SQL
 # EXECUTE of a statement prepared before
-_ROW_TAGS = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE"})
+_ROW_TAGS = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE", "COPY"})
 _MAY_NAME_CATALOG = re.compile(r'pg_|["\\]|u&|execute|^$', re.IGNORECASE)
 _NO_DATA = ord("n")
 
