@@ -270,7 +270,19 @@ def test_a_telephone_number_is_masked(phone: str, partial: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["phone: 4155550100", "Tel. 030 901820", "mobile 07700 900123", "Cell #: 020-7946-0958"],
+    [
+        "phone: 4155550100",
+        "Tel. 030 901820",
+        "mobile 07700 900123",
+        "Cell #: 020-7946-0958",
+        "Telefon: 030 901820",  # labels of other languages
+        "Telefonnummer 030 901820",
+        "tel\u00e9fono 912 345 678",
+        "Handy 0171 1234567",
+        "m\u00f3vil: 612 345 678",
+        "celular (11) 91234-5678",
+        "T\u00e9l. 01 23 45 67 89",
+    ],
 )
 def test_a_labelled_telephone_number_is_masked(text: str) -> None:
     masker = everything()
@@ -295,6 +307,8 @@ def test_a_labelled_telephone_number_is_masked(text: str) -> None:
         "2024-01-15T10:30:45+05:30",
         "mobile app released 2024-01-15 10",  # a date after a label
         "hotel 4155550100",  # no label inside a word
+        "handyman 123456789",
+        "mobility 2024-01-15 1030",
         "+3 -4 +5",
         "4111 1111 1111 1111",  # a card is a card
     ],

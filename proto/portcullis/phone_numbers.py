@@ -11,8 +11,8 @@ A number is read as a telephone number when it is written as one, never from dig
 - North American (NANP), its area code and exchange as assigned (area 2-9, not N9X;
   exchange 2-9): `(415) 555-0100`, `415-555-0100`, `415.555.0100`, `1-415-555-0100`;
 - after a label on its line (`phone: 4155550100`, `Tel. 030 901820`, `mobile 07700
-  900123`): 9 to 15 digits, together or in groups parted by one space, dash or dot, not
-  a date.
+  900123`, `Telefon`, `teléfono`, `Handy`, `móvil`, `celular` ...): 9 to 15 digits,
+  together or in groups parted by one space, dash or dot, not a date.
 
 Not inside a longer number (the digits or separators continue: `415-555-0100-7`, a
 card's `4111 111 111 1111 ...`).
@@ -55,8 +55,10 @@ _INTERNATIONAL = re.compile(
     r"(?P<rest>(?:[ .\-]?\([0-9]{1,4}\))?(?:[ .\-][0-9]{1,8}){1,7}|[0-9]{6,14})" + _NOT_AFTER
 )
 _LABEL = re.compile(
-    r"(?<![A-Za-z])(?i:phone|telephone|tel|mobile|cell|cellphone|fax|msisdn|whatsapp|ph)"
-    r"(?:[ \t]*(?i:no|nr|number|#))?\.?[ \t]*[:=#\-]?[ \t]*"
+    r"(?<![A-Za-z])(?i:phone|telephone|tel|mobile|cell|cellphone|fax|msisdn|whatsapp|ph"
+    r"|tel[e\u00e9]f(?:on|ono|one|oon)|t\u00e9l\u00e9phone|t\u00e9l|handy|m[o\u00f3]vil|mobil"
+    r"|celular|cellulare|rufnummer|natel|tlf|tfn)"
+    r"(?:[ \t]*(?i:no|nr|number|nummer|n[u\u00fa]mero|#))?\.?[ \t]*[:=#\-]?[ \t]*"
     r"(?P<number>\(?[0-9]{2,5}\)?(?:[ .\-]?[0-9]{2,5}){0,5})" + _NOT_AFTER
 )
 _NANP_DIGITS = re.compile(r"1[2-9][0-8][0-9][2-9][0-9]{6}")
@@ -66,10 +68,12 @@ _DIGITS = re.compile(r"[0-9]")
 # label (a word of _LABEL_WORDS first: the label's pattern costs more to search)
 _PLUS = re.compile(r"\+[1-9]")
 _NANP_HINT = re.compile(r"[0-9]{3}(?:\)[ .\-]?|[ .\-]{1,2})[0-9]{3}[ .\-][0-9]{4}")
-_LABEL_WORDS = ("ph", "tel", "mobile", "cell", "fax", "msisdn", "whatsapp")
+_LABEL_WORDS = ("ph", "tel", "t\u00e9l", "mob", "m\u00f3v", "movil", "cel", "fax", "msisdn",
+                "whatsapp", "handy", "rufnummer", "natel", "tlf", "tfn")  # fmt: skip
 _PLUS_ASCII = re.compile(_PLUS.pattern.encode())
 _NANP_HINT_ASCII = re.compile(_NANP_HINT.pattern.encode())
-_LABEL_ASCII = re.compile(_LABEL.pattern.encode())
+# (over ASCII bytes: the letters past ASCII dropped from the pattern, a wider gate)
+_LABEL_ASCII = re.compile(re.sub(r"\\u00[0-9a-f]{2}", "", _LABEL.pattern).encode())
 _LABEL_WORDS_ASCII = tuple(word.encode() for word in _LABEL_WORDS)
 LEAST_DIGITS = 9
 
