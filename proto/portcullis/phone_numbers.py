@@ -67,6 +67,9 @@ _DIGITS = re.compile(r"[0-9]")
 # what every number this module reads holds: a `+` before a digit, a NANP grouping, or a
 # label (a word of _LABEL_WORDS first: the label's pattern costs more to search)
 _PLUS = re.compile(r"\+[1-9]")
+# what a labelled number holds: nine digits with at most a bracket and a separator between
+_NINE_DIGITS = re.compile(r"[0-9](?:[ .\-)]{0,2}[0-9]){8}")
+_NINE_DIGITS_ASCII = re.compile(_NINE_DIGITS.pattern.encode())
 _NANP_HINT = re.compile(r"[0-9]{3}(?:\)[ .\-]?|[ .\-]{1,2})[0-9]{3}[ .\-][0-9]{4}")
 _LABEL_WORDS = ("ph", "tel", "t\u00e9l", "mob", "m\u00f3v", "movil", "cel", "fax", "msisdn",
                 "whatsapp", "handy", "rufnummer", "natel", "tlf", "tfn")  # fmt: skip
@@ -106,6 +109,8 @@ def _international(found: re.Match[str]) -> bool:
 
 
 def _labelled(text: str) -> bool:
+    if _NINE_DIGITS.search(text) is None:
+        return False
     lowered = text.lower()
     return any(word in lowered for word in _LABEL_WORDS)
 
@@ -116,6 +121,8 @@ def phone_gate(data: bytes) -> bool:
         return True
     if _NANP_HINT_ASCII.search(data) is not None:
         return True
+    if _NINE_DIGITS_ASCII.search(data) is None:
+        return False
     lowered = data.lower()
     return any(w in lowered for w in _LABEL_WORDS_ASCII) and _LABEL_ASCII.search(data) is not None
 
