@@ -226,6 +226,7 @@ class PDPApp:
             await self.checkpoints.stop()  # the last checkpoint covers every answered call
         await self.engine.close()
         self.service.shell_reader.close()
+        self.service.sql_reader.close()
         await self.verifier.close()
         for forwarder in self.forwarders:
             await forwarder.stop()

@@ -1013,13 +1013,17 @@ class ClientConnection:
             ruling = done.ruling
             if ruling is not None and not (done.part or done.error or done.masked):
                 # the usual statement: its event without a details dict (same record)
-                session.record_statement(done.command, ruling, done.tag, rows, done.protocol)
+                session.record_statement(
+                    done.command, ruling, done.tag, rows, done.protocol, done.prepared
+                )
                 continue
             details: dict[str, Any] = {
                 "tag": done.tag,
                 "rows": done.rows,
                 "protocol": done.protocol,
             }
+            if done.prepared is not None:
+                details["prepared"] = done.prepared
             if done.part:
                 details["part"] = done.part
             if done.error:
@@ -1331,7 +1335,9 @@ class _Relay(Relay):
                 and not (done.part or done.error or done.masked)
             ):  # record(), spelt out for the usual one statement completed in a chunk
                 session.egress_rows += done.rows
-                session.record_statement(done.command, ruling, done.tag, done.rows, done.protocol)
+                session.record_statement(
+                    done.command, ruling, done.tag, done.rows, done.protocol, done.prepared
+                )
                 completions.clear()
             else:
                 conn.record(tracker, session)

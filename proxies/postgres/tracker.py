@@ -230,6 +230,10 @@ class Completion:
     ruling: Ruling | None = None
     protocol: str = ""
     part: int = 0
+    # an Execute of the extended protocol: the name of the prepared statement it ran ("" the
+    # unnamed one), under whose Parse's decision it ran (`audit verify` takes a decision's
+    # repeated runs only as one statement's executions); None for anything else
+    prepared: str | None = None
 
 
 # result shapes by their description's bytes, for every session of the process (a shape
@@ -783,6 +787,9 @@ class ResponseTracker:
         done.ruling = head.ruling
         done.protocol = head.protocol
         done.part = head.parts
+        done.prepared = (
+            head.statement if head.kind == "Execute" and head.protocol == "extended" else None
+        )
         self.completions.append(done)
         head.parts += 1
         head.rows = 0

@@ -171,24 +171,33 @@ def _tail_key(ruling: Ruling, details: dict[str, Any]) -> tuple[Any, ...]:
     builds without a dict; any other details by their items and their values' types (an
     odd-length key, never a six-field one)."""
     if (
-        len(details) == 3
+        len(details) in (3, 4)
         and type(details.get("tag")) is str
         and type(details.get("rows")) is int
         and type(details.get("protocol")) is str
-        and tuple(details) == _STATEMENT_DETAILS
+        and (
+            tuple(details) == _STATEMENT_DETAILS
+            or (tuple(details) == _PREPARED_DETAILS and type(details["prepared"]) is str)
+        )
     ):
-        return (
-            ruling.decision_id,
-            ruling.kind,
-            ruling.cached,
-            details["tag"],
-            details["rows"],
-            details["protocol"],
+        return _statement_key(
+            ruling, details["tag"], details["rows"], details["protocol"], details.get("prepared")
         )
     return (ruling.decision_id, ruling.kind, ruling.cached, *_details_key(details))
 
 
 _STATEMENT_DETAILS = ("tag", "rows", "protocol")
+_PREPARED_DETAILS = (*_STATEMENT_DETAILS, "prepared")
+
+
+def _statement_key(
+    ruling: Ruling, tag: str, rows: int, protocol: str, prepared: str | None
+) -> tuple[Any, ...]:
+    """_tail_key of a statement's usual details: six fields, eight with the prepared
+    statement an Execute ran (even-length keys, never another details' odd-length one)."""
+    if prepared is None:
+        return (ruling.decision_id, ruling.kind, ruling.cached, tag, rows, protocol)
+    return (ruling.decision_id, ruling.kind, ruling.cached, tag, rows, protocol, "", prepared)
 
 
 def _command_tail(
@@ -299,8 +308,9 @@ class SessionRecorder:
         self._last_masked: tuple[dict[str, int], MaskedCounts] = _NO_MASKED
         # this session's command tails (_command_tail), made at its first command
         self._tails: dict[tuple[Any, ...], str] | None = None
-        # the last statement() as (decision id, verdict, cached, tag, rows, protocol), tail
-        self._last_statement: tuple[str, Any, bool, str, int, str, str] | None = None
+        # the last statement() as (decision id, verdict, cached, tag, rows, protocol,
+        # prepared statement or None), tail
+        self._last_statement: tuple[str, Any, bool, str, int, str, str | None, str] | None = None
         # without a tick, a task of its own flushes on time or when woken (a full batch);
         # with one, a full batch is sent by a short-lived task (_early): an idle session
         # holds no task, coroutine or event of its own
@@ -365,11 +375,20 @@ class SessionRecorder:
             raw = raw[:TRUNCATED_PREFIX]
         self._held = (time.time(), raw, ruling, details)
 
-    def statement(self, raw: str, ruling: Ruling, tag: str, rows: int, protocol: str) -> None:
+    def statement(
+        self,
+        raw: str,
+        ruling: Ruling,
+        tag: str,
+        rows: int,
+        protocol: str,
+        prepared: str | None = None,
+    ) -> None:
         """A completed statement's command event with its result as details `tag`, `rows`
-        and `protocol` and nothing masked in it: what command(raw, ruling, tag=tag,
-        rows=rows, protocol=protocol) records, without holding it (its counts are known:
-        none). The hot path: a statement answered like the one before it (the same
+        and `protocol` (and `prepared`, the prepared statement an Execute ran, when given)
+        and nothing masked in it: what command(raw, ruling, tag=tag, rows=rows,
+        protocol=protocol[, prepared=prepared]) records, without holding it (its counts are
+        known: none). The hot path: a statement answered like the one before it (the same
         decision object and result) reuses that one's tail and extends its run, with no
         details dict built or looked up (tests/test_recorder_runs holds the two equal)."""
         if not self.enabled:
@@ -377,7 +396,8 @@ class SessionRecorder:
         if self._held is not None:
             self._release()
         if len(raw) > MAX_EVENT_COMMAND:
-            self.command(raw, ruling, tag=tag, rows=rows, protocol=protocol)
+            extra = {} if prepared is None else {"prepared": prepared}
+            self.command(raw, ruling, tag=tag, rows=rows, protocol=protocol, **extra)
             return
         now = time.time()
         last = self._last_statement
@@ -389,21 +409,26 @@ class SessionRecorder:
             and last[3] == tag
             and last[4] == rows
             and last[5] == protocol
+            and last[6] == prepared
         ):
-            tail = last[6]
+            tail = last[7]
         else:
             tails = self._tails
             if tails is None:
                 tails = self._tails = {}
             # statements whose results alternate (a row filter or a page finds a row or
             # none) look their tails up: one key, _tail_key's for these details
-            key = (ruling.decision_id, ruling.kind, ruling.cached, tag, rows, protocol)
+            key = _statement_key(ruling, tag, rows, protocol, prepared)
             known = tails.get(key)
             if known is None:
-                details = {"tag": tag, "rows": rows, "protocol": protocol}
+                details: dict[str, Any] = {"tag": tag, "rows": rows, "protocol": protocol}
+                if prepared is not None:
+                    details["prepared"] = prepared
                 known = _command_tail(ruling, details, tails, key)
             tail = known
-            self._last_statement = (*key, tail)
+            self._last_statement = (
+                ruling.decision_id, ruling.kind, ruling.cached, tag, rows, protocol, prepared, tail
+            )  # fmt: skip
         run = self._open_run
         if run is not None and tail is run.tail:
             items = run.items

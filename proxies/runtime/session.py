@@ -817,13 +817,21 @@ class ProxySession:
             self.recorder.command(raw, ruling, **details)
 
     def record_statement(
-        self, raw: str, ruling: Ruling, tag: str, rows: int, protocol: str
+        self,
+        raw: str,
+        ruling: Ruling,
+        tag: str,
+        rows: int,
+        protocol: str,
+        prepared: str | None = None,
     ) -> None:
-        """record_command(raw, ruling, tag=tag, rows=rows, protocol=protocol) for a statement
-        that completed without error under a verdict that is not a deny, with nothing masked
-        in it (SessionRecorder.statement): the same counters, metrics and event."""
+        """record_command(raw, ruling, tag=tag, rows=rows, protocol=protocol[,
+        prepared=prepared]) for a statement that completed without error under a verdict
+        that is not a deny, with nothing masked in it (SessionRecorder.statement): the same
+        counters, metrics and event. `prepared`: the prepared statement an Execute ran."""
         if ruling.kind is VerdictKind.DENY:
-            self.record_command(raw, ruling, tag=tag, rows=rows, protocol=protocol)
+            extra = {} if prepared is None else {"prepared": prepared}
+            self.record_command(raw, ruling, tag=tag, rows=rows, protocol=protocol, **extra)
             return
         self._commands += 1  # (counters["commands"])
         # metrics.command(ruling.kind.wire), spelt out
@@ -831,7 +839,7 @@ class ProxySession:
         if wire in counted:
             counted[wire] += 1
         if self.recorder is not None:
-            self.recorder.statement(raw, ruling, tag, rows, protocol)
+            self.recorder.statement(raw, ruling, tag, rows, protocol, prepared)
 
     def record_response(self, **details: Any) -> None:
         error = details.get("error")
