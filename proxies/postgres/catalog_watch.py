@@ -137,11 +137,15 @@ _SNAPSHOT = re.compile(r"[0-9]+:[0-9]+:[0-9,]*")
 # and of the built-in rows (made by initdb) that hold code, once written since (a superuser's
 # CREATE OR REPLACE FUNCTION pg_catalog.age(timestamp), ALTER OPERATOR, UPDATE pg_cast; a
 # deleted one moves the count): they are read by a scan, not an index, so asked with the
-# columns (every POLL_SECONDS), not alongside each decision
+# columns (every POLL_SECONDS), not alongside each decision. pg_amproc and pg_amop: a
+# built-in operator family's member pointed at the database's function (UPDATE pg_amproc)
+# runs it wherever the type is sorted, grouped or hashed (user_code's code_casts)
 _BUILT_IN_CODE = {
     "pg_proc": "oid",
     "pg_operator": "oid",
     "pg_cast": "oid",
+    "pg_amproc": "oid",
+    "pg_amop": "oid",
     "pg_rewrite": "oid",
     "pg_aggregate": "aggfnoid",
     "pg_type": "oid",

@@ -364,6 +364,25 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
   FROM type_code tc JOIN pg_catalog.pg_proc p ON p.oid = tc.fn
   JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
   WHERE tc.typ < 16384
+  UNION
+  SELECT format('%s <-> %s by %s.%s (%s operator family %s.%s, which sorts, groups, hashes or'
+    ' compares them unnamed: any statement)', f.lt::pg_catalog.regtype,
+    f.rt::pg_catalog.regtype, pn.nspname, p.proname, am.amname, fn.nspname, fam.opfname)
+  FROM (SELECT amprocfamily, amproclefttype, amprocrighttype, amproc::oid, oid, xmin
+        FROM pg_catalog.pg_amproc
+        UNION ALL SELECT a.amopfamily, a.amoplefttype, a.amoprighttype, o.oprcode::oid, a.oid,
+        a.xmin FROM pg_catalog.pg_amop a JOIN pg_catalog.pg_operator o ON o.oid = a.amopopr
+  ) f(fam, lt, rt, fn, row_oid, row_xmin)
+  JOIN pg_catalog.pg_opfamily fam ON fam.oid = f.fam
+  JOIN pg_catalog.pg_am am ON am.oid = fam.opfmethod
+  JOIN pg_catalog.pg_namespace fn ON fn.oid = fam.opfnamespace
+  JOIN pg_catalog.pg_proc p ON p.oid = f.fn
+  JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
+  WHERE (f.row_oid >= 16384 OR f.row_xmin::text::bigint > (SELECT xid FROM after_initdb))
+  AND EXISTS (SELECT 1 FROM pg_catalog.pg_opclass c WHERE c.opcfamily = f.fam AND c.opcdefault)
+  AND (p.oid >= 16384 OR p.provolatile = 'v' OR p.oid IN (SELECT oid FROM changed_functions))
+  AND NOT (p.provolatile <> 'v' AND EXISTS (SELECT 1 FROM extension_code x
+           WHERE x.classid = 'pg_catalog.pg_proc'::regclass AND x.objid = p.oid))
 ), own_functions AS (
   SELECT DISTINCT p.proname FROM pg_catalog.pg_proc p
   WHERE (p.oid >= 16384 OR p.oid IN (SELECT oid FROM changed_functions))
