@@ -65,7 +65,12 @@ analyze functions, when they are the database's (made after initdb or changed si
 view_functions under every relation with a column of such a type (or of a domain, array,
 multirange or composite holding it); a built-in type given such code (UPDATE pg_range of
 numrange) runs it in any statement, so it is listed among `user_casts` ("numrange <-> text
-by public.f"), which judge every statement.
+by public.f"), which judge every statement. So are the members of an operator family with a
+default class (a type's own sorting, grouping, hashing and comparing, which ORDER BY,
+DISTINCT, GROUP BY, UNION and a window's RANGE offset apply with no operator named) made or
+written since initdb whose function is the database's or volatile: a DEFAULT class for json
+or money, FUNCTION 3 added to pg_catalog.text_ops ("json <-> json by public.f (btree
+operator family public.json_ops, ...)").
 
 A table's row-level security policies (the functions their USING and WITH CHECK call) count
 among what writing it runs and what reading a view over it runs: the superuser upstream
