@@ -480,3 +480,25 @@ def test_a_reader_selecting_the_other_shapes_through_the_postgres_proxy_sees_the
         # name in prose, `SSN: ...`)
         assert hidden not in shown, (sql, shown)
         assert (kept in shown and "*" in shown) or "[REDACTED]" in shown, (sql, shown)
+
+
+@pytest.mark.integration
+def test_a_reader_selecting_a_telephone_number_through_the_postgres_proxy_sees_it_masked(
+    reader: RawClient,
+) -> None:
+    """The real stack, with the shipped policy naming the phone detector: telephone
+    numbers in a computed text come back with only their last two digits."""
+    shapes = [
+        ("SELECT 'call +1 415 555 0100 today'", "415 555 01", "00"),
+        ("SELECT 'office (415) 555-0100'", "415) 555-01", "00"),
+        ("SELECT 'london +44 20 7946 0958'", "20 7946 09", "58"),
+        ("SELECT 'phone: 4155550100'", "41555501", "00"),
+    ]
+    for sql, hidden, kept in shapes:
+        answer = reader.query(sql)
+        assert not answer.refused, (sql, answer.messages)
+        value = answer.rows[0][0]
+        assert value is not None, sql
+        shown = value.decode()
+        assert hidden not in shown, (sql, shown)
+        assert (kept in shown and "*" in shown) or "[REDACTED]" in shown, (sql, shown)

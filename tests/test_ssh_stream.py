@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -200,3 +201,14 @@ def test_binary_output_without_a_secret_is_not_flagged() -> None:
     for seed in range(64):
         scanner.feed(bytes((seed * 7 + i * 13) % 256 for i in range(4096)))
     assert not scanner.exposed
+
+
+def test_a_card_spelt_a_digit_a_line_across_chunks_is_masked() -> None:
+    """A card a digit a line (portcullis.card_groupings) whose lines come in two chunks:
+    the short digit lines at the end of the first are held and read with the second."""
+    masker = Masker([MaskRule(detector="credit_card", strategy="partial")], b"k" * 32)
+    out = MaskedOutput(masker)
+    sent = out.feed(b"card\n4\n1\n1\n1\n1\n1\n1\n1\n") + out.feed(b"1\n1\n1\n1\n1\n1\n1\n1\n")
+    sent += out.flush()
+    assert sent == b"card\n" + b"*\n" * 12 + b"1\n" * 4, sent
+    assert out.counts == Counter({"detector:credit_card": 1})

@@ -65,6 +65,10 @@ _SEPARATOR_BYTES = b"|".join(
 )
 _GROWING = re.compile(rb"(?:[0-9]|" + _SEPARATOR_BYTES + rb"|\x1b\[[0-9;]*[A-Za-z])*\Z")
 _DIGIT = re.compile(rb"[0-9]")
+# whole lines at the end of what is released that the next chunk could make a card with
+# (one or two digits a line: a card spelt a digit a line, portcullis.card_groupings):
+# held with the tail, so the detectors read them with what follows
+_DIGIT_LINES = re.compile(rb"(?:(?<=\n)|\A)(?:[0-9]{1,2}\r?\n){1,18}\Z")
 CUT_TRIES = 8  # spaces tried back from the cut before the line goes out whole
 NOTHING_FOUND: Counter[str] = Counter()  # shared, never added to
 # ECMA-48 control sequences a terminal interprets rather than shows: CSI (ESC [ or C1 CSI)
@@ -111,6 +115,9 @@ class MaskedOutput:
         # a line ends at LF: a CR alone moves the cursor back over the same line, whose
         # screen the detectors read whole (mask_shown)
         cut = data.rfind(b"\n") + 1
+        lines = _DIGIT_LINES.search(data, 0, cut)
+        if lines is not None:
+            cut = lines.start()
         if len(data) - cut <= HOLD_LIMIT:
             self._held = data[cut:]
             return self._release(data[:cut])
