@@ -212,3 +212,24 @@ def test_a_card_spelt_a_digit_a_line_across_chunks_is_masked() -> None:
     sent += out.flush()
     assert sent == b"card\n" + b"*\n" * 12 + b"1\n" * 4, sent
     assert out.counts == Counter({"detector:credit_card": 1})
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        [b"SSN:\n", b"078051120\n"],  # `echo SSN:; sleep 1; echo 078051120`
+        [b"SSN:", b"\n", b"078051120\n"],
+        [b"name: ann\nsocial security no.\n", b"078051120 (on file)\n"],
+        [b"x: ann@example.com\nSSN:\n", b"078051120"],  # flushed at the end, no line end
+    ],
+)
+def test_a_label_on_the_line_sent_before_names_the_value_after_it(chunks: list[bytes]) -> None:
+    """The detectors read an SSN label on the line before a value; output cut between the
+    two lines (two echoes a second apart) went out with the value whole."""
+    rules = (MaskRule("", "ssn", "partial"), MaskRule("", "email", "partial"))
+    whole = MaskedOutput(Masker(rules, KEY))
+    at_once = whole.feed(b"".join(chunks)) + whole.flush()
+    out = MaskedOutput(Masker(rules, KEY))
+    sent = b"".join(out.feed(chunk) for chunk in chunks) + out.flush()
+    assert b"078051120" not in sent and b"1120" in sent, sent
+    assert sent == at_once and out.counts == whole.counts

@@ -56,6 +56,9 @@ SPACES = (b" ", b"\t")
 # start (a terminal's carriage return goes back to the start of its row, well within them;
 # a full-screen program's output, with no line end for long, is read at bounded cost)
 LINE_CONTEXT = 16 * 1024
+# of the last whole line sent, what is read before the next one: a label on the line
+# before a value names it (`SSN:` then `078051120`), whatever the chunks' cut between them
+PREVIOUS_CONTEXT = 256
 CROSSED = b"[portcullis: masked: output completing a value with output already sent]"
 # a tail the detectors could still read as part of a card or an SSN once more comes: digits
 # and their group separators (masking._SEPARATOR's, in UTF-8), carriage returns,
@@ -104,6 +107,7 @@ class MaskedOutput:
         self.counts: Counter[str] = Counter()
         self._held = b""
         self._line = b""  # the current line's text already sent (LINE_CONTEXT at most)
+        self._previous = b""  # the last whole line sent, its end (PREVIOUS_CONTEXT at most)
 
     @property
     def holding(self) -> bool:
@@ -172,16 +176,30 @@ class MaskedOutput:
         if not data:
             return b""
         if not self._line:
-            out = self._counted(*ready) if ready is not None else self._mask(data)
+            out = self._after_previous(data, ready)
             self._sent(data)
             return out
         end = data.find(b"\n") + 1 or len(data)
         first, rest = data[:end], data[end:]
         out = self._continued(first)
         if rest:
-            out += self._mask(rest)
+            out += self._after_previous(rest, None)
             self._sent(rest)
         return out
+
+    def _after_previous(self, data: bytes, ready: tuple[bytes, Counter[str]] | None) -> bytes:
+        """data, which starts a line, masked as it reads after the line sent before it
+        (self._previous): what masking both gives past what masking that line gives. A
+        label there names a value here however the output was cut between them; when the
+        two disagree (a value found across the line end, whose first part went out), data
+        is masked alone."""
+        before = self._previous
+        if before and self.masker.may_detect(before + data):
+            sent, sent_counts = self._masked(before)
+            whole, counts = self._masked(before + data)
+            if whole.startswith(sent):
+                return self._counted(whole[len(sent) :], counts - sent_counts)
+        return self._counted(*ready) if ready is not None else self._mask(data)
 
     def _continued(self, first: bytes) -> bytes:
         """The continuation of a line partly sent, masked as the whole line is: what masking
@@ -203,6 +221,10 @@ class MaskedOutput:
     def _sent(self, data: bytes) -> None:
         """Keep the current line's part that went out (its last LINE_CONTEXT bytes)."""
         last = data.rfind(b"\n")
+        if last >= 0:
+            start = data.rfind(b"\n", 0, last) + 1
+            whole = data[start : last + 1] if start else self._line + data[: last + 1]
+            self._previous = _char_tail(whole, PREVIOUS_CONTEXT)
         self._line = data[last + 1 :] if last >= 0 else self._line + data
         if len(self._line) > LINE_CONTEXT:
             start = len(self._line) - LINE_CONTEXT
@@ -247,6 +269,14 @@ class MaskedOutput:
                 raise Unreadable("the output holds NUL bytes (binary, or UTF-16 text)")
             text = text.replace("\x00", "")
         return text.encode("utf-8")
+
+
+def _char_tail(data: bytes, size: int) -> bytes:
+    """data's last `size` bytes at most, not starting inside a UTF-8 character."""
+    start = max(len(data) - size, 0)
+    while start < len(data) and data[start] & 0xC0 == 0x80:
+        start += 1
+    return data[start:]
 
 
 def shown(text: str) -> str:
