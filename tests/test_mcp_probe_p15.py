@@ -26,7 +26,10 @@ models, so one string where a boolean belongs makes the whole answer an error:
   ...)`), a number, a format or an enumeration: the SDK's client validates structured
   content against it, and every masked result raised in call_tool. A masked session's
   tool list now carries each outputSchema relaxed as masks need (mcp_schema.
-  relaxed_output_schema: what it asks of values dropped, a string allowed).
+  relaxed_output_schema: what it asks of values dropped, a string allowed);
+- a next page of rows (a cursor's fetch) after a result naming their columns: rows alone
+  went whole, in the text item and the structured content; the session now remembers
+  the columns its results named (McpSession.tables), as the HTTP proxy's sessions do.
 """
 
 from __future__ import annotations
@@ -364,3 +367,37 @@ def test_an_output_schema_is_relaxed_as_masks_need() -> None:
     assert props["either"] == {"anyOf": [{"type": ["string"]}, {"type": ["integer", "string"]}]}
     assert props["no"] == {}
     assert props["tags"] == {"type": ["array", "string"], "items": {"type": ["string"]}}
+
+
+PAGES: dict[str, dict[str, Any]] = {
+    "first page": {"columns": ["id", "phone"], "rows": [[7, PHONE]], "cursor": "c2"},
+    "next page": {"rows": [[8, "+1 555 0101"], [9, "+1 555 0102"]], "cursor": None},
+}
+
+
+def _paged_server(up: Any) -> MCPServer:
+    server = MCPServer("billing")
+
+    @server.tool()
+    def find_customer(name: str) -> dict[str, Any]:
+        up.calls.append(name)
+        return PAGES[name]
+
+    return server
+
+
+async def test_a_next_page_of_rows_is_masked_under_the_columns_named_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # (a cursor's next page holds rows alone: it went whole, text and structured content)
+    monkeypatch.setattr(test_mcp_proxy, "mcp_server", _paged_server)
+    async with mcp_stack(tmp_path) as stack:
+        reader = stack.token("mallory@example.com", "readonly")
+        async with agent(stack, reader) as client:
+            shown = [
+                repr([c.model_dump() for c in result.content]) + repr(result.structured_content)
+                for result in [await client.call_tool("find_customer", {"name": n}) for n in PAGES]
+            ]
+    leaked = [text for text in shown if "555 01" in text]
+    assert not leaked, leaked
+    assert "'cursor': 'c2'" in shown[0] and "[8, " in shown[1], shown

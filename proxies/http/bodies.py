@@ -2194,15 +2194,22 @@ def _scalars(value: Any) -> bool:
     return not isinstance(value, dict)
 
 
-def masked_tables(masker: Masker, doc: Any, counts: Counter[str], source: Any = None) -> Any:
+def masked_tables(
+    masker: Masker,
+    doc: Any,
+    counts: Counter[str],
+    source: Any = None,
+    tables: dict[int, list[str]] | None = None,
+) -> Any:
     """A JSON value (masked by the field rules' keys already) masked as BodyMask reads a
     document's tables, for a reader of JSON other than an HTTP answer's (an MCP result,
     whose objects naming a field that reader reads itself): pairs `["phone",
     "5550100"]`, rows beside their columns or away from them, rows under a row of names
     (_tabled), and rows whose columns `source` (the value before the masks: they
     rewrite `{"phone": 0}`) names by position (_column_positions); the masks' counts
-    added to `counts`. As it came when no field rule applies."""
-    body = BodyMask(masker, "json")
+    added to `counts`; `tables`: the columns earlier answers named (BodyMask). As it came
+    when no field rule applies."""
+    body = BodyMask(masker, "json", tables=tables)
     if not body._named:
         return doc
     found: Counter[str] = Counter()

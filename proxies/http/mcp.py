@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextvars
 import csv
 import json
 import os
@@ -853,9 +854,14 @@ class Forward:
         counts: Counter[str] = Counter()
         try:
             out = {k: v for k, v in message.items() if k not in ("result", "params", "error")}
-            for key in ("result", "params", "error"):
-                if key in message:
-                    out[key] = _mask_tree(message[key], masker, counts)
+            # (the session's tables, for rows of a later page: JSON in a text item too)
+            held = _SESSION_TABLES.set(self.mcp.tables)
+            try:
+                for key in ("result", "params", "error"):
+                    if key in message:
+                        out[key] = _mask_tree(message[key], masker, counts)
+            finally:
+                _SESSION_TABLES.reset(held)
         except (MaskingError, TypeError):
             return codec.error_response(
                 message.get("id"), codec.NOT_INSPECTABLE, "portcullis: an answer it cannot mask"
@@ -930,16 +936,27 @@ def _jsonrpc_keys(message: dict[str, Any], keys: tuple[str, ...]) -> dict[str, A
     return {k: message[k] for k in keys if k in message}
 
 
-def _mask_tree(value: Any, masker: Masker, counts: Counter[str]) -> Any:
+# the columns the session being masked named in its earlier results (McpSession.tables),
+# for the masks of one message (Forward._masked): rows of a later page masked under them
+_SESSION_TABLES: contextvars.ContextVar[dict[int, list[str]] | None] = contextvars.ContextVar(
+    "session_tables", default=None
+)
+
+
+def _mask_tree(
+    value: Any, masker: Masker, counts: Counter[str], tables: dict[int, list[str]] | None = None
+) -> Any:
     """A tool result (or any JSON value) masked: text content that is itself JSON (what
-    FastMCP makes of a dict) masked as JSON, then fields and detectors over everything."""
+    FastMCP makes of a dict) masked as JSON, then fields and detectors over everything;
+    `tables`: the columns the session's earlier results named (bodies.masked_tables)."""
     source = value
     value = _json_texts(masked_aliases(masker, value, counts), masker, counts)
     masked, found = masker.mask_json(value)
     counts.update(found)
     # (and its tables: rows beside or away from the columns naming them, by place or by
     # the positions the value as it came gives them, pairs)
-    return masked_tables(masker, masked, counts, source)
+    tables = tables if tables is not None else _SESSION_TABLES.get()
+    return masked_tables(masker, masked, counts, source, tables)
 
 
 # what a JSON Schema says of a property's values (JSON Schema Validation §6.1.2-6.1.3,
@@ -1383,10 +1400,12 @@ def _json_parts(text: str) -> list[tuple[bool, Any]] | None:
 
 def _masked_json(doc: Any, masker: Masker, counts: Counter[str]) -> str:
     # (what the document holds is read as a result is: base64 in it, JSON in its texts)
+    source = doc
     doc = masked_aliases(masker, doc, counts)
     masked, found = masker.mask_json(_json_texts(doc, masker, counts))
     counts.update(found)
-    return json.dumps(masked_tables(masker, masked, counts), ensure_ascii=False)
+    shown = masked_tables(masker, masked, counts, source, _SESSION_TABLES.get())
+    return json.dumps(shown, ensure_ascii=False)
 
 
 def _masked_encoded(text: str, masker: Masker, counts: Counter[str]) -> str:
