@@ -138,6 +138,9 @@ def _opened(data: bytes, budget: list[int], depth: int) -> Iterator[bytes]:
         return
     if depth >= DEPTH:
         raise Unopenable("compressed files nested deeper than the proxy opens")
+    if kind == "zlib" and (partly := _partly_inflated(data)) is not None:
+        yield partly  # (no zlib stream after all: read as written)
+        return
     for member in _members(kind, data):
         budget[0] -= len(member)
         if budget[0] < 0:
@@ -167,6 +170,23 @@ def _members(kind: str, data: bytes) -> Iterator[bytes]:
         tarfile.TarError,
     ):  # fmt: skip
         raise Unopenable(f"a {kind} file that does not read as one") from None
+
+
+def _partly_inflated(data: bytes) -> bytes | None:
+    """None for a zlib stream that inflates to its end. One that does not (a zlib header
+    is two bytes any binary file may open with, one in about 2,000) is no file to refuse:
+    what inflates of it before the error (a client's streaming inflater shows that much),
+    then the body as written, are read instead."""
+    inflater = zlib.decompressobj()
+    shown = bytearray()
+    try:
+        for start in range(0, len(data), PIECE):
+            shown += inflater.decompress(data[start : start + PIECE], UNPACKED_LIMIT)
+            if len(shown) > UNPACKED_LIMIT:
+                raise Unopenable("a compressed file holding more than the proxy opens")
+    except zlib.error:
+        return bytes(shown) + b"\n" + data
+    return None if inflater.eof else bytes(shown) + b"\n" + data
 
 
 def _zip_members(data: bytes) -> Iterator[bytes]:
