@@ -1,37 +1,38 @@
-"""Which operators and types the database defines outside pg_catalog: code a statement can
-run without calling a function by name.
+"""Which operators and types the database defines outside pg_catalog: code a statement can run
+without calling a function by name.
 
 Owns USER_CODE_SQL, asked once per session on its own connection before the client is let
-in, and reading its answer. An operator is a function under another name, resolved like
-one by name and argument types over every schema on the search path; a cast runs the
-target type's input function, a domain's CHECK expressions or a cast function. The PDP's
-policy lets readers run only pg_catalog's code (rego/portcullis/postgres_user_code.rego),
-so it must know which operator names the database also defines elsewhere, and which type
-names (base types, domains, ranges, multiranges, arrays of them; and composite types, a
-table's row type among them, with an attribute of such a type, followed through composites
-and arrays: a cast to one, or jsonb_populate_record(NULL::t, ...), reads each attribute
-with its type's input, a domain's CHECK included) an unqualified cast would
-reach outside pg_catalog (pg_catalog is searched first for types, so a name it defines too
-is its own). And which functions a view runs when it is read (`view_functions`: its rule's
-dependencies on functions and on operators' functions, through the views it reads, as
-pg_depend records them; the server records none on pg_catalog's own objects, so those
-are the functions defined elsewhere). An installed extension's own operators (whose function
-is not volatile), types and non-volatile functions are left out: CREATE EXTENSION is a
-superuser's reviewed act, and citext, hstore or PostGIS define `=` and the other common
-names, which readers would otherwise lose; what a reader cannot install, such as an
-operator or domain made by hand, or an extension's volatile function in a view (dblink's),
-stays in. And the casts made after initdb that run a function (`user_casts`): the
-server applies one wherever its source type meets its target, an implicit one with nothing
-in the statement naming it, and a superuser may add one between built-in types (text to
-integer has no pg_cast row of its own). And the functions made after initdb (extensions'
-included: hstore(record)) that attribute notation can call on a whole row
-(`row_functions`: `c.f` is f(c) when c has no column f; pdp/sql/reader_functions.py's
-ROW_FUNCTIONS_QUERY says which for pg_catalog). And the names of every function made after
-initdb (`user_functions`; an extension's non-volatile ones left out, as above): called
-without a schema (or as pg_catalog's), lineage reads such a call as a built-in's, while it
-may return what it reads from any table. Sent to the PDP as input.command.postgres.
-user_operators, user_types, view_functions, user_casts, row_functions and user_functions,
-only when there are any.
+in, and reading its answer. An operator is a function under another name, resolved like one
+by name and argument types over every schema on the search path; a cast runs the target
+type's input function, a domain's CHECK expressions or a cast function. The PDP's policy
+lets readers run only pg_catalog's code (rego/portcullis/postgres_user_code.rego), so it
+must know which operator names the database also defines elsewhere, and which type names
+(base types, domains, ranges, multiranges, arrays of them; and composite types, a table's
+row type among them, with an attribute of such a type, followed through composites and
+arrays: a cast to one, or jsonb_populate_record(NULL::t, ...), reads each attribute with its
+type's input, a domain's CHECK included) an unqualified cast would reach outside pg_catalog
+(pg_catalog is searched first for types, so a name it defines too is its own). And which
+functions a view runs when it is read (`view_functions`: its rule's dependencies on
+functions and on operators' functions, through the views it reads, as pg_depend records
+them; the server records none on pg_catalog's own objects, so those are the functions
+defined elsewhere). An installed extension's own operators (whose function is not volatile),
+types and non-volatile functions are left out: CREATE EXTENSION is a superuser's reviewed
+act, and citext, hstore or PostGIS define `=` and the other common names, which readers
+would otherwise lose (a member only as CREATE or ALTER EXTENSION ... UPDATE made it, its
+pg_depend row no newer than the extension's own: ALTER EXTENSION ... ADD FUNCTION public.f
+writes only the former, and f stays the database's); what a reader cannot install, such as
+an operator or domain made by hand, or an extension's volatile function in a view
+(dblink's), stays in. And the casts made after initdb that run a function (`user_casts`):
+the server applies one wherever its source type meets its target, an implicit one with
+nothing in the statement naming it, and a superuser may add one between built-in types (text
+to integer has no pg_cast row of its own). And the functions made after initdb (extensions'
+included: hstore(record)) that attribute notation can call on a whole row (`row_functions`:
+`c.f` is f(c) when c has no column f; pdp/sql/reader_functions.py's ROW_FUNCTIONS_QUERY says
+which for pg_catalog). And the names of every function made after initdb (`user_functions`;
+an extension's non-volatile ones left out, as above): called without a schema (or as
+pg_catalog's), lineage reads such a call as a built-in's, while it may return what it reads
+from any table. Sent to the PDP as input.command.postgres. user_operators, user_types,
+view_functions, user_casts, row_functions and user_functions, only when there are any.
 
 And what writing to each relation runs that the statement does not name (`write_code`): its
 triggers (a FOR EACH ROW trigger on t runs its function on every INSERT INTO t VALUES (1),
@@ -131,8 +132,10 @@ AFTER_INITDB = (
 )
 
 USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
-  SELECT classid, objid FROM pg_catalog.pg_depend
-  WHERE refclassid = 'pg_catalog.pg_extension'::regclass AND deptype = 'e'
+  SELECT d.classid, d.objid FROM pg_catalog.pg_depend d
+  JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+  WHERE d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.deptype = 'e'
+  AND d.xmin::text::bigint <= e.xmin::text::bigint
 ), after_initdb(xid) AS (
   SELECT %(after_initdb)s
 ), changed_functions(oid) AS (
