@@ -652,6 +652,27 @@ async def test_the_pdp_stores_several_sessions_batches_each_with_its_own_answer(
         assert (await app.store.verify()).ok
 
 
+async def test_a_tick_of_more_sessions_than_one_call_takes_is_stored_in_several(tmp_path):
+    """A proxy with more sessions due in one tick than the PDP takes in one RecordBatches
+    call (MAX_BATCHES_PER_CALL): the PDP refused the call whole (invalid_argument) and
+    every one of those sessions halted — 9,000 idle sessions' heartbeats, bench_idle."""
+    from portcullis.wire import MAX_BATCHES_PER_CALL
+
+    config = pdp_config(tmp_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        count = MAX_BATCHES_PER_CALL + 50
+        batches = [(opened.session_id, [])] * (count - 1) + [("nobody", [])]
+        client = PDPClient(app.address, metadata=proxy_metadata(app.address))
+        await client.start()
+        try:
+            outcomes = await client.record_batches_outcomes(batches)
+        finally:
+            await client.close()
+        assert outcomes == [STORED] * (count - 1) + ["refused"], set(outcomes)
+        assert client.recording_failure == ""
+
+
 async def test_a_failed_delivery_names_why_and_a_stored_one_clears_it(tmp_path):
     """What a session halted for its recording tells its client: why the last delivery
     failed (a PDP that cannot be reached), cleared by the next delivery that is stored."""

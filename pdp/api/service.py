@@ -61,13 +61,13 @@ from portcullis.config import Config
 from portcullis.reuse import reuse_key
 from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
 from portcullis.verdict import PerVerdict, Verdict, VerdictKind
+from portcullis.wire import MAX_BATCHES_PER_CALL
 
 log = logging.getLogger("portcullis.service")
 
 MAX_TOKEN_BYTES = 16 * 1024
 RECORDED_PREFIX = 4096  # what a decision record keeps of a command too large to evaluate
 MAX_NAME = 256
-MAX_BATCHES_PER_CALL = 1000  # sessions of one proxy in one RecordBatches
 MAX_REFUSAL_BUDGETS = 1024  # proxies whose refused calls are counted apart
 MAX_REUSES = 2**32 - 1  # Decision.reuses_left, a uint32
 MAX_ENFORCING = 1024  # connection names whose enforcement is remembered (_enforces)

@@ -2,7 +2,8 @@
 
 Owns the metadata a proxy and the PDP exchange outside the protobuf messages: the
 batching handshake of DecideStream (each side says it reads `more`) and the header that
-carries a proxy's credential when it has no certificate.
+carries a proxy's credential when it has no certificate; and the limits of a call both
+ends must keep to (the PDP refuses a call past them whole).
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from typing import Any
 BATCHING = ("portcullis-batch", "1")
 # the metadata key of a proxy credential the PDP issued (pdp.api.proxy_auth checks it)
 CREDENTIAL_METADATA = "portcullis-proxy-credential"
+# sessions' batches in one RecordBatches call: a proxy with more due in one tick sends
+# several calls
+MAX_BATCHES_PER_CALL = 1000
 
 
 def says_batching(metadata: Any) -> bool:

@@ -27,6 +27,7 @@ from google.protobuf import struct_pb2
 from portcullis.literals import ShapeRewrite
 from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
 from portcullis.verdict import ApprovalSpec, MaskRule, Verdict, VerdictKind
+from portcullis.wire import MAX_BATCHES_PER_CALL
 from proxies.runtime.decide_calls import CallFailed, DecideCalls
 
 log = logging.getLogger("portcullis.pdp_client")
@@ -649,9 +650,24 @@ class PDPClient:
         return [o == "stored" for o in await self.record_batches_outcomes(batches)]
 
     async def record_batches_outcomes(self, batches: list[tuple[str, list[str]]]) -> list[str]:
-        """record_batches, each answered "stored", "refused" or "unreachable"."""
+        """record_batches, each answered "stored", "refused" or "unreachable": in calls of
+        MAX_BATCHES_PER_CALL sessions at most, made together (the PDP refuses a longer
+        call whole, and every session of it halted: a tick of 1,083 sessions' heartbeats)."""
         if self._stub is None:
             return ["unreachable"] * len(batches)
+        if len(batches) > MAX_BATCHES_PER_CALL:
+            parts = await asyncio.gather(
+                *(
+                    self._record_batches_call(batches[start : start + MAX_BATCHES_PER_CALL])
+                    for start in range(0, len(batches), MAX_BATCHES_PER_CALL)
+                )
+            )
+            return [outcome for part in parts for outcome in part]
+        return await self._record_batches_call(batches)
+
+    async def _record_batches_call(self, batches: list[tuple[str, list[str]]]) -> list[str]:
+        """One RecordBatches call of these sessions' batches, each answered."""
+        assert self._stub is not None
         request = pdp_pb2.RecordBatchesRequest(
             batches=[_batch(session_id, events) for session_id, events in batches]
         )
