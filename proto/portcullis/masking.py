@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import functools
 import hashlib
 import hmac
@@ -323,32 +324,42 @@ def _card_window_ok(groups: list[str], separators: list[str]) -> bool:
     return one and 1 <= len(groups[0]) <= 3 and all(len(g) == 3 for g in groups[1:])
 
 
-def _in_hex_word(text: str, start: int, end: int) -> bool:
+def _in_hex_word(text: str, start: int, end: int, words: list[tuple[int, int, bool]]) -> bool:
     """Whether the digits at start:end are part of a word of hex digits with letters (a
-    UUID's `695955b7b439`, a hash's, a hex dump's `d802`): that word's digits, no card's."""
+    UUID's `695955b7b439`, a hash's, a hex dump's `d802`): that word's digits, no card's.
+    `words`: the text's runs of letters and digits, each with whether it is hex digits
+    alone, found once (empty until first asked):
+    a long hex word's many digit runs each scanning it whole took quadratic time (an
+    800 KB hex line held the event loop for minutes)."""
     if not (start > 0 and text[start - 1].isalpha()) and not (
         end < len(text) and text[end].isalpha()
     ):
         return False  # (the usual run: no letter beside it)
-    left, right = start, end
-    while left > 0 and text[left - 1].isalnum():
-        left -= 1
-    while right < len(text) and text[right].isalnum():
-        right += 1
-    return (left, right) != (start, end) and _HEX_WORD.fullmatch(text, left, right) is not None
+    if not words:
+        words.extend(
+            (m.start(), m.end(), _HEX_WORD.fullmatch(m[0]) is not None)
+            for m in _ALNUM_RUN.finditer(text)
+        )
+    at = bisect.bisect_right(words, (start, len(text) + 1, True)) - 1
+    if at < 0 or not words[at][0] <= start < words[at][1]:
+        return False
+    left, right, hexed = words[at]
+    return (left, right) != (start, end) and hexed
 
 
 _HEX_WORD = re.compile(r"[0-9A-Fa-f]+")
+_ALNUM_RUN = re.compile(r"[^\W_]+")  # (\w is str.isalnum's letters and digits, and _)
 
 
 def _card_spans(text: str) -> Iterator[Span]:
     found: list[Span] = []
+    words: list[tuple[int, int, bool]] = []  # (_in_hex_word's, found once when asked)
     for run in _DIGIT_RUN.finditer(text):
         groups = [m.span() for m in _DIGIT_GROUP.finditer(text, run.start(), run.end())]
         # (a run's first or last group may be glued to a hex word's letters: not read)
-        if groups and _in_hex_word(text, *groups[-1]):
+        if groups and _in_hex_word(text, *groups[-1], words):
             groups.pop()
-        if groups and _in_hex_word(text, *groups[0]):
+        if groups and _in_hex_word(text, *groups[0], words):
             groups.pop(0)
         sizes = [b - a for a, b in groups]
         if sum(sizes) < _CARD_MIN:
