@@ -61,17 +61,19 @@ table made from its columns by CREATE TABLE AS takes along).
 
 And the code a column's type runs with nothing naming it (`type_code`): a range type's
 subtype_diff (any language: the planner estimates `during && '[1,5)'` by it over a column
-with statistics) and canonical, a base type's input, output, send, receive, typmod and
-analyze functions, when they are the database's (made after initdb or changed since): in
-view_functions under every relation with a column of such a type (or of a domain, array,
-multirange or composite holding it); a built-in type given such code (UPDATE pg_range of
-numrange) runs it in any statement, so it is listed among `user_casts` ("numrange <-> text
-by public.f"), which judge every statement. So are the members of an operator family with a
-default class (a type's own sorting, grouping, hashing and comparing, which ORDER BY,
-DISTINCT, GROUP BY, UNION and a window's RANGE offset apply with no operator named) made or
-written since initdb whose function is the database's or volatile: a DEFAULT class for json
-or money, FUNCTION 3 added to pg_catalog.text_ops ("json <-> json by public.f (btree
-operator family public.json_ops, ...)").
+with statistics) and canonical, its subtype operator class's support functions (every
+comparison of two ranges, `int4range(1, 5) && int4range(2, 6)`, runs its comparison), a base
+type's input, output, send, receive, typmod and analyze functions, when they are the
+database's (made after initdb or changed since): in view_functions under every relation with
+a column of such a type (or of a domain, array, multirange or composite holding it); a
+built-in type given such code (UPDATE pg_range of numrange) runs it in any statement, so it
+is listed among `user_casts` ("numrange <-> text by public.f"), which judge every statement.
+So are the members of an operator family with a default class (a type's own sorting,
+grouping, hashing and comparing, which ORDER BY, DISTINCT, GROUP BY, UNION and a window's
+RANGE offset apply with no operator named) made or written since initdb whose function is
+the database's or volatile: a DEFAULT class for json or money, FUNCTION 3 added to
+pg_catalog.text_ops ("json <-> json by public.f (btree operator family public.json_ops,
+...)").
 
 A table's row-level security policies (the functions their USING and WITH CHECK call) count
 among what writing it runs and what reading a view over it runs: the superuser upstream
@@ -263,6 +265,10 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
   SELECT c.typ, c.fn FROM (
     SELECT r.rngtypid, f.fn::oid FROM pg_catalog.pg_range r,
     LATERAL (VALUES (r.rngsubdiff), (r.rngcanonical)) f(fn)
+    UNION ALL
+    SELECT r.rngtypid, ap.amproc::oid FROM pg_catalog.pg_range r
+    JOIN pg_catalog.pg_opclass oc ON oc.oid = r.rngsubopc
+    JOIN pg_catalog.pg_amproc ap ON ap.amprocfamily = oc.opcfamily
     UNION ALL
     SELECT t.oid, f.fn::oid FROM pg_catalog.pg_type t,
     LATERAL (VALUES (t.typinput), (t.typoutput), (t.typreceive), (t.typsend), (t.typmodin),
