@@ -20,6 +20,7 @@ from proxies.postgres import codec
 from proxies.postgres.scram import ScramClient, ScramError, md5_password
 from proxies.postgres.startup import pooler_refusal_message, pooler_settings_sql, unheld_pins
 from proxies.runtime.credentials import CredentialLease
+from proxies.runtime.relay import open_stream
 
 
 class UpstreamError(Exception):
@@ -51,7 +52,8 @@ async def connect(
 ) -> Upstream:
     try:
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(host, port)
+            # a RelayWriter: a session's relay may drop the streams once it owns the socket
+            reader, writer = await open_stream(host, port)
             if tls is not None:
                 writer.write(codec.SSLRequest().encode())
                 await writer.drain()
