@@ -28,6 +28,18 @@ PROXY_CLOSES = ("grant_expired", "proxy_shutdown", "drain", "client_disconnect")
 REAPED = ("proxy_lost", "grant_expired")
 
 
+async def end_session(app, stub, session_id: str, how: str) -> None:
+    """End a session as `how` says: "proxy:REASON" (its proxy's CloseSession) or
+    "reaper:REASON" (the PDP's reaper)."""
+    who, reason = how.split(":")
+    if who == "proxy":
+        await stub.CloseSession(pdp_pb2.CloseSessionRequest(session_id=session_id, reason=reason))
+    else:
+        session = await app.sessions.find(session_id)
+        assert session is not None
+        await app.reaper.reap(session, reason)
+
+
 async def _refusal(stub, approver: str, approval_id: str) -> str:
     """The details of the refused approve, "" if it was approved."""
     try:
@@ -56,15 +68,7 @@ async def test_no_close_of_a_session_leaves_its_requests_approvable(tmp_path):
             opened = await open_session(stub, token(config))
             decision = await decide_sql(stub, opened.session_id, UPDATE)
             assert decision.verdict == pdp_pb2.REQUIRE_APPROVAL and decision.approval_id
-            who, reason = how.split(":")
-            if who == "proxy":
-                await stub.CloseSession(
-                    pdp_pb2.CloseSessionRequest(session_id=opened.session_id, reason=reason)
-                )
-            else:
-                session = await app.sessions.find(opened.session_id)
-                assert session is not None
-                await app.reaper.reap(session, reason)
+            await end_session(app, stub, opened.session_id, how)
             asked[how] = decision.approval_id
         for how, approval_id in asked.items():
             refused = await _refusal(stub, approver, approval_id)

@@ -27,6 +27,7 @@ import pytest
 from pdp_harness import decide_sql, open_session, pdp_stub, running_pdp, token
 from test_pdp_probe_p7 import _written
 from test_pdp_probe_p11 import _timeline_of
+from test_pdp_probe_p15 import end_session
 
 from portcullis.config import load_config
 from portcullis.v1 import pdp_pb2
@@ -115,15 +116,8 @@ async def test_a_sessions_pending_requests_are_withdrawn_as_it_ends(tmp_path, ho
         kept = await decide_sql(stub, other.session_id, UPDATE)
         assert asked.verdict == pdp_pb2.REQUIRE_APPROVAL and asked.approval_id
         assert await _pending_listed(stub, approver) == {asked.approval_id, kept.approval_id}
-        who, reason = how.split(":")
-        if who == "proxy":
-            await stub.CloseSession(
-                pdp_pb2.CloseSessionRequest(session_id=opened.session_id, reason=reason)
-            )
-        else:
-            session = await app.sessions.find(opened.session_id)
-            assert session is not None
-            await app.reaper.reap(session, reason)
+        reason = how.split(":")[1]
+        await end_session(app, stub, opened.session_id, how)
         request = app.approvals.requests[asked.approval_id]
         assert request.state == "withdrawn"
         assert reason in request.decision_reason
