@@ -456,6 +456,20 @@ def test_a_reader_reshaping_a_value_through_the_postgres_proxy_sees_it_masked(
         assert "*" in shown and len(digits) == 4, (sql, shown)
 
 
+def assert_selected_masked(reader: RawClient, shapes: list[tuple[str, str, str]]) -> None:
+    """Each (sql, hidden, kept): the reader's one value comes back without `hidden`, masked
+    partially around `kept` (by the detectors) or whole (by the proxy's reading of a
+    field's name in prose, `SSN: ...`)."""
+    for sql, hidden, kept in shapes:
+        answer = reader.query(sql)
+        assert not answer.refused, (sql, answer.messages)
+        value = answer.rows[0][0]
+        assert value is not None, sql
+        shown = value.decode()
+        assert hidden not in shown, (sql, shown)
+        assert (kept in shown and "*" in shown) or "[REDACTED]" in shown, (sql, shown)
+
+
 @pytest.mark.integration
 def test_a_reader_selecting_the_other_shapes_through_the_postgres_proxy_sees_them_masked(
     reader: RawClient,
@@ -470,16 +484,7 @@ def test_a_reader_selecting_the_other_shapes_through_the_postgres_proxy_sees_the
         ("SELECT E'mail ann\\u200b@example.com'", "ann\u200b@", "example.com"),
         ("SELECT concat_ws(', ', 4111, 1111, 1111, 1111)", "4111, ", "1111"),
     ]
-    for sql, hidden, kept in shapes:
-        answer = reader.query(sql)
-        assert not answer.refused, (sql, answer.messages)
-        value = answer.rows[0][0]
-        assert value is not None, sql
-        shown = value.decode()
-        # (masked by the detectors, partial; or whole by the proxy's reading of a field's
-        # name in prose, `SSN: ...`)
-        assert hidden not in shown, (sql, shown)
-        assert (kept in shown and "*" in shown) or "[REDACTED]" in shown, (sql, shown)
+    assert_selected_masked(reader, shapes)
 
 
 @pytest.mark.integration
@@ -494,14 +499,7 @@ def test_a_reader_selecting_a_telephone_number_through_the_postgres_proxy_sees_i
         ("SELECT 'london +44 20 7946 0958'", "20 7946 09", "58"),
         ("SELECT 'phone: 4155550100'", "41555501", "00"),
     ]
-    for sql, hidden, kept in shapes:
-        answer = reader.query(sql)
-        assert not answer.refused, (sql, answer.messages)
-        value = answer.rows[0][0]
-        assert value is not None, sql
-        shown = value.decode()
-        assert hidden not in shown, (sql, shown)
-        assert (kept in shown and "*" in shown) or "[REDACTED]" in shown, (sql, shown)
+    assert_selected_masked(reader, shapes)
 
 
 def test_a_long_hex_word_is_read_in_one_pass() -> None:
