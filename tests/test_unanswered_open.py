@@ -107,6 +107,9 @@ async def test_an_open_that_times_out_is_recorded_then_closed_as_unanswered(tmp_
             assert opened.seq < close.seq
             assert close.body["reason"] == OPEN_UNANSWERED
             assert close.body["abnormal"] is True
+            # the close is stored before its answer reaches the client: its task ends then
+            assert client._unanswered_task is not None
+            await asyncio.wait_for(client._unanswered_task, 30)
             assert not client._unanswered
             # and the PDP holds nothing of it any more
             assert await app.service.sessions.find(session_id) is None
