@@ -68,18 +68,27 @@ ssh_parts := input.command.ssh.parts if {
 # reader's connection opened 64 channels of `while :; do :; done; df` (sshd's MaxSessions
 # in the tests), 64 upstream cores held for as long as the limit above lets each run. The
 # proxy refuses a channel past it, saying why (session setting ssh_max_channels).
+# And a wall-clock limit on every interactive shell (data.portcullis.ssh.shell_seconds,
+# default 28800: a working day; 0: none; session setting ssh_shell_seconds): a shell left
+# open (a `while :; do :; done` typed into it, a forgotten terminal) held its upstream
+# session and core for as long as its client stayed connected. Past it the proxy closes
+# the shell, telling the client and recording why (exit status 124).
 ssh_default_exec_seconds := 3600
 
 ssh_default_max_channels := 16
 
+ssh_default_shell_seconds := 28800
+
 session_settings := {
 	"ssh_exec_seconds": sprintf("%v", [seconds]),
 	"ssh_max_channels": sprintf("%v", [channels]),
+	"ssh_shell_seconds": sprintf("%v", [shell]),
 } if {
 	input.command.kind == "session.open"
 	connection.type == "ssh"
 	seconds := object.get(data.portcullis.ssh, "exec_seconds", ssh_default_exec_seconds)
 	channels := object.get(data.portcullis.ssh, "max_channels", ssh_default_max_channels)
+	shell := object.get(data.portcullis.ssh, "shell_seconds", ssh_default_shell_seconds)
 }
 
 ssh_interactive_kinds := {

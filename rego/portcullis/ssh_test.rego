@@ -820,8 +820,11 @@ test_an_ssh_session_carries_its_exec_time_limit if {
 	every groups in [["readonly"], ["dba"], ["dba", "pii-readers"]] {
 		d := portcullis.decision with input as ssh_open(groups)
 		d.verdict == "allow"
-		d.session_settings == {"ssh_exec_seconds": "3600", "ssh_max_channels": "16"}
+		d.session_settings == {"ssh_exec_seconds": "3600", "ssh_max_channels": "16", "ssh_shell_seconds": "28800"}
 	}
+	day := portcullis.decision with input as ssh_open(["dba"])
+		with data.portcullis.ssh.shell_seconds as 60
+	day.session_settings.ssh_shell_seconds == "60"
 	shorter := portcullis.decision with input as ssh_open(["readonly"])
 		with data.portcullis.ssh.exec_seconds as 5
 	shorter.session_settings.ssh_exec_seconds == "5"
