@@ -243,18 +243,20 @@ class DecideAnswer(_message.Message):
     def __init__(self, call_id: _Optional[int] = ..., response: _Optional[_Union[DecideResponse, _Mapping]] = ..., code: _Optional[int] = ..., error: _Optional[str] = ..., more: _Optional[_Iterable[_Union[DecideAnswer, _Mapping]]] = ...) -> None: ...
 
 class CloseSessionRequest(_message.Message):
-    __slots__ = ("session_id", "reason", "abnormal", "summary", "reused")
+    __slots__ = ("session_id", "reason", "abnormal", "summary", "reused", "batches")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     ABNORMAL_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     REUSED_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     reason: str
     abnormal: bool
     summary: _struct_pb2.Struct
     reused: _containers.RepeatedCompositeFieldContainer[ReusedVerdict]
-    def __init__(self, session_id: _Optional[str] = ..., reason: _Optional[str] = ..., abnormal: _Optional[bool] = ..., summary: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., reused: _Optional[_Iterable[_Union[ReusedVerdict, _Mapping]]] = ...) -> None: ...
+    batches: int
+    def __init__(self, session_id: _Optional[str] = ..., reason: _Optional[str] = ..., abnormal: _Optional[bool] = ..., summary: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., reused: _Optional[_Iterable[_Union[ReusedVerdict, _Mapping]]] = ..., batches: _Optional[int] = ...) -> None: ...
 
 class CloseSessionResponse(_message.Message):
     __slots__ = ("decision_id",)
@@ -303,22 +305,26 @@ class SessionEvent(_message.Message):
     def __init__(self, time: _Optional[float] = ..., direction: _Optional[str] = ..., type: _Optional[str] = ..., decision_id: _Optional[str] = ..., verdict: _Optional[str] = ..., cached: _Optional[bool] = ..., command: _Optional[str] = ..., details: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., details_json: _Optional[str] = ...) -> None: ...
 
 class RecordEventsRequest(_message.Message):
-    __slots__ = ("session_id", "events", "events_json")
+    __slots__ = ("session_id", "events", "events_json", "batch_seq")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     EVENTS_JSON_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SEQ_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     events: _containers.RepeatedCompositeFieldContainer[SessionEvent]
     events_json: str
-    def __init__(self, session_id: _Optional[str] = ..., events: _Optional[_Iterable[_Union[SessionEvent, _Mapping]]] = ..., events_json: _Optional[str] = ...) -> None: ...
+    batch_seq: int
+    def __init__(self, session_id: _Optional[str] = ..., events: _Optional[_Iterable[_Union[SessionEvent, _Mapping]]] = ..., events_json: _Optional[str] = ..., batch_seq: _Optional[int] = ...) -> None: ...
 
 class RecordEventsResponse(_message.Message):
-    __slots__ = ("recorded", "decision_id")
+    __slots__ = ("recorded", "decision_id", "replayed")
     RECORDED_FIELD_NUMBER: _ClassVar[int]
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
     recorded: int
     decision_id: str
-    def __init__(self, recorded: _Optional[int] = ..., decision_id: _Optional[str] = ...) -> None: ...
+    replayed: bool
+    def __init__(self, recorded: _Optional[int] = ..., decision_id: _Optional[str] = ..., replayed: _Optional[bool] = ...) -> None: ...
 
 class RecordBatchesRequest(_message.Message):
     __slots__ = ("batches",)
@@ -327,14 +333,16 @@ class RecordBatchesRequest(_message.Message):
     def __init__(self, batches: _Optional[_Iterable[_Union[RecordEventsRequest, _Mapping]]] = ...) -> None: ...
 
 class RecordBatchResult(_message.Message):
-    __slots__ = ("recorded", "decision_id", "error")
+    __slots__ = ("recorded", "decision_id", "error", "replayed")
     RECORDED_FIELD_NUMBER: _ClassVar[int]
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
     recorded: int
     decision_id: str
     error: str
-    def __init__(self, recorded: _Optional[int] = ..., decision_id: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+    replayed: bool
+    def __init__(self, recorded: _Optional[int] = ..., decision_id: _Optional[str] = ..., error: _Optional[str] = ..., replayed: _Optional[bool] = ...) -> None: ...
 
 class RecordBatchesResponse(_message.Message):
     __slots__ = ("results",)
