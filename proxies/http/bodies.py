@@ -37,7 +37,9 @@ from urllib.parse import unquote
 
 from portcullis.masking import Masker, MaskingError, field_words, name_words, worded_field
 from portcullis.verdict import MaskRule
+from proxies.http.composites import is_composite, masked_composite
 from proxies.http.packed import TAR_SNIFFED, Unopenable, packed_kind, unpacked
+from proxies.http.table_memory import TableView
 from proxies.ssh.stream import mask_shown
 
 MAX_MASKED_DOCUMENT = 8 * 1024 * 1024
@@ -351,15 +353,21 @@ class BodyMask:
         limit: int = MAX_MASKED_DOCUMENT,
         media: str = "",
         path: str = "",
-        tables: dict[int, list[str]] | None = None,
+        tables: TableView | None = None,
+        columns: list[str] | None = None,
     ) -> None:
         self.masker = masker
         self.kind = kind
-        # the column names (by their number) of the tables earlier answers of the session
-        # named, which name a masked field: a later answer's rows that come with no names
-        # of their own (Databricks' result chunks, Snowflake's partitions, a next page)
-        # are read under them (_tabled); None: no such memory
+        # the session's memory of the tables earlier answers named, as this answer's
+        # request follows them (table_memory): a later answer's rows that come with no
+        # names of their own (Databricks' result chunks, Snowflake's partitions, a next
+        # page, rows beside their schema call) are read under them (_tabled), and the
+        # tables this answer names are learnt for the requests that follow it
         self._tables = tables
+        # the columns the answer's head names (`X-Columns: id,phone`: header_columns),
+        # for rows in its body with no names of their own (CSV without its header line,
+        # JSON arrays)
+        self._given = columns or None
         self.media = media  # (named when a `withheld` body is refused)
         self.limit = limit
         self.counts: Counter[str] = Counter()
@@ -521,19 +529,19 @@ class BodyMask:
         columns, heads = _column_lists(doc)
         if source is not None:
             columns = columns + _column_lists(source)[0]
+        if self._given is not None:
+            columns = [*columns, self._given]
         for names in columns:
             fields = [self._phrase(n) for n in names]
             if any(fields):
                 known = widths.get(len(fields), [""] * len(fields))
                 widths[len(fields)] = [a or b for a, b in zip(known, fields, strict=True)]
-                if self._tables is not None and (
-                    len(fields) in self._tables or len(self._tables) < MAX_TABLES
-                ):
-                    self._tables[len(fields)] = names
-        if self._tables and not columns and not positions:
-            # (rows with no names here: a page of a result whose columns an earlier
-            # answer named, read under them)
-            for width, names in self._tables.items():
+                if self._tables is not None:
+                    self._tables.learn(names, source if source is not None else doc)
+        if self._tables is not None and self._tables.known and not columns and not positions:
+            # (rows with no names here: a page of a result whose columns an answer the
+            # request follows named, read under them)
+            for width, names in self._tables.known.items():
                 widths[width] = [self._phrase(n) for n in names]
         if self.streams:
             # (a stream's documents one after another: a header line, then its rows)
@@ -546,7 +554,8 @@ class BodyMask:
             for index, field in at.items():
                 carried.setdefault(index, field)
             at = {**carried, **at}
-            if isinstance(doc, list) and doc and _scalars(doc) and at:
+            if isinstance(doc, list) and doc and _scalars(doc) and (at or len(doc) in widths):
+                # (a row alone on its line, under the columns named before it or apart)
                 return self._rows_masked([doc], widths, found, at)[0]
         if not widths and not at and not any(self._phrase(n) for head in heads for n in head):
             return doc  # (no table names a masked field: nothing to rebuild)
@@ -670,6 +679,14 @@ class BodyMask:
                 out.append(line.getvalue())
             return out
         return None
+
+    def _known_width(self, width: int) -> list[str] | None:
+        """The columns an answer the request follows named for rows `width` wide, when
+        they name a masked field."""
+        if self._tables is None or width < 2:
+            return None
+        names = self._tables.known.get(width)
+        return names if names and any(self._phrase(n) for n in names) else None
 
     def _fields_of(self, value: Any) -> list[str]:
         """The fields a list of column names names, by position ([] for no such list)."""
@@ -887,6 +904,12 @@ class BodyMask:
                     found.update(counts)
                     return json.dumps(masked, ensure_ascii=False)
                 return value
+        if text[:1] in ("(", "{") and self._named:
+            # a whole row written as one value (PostgreSQL's record text, `(7,5550100,
+            # ann)`, or an array of them): its fields masked (composites.py)
+            composite = masked_composite(value, self.masker, found)
+            if composite is not None:
+                return composite
         if "base64," in value and depth < _LABELS_DEPTH:
             # a data: URI's base64 (RFC 2397: `data:text/plain;base64,dGVsOjU1NTAxMDA=`,
             # `tel:5550100`) is base64 by its own word, however short: read as a run is
@@ -1097,6 +1120,12 @@ class BodyMask:
             # a text answer to a path naming a field: its lines are that field's value
             return self._value(self.path_field, line, text=True)
         docs = _json_texts(line)
+        if docs is None and self._named and line.lstrip()[:1] in ("(", "{"):
+            # (a whole row written as one line: PostgreSQL's record text)
+            found: Counter[str] = Counter()
+            composite = masked_composite(line, self.masker, found)
+            self.counts.update(found)
+            line = line if composite is None else composite
         if docs is None:
             line = self._phone_uris(self._coded_runs(line))
             return self._escapes_clear(
@@ -1512,6 +1541,24 @@ class BodyMask:
             row = next(csv.reader([line]))
         except (csv.Error, StopIteration):
             return self._text(line)
+        if self._columns is None and (
+            self._given
+            or (
+                self._known_width(len(row))
+                and any(c.strip() and c.strip()[0] in "0123456789@-+" for c in row)
+                and not any(self._phrase(c) for c in row)
+            )
+        ):
+            # columns the answer's head names (`X-Columns`), or an answer the request
+            # follows named for rows this wide: this line is a row, unless it repeats them
+            names = self._given or self._known_width(len(row)) or []
+            self._names = list(names)
+            self._columns = {
+                **{i: True for i, name in enumerate(names) if self._phrase(name)},
+                **self.masker.columns_to_mask(names),
+            }
+            if [c.strip().lower() for c in row] == [n.strip().lower() for n in names]:
+                return self._text(line)
         if self._columns is None:
             row = [cell.removeprefix("\ufeff") for cell in row]
             self._names = row
@@ -1545,10 +1592,18 @@ class BodyMask:
                 return self._text(out.getvalue())
             return self._text(line)
         if not self._columns:
+            if any(is_composite(cell) for cell in row):
+                # (a whole row written as one cell: `"(7,5550100,ann)"`)
+                whole: Counter[str] = Counter()
+                row = [self._string(cell, whole, 0) for cell in row]
+                self.counts.update(whole)
+                out = io.StringIO()
+                csv.writer(out, lineterminator="").writerow(row)
+                return self._text(out.getvalue())
             return self._line(line)
         found: Counter[str] = Counter()
         for index, cell in enumerate(row):
-            if index in self._columns:
+            if index in self._columns and index < len(self._names):
                 row[index] = self._value(self._names[index].strip(), cell, text=True)
             elif self._named:
                 # (a cell holding a document or pairs of its own: `{"phone": ...}`)
@@ -2199,7 +2254,7 @@ def masked_tables(
     doc: Any,
     counts: Counter[str],
     source: Any = None,
-    tables: dict[int, list[str]] | None = None,
+    tables: TableView | None = None,
 ) -> Any:
     """A JSON value (masked by the field rules' keys already) masked as BodyMask reads a
     document's tables, for a reader of JSON other than an HTTP answer's (an MCP result,
@@ -2217,10 +2272,24 @@ def masked_tables(
         out = body.columns_masked(body.keys_masked(doc, found), found)
         positions = _column_positions(source) if source is not None else None
         out = body._tabled(body._paired(out, found), found, positions, source)
+        out = _composites_masked(out, masker, found)
     except RecursionError:
         raise MaskingError("a JSON value nested too deep to be masked") from None
     counts.update(found)
     return out
+
+
+def _composites_masked(value: Any, masker: Masker, found: Counter[str]) -> Any:
+    """Every string of a JSON value that is a whole row as one value (composites.py)
+    masked field by field."""
+    if isinstance(value, dict):
+        return {k: _composites_masked(v, masker, found) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_composites_masked(v, masker, found) for v in value]
+    if isinstance(value, str) and value.lstrip()[:1] in ("(", "{"):
+        composite = masked_composite(value, masker, found)
+        return value if composite is None else composite
+    return value
 
 
 def masked_aliases(masker: Masker, doc: Any, counts: Counter[str]) -> Any:
@@ -2325,7 +2394,6 @@ _POSITION_KEYS = frozenset(
     {"index", "position", "ordinal", "ordinalposition", "columnindex", "idx", "pos", "i"}
 )
 MAX_COLUMNS = 4096
-MAX_TABLES = 64  # tables a session's answers named, remembered (BodyMask._tables)
 
 
 def _column_positions(doc: Any) -> list[dict[int, str]]:

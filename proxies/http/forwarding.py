@@ -38,6 +38,7 @@ from proxies.http.client_io import ClientIO
 from proxies.http.codings import ContentDecoder, Undecodable, codings, decode_whole
 from proxies.http.guard import CredentialInResponse, ResponseGuard, check_unpacked
 from proxies.http.packed import PACKED_LIMIT, SNIFFED, TAR_SNIFFED, Unopenable, packed_kind
+from proxies.http.table_memory import header_columns, http_asked
 from proxies.http.upstream import UpstreamCut, UpstreamResponse, request_head
 from proxies.runtime.exposure import ClientOutput
 from proxies.runtime.pdp_client import Ruling
@@ -367,8 +368,16 @@ class UpstreamExchange:
                 return _refused(
                     guard, "response cannot be masked", "text in a charset the masks cannot read"
                 )
+            # (the columns an answer this request follows named: a next page, a statement's
+            # chunks, rows beside their schema call; and those its head names)
+            asked = http_asked(request.target.path, request.target.query, request.body)
             mask = BodyMask(
-                masker, kind, media=shown, path=request.target.path, tables=request.agent.tables
+                masker,
+                kind,
+                media=shown,
+                path=request.target.path,
+                tables=request.agent.tables.view(asked),
+                columns=header_columns([(f[2], f[3]) for f in fields.fields]),
             )
             mask.counts.update(head_counts)
         if not head.keep_alive:

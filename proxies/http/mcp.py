@@ -65,6 +65,7 @@ from proxies.http.mcp_columns import Ambiguous, masked_columns
 from proxies.http.mcp_schema import Unconformable, conform_message, relaxed_output_schema
 from proxies.http.mcp_sessions import McpSession, SessionBinding, owner_of, valid_session_id
 from proxies.http.packed import Unopenable, packed_kind, unpacked
+from proxies.http.table_memory import Asked, TableView, mcp_asked, schema_columns
 from proxies.runtime.pdp_client import Ruling
 from proxies.runtime.session import ProxySession
 
@@ -93,6 +94,8 @@ class Handling:
     lists: str = ""
     # completion/complete: the argument whose values it asks for (params.argument.name)
     completes: str | None = None
+    # the request as the session's memory of tables tells it (a tool and its arguments)
+    asked: Asked | None = None
 
     @property
     def reads(self) -> bool:
@@ -317,6 +320,7 @@ class McpExchange:
                     masker,
                     message.method if message.method in codec.LISTINGS else "",
                     _completed_argument(message),
+                    _asked(message),
                 )
                 mcp.expect(message.id, handling)
         # an answer owed to an earlier request that must be read may come on any stream of
@@ -749,7 +753,7 @@ class Forward:
             message = {**message, "result": result}
         came = message
         if handling.masker is not None:
-            message = self._masked(message, handling.masker, handling.decision_id)
+            message = self._masked(message, handling.masker, handling.decision_id, handling.asked)
             if handling.completes is not None:
                 message = self._completions(message, handling.masker, handling)
         elif session_mask is not None:
@@ -758,7 +762,7 @@ class Forward:
             # tool list's result — names, descriptions, schemas — by the detectors alone
             # (a field rule would take a schema's `email` property)
             if "error" in message or handling.method != "tools/list":
-                message = self._masked(message, session_mask, handling.decision_id)
+                message = self._masked(message, session_mask, handling.decision_id, handling.asked)
             else:
                 message = self._schemas_masked(message, "result", session_mask, handling)
                 detectors = self._detectors_of(session_mask)
@@ -850,12 +854,19 @@ class Forward:
         shown = {**completion, "values": masked}
         return {**message, "result": {**result, "completion": shown}}
 
-    def _masked(self, message: dict[str, Any], masker: Masker, decision_id: str) -> dict[str, Any]:
+    def _masked(
+        self,
+        message: dict[str, Any],
+        masker: Masker,
+        decision_id: str,
+        asked: Asked | None = None,
+    ) -> dict[str, Any]:
         counts: Counter[str] = Counter()
         try:
             out = {k: v for k, v in message.items() if k not in ("result", "params", "error")}
-            # (the session's tables, for rows of a later page: JSON in a text item too)
-            held = _SESSION_TABLES.set(self.mcp.tables)
+            # (the session's tables as the call follows them, for rows of a later page or
+            # under a tool's output schema: JSON in a text item too)
+            held = _SESSION_TABLES.set(self.mcp.tables.view(asked))
             try:
                 for key in ("result", "params", "error"):
                     if key in message:
@@ -884,6 +895,11 @@ class Forward:
             self.mcp.header_schemas = {
                 t["name"]: codec.header_schema(t) for t in result["tools"] if t["name"] in shown
             }
+            # the columns each tool's outputSchema names: its results' rows with no names
+            # of their own are read under them (a call of that tool follows its listing)
+            for tool in result["tools"]:
+                for names in schema_columns(tool.get("outputSchema")):
+                    self.mcp.tables.learn(mcp_asked(tool["name"], ""), names)
         hidden = sorted(set(names) - shown)
         self.session.record_response(
             kind="mcp." + handling.lists.replace("/", "_"), decision_id=handling.decision_id,
@@ -938,13 +954,20 @@ def _jsonrpc_keys(message: dict[str, Any], keys: tuple[str, ...]) -> dict[str, A
 
 # the columns the session being masked named in its earlier results (McpSession.tables),
 # for the masks of one message (Forward._masked): rows of a later page masked under them
-_SESSION_TABLES: contextvars.ContextVar[dict[int, list[str]] | None] = contextvars.ContextVar(
+_SESSION_TABLES: contextvars.ContextVar[TableView | None] = contextvars.ContextVar(
     "session_tables", default=None
 )
 
 
+def _asked(message: codec.Message) -> Asked | None:
+    """A tools/call as the session's memory of tables tells it: the tool, its arguments."""
+    if message.method != "tools/call" or message.target is None:
+        return None
+    return mcp_asked(message.target, codec.canonical(message.params.get("arguments")))
+
+
 def _mask_tree(
-    value: Any, masker: Masker, counts: Counter[str], tables: dict[int, list[str]] | None = None
+    value: Any, masker: Masker, counts: Counter[str], tables: TableView | None = None
 ) -> Any:
     """A tool result (or any JSON value) masked: text content that is itself JSON (what
     FastMCP makes of a dict) masked as JSON, then fields and detectors over everything;

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from proxies.http.mcp_codec import MAX_ID
+from proxies.http.table_memory import TableMemory
 
 MAX_SESSIONS = 10_000
 MAX_SESSIONS_PER_IDENTITY = 64  # of one subject, whatever tokens it holds
@@ -77,10 +78,10 @@ class McpSession:
     # tool name → its x-mcp-header names → property paths, from the session's latest
     # tools/list answer (mcp_codec.header_schema; None: a schema not read that way)
     header_schemas: dict[str, Any] = field(default_factory=dict)
-    # the columns of tables its results named (by their number), which name a masked
-    # field: a later result's rows without names (a next page, a cursor's fetch) are
-    # masked under them (bodies.BodyMask's tables)
-    tables: dict[int, list[str]] = field(default_factory=dict)
+    # the columns of tables its results (and its tools' output schemas) named, by the
+    # call each answered: a later result's rows without names (a next page, a cursor's
+    # fetch) are masked under them (table_memory, bodies.BodyMask's tables)
+    tables: TableMemory = field(default_factory=TableMemory)
     # request id → the session holding it for an approval (Prefer: wait), while it waits
     held: dict[Hashable, Any] = field(default_factory=dict)
     # the SSE event ids passed to this client, latest last (what it may resume from)

@@ -61,6 +61,7 @@ from proxies.http.codec import END, BadRequest, Body, End, Event, Head, RequestR
 from proxies.http.codings import ContentDecoder, Undecodable, codings
 from proxies.http.forwarding import UpstreamExchange, decoded
 from proxies.http.guard import CredentialInResponse, secret_patterns
+from proxies.http.table_memory import TableMemory
 from proxies.http.upstream import UpstreamPool, request_head
 from proxies.http.websocket import relay_websocket
 from proxies.runtime.drain import SHUTDOWN_MESSAGE
@@ -103,9 +104,9 @@ class AgentSession:
     # the end of what the session was granted (its token's expiry, a grant's window)
     ends: asyncio.Future[str] | None = field(default=None, repr=False)
     _patterns: tuple[bytes, ...] | None = field(default=None, repr=False)
-    # the columns of tables its answers named (by their number), which name a masked
-    # field: a later page of rows without names is masked under them (bodies.BodyMask)
-    tables: dict[int, list[str]] = field(default_factory=dict, repr=False)
+    # the columns of tables its answers named, by the request each answered: a later
+    # page of rows without names is masked under them (table_memory, bodies.BodyMask)
+    tables: TableMemory = field(default_factory=TableMemory, repr=False)
 
     def disarm(self) -> None:
         """The session closes for another reason: its end no longer has anything to do."""
