@@ -5,6 +5,13 @@ checked (the session exists, belongs to the calling proxy and is open; events we
 formed, a command too long cut and said so, never the batch refused for it), then
 appended as one hash-chained `session.events` record. RecordBatches answers each batch
 on its own, and appends the kept ones together so the store commits them in one go.
+
+A numbered batch (batch_seq, pdp.domain.batch_numbers) is stored once: the same number
+sent again (a retry after a timeout whose first send was stored, while it is still being
+stored too, or a spool delivered again) is answered as taken (`replayed`) and not
+recorded a second time, so a retry neither doubles the evidence nor looks like tampering.
+The numbers a session's records hold are read from the store the first time a session
+found again (a PDP restarted) sends one.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import grpc
 from google.protobuf import struct_pb2
 
 from pdp.api.proxy_auth import ProxyIdentity
+from pdp.domain.batch_numbers import BATCH_SEQ, MAX_BATCH_SEQ, BatchNumbers, batch_seq_of
 from pdp.domain.recordings import (
     EVENTS_KIND,
     RECEIVED,
@@ -164,11 +172,13 @@ class SessionEventBatches:
     ) -> pdp_pb2.RecordEventsResponse:
         try:
             kept = await self._checked(request, proxy, context)
-            record_id = await kept.stored()
+            record_id, replayed = await kept.stored()
         except _BatchRefused as refused:
             await context.abort(refused.code, refused.message)
             raise AssertionError("unreachable") from None
-        return pdp_pb2.RecordEventsResponse(recorded=kept.count, decision_id=record_id)
+        return pdp_pb2.RecordEventsResponse(
+            recorded=kept.count, decision_id=record_id, replayed=replayed
+        )
 
     async def record_batches(
         self, request: pdp_pb2.RecordBatchesRequest, proxy: ProxyIdentity, context: Any
@@ -186,10 +196,12 @@ class SessionEventBatches:
             if isinstance(item, _BatchRefused):
                 return pdp_pb2.RecordBatchResult(error=item.message)
             try:
-                record_id = await item.stored()
+                record_id, replayed = await item.stored()
             except _BatchRefused as refused:
                 return pdp_pb2.RecordBatchResult(error=refused.message)
-            return pdp_pb2.RecordBatchResult(recorded=item.count, decision_id=record_id)
+            return pdp_pb2.RecordBatchResult(
+                recorded=item.count, decision_id=record_id, replayed=replayed
+            )
 
         results = await asyncio.gather(*(outcome(item) for item in checked))
         return pdp_pb2.RecordBatchesResponse(results=results)
@@ -261,7 +273,37 @@ class SessionEventBatches:
         if why:
             raise _BatchRefused(grpc.StatusCode.INVALID_ARGUMENT, why)
         body[RECEIVED] = round(received * 1_000_000)
-        return _KeptBatch(self.store, session, body, count, request.events_json != "")
+        number = request.batch_seq
+        if number > MAX_BATCH_SEQ:
+            raise _BatchRefused(grpc.StatusCode.INVALID_ARGUMENT, "batch_seq: out of range")
+        kept = _KeptBatch(self.store, session, body, count, request.events_json != "")
+        if number and count:
+            body[BATCH_SEQ] = number
+            kept.number = number
+            kept.numbers = await self._numbers(session)
+        return kept
+
+    async def _numbers(self, session: Session) -> _Numbers:
+        """The session's batch numbers stored so far (read from the store the first time
+        for a session this PDP did not open)."""
+        numbers = session.batch_numbers
+        if isinstance(numbers, _Numbers):
+            return numbers
+        if numbers is None:
+            try:
+                records = await self.store.query(kind=EVENTS_KIND, session_id=session.id)
+            except StoreUnavailable:
+                raise _BatchRefused(
+                    grpc.StatusCode.UNAVAILABLE, "audit store unavailable"
+                ) from None
+            taken = [n for n in (batch_seq_of(r.body) for r in records) if n]
+            if isinstance(session.batch_numbers, _Numbers):  # (read meanwhile by another)
+                return session.batch_numbers
+            made = _Numbers(taken)
+        else:
+            made = _Numbers()  # opened here: none stored yet
+        session.batch_numbers = made
+        return made
 
 
 class _Refusing:
@@ -306,6 +348,17 @@ class _BatchRefused(Exception):
         self.message = message
 
 
+class _Numbers(BatchNumbers):
+    """A session's batch numbers at the PDP, with those being stored now (a number sent
+    again meanwhile waits for its outcome)."""
+
+    __slots__ = ("storing",)
+
+    def __init__(self, taken: list[int] | None = None) -> None:
+        super().__init__(taken)
+        self.storing: dict[int, asyncio.Future[None]] = {}
+
+
 class _KeptBatch:
     """A checked batch of one session's events, waiting to be appended."""
 
@@ -314,11 +367,33 @@ class _KeptBatch:
     ) -> None:
         self.store, self.session, self.body = store, session, body
         self.count, self.plain = count, plain
+        self.number = 0  # its batch_seq (0: not numbered)
+        self.numbers: _Numbers | None = None
 
-    async def stored(self) -> str:
-        """Append it; the record's id once committed ("" for a heartbeat: nothing to keep)."""
+    async def stored(self) -> tuple[str, bool]:
+        """Append it: the record's id once committed ("" for a heartbeat: nothing to keep),
+        and whether its number was stored before (then nothing is appended)."""
         if not self.count:
-            return ""
+            return "", False
+        numbers, number = self.numbers, self.number
+        if numbers is None:
+            return await self._appended(), False
+        while (held := numbers.storing.get(number)) is not None:
+            await asyncio.shield(held)  # the same number being stored: its outcome first
+        if numbers.has(number):
+            return "", True
+        numbers.take(number)
+        done = numbers.storing[number] = asyncio.get_running_loop().create_future()
+        try:
+            return await self._appended(), False
+        except BaseException:
+            numbers.give_back(number)
+            raise
+        finally:
+            del numbers.storing[number]
+            done.set_result(None)
+
+    async def _appended(self) -> str:
         try:
             record = await self.store.append(
                 EVENTS_KIND,

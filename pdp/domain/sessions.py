@@ -87,6 +87,10 @@ class Session:
     # the proxy identity that opened it (pdp/api/proxy_auth.py): the only one that speaks for it
     proxy: str = ""
     closed_reason: str = ""
+    # the numbers of its recorded batches the PDP stored (pdp.api.recording_rpc): "" for a
+    # session opened here (none yet), None for one found again in the store (read there
+    # when it first sends a numbered batch)
+    batch_numbers: Any = field(default="", repr=False, compare=False)
     # started_at as rfc3339() wrote it, with the value it was written from: made once per
     # session, not on every decision's input (made again if started_at is ever replaced)
     _started_text: tuple[float, str] | None = field(
@@ -151,6 +155,7 @@ class Session:
             # PDP that opened it
             grant_expires_at=float(body.get("grant_expires_at") or 0.0),
             proxy=str(body.get("proxy", "")),
+            batch_numbers=None,  # (its batches may be in the store already)
         )
 
 

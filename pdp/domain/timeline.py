@@ -688,8 +688,11 @@ class DecisionRuns:
         details: Mapping[str, Any],
         when: Any,
         ruling: dict[str, Any],
+        numbered: bool = False,
     ) -> str:
-        """What is wrong with this run of the decision ("" nothing)."""
+        """What is wrong with this run of the decision ("" nothing). `numbered`: the event
+        is of a numbered batch (pdp.domain.batch_numbers), which a delivery twice does not
+        repeat (its number tells it): a run at the first one's very time is another."""
         if etype != "command" or cached or not decision_id:
             return ""
         if ruling.get("kind", POSTGRES_QUERY) != POSTGRES_QUERY:
@@ -704,7 +707,7 @@ class DecisionRuns:
             self.first[decision_id] = (name, when)
             return ""
         first, first_when = held
-        if when == first_when:
+        if when == first_when and not numbered:
             self.delivered_again += 1
             return ""
         if not _made_at_parse(ruling):

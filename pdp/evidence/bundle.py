@@ -583,6 +583,7 @@ def verify_bundle(path: Path, pinned_key: Ed25519PublicKey | None = None) -> Bun
     counted.times = check.times.line()
     counted.verdicts = check.times.verdicts_line()
     counted.lost = check.times.losses.line()
+    counted.batches = check.times.numbers_line()
     counted.unclosed = len(check.times.losses.unclosed)
     problems.sort(key=lambda p: (p.seq == 0, p.seq))
     report.ok = not problems

@@ -928,6 +928,7 @@ class Counted:
     times: str = ""  # what the session events' claimed times came to (EventTimes)
     verdicts: str = ""  # what the verdicts proxies recorded came to (EventTimes)
     lost: str = ""  # what sessions whose proxy was lost leave unknown (ProxyLosses)
+    batches: str = ""  # what the sessions' batch numbers show (EventTimes.numbers_line)
     unclosed: int = 0  # sessions opened (allowed) in the range with no close record in it
 
     def see(self, seq: int, kind: str, time: float) -> None:
@@ -966,6 +967,7 @@ class Counted:
             *([f"  event times: {self.times}"] if self.times else []),
             *([f"  proxy verdicts: {self.verdicts}"] if self.verdicts else []),
             *([f"  lost proxies: {self.lost}"] if self.lost else []),
+            *([f"  batch numbers: {self.batches}"] if self.batches else []),
             f"  head: seq {self.head[0]} hash {self.head[1]}",
         ]
 
@@ -1194,6 +1196,7 @@ async def _verify_read(
     counted.times = times.line()
     counted.verdicts = times.verdicts_line()
     counted.lost = times.losses.line()
+    counted.batches = times.numbers_line()
     counted.unclosed = len(times.losses.unclosed)
     return EvidenceReport(
         not problems,

@@ -30,12 +30,20 @@ executed again and again runs under its Parse's decision, each execution's event
 the prepared statement. Another run of a decision made for one, or one naming another
 statement, or outside the extended protocol, is counted and named; runs naming no
 statement (proxies before they named it) and a batch delivered twice are counted apart.
+
+And each session's batch numbers (pdp.domain.batch_numbers; `numbers_line`): batches that
+never reached the store (a number skipped, or past the last stored up to the count the
+proxy's close gives), batches that arrived after a later one, a batch stored twice (the
+same events: read once, as one delivery) and a number two different batches hold. A
+batch's first run repeated at its very time is one delivery twice only in a batch that is
+not numbered: in a numbered one, a delivery twice is told by its number.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from pdp.domain.batch_numbers import RecordedNumbers, batch_seq_of, describe_ranges
 from pdp.domain.casts import CastClock
 from pdp.domain.recordings import (
     CLOCK_SKEW_SECONDS,
@@ -103,6 +111,7 @@ class EventTimes:
         self.runs: dict[str, DecisionRuns] = {}
         self.unnamed_runs = 0  # runs again of a Parse's decision naming no statement
         self.delivered_again = 0  # runs at the very time of the decision's first: one run
+        self.numbers = RecordedNumbers()  # the batch numbers of sessions whose open was read
 
     def feed(
         self, seq: int, kind: str, time: float, session_id: Any, body: Any, record_id: Any = ""
@@ -123,12 +132,17 @@ class EventTimes:
         if kind == SESSION_CLOSE:
             self.losses.closed(seq, session_id, time, body)
             if not closed_by_reaper(body):  # a proxy's: no event is taken after it
+                if session_id in self.opened:
+                    self.numbers.closed(session_id, body)
                 self._forget(session_id)
                 self.casts.pop(session_id, None)
                 self.incomplete.discard(session_id)
             return
         if kind != EVENTS_KIND:
             return
+        if session_id in self.opened and not self.numbers.feed(session_id, body):
+            return  # (a batch stored again: its events are read once)
+        numbered = bool(batch_seq_of(body))
         received_us = body.get(RECEIVED)
         if type(received_us) is int:
             received = received_us / 1_000_000
@@ -157,7 +171,7 @@ class EventTimes:
             self.losses.ran(session_id, when, event)
             ruled = decided.get(str(event.get("decision_id") or ""))
             made = ruled[0] if ruled is not None else None
-            self._weigh_verdict(seq, session_id, event, ruled)
+            self._weigh_verdict(seq, session_id, event, ruled, numbered)
             frames = casts.weigh(event)  # (each recording's event: it keeps their order)
             if when > received + CLOCK_SKEW_SECONDS:
                 bad.append(f"{when - received:.3f}s after the PDP received it")
@@ -205,7 +219,9 @@ class EventTimes:
             if isinstance(raw, str):
                 self.text_chars -= len(raw)
 
-    def _weigh_verdict(self, seq: int, session_id: str, event: dict[str, Any], ruled: Any) -> None:
+    def _weigh_verdict(
+        self, seq: int, session_id: str, event: dict[str, Any], ruled: Any, numbered: bool = False
+    ) -> None:
         """An event letting a command through under no decision of the session, or under
         one the PDP recorded as stronger: counted and named. Only for a session whose
         opening was read (a bundle of a window may start after a session's decisions)."""
@@ -239,7 +255,7 @@ class EventTimes:
                     f" reuse then (cache_ttl_seconds {ttl})"
                 )
             else:
-                again = self._runs_again(session_id, event, ruled[1])
+                again = self._runs_again(session_id, event, ruled[1], numbered)
                 if not again:
                     return
                 said = f"{verdict} {again}"
@@ -249,7 +265,9 @@ class EventTimes:
             where = f"seq {seq} (session {inert(session_id[:64])})"
             self.disputes.append(f"{where}: {command!r} recorded as {said}")
 
-    def _runs_again(self, session_id: str, event: dict[str, Any], ruling: dict[str, Any]) -> str:
+    def _runs_again(
+        self, session_id: str, event: dict[str, Any], ruling: dict[str, Any], numbered: bool
+    ) -> str:
         runs = self.runs.get(session_id)
         if runs is None:
             runs = self.runs[session_id] = DecisionRuns()
@@ -262,6 +280,7 @@ class EventTimes:
             details if isinstance(details, dict) else {},
             event.get("time"),
             ruling,
+            numbered=numbered,
         )
         self.unnamed_runs += runs.unnamed - unnamed
         self.delivered_again += runs.delivered_again - delivered
@@ -312,6 +331,53 @@ class EventTimes:
             + untexted
         )
 
+    def numbers_line(self) -> str:
+        """The report's line on the sessions' batch numbers ("" when no numbered batch of
+        a session whose open was read)."""
+        numbers = self.numbers
+        if not numbers.numbers:
+            return ""
+        missing = numbers.missing()
+        if missing:
+            lost = sum(b - a + 1 for ranges in missing.values() for a, b in ranges)
+            named = [
+                f"session {inert(sid[:64])}: batches {describe_ranges(ranges[:NAMED_AT_MOST])}"
+                " missing"
+                for sid, ranges in list(missing.items())[:NAMED_AT_MOST]
+            ]
+            said = (
+                f"{lost} {_plural(lost, 'batch', 'batches')} of {len(missing)}"
+                f" {_plural(len(missing), 'session', 'sessions')} never reached the store"
+                " (lost between the proxy and the PDP, or taken from a proxy's spool; what"
+                " they recorded is not here): "
+                + "; ".join(named)
+                + (", ..." if len(missing) > len(named) else "")
+            )
+        else:
+            said = (
+                f"every numbered batch of {len(numbers.numbers)}"
+                f" {_plural(len(numbers.numbers), 'session', 'sessions')} is in the store"
+            )
+        late = sum(numbers.late.values())
+        if late:
+            said += (
+                f"; {late} {_plural(late, 'batch', 'batches')} arrived after a later one"
+                " (delivered out of order)"
+            )
+        again = sum(numbers.again.values())
+        if again:
+            said += (
+                f"; {again} {_plural(again, 'batch', 'batches')} stored again with the same"
+                " events (one delivery recorded twice: read once)"
+            )
+        forked = sum(numbers.forked.values())
+        if forked:
+            said += (
+                f"; {forked} batch {_plural(forked, 'number', 'numbers')} held by two"
+                " different batches (not what a proxy sends: forged, or edited)"
+            )
+        return said
+
     def line(self) -> str:
         """The report's line on event times ("" when no session event was read)."""
         if not (self.ruled_out or self.late or self.unreceived or self.opened or self.unweighed):
@@ -341,3 +407,7 @@ class EventTimes:
                 " were not remembered: commands naming them are not weighed against them"
             )
         return said
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return one if n == 1 else many
