@@ -187,3 +187,34 @@ def test_a_composite_text_is_masked(case: str) -> None:
 def test_text_in_parentheses_stays() -> None:
     doc = {"note": "(see below)", "point": "(1.5,2)", "range": "[1,5)", "n": "(555) 0100"}
     assert json.loads(_masked("application/json", json.dumps(doc))) == doc
+
+
+# columns named in shapes the masks did not read as names (each row went whole)
+NAMED_OTHERWISE = {
+    "descriptors under a key of their own": {
+        "cols": [{"n": "id"}, {"n": "phone"}],
+        "data": [[7, P]],
+    },
+    "a datatable's ids": {
+        "cols": [{"id": "A", "type": "number"}, {"id": "phone", "type": "string"}],
+        "rows": [[7, P]],
+    },
+    "a map of names to types": {"schema": {"id": "int", "phone": "text"}, "data": [[7, P]]},
+    "a map of names to descriptors": {
+        "columns": {"id": {"type": "int"}, "phone": {"type": "text"}},
+        "data": [[7, P]],
+    },
+    "rows in a json string beside them": {
+        "columns": ["id", "phone"],
+        "data": json.dumps([[7, P]]),
+    },
+}
+
+
+@pytest.mark.parametrize("case", sorted(NAMED_OTHERWISE))
+def test_columns_named_otherwise_mask_their_rows(case: str) -> None:
+    try:
+        out = _masked("application/json", json.dumps(NAMED_OTHERWISE[case]))
+    except Unmaskable:
+        return
+    assert not _leaks(out), out

@@ -368,6 +368,7 @@ class BodyMask:
         # for rows in its body with no names of their own (CSV without its header line,
         # JSON arrays)
         self._given = columns or None
+        self._enclosing: list[list[str]] = []  # (_mask_doc: the whole document's columns)
         self.media = media  # (named when a `withheld` body is refused)
         self.limit = limit
         self.counts: Counter[str] = Counter()
@@ -484,6 +485,10 @@ class BodyMask:
         """mask_json, then what it reads by keys alone, in one walk (_named_values)."""
         masked, counts = self.masker.mask_json(doc)
         found: Counter[str] = Counter(counts)
+        if depth == 0 and self._named:
+            # (the columns the document names, for its rows written as a JSON string
+            # beside them: `"data": "[[7, \"5550100\"]]"`, read as a document of its own)
+            self._enclosing = _column_lists(doc)[0]
         if self._named and depth < 4:
             try:
                 # (the maps naming keys read before _named_values takes one for a pair)
@@ -543,6 +548,11 @@ class BodyMask:
             # request follows named, read under them)
             for width, names in self._tables.known.items():
                 widths[width] = [self._phrase(n) for n in names]
+        if not columns and not positions:
+            # (rows in a string of the document naming their columns)
+            for names in self._enclosing:
+                if any(fields := [self._phrase(n) for n in names]):
+                    widths.setdefault(len(names), fields)
         if self.streams:
             # (a stream's documents one after another: a header line, then its rows)
             carried = self._stream_at
@@ -2339,7 +2349,24 @@ def _column_names(value: Any) -> list[str]:
         # (each a column as `[name, type]`: `[["id", "Int32"], ["phone", "String"]]`)
         return [v[0] for v in value]
     names = [n for n in map(_column_name, value) if n is not None]
-    return names if len(names) == len(value) else []
+    if len(names) == len(value):
+        return names
+    return _common_names(value)
+
+
+def _common_names(value: list[Any]) -> list[str]:
+    """Column descriptors naming their columns under a key of their own (`[{"n": "id"},
+    {"n": "phone"}]`, a DataTable's `{"id": "phone", "type": "string"}`): the member
+    every one holds as a string, each a different one (an `id` first), else []."""
+    if len(value) < 2 or not all(isinstance(v, dict) and v for v in value):
+        return []
+    keys = [k for k, v in value[0].items() if isinstance(v, str)]
+    keys.sort(key=lambda k: k.lower() != "id")
+    for key in keys:
+        names = [v.get(key) for v in value]
+        if all(isinstance(n, str) and n for n in names) and len(set(names)) == len(names):
+            return [str(n) for n in names]
+    return []
 
 
 # a column's type as a result's schema writes it (`Int32`, `varchar(255)`,
@@ -2367,6 +2394,22 @@ def _spelt_columns(key: str, value: Any) -> list[str]:
         if delimiter in value:
             names = [n.strip().strip('"') for n in value.split(delimiter)]
             return names if len(names) <= MAX_COLUMNS and all(names) else []
+    return []
+
+
+def _typed_columns(key: str, value: Any) -> list[str]:
+    """Column names as the keys of a map to their types under a key naming them
+    (`"schema": {"id": "int", "phone": "text"}`, `"columns": {"phone": {"type": ...}}`:
+    in their order), else []."""
+    if not isinstance(value, dict) or key.lower() not in _NAMES_KEYS:
+        return []
+    if not value or len(value) > MAX_COLUMNS:
+        return []
+    if all(
+        isinstance(v, dict) or (isinstance(v, str) and _TYPE_NAME.fullmatch(v))
+        for v in value.values()
+    ):
+        return list(value)
     return []
 
 
@@ -2476,6 +2519,7 @@ def _column_lists(doc: Any) -> tuple[list[list[str]], list[list[str]]]:
         if isinstance(item, dict):
             stack.extend((v, True) for v in item.values())
             out.extend(filter(None, (_spelt_columns(k, v) for k, v in item.items())))
+            out.extend(filter(None, (_typed_columns(k, v) for k, v in item.items())))
         elif isinstance(item, list):
             names = _column_names(item)
             if names and len(names) <= 4096 and (keyed or not isinstance(item[0], str)):
