@@ -50,6 +50,7 @@ from collections import Counter
 
 from portcullis.masking import REDACTED, Masker, luhn_valid
 from portcullis.verdict import MaskRule
+from proxies.postgres import server_messages
 
 TEXT_LIKE = frozenset({25, 1043, 1042, 19, 705})  # text varchar bpchar name unknown
 JSON, JSONB = 114, 3802
@@ -594,20 +595,15 @@ def _detected_binary_array(
 # Fields of an ErrorResponse or NoticeResponse that can quote a value: message, detail,
 # hint, context, and the internal query's text.
 _QUOTING_FIELDS = ("M", "D", "H", "W", "q")
-# "...": a value the server quotes (`invalid input syntax for type integer: "x"`), and
-# =(...): a key's value (`Key (email)=(x) already exists.`)
-_QUOTED = re.compile(r'"(?:[^"]|"")*"')
-_KEY_VALUE = re.compile(r"=\((?:[^()]|\([^()]*\))*\)")
 
 
 # SQLSTATE classes whose detail, hint and context describe the statement, the session or
 # the server, never a value the statement read: connection, feature, cardinality,
-# transaction, cursor and savepoint state, catalog names, syntax and access rules (their
-# runtime messages quote values in double quotes, redacted below), resources, object
-# state, operator intervention. An allow-list: class 22 (data exception) and 23 (integrity
-# violation) describe values outside quotes (`Failing row contains (1, ..., hunter2)`,
-# `JSON data, line 1: ["card ebbb...`, libxml's echo of the document's line), and the
-# others (P0 RAISE, XX, 38/39 routines, warnings, notices) may say anything.
+# transaction, cursor and savepoint state, catalog names, syntax and access rules,
+# resources, object state, operator intervention. An allow-list: class 22 (data
+# exception) and 23 (integrity violation) describe values (`Failing row contains (1, ...,
+# hunter2)`, `JSON data, line 1: ["card ebbb...`, libxml's echo of the document's line),
+# and the others (P0 RAISE, XX, 38/39 routines, warnings, notices) may say anything.
 _DESCRIBING_CLASSES = frozenset(
     {"08", "0A", "0B", "21", "24", "25", "26", "2B", "2D", "34", "3B", "3D", "3F", "40"}
     | {"42", "53", "54", "55", "57"}
@@ -616,16 +612,17 @@ _DESCRIBING_CLASSES = frozenset(
 # the code chooses the SQLSTATE and writes the message as it likes, unquoted)
 _RAISING_ROUTINES = frozenset({"exec_stmt_raise", "exec_stmt_assert"})
 WITHHELD = "[withheld by portcullis: it may quote values the masks cover]"
-_DIGIT = re.compile(r"[0-9]")
 
 
 def masked_fields(masker: Masker, fields: dict[str, str]) -> dict[str, str] | None:
     """An error or notice of a statement whose results are masked, with what could quote a
     value hidden: its internal query withheld; outside _DESCRIBING_CLASSES its detail, hint
-    and context too (a RAISE's message as well: code wrote it); then the detectors over
-    the rest of its text, every double-quoted string and every `=(...)` key value
-    redacted (the server quotes the values it could not use there), and a field still
-    holding a number withheld. None when nothing changed."""
+    and context too (a RAISE's message as well: code wrote it); what is left kept only as
+    one of the server's own message templates with every argument redacted
+    (proxies/postgres/server_messages.py: an allow-list of texts; a value quoted with a
+    double quote in it, or printed unquoted, read as an argument too), withheld when no
+    template makes it. None when nothing changed. (`masker` is the statement's: its
+    masks decided that the answer is read under masks; the server's texts need none.)"""
     changed = False
     out = dict(fields)
     withheld: tuple[str, ...] = ("q",)  # text code made (EXECUTE's), in every class
@@ -641,14 +638,9 @@ def masked_fields(masker: Masker, fields: dict[str, str]) -> dict[str, str] | No
         text = out.get(code)
         if not text or text == WITHHELD:
             continue
-        masked, _ = masker.mask_text(text)
-        masked = _QUOTED.sub('"[REDACTED]"', masked)
-        masked = _KEY_VALUE.sub("=([REDACTED])", masked)
-        if _DIGIT.search(masked):
-            # a number left outside quotes may be the value's, in any class: `invalid byte
-            # sequence for encoding "UTF8": 0xf0 0x34 0x31 0x31` (three digits of a card),
-            # `date field value out of range: 52-13-01`, `relation with OID 52 does not
-            # exist` (a character's code)
+        masked = server_messages.rewrite(text)
+        if masked is None:
+            # not a text the server makes: a value's, another version's or language's
             masked = WITHHELD
         if masked != text:
             out[code] = masked
