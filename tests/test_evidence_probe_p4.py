@@ -16,13 +16,25 @@ import asyncio
 import json
 import time
 
-from pdp_harness import decide_sql, open_session, pdp_stub, running_pdp, token
+from pdp_harness import (
+    decide_sql,
+    free_port,
+    open_session,
+    pdp_stub,
+    proxy_metadata,
+    running_pdp,
+    token,
+)
 from test_evidence_probe_p1 import _verified
 from test_pdp_probe_p7 import _written
 
 from pdp.domain.recordings import EVENTS_KIND
 from portcullis.config import load_config
 from portcullis.v1 import pdp_pb2
+from portcullis.verdict import Verdict, VerdictKind
+from proxies.runtime.pdp_client import PDPClient, Ruling
+from proxies.runtime.recorder import SessionRecorder
+from proxies.runtime.spool import STORED, Spool
 
 
 def _events(decision: pdp_pb2.Decision, sql: str, when: float) -> str:
@@ -156,3 +168,48 @@ async def test_a_second_run_at_the_first_ones_time_in_a_numbered_batch_is_disput
     for said in await _verified(config_path, tmp_path / "evidence.tar.gz"):
         assert "proxy verdicts: 1 commands recorded as let through" in said, said
         assert "allow again under a decision the PDP made for one run" in said, said
+
+
+async def test_a_proxys_batches_keep_their_numbers_through_its_spool(tmp_path):
+    """The proxy's side: each batch is numbered when made; one the PDP could not take is
+    spooled with its number (the next queue behind it, numbered on), a proxy restarted
+    adopts them with their numbers, and their delivery is stored once each however often
+    it is sent. A real PDP, the proxy's PDP client and a spool file."""
+    config = load_config(_written(tmp_path))
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        sid, decided = await _session(stub, config)
+        ruling = Ruling(Verdict(VerdictKind.ALLOW), decision_id=decided.decision_id)
+        client = PDPClient(app.address, metadata=proxy_metadata(app.address))
+        await client.start()
+        spool = Spool(tmp_path / "spool", "orders-db")
+        spool.open()
+        recorder = SessionRecorder(client, sid, spool=spool)
+        try:
+            recorder.command("SELECT id FROM orders WHERE id = 1", ruling, rows=1)
+            assert await recorder.flush()  # delivered: number 1
+            recorder.pdp = PDPClient(f"127.0.0.1:{free_port()}", timeout=0.5)
+            await recorder.pdp.start()
+            recorder.command("SELECT id FROM orders WHERE id = 2", ruling, rows=2)
+            assert await recorder.flush()  # unreachable: spooled as number 2
+            recorder.command("SELECT id FROM orders WHERE id = 3", ruling, rows=3)
+            assert await recorder.flush()  # queued behind it: number 3
+            assert [e.seq for e in spool.entries] == [2, 3]
+        finally:
+            await recorder.pdp.close()
+            recorder.pdp = client
+            spool.close()  # (the proxy stops with its spool undelivered)
+        adopted = Spool(tmp_path / "spool", "orders-db")
+        adopted.open()
+        try:
+            assert [e.seq for e in adopted.entries] == [2, 3]
+            for _ in range(2):  # delivered, then the same entries again (a retry)
+                for entry in adopted.entries:
+                    request = pdp_pb2.RecordEventsRequest(
+                        session_id=entry.session_id, events_json=entry.events, batch_seq=entry.seq
+                    )
+                    assert await client.deliver(entry.session_id, request) == STORED
+        finally:
+            adopted.close()
+            await client.close()
+        records = await app.store.query(kind=EVENTS_KIND, session_id=sid)
+        assert [r.body.get("batch_seq") for r in records] == [1, 2, 3]

@@ -23,6 +23,12 @@ response is held back until the next event, a flush or its counts arrive.
 Values that were masked and secrets never enter an event; a command longer than
 MAX_EVENT_COMMAND enters cut to its start, with its whole size and SHA-256.
 
+Each batch of a session's events is numbered (1, 2, ... : RecordEventsRequest.batch_seq)
+when it is first made, and keeps its number and events whatever happens to its sending: a
+send that failed is sent again as it was, spooled with its number, so the PDP stores it
+once however often it arrives, and a number that never reaches it is a batch lost (audit
+verify names it). A heartbeat carries none.
+
 A batch the PDP cannot take (unreachable, its store down) goes to the proxy's durable
 spool (proxies.runtime.spool), and the session's later batches queue behind it there, so
 the PDP gets them in order when it is back. No statement runs unless its events are sure
@@ -299,6 +305,10 @@ class SessionRecorder:
         self.enabled = enabled
         self._pending: list[str] = []
         self._pending_chars = 0  # the text of _pending
+        # the last batch number made, and how many of _pending's first events are that
+        # batch (0: none made and not yet delivered, spooled or refused): sent again as is
+        self.batch_seq = 0
+        self._numbered = 0
         self.claim = 0  # spool bytes held for this session's undelivered events
         self._open_run: _Run | None = None  # the last events, alike, not yet in _pending
         # the last command or response, until its masking counts may come: (time, command
@@ -355,9 +365,10 @@ class SessionRecorder:
 
     def _enqueue(self, text: str) -> None:
         if len(self._pending) >= MAX_PENDING:
-            # evidence cannot keep up: the session halts (its commands are denied)
+            # evidence cannot keep up: the session halts (its commands are denied); the
+            # first event not in the batch being sent is dropped (that batch keeps its events)
             self.unavailable = True
-            self._pending_chars -= len(self._pending.pop(0))
+            self._pending_chars -= len(self._pending.pop(self._numbered))
             self.dropped += 1
         self._pending.append(text)
         self._pending_chars += len(text)
@@ -604,7 +615,7 @@ class SessionRecorder:
                 return await self._send([])
             remaining = len(self._pending)
             while remaining > 0:
-                batch = self._pending[: min(remaining, MAX_BATCH)]
+                batch = self._numbered_batch(remaining)
                 if not await self._send(batch):
                     return False
                 remaining -= len(batch)
@@ -618,8 +629,21 @@ class SessionRecorder:
         None when nothing is due."""
         self._seal_run()
         if self._pending:
-            return self._pending[:MAX_BATCH]
+            return self._numbered_batch(MAX_BATCH)
         return [] if self._heartbeat_due() else None
+
+    def _numbered_batch(self, most: int) -> list[str]:
+        """The batch to send now: the one numbered before and not settled (the same events
+        under the same number), or the first `most` events pending (at most MAX_BATCH)
+        under the next number."""
+        if not self._numbered:
+            self.batch_seq += 1
+            self._numbered = min(most, MAX_BATCH, len(self._pending))
+        return self._pending[: self._numbered]
+
+    def seq_of(self, batch: list[str]) -> int:
+        """The number a batch this recorder made goes under (0: a heartbeat)."""
+        return self.batch_seq if batch else 0
 
     def _queued_behind(self) -> bool:
         """Whether earlier batches of this session wait in the spool (then so must this)."""
@@ -632,6 +656,7 @@ class SessionRecorder:
             outcome = STORED if await self.pdp.record(self.session_id, batch) else UNREACHABLE
         else:
             request = batch_request(self.session_id, batch)
+            request.batch_seq = self.seq_of(batch)
             outcome = await self.pdp.deliver(self.session_id, request, len(batch))
         if outcome == UNREACHABLE:
             outcome = (await keep([(self, batch)]))[0]
@@ -655,6 +680,8 @@ class SessionRecorder:
 
     def _drop(self, batch: list[str]) -> None:
         """The batch (the first of _pending) has left memory; its room goes back."""
+        if batch:
+            self._numbered = 0  # (the next batch is made under the next number)
         del self._pending[: len(batch)]
         self._pending_chars -= sum(map(len, batch))
         self._give_back()
@@ -686,7 +713,12 @@ async def keep(taken: list[tuple[SessionRecorder, list[str]]]) -> list[str]:
             by_spool.setdefault(recorder.spool, []).append(i)
     for spool, indexes in by_spool.items():
         entries = [
-            Entry(taken[i][0].session_id, events="[" + ",".join(taken[i][1]) + "]") for i in indexes
+            Entry(
+                taken[i][0].session_id,
+                events="[" + ",".join(taken[i][1]) + "]",
+                seq=taken[i][0].seq_of(taken[i][1]),
+            )
+            for i in indexes
         ]
         # each batch is written against its session's room (what it holds moves into the
         # file); taken out now, so an admission meanwhile does not count it twice

@@ -62,6 +62,7 @@ class Entry:
     session_id: str
     events: str = ""  # a JSON array of events, as the recorder sends them
     close: dict[str, Any] | None = None  # {"reason", "abnormal", "summary"}
+    seq: int = 0  # the batch's number in its session (RecordEventsRequest.batch_seq)
 
     def line(self) -> bytes:
         doc: dict[str, Any] = {"s": self.session_id}
@@ -69,6 +70,8 @@ class Entry:
             doc["close"] = self.close
         else:
             doc["e"] = self.events
+            if self.seq:
+                doc["q"] = self.seq
         return (json.dumps(doc, separators=(",", ":"), default=str) + "\n").encode()
 
     @classmethod
@@ -83,7 +86,8 @@ class Entry:
         if isinstance(doc.get("close"), dict):
             return cls(doc["s"], close=doc["close"])
         if isinstance(doc.get("e"), str):
-            return cls(doc["s"], events=doc["e"])
+            seq = doc.get("q", 0)
+            return cls(doc["s"], events=doc["e"], seq=seq if type(seq) is int and seq > 0 else 0)
         return None
 
 
