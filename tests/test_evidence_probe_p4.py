@@ -16,6 +16,7 @@ import asyncio
 import json
 import time
 
+from google.protobuf.struct_pb2 import Struct
 from pdp_harness import (
     decide_sql,
     free_port,
@@ -49,6 +50,12 @@ def _events(decision: pdp_pb2.Decision, sql: str, when: float) -> str:
 
 def _batch(session_id: str, events: str, number: int) -> pdp_pb2.RecordEventsRequest:
     return pdp_pb2.RecordEventsRequest(session_id=session_id, events_json=events, batch_seq=number)
+
+
+def _close(session_id: str, batches: int) -> pdp_pb2.CloseSessionRequest:
+    summary = Struct()
+    summary.update({"commands": batches, "batches": batches})
+    return pdp_pb2.CloseSessionRequest(session_id=session_id, summary=summary)
 
 
 async def _session(stub, config, sql: str = "SELECT id FROM orders WHERE id = 1"):
@@ -101,27 +108,28 @@ async def test_a_batch_sent_again_after_a_pdp_restart_is_recorded_once(tmp_path)
 
 
 async def test_verify_names_batches_missing_late_and_recorded_twice(tmp_path):
-    """A proxy's batches 1, 3, 2, 5, 7 stored: verify names 4 and 6 missing (lost between
-    proxy and PDP, or deleted from its spool), and 2 late. A genuine session (1, 2 in
+    """A proxy's batches 1, 3, 2, 5 stored, and 7 made (its close's summary says so):
+    verify names 4 and 6..7 missing (lost between proxy and PDP, or deleted from its
+    spool), and 2 late. A genuine session (1, 2 in
     order) is named nowhere."""
     config_path = _written(tmp_path)
     config = load_config(config_path)
     async with running_pdp(config) as app, pdp_stub(app.address) as stub:
         sid, decided = await _session(stub, config)
         now = time.time()
-        for n in (1, 3, 2, 5, 7):
+        for n in (1, 3, 2, 5):
             sql = f"SELECT id FROM orders WHERE id = {n}"
             await stub.RecordEvents(_batch(sid, _events(decided, sql, now + n / 10), n))
-        await stub.CloseSession(pdp_pb2.CloseSessionRequest(session_id=sid))
+        await stub.CloseSession(_close(sid, 7))
         fine, decided = await _session(stub, config)
         for n in (1, 2):
             sql = f"SELECT id FROM orders WHERE id = {n}"
             await stub.RecordEvents(_batch(fine, _events(decided, sql, now + n / 10), n))
-        await stub.CloseSession(pdp_pb2.CloseSessionRequest(session_id=fine))
+        await stub.CloseSession(_close(fine, 2))
     for said in await _verified(config_path, tmp_path / "evidence.tar.gz"):
         line = next(x for x in said.splitlines() if "batch numbers:" in x)
-        assert f"session {sid}: batches 4, 6 missing" in line, line
-        assert "2 batches of 1 session never reached the store" in line, line
+        assert f"session {sid}: batches 4, 6..7 missing" in line, line
+        assert "3 batches of 1 session never reached the store" in line, line
         assert "1 batch arrived after a later one" in line, line
         assert fine not in line, line
 

@@ -9,7 +9,7 @@ batch, in its `session.events` record (BATCH_SEQ, hashed with the events), so:
   and not recorded again (pdp.api.recording_rpc);
 - `audit verify` and replay read the numbers back in chain order (`feed`): a number
   missing below the highest one stored, or up to the last one the proxy said it made at
-  its close (CLOSE_BATCHES in the session.close record), is a batch that never reached
+  its close (CLOSE_BATCHES in the session.close record's summary), is a batch that never reached
   the store; a number arriving after a higher one came late (reordered); a number stored
   twice is a batch recorded again (the same text: one delivery twice, not a second run)
   or two batches under one number (other text: not what a proxy sends).
@@ -23,7 +23,7 @@ import hashlib
 from typing import Any
 
 BATCH_SEQ = "batch_seq"  # the field of a session.events record body holding its number
-CLOSE_BATCHES = "batches"  # the field of a session.close record: the last number made
+CLOSE_BATCHES = "batches"  # of a session.close record's summary: the last number made
 # the largest number taken (a JSON number every reader holds exactly)
 MAX_BATCH_SEQ = 2**53
 
@@ -132,7 +132,10 @@ class RecordedNumbers:
 
     def closed(self, session_id: str, body: dict[str, Any]) -> None:
         """The proxy's close: how many batches it made (numbers past the last stored)."""
-        last = body.get(CLOSE_BATCHES)
+        summary = body.get("summary")
+        last = summary.get(CLOSE_BATCHES) if isinstance(summary, dict) else None
+        if type(last) is float and last.is_integer():  # (a Struct's number)
+            last = int(last)
         if type(last) is int and 0 < last <= MAX_BATCH_SEQ:
             self.numbers.setdefault(session_id, BatchNumbers()).until(last)
         self.digests.pop(session_id, None)  # no batch is taken after a proxy's close

@@ -243,20 +243,18 @@ class DecideAnswer(_message.Message):
     def __init__(self, call_id: _Optional[int] = ..., response: _Optional[_Union[DecideResponse, _Mapping]] = ..., code: _Optional[int] = ..., error: _Optional[str] = ..., more: _Optional[_Iterable[_Union[DecideAnswer, _Mapping]]] = ...) -> None: ...
 
 class CloseSessionRequest(_message.Message):
-    __slots__ = ("session_id", "reason", "abnormal", "summary", "reused", "batches")
+    __slots__ = ("session_id", "reason", "abnormal", "summary", "reused")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     ABNORMAL_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     REUSED_FIELD_NUMBER: _ClassVar[int]
-    BATCHES_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     reason: str
     abnormal: bool
     summary: _struct_pb2.Struct
     reused: _containers.RepeatedCompositeFieldContainer[ReusedVerdict]
-    batches: int
-    def __init__(self, session_id: _Optional[str] = ..., reason: _Optional[str] = ..., abnormal: _Optional[bool] = ..., summary: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., reused: _Optional[_Iterable[_Union[ReusedVerdict, _Mapping]]] = ..., batches: _Optional[int] = ...) -> None: ...
+    def __init__(self, session_id: _Optional[str] = ..., reason: _Optional[str] = ..., abnormal: _Optional[bool] = ..., summary: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., reused: _Optional[_Iterable[_Union[ReusedVerdict, _Mapping]]] = ...) -> None: ...
 
 class CloseSessionResponse(_message.Message):
     __slots__ = ("decision_id",)
