@@ -688,6 +688,53 @@ _INVISIBLE = re.compile(
 )
 
 
+# An HTML character reference, numeric (`&#52;`, `&#x34;`, the semicolon optional as
+# browsers read it) or one of the names a number or an address is written with
+_REFERENCE = re.compile(
+    r"&(?:#(?:[xX]0*([0-9a-fA-F]{1,6})|0*([0-9]{1,7}))|(nbsp|ensp|emsp|thinsp|hyphen|dash|ndash"
+    r"|mdash|minus|period|comma|lpar|rpar|plus|num|amp|commat|colon|sol|lowbar));?"
+)
+_REFERENCE_ASCII = re.compile(_REFERENCE.pattern.encode())
+_REFERENCE_NAMES = {
+    "nbsp": " ", "ensp": " ", "emsp": " ", "thinsp": " ", "hyphen": "-", "dash": "-",
+    "ndash": "-", "mdash": "-", "minus": "-", "period": ".", "comma": ",", "lpar": "(",
+    "rpar": ")", "plus": "+", "num": "#", "amp": "&", "commat": "@", "colon": ":", "sol": "/",
+    "lowbar": "_",
+}  # fmt: skip
+
+
+def _referenced(text: str) -> tuple[str, list[int], list[int]] | None:
+    """`text` with its HTML character references read (`&#52;&#49;...` as a browser shows
+    it: 41...), and where each character read starts and ends in `text`; None when it has
+    none."""
+    read: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    pos = 0
+    for found in _REFERENCE.finditer(text):
+        for i in range(pos, found.start()):
+            read.append(text[i])
+            starts.append(i)
+            ends.append(i + 1)
+        hexa, decimal, name = found.groups()
+        if name is not None:
+            char = _REFERENCE_NAMES[name]
+        else:
+            code = int(hexa, 16) if hexa is not None else int(decimal)
+            char = chr(code) if 0 < code < 0x110000 and not 0xD800 <= code < 0xE000 else "\ufffd"
+        read.append(char)
+        starts.append(found.start())
+        ends.append(found.end())
+        pos = found.end()
+    if not pos:
+        return None
+    for i in range(pos, len(text)):
+        read.append(text[i])
+        starts.append(i)
+        ends.append(i + 1)
+    return "".join(read), starts, ends
+
+
 def as_ascii(text: str) -> str:
     """`text` with its other digits and fullwidth forms as ASCII (_AsciiForms), for the
     detectors: as its reader reads them, at the same positions."""
@@ -1156,7 +1203,11 @@ class Masker:
         ):
             # the usual short value: too short for a token, no @ (nor a `t` to spell one:
             # a(at)b.co, nor a 4 beside a %, & or \\ to escape one: a%40b.co), few digits
+            # (an HTML reference to a digit holds two: a number of them is no quiet value)
             return False
+        if b"&" in data and _REFERENCE_ASCII.search(data) is not None:
+            # an HTML reference spelling a digit, a separator or an @ (`&#52;&#49;...`)
+            return True
         for gate in gates:  # noqa: SIM110  (a loop: any() over a generator costs more)
             if gate(data, digits):
                 return True
@@ -1177,6 +1228,8 @@ class Masker:
                 hits.extend((s, e, priority) for s, e in detector.find(read))
         if not value.isascii() and _INVISIBLE.search(read) is not None:
             hits.extend(self._unseen_hits(read))
+        if "&" in value and (referenced := _referenced(value)) is not None:
+            hits.extend(self._referenced_hits(*referenced))
         if not hits:
             return value
         out: list[str] = []
@@ -1200,6 +1253,23 @@ class Masker:
             if seen and detector.precheck(seen):
                 for start, end in detector.find(seen):
                     yield kept[start], kept[end - 1] + 1, priority
+
+    def _referenced_hits(
+        self, shown: str, starts: list[int], ends: list[int]
+    ) -> Iterator[tuple[int, int, int]]:
+        """What the detectors find in a value as a browser shows its HTML character
+        references (`SSN &#48;&#55;&#56;-&#48;&#53;-...`, `&#x34;&#x31;...`, `&#52;111
+        1111 ...`: an SSN, a card on screen), as spans of the value."""
+        read = shown if shown.isascii() else as_ascii(shown)
+        if not read.isascii() and _INVISIBLE.search(read) is not None:
+            kept = [i for i, char in enumerate(read) if not _INVISIBLE.match(char)]
+            read = "".join(read[i] for i in kept)
+            starts = [starts[i] for i in kept]
+            ends = [ends[i] for i in kept]
+        for priority, (detector, _) in enumerate(self._detectors):
+            if read and detector.precheck(read):
+                for start, end in detector.find(read):
+                    yield starts[start], ends[end - 1], priority
 
     # -- JSON
 
