@@ -20,6 +20,7 @@ phone number such as 5550100 no detector's). Before the fixes:
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -218,3 +219,35 @@ def test_columns_named_otherwise_mask_their_rows(case: str) -> None:
     except Unmaskable:
         return
     assert not _leaks(out), out
+
+
+def test_a_yaml_alias_under_a_masked_field_is_refused() -> None:
+    # (its value stood on an earlier line under another name: `phone: *a` masked nothing)
+    for body in (f"x: &a {P}\nphone: *a\n", f"x: &a {P}\n- phone: [*a]\n"):
+        with pytest.raises(Unmaskable):
+            _masked("application/yaml", body)
+    for body in ("x: &a gold\nplan: *a\n", "phone: *see below*\n"):
+        out = _masked("application/yaml", body)
+        assert b"gold" in out or b"REDACTED" in out, out
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+# a label written in base64, short (below the 16 characters base64 in a text is read
+# from): key-value stores' JSON APIs write both names and values so
+CODED_LABELS = {
+    "hbase rest's cells": {
+        "Row": [{"key": _b64("row1"), "Cell": [{"column": _b64("cf:phone"), "$": _b64(P)}]}]
+    },
+    "etcd's keys": {"kvs": [{"key": _b64("customers/7/phone"), "value": _b64(P)}]},
+}
+
+
+@pytest.mark.parametrize("case", sorted(CODED_LABELS))
+def test_a_label_in_base64_masks_its_value(case: str) -> None:
+    out = _masked("application/json", json.dumps(CODED_LABELS[case]))
+    assert not _leaks(out) and _b64(P).encode() not in out, out
+    plain = {"kvs": [{"key": _b64("customers/7/plan"), "value": _b64("gold")}]}
+    assert json.loads(_masked("application/json", json.dumps(plain))) == plain

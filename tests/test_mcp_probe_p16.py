@@ -20,6 +20,7 @@ the fixes:
 
 from __future__ import annotations
 
+import base64
 import json
 from collections import Counter
 from pathlib import Path
@@ -132,3 +133,37 @@ def test_a_composite_in_a_result_is_masked() -> None:
     ):
         out = mcp._mask_tree(value, masker, Counter())
         assert P not in json.dumps(out), out
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+# shapes the HTTP answers' masks read (tests/test_http_probe_p19.py) in a tool's result
+RESULTS = {
+    "a label in base64": {"kvs": [{"key": _b64("customers/7/phone"), "value": _b64(P)}]},
+    "hbase cells": {"Cell": [{"column": _b64("cf:phone"), "$": _b64(P)}]},
+    "rows in a string beside their columns": {
+        "columns": ["id", "phone"],
+        "data": json.dumps([[7, P]]),
+    },
+    "descriptors under a key of their own": {
+        "cols": [{"n": "id"}, {"n": "phone"}],
+        "data": [[7, P]],
+    },
+    "a map of names to types": {"schema": {"id": "int", "phone": "text"}, "data": [[7, P]]},
+}
+
+
+@pytest.mark.parametrize("case", sorted(RESULTS))
+@pytest.mark.parametrize("where", ["structured content", "a text item"])
+def test_tables_and_labels_in_a_result_are_masked(case: str, where: str) -> None:
+    masker = Masker([MaskRule(field="phone")], b"k" * 32)
+    doc = RESULTS[case]
+    value = (
+        {"structuredContent": doc}
+        if where == "structured content"
+        else {"content": [{"type": "text", "text": json.dumps(doc)}]}
+    )
+    out = json.dumps(mcp._mask_tree(value, masker, Counter()))
+    assert P not in out and _b64(P) not in out, out

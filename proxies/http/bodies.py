@@ -369,6 +369,7 @@ class BodyMask:
         # JSON arrays)
         self._given = columns or None
         self._enclosing: list[list[str]] = []  # (_mask_doc: the whole document's columns)
+        self._anchors: set[str] = set()  # (YAML anchors met: _yaml_aliases)
         self.media = media  # (named when a `withheld` body is refused)
         self.limit = limit
         self.counts: Counter[str] = Counter()
@@ -798,6 +799,10 @@ class BodyMask:
                 # `{"status": "Phone support"}` is no label)
                 if named is None and not inverted:
                     field = self._pair(member) if _label_key(key) else self._field(member)
+                    if not field and _label_key(key) and (label := _coded_label(member)):
+                        # (a label in base64, however short: HBase REST's `"column":
+                        # "Y2Y6cGhvbmU="`, cf:phone; etcd's keys, customers/7/phone)
+                        field = self._pair(label)
                     named, naming = (field, key) if field else (None, "")
                 continue
             if named is None and not inverted and (field := self._path_field(key, member)):
@@ -1685,6 +1690,8 @@ class BodyMask:
         if not line.strip():
             self._carry = carry  # (a blank line between the name and its value)
             return line
+        if self._named and ("&" in line or "*" in line):
+            self._yaml_aliases(line)
         shown_value, self._shown_value = self._shown_value, False
         if shown_value and self._names_label(line):
             # a label after its value (`- value: 5550100` then `  name: phone`: a
@@ -1706,6 +1713,18 @@ class BodyMask:
         if not _LABEL_ALONE_TEXT.fullmatch(alone):
             return False  # (`password   hunter2`: a name and its value, aligned)
         return bool(self._label_field(alone))
+
+    def _yaml_aliases(self, line: str) -> None:
+        """YAML anchors (`x: &a 5550100`) noted, and an alias of one under a masked field
+        (`phone: *a`: its value stood on an earlier line, under another name) refused:
+        masking the alias masks nothing."""
+        for anchor in _YAML_ANCHOR.finditer(line):
+            if len(self._anchors) < MAX_ANCHORS:
+                self._anchors.add(anchor["name"])
+        for alias in _YAML_ALIAS_UNDER.finditer(line):
+            name = alias["name"].strip().lstrip("-? ").strip()
+            if alias["alias"] in self._anchors and self._field(name):
+                raise Unmaskable("a YAML alias under a masked field cannot be masked")
 
     def _carried_line(self, line: str, carry: tuple[str, int] | None) -> str:
         shown = line
@@ -2265,6 +2284,7 @@ def masked_tables(
     counts: Counter[str],
     source: Any = None,
     tables: TableView | None = None,
+    enclosing: list[list[str]] | None = None,
 ) -> Any:
     """A JSON value (masked by the field rules' keys already) masked as BodyMask reads a
     document's tables, for a reader of JSON other than an HTTP answer's (an MCP result,
@@ -2277,6 +2297,8 @@ def masked_tables(
     body = BodyMask(masker, "json", tables=tables)
     if not body._named:
         return doc
+    # (the columns the document holding this one as a string names: `enclosing`)
+    body._enclosing = enclosing or []
     found: Counter[str] = Counter()
     try:
         out = body.columns_masked(body.keys_masked(doc, found), found)
@@ -2339,6 +2361,16 @@ def _opens_document(data: bytearray) -> bool | None:
     return False
 
 
+def column_names(value: Any) -> list[str]:
+    """A list of column names (strings, or objects each naming one), else []."""
+    return _column_names(value)
+
+
+def coded_label(text: str) -> str | None:
+    """A short string that is base64 of printable text, decoded (_coded_label)."""
+    return _coded_label(text)
+
+
 def _column_names(value: Any) -> list[str]:
     """A list of column names: strings, or objects each naming one (_column_name)."""
     if not isinstance(value, list) or not value:
@@ -2352,6 +2384,35 @@ def _column_names(value: Any) -> list[str]:
     if len(names) == len(value):
         return names
     return _common_names(value)
+
+
+# a YAML anchor (`&a` before a node) and an alias of one under a key (`phone: *a`,
+# `"phone": [*a]`); MAX_ANCHORS noted in a body at most
+_YAML_ANCHOR = re.compile(r"(?:^|[\s\[{,:])&(?P<name>[^\s,\[\]{}]+)")
+_YAML_ALIAS_UNDER = re.compile(
+    r"[\"']?(?P<name>[^\s:{},\[\]\"'#&*][^:{},\[\]\"'#]*?)[\"']?\s*:\s*(?:\[\s*)?"
+    r"\*(?P<alias>[^\s,\[\]{}]+)"
+)
+MAX_ANCHORS = 4096
+
+
+_CODED_LABEL = re.compile(r"[A-Za-z0-9+/]{4,172}={0,2}|[A-Za-z0-9_-]{4,172}={0,2}")
+
+
+def _coded_label(text: str) -> str | None:
+    """A short string that is base64 (or base64url) of printable UTF-8 text, decoded."""
+    if not _CODED_LABEL.fullmatch(text):
+        return None
+    padded = text.rstrip("=")
+    padded += "=" * (-len(padded) % 4)
+    try:
+        raw = base64.b64decode(padded, altchars=b"-_", validate=True)
+        if "+" in text or "/" in text:
+            raw = base64.b64decode(padded, validate=True)
+        decoded = raw.decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    return decoded if decoded.strip() and decoded.isprintable() else None
 
 
 def _common_names(value: list[Any]) -> list[str]:

@@ -50,6 +50,8 @@ from proxies.http.bodies import (
     BodyMask,
     Unmaskable,
     as_read,
+    coded_label,
+    column_names,
     field_words,
     labelled_field,
     masked_aliases,
@@ -959,6 +961,13 @@ _SESSION_TABLES: contextvars.ContextVar[TableView | None] = contextvars.ContextV
 )
 
 
+# the columns an object holding a JSON string names beside it (_json_texts), for the rows
+# in that string (_masked_json)
+_ENCLOSING: contextvars.ContextVar[list[list[str]] | None] = contextvars.ContextVar(
+    "enclosing_columns", default=None
+)
+
+
 def _asked(message: codec.Message) -> Asked | None:
     """A tools/call as the session's memory of tables tells it: the tool, its arguments."""
     if message.method != "tools/call" or message.target is None:
@@ -1053,6 +1062,26 @@ def _json_texts(value: Any, masker: Masker, counts: Counter[str]) -> Any:
     binary = value.get("type") in ("image", "audio") or "mimeType" in value
     naming, named = _pair_name(value, masker)
     out = {}
+    # (rows written as a JSON string beside the columns naming them: `{"columns": ["id",
+    # "phone"], "data": "[[7, \"5550100\"]]"}`, read under them)
+    beside = [names for child in value.values() if (names := column_names(child))]
+    held = _ENCLOSING.set(beside) if beside else None
+    try:
+        return _json_texts_of(value, masker, counts, binary, naming, named, out)
+    finally:
+        if held is not None:
+            _ENCLOSING.reset(held)
+
+
+def _json_texts_of(
+    value: dict[str, Any],
+    masker: Masker,
+    counts: Counter[str],
+    binary: bool,
+    naming: str,
+    named: str | None,
+    out: dict[str, Any],
+) -> dict[str, Any]:
     for key, child in value.items():
         # (an item whose annotations or _meta name its field: what it says in words, its
         # name, title, description, says of the value it holds, and is masked as it)
@@ -1141,6 +1170,14 @@ def _pair_name(value: dict[str, Any], masker: Masker) -> tuple[str, str | None]:
     for key in _NAMING_KEYS:
         name = value.get(key)
         if isinstance(name, str) and (read := _read_rule(name, masker)):
+            return key, read
+        # (a name in base64, however short: HBase REST's `"column": "Y2Y6cGhvbmU="`,
+        # cf:phone; etcd's keys, customers/7/phone)
+        if (
+            isinstance(name, str)
+            and (label := coded_label(name))
+            and (read := _read_rule(label, masker) or _label_rule(label, masker))
+        ):
             return key, read
     for key, name in value.items():
         if isinstance(name, str) and (read := _label_rule(name, masker)):
@@ -1427,7 +1464,7 @@ def _masked_json(doc: Any, masker: Masker, counts: Counter[str]) -> str:
     doc = masked_aliases(masker, doc, counts)
     masked, found = masker.mask_json(_json_texts(doc, masker, counts))
     counts.update(found)
-    shown = masked_tables(masker, masked, counts, source, _SESSION_TABLES.get())
+    shown = masked_tables(masker, masked, counts, source, _SESSION_TABLES.get(), _ENCLOSING.get())
     return json.dumps(shown, ensure_ascii=False)
 
 
