@@ -1061,7 +1061,7 @@ def _json_texts(value: Any, masker: Masker, counts: Counter[str]) -> Any:
     # base64 `data`, beside a `mimeType`: read like a resource's `blob`
     binary = value.get("type") in ("image", "audio") or "mimeType" in value
     naming, named = _pair_name(value, masker)
-    out = {}
+    out: dict[str, Any] = {}
     # (rows written as a JSON string beside the columns naming them: `{"columns": ["id",
     # "phone"], "data": "[[7, \"5550100\"]]"}`, read under them)
     beside = [names for child in value.values() if (names := column_names(child))]
