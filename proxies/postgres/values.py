@@ -63,11 +63,10 @@ XML, XML_ARRAY = 142, 143
 NO_TEXT = frozenset({
     0,  # no type: a value past the row's description, which RowMask leaves as it came
     16, 18, 21, 22, 23, 24, 26, 27, 28, 29, 30,  # bool "char" int2 int4 oid reg...
-    600, 601, 602, 603, 604, 628, 718,  # geometric
-    650, 700, 774, 790, 829, 869,  # cidr float4 macaddr8 money macaddr inet
+    650, 700, 774, 829, 869,  # cidr float4 macaddr8 macaddr inet
     1082, 1083, 1114, 1184, 1186, 1266, 1560, 1562,  # dates, times, bits
     2202, 2203, 2204, 2205, 2206, 2950, 3220, 3734, 3769, 4089, 4096, 4191, 5069,  # uuid...
-    3904, 3906, 3908, 3910, 3912, 3926,  # ranges of numbers and times
+    3904, 3908, 3910, 3912,  # ranges of int4 and times
     1000, 1005, 1007, 1021, 1028, 1115, 1182, 1183, 1185, 1187,  # arrays
     1270, 2951, 1041, 651, 1040,
 })
@@ -78,6 +77,23 @@ NO_TEXT = frozenset({
 INT8, NUMERIC, FLOAT8 = 20, 1700, 701
 NUMBERS = frozenset({INT8, NUMERIC, FLOAT8})
 NUMBER_ARRAYS = {1016: INT8, 1231: NUMERIC, 1022: FLOAT8}
+# Types made of such numbers under another form (HELD_NUMBERS: money's cents, a range's
+# bounds, a geometric value's coordinates), and their arrays: `$4,111,111,111,111,111.00`,
+# `[4111111111111111,4111111111111112)`, `(4.111111111111111e+15,0)` are the card to whoever
+# reads them, and their binary forms are its number as bytes. Read as NUMBERS are (each
+# number a detector finds anything in: the value sent as NULL).
+MONEY = 790
+GEOMETRIC = {600: 0, 601: 0, 603: 0, 628: 0, 718: 0, 602: 5, 604: 4}  # first float8's offset
+RANGES = {3926: INT8, 3906: NUMERIC}  # int8range, numrange: their bound's type
+MULTIRANGES = {4536: 3926, 4532: 3906}  # int8multirange, nummultirange: their range's
+HELD_NUMBERS = frozenset({MONEY, *GEOMETRIC, *RANGES, *MULTIRANGES})
+HELD_NUMBER_ARRAYS = {
+    791: MONEY, 1017: 600, 1018: 601, 1019: 602, 1020: 603, 1027: 604, 629: 628, 719: 718,
+    3927: 3926, 3907: 3906, 6157: 4536, 6151: 4532,
+}  # fmt: skip
+_RANGE_EMPTY, _RANGE_LB_INF, _RANGE_UB_INF = 0x01, 0x08, 0x10
+# a money text's amount (`$4,111,111,111,111,111.00`, `4.111.111,00 €`, `-$1 234,5`)
+_AMOUNT = re.compile(rb"[0-9](?:[0-9.,' \xa0]*[0-9])?")
 BYTEA, BYTEA_ARRAY = 17, 1001
 _INT32 = struct.Struct("!i")
 _HEX_RUN = re.compile(rb"\\\\?x([0-9A-Fa-f]*)")
@@ -156,6 +172,8 @@ def detected_value(
         if not masker.detects:
             return None
         return _detected_numbers(masker, value, NUMBER_ARRAYS[type_oid], binary)
+    if type_oid in HELD_NUMBERS or type_oid in HELD_NUMBER_ARRAYS:
+        return _detected_held(masker, value, type_oid, binary) if masker.detects else None
     if type_oid in NO_TEXT:
         return None
     # a type the proxy cannot write a masked value of: NULL when a detector finds anything,
@@ -230,6 +248,80 @@ def _detected_numbers(
         if found is not None:
             total.update(found[1])
     return (None, total) if total else None
+
+
+def _detected_held(
+    masker: Masker, value: bytes, type_oid: int, binary: bool
+) -> tuple[bytes | None, Counter[str]] | None:
+    """A value of HELD_NUMBERS (or an array of one): NULL when a detector finds anything
+    in one of its numbers, read as NUMBERS' are, or in its text."""
+    try:
+        numbers = _held_numbers(value, type_oid, binary)
+    except (struct.error, IndexError, ValueError, UnicodeDecodeError):
+        return None, Counter({"unreadable_number": 1})
+    total: Counter[str] = Counter()
+    for number in numbers:
+        if isinstance(number, str):
+            if may_hold_a_card(number):
+                total.update(masker.mask_text(number)[1])
+        elif math.isfinite(number):
+            total.update(masker.mask_json(number)[1])
+    if not binary:
+        total.update(masker.mask_text(value.decode("utf-8", "replace"))[1])
+    return (None, total) if total else None
+
+
+def _held_numbers(value: bytes, type_oid: int, binary: bool) -> list[str | float]:
+    """The numbers a value of HELD_NUMBERS (or an array of one) is made of, as the
+    detectors read a number: an integer's digits, a float."""
+    if type_oid in HELD_NUMBER_ARRAYS:
+        element = HELD_NUMBER_ARRAYS[type_oid]
+        if binary:
+            out: list[str | float] = []
+            for item in _binary_array_elements(value):
+                out += _held_numbers(item, element, True)
+            return out
+        type_oid = element  # (the text form: every number of the literal is read)
+    if type_oid == MONEY:
+        if binary:
+            cents = _INT64.unpack(value)[0]
+        else:
+            out = []
+            for amount in _AMOUNT.findall(value):
+                digits = amount.translate(None, b".,' \xa0").decode("ascii")
+                # the amount's digits as written, and without its cents
+                out += [digits, digits[:-2] or "0"]
+            return out
+        sign = "-" if cents < 0 else ""
+        return [f"{sign}{abs(cents)}", f"{sign}{abs(cents) // 100}"]
+    if not binary:
+        tokens = _NUMBER_TOKEN.findall(value)
+        if type_oid in GEOMETRIC:
+            return [float(t) for t in tokens]
+        return [t.decode("ascii").partition(".")[0] for t in tokens]
+    if type_oid in GEOMETRIC:
+        start = GEOMETRIC[type_oid]
+        count = (len(value) - start) // 8
+        return list(struct.unpack_from(f"!{count}d", value, start))
+    if type_oid in MULTIRANGES:
+        (count,) = _INT32.unpack_from(value, 0)
+        pos, out = 4, []
+        for _ in range(count):
+            (length,) = _INT32.unpack_from(value, pos)
+            out += _held_numbers(value[pos + 4 : pos + 4 + length], MULTIRANGES[type_oid], True)
+            pos += 4 + length
+        return out
+    bound = RANGES[type_oid]
+    flags, pos, out = value[0], 1, []
+    for infinite in (_RANGE_LB_INF, _RANGE_UB_INF):
+        if flags & (_RANGE_EMPTY | infinite):
+            continue
+        (length,) = _INT32.unpack_from(value, pos)
+        number = _number(value[pos + 4 : pos + 4 + length], bound, True)
+        if number is not None:
+            out.append(number)
+        pos += 4 + length
+    return out
 
 
 def _number(value: bytes, type_oid: int, binary: bool) -> str | float | None:
