@@ -14,10 +14,12 @@ document) and a count.
 Inputs are as the PDP builds them now (the statements' `types`, which an older policy
 ignores); the new policy decides each input both with the session's standing the PDP
 passes (rego/portcullis/standing.rego) and without it. A rewrite for speed must print
-`0 differ` for both. Not a test: it needs the git history.
+`0 differ` for both. With --pruned the new side is given each input as the embedded
+engine sends it to its workers: cut down to the paths its policy reads
+(pdp.engine.input_paths), the baseline the whole input. Not a test: it needs the git history.
 
     python bench/pdp/policy_equivalence.py --baseline REV [--sample 4000]
-                                           [--ssh-sample 3000] [--rego DIR]
+                                           [--ssh-sample 3000] [--rego DIR] [--pruned]
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ policy_profile = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(policy_profile)
 
 from pdp.engine.bundle import load_bundle  # noqa: E402
+from pdp.engine.input_paths import prune_spec, pruned  # noqa: E402
 from pdp.engine.opa import DECISION_PATH, new_engine, parse_envelope, raw_evaluate  # noqa: E402
 
 CORPUS = REPO / "tests" / "data" / "sql_corpus.txt.gz"
@@ -138,13 +141,21 @@ def variants(policy_input: dict[str, Any]) -> list[dict[str, Any]]:
 def standing_of(engine: Any, policy_input: dict[str, Any]) -> Any:
     """The input with the standing the PDP would pass for a session's command
     (policy_profile.with_standing: evaluated by the same engine), or as it is."""
+    if PRUNED is not False:  # worked out from what the engine would send, as the PDP does
+        policy_input = pruned(policy_input, PRUNED)
     try:
         return policy_profile.with_standing(engine, policy_input)
     except Exception:  # an evaluation error: compared without a standing
         return policy_input
 
 
-def decide(engine: Any, policy_input: dict[str, Any]) -> Any:
+# --pruned: the input paths of the new policy (pdp.engine.input_paths.Kept), or False
+PRUNED: Any = False
+
+
+def decide(engine: Any, policy_input: dict[str, Any], prune: bool = False) -> Any:
+    if prune and PRUNED is not False:
+        policy_input = pruned(policy_input, PRUNED)
     raw = json.dumps(policy_input, separators=(",", ":"), ensure_ascii=False).encode()
     try:
         return parse_envelope(raw_evaluate(engine, DECISION_PATH, raw))
@@ -161,8 +172,14 @@ def main() -> None:
         "--rego", type=Path, default=REPO / "rego", help="the policy directory to compare"
     )
     parser.add_argument("--ssh-sample", type=int, default=3000, help="ssh.exec lines")
+    parser.add_argument(
+        "--pruned", action="store_true", help="the new side's input cut to what it reads"
+    )
     args = parser.parse_args()
     new_bundle = load_bundle(args.rego).without_tests()
+    if args.pruned:
+        global PRUNED
+        PRUNED = prune_spec(new_bundle.modules)
     old_bundle = policy_profile.baseline_bundle(args.baseline)
     new = new_engine(new_bundle)
     old = new_engine(old_bundle)
@@ -195,8 +212,8 @@ def compare(old: Any, new: Any, inputs: list[dict[str, Any]]) -> tuple[int, int]
         # PDP passes it and without (as `opa test` and `policy eval` ask), and each must
         # equal the baseline
         before = decide(old, policy_input)
-        after = decide(new, policy_input)
-        with_standing = decide(new, standing_of(new, policy_input))
+        after = decide(new, policy_input, prune=True)
+        with_standing = decide(new, standing_of(new, policy_input), prune=True)
         for answer, label in ((after, "without standing"), (with_standing, "with standing")):
             if before == answer:
                 continue

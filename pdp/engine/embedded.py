@@ -34,6 +34,7 @@ from typing import Any
 
 from pdp.engine import DECISION_PATH, EngineError, EngineResult, frames
 from pdp.engine.bundle import BundleError, PolicyBundle
+from pdp.engine.input_paths import Kept, merged, prune_spec, pruned
 from pdp.engine.opa import EvaluationFailed, PolicyLoadError, engine_version, parse_envelope
 from pdp.engine.policy_source import PolicySource, source_for
 from pdp.plumbing.deadlines import answered_by
@@ -326,6 +327,10 @@ class EmbeddedEngine:
         self.size = settings.workers or os.cpu_count() or 1
         self.timeout = settings.timeout_ms / 1000
         self.bundle: PolicyBundle | None = None
+        # the input paths the policies in force read (pdp.engine.input_paths): an input
+        # is cut down to them before it is encoded for a worker; None keeps it whole (not
+        # started, or a policy that reads the whole input)
+        self._kept: Kept = None
         self.last_reload_error = ""
         # workers free for evaluations, and evaluations waiting for one (_dispatch)
         self._free: list[_WorkerProcess] = []
@@ -381,6 +386,7 @@ class EmbeddedEngine:
                     await w.stop()
             raise PolicyLoadError(str(failures[0]))
         self.bundle = bundle
+        self._kept = prune_spec(bundle.modules)
         self._published = bundle.revision
         assert self.source is not None
         self.source.accept()
@@ -421,7 +427,7 @@ class EmbeddedEngine:
     ) -> EngineResult:
         started = time.perf_counter()
         try:
-            frame = frames.encode_eval(path, input_to_json(policy_input))
+            frame = frames.encode_eval(path, input_to_json(pruned(policy_input, self._kept)))
         except (TypeError, ValueError, RecursionError) as exc:
             raise EngineError(f"policy input is not JSON: {exc}") from None
         loop = self._loop
@@ -679,6 +685,9 @@ class EmbeddedEngine:
             log.error("policy reload failed, keeping revision %s: %s", self.revision, exc)
             return False
         self.bundle = bundle
+        # while the pool rolls over, an evaluation may run on either policy: it is sent
+        # what either reads (the previous policy's paths may be None already: whole)
+        self._kept = merged(self._kept, prune_spec(bundle.modules))
         self.last_reload_error = ""
         self.generation += 1
         probe.generation = self.generation
@@ -700,6 +709,8 @@ class EmbeddedEngine:
                 self._replace(worker)
                 continue
             self._release(worker)
+        if self.bundle is bundle:  # every worker runs it now (and no newer one is rolling)
+            self._kept = prune_spec(bundle.modules)
         self._published = bundle.revision
         log.info("policy reloaded: revision %s", bundle.revision)
         return True
