@@ -229,6 +229,7 @@ class ApprovalBook:
         # what a watcher compares instead of reading every request
         self.version = 0
         self._seen_seq = 0
+        self._loaded = False  # the store read once (refresh): before, no request is known
         self._changed = asyncio.Condition()
         self._settling = asyncio.Lock()  # one approver's answer or withdrawal at a time
         # session id -> its pending requests' ids (withdraw_of_session: a session's end)
@@ -241,8 +242,19 @@ class ApprovalBook:
 
     async def start(self) -> None:
         await self.refresh()
+        await self._withdraw_of_ended()
         self._task = asyncio.create_task(self._follow())
         await self._listen()
+
+    async def _withdraw_of_ended(self) -> None:
+        """Requests left pending of sessions whose close is recorded (a PDP that stopped
+        between recording a close and withdrawing its requests): withdrawn as that close
+        would have."""
+        for session_id in sorted(self._pending_of):
+            closed = await self.store.query(kind="session.close", session_id=session_id, limit=1)
+            if closed:
+                reason = str(closed[0].body.get("reason", ""))
+                await self.withdraw_of_session(session_id, reason or "closed")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -288,9 +300,12 @@ class ApprovalBook:
 
     async def refresh(self) -> None:
         records = await self.store.query(kind=KIND, after_seq=self._seen_seq)
+        self._loaded = True
         if not records:
             return
         for record in records:
+            if record.seq <= self._seen_seq:
+                continue  # applied meanwhile by another refresh (a NOTIFY's, a poll's)
             if self._authentic(record.body):
                 self._apply(record.body, record.seq)
             else:
@@ -645,7 +660,11 @@ class ApprovalBook:
         no longer list it and nobody can approve it, and the evidence says why (`by`:
         "session end"). A session.open grant binds to no session: never one of these.
         How many were withdrawn. Requests this PDP does not hold yet (a replica's, not
-        read) are refused at approval by _session_ended, and expire."""
+        read) are refused at approval by _session_ended, and expire. A session ending
+        before the book first read the store (a PDP serving before its book started) has
+        the store read first: its requests are not known otherwise."""
+        if not self._loaded:
+            await self.refresh()
         if session_id not in self._pending_of:
             return 0  # the usual close: no request, no store read
         withdrawn = 0
