@@ -176,6 +176,16 @@ def detected_value(
         return _detected_held(masker, value, type_oid, binary) if masker.detects else None
     if type_oid in NO_TEXT:
         return None
+    if type_oid in (TSVECTOR, TSQUERY) and masker.detects:
+        # its words in the order they were written (`'1111':3,4,5 '4111':2` is 4111 1111
+        # 1111 1111 to whoever reads the positions): read as that text too
+        try:
+            words = _search_words(value, type_oid, binary)
+        except (struct.error, IndexError, ValueError):
+            return None, Counter({"unreadable_text_search": 1})
+        found = _search_words_found(masker, words)
+        if found:
+            return None, found
     # a type the proxy cannot write a masked value of: NULL when a detector finds anything,
     # or it holds a JSON document with a key named like a masked field (an array of one),
     # or a label naming one (hstore's `"password"=>"..."`, citext's `pw: ...`)
@@ -186,6 +196,54 @@ def detected_value(
         counts.update(_document_keys(masker, [_utf8(value)]))
         counts.update(_document_keys(masker, array_literal_elements(_utf8(value)) or ()))
     return (None, counts) if counts else None
+
+
+TSVECTOR, TSQUERY = 3614, 3615
+# a tsvector's lexeme and its positions (`'card':1 '4111':2A,5`), a tsquery's lexeme
+_LEXEME = re.compile(rb"'((?:[^']|'')*)'(?::([0-9A-D,]+))?")
+_POSITION = struct.Struct("!H")
+
+
+def _search_words(value: bytes, type_oid: int, binary: bool) -> str:
+    """A tsvector's lexemes in the order of their positions, a space apart (lexemes with
+    none last); a tsquery's in the order written (binary: tsquery_send's operands)."""
+    placed: list[tuple[int, bytes]] = []
+    if not binary:
+        for lexeme, positions in _LEXEME.findall(value):
+            lexeme = lexeme.replace(b"''", b"'")
+            for position in (positions or b"").split(b",") if type_oid == TSVECTOR else ():
+                if position:
+                    placed.append((int(position.rstrip(b"ABCD")), lexeme))
+            if not positions or type_oid == TSQUERY:
+                placed.append((1 << 16, lexeme))
+    elif type_oid == TSVECTOR:
+        (count,) = _INT32.unpack_from(value, 0)
+        pos = 4
+        for _ in range(count):
+            end = value.index(b"\0", pos)
+            lexeme = value[pos:end]
+            (npos,) = _POSITION.unpack_from(value, end + 1)
+            pos = end + 3
+            for i in range(npos):
+                (position,) = _POSITION.unpack_from(value, pos + 2 * i)
+                placed.append((position & 0x3FFF, lexeme))
+            if not npos:
+                placed.append((1 << 16, lexeme))
+            pos += 2 * npos
+    else:
+        (count,) = _INT32.unpack_from(value, 0)
+        pos = 4
+        for _ in range(count):
+            kind = value[pos]
+            if kind == 1:  # QI_VAL: weight, prefix, the operand's text (prefix order:
+                # the last operand written comes first)
+                end = value.index(b"\0", pos + 3)
+                placed.insert(0, (1 << 16, value[pos + 3 : end]))
+                pos = end + 1
+            else:  # QI_OPR: its operator, and a phrase's distance
+                pos += 4 if value[pos + 1] == 4 else 2
+    placed.sort(key=lambda p: p[0])  # (stable: a tsquery's in the order written)
+    return " ".join(lexeme.decode("utf-8", "replace") for _, lexeme in placed)
 
 
 # Fewer characters than this in a number's text form: fewer digits than any detector reads
@@ -821,6 +879,11 @@ def masked_copy_row(masker: Masker, row: str) -> tuple[str, Counter[str]] | None
     counts: Counter[str] = Counter()
     if found is not None:
         row, counts = found
+    searched = _copy_search_fields(masker, row) if "'" in row else None
+    if searched is not None:
+        row, more = searched
+        counts.update(more)
+        found = row, counts
     if (":" in row or "=" in row) and masker.strictest_field_rule() is not None:
         named: Counter[str] = Counter()
         row = _labelled_fields(masker, row, named)
@@ -856,6 +919,49 @@ def _labelled_fields(masker: Masker, row: str, counts: Counter[str]) -> str:
             out.append(row[last:])
             row = "".join(out)
     return row
+
+
+# a tsvector's text form (`'card':1 '4111':2`), a tsquery's (`'4111' & !'1111' <-> ...`)
+_TSVECTOR_TEXT = re.compile(r"'(?:[^']|'')*'(?::[0-9A-D,]+)?(?: '(?:[^']|'')*'(?::[0-9A-D,]+)?)*")
+_TSQUERY_TEXT = re.compile(
+    r"[(!]*'(?:[^']|'')*'(?::\*?[A-D]*)?(?:[ )]*(?:&|\||<->|<\d+>)[ (!]*"
+    r"'(?:[^']|'')*'(?::\*?[A-D]*)?)*\)*"
+)
+
+
+def _search_words_found(masker: Masker, words: str) -> Counter[str]:
+    """What the detectors find in a tsvector's or tsquery's words (_search_words)."""
+    _, found = masker.mask_text(words)
+    if not found and " -" in words:
+        # the parser's signed numbers (`078-05-1120` is 078, -05, -1120) written joined
+        _, found = masker.mask_text(words.replace(" -", "-"))
+    return found
+
+
+def _copy_search_fields(masker: Masker, row: str) -> tuple[str, Counter[str]] | None:
+    """One COPY TO row with every field that reads as a tsvector or tsquery whose words
+    (in the order of their positions, _search_words) hold anything a detector finds sent
+    as NULL; None when no field changed."""
+    for spans, spell in ((_text_spans(row), _copy_text_field), (_csv_spans(row), _csv_field)):
+        counts: Counter[str] = Counter()
+        out: list[str] = []
+        last = 0
+        for start, end, value in spans:
+            if _TSVECTOR_TEXT.fullmatch(value):
+                kind = TSVECTOR
+            elif _TSQUERY_TEXT.fullmatch(value):
+                kind = TSQUERY
+            else:
+                continue
+            found = _search_words_found(masker, _search_words(value.encode(), kind, False))
+            if found:
+                counts.update(found)
+                out += [row[last:start], "\\N" if spell is _copy_text_field else ""]
+                last = end
+        if counts:
+            out.append(row[last:])
+            return "".join(out), counts
+    return None
 
 
 def _copy_documents(masker: Masker, row: str) -> tuple[str, Counter[str]] | None:
