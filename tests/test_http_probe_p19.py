@@ -251,3 +251,22 @@ def test_a_label_in_base64_masks_its_value(case: str) -> None:
     assert not _leaks(out) and _b64(P).encode() not in out, out
     plain = {"kvs": [{"key": _b64("customers/7/plan"), "value": _b64("gold")}]}
     assert json.loads(_masked("application/json", json.dumps(plain))) == plain
+
+
+# columns aligned under a header, as text (`column -t`, sqlcmd, a CLI's report): the MCP
+# exchange read them (mcp_columns), an HTTP text answer did not
+ALIGNED = {
+    "under an underline": "id  phone\n--  -------\n7   5550100\n",
+    "two spaces apart": "name   phone    plan\nann    5550100  gold\n",
+    "single-spaced over an underline": "id phone\n-- -----\n7 5550100\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(ALIGNED))
+def test_aligned_columns_in_text_are_masked(case: str) -> None:
+    try:
+        out = _masked("text/plain", ALIGNED[case])
+    except Unmaskable:
+        return
+    assert not _leaks(out), out
+    assert b"phone" in out, out

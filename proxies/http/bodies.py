@@ -38,6 +38,7 @@ from urllib.parse import unquote
 from portcullis.masking import Masker, MaskingError, field_words, name_words, worded_field
 from portcullis.verdict import MaskRule
 from proxies.http.composites import is_composite, masked_composite
+from proxies.http.mcp_columns import AlignedRows, Ambiguous
 from proxies.http.packed import TAR_SNIFFED, Unopenable, packed_kind, unpacked
 from proxies.http.table_memory import TableView
 from proxies.ssh.stream import mask_shown
@@ -377,6 +378,8 @@ class BodyMask:
         self._names: list[str] = []  # a CSV body's column names (its first line)
         self._columns: dict[int, Any] | None = None  # their indices field rules name
         self._named = masker.strictest_field_rule() is not None  # any field rule at all
+        # (a text body's aligned columns: _carried)
+        self._aligned = AlignedRows(masker) if kind == "lines" and self._named else None
         self._rules: dict[str, str] = {}  # names asked of the masker, and its answers (_field)
         # a text body that is one JSON document on several lines (None: not yet known)
         self._document_text: bool | None = None if kind in ("lines", "csv") else False
@@ -1687,6 +1690,17 @@ class BodyMask:
         (`Ann's phone is`, `call her on the phone`, `Phone (mobile):`) has its value
         looked for in the next line's first words too, as _prose looks on one line."""
         carry, self._carry = self._carry, None
+        if self._aligned is not None:
+            # (columns aligned under a header naming a masked one: `column -t`, a
+            # report, sqlcmd's or a CLI's table printed as text)
+            found: Counter[str] = Counter()
+            try:
+                aligned = self._aligned.line(line, found)
+            except Ambiguous:
+                raise Unmaskable("rows under a header of aligned columns cannot be cut") from None
+            self.counts.update(found)
+            if aligned is not None:
+                return self._text(aligned)
         if not line.strip():
             self._carry = carry  # (a blank line between the name and its value)
             return line

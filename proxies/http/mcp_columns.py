@@ -182,3 +182,42 @@ def _masked_record(line: str, masker: Masker, counts: Counter[str]) -> str:
         return line
     counts["field:" + rule.field] += 1
     return lead + name + gap + masker.mask_field(rule, value) + tail
+
+
+class AlignedRows:
+    """The same reading a line at a time, for a text body that streams (an HTTP answer's
+    lines): a header of aligned columns (two spaces between two of its names, or an
+    underline of dashes after it) naming a masked column has the cells under it masked on
+    each line after it, up to a blank line. `line` gives the line masked, or None when it
+    is no line of such a table; Ambiguous when a row cannot be cut one way only."""
+
+    def __init__(self, masker: Masker) -> None:
+        self.masker = masker
+        self._header: tuple[str, dict[int, MaskRule]] | None = None
+        self._pending: tuple[str, dict[int, MaskRule]] | None = None
+
+    def line(self, line: str, counts: Counter[str]) -> str | None:
+        pending, self._pending = self._pending, None
+        if not line.strip():
+            self._header = None
+            return None
+        if self._header is None and pending is not None and _UNDERLINE.fullmatch(line):
+            self._header = pending  # (a single-spaced header over its underline)
+            return line
+        if self._header is not None:
+            if _UNDERLINE.fullmatch(line):
+                return line
+            if not _row(line):
+                self._header = None
+                return None
+            header, masked = self._header
+            return _masked_table(header, masked, [line], self.masker, counts)[1]
+        masked = _header(line, self.masker)
+        if masked is None:
+            return None
+        if "  " in line.strip():
+            self._header = (line, masked)
+        else:
+            self._pending = (line, masked)
+            return None
+        return _masked_record(line, self.masker, counts) if 0 in masked else line
