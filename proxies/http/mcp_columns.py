@@ -210,8 +210,8 @@ class AlignedRows:
             if not _row(line):
                 self._header = None
                 return None
-            header, masked = self._header
-            return _masked_table(header, masked, [line], self.masker, counts)[1]
+            header, columns = self._header
+            return _masked_table(header, columns, [line], self.masker, counts)[1]
         masked = _header(line, self.masker)
         if masked is None:
             return None
