@@ -71,6 +71,8 @@ from proxies.postgres.commands import (
 )
 from proxies.postgres.prepared_rewrites import PreparedRewrites
 from proxies.postgres.tracker import (
+    _NO_FORMATS,
+    _NOTHING_MASKED,
     CONFIRMED,
     FAILED,
     PENDING,
@@ -323,6 +325,10 @@ class Enforcer:
         # reused row-filtered simple Queries run as statements prepared on the server
         self.prepared = PreparedRewrites()
         self._last_masker: tuple[tuple[MaskRule, ...], Masker] | None = None
+        # the expectations bound_run made last for a run with a Describe (Bind, DescribeP,
+        # Execute, Sync), owed again by the next such run once the tracker's plain lane
+        # answered them whole (ResponseTracker.answered)
+        self._run: tuple[Expect, ...] | None = None
         settings = session_settings or {}
         self.read_only = settings.get("default_transaction_read_only", "") == "on"
 
@@ -1325,19 +1331,43 @@ class Enforcer:
         self.portals[name] = portal
         tracker = self.tracker
         tracker.portal_shapes.pop(name, None)
-        # what _executed(portal, name, masker) makes
-        executed = owed("Execute", masker, ruling.decision_id, bind.statement, name, sql,
-                        ruling, "extended", portal, formats)  # fmt: skip
-        run: tuple[Expect, ...]
-        if described:
-            run = (
-                owed("Bind", owner=portal),
-                owed("DescribeP", statement=name, owner=portal),
-                executed,
-                owed("Sync"),
-            )
+        run = self._run
+        if described and run is not None and tracker.answered is run[3] and not tracker.queue:
+            # the last run's four expectations, off the queue and answered whole by the
+            # tracker's plain lane, owed again (nothing else holds them): each slot set as
+            # owed() sets it below. That lane changed only the Execute's parts; the Bind,
+            # owed first, may have been counted into by answers before its BindComplete
+            tracker.answered = None
+            bound, describing, executed, _ = run
+            bound.owner = portal
+            bound.rows = bound.parts = 0
+            bound.masked = _NOTHING_MASKED
+            bound.shape = bound.row_mask = None
+            bound.formats = _NO_FORMATS
+            describing.statement = name
+            describing.owner = portal
+            executed.masker = masker
+            executed.decision_id = ruling.decision_id
+            executed.statement = bind.statement
+            executed.portal = name
+            executed.command = sql
+            executed.ruling = ruling
+            executed.owner = portal
+            executed.formats = formats
+            executed.parts = 0
         else:
-            run = (owed("Bind", owner=portal), executed, owed("Sync"))
+            # what _executed(portal, name, masker) makes
+            executed = owed("Execute", masker, ruling.decision_id, bind.statement, name, sql,
+                            ruling, "extended", portal, formats)  # fmt: skip
+            if described:
+                run = self._run = (
+                    owed("Bind", owner=portal),
+                    owed("DescribeP", statement=name, owner=portal),
+                    executed,
+                    owed("Sync"),
+                )
+            else:
+                run = (owed("Bind", owner=portal), executed, owed("Sync"))
         tracker.expect_plain(run, masker is not None)
         self.to_server.append(chunk)
         # as after Sync (nothing was discarded: discarding stays False)

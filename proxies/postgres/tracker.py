@@ -24,6 +24,7 @@ from typing import Any
 from portcullis.masking import Masker
 from portcullis.verdict import MaskRule
 from proxies.postgres import codec
+from proxies.postgres.code_names import CodeNames
 from proxies.postgres.codec.wire import UINT16
 from proxies.postgres.columns import ColumnOrigin
 from proxies.postgres.row_mask import RowMask
@@ -43,15 +44,19 @@ _DATA_ROW, _READY_FOR_QUERY = b"DZ"
 _COMPLETIONS = frozenset(b"CI")  # CommandComplete, EmptyQueryResponse
 _DONE = frozenset(b"123")  # ParseComplete, BindComplete, CloseComplete
 _BIND_COMPLETE = ord("2")
+_ROW_DESCRIPTION, _COMMAND_COMPLETE = b"TC"
 _DESCRIPTIONS = frozenset(b"Tn")  # RowDescription, NoData
 _DESCRIBES = ("DescribeS", "DescribeP")
 _ENDED_BY_READY = ("Query", "Sync", "Call")  # what a ReadyForQuery answers last
 # command tags (their first word) of statements that write no catalogue row themselves:
 # any other (CREATE, ALTER, UPDATE of pg_proc, DO, CALL, ...) may have changed the code the
 # policy judges by, which the catalogue watch is told of once its transaction ends
-# (on_catalog_written). A SELECT calling a function that runs DDL is left to the watch's
-# poll (counting every SELECT would ask the catalogue after every read of a privileged
-# session), and so is a write to a table whose trigger runs DDL.
+# (on_catalog_written). So does a statement of any tag whose text may name code the
+# database made (a function whose body runs DDL or UPDATE pg_proc, a view calling one, a
+# table whose trigger or rule does: proxies/postgres/code_names.py, from the session's
+# catalogue facts; checked as its completion is kept, _complete), rather than the watch's
+# next poll finding it (a reused verdict ran with the old facts meanwhile); a read naming
+# none of it is not counted (every read of a privileged session would ask again).
 _READ_TAGS = frozenset(
     {
         "SELECT", "SHOW", "FETCH", "MOVE", "BEGIN", "START", "COMMIT", "ROLLBACK",
@@ -286,10 +291,17 @@ class ResponseTracker:
         # reports it off until the proxy puts it back
         self.lifted = False
         self.readies = 0  # ReadyForQuery messages seen: the statement watchdog's clock
+        # the Sync of the last prepared run plain() answered whole in one chunk (its own
+        # lane, below): of that run's four expectations it changed only the Execute's
+        # parts, so its maker may owe them again (Enforcer.bound_run)
+        self.answered: Expect | None = None
         # a statement of the open transaction may have written the catalogue (_READ_TAGS);
         # told to on_catalog_written (the catalogue watch's) once the transaction ends
         self._wrote = False
         self.on_catalog_written: Callable[[], None] | None = None
+        # the names of the database's code in the session's facts as they are now (None:
+        # nothing to ask; the callable's None: the database has no such code)
+        self.code_names: Callable[[], CodeNames | None] | None = None
         # statements the proxy prepared whose Parse or Bind failed: the server may not hold
         # them as made, so they are never bound again (the enforcer reads and clears it)
         self.unprepared: list[str] = []
@@ -405,6 +417,80 @@ class ResponseTracker:
         if self._special or self._masking or self.quiet_owed:
             return False
         queue = self.queue
+        # the usual chunks of pgbench -S and its like, one statement's whole answer with
+        # one row: a simple Query's (description, row, tag, status; the Query owed) and a
+        # prepared run's (BindComplete, description, row, tag, status; its Bind, DescribeP,
+        # Execute and Sync owed): what the loop below does for them, spelt out
+        # (tests/test_pg_plain_runs.py holds the two equal)
+        owed = len(queue)
+        if owed == 1 and len(answers) == 4:
+            query: Expect = queue[0]  # type: ignore[assignment]  # (nothing special: no Synthetic)
+            described, row, ended, ready = answers
+            if (
+                described[0] == _ROW_DESCRIPTION
+                and row[0] == _DATA_ROW
+                and ended[0] == _COMMAND_COMPLETE
+                and ready[0] == _READY_FOR_QUERY
+                and query.kind == "Query"  # (not a Describe: the description is the rows')
+            ):
+                query.rows += 1
+                # _ended(query, tag), a Query's
+                tag = ended[1]
+                if not tag.startswith("SELECT"):
+                    self._ended_write(query, tag)
+                self._complete(query, tag)
+                query.shape = None
+                query.row_mask = None
+                # _ready(status, query): the Query the last thing owed
+                self._ready_alone(ready[1], query)
+                return True
+        elif owed == 4 and len(answers) == 5:
+            bound, described, row, ended, ready = answers
+            bind: Expect
+            describe: Expect
+            execute: Expect
+            sync: Expect
+            bind, describe, execute, sync = queue  # type: ignore[assignment]
+            description = described[2]
+            if (
+                bound[0] == _BIND_COMPLETE
+                and described[0] == _ROW_DESCRIPTION
+                and row[0] == _DATA_ROW
+                and ended[0] == _COMMAND_COMPLETE
+                and ready[0] == _READY_FOR_QUERY
+                and bind.kind == "Bind"
+                and describe.kind == "DescribeP"
+                and execute.kind == "Execute"
+                and sync.kind == "Sync"
+                and description is not None
+            ):
+                # _done(bind)
+                owner = bind.owner
+                if owner is not None and owner.state == PENDING:
+                    owner.state = CONFIRMED
+                # _described(describe, shape)
+                shape = self._shape(description)
+                self.portal_shapes[describe.statement or ""] = shape
+                owner = describe.owner
+                if owner is not None:
+                    owner.shape, owner.shaped = shape, True
+                execute.rows += 1
+                # _ended(execute, tag)
+                tag = ended[1]
+                if not tag.startswith("SELECT"):
+                    self._ended_write(execute, tag)
+                self._complete(execute, tag)
+                execute.shape = None
+                execute.row_mask = None
+                if execute.made:
+                    _made(execute, CONFIRMED)
+                # _ready(status, sync): the Sync the last thing owed
+                queue.popleft()
+                queue.popleft()
+                queue.popleft()
+                self._ready_alone(ready[1], sync)
+                self.answered = sync
+                return True
         # what is owed first (None: nothing, the server speaks unprompted), looked at again
         # only after an answer that may have taken it off the queue (nothing special is
         # owed, so it is an Expect)
@@ -598,11 +684,7 @@ class ResponseTracker:
         self.status = status
         self.readies += 1
         if self._wrote and status == "I":
-            # what it wrote is committed (or rolled back): the watch reads the catalogue
-            # again before any session reuses a verdict
-            self._wrote = False
-            if self.on_catalog_written is not None:
-                self.on_catalog_written()
+            self._written()
         self._discarding_to_sync = False
         self.in_copy_out = False
         # what it ends comes off the queue: every answer owed up to the Query, Sync or
@@ -625,14 +707,33 @@ class ResponseTracker:
             self._special = self._masking = self.quiet_owed = 0
         return swallowed
 
+    def _ready_alone(self, status: str, last: Expect) -> None:
+        """_ready(status, last) when the queue holds `last` alone, an Expect of a kind a
+        ReadyForQuery ends (its Query or Sync)."""
+        self.status = status
+        self.readies += 1
+        if self._wrote and status == "I":
+            self._written()
+        self._discarding_to_sync = False
+        self.in_copy_out = False
+        self.queue.popleft()
+        if last.made:
+            _made(last, CONFIRMED)
+        self.queue = _NOTHING_OWED
+        self._special = self._masking = self.quiet_owed = 0
+
+    def _written(self) -> None:
+        """A transaction that may have written the catalogue ended (status idle): what it
+        wrote is committed (or rolled back), and the watch reads the catalogue again before
+        any session reuses a verdict."""
+        self._wrote = False
+        if self.on_catalog_written is not None:
+            self.on_catalog_written()
+
     def _ended(self, head: Expect, tag: str) -> None:
         """A statement's result ended (CommandComplete, EmptyQueryResponse, ...)."""
         if not tag.startswith("SELECT"):
-            word = tag.partition(" ")[0]
-            if word not in _READ_TAGS and (
-                word not in _ROW_TAGS or _MAY_NAME_CATALOG.search(head.command or "")
-            ):
-                self._wrote = True
+            self._ended_write(head, tag)
         self._complete(head, tag)
         head.shape = None
         head.row_mask = None
@@ -641,6 +742,15 @@ class ResponseTracker:
             if head.made:
                 _made(head, CONFIRMED)
             self.queue.popleft()
+
+    def _ended_write(self, head: Expect, tag: str) -> None:
+        """_ended's reading of a tag other than SELECT: whether its statement may have
+        written the catalogue."""
+        word = tag.partition(" ")[0]
+        if word not in _READ_TAGS and (
+            word not in _ROW_TAGS or _MAY_NAME_CATALOG.search(head.command or "")
+        ):
+            self._wrote = True
 
     def _done(self, head: Expect) -> None:
         """ParseComplete, BindComplete or CloseComplete."""
@@ -775,6 +885,10 @@ class ResponseTracker:
     def _complete(self, head: Expect, tag: str, error: str = "") -> None:
         if head.swallow or head.silent:
             return
+        if not self._wrote and self.code_names is not None:
+            names = self.code_names()
+            if names is not None and names.named(head.command):
+                self._wrote = True  # (told once its transaction ends, as DDL is)
         # Completion(head.command, tag, ...) without type.__call__ and a frame for __init__
         # (one per statement; the same slots, every one set)
         done: Completion = _new_slotted(Completion)
