@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from proxies.postgres import codec
+from proxies.postgres.code_names import CodeNames, code_names
 from proxies.postgres.columns import VIEW_COLUMNS_SQL, renamed_view_columns
 from proxies.postgres.relations import RELATION_SOURCES_SQL, relation_sources
 from proxies.postgres.upstream import (
@@ -184,6 +185,9 @@ class Facts:
     view_columns: dict[str, list[str]]
     relation_sources: dict[str, list[str]]
     user_code: dict[str, Any]
+    # what a statement may name to run the database's code (None: it has none), which
+    # may write the catalogue under a SELECT's tag (proxies.postgres.code_names)
+    code_names: CodeNames | None = None
 
 
 Ask = Callable[[Upstream, str], Awaitable["list[str] | None"]]
@@ -211,14 +215,16 @@ async def read_facts(upstream: Upstream, ask: Ask = session_query) -> Facts | No
     # FUNCTION pg_catalog.age(timestamp) ... LANGUAGE plpgsql) may not run the built-in:
     # judged as a name the database also defines
     changed = facts.pop("changed_functions", [])
+    shadowed_names = tuple(sorted({*shadowed, *changed}))
     return Facts(
         mark,
         read_at,
         columns,
-        tuple(sorted({*shadowed, *changed})),
+        shadowed_names,
         renamed_view_columns(views),
         relation_sources(sources),
         facts,
+        code_names(shadowed_names, facts),
     )
 
 

@@ -707,6 +707,7 @@ class ClientConnection:
         tracker.status = upstream.status
         tracker.column_origins = self.known.column_origins
         tracker.on_catalog_written = self.known.catalog.written
+        tracker.code_names = lambda: self.facts.code_names
         tracker.pinned = self.proxy.shared(pinned_settings(self.session_settings))
         for status in upstream.parameters:
             tracker.watch(status.name, status.value)
