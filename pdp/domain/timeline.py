@@ -669,16 +669,22 @@ class DecisionRuns:
     runs under its Parse's decision (the record's `attributes.phase: parse`), each
     execution's event naming the prepared statement (`details.prepared`). Not another
     run: an event from the proxy's cache (reused_past weighs those), a later statement of
-    one multi-statement text (`details.part`), a portal suspended to be executed on (no
-    tag), or the first run's event again at its very time (a batch delivered twice,
-    counted in `delivered_again`). Runs of a Parse's decision naming no statement (proxies
-    before they named it) are counted in `unnamed`, not disputed. Replay and `audit
-    verify` both ask this, fed a session's events in order."""
+    one multi-statement text (`details.part`), a portal suspended to be executed on or an
+    Execute that failed (no tag), or the first run's event again at its very time (a batch
+    delivered twice, counted in `delivered_again`). Nor is an Execute again of the portal
+    a Bind's decision ran (a decision made at a Bind, for its values: an approval's) that
+    answered no row: the server runs a portal once (a write's again fails, 55000; a
+    query's is at its end and answers no row), so it ran nothing (counted in
+    `portal_again`); one answering rows under that decision is another run, disputed.
+    Runs of a Parse's decision naming no statement (proxies before they named it) are
+    counted in `unnamed`, not disputed. Replay and `audit verify` both ask this, fed a
+    session's events in order."""
 
     def __init__(self) -> None:
         self.first: dict[str, tuple[str, Any]] = {}  # decision id -> (its name, its time)
         self.unnamed = 0
         self.delivered_again = 0
+        self.portal_again = 0
 
     def again(
         self,
@@ -711,6 +717,9 @@ class DecisionRuns:
             self.delivered_again += 1
             return ""
         if not _made_at_parse(ruling):
+            if details.get("protocol") == "extended" and name == first and _no_row(details):
+                self.portal_again += 1  # its portal executed again: nothing ran
+                return ""
             return "again under a decision the PDP made for one run (not at a Parse)"
         if details.get("protocol") != "extended":
             return "again, outside the extended protocol, under the decision of a Parse"
@@ -723,6 +732,13 @@ class DecisionRuns:
                 f" of {inert(first[:64])!r}"
             )
         return ""
+
+
+def _no_row(details: Mapping[str, Any]) -> bool:
+    """Whether a completed statement's result says no row was read or written: rows 0 and
+    a tag counting none ('SELECT 0', 'INSERT 0 0', 'UPDATE 0')."""
+    tag = details.get("tag")
+    return details.get("rows") == 0 and isinstance(tag, str) and tag.rsplit(" ", 1)[-1] == "0"
 
 
 def _made_at_parse(ruling: dict[str, Any]) -> bool:

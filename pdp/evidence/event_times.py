@@ -111,6 +111,7 @@ class EventTimes:
         self.runs: dict[str, DecisionRuns] = {}
         self.unnamed_runs = 0  # runs again of a Parse's decision naming no statement
         self.delivered_again = 0  # runs at the very time of the decision's first: one run
+        self.portal_again = 0  # a Bind's portal executed again, answering no row: no run
         self.numbers = RecordedNumbers()  # the batch numbers of sessions whose open was read
 
     def feed(
@@ -272,7 +273,7 @@ class EventTimes:
         if runs is None:
             runs = self.runs[session_id] = DecisionRuns()
         details = event.get("details")
-        unnamed, delivered = runs.unnamed, runs.delivered_again
+        unnamed, delivered, portal = runs.unnamed, runs.delivered_again, runs.portal_again
         said = runs.again(
             str(event.get("decision_id") or ""),
             str(event.get("type", "")),
@@ -284,6 +285,7 @@ class EventTimes:
         )
         self.unnamed_runs += runs.unnamed - unnamed
         self.delivered_again += runs.delivered_again - delivered
+        self.portal_again += runs.portal_again - portal
         return said
 
     @staticmethod
@@ -309,6 +311,11 @@ class EventTimes:
             untexted += (
                 f"; {self.delivered_again} command events repeat a decision's first run at its"
                 " very time (a batch its proxy delivered again): taken as that one run"
+            )
+        if self.portal_again:
+            untexted += (
+                f"; {self.portal_again} Executes again of a portal its Bind's decision ran"
+                " answered no row (the server runs a portal once): not runs"
             )
         if self.unnamed_runs:
             untexted += (
