@@ -8,6 +8,11 @@ command's output and an HTTP body alike (only an escaped @ was read, fd5af4c). A
 holding a reference is now also read as a browser shows it (portcullis.masking
 _referenced: numeric references, and the names a number or an address is written with),
 the spans found mapped back onto the references; may_detect lets such a value through.
+
+Digits written raised, lowered or circled (`⁴¹¹¹ ¹¹¹¹ ...`, `SSN ₀₇₈-₀₅-₁₁₂₀`, `④①①①`) are
+read as digits too (they were read only as decimal digits of any script), and partial
+stars them as it stars any digit; a mark drawn over a digit (`4\u0301111 ...`, a keycap's
+`4\ufe0f\u20e3`) is read past as an invisible character is.
 """
 
 from __future__ import annotations
@@ -122,3 +127,27 @@ def test_a_note_written_with_references_is_masked_through_the_proxy(tmp_path) ->
                 assert_none_of(answer, LEAKS)
         finally:
             c.close()
+
+
+# --- digits in other forms ---------------------------------------------------------------
+
+RAISED = "".join("⁰¹²³⁴⁵⁶⁷⁸⁹"[int(c)] if c.isdigit() else c for c in CARD)
+CIRCLED = "".join("⓪①②③④⑤⑥⑦⑧⑨"[int(c)] if c.isdigit() else c for c in CARD)
+LOWERED_SSN = "SSN " + "".join("₀₁₂₃₄₅₆₇₈₉"[int(c)] if c.isdigit() else c for c in SSN)
+KEYCAPS = "".join(c + "\ufe0f\u20e3" if c.isdigit() else c for c in CARD)
+MARKED = "4\u0301111 1111 1111 1111"
+
+
+@pytest.mark.parametrize("value", [RAISED, CIRCLED, LOWERED_SSN, KEYCAPS, MARKED])
+def test_a_number_in_other_digits_is_masked(value: str) -> None:
+    for masker in (MASKER, PARTIAL):
+        masked, counts = masker.mask_text(value)
+        assert counts, masked
+        shown = [c for c in masked if c.isdigit()]
+        assert len(shown) <= 4, masked
+
+
+@pytest.mark.parametrize("value", ["m² of 12 rooms", "café crème 2024", "step ① then ②"])
+def test_ordinary_marks_and_raised_digits_stay(value: str) -> None:
+    masked, counts = MASKER.mask_text(value)
+    assert not counts and masked == value

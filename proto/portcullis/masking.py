@@ -666,6 +666,9 @@ class _AsciiForms(dict[int, int]):
         char = chr(code)
         if char.isdecimal():
             found = 48 + unicodedata.decimal(char)
+        elif char.isdigit() and unicodedata.digit(char, -1) >= 0:
+            # a digit written raised, lowered or in a circle (`⁴¹¹¹`, `₄`, `④`, `➍`)
+            found = 48 + unicodedata.digit(char)
         elif 0xFF01 <= code <= 0xFF5E:
             found = code - 0xFEE0
         else:
@@ -677,14 +680,20 @@ class _AsciiForms(dict[int, int]):
 
 _ASCII_FORMS = _AsciiForms()
 # a character _ASCII_FORMS changes: a digit past ASCII or a fullwidth form
-_OTHER_FORM = re.compile(r"(?![0-9])\d|[\uff01-\uff5e]")
+_OTHER_FORM = re.compile(
+    r"(?![0-9])\d|[\uff01-\uff5e\u00b2\u00b3\u00b9\u2070-\u2089\u2460-\u2468\u2474-\u247c"
+    r"\u2488-\u2490\u24f5-\u24fd\u2776-\u277e\u2780-\u2788\u278a-\u2792]"
+)
 
 
 # characters no one sees on screen (format characters, joiners, bidirectional marks,
-# variation selectors, the soft hyphen, fillers): a value read with them and without
+# variation selectors, the soft hyphen, fillers), and marks drawn over the character before
+# them (`4\u0301111`, a keycap's `4\ufe0f\u20e3`: the digit read all the same): a value
+# read with them and without
 _INVISIBLE = re.compile(
     "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
-    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0]"
+    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0"
+    "\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]"
 )
 
 
@@ -758,14 +767,19 @@ def _hide_tail(value: str, keep: int) -> str:
     return "****" + value[-keep:]
 
 
+def _a_digit(char: str) -> bool:
+    """A digit as the detectors read one (_AsciiForms): of any script, raised, circled."""
+    return char.isdecimal() or (char.isdigit() and unicodedata.digit(char, -1) >= 0)
+
+
 def _hide_digits(value: str, keep: int) -> str:
-    """Star every digit (of any script: a fullwidth card is a card) except the last
-    `keep`, leaving separators in place."""
-    total = sum(map(str.isdecimal, value))
+    """Star every digit (of any script: a fullwidth card is a card; raised or circled
+    too) except the last `keep`, leaving separators in place."""
+    total = sum(map(_a_digit, value))
     reveal_from = total - keep if total >= 2 * keep else total
     out, seen = [], 0
     for char in value:
-        if char.isdecimal():
+        if _a_digit(char):
             out.append(char if seen >= reveal_from else "*")
             seen += 1
         else:
