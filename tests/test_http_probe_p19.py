@@ -270,3 +270,31 @@ def test_aligned_columns_in_text_are_masked(case: str) -> None:
         return
     assert not _leaks(out), out
     assert b"phone" in out, out
+
+
+# a stream whose first document names the columns, its later ones holding a row under a
+# member (or keyed by position after a line of names, which prose's carry cut apart)
+STREAMS = {
+    "events, a row under a member": (
+        "text/event-stream",
+        'data: {"columns": ["id", "phone"]}\n\ndata: {"row": [7, "5550100"]}\n\n',
+    ),
+    "ndjson, a header record then row records": (
+        "application/x-ndjson",
+        '{"type": "header", "names": ["id", "phone"]}\n{"type": "row", "values": [7, "5550100"]}\n',
+    ),
+    "ndjson, names then a row keyed by position": (
+        "application/x-ndjson",
+        '["id", "phone"]\n{"0": 7, "1": "5550100"}\n',
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(STREAMS))
+def test_rows_of_a_stream_under_its_header_document_are_masked(case: str) -> None:
+    kind, body = STREAMS[case]
+    out = _masked(kind, body)
+    assert not _leaks(out), out
+    for line in out.decode().split("\n"):
+        if line.strip():
+            json.loads(line.removeprefix("data: "))  # (each record still JSON)

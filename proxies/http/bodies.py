@@ -571,9 +571,27 @@ class BodyMask:
             if isinstance(doc, list) and doc and _scalars(doc) and (at or len(doc) in widths):
                 # (a row alone on its line, under the columns named before it or apart)
                 return self._rows_masked([doc], widths, found, at)[0]
+            if isinstance(doc, dict) and at and not columns:
+                # (a row under a member of a later document: `{"row": [7, ...]}`, `{"type":
+                # "row", "values": [...]}`, after `{"columns": ["id", "phone"]}`)
+                doc = self._stream_rows(doc, widths, found, at)
         if not widths and not at and not any(self._phrase(n) for head in heads for n in head):
             return doc  # (no table names a masked field: nothing to rebuild)
         return self._rows_masked(doc, widths, found, at)
+
+    def _stream_rows(
+        self, doc: dict[str, Any], widths: dict[int, list[str]], found: Counter[str], at: dict
+    ) -> dict[str, Any]:
+        """A stream's document with its members that are one row (a list of scalars as
+        wide as the positions named) masked at those positions, objects within read so."""
+        out: dict[str, Any] = {}
+        for key, member in doc.items():
+            if isinstance(member, list) and member and _scalars(member) and max(at) < len(member):
+                member = self._rows_masked([member], widths, found, at)[0]
+            elif isinstance(member, dict):
+                member = self._stream_rows(member, widths, found, at)
+            out[key] = member
+        return out
 
     def _rows_masked(
         self,
@@ -1764,6 +1782,11 @@ class BodyMask:
                 return masked
             return self._line(shown)
         self._carry = self._tail_field(line)
+        if self._carry is not None and _document_line(line):
+            # (a document naming columns, `["id", "phone"]`: they carry to the rows of
+            # the documents after it, not its words as prose, which cut `{"0": 7, "1":
+            # ...}` apart into `{"[REDACTED]"[REDACTED],...`)
+            self._carry = None
         return self._line(shown)
 
     def _tail_field(self, line: str) -> tuple[str, int] | None:
@@ -2692,6 +2715,14 @@ _NAMED = re.compile(
     r"""(?P=q)[ \t]*[:=][ \t]*"""
 )
 _PLAIN = re.compile(r"[^&;,}\]\r\n]*")
+
+
+def _document_line(line: str) -> bool:
+    """Whether a line is JSON objects or arrays only (no bare value: `5550100` is text)."""
+    if line.lstrip()[:1] not in ("{", "["):
+        return False
+    docs = _json_texts(line)
+    return docs is not None and all(isinstance(d, dict | list) for d in docs)
 
 
 def _json_texts(text: str) -> list[Any] | None:
