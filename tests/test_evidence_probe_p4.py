@@ -221,3 +221,28 @@ async def test_a_proxys_batches_keep_their_numbers_through_its_spool(tmp_path):
             await client.close()
         records = await app.store.query(kind=EVENTS_KIND, session_id=sid)
         assert [r.body.get("batch_seq") for r in records] == [1, 2, 3]
+
+
+async def test_a_number_sent_first_by_another_holder_of_the_credential_drops_nothing(tmp_path):
+    """Attack (a stolen proxy credential): send the session's next number first, with
+    made-up events, so that the proxy's own batch of that number is taken for a retry
+    and dropped. A number sent again with other events is stored, and verify names the
+    number two batches hold; the same events again are still a retry."""
+    config_path = _written(tmp_path)
+    config = load_config(config_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        sid, decided = await _session(stub, config)
+        now = time.time()
+        genuine = _events(decided, "SELECT id FROM orders WHERE id = 1", now)
+        await stub.RecordEvents(_batch(sid, genuine, 1))
+        forged = _events(decided, "SELECT id FROM orders WHERE id = 1", now + 0.5)
+        await stub.RecordEvents(_batch(sid, forged, 2))  # the thief's, first
+        proxys = _events(decided, "SELECT id FROM orders WHERE id = 2", now + 0.6)
+        answered = await stub.RecordEvents(_batch(sid, proxys, 2))
+        assert not answered.replayed and answered.decision_id, answered
+        again = await stub.RecordEvents(_batch(sid, proxys, 2))
+        assert again.replayed, again
+        records = await app.store.query(kind=EVENTS_KIND, session_id=sid)
+        assert [r.body["events_json"] for r in records] == [genuine, forged, proxys]
+    for said in await _verified(config_path, tmp_path / "evidence.tar.gz"):
+        assert "1 batch number held by two different batches" in said, said

@@ -7,10 +7,15 @@ appended as one hash-chained `session.events` record. RecordBatches answers each
 on its own, and appends the kept ones together so the store commits them in one go.
 
 A numbered batch (batch_seq, pdp.domain.batch_numbers) is stored once: the same number
-sent again (a retry after a timeout whose first send was stored, while it is still being
-stored too, or a spool delivered again) is answered as taken (`replayed`) and not
-recorded a second time, so a retry neither doubles the evidence nor looks like tampering.
-The numbers a session's records hold are read from the store the first time a session
+with the same events sent again (a retry after a timeout whose first send was stored,
+while it is still being stored too, or a spool delivered again) is answered as taken
+(`replayed`) and not recorded a second time, so a retry neither doubles the evidence nor
+looks like tampering. The same number with other events is stored (audit verify names
+a number two batches hold): a holder of the proxy's credential sending a number first
+must not have the proxy's own batch of that number dropped as a retry. The events of the
+last REMEMBERED numbers of a session are remembered (a digest) to tell the two apart; a
+number older than those is stored again (verify reads the same events once). The
+numbers a session's records hold are read from the store the first time a session
 found again (a PDP restarted) sends one.
 """
 
@@ -27,7 +32,13 @@ import grpc
 from google.protobuf import struct_pb2
 
 from pdp.api.proxy_auth import ProxyIdentity
-from pdp.domain.batch_numbers import BATCH_SEQ, MAX_BATCH_SEQ, BatchNumbers, batch_seq_of
+from pdp.domain.batch_numbers import (
+    BATCH_SEQ,
+    MAX_BATCH_SEQ,
+    BatchNumbers,
+    batch_seq_of,
+    digest,
+)
 from pdp.domain.recordings import (
     EVENTS_KIND,
     RECEIVED,
@@ -44,6 +55,7 @@ from portcullis.v1 import pdp_pb2
 
 MAX_COMMAND_BYTES = 1024 * 1024
 MAX_EVENTS_PER_CALL = 1000
+REMEMBERED = 256  # a session's last batch numbers whose events' digest is kept
 
 # DecisionService.refuse: record a refused session call, then abort it
 Refuse = Callable[..., Awaitable[None]]
@@ -300,6 +312,9 @@ class SessionEventBatches:
             if isinstance(session.batch_numbers, _Numbers):  # (read meanwhile by another)
                 return session.batch_numbers
             made = _Numbers(taken)
+            for record in records[-REMEMBERED:]:
+                if batch_seq_of(record.body):
+                    made.remember(batch_seq_of(record.body), digest(record.body))
         else:
             made = _Numbers()  # opened here: none stored yet
         session.batch_numbers = made
@@ -352,11 +367,19 @@ class _Numbers(BatchNumbers):
     """A session's batch numbers at the PDP, with those being stored now (a number sent
     again meanwhile waits for its outcome)."""
 
-    __slots__ = ("storing",)
+    __slots__ = ("digests", "storing")
 
     def __init__(self, taken: list[int] | None = None) -> None:
         super().__init__(taken)
         self.storing: dict[int, asyncio.Future[None]] = {}
+        # the last REMEMBERED numbers' events stored (a number two batches hold: both)
+        self.digests: OrderedDict[int, tuple[bytes, ...]] = OrderedDict()
+
+    def remember(self, number: int, events: bytes) -> None:
+        self.digests[number] = (*self.digests.get(number, ()), events)[-4:]
+        self.digests.move_to_end(number)
+        if len(self.digests) > REMEMBERED:
+            self.digests.popitem(last=False)
 
 
 class _KeptBatch:
@@ -380,15 +403,23 @@ class _KeptBatch:
             return await self._appended(), False
         while (held := numbers.storing.get(number)) is not None:
             await asyncio.shield(held)  # the same number being stored: its outcome first
+        events = digest(self.body)
         if numbers.has(number):
-            return "", True
+            if events in numbers.digests.get(number, ()):
+                return "", True
+            record_id = await self._appended()  # other events (or unknown): stored
+            numbers.remember(number, events)
+            return record_id, False
         numbers.take(number)
         done = numbers.storing[number] = asyncio.get_running_loop().create_future()
         try:
-            return await self._appended(), False
+            record_id = await self._appended()
         except BaseException:
             numbers.give_back(number)
             raise
+        else:
+            numbers.remember(number, events)
+            return record_id, False
         finally:
             del numbers.storing[number]
             done.set_result(None)

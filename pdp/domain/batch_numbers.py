@@ -20,6 +20,7 @@ Sans-IO: numbers in, what they show out.
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 BATCH_SEQ = "batch_seq"  # the field of a session.events record body holding its number
@@ -91,8 +92,8 @@ class BatchNumbers:
 def digest(body: dict[str, Any]) -> bytes:
     """What tells two stored batches of one number apart: their events' text."""
     text = body.get("events_json")
-    if not isinstance(text, str):
-        text = repr(body.get("events"))
+    if not isinstance(text, str):  # (events as a list: their keys in one order)
+        text = json.dumps(body.get("events"), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[:16]
 
 
