@@ -963,7 +963,9 @@ class Lineage:
             type_name = fields.get("typeName", {}).get("TypeName", fields.get("typeName", {}))
             names = [_sval(n).lower() for n in type_name.get("names", ())]
             if names[-1:] and names[-1] in _DOCUMENT_TYPES:
-                self.partial(flow)  # (text that is no JSON fails)
+                # (text that is no JSON fails: whether it is a document, no question
+                # about the text a value detector reads inside it, so keyed)
+                self.partial(flow.taken_part())
                 return flow.transformed().as_document()  # `notes::jsonb`: read as JSON
             if (
                 names[-1:]
@@ -1261,6 +1263,30 @@ class Lineage:
             flows.append(self.expr(fields["defresult"], scope, ctes))
         return _merge(EXPRESSION, flows)
 
+    def subdocument_equality(self, operands: list[tuple[Any, Flow]]) -> None:
+        """`profile->'contact' = '{"email": "ada@example.com"}'`: a value taken out under a
+        key, compared whole with = to a value. The value under a key may be a document
+        holding masked keys itself, so the comparison is an equality test of each value
+        under them: a constant's keys (at any depth, as `@>`'s) are named as columns
+        compared with = (`email`: judged as `email = '...'` is); a value this cannot read
+        (a parameter, an expression, a column) may be any document, so the document column
+        is met whole in an equality test (both refused when data.portcullis.oracle.equality
+        is false)."""
+        taken = [f for n, f in operands if not _atom(n, f)]
+        for node, flow in operands:
+            if not _atom(node, flow) or flow.columns or flow.tables:
+                continue
+            value = _unwrap(node)
+            if value[0] != "A_Const":
+                # a parameter, an expression: any document at all
+                for document in taken:
+                    whole = Flow(PLAIN, document.columns, documents=document.documents)
+                    self.record(whole, "equality")
+                continue
+            keys = _contained_keys(node, "@>")  # (None: text no document reads as)
+            if keys:
+                self.record(Flow(PLAIN, keys), "equality")
+
     def comparison(self, fields: Fields, scope: Scope, ctes: dict[str, Item], join: bool) -> Flow:
         """Record how one operator expression compares columns; returns its flow."""
         kind = fields.get("kind", "AEXPR_OP")
@@ -1269,6 +1295,10 @@ class Lineage:
         if kind == "AEXPR_NULLIF":
             use = "other"
         sides = [s for s in (fields.get("lexpr"), fields.get("rexpr")) if s is not None]
+        if operator in _ARRAY_MEMBERSHIP and len(sides) == 2 and any(map(_constant_array, sides)):
+            # `tags @> ARRAY['tools']`, `tags && '{a,b}'::text[]`: whether elements equal
+            # the constants, an equality test of each (as `x = ANY(tags)` is)
+            use = "equality"
         operands: list[tuple[Any, Flow]] = []
         for side in sides:
             if "List" in side:  # IN (a, b), BETWEEN a AND b
@@ -1283,6 +1313,7 @@ class Lineage:
                 if all(_atom(n, f) or _taken_out(n) for n, f in operands):
                     # `profile->>'status' = 'ok'`: the value under a key compared whole,
                     # as a column is (the key's name is the column the policy judges)
+                    self.subdocument_equality(operands)
                     operands = [(n, f if _atom(n, f) else f.taken_part()) for n, f in operands]
             elif (
                 join
@@ -1640,15 +1671,40 @@ def _jsonpath_keys(node: Any) -> dict[str, None] | None:
     return keys
 
 
+# what a jsonpath may hold for its values to be tested only for equality with constants
+# (`$.tags[*] ? (@ == "ci")`, strings already taken out as ""): accessors, ==, !=, &&, ||,
+# !, exists, parentheses, numbers, true, false, null. An allow-list: like_regex, starts
+# with, <, >, arithmetic and item methods (.size(), .double()) ask about the text or the
+# value under the keys otherwise
+_JSONPATH_EQUALITY_ONLY = re.compile(
+    r'(?:\s+|==|!=|&&|\|\||!|[()@$?]|\.\s*(?:""|[A-Za-z_][\w$]*)(?!\s*\()'
+    r"|\[\s*(?:\*|[0-9]+)\s*\]|(?:strict|lax|exists|true|false|null)\b"
+    r'|-?[0-9]+(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?|"")*',
+    re.IGNORECASE,
+)
+
+
 def _path_flow(flows: list[Flow], path: Any) -> list[Flow]:
     """What a jsonpath test or query over a table's document carries: the keys its path
-    names, else any column."""
+    names (keyed: their values are tested only for equality with constants, the value
+    under a key taken as a column of its name), else any column. A path that asks about
+    the values under its keys otherwise (`$.msg ? (@ like_regex "078")`, `@ starts with`,
+    `@ > "SSN"`) meets the document whole too: the text it asks about is the document's,
+    which the value detectors mask inside it."""
     if not any(f.user and (f.columns or f.tables) for f in flows):
         return []
     keys = _jsonpath_keys(path)
     if keys is None:
         return _any_key(flows)
-    return [Flow(EXPRESSION, keys)]
+    text = _JSONPATH_STRING.sub('""', str(path["A_Const"]["sval"].get("sval", "")))
+    if _JSONPATH_EQUALITY_ONLY.fullmatch(text):
+        return [Flow(EXPRESSION, keys, keyed=dict(keys))]
+    whole = [
+        Flow(EXPRESSION, dict(f.columns), documents=dict(f.documents))
+        for f in flows
+        if f.user and f.columns
+    ]
+    return [Flow(EXPRESSION, keys), *whole]
 
 
 def _any_key(flows: list[Flow]) -> list[Flow]:
@@ -1804,6 +1860,21 @@ def _keys_flow(nodes: list[Any], path: bool) -> Flow:
 
 # operators asking whether a document holds keys or values a constant names
 _CONTAINMENT = frozenset({"@>", "<@", "?", "?|", "?&"})
+# an array's containment and overlap, which compare its elements with = to another's
+_ARRAY_MEMBERSHIP = frozenset({"@>", "<@", "&&"})
+
+
+def _constant_array(node: Any) -> bool:
+    """Whether node is an array of constants: ARRAY['a', 'b'] or '{a,b}'::text[]."""
+    if not isinstance(node, dict) or len(node) != 1:
+        return False
+    ((tag, fields),) = node.items()
+    if tag == "A_ArrayExpr":
+        return all(_unwrap(e)[0] == "A_Const" for e in fields.get("elements", ()))
+    if tag == "TypeCast" and "arg" in fields:
+        type_name = fields.get("typeName", {}).get("TypeName", fields.get("typeName", {}))
+        return bool(type_name.get("arrayBounds")) and _unwrap(fields["arg"])[0] == "A_Const"
+    return False
 
 
 def _contained_keys(node: Any, operator: str) -> dict[str, None] | None:

@@ -161,6 +161,15 @@ COMPOSITE_SQL = _holds_composite("a.atttypid")
 # to the policy as a view column carrying DOCUMENT (renamed_view_columns), which it reads
 # as a document wherever lineage meets the column whole rather than through a constant key.
 DOCUMENT = "{}"
+# A column of a string type (text, varchar, char, citext, a domain over one, an array of
+# one) may hold free text the value detectors mask inside it (a note with 'SSN:
+# 078-05-1120' in it): a question about its text (`note LIKE '%078-05%'`, `note > 'SSN:
+# 07'`, `ORDER BY note`) answers about what the detectors masked in its answers. Listed to
+# the policy as a column carrying FREE_TEXT, which judges such questions as a sensitive
+# column's unless the team lists the name as holding none (postgres.plain_text_columns).
+FREE_TEXT = "''"
+# a string type (pg_type alias t), but `name`: an identifier's, 63 bytes (usename)
+_STRING = "({t}.typcategory = 'S' AND {t}.oid <> 19)"
 # json, jsonb, xml and their arrays
 DOCUMENT_TYPES = (114, 3802, 142, 199, 3807, 143)
 
@@ -373,20 +382,27 @@ AND """
     # the names of the columns of the database's tables and views holding a JSON or XML
     # document, in one row (a built-in type's, which pg_depend does not record: read from
     # pg_attribute, from the first relation made after initdb on, by its index; a type made
-    # since, a domain or an array of one, followed to what it holds)
+    # since, a domain or an array of one, followed to what it holds); and in another, those
+    # holding free text (a string type but name: text, varchar, char, citext, a domain over
+    # one, an array of one), read in the same pass
     + f"""
 UNION ALL
 SELECT json_build_array(0, '', json_agg(json_build_array(0, d.name)), NULL, false,
-  'document')::text
-FROM (SELECT DISTINCT a.attname::text AS name
+  d.kind)::text
+FROM (SELECT DISTINCT a.attname::text AS name,
+  CASE WHEN {_STRING.format(t="t")} OR {_STRING.format(t="e")} THEN 'text' ELSE 'document'
+  END AS kind
 FROM pg_catalog.pg_attribute a
 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+LEFT JOIN pg_catalog.pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'
 WHERE a.attrelid >= {FIRST_NORMAL_OID} AND a.attnum > 0 AND NOT a.attisdropped
 AND c.relkind IN ('r', 'p', 'f', 'v', 'm')
 AND c.relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
 AND (a.atttypid IN ({", ".join(str(t) for t in DOCUMENT_TYPES)})
+  OR {_STRING.format(t="t")} OR {_STRING.format(t="e")}
   OR (a.atttypid >= {FIRST_NORMAL_OID} AND {_holds_document("a.atttypid")}))) d
-HAVING count(*) > 0"""
+GROUP BY d.kind"""
 )
 
 
@@ -412,15 +428,20 @@ def renamed_view_columns(rows: list[str]) -> dict[str, list[str]]:
     views: list[tuple[int, int, str]] = []
     renamed: dict[str, set[str]] = {}
     documents: set[str] = set()
+    texts: set[str] = set()
     parsed = []
     for row in rows:
         found = json.loads(row)
         if len(found) > 5 and found[5] == "document":
             documents.update(name.lower() for _, name in found[2])
+        elif len(found) > 5 and found[5] == "text":
+            texts.update(name.lower() for _, name in found[2])
         else:
             parsed.append(found)
     for name in documents:
         renamed[name] = {DOCUMENT}
+    for name in texts:
+        renamed.setdefault(name, set()).add(FREE_TEXT)
     listed = {int(view) for view, *_ in parsed}
     for view, action, columns, reads, *runs_code in parsed:
         view = int(view)

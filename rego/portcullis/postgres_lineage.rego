@@ -719,6 +719,25 @@ pg_questioned_predicate(p) if {
 	p.document
 }
 
+# ...and so is a column of free text (a string type: the proxy lists it in view_columns as
+# carrying "''", proxies/postgres/columns.py FREE_TEXT): the value detectors mask what they
+# find inside its text in every answer (a note holding 'SSN: 078-05-1120' reads 'SSN:
+# [REDACTED]'), so `note LIKE '%078-05%'`, `note ~ '078'`, `note > 'SSN: 07'`, `ORDER BY
+# note` or `length(note) = 30` answer about what they masked, a row count at a time. Not
+# its partial uses (a computation that may fail: `note::bytea`, `format('%s', note)`,
+# outputs included, which lineage cannot tell from a condition's), nor when met only
+# keyed: a document's key named like a text column is none of its text (the document
+# rules judge it), and a text column read as a document is met whole where its
+# text is asked about (p.document). An allow-list of the names the team says hold no such
+# text (postgres.plain_text_columns: names, titles, statuses) keeps their questions;
+# pii-readers are never asked.
+pg_questioned_predicate(p) if {
+	not p.keyed
+	p.use != "partial"
+	"''" in input.command.postgres.view_columns[p.column]
+	not data.portcullis.postgres.plain_text_columns[p.column]
+}
+
 pg_sensitive_predicate(column) if pg_sensitive_column(column)
 
 pg_sensitive_predicate("*")
@@ -730,6 +749,10 @@ pg_sensitive_predicate("*")
 
 pg_predicate_reason(p) := sprintf("a whole row used in a condition or ordering (%s) may reveal sensitive columns: denied to everyone not in pii-readers", [p.use]) if {
 	p.column == "*"
+} else := sprintf("%s use of free-text column %s in a condition or ordering answers questions about what the value detectors mask inside its text: denied to everyone not in pii-readers (list the column in postgres.plain_text_columns if it holds no such text)", [p.use, p.column]) if {
+	not pg_sensitive_column(p.column)
+	not "{}" in object.get(input.command.postgres.view_columns, p.column, [])
+	not p.document
 } else := sprintf("%s use of document column %s as a whole in a condition or ordering answers questions about the values its masked keys hold (a value under a key may be a document too): denied to everyone not in pii-readers; compare a key's value with = (%s->>'key' = 'value') or cast it to a number, date or boolean", [p.use, p.column, p.column]) if {
 	not pg_sensitive_column(p.column)
 } else := sprintf("equality on sensitive column %s is denied: the oracle setting allows no equality tests", [p.column]) if {

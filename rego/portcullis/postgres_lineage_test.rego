@@ -824,3 +824,45 @@ test_an_index_on_a_document_column_needs_approval if {
 	portcullis.decision.verdict != "require_approval" with input as object.union(pg_input(["dba"], [on_profile]), others)
 	portcullis.decision.verdict == "allow" with input as object.union(pg_input(["dba", "pii-readers"], [on_profile]), views)
 }
+
+# A column of free text (the proxy lists a string type's column as carrying "''"): the
+# value detectors mask what they find inside it, so its questions are a sensitive column's
+# (pattern, range, order, other; equality as the oracle setting says), unless the team
+# lists the name in postgres.plain_text_columns. Not its partial uses, nor keyed ones.
+free_text_input(groups, predicates) := object.union(
+	pg_input(groups, [selecting([], predicates)]),
+	{"command": {"postgres": {"view_columns": {"note": ["''"], "name": ["''"], "profile": ["{}"]}}}},
+)
+
+test_a_question_about_free_text_is_denied if {
+	every use in ["pattern", "range", "order", "other"] {
+		d := portcullis.decision with input as free_text_input(["readonly"], [{"column": "note", "use": use}])
+		d.verdict == "deny"
+		some r in d.reasons
+		contains(r, sprintf("%s use of free-text column note", [use]))
+	}
+}
+
+test_free_text_equality_follows_the_oracle_setting if {
+	i := free_text_input(["readonly"], [{"column": "note", "use": "equality"}])
+	portcullis.decision.verdict == "mask" with input as i
+	portcullis.decision.verdict == "deny" with input as i with data.portcullis.oracle.equality as false
+}
+
+test_free_text_listed_partial_keyed_or_read_by_a_pii_reader_is_asked if {
+	portcullis.decision.verdict == "mask" with input as free_text_input(["readonly"], [{"column": "name", "use": "pattern"}])
+	portcullis.decision.verdict == "mask" with input as free_text_input(["readonly"], [{"column": "note", "use": "partial"}])
+	portcullis.decision.verdict == "mask" with input as free_text_input(["readonly"], [{"column": "note", "use": "other", "keyed": true}])
+	portcullis.decision.verdict != "deny" with input as free_text_input(["pii-readers"], [{"column": "note", "use": "pattern"}])
+}
+
+# a sub-document compared with a value lineage cannot read: the document met whole in an
+# equality test (lineage), refused only where the oracle setting refuses equality
+test_a_document_met_whole_in_an_equality_test_follows_the_oracle_setting if {
+	i := free_text_input(["readonly"], [{"column": "profile", "use": "equality"}])
+	portcullis.decision.verdict == "mask" with input as i
+	d := portcullis.decision with input as i with data.portcullis.oracle.equality as false
+	d.verdict == "deny"
+	some r in d.reasons
+	contains(r, "document column profile")
+}
