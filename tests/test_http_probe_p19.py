@@ -298,3 +298,11 @@ def test_rows_of_a_stream_under_its_header_document_are_masked(case: str) -> Non
     for line in out.decode().split("\n"):
         if line.strip():
             json.loads(line.removeprefix("data: "))  # (each record still JSON)
+
+
+def test_braces_nested_deep_are_read_in_bounded_passes() -> None:
+    # (each level of an array text was read again as a composite: 5,000 levels raised
+    # RecursionError out of a CSV body's masking, and the reading was quadratic)
+    deep = "{" * 5000 + "}" * 5000
+    assert _masked("text/csv", f"c\n{deep}\n") == f"c\n{deep}\n".encode()
+    assert json.loads(_masked("application/json", json.dumps({"c": deep}))) == {"c": deep}

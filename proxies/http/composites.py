@@ -96,18 +96,20 @@ def _quoted(field: str | None, opening: str) -> str:
     return '"' + field.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def is_composite(text: str) -> bool:
+def is_composite(text: str, depth: int = 0) -> bool:
     """Whether `text` is a record of two fields or more, or an array holding one."""
-    return _read(text) is not None
+    return _read(text, depth) is not None
 
 
-def _read(text: str) -> tuple[str, list[str | None]] | None:
+def _read(text: str, depth: int = 0) -> tuple[str, list[str | None]] | None:
     text = text.strip()
+    if text[:1] not in ("(", "{") or depth > MAX_DEPTH:
+        return None  # (arrays in arrays deeper than MAX_DEPTH: not read, each a pass)
     record = _fields(text, "(", ")")
     if record is not None and len(record) >= 2:
         return "(", record
     array = _fields(text, "{", "}")
-    if array and any(f is not None and is_composite(f) for f in array):
+    if array and any(f is not None and is_composite(f, depth + 1) for f in array):
         return "{", array
     return None
 
@@ -116,7 +118,7 @@ def masked_composite(text: str, masker: Masker, found: Counter[str], depth: int 
     """`text` with its fields masked (counted as field:<rule>), or None when it is no
     record or array of records (or nothing in it needs masking: then also None)."""
     rule = masker.strictest_field_rule()
-    read = _read(text)
+    read = _read(text, depth)
     if rule is None or read is None:
         return None
     opening, fields = read
@@ -127,7 +129,7 @@ def masked_composite(text: str, masker: Masker, found: Counter[str], depth: int 
             out.append(field)
             continue
         inner = masked_composite(field, masker, found, depth + 1) if depth < MAX_DEPTH else None
-        if inner is None and is_composite(field) and depth < MAX_DEPTH:
+        if inner is None and depth < MAX_DEPTH and is_composite(field, depth + 1):
             out.append(field)  # (a record of short numbers alone)
             continue
         shown = inner if inner is not None else masker.mask_field(rule, field)
