@@ -824,7 +824,8 @@ class Enforcer:
             self._query(message, found)
             return True
         # the verdict stands: what _query() does for it (recorded when it completes)
-        tracker.expect(owed("Query", None, ruling.decision_id, None, None, sql, ruling, "simple"))
+        query = owed("Query", None, ruling.decision_id, None, None, sql, ruling, "simple")
+        tracker.expect_plain((query,), False)  # (nothing special, nothing masked)
         self.to_server.append(message.raw or message.encode())
         return True
 

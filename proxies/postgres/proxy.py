@@ -81,6 +81,8 @@ from proxies.runtime.workers import CancelRoute, key_worker, worker_key
 
 log = logging.getLogger("portcullis.postgres")
 
+_QUERY = ord("Q")  # a simple Query's type byte
+
 _NO_SETTINGS: dict[str, str] = {}  # (never changed: a session's settings are replaced)
 
 READ_SIZE = 256 * 1024
@@ -1147,7 +1149,8 @@ class _Relay(Relay):
             enforcer.facts_known()
         try:
             parser = conn.parser
-            messages = parser.lone_query(data)
+            # (a chunk that does not open with a Query is never one: no call for it)
+            messages = parser.lone_query(data) if data[0] == _QUERY else None
             if messages is not None:
                 # the simple protocol's statement: one Query, its verdict usually reused
                 if not enforcer.simple_query(messages[0]):  # type: ignore[arg-type]
