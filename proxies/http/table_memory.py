@@ -30,7 +30,7 @@ from urllib.parse import unquote, urlsplit
 
 MAX_TABLES = 64  # tables a session's answers named, remembered
 MAX_TOKENS = 32  # references an answer gave, remembered with its table
-MAX_WORDS = 64 * 1024  # characters of a request read for references
+MAX_WORDS = 8 * 1024  # characters of a request read for references
 # parameters that choose a page, not a table (dropped when requests are compared)
 PAGING = frozenset(
     [
@@ -115,7 +115,7 @@ def http_asked(path: str, query: str, body: bytes = b"") -> Asked:
             params.append((key, unquote(value.replace("+", " "))))
     text = body[:MAX_WORDS].decode("utf-8", "replace")
     words = unquote(path) + "?" + unquote(query) + "\n" + text
-    return Asked(path.rstrip("/") or "/", tuple(sorted(params)), words)
+    return Asked(path.rstrip("/") or "/", tuple(sorted(params)), words[: 2 * MAX_WORDS])
 
 
 def mcp_asked(tool: str, arguments_text: str) -> Asked:
@@ -219,7 +219,14 @@ class TableView:
     def __init__(self, memory: TableMemory, asked: Asked) -> None:
         self.memory = memory
         self.asked = asked
-        self.known = memory.known(asked)
+        self._known: dict[int, list[str]] | None = None
+
+    @property
+    def known(self) -> dict[int, list[str]]:
+        """(read from the memory when first asked: most answers name their columns)"""
+        if self._known is None:
+            self._known = self.memory.known(self.asked)
+        return self._known
 
     def learn(self, names: list[str], doc: Any) -> None:
         self.memory.learn(self.asked, names, references(doc))
