@@ -113,6 +113,7 @@ TOLD = [
     ("SELECT made FROM p24_v", "SELECT 1", True),
     ("INSERT INTO p24_t VALUES (1)", "INSERT 0 1", True),
     ("SELECT 1 ===> 2", "SELECT 1", True),
+    ("SELECT query_to_xml(convert_from('\\x...', 'UTF8'), true, true, '')", "SELECT 1", True),
     ("FETCH ALL FROM c", "FETCH 1", False),
     ("SELECT id FROM orders", "SELECT 2", False),
     ("INSERT INTO orders VALUES (1, 1, 1)", "INSERT 0 1", False),

@@ -12,7 +12,8 @@ the catalogue read again rather than reusing a verdict until the watch's next po
 
 Over-approximate by design: a name found anywhere in the text counts (a column or a
 string of that name too), and so do a Unicode-escaped identifier (U&"..."), which may spell
-any name, and an SQL EXECUTE, whose statement is not in its text. A cast the database made
+any name, an SQL EXECUTE, whose statement is not in its text, and a built-in running a
+query given as text (query_to_xml, ts_stat), which may be spelt any way. A cast the database made
 runs with nothing naming it: while there is one, every statement counts. No IO here.
 """
 
@@ -25,8 +26,10 @@ from typing import Any
 
 # a name as it may stand unquoted (or quoted, without a quote in it) in a statement's text
 _WORD = re.compile(r"[^\W\d][\w$]*")
-# what may hide any name: a Unicode-escaped identifier, a prepared statement run by name
-_HIDES = ("u&", "execute")
+# what may hide any name: a Unicode-escaped identifier, a prepared statement run by name,
+# the built-ins that run a query given as text (query_to_xml(convert_from('\x...', ...)),
+# cursor_to_xml, table_to_xml..., ts_stat, ts_rewrite)
+_HIDES = ("u&", "execute", "_to_xml", "ts_stat", "ts_rewrite")
 
 
 @dataclass(frozen=True, slots=True)
