@@ -129,7 +129,7 @@ async def test_verify_names_batches_missing_late_and_recorded_twice(tmp_path):
     for said in await _verified(config_path, tmp_path / "evidence.tar.gz"):
         line = next(x for x in said.splitlines() if "batch numbers:" in x)
         assert f"session {sid}: batches 4, 6..7 missing" in line, line
-        assert "3 batches of 1 session never reached the store" in line, line
+        assert "3 batches of 1 session are not in the records read (never stored" in line, line
         assert "1 batch arrived after a later one" in line, line
         assert fine not in line, line
 

@@ -354,9 +354,10 @@ class EventTimes:
             ]
             said = (
                 f"{lost} {_plural(lost, 'batch', 'batches')} of {len(missing)}"
-                f" {_plural(len(missing), 'session', 'sessions')} never reached the store"
-                " (lost between the proxy and the PDP, or taken from a proxy's spool; what"
-                " they recorded is not here): "
+                f" {_plural(len(missing), 'session', 'sessions')} are not in the records"
+                " read (never stored: lost between the proxy and the PDP, refused by the PDP"
+                " as malformed, or taken from a proxy's spool; or, in a bundle of a time"
+                " range, stored after its end; what they recorded is not here): "
                 + "; ".join(named)
                 + (", ..." if len(missing) > len(named) else "")
             )
