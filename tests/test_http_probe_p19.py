@@ -306,3 +306,16 @@ def test_braces_nested_deep_are_read_in_bounded_passes() -> None:
     deep = "{" * 5000 + "}" * 5000
     assert _masked("text/csv", f"c\n{deep}\n") == f"c\n{deep}\n".encode()
     assert json.loads(_masked("application/json", json.dumps({"c": deep}))) == {"c": deep}
+
+
+def test_a_row_an_error_gives_in_prose_is_masked() -> None:
+    # (PostgreSQL's detail of a NOT NULL or CHECK violation, as PostgREST hands it on)
+    detail = f"Failing row contains (7, ann, {P})."
+    for kind, body in (
+        ("application/json", json.dumps({"code": "23502", "details": detail})),
+        ("text/plain", detail + "\n"),
+    ):
+        out = _masked(kind, body)
+        assert not _leaks(out) and b"(7, " in out, out
+    kept = {"details": "Failing row contains (7, null, 12)."}
+    assert json.loads(_masked("application/json", json.dumps(kept))) == kept

@@ -37,7 +37,7 @@ from urllib.parse import unquote
 
 from portcullis.masking import Masker, MaskingError, field_words, name_words, worded_field
 from portcullis.verdict import MaskRule
-from proxies.http.composites import is_composite, masked_composite
+from proxies.http.composites import is_composite, masked_composite, masked_in_prose
 from proxies.http.mcp_columns import AlignedRows, Ambiguous
 from proxies.http.packed import TAR_SNIFFED, Unopenable, packed_kind, unpacked
 from proxies.http.table_memory import TableView
@@ -946,6 +946,8 @@ class BodyMask:
             composite = masked_composite(value, self.masker, found)
             if composite is not None:
                 return composite
+        if self._named and (in_prose := masked_in_prose(value, self.masker, found)):
+            value = in_prose  # (`Failing row contains (7, ann, 5550100).`)
         if "base64," in value and depth < _LABELS_DEPTH:
             # a data: URI's base64 (RFC 2397: `data:text/plain;base64,dGVsOjU1NTAxMDA=`,
             # `tel:5550100`) is base64 by its own word, however short: read as a run is
@@ -1156,12 +1158,14 @@ class BodyMask:
             # a text answer to a path naming a field: its lines are that field's value
             return self._value(self.path_field, line, text=True)
         docs = _json_texts(line)
+        found: Counter[str] = Counter()
         if docs is None and self._named and line.lstrip()[:1] in ("(", "{"):
             # (a whole row written as one line: PostgreSQL's record text)
-            found: Counter[str] = Counter()
             composite = masked_composite(line, self.masker, found)
-            self.counts.update(found)
             line = line if composite is None else composite
+        if docs is None and self._named and (in_prose := masked_in_prose(line, self.masker, found)):
+            line = in_prose  # (an error's detail: `Failing row contains (7, ann, 5550100).`)
+        self.counts.update(found)
         if docs is None:
             line = self._phone_uris(self._coded_runs(line))
             return self._escapes_clear(
@@ -2358,6 +2362,8 @@ def _composites_masked(value: Any, masker: Masker, found: Counter[str]) -> Any:
     if isinstance(value, str) and value.lstrip()[:1] in ("(", "{"):
         composite = masked_composite(value, masker, found)
         return value if composite is None else composite
+    if isinstance(value, str) and (in_prose := masked_in_prose(value, masker, found)):
+        return in_prose
     return value
 
 

@@ -25,6 +25,39 @@ _KEPT = re.compile(r"[+-]?\d{1,6}(?:\.\d+)?|[tf]|true|false|")
 _QUOTE_NEEDED = re.compile(r'[,(){}"\\\s]')
 
 
+# a row PostgreSQL's errors give whole in prose (a NOT NULL or CHECK violation's detail,
+# `Failing row contains (7, ann, 5550100).`, as PostgREST and others hand it on)
+_ROW_IN_PROSE = re.compile(r"(?P<head>\brow contains )(?P<row>\(.*\))", re.IGNORECASE)
+
+
+def masked_in_prose(text: str, masker: Masker, found: Counter[str]) -> str | None:
+    """`text` with the row an error's detail gives in prose masked (its values parted by
+    `, ` as PostgreSQL writes them, unquoted, up to the last `)`): every value but short
+    numbers and null by the strictest field rule; None when it holds none."""
+    if "row contains" not in text.lower():
+        return None
+    match = _ROW_IN_PROSE.search(text)
+    rule = masker.strictest_field_rule()
+    if match is None or rule is None:
+        return None
+    row = match["row"]
+    end = row.rfind(")")
+    values = row[1:end].split(", ")
+    if len(values) < 2:
+        return None
+    shown = []
+    for value in values:
+        if value == "null" or _KEPT.fullmatch(value.strip()):
+            shown.append(value)
+        else:
+            shown.append(masker.mask_field(rule, value))
+            found["field:" + rule.field] += 1
+    if shown == values:
+        return None
+    masked = "(" + ", ".join(shown) + row[end:]
+    return text[: match.start("row")] + masked + text[match.end("row") :]
+
+
 def _fields(text: str, opening: str, closing: str) -> list[str | None] | None:
     """The fields of `opening f1,f2,... closing` (None: NULL, an unquoted empty field in
     a record or NULL in an array), or None when `text` is not wholly that."""
