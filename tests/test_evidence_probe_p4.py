@@ -28,6 +28,7 @@ from pdp_harness import (
 )
 from test_evidence_probe_p1 import _verified
 from test_pdp_probe_p7 import _written
+from test_pdp_probe_p11 import _timeline_of
 
 from pdp.domain.recordings import EVENTS_KIND
 from portcullis.config import load_config
@@ -121,6 +122,8 @@ async def test_verify_names_batches_missing_late_and_recorded_twice(tmp_path):
             sql = f"SELECT id FROM orders WHERE id = {n}"
             await stub.RecordEvents(_batch(sid, _events(decided, sql, now + n / 10), n))
         await stub.CloseSession(_close(sid, 7))
+        timeline = await _timeline_of(app.store, sid)
+        assert timeline.header["batches"].startswith("batches 4, 6..7 of this recording are not")
         fine, decided = await _session(stub, config)
         for n in (1, 2):
             sql = f"SELECT id FROM orders WHERE id = {n}"
@@ -148,6 +151,9 @@ async def test_verify_reads_a_batch_stored_twice_once_and_names_a_forked_number(
         await stub.RecordEvents(_batch(sid, events, 1))
         stored = (await app.store.query(kind=EVENTS_KIND, session_id=sid))[0]
         await app.store.append(EVENTS_KIND, dict(stored.body), session_id=sid)
+        timeline = await _timeline_of(app.store, sid)  # replay shows it once, and says so
+        assert len([e for e in timeline.entries if e.type == "command"]) == 1
+        assert timeline.header["batches"] == "1 batches stored twice are shown once"
     for said in await _verified(config_path, tmp_path / "evidence.tar.gz"):
         assert "1 batch stored again with the same events (one delivery recorded twice" in said
         assert "every command recorded as let through names a decision" in said, said

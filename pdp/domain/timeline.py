@@ -64,6 +64,7 @@ from typing import Any
 
 import pglast.parser as pglast_parser
 
+from pdp.domain.batch_numbers import RecordedNumbers, describe_ranges
 from pdp.domain.casts import CastClock
 from pdp.domain.recordings import (
     CLOCK_SKEW_SECONDS,
@@ -322,7 +323,17 @@ def build_timeline(
             reasons=header["reasons"],
         )
     ]
-    batches = sorted(event_records, key=lambda r: r.seq)
+    numbers = RecordedNumbers()  # a batch stored twice is shown once; one missing, said
+    batches = [
+        r
+        for r in sorted(event_records, key=lambda r: r.seq)
+        if numbers.feed(opened.session_id, r.body)
+    ]
+    if closed is not None:
+        numbers.closed(opened.session_id, closed.body)
+    numbered = _numbers_note(numbers, opened.session_id)
+    if numbered:
+        header["batches"] = numbered
     events = [
         (e, received_at(r)) for r in batches for e in batch_events(r.body) if isinstance(e, dict)
     ]
@@ -367,6 +378,25 @@ def build_timeline(
         )
     sent = (closed.body.get("summary") or {}).get("bytes_to_client") if closed else None
     return Timeline(summary, header, entries, _totals(entries, _int_or_none(sent)))
+
+
+def _numbers_note(numbers: RecordedNumbers, session_id: str) -> str:
+    """What the session's batch numbers show a reader ("" nothing: all there, once)."""
+    notes = []
+    missing = numbers.missing().get(session_id)
+    if missing:
+        notes.append(
+            f"batches {describe_ranges(missing[:8])}{', ...' if len(missing) > 8 else ''} of"
+            " this recording are not in the store (never stored): what they held is not shown"
+        )
+    if numbers.again.get(session_id):
+        notes.append(f"{numbers.again[session_id]} batches stored twice are shown once")
+    if numbers.forked.get(session_id):
+        notes.append(
+            f"{numbers.forked[session_id]} batch numbers are held by two different batches"
+            " (not what a proxy sends): both shown"
+        )
+    return "; ".join(notes)
 
 
 def _unrecorded(
@@ -969,6 +999,7 @@ def _render_lines(timeline: Timeline) -> list[str]:
         + (f" ({s.close_reason}) after {s.duration_seconds:g}s" if s.ended_at is not None else ""),
         *([f"  receipt     {timeline.header['receipt']}"] if "receipt" in timeline.header else []),
         *([f"  !! lost     {timeline.header['lost']}"] if "lost" in timeline.header else []),
+        *([f"  !! batches  {timeline.header['batches']}"] if "batches" in timeline.header else []),
         "",
     ]
     for e in timeline.entries:
