@@ -252,3 +252,18 @@ async def test_a_number_sent_first_by_another_holder_of_the_credential_drops_not
         assert [r.body["events_json"] for r in records] == [genuine, forged, proxys]
     for said in await _verified(config_path, tmp_path / "evidence.tar.gz"):
         assert "1 batch number held by two different batches" in said, said
+
+
+async def test_verify_names_batches_with_no_number_beside_numbered_ones(tmp_path):
+    """Attack (a stolen proxy credential): add a batch with no number to a session whose
+    proxy numbers its batches (an unnumbered batch is never taken for a retry, so it is
+    stored): a proxy numbers every batch of its sessions or none, and verify says so."""
+    config_path = _written(tmp_path)
+    config = load_config(config_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        sid, decided = await _session(stub, config)
+        now = time.time()
+        await stub.RecordEvents(_batch(sid, _events(decided, "SELECT 1", now), 1))
+        await stub.RecordEvents(_batch(sid, _events(decided, "SELECT 2", now + 0.1), 0))
+    for said in await _verified(config_path, tmp_path / "evidence.tar.gz"):
+        assert "1 batch with no number in sessions whose other batches have one" in said, said

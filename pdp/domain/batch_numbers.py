@@ -108,14 +108,14 @@ class RecordedNumbers:
         self.late: dict[str, int] = {}
         self.again: dict[str, int] = {}
         self.forked: dict[str, int] = {}
-        self.unnumbered = 0
+        self.unnumbered: dict[str, int] = {}  # batches with no number, per session
 
     def feed(self, session_id: str, body: dict[str, Any]) -> bool:
         """A session.events record read: False when its batch was stored before (the same
         events under the same number: its events are not to be read twice)."""
         number = batch_seq_of(body)
         if not number:
-            self.unnumbered += 1
+            self.unnumbered[session_id] = self.unnumbered.get(session_id, 0) + 1
             return True
         numbers = self.numbers.setdefault(session_id, BatchNumbers())
         digests = self.digests.setdefault(session_id, {})
@@ -140,6 +140,11 @@ class RecordedNumbers:
         if type(last) is int and 0 < last <= MAX_BATCH_SEQ:
             self.numbers.setdefault(session_id, BatchNumbers()).until(last)
         self.digests.pop(session_id, None)  # no batch is taken after a proxy's close
+
+    def mixed(self) -> int:
+        """Batches with no number in sessions whose other batches have one: not what one
+        proxy sends (a proxy numbers every batch of its sessions, or none)."""
+        return sum(n for sid, n in self.unnumbered.items() if sid in self.numbers)
 
     def missing(self) -> dict[str, list[tuple[int, int]]]:
         """Each session's batch numbers never stored (in the range read)."""

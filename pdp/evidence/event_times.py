@@ -384,6 +384,13 @@ class EventTimes:
                 f"; {forked} batch {_plural(forked, 'number', 'numbers')} held by two"
                 " different batches (not what a proxy sends: forged, or edited)"
             )
+        mixed = numbers.mixed()
+        if mixed:
+            said += (
+                f"; {mixed} {_plural(mixed, 'batch', 'batches')} with no number in sessions"
+                " whose other batches have one (not what one proxy sends: another holder of"
+                " its credential, or edited)"
+            )
         return said
 
     def line(self) -> str:
