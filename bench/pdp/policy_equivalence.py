@@ -165,7 +165,7 @@ def decide(engine: Any, policy_input: dict[str, Any], prune: bool = False) -> An
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--baseline", required=True, metavar="REV")
+    parser.add_argument("--baseline", required=True, metavar="REV|DIR")
     parser.add_argument("--sample", type=int, default=4000)
     parser.add_argument("--seed", type=int, default=27)
     parser.add_argument(
@@ -180,7 +180,11 @@ def main() -> None:
     if args.pruned:
         global PRUNED
         PRUNED = prune_spec(new_bundle.modules)
-    old_bundle = policy_profile.baseline_bundle(args.baseline)
+    old_bundle = (  # a policy directory (a tree with others' uncommitted edits), or a revision
+        load_bundle(Path(args.baseline)).without_tests()
+        if Path(args.baseline).is_dir()
+        else policy_profile.baseline_bundle(args.baseline)
+    )
     new = new_engine(new_bundle)
     old = new_engine(old_bundle)
     inputs: list[dict[str, Any]] = []

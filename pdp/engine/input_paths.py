@@ -168,7 +168,12 @@ def pruned(value: Any, kept: Kept) -> Any:
     itself (not a copy) where everything is kept or it is not an object."""
     if kept is None or type(value) is not dict:
         return value
-    return {k: pruned(v, kept[k]) for k, v in value.items() if k in kept}
+    out = {}
+    for key, item in value.items():  # spelt out: every evaluation of the PDP runs it
+        if key in kept:
+            below = kept[key]
+            out[key] = item if below is None or type(item) is not dict else pruned(item, below)
+    return out
 
 
 def prune_spec(modules: Mapping[str, str]) -> Kept:
