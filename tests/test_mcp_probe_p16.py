@@ -34,7 +34,8 @@ from test_mcp_proxy import agent, mcp_stack
 
 from portcullis.masking import Masker, MaskRule
 from proxies.http import mcp
-from proxies.http.table_memory import schema_columns
+from proxies.http import mcp_codec as codec
+from proxies.http.table_memory import TableMemory, schema_columns
 
 pytestmark = pytest.mark.integration
 
@@ -167,3 +168,17 @@ def test_tables_and_labels_in_a_result_are_masked(case: str, where: str) -> None
     )
     out = json.dumps(mcp._mask_tree(value, masker, Counter()))
     assert P not in out and _b64(P) not in out, out
+
+
+def test_a_resource_read_and_its_next_page_follow_one_another() -> None:
+    # (c628bb3 gave only tools/call an Asked: a resource's next page lost the memory the
+    # width-keyed one had given every result)
+    memory = TableMemory()
+
+    def read(uri: str) -> Any:
+        body = {"jsonrpc": "2.0", "id": 1, "method": "resources/read", "params": {"uri": uri}}
+        return mcp._asked(codec.read_message(body))
+
+    memory.learn(read("db://customers/rows?page=1"), ["id", "phone"])
+    assert memory.known(read("db://customers/rows?page=2")) == {2: ["id", "phone"]}
+    assert memory.known(read("db://orders/rows")) == {}

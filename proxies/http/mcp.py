@@ -67,7 +67,7 @@ from proxies.http.mcp_columns import Ambiguous, masked_columns
 from proxies.http.mcp_schema import Unconformable, conform_message, relaxed_output_schema
 from proxies.http.mcp_sessions import McpSession, SessionBinding, owner_of, valid_session_id
 from proxies.http.packed import Unopenable, packed_kind, unpacked
-from proxies.http.table_memory import Asked, TableView, mcp_asked, schema_columns
+from proxies.http.table_memory import MAX_WORDS, Asked, TableView, mcp_asked, schema_columns
 from proxies.runtime.pdp_client import Ruling
 from proxies.runtime.session import ProxySession
 
@@ -968,11 +968,16 @@ _ENCLOSING: contextvars.ContextVar[list[list[str]] | None] = contextvars.Context
 )
 
 
-def _asked(message: codec.Message) -> Asked | None:
-    """A tools/call as the session's memory of tables tells it: the tool, its arguments."""
-    if message.method != "tools/call" or message.target is None:
-        return None
-    return mcp_asked(message.target, codec.canonical(message.params.get("arguments")))
+def _asked(message: codec.Message) -> Asked:
+    """A request as the session's memory of tables tells it: a tools/call by its tool and
+    arguments; a resource read by its URI (a next page by its query); any other by its
+    method and params."""
+    if message.method == "tools/call" and message.target is not None:
+        return mcp_asked(message.target, codec.canonical(message.params.get("arguments")))
+    words = codec.canonical(message.params)[:MAX_WORDS]
+    if message.method == "resources/read" and message.target is not None:
+        return Asked("resource:" + message.target.split("?", 1)[0], (), words)
+    return Asked("method:" + message.method, (), words)
 
 
 def _mask_tree(
