@@ -33,7 +33,7 @@ from portcullis.verdict import Verdict, VerdictKind
 from proxies.runtime.credentials import CredentialUnavailable
 from proxies.runtime.exposure import ClientOutput
 from proxies.runtime.pdp_client import Ruling, withdrawn_ruling
-from proxies.ssh.reaper import WRAPPED, SessionReport, nonce, wrapped
+from proxies.ssh.reaper import SHELL_LINE, WRAPPED, WRAPPED_SHELL, SessionReport, nonce, wrapped
 from proxies.ssh.sftp import SftpRelay
 from proxies.ssh.stream import Cast, MaskedOutput, Unreadable
 from proxies.ssh.upstream import (
@@ -74,6 +74,8 @@ REPORT_TIMEOUT = 15.0
 EXEC_SECONDS = "ssh_exec_seconds"
 # and how many channels a session may hold open at once (0 or absent: no cap)
 MAX_CHANNELS = "ssh_max_channels"
+# and the wall-clock limit of an interactive shell (ssh.shell), as EXEC_SECONDS's
+SHELL_SECONDS = "ssh_shell_seconds"
 TIMED_OUT_STATUS = 124
 TERMINAL_REFUSED = "a command with a terminal is interactive, as a shell is: "
 # a terminal type the upstream sets as TERM for what runs there: a terminfo name, nothing
@@ -166,6 +168,8 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         self.report: SessionReport | None = None
         self._reap_wanted = False  # ended before its session was reported: reaped once it is
         self._reaped = False
+        self._reaping: asyncio.Future[str] | None = None  # the reap: "" once done, else why not
+        self._reap_outcome: str | None = None  # its outcome, once awaited (_reaped_or_why)
         self.ended_by = ""  # why the proxy ended the command (its time limit)
         self._limit: asyncio.TimerHandle | None = None
         self._stdin: list[bytes] = []
@@ -461,12 +465,27 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
                     asyncio.get_running_loop().call_later(REPORT_TIMEOUT, self._unreported)
                 return
             if self.report.sid is not None and not self._reaped:
-                self._reaped = True
-                self.client.reap(self.report.sid)
+                self._reap_session(self.report.sid)
         elif self.kind != "ssh.subsystem" and running:
             with contextlib.suppress(Exception):
                 up.send_signal("KILL")
         self._close_upstream()
+
+    def _reap_session(self, sid: int) -> None:
+        """Every process of upstream session `sid` (this channel's) ended by the proxy's
+        reap (reaper.py), once; the channel's event waits for its outcome."""
+        if self._reaped:
+            return
+        self._reaped = True
+        self._reaping = self.client.reap(sid)
+        # a reap that failed leaves the command running, its channel unclosed by sshd (its
+        # close waits for the command): the channel ends without waiting for it, its
+        # failure recorded (_serve)
+        self._reaping.add_done_callback(self._reap_done)
+
+    def _reap_done(self, reaping: asyncio.Future[str]) -> None:
+        if reaping.cancelled() or reaping.exception() is not None or reaping.result():
+            self.upstream_closed()
 
     def _close_upstream(self) -> None:
         if self._limit is not None:
@@ -485,10 +504,13 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             self._close_upstream()
 
     def _time_up(self, seconds: float) -> None:
-        """The exec ran past the policy's wall-clock limit: ended, the client told."""
+        """The exec (or shell) ran past the policy's wall-clock limit: ended, the client
+        told."""
         if self._upstream_done.done() or self.ended_by or self.withheld:
             return
-        self.ended_by = f"the command ran past its time limit of {seconds:g} s ({EXEC_SECONDS})"
+        shell = self.kind == "ssh.shell"
+        what, key = ("shell", SHELL_SECONDS) if shell else ("command", EXEC_SECONDS)
+        self.ended_by = f"the {what} ran past its time limit of {seconds:g} s ({key})"
         self.say(f"portcullis: {self.ended_by}; it is ended")
         self._flush_masks()
         self._end_upstream()
@@ -653,7 +675,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             return
         if self._gone:
             self._end_upstream()
-        limit = self.client.exec_seconds() if self.kind == "ssh.exec" else 0.0
+        limit = self.client.time_limit(self.kind)
         if limit > 0 and not self._gone:
             self._limit = asyncio.get_running_loop().call_later(limit, self._time_up, limit)
         if self.term and terminal_refused(self.up):
@@ -670,6 +692,12 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
                 self._limit.cancel()
             if self.relay is not None:
                 self.relay.finish()
+        report = self.report
+        if self.kind == "ssh.shell" and report is not None and report.sid is not None:
+            # a shell's session ends with it: what it left running (`nohup x &`, a job
+            # in the background) ended as the proxy ends a command (reaper.py)
+            self._reap_session(report.sid)
+        reap_failed = await self._reaped_or_why()
         self._flush_masks()
         if self._typed is not None and self.cast is not None:
             self.cast.input(time.time(), self._typed.flush())
@@ -683,12 +711,26 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             ruling,
             **self._details(status, self.withheld or self.ended_by),
         )
+        if reap_failed:
+            self.client.reap_failed(self.number, reap_failed)
         counts = Counter[str]()
         for mask in self.masks.values():
             counts.update(mask.counts)
         if counts:
             session.record_masking(dict(counts), ruling.decision_id)
         self._answer(status)
+
+    async def _reaped_or_why(self) -> str:
+        """Once the channel's reap (if one was begun) is done: "" if it ended the session's
+        processes (or none was needed), else why it did not (they may run on upstream)."""
+        reaping = self._reaping
+        if reaping is None:
+            return ""
+        try:
+            self._reap_outcome = await asyncio.shield(reaping)
+        except Exception as exc:  # (the reap reports its own failures: not expected)
+            self._reap_outcome = f"the reap failed: {type(exc).__name__}"
+        return self._reap_outcome
 
     def _answer(self, status: int | None) -> None:
         """The client told how the command ended — the upstream's signal, else its exit
@@ -714,10 +756,12 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         account sshd sends no signal to (root) after the proxy's line reporting its session
         (reaper.py), so the proxy can end it."""
         command = self.raw if self.kind == "ssh.exec" else None
-        if command is not None and self.client.signals_refused():
+        shell = self.kind == "ssh.shell"
+        if (command is not None or shell) and self.client.signals_refused():
+            # a shell too: asked as an exec of the account's login shell after the report
             tag = nonce()
             self.report = SessionReport(tag)
-            command = wrapped(command, tag)
+            command = wrapped(SHELL_LINE if shell else self.raw, tag)
         return Request(
             lambda: UpstreamChannel(self),
             command=command,
@@ -894,10 +938,12 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         cut = _recorded_command(self.raw) is not self.raw
         ended: dict[str, Any] = {}
         if self.report is not None:
-            ended["wrapper"] = WRAPPED
+            ended["wrapper"] = WRAPPED_SHELL if self.kind == "ssh.shell" else WRAPPED
             if self.report.sid is not None:
                 ended["upstream_session"] = self.report.sid
-            if self._reaped:
+            if self._reap_outcome:
+                ended["reap_failed"] = self._reap_outcome
+            elif self._reap_outcome is not None:
                 ended["reaped"] = "the proxy killed every process of that session"
         return (
             (truncation_facts(self.raw) if cut else {})

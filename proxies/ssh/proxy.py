@@ -63,12 +63,12 @@ from proxies.runtime.secrets_scan import SecretScanner
 from proxies.runtime.session import ProxyRuntime, ProxySession
 from proxies.ssh import keys
 from proxies.ssh.asyncssh_logs import quiet_when_off
-from proxies.ssh.channel import EXEC_SECONDS, MAX_CHANNELS, Channel
+from proxies.ssh.channel import EXEC_SECONDS, MAX_CHANNELS, SHELL_SECONDS, Channel
 from proxies.ssh.packets import without_chaff
 from proxies.ssh.passwords import quick_saslprep
 from proxies.ssh.reaper import reap_command
 from proxies.ssh.remote_forward import relay_remote_forward
-from proxies.ssh.upstream import GatedChannel, session_ahead
+from proxies.ssh.upstream import GatedChannel, Request, request_on, session_ahead
 
 log = logging.getLogger("portcullis.ssh")
 
@@ -240,7 +240,13 @@ class ClientConnection(asyncssh.SSHServer):
         # port before its listener is in this list may be refused: asyncssh registers it
         # only once the upstream has said yes)
         self.remote_listeners: list[asyncssh.SSHListener] = []
-        self._reaps: set[asyncio.Future[None]] = set()  # commands being ended (reaper.py)
+        self._reaps: set[asyncio.Future[str]] = set()  # commands being ended (reaper.py)
+        # a root account: an upstream session channel held for the next reap (opened ahead,
+        # carrying nothing), so a reap finds room under the upstream's MaxSessions however
+        # many channels the client holds; reaps go one at a time through it
+        self._reserve: GatedChannel | None = None
+        self._reaping = asyncio.Lock()
+        self._ended_why = ""  # why the proxy ended the connection (the session's close reason)
 
     # -- connection and authentication ---------------------------------------------------
 
@@ -258,7 +264,7 @@ class ClientConnection(asyncssh.SSHServer):
         if self._draining is not None:
             self._draining.cancel()
         if self._closing is None:
-            reason, expiry = "client_closed", self._expiry
+            reason, expiry = self._ended_why or "client_closed", self._expiry
             # ended by a grant's end or the token's expiry: that is why
             if expiry is not None and expiry.done() and not expiry.cancelled():
                 reason = expiry.result() if expiry.exception() is None else reason
@@ -394,10 +400,20 @@ class ClientConnection(asyncssh.SSHServer):
             return False
         cap = self.max_channels()
         if cap and len(self.channels) >= cap:
+            why = f"at most {cap} channels at once in a session ({MAX_CHANNELS})"
             log.info("ssh channel refused: the session holds %d channels (%s)", cap, MAX_CHANNELS)
+            if self.session is not None:
+                # evidence, as any refusal: a denied command the auditor sees (no decision of
+                # the PDP's: the proxy refused it under the session's setting)
+                self.session.record_command(
+                    "session channel",
+                    Ruling(Verdict.deny(why)),
+                    kind="ssh.channel",
+                    open_channels=cap,
+                    reason=why,
+                )
             raise asyncssh.ChannelOpenError(
-                asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
-                f"portcullis: at most {cap} channels at once in a session ({MAX_CHANNELS})",
+                asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, f"portcullis: {why}"
             )
         return Channel(self)
 
@@ -560,6 +576,8 @@ class ClientConnection(asyncssh.SSHServer):
             raise ConnectionError("the client has gone")
         proxy.trust.pin(upstream.get_server_host_key())
         self.upstream = upstream
+        if self.signals_refused():
+            self._reserve = session_ahead(upstream)  # first: a reap's room before any command's
         # the client's first channel finds its upstream channel opened (or being opened)
         # ahead; one whose request was asked before now opened its own (open_session)
         self._open_spare()
@@ -576,13 +594,15 @@ class ClientConnection(asyncssh.SSHServer):
             return False
         return (lease.username or getpass.getuser()) == "root"
 
-    def exec_seconds(self) -> float:
+    def time_limit(self, kind: str) -> float:
         """The policy's wall-clock limit of one exec (session.open's session_settings
-        ssh_exec_seconds), in seconds; 0: none (unusable: unusable_limit denies)."""
+        ssh_exec_seconds) or one shell (ssh_shell_seconds), in seconds; 0: none (or a
+        subsystem; unusable: unusable_limit denies)."""
         grant = self.session.grant if self.session is not None else None
-        if grant is None:
+        key = _LIMITS.get(kind)
+        if grant is None or key is None:
             return 0.0
-        raw = dict(grant.ruling.verdict.session_settings).get(EXEC_SECONDS, "0")
+        raw = dict(grant.ruling.verdict.session_settings).get(key, "0")
         try:
             seconds = float(raw)
         except ValueError:
@@ -590,12 +610,13 @@ class ClientConnection(asyncssh.SSHServer):
         return seconds if math.isfinite(seconds) and seconds > 0 else 0.0
 
     def unusable_limit(self, kind: str) -> str:
-        """Why an exec cannot run under the policy's limit (a value that is no number of
-        seconds: fail closed), or ""."""
+        """Why an exec (a shell) cannot run under the policy's limit (a value that is no
+        number of seconds: fail closed), or ""."""
         grant = self.session.grant if self.session is not None else None
-        if kind != "ssh.exec" or grant is None:
+        key = _LIMITS.get(kind)
+        if key is None or grant is None:
             return ""
-        raw = dict(grant.ruling.verdict.session_settings).get(EXEC_SECONDS)
+        raw = dict(grant.ruling.verdict.session_settings).get(key)
         if raw is None:
             return ""
         try:
@@ -603,20 +624,53 @@ class ClientConnection(asyncssh.SSHServer):
         except ValueError:
             seconds = math.nan
         if not math.isfinite(seconds) or seconds < 0:
-            return f"the policy's {EXEC_SECONDS} ({raw[:32]!r}) is no number of seconds"
+            return f"the policy's {key} ({raw[:32]!r}) is no number of seconds"
         return ""
 
-    def reap(self, sid: int) -> None:
+    def reap(self, sid: int) -> asyncio.Future[str]:
         """End every process of upstream session `sid` (a command of this connection's that
-        sshd will not signal), by an exec of the proxy's on the same connection; the
-        session's close waits for it before closing that connection."""
-        upstream = self.upstream
-        if upstream is None:
-            log.warning("ssh proxy: no upstream connection to end session %d with", sid)
-            return
-        task = asyncio.ensure_future(_reap(upstream, sid))
+        sshd will not signal), by an exec of the proxy's on the same connection, on the
+        channel held for it (_reserve); the session's close waits for it before closing
+        that connection. Its outcome: "", or why the session's processes may run on (the
+        channel records it, then reap_failed)."""
+        task = asyncio.ensure_future(self._reap(sid))
         self._reaps.add(task)
         task.add_done_callback(self._reaps.discard)
+        return task
+
+    async def _reap(self, sid: int) -> str:
+        async with self._reaping:
+            upstream = self.upstream
+            if upstream is None:
+                return _reap_failure(sid, "no upstream connection")
+            chan, self._reserve = self._reserve, None
+            if chan is None or chan.opening_failed():
+                chan = session_ahead(upstream)  # (refused when the upstream has no room)
+            try:
+                why = await asyncio.wait_for(_reap_on(upstream, chan, sid), REAP_TIMEOUT)
+            except (OSError, asyncssh.Error, TimeoutError) as exc:
+                why = type(exc).__name__
+                if isinstance(exc, asyncssh.ChannelOpenError):
+                    why = f"the upstream refused the reap's channel ({exc.reason})"
+            if self._closing is None and self.upstream is not None:
+                self._reserve = session_ahead(self.upstream)  # the next reap's room
+            return _reap_failure(sid, why) if why else ""
+
+    def reap_failed(self, channel: int, why: str) -> None:
+        """A reap failed (recorded in its channel's event): a command the proxy had to end
+        may run on upstream, beyond the proxy's reach. The operator is signalled (an
+        error logged, metric upstream_errors{reason="ssh_reap_failed"}), and the session
+        ends (fail closed: it runs no more commands the proxy could not end), its client
+        told why; the session's close reason says it (upstream_reap_failed)."""
+        log.error("ssh proxy: channel %d: %s; the session is closed", channel, why)
+        if self.session is not None:
+            self.session.runtime.metrics.upstream_error("ssh_reap_failed")
+        text = f"portcullis: {why}: the session is closed"
+        for open_channel in list(self.channels):
+            open_channel.say(text)
+        self._ended_why = "upstream_reap_failed"
+        if self.conn is not None:
+            self.conn.disconnect(asyncssh.DISC_BY_APPLICATION, text.removeprefix("portcullis: "))
 
     # -- the end -------------------------------------------------------------------------
 
@@ -684,22 +738,27 @@ class ClientConnection(asyncssh.SSHServer):
         await session.close(reason, abnormal)
 
 
-async def _reap(upstream: asyncssh.SSHClientConnection, sid: int) -> None:
-    """reaper.reap_command on a channel of `upstream`; what went wrong is logged (the
-    command may then run on upstream)."""
-    try:
-        result = await asyncio.wait_for(upstream.run(reap_command(sid), check=False), REAP_TIMEOUT)
-    except (OSError, asyncssh.Error, TimeoutError) as exc:
-        log.warning(
-            "ssh proxy: upstream session %d could not be ended: %s", sid, type(exc).__name__
-        )
-        return
-    if result.exit_status != 0:
-        log.warning(
-            "ssh proxy: upstream session %d was not ended (the reap exited %s)",
-            sid,
-            result.exit_status,
-        )
+_LIMITS = {"ssh.exec": EXEC_SECONDS, "ssh.shell": SHELL_SECONDS}
+
+
+async def _reap_on(
+    upstream: asyncssh.SSHClientConnection, chan: GatedChannel | None, sid: int
+) -> str:
+    """reaper.reap_command on `chan` (a channel of session_ahead; None: a channel of its
+    own): "" once it ended the session, else why not."""
+    if chan is None:  # an asyncssh upstream.py does not know
+        result = await upstream.run(reap_command(sid), check=False)
+        status = result.exit_status
+    else:
+        request = Request(asyncssh.SSHClientSession, command=reap_command(sid))
+        await request_on(chan, request)
+        await chan.wait_closed()
+        status = chan.get_exit_status()
+    return "" if status == 0 else f"the reap exited {status}"
+
+
+def _reap_failure(sid: int, why: str) -> str:
+    return f"upstream session {sid} could not be ended ({why}): its processes may run on"
 
 
 class UpstreamClient(asyncssh.SSHClient):

@@ -47,6 +47,16 @@ WRAPPED = (
     " sent: sshd sends no signal to a root account's session, so the proxy learns the"
     " session's id to end it by other means"
 )
+# a shell on such an account: asked of sshd as an exec of this line (after the report), the
+# account's shell run again as a login shell in the same process (the session's leader
+# stays the one reported), so its session, background and `nohup` jobs included, is ended
+# with the shell (sshd, asked for a shell, runs the account's shell as a login shell too)
+SHELL_LINE = 'exec "${SHELL:-/bin/sh}" -l'
+WRAPPED_SHELL = (
+    "run as the proxy's line `printf '<nonce> %s\\n' \"$$\" >&2` and then"
+    f" `{SHELL_LINE}` (the account's login shell): sshd sends no signal to a root account's"
+    " session, so the proxy learns the session's id to end it with the shell"
+)
 _DIGITS = re.compile(rb"[0-9]{1,10}")
 
 
