@@ -656,7 +656,6 @@ class SessionRecorder:
             outcome = STORED if await self.pdp.record(self.session_id, batch) else UNREACHABLE
         else:
             request = batch_request(self.session_id, batch)
-            request.batch_seq = self.seq_of(batch)
             outcome = await self.pdp.deliver(self.session_id, request, len(batch))
         if outcome == UNREACHABLE:
             outcome = (await keep([(self, batch)]))[0]
