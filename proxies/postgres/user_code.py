@@ -20,7 +20,11 @@ types and non-volatile functions are left out: CREATE EXTENSION is a superuser's
 act, and citext, hstore or PostGIS define `=` and the other common names, which readers
 would otherwise lose (a member only as CREATE or ALTER EXTENSION ... UPDATE made it, its
 pg_depend row no newer than the extension's own: ALTER EXTENSION ... ADD FUNCTION public.f
-writes only the former, and f stays the database's); what a reader cannot install, such as
+writes only the former, and f stays the database's; one written in the very transaction
+that made or updated the extension, a function only when the command that wrote its
+membership wrote its own row too, as the script's CREATE FUNCTION does and a later ADD
+does not, or when it is C or internal code, and an operator or cast only when its function
+so counts); what a reader cannot install, such as
 an operator or domain made by hand, or an extension's volatile function in a view
 (dblink's), stays in. And the casts made after initdb that run a function (`user_casts`):
 the server applies one wherever its source type meets its target, an implicit one with
@@ -133,11 +137,35 @@ AFTER_INITDB = (
     " FROM pg_catalog.pg_database d)"
 )
 
-USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
-  SELECT d.classid, d.objid FROM pg_catalog.pg_depend d
+USER_CODE_SQL = """WITH RECURSIVE extension_members AS (
+  SELECT d.classid, d.objid, d.refobjid, d.xmin::text::bigint AS made,
+    d.cmin::text::bigint AS command, e.xmin::text::bigint AS extension
+  FROM pg_catalog.pg_depend d
   JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
   WHERE d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.deptype = 'e'
   AND d.xmin::text::bigint <= e.xmin::text::bigint
+), extension_functions AS (
+  SELECT m.objid, m.refobjid FROM extension_members m
+  JOIN pg_catalog.pg_proc p ON p.oid = m.objid
+  WHERE m.classid = 'pg_catalog.pg_proc'::regclass
+  AND (m.made < m.extension OR p.prolang IN (12, 13)
+       OR (p.xmin::text::bigint = m.made AND p.cmin::text::bigint = m.command))
+), extension_code AS (
+  SELECT m.classid, m.objid FROM extension_members m
+  WHERE m.made < m.extension
+  OR (m.classid = 'pg_catalog.pg_proc'::regclass
+      AND EXISTS (SELECT 1 FROM extension_functions f WHERE f.objid = m.objid))
+  OR (m.classid = 'pg_catalog.pg_operator'::regclass
+      AND EXISTS (SELECT 1 FROM pg_catalog.pg_operator o
+                  JOIN extension_functions f ON f.objid = o.oprcode AND f.refobjid = m.refobjid
+                  WHERE o.oid = m.objid))
+  OR (m.classid = 'pg_catalog.pg_cast'::regclass
+      AND EXISTS (SELECT 1 FROM pg_catalog.pg_cast c
+                  WHERE c.oid = m.objid AND (c.castfunc = 0 OR EXISTS (
+                    SELECT 1 FROM extension_functions f
+                    WHERE f.objid = c.castfunc AND f.refobjid = m.refobjid))))
+  OR m.classid NOT IN ('pg_catalog.pg_proc'::regclass, 'pg_catalog.pg_operator'::regclass,
+                       'pg_catalog.pg_cast'::regclass)
 ), after_initdb(xid) AS (
   SELECT %(after_initdb)s
 ), changed_functions(oid) AS (
