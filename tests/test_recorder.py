@@ -59,7 +59,7 @@ class SlowPDP:
         self.fail = fail
         self.batches: list[list[str]] = []
 
-    async def record(self, session_id: str, events: list) -> bool:
+    async def record(self, session_id: str, events: list, seq: int = 0) -> bool:
         await asyncio.sleep(self.delay)
         if self.fail:
             return False
@@ -598,9 +598,9 @@ class BatchPDP(SlowPDP):
         self.refuse = refuse
         self.calls: list[list[tuple[str, list[str]]]] = []
 
-    async def record_batches(self, batches: list[tuple[str, list[str]]]) -> list[bool]:
-        self.calls.append([(sid, _commands(ev)) for sid, ev in batches])
-        return [sid not in self.refuse for sid, _ in batches]
+    async def record_batches(self, batches: list[tuple]) -> list[bool]:
+        self.calls.append([(sid, _commands(ev)) for sid, ev, *_ in batches])
+        return [sid not in self.refuse for sid, *_ in batches]
 
 
 async def test_a_tick_sends_every_sessions_events_in_one_call():

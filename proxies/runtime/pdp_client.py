@@ -620,10 +620,11 @@ class PDPClient:
                 continue
             self._unanswered.pop(session_id, None)
 
-    async def record(self, session_id: str, events: list[str]) -> bool:
+    async def record(self, session_id: str, events: list[str], seq: int = 0) -> bool:
         """Send a batch of session events, each one JSON object as text (an empty batch
-        is a heartbeat)."""
-        return await self.deliver(session_id, _batch(session_id, events), len(events)) == "stored"
+        is a heartbeat), under its number in the session (seq; 0: none)."""
+        request = _batch(session_id, events, seq)
+        return await self.deliver(session_id, request, len(events)) == "stored"
 
     async def deliver(
         self, session_id: str, request: pdp_pb2.RecordEventsRequest, count: int = 0
@@ -645,11 +646,11 @@ class PDPClient:
         self.recording_failure = ""
         return "stored"
 
-    async def record_batches(self, batches: list[tuple[str, list[str]]]) -> list[bool]:
+    async def record_batches(self, batches: list[Numbered]) -> list[bool]:
         """Several sessions' batches in one call (see record); whether each was stored."""
         return [o == "stored" for o in await self.record_batches_outcomes(batches)]
 
-    async def record_batches_outcomes(self, batches: list[tuple[str, list[str]]]) -> list[str]:
+    async def record_batches_outcomes(self, batches: list[Numbered]) -> list[str]:
         """record_batches, each answered "stored", "refused" or "unreachable": in calls of
         MAX_BATCHES_PER_CALL sessions at most, made together (the PDP refuses a longer
         call whole, and every session of it halted: a tick of 1,083 sessions' heartbeats)."""
@@ -665,12 +666,10 @@ class PDPClient:
             return [outcome for part in parts for outcome in part]
         return await self._record_batches_call(batches)
 
-    async def _record_batches_call(self, batches: list[tuple[str, list[str]]]) -> list[str]:
+    async def _record_batches_call(self, batches: list[Numbered]) -> list[str]:
         """One RecordBatches call of these sessions' batches, each answered."""
         assert self._stub is not None
-        request = pdp_pb2.RecordBatchesRequest(
-            batches=[_batch(session_id, events) for session_id, events in batches]
-        )
+        request = pdp_pb2.RecordBatchesRequest(batches=[_batch(*batch) for batch in batches])
         try:
             response = await self._stub.RecordBatches(
                 request, timeout=self.timeout, metadata=self.metadata
@@ -683,7 +682,7 @@ class PDPClient:
             return [_outcome(exc.code())] * len(batches)
         self.recording_failure = ""
         stored = []
-        for (session_id, events), result in zip(batches, response.results, strict=False):
+        for (session_id, events, *_), result in zip(batches, response.results, strict=False):
             if result.error:
                 log.warning(
                     "session %s: %d events not recorded: %s", session_id, len(events), result.error
@@ -693,11 +692,17 @@ class PDPClient:
         return stored + ["unreachable"] * (len(batches) - len(stored))
 
 
-def _batch(session_id: str, events: list[str]) -> pdp_pb2.RecordEventsRequest:
-    """One session's events as one JSON array (none: a heartbeat)."""
+# a session's batch to record: (session id, its events, and its number in the session
+# when it has one: RecordEventsRequest.batch_seq)
+Numbered = tuple[str, list[str]] | tuple[str, list[str], int]
+
+
+def _batch(session_id: str, events: list[str], seq: int = 0) -> pdp_pb2.RecordEventsRequest:
+    """One session's events as one JSON array (none: a heartbeat), under its number."""
     request = pdp_pb2.RecordEventsRequest(session_id=session_id)
     if events:
         request.events_json = "[" + ",".join(events) + "]"
+        request.batch_seq = seq
     return request
 
 

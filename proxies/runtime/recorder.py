@@ -58,7 +58,7 @@ from portcullis.events import (
     masked_details,
     truncation_facts,
 )
-from proxies.runtime.pdp_client import PDPClient, Ruling
+from proxies.runtime.pdp_client import Numbered, PDPClient, Ruling
 from proxies.runtime.pdp_client import _batch as batch_request
 from proxies.runtime.spool import REFUSED, STORED, UNREACHABLE, Entry, Spool, SpoolFull
 
@@ -653,9 +653,11 @@ class SessionRecorder:
         if self._queued_behind():
             outcome = UNREACHABLE
         elif self.spool is None:  # nowhere to keep it: stored, or the session halts
-            outcome = STORED if await self.pdp.record(self.session_id, batch) else UNREACHABLE
+            stored = await self.pdp.record(self.session_id, batch, self.seq_of(batch))
+            outcome = STORED if stored else UNREACHABLE
         else:
             request = batch_request(self.session_id, batch)
+            request.batch_seq = self.seq_of(batch)
             outcome = await self.pdp.deliver(self.session_id, request, len(batch))
         if outcome == UNREACHABLE:
             outcome = (await keep([(self, batch)]))[0]
@@ -775,7 +777,10 @@ class RecordingTick:
         try:
             direct = [i for i, (r, _) in enumerate(taken) if not r._queued_behind()]
             if direct:
-                batches = [(taken[i][0].session_id, taken[i][1]) for i in direct]
+                batches: list[Numbered] = [
+                    (taken[i][0].session_id, taken[i][1], taken[i][0].seq_of(taken[i][1]))
+                    for i in direct
+                ]
                 if any(taken[i][0].spool is not None for i in direct):
                     answers = await self.pdp.record_batches_outcomes(batches)
                 else:  # nowhere to keep a batch: stored, or its session halts

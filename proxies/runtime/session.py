@@ -213,7 +213,9 @@ class ProxyRuntime:
             reason, abnormal = str(c.get("reason", "")), bool(c.get("abnormal"))
             reused = spooled_reuses(c.get("reused"))
             return await self.pdp.close_session(sid, reason, abnormal, c.get("summary"), reused)
-        request = pdp_pb2.RecordEventsRequest(session_id=entry.session_id, events_json=entry.events)
+        request = pdp_pb2.RecordEventsRequest(
+            session_id=entry.session_id, events_json=entry.events, batch_seq=entry.seq
+        )
         return await self.pdp.deliver(entry.session_id, request)
 
     def policy_changed(self) -> None:
@@ -881,6 +883,9 @@ class ProxySession:
             summary["egress_rows"], summary["egress_bytes"] = self.egress_rows, self.egress_bytes
         if lease is not None:
             summary["credential_ref"] = lease.ref  # the reference, never the secret
+        if self.recorder is not None and self.recorder.batch_seq:
+            # the batches it numbered: verify names those that never reached the store
+            summary["batches"] = self.recorder.batch_seq
         if self.grant is not None:
             log.info(
                 "session closed: %s",
