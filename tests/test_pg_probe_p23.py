@@ -5,7 +5,8 @@ Questions about the text the value detectors mask. A column no rule names (a not
 free text the detectors mask inside it in every answer (`nothing to see SSN: [REDACTED]`),
 but a condition on it was judged as on any column: `SELECT count(*) FROM customers WHERE
 note LIKE '%078-05%'` answered 1 (and '%078-06%' 0), a row count at a time; so did `note ~`,
-`note > 'nothing to see SSN: 078'`, `ORDER BY note`, and a jsonpath filter over a document's
+`note > 'nothing to see SSN: 078'`, `ORDER BY note`, `max(note)` beside a constant (which
+of the two came back), and a jsonpath filter over a document's
 value (`$.memo ? (@ like_regex "078")`: the document's text). The proxy now lists every
 column of a string type to the policy as free text (view_columns carrying "''"), whose
 questions are judged as a sensitive column's unless the team lists the name in
@@ -90,6 +91,11 @@ QUESTIONS = [
     "SELECT count(*) FROM customers WHERE profile @@ '$.memo > \"SSN: 07\"'",
     "SELECT count(*) FROM customers c WHERE EXISTS"
     " (SELECT 1 FROM customers d WHERE d.id = c.id AND d.note LIKE '%078%')",
+    # which of the two comes back (the constant as it is, or the note with its number
+    # masked) answers `>`
+    "SELECT max(x) FROM (SELECT note AS x FROM customers WHERE id = 1"
+    " UNION ALL SELECT 'card 4111 1111 1111 1111 on file SSN: 078') s",
+    "SELECT min(note) FROM customers",
 ]
 
 
@@ -134,6 +140,7 @@ STILL = [
     ("SELECT count(*) FROM customers WHERE jsonb_path_exists(profile,"
      " '$.status ? (@ == \"gold\")')", [[b"1"]]),
     ("SELECT count(*) FROM customers WHERE id::text LIKE '1%'", [[b"1"]]),
+    ("SELECT max(name), min(id) FROM customers", [[b"Bob", b"1"]]),
 ]  # fmt: skip
 
 

@@ -20,7 +20,10 @@ of a SELECT-bearing statement into two entry fields:
               way, so the value detectors that read the stored text can read it too.
   predicates  [{"column", "use"}] for columns read by WHERE, JOIN, HAVING, ORDER BY,
               GROUP BY, DISTINCT ON, window clauses and aggregate FILTER/ORDER BY; use is
-              equality, pattern, range, order, group, join or other. Column "*" is a whole
+              equality, pattern, range, order, group, join, other or choice (the
+              argument of min/max, whose result is one of its values chosen by
+              comparing them: a question only where no field mask hides which, as for
+              free text the value detectors read; partial as below). Column "*" is a whole
               row. "keyed": true when every such use met the column only through a
               constant key or path taken out of it (`profile->>'status'`), never whole;
               an output lists such columns as "keyed" (a JSON or XML document met whole
@@ -51,6 +54,9 @@ PLAIN, EXPRESSION, AGGREGATE, WHOLE_ROW, STAR = (
 )
 _RANK = {PLAIN: 0, STAR: 0, EXPRESSION: 1, AGGREGATE: 2, WHOLE_ROW: 3}
 _COMPUTED = (EXPRESSION, AGGREGATE)  # a value computed from columns, not a column or row
+
+# aggregates that give one of their rows' values, chosen by comparing them
+_CHOOSING = frozenset({"min", "max"})
 
 # Aggregates of pg_catalog that need none of the markers (FILTER, OVER, DISTINCT, *) to be
 # recognised; the kind is informative only (expression and aggregate are judged alike).
@@ -542,7 +548,7 @@ class Lineage:
         if use == "group":
             if flow.kind in _COMPUTED:
                 use = "other"
-        elif use not in ("order", "partial") and flow.kind != PLAIN:
+        elif use not in ("order", "partial", "choice") and flow.kind != PLAIN:
             use = "other"
         for column in flow.columns:
             key = (column, use)
@@ -1110,6 +1116,13 @@ class Lineage:
         for sort in fields.get("agg_order", ()):
             inner = sort["SortBy"]["node"]
             self.record(_bare(self.expr(inner, scope, ctes), inner), "order")
+        if builtin and aggregate and name in _CHOOSING:
+            # min(x) / max(x) give one of the rows' values as it is, chosen by comparing
+            # them: which came back (a constant of a UNION beside a note, or the note with
+            # what the value detectors masked in it) answers `>`, as GREATEST does ("choice":
+            # a sensitive column's value comes back masked whole whichever it is)
+            for arg, flow in zip(args, flows, strict=True):
+                self.record(_bare(flow, arg), "choice")
         agg_filter = fields.get("agg_filter")
         if agg_filter:
             self.predicate(agg_filter, scope, ctes, False)

@@ -738,6 +738,21 @@ pg_questioned_predicate(p) if {
 	not data.portcullis.postgres.plain_text_columns[p.column]
 }
 
+# min(note) / max(note) (lineage's "choice") return one of the values as it is, chosen by
+# comparing them: beside a constant (`max(x) FROM (SELECT note x ... UNION ALL SELECT
+# 'SSN: 07')`) whether the constant or the note (its number masked) comes back answers `>`.
+# A sensitive column's comes back masked whole either way, so only free text is asked.
+pg_lineage_unindexed contains pg_predicate_reason(p) if {
+	some s in input.command.postgres.statements
+	some p in s.predicates
+	p.use == "choice"
+	not p.keyed
+	"''" in input.command.postgres.view_columns[p.column]
+	not data.portcullis.postgres.plain_text_columns[p.column]
+	not pg_sensitive_column(p.column)
+	not pii_reader
+}
+
 pg_sensitive_predicate(column) if pg_sensitive_column(column)
 
 pg_sensitive_predicate("*")

@@ -866,3 +866,13 @@ test_a_document_met_whole_in_an_equality_test_follows_the_oracle_setting if {
 	some r in d.reasons
 	contains(r, "document column profile")
 }
+
+# min/max of free text answers `>` beside a constant; of a sensitive column it is masked
+test_min_or_max_of_free_text_is_asked_of_a_sensitive_column_masked if {
+	d := portcullis.decision with input as free_text_input(["readonly"], [{"column": "note", "use": "choice"}])
+	d.verdict == "deny"
+	some r in d.reasons
+	contains(r, "choice use of free-text column note")
+	portcullis.decision.verdict == "mask" with input as free_text_input(["readonly"], [{"column": "email", "use": "choice"}])
+	portcullis.decision.verdict == "mask" with input as free_text_input(["readonly"], [{"column": "name", "use": "choice"}])
+}
