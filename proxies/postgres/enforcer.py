@@ -329,6 +329,8 @@ class Enforcer:
         # Execute, Sync), owed again by the next such run once the tracker's plain lane
         # answered them whole (ResponseTracker.answered)
         self._run: tuple[Expect, ...] | None = None
+        # the expectation simple_query made last, owed again alike (a simple Query's)
+        self._owed_query: Expect | None = None
         settings = session_settings or {}
         self.read_only = settings.get("default_transaction_read_only", "") == "on"
 
@@ -824,7 +826,22 @@ class Enforcer:
             self._query(message, found)
             return True
         # the verdict stands: what _query() does for it (recorded when it completes)
-        query = owed("Query", None, ruling.decision_id, None, None, sql, ruling, "simple")
+        query = self._owed_query
+        if query is not None and tracker.answered is query and not tracker.queue:
+            # the last Query this lane owed, off the queue and answered whole by the
+            # tracker's plain lane, owed again (nothing else holds it): each slot set as
+            # owed() sets it below. That lane changed only its parts; answers before its
+            # own may have described rows to it (formats)
+            tracker.answered = None
+            query.decision_id = ruling.decision_id
+            query.command = sql
+            query.ruling = ruling
+            query.parts = 0
+            query.formats = _NO_FORMATS
+        else:
+            query = self._owed_query = owed(
+                "Query", None, ruling.decision_id, None, None, sql, ruling, "simple"
+            )
         tracker.expect_plain((query,), False)  # (nothing special, nothing masked)
         self.to_server.append(message.raw or message.encode())
         return True

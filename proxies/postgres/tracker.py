@@ -291,9 +291,10 @@ class ResponseTracker:
         # reports it off until the proxy puts it back
         self.lifted = False
         self.readies = 0  # ReadyForQuery messages seen: the statement watchdog's clock
-        # the Sync of the last prepared run plain() answered whole in one chunk (its own
-        # lane, below): of that run's four expectations it changed only the Execute's
-        # parts, so its maker may owe them again (Enforcer.bound_run)
+        # the Query, or the Sync of the prepared run, whose whole answer plain() read last
+        # in one chunk (its own lanes, below): of the Query, or the run's four
+        # expectations, it changed only the parts of the one that completed, so their
+        # maker may owe them again (Enforcer.simple_query, Enforcer.bound_run)
         self.answered: Expect | None = None
         # a statement of the open transaction may have written the catalogue (_READ_TAGS);
         # told to on_catalog_written (the catalogue watch's) once the transaction ends
@@ -443,6 +444,7 @@ class ResponseTracker:
                 query.row_mask = None
                 # _ready(status, query): the Query the last thing owed
                 self._ready_alone(ready[1], query)
+                self.answered = query
                 return True
         elif owed == 4 and len(answers) == 5:
             bound, described, row, ended, ready = answers
