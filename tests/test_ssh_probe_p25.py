@@ -8,7 +8,9 @@
 - A root upstream's shell left its session running: `nohup free ... &` typed into it ran
   on after `exit`. On such an account the shell is asked of sshd as an exec of the
   account's login shell after the proxy's report line (reaper.py), and its session is
-  reaped when the shell ends, as a command's is when the proxy ends it.
+  reaped when the shell ends, as a command's is when the proxy ends it. So on any
+  account: sshd kills nothing of a shell that exits (the postgres account's shell left
+  its `nohup x &` running too).
 - A channel refused by the session's cap (ssh_max_channels) was only logged: it is now a
   denied command in the session's evidence.
 - A reap that failed was a warning in the proxy's log: a command the proxy had to end ran
@@ -24,11 +26,14 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 import test_ssh_proxy
 from ssh_harness import Sshd
+from test_ssh_probe_p18 import ACCOUNT, AccountSshd, needs_account
 from test_ssh_probe_p23 import HANG_GUARD, gone, kill_left, marker_for, up
 from test_ssh_proxy import ssh_policy, ssh_stack
 
@@ -107,7 +112,36 @@ async def test_a_root_shells_background_jobs_end_with_it(tmp_path: Path, root_on
             kill_left(m)
 
 
-async def test_a_root_shell_is_the_accounts_login_shell(tmp_path: Path, root_only: None) -> None:
+@needs_account
+async def test_an_unprivileged_shells_jobs_end_with_it() -> None:
+    # sshd kills nothing of a shell that exits (and its KILL reaches the shell's process
+    # group only, where an interactive shell puts each job in one of its own): a shell's
+    # `nohup x &` ran on after exit on an account sshd signals too. Without a terminal:
+    # sshd run as the account here cannot hand one out
+    where = Path(tempfile.mkdtemp(prefix="portcullis-p25-"))
+    where.chmod(0o755)
+    m = marker(9)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(test_ssh_proxy, "Sshd", AccountSshd)
+            async with ssh_stack(where) as stack, await stack.connect(DBA) as conn:
+                assert stack.sshd.user == ACCOUNT
+                process = await conn.create_process()
+                process.stdin.write(
+                    f"nohup free -s 1 -c {m} >/dev/null 2>&1 &\necho started-$((40+2))\n"
+                )
+                await process.stdout.readuntil("started-42")
+                assert await up(m)
+                process.stdin.write("exit\n")
+                ended = await asyncio.wait_for(process.wait(), HANG_GUARD)
+                assert ended.exit_status == 0, ended
+                assert await gone(m)
+    finally:
+        kill_left(m)
+        shutil.rmtree(where, ignore_errors=True)
+
+
+async def test_a_shell_is_the_accounts_login_shell(tmp_path: Path) -> None:
     async with ssh_stack(tmp_path) as stack, await stack.connect(DBA) as conn:
         process = await conn.create_process(term_type="xterm", term_size=(80, 24))
         process.stdin.write("shopt -q login_shell && echo login-$((1+1)); tty; exit\n")

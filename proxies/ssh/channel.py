@@ -757,8 +757,9 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         (reaper.py), so the proxy can end it."""
         command = self.raw if self.kind == "ssh.exec" else None
         shell = self.kind == "ssh.shell"
-        if (command is not None or shell) and self.client.signals_refused():
-            # a shell too: asked as an exec of the account's login shell after the report
+        if shell or (command is not None and self.client.signals_refused()):
+            # a shell, on any account: asked as an exec of the account's login shell after
+            # the report, and its session reaped at its end (reaper.SHELL_LINE)
             tag = nonce()
             self.report = SessionReport(tag)
             command = wrapped(SHELL_LINE if shell else self.raw, tag)

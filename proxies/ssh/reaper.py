@@ -47,15 +47,17 @@ WRAPPED = (
     " sent: sshd sends no signal to a root account's session, so the proxy learns the"
     " session's id to end it by other means"
 )
-# a shell on such an account: asked of sshd as an exec of this line (after the report), the
+# a shell, on any account: asked of sshd as an exec of this line (after the report), the
 # account's shell run again as a login shell in the same process (the session's leader
 # stays the one reported), so its session, background and `nohup` jobs included, is ended
-# with the shell (sshd, asked for a shell, runs the account's shell as a login shell too)
+# with the shell (sshd, asked for a shell, runs the account's shell as a login shell too;
+# its KILL, where it sends one, reaches only the shell's process group, and an interactive
+# shell puts each job in a group of its own)
 SHELL_LINE = 'exec "${SHELL:-/bin/sh}" -l'
 WRAPPED_SHELL = (
     "run as the proxy's line `printf '<nonce> %s\\n' \"$$\" >&2` and then"
-    f" `{SHELL_LINE}` (the account's login shell): sshd sends no signal to a root account's"
-    " session, so the proxy learns the session's id to end it with the shell"
+    f" `{SHELL_LINE}` (the account's login shell): the proxy learns the session's id to"
+    " end what the shell left running (its jobs) with the shell"
 )
 _DIGITS = re.compile(rb"[0-9]{1,10}")
 
