@@ -27,7 +27,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from http_upstream import http_stack
+from http_upstream import exchange, http_stack, request, status
 from test_http_probe_p4 import READER_MASKS
 from test_http_probe_p5 import app_upstream, bearer
 
@@ -319,3 +319,15 @@ def test_a_row_an_error_gives_in_prose_is_masked() -> None:
         assert not _leaks(out) and b"(7, " in out, out
     kept = {"details": "Failing row contains (7, null, 12)."}
     assert json.loads(_masked("application/json", json.dumps(kept))) == kept
+
+
+async def test_a_prefix_or_scheme_claim_does_not_reach_the_upstream(tmp_path: Path) -> None:
+    # (Flask's ReverseProxied recipe and Tornado's xheaders read X-Script-Name and
+    # X-Scheme: the app routes the path past the prefix the client named)
+    fields = "X-Script-Name: /echo\r\nX-Scheme: https\r\n"
+    async with http_stack(tmp_path) as s:
+        answer = await exchange(s.proxy.port, request(s, "GET /echo/a HTTP/1.1", fields))
+    assert status(answer) == 200, answer[:300]
+    [seen] = s.upstream.seen
+    got = {n.decode().lower() for n, _ in seen["headers"]}
+    assert not {"x-script-name", "x-scheme"} & got, got

@@ -81,6 +81,10 @@ REQUEST_DROPPED = HOP_BY_HOP | {
     "x-http-host-override",
     "front-end-https",
     "x-url-scheme",
+    # the prefix and scheme Flask's ReverseProxied recipe and Tornado's xheaders read
+    # (X-Script-Name moves a prefix of the path into SCRIPT_NAME: the app routes the rest)
+    "x-script-name",
+    "x-scheme",
     # Next.js reads it as "this request already went through the middleware" and skips
     # the middleware (its auth checks, CVE-2025-29927)
     "x-middleware-subrequest",
