@@ -55,6 +55,8 @@ _DATE_CLAIMS = ("exp", "nbf", "iat")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 # what would split one string into several groups if anything split it
 _GROUP_SEPARATOR = re.compile(r"[\s,]")
+# RFC 7515 §2 / RFC 4648 §5: a compact JWS segment, unpadded
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 # RFC 7518 §3.2: an HMAC key at least as long as the hash; a shorter shared secret can be
@@ -577,10 +579,11 @@ def _read_header(token: Any) -> dict[str, Any]:
         # (keyed on the token's text) and a miss for anything that remembers tokens
         raise TokenRejected("malformed token")
     try:
+        segments = [_canonical_segment(segment) for segment in token.split(".")]
         header = jwt.get_unverified_header(token)
-        for segment in token.split(".")[:2]:
+        for segment in segments[:2]:
             # one member named twice: PyJWT keeps the last, another reader the first
-            json.loads(base64url_decode(segment), object_pairs_hook=_unique)
+            json.loads(segment, object_pairs_hook=_unique)
     except (jwt.PyJWTError, RecursionError, ValueError, TypeError):
         raise TokenRejected("malformed token") from None
     alg = header.get("alg")
@@ -590,6 +593,22 @@ def _read_header(token: Any) -> dict[str, Any]:
     if kid is not None and not isinstance(kid, str):
         raise TokenRejected("malformed token")
     return header
+
+
+def _canonical_segment(segment: str) -> bytes:
+    """The bytes of a segment that is their one base64url text (else ValueError).
+
+    Python's base64 skips characters outside the alphabet and ignores the unused low
+    bits of the last character, and PyJWT before 2.10 decoded segments with it: the
+    signature, which does not cover its own segment, then had many texts ('!' anywhere,
+    a last character differing in unused bits), each a token of its own to whatever
+    remembers tokens by text (the HTTP proxy's sessions)."""
+    if not _BASE64URL.fullmatch(segment):
+        raise ValueError("not base64url")
+    decoded = base64url_decode(segment)
+    if _b64url(decoded) != segment:
+        raise ValueError("not the canonical base64url text of its bytes")
+    return decoded
 
 
 def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
