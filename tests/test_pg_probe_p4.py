@@ -63,16 +63,12 @@ TRANSFORMS = [
     "SELECT note || '5' FROM customers",
     "SELECT ROW(note) FROM customers",
     "SELECT s FROM (SELECT note FROM customers) s",
-    "SELECT regexp_split_to_table(note, ' ') FROM customers",
-    "SELECT unnest(string_to_array(note, ' ')) FROM customers",
     "SELECT ascii(substr(note, 6, 1)) FROM customers",
     "WITH t AS (SELECT translate(note, '0123456789', 'abcdefghij') n FROM customers)"
     " SELECT n FROM t",
     "SELECT n FROM (SELECT reverse(note) n FROM customers) s",
     "SELECT x FROM customers, LATERAL (SELECT translate(note, '14', 'be') x) l",
     "SELECT note FROM customers WHERE id = 2 UNION ALL SELECT reverse(note) FROM customers",
-    "SELECT mode() WITHIN GROUP (ORDER BY translate(note, '0123456789', 'abcdefghij'))"
-    " FROM customers",
     "SELECT CASE WHEN id = 1 THEN translate(note, '14', 'be') END FROM customers",
     "SELECT (SELECT reverse(note) FROM customers WHERE id = 1)",
     "SELECT lag(reverse(note)) OVER (ORDER BY id) FROM customers",
@@ -149,20 +145,39 @@ def test_an_expression_changing_free_text_through_a_prepared_statement(arena) ->
 
 NOTE_MASKED = b"card **** **** **** 1111 on file"
 
+# how many rows a split gives, a mode's ordering: questions about the text the
+# detectors mask (tests/test_pg_probe_p23.py), refused
+ASKING = [
+    "SELECT regexp_split_to_table(note, ' ') FROM customers",
+    "SELECT unnest(string_to_array(note, ' ')) FROM customers",
+    "SELECT mode() WITHIN GROUP (ORDER BY translate(note, '0123456789', 'abcdefghij'))"
+    " FROM customers",
+]
+
+
+@pytest.mark.parametrize("sql", ASKING)
+def test_an_expression_asking_about_free_text_is_refused(arena, sql) -> None:
+    c = client(arena)
+    try:
+        answer = c.query(sql)
+        assert answer.errors and "free-text column note" in answer.errors[0], answer.messages
+    finally:
+        c.close()
+
 
 def test_expressions_keeping_the_text_are_read_by_the_detectors(arena) -> None:
     c = client(arena)
     try:
         answer = c.query(
-            "SELECT max(note), coalesce(note, ''), note::text, note COLLATE \"C\","
+            "SELECT coalesce(note, ''), note::text, note COLLATE \"C\","
             " (SELECT note FROM customers WHERE id = 1), lag(note) OVER (ORDER BY id DESC)"
-            " FROM customers WHERE id = 1 GROUP BY note, id"
+            " FROM customers WHERE id = 1"
         )
         assert not answer.errors, answer.errors
-        assert answer.rows == [[NOTE_MASKED] * 5 + [None]]
+        assert answer.rows == [[NOTE_MASKED] * 4 + [None]]
         answer = c.query("SELECT id, total * 2, count(*) FROM orders GROUP BY id ORDER BY id")
         assert answer.rows == [[b"10", b"199.00", b"1"], [b"11", b"24.00", b"1"]]
-        answer = c.query("COPY (SELECT max(note) FROM customers WHERE id = 1) TO STDOUT")
+        answer = c.query("COPY (SELECT coalesce(note, '') FROM customers WHERE id = 1) TO STDOUT")
         assert not answer.errors, answer.errors
         assert copied(answer) == [NOTE_MASKED + b"\n"]
     finally:
@@ -296,8 +311,8 @@ def test_dba_stores_what_keeps_its_values_and_pii_readers_store_anything(arena) 
             "CREATE TEMP TABLE k AS SELECT o.id, total * 2 AS t, note FROM orders o, customers"
         )
         assert not answer.errors, answer.errors
-        answer = c.query("SELECT note FROM k WHERE id = 10 AND note LIKE 'card%'")
-        assert answer.rows == [[NOTE_MASKED]]
+        answer = c.query("SELECT note FROM k WHERE id = 10 AND note IS NOT NULL ORDER BY id")
+        assert [NOTE_MASKED] in answer.rows
     finally:
         c.close()
     c = client(arena, ("dba", "pii-readers"))

@@ -344,7 +344,7 @@ READS = [
     ("order_offset", "SELECT id FROM orders ORDER BY id LIMIT 2 OFFSET 2"),
     ("fetch_first", "SELECT id FROM orders ORDER BY id OFFSET 1 ROWS FETCH FIRST 2 ROWS ONLY"),
     ("fetch_ties", "SELECT id, status FROM orders ORDER BY status FETCH FIRST 1 ROWS WITH TIES"),
-    ("order_nulls", "SELECT note FROM customers ORDER BY note NULLS FIRST"),
+    ("order_nulls", "SELECT country FROM customers ORDER BY country NULLS FIRST, id"),
     ("order_position", "SELECT status, count(*) FROM orders GROUP BY 1 ORDER BY 2 DESC, 1"),
     (
         "distinct_on",
