@@ -12,7 +12,10 @@ status or signal passed back. Output of a `mask` verdict passes the detectors
 (stream.Cast) in the session's events; the channel's command event says how it ended.
 A command the proxy must end (its client left, its output cannot be masked, it ran past
 the policy's wall-clock limit, ssh_exec_seconds) is ended by sshd's KILL, or, on an
-account sshd sends no signal to (root), by the proxy itself (reaper.py).
+account sshd sends no signal to (root), by the proxy itself (reaper.py). A shell has its
+limit too (ssh_shell_seconds) and, on any account, runs after the proxy's report line, so
+that what it leaves running (its jobs) is reaped when it ends; a reap that fails is in the
+channel's event and ends the session (ClientConnection.reap_failed).
 """
 
 from __future__ import annotations
