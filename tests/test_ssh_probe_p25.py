@@ -143,6 +143,28 @@ async def test_an_unprivileged_shells_jobs_end_with_it() -> None:
         shutil.rmtree(where, ignore_errors=True)
 
 
+@needs_account
+async def test_a_shell_is_asked_as_one_where_the_connection_says_so() -> None:
+    # an upstream whose login shell is no POSIX shell (an appliance's CLI): shell_reaped
+    # false, the shell asked of sshd as a shell (and nothing reaped at its end)
+    where = Path(tempfile.mkdtemp(prefix="portcullis-p25-"))
+    where.chmod(0o755)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(test_ssh_proxy, "Sshd", AccountSshd)
+            async with (
+                ssh_stack(where, shell_reaped=False) as stack,
+                await stack.connect(DBA) as conn,
+            ):
+                process = await conn.create_process()
+                process.stdin.write("echo asked-$((40+2)); exit\n")
+                ended = await asyncio.wait_for(process.wait(), HANG_GUARD)
+                assert "asked-42" in str(ended.stdout) and ended.exit_status == 0, ended
+                assert "Starting session: shell" in stack.sshd.log_text()
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+
+
 async def test_a_shell_is_the_accounts_login_shell(tmp_path: Path) -> None:
     async with ssh_stack(tmp_path) as stack, await stack.connect(DBA) as conn:
         process = await conn.create_process(term_type="xterm", term_size=(80, 24))

@@ -759,7 +759,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         account sshd sends no signal to (root) after the proxy's line reporting its session
         (reaper.py), so the proxy can end it."""
         command = self.raw if self.kind == "ssh.exec" else None
-        shell = self.kind == "ssh.shell"
+        shell = self.kind == "ssh.shell" and self.client.shell_reaped()
         if shell or (command is not None and self.client.signals_refused()):
             # a shell, on any account: asked as an exec of the account's login shell after
             # the report, and its session reaped at its end (reaper.SHELL_LINE)

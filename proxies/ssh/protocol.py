@@ -26,6 +26,14 @@ OPTIONS = {
     "upstream_host_key_file": Option(
         "path", None, "the upstream's public host key (else pinned at first connection)"
     ),
+    "shell_reaped": Option(
+        "bool",
+        True,
+        "a shell runs as the account's login shell after the proxy's line reporting its "
+        "session, reaped when it ends (its jobs too); false for an upstream whose login "
+        "shell is no POSIX shell (an appliance's CLI): a shell is then asked as a shell, "
+        "what it leaves running not ended (a root account's always is)",
+    ),
 }
 
 SSH = Protocol(

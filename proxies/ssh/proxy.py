@@ -594,6 +594,13 @@ class ClientConnection(asyncssh.SSHServer):
             return False
         return (lease.username or getpass.getuser()) == "root"
 
+    def shell_reaped(self) -> bool:
+        """Whether a shell runs after the proxy's report line, to be reaped at its end
+        (reaper.SHELL_LINE): always on a root account, else unless the connection's
+        option shell_reaped is false (a login shell that is no POSIX shell)."""
+        reaped = self.proxy.connection.options.get("shell_reaped", True)
+        return self.signals_refused() or bool(reaped)
+
     def time_limit(self, kind: str) -> float:
         """The policy's wall-clock limit of one exec (session.open's session_settings
         ssh_exec_seconds) or one shell (ssh_shell_seconds), in seconds; 0: none (or a
