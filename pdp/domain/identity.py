@@ -21,6 +21,7 @@ import json
 import logging
 import re
 import time
+import unicodedata
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -51,8 +52,10 @@ MIN_RSA_BITS = 2048
 MAX_NUMERIC_DATE = 253402300799
 _DATE_CLAIMS = ("exp", "nbf", "iat")
 
-# C0 and C1 controls and DEL: never part of a subject
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+# C0 and C1 controls and DEL, and what prints as something else or breaks a line: format
+# characters (bidi overrides and isolates, zero-width ones, BOM), surrogates, line and
+# paragraph separators. Never part of a subject or a group
+_UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 # what would split one string into several groups if anything split it
 _GROUP_SEPARATOR = re.compile(r"[\s,]")
 # RFC 7515 §2 / RFC 4648 §5: a compact JWS segment, unpadded
@@ -542,10 +545,11 @@ class TokenVerifier:
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject.strip():
             raise TokenRejected("no subject")
-        if _CONTROL.search(subject):
+        if _unprintable(subject):
             # every record names the subject in a column of its own: PostgreSQL text
             # refuses a NUL (failing the whole group-commit batch, everyone's decisions
-            # in it), and a line break or escape forges lines where it is printed
+            # in it), and a line break or escape forges lines where it is printed; a
+            # right-to-left override or zero-width character shows another's name
             raise TokenRejected("the subject holds a control character")
         for name in _DATE_CLAIMS:
             value = claims.get(name)
@@ -583,7 +587,10 @@ def _read_header(token: Any) -> dict[str, Any]:
         header = jwt.get_unverified_header(token)
         for segment in segments[:2]:
             # one member named twice: PyJWT keeps the last, another reader the first
-            json.loads(segment, object_pairs_hook=_unique)
+            if not _carriable(json.loads(segment, object_pairs_hook=_unique)):
+                # OpenSession failed inside the PDP (records are JSON without NaN, the
+                # wire UTF-8): an internal error where the token proves nothing
+                raise ValueError("not JSON every reader reads alike")
     except (jwt.PyJWTError, RecursionError, ValueError, TypeError):
         raise TokenRejected("malformed token") from None
     alg = header.get("alg")
@@ -609,6 +616,23 @@ def _canonical_segment(segment: str) -> bytes:
     if _b64url(decoded) != segment:
         raise ValueError("not the canonical base64url text of its bytes")
     return decoded
+
+
+def _unprintable(text: str) -> bool:
+    """Whether text holds a control, format, surrogate or separator character."""
+    if text.isascii():
+        return not text.isprintable()  # printable ASCII: 0x20-0x7e
+    return any(unicodedata.category(c) in _UNPRINTABLE_CATEGORIES for c in text)
+
+
+def _carriable(value: Any) -> bool:
+    """Whether a parsed payload is JSON every reader reads alike and UTF-8 carries: no
+    NaN or infinity (Python's json reads NaN, Infinity, 1e400), no lone surrogate."""
+    try:
+        json.dumps(value, allow_nan=False, ensure_ascii=False).encode()
+    except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
+        return False
+    return True
 
 
 def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -645,6 +669,6 @@ def groups_from_claims(claims: dict[str, Any], claim: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(g, str) for g in value):
         raise TokenRejected(f"groups claim {claim!r} is not a list of strings")
     items = [g for g in value if g.strip()]
-    if any(g != g.strip() or _CONTROL.search(g) for g in items):
+    if any(g != g.strip() or _unprintable(g) for g in items):
         raise TokenRejected(f"groups claim {claim!r} holds a group with blanks or controls")
     return tuple(dict.fromkeys(items))
