@@ -234,6 +234,13 @@ _CASTS = frozenset({"text", "varchar"})
 # extraction gives a part of a document as it is
 _KEEPING_OPERATORS = frozenset({"+", "-", "*", "/", "%", "->", "->>", "#>", "#>>"})
 _KEEPING_NODES = frozenset({"CoalesceExpr", "MinMaxExpr", "CollateClause"})
+# Of those, the ones computing a number from their columns' (not giving one of their values
+# as it is): the value detectors read a card kept as a number only as it is stored, not as
+# `num - 1`, `num % 100000000` or a sum beside a constant. The columns reaching a value
+# through these are its `arithmetic` (the policy masks it whole where one of them is a wide
+# number column: postgres_lineage.rego)
+_COMPUTING_OPERATORS = frozenset({"+", "-", "*", "/", "%"})
+_COMPUTING_FUNCTIONS = frozenset({"sum", "avg"})
 # Catalog tables drivers read to learn types and columns (asyncpg's type introspection,
 # psycopg's, SQLAlchemy's reflection): names, OIDs and flags the server keeps, no data of
 # the database's own tables. An expression over their columns changes no stored free text.
@@ -286,7 +293,9 @@ class Flow:
     tables drivers read, _CATALOG), and whether such a column's text may have been changed
     on the way (changed: anything but its value itself, KEEPING nodes and functions only)."""
 
-    __slots__ = ("changed", "columns", "documents", "keyed", "kind", "tables", "user")
+    __slots__ = (
+        "arithmetic", "changed", "columns", "documents", "keyed", "kind", "tables", "user",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -297,6 +306,7 @@ class Flow:
         user: bool = True,
         keyed: dict[str, None] | None = None,
         documents: dict[str, None] | None = None,
+        arithmetic: dict[str, None] | None = None,
     ) -> None:
         self.kind = kind
         self.columns = columns if columns is not None else {}
@@ -313,9 +323,22 @@ class Flow:
         # those of columns the statement made a document of (`notes::jsonb`): a text
         # column read as JSON or XML holds the keys the masks cover as a document does
         self.documents = documents if documents is not None else {}
+        # those of columns that reached this value through arithmetic or a sum/avg
+        # (_COMPUTING): a number computed from theirs, which the value detectors reading a
+        # stored number (a card kept as a bigint) cannot tell from any other
+        self.arithmetic = arithmetic if arithmetic is not None else {}
 
     def _with(self, kind: str, changed: bool, keyed: dict[str, None]) -> Flow:
-        return Flow(kind, self.columns, self.tables, changed, self.user, keyed, self.documents)
+        return Flow(
+            kind,
+            self.columns,
+            self.tables,
+            changed,
+            self.user,
+            keyed,
+            self.documents,
+            self.arithmetic,
+        )
 
     def derived(self) -> Flow:
         """This flow computed upon: no longer a stored column, and `*` becomes a whole row."""
@@ -341,15 +364,21 @@ class Flow:
         """This flow cast to a document type (json, jsonb, xml, hstore)."""
         documents = {**self.documents, **self.columns}
         flow = self.derived()
-        return Flow(flow.kind, flow.columns, flow.tables, flow.changed, flow.user, {}, documents)
+        return Flow(
+            flow.kind, flow.columns, flow.tables, flow.changed, flow.user, {}, documents,
+            flow.arithmetic,
+        )  # fmt: skip
 
 
-def _merge(kind: str, flows: list[Flow], keeps: bool = False) -> Flow:
+def _merge(kind: str, flows: list[Flow], keeps: bool = False, computes: bool = False) -> Flow:
     """One value computed from flows: the strongest of kind and the flows' derived kinds.
     keeps: the computation gives one of the flows' values as it is (COALESCE, a set
     operation, min()), so the result is changed only when one of them is; otherwise it is
-    changed (the value detectors cannot be trusted to recognise what it made of them)."""
+    changed (the value detectors cannot be trusted to recognise what it made of them).
+    computes: it is arithmetic or a sum/avg over them (every column reached is then
+    `arithmetic`); either way the flows' own arithmetic columns are carried on."""
     columns: dict[str, None] = {}
+    arithmetic: dict[str, None] = {}
     tables: dict[str, None] = {}
     keyed: dict[str, None] = {}
     documents: dict[str, None] = {}
@@ -362,6 +391,9 @@ def _merge(kind: str, flows: list[Flow], keeps: bool = False) -> Flow:
         columns.update(flow.columns)
         tables.update(flow.tables)
         documents.update(flow.documents)
+        arithmetic.update(flow.columns if computes else flow.arithmetic)
+        if computes:
+            arithmetic.update(flow.arithmetic)
         if flow.keyed:
             keyed.update(flow.keyed)
             whole.update(c for c in flow.columns if c not in flow.keyed)
@@ -373,7 +405,7 @@ def _merge(kind: str, flows: list[Flow], keeps: bool = False) -> Flow:
                 changed = True
     if keyed and whole:
         keyed = {c: None for c in keyed if c not in whole}
-    return Flow(kind, columns, tables, changed, user, keyed, documents)
+    return Flow(kind, columns, tables, changed, user, keyed, documents, arithmetic)
 
 
 Output = tuple[str, Flow]
@@ -963,7 +995,12 @@ class Lineage:
                 for flow in any_key:
                     self.record(flow, "other")  # a test of the document's values
                 operands += any_key
-            return _merge(EXPRESSION, operands, keeps=builtin and operator in _KEEPING_OPERATORS)
+            return _merge(
+                EXPRESSION,
+                operands,
+                keeps=builtin and operator in _KEEPING_OPERATORS,
+                computes=operator in _COMPUTING_OPERATORS,
+            )
         if tag == "TypeCast" and "arg" in fields:
             flow = self.expr(fields["arg"], scope, ctes)
             type_name = fields.get("typeName", {}).get("TypeName", fields.get("typeName", {}))
@@ -1158,7 +1195,7 @@ class Lineage:
             # fact knows it) may read any table: its value may carry any of their columns
             flows.append(Flow(EXPRESSION, tables={"*": None}, changed=True))
         kind = AGGREGATE if aggregate else EXPRESSION
-        flow = _merge(kind, flows + any_key, keeps)
+        flow = _merge(kind, flows + any_key, keeps, computes=written in _COMPUTING_FUNCTIONS)
         if builtin and name in _DOCUMENT_FUNCTIONS:
             flow = flow.as_document()  # jsonb_in(notes::cstring): text read as JSON
         if name in _QUESTIONS:
@@ -2072,6 +2109,8 @@ def _output(name: str, flow: Flow) -> dict[str, Any]:
         output["keeps"] = True
     if flow.keyed:
         output["keyed"] = list(flow.keyed)
+    if flow.arithmetic and flow.kind in _COMPUTED:
+        output["arithmetic"] = list(flow.arithmetic)
     return output
 
 

@@ -170,6 +170,50 @@ DOCUMENT = "{}"
 FREE_TEXT = "''"
 # a string type (pg_type alias t), but `name`: an identifier's, 63 bytes (usename)
 _STRING = "({t}.typcategory = 'S' AND {t}.oid <> 19)"
+# A column of a number type that can hold 13 or more digits (bigint, numeric unconstrained
+# or with precision - scale >= 13, double precision, money, a domain over one, an array or a
+# range of one) may hold a card number: the value detectors read it as it is stored, but
+# arithmetic over it (`num - 1`, `num % 100000000`, sum() beside a constant) gives another
+# number they cannot tell from any. Listed to the policy as a column carrying NUMBER, whose
+# arithmetic it masks whole unless the team lists the name as holding none
+# (postgres.plain_number_columns). Not a column whose values the database makes (GENERATED
+# AS IDENTITY, a nextval default: bigserial), which holds no number anyone stored.
+NUMBER = "0"
+# int8, float8, money (numeric by its typmod); int8range, numrange and their multiranges
+_WIDE_NUMBERS = "20, 701, 790"
+_WIDE_RANGES = "3926, 3906, 4536, 4532"
+# whether the type {t} (or what it is a domain over) is a wide number; numeric's typmod
+# ({m}: -1 unconstrained, else (precision << 16 | scale) + 4, scale signed in 11 bits)
+_NUMBER = (
+    "({t}.oid IN ({wide}, {ranges}) OR {t}.typbasetype IN ({wide}, {ranges})"
+    " OR EXISTS (SELECT 1 FROM pg_catalog.pg_range g"
+    " WHERE {t}.typtype IN ('r', 'm', 'd')"
+    " AND (g.rngtypid IN ({t}.oid, {t}.typbasetype)"
+    " OR g.rngmultitypid IN ({t}.oid, {t}.typbasetype))"
+    " AND g.rngsubtype IN ({wide}, 1700))"
+    " OR (({t}.oid = 1700 OR {t}.typbasetype = 1700) AND ({m} < 4"
+    " OR ((({m} - 4) >> 16) & 65535) - (((({m} - 4) & 2047) # 1024) - 1024) >= 13)))"
+)
+# a column the database fills: an identity column, or one whose default is nextval()
+_MADE_BY_DATABASE = (
+    "(a.attidentity <> '' OR EXISTS (SELECT 1 FROM pg_catalog.pg_attrdef ad"
+    " WHERE ad.adrelid = a.attrelid AND ad.adnum = a.attnum"
+    " AND pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) LIKE 'nextval(%'))"
+)
+
+
+def _number_sql() -> str:
+    """Whether the column a (types t and, for an array, its element e) is a wide number
+    the database does not fill itself."""
+    typmod = "(CASE WHEN {t}.typtype = 'd' THEN {t}.typtypmod ELSE a.atttypmod END)"
+    each = [
+        _NUMBER.format(t=t, m=typmod.format(t=t), wide=_WIDE_NUMBERS, ranges=_WIDE_RANGES)
+        for t in ("t", "e")
+    ]
+    return f"(({each[0]} OR (e.oid IS NOT NULL AND {each[1]})) AND NOT {_MADE_BY_DATABASE})"
+
+
+_WIDE_NUMBER = _number_sql()
 # json, jsonb, xml and their arrays
 DOCUMENT_TYPES = (114, 3802, 142, 199, 3807, 143)
 
@@ -384,14 +428,15 @@ AND """
     # pg_attribute, from the first relation made after initdb on, by its index; a type made
     # since, a domain or an array of one, followed to what it holds); and in another, those
     # holding free text (a string type but name: text, varchar, char, citext, a domain over
-    # one, an array of one), read in the same pass
+    # one, an array of one), and in a third those holding wide numbers (NUMBER), read in
+    # the same pass
     + f"""
 UNION ALL
 SELECT json_build_array(0, '', json_agg(json_build_array(0, d.name)), NULL, false,
   d.kind)::text
 FROM (SELECT DISTINCT a.attname::text AS name,
-  CASE WHEN {_STRING.format(t="t")} OR {_STRING.format(t="e")} THEN 'text' ELSE 'document'
-  END AS kind
+  CASE WHEN {_STRING.format(t="t")} OR {_STRING.format(t="e")} THEN 'text'
+  WHEN {_WIDE_NUMBER} THEN 'number' ELSE 'document' END AS kind
 FROM pg_catalog.pg_attribute a
 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
 JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
@@ -400,7 +445,7 @@ WHERE a.attrelid >= {FIRST_NORMAL_OID} AND a.attnum > 0 AND NOT a.attisdropped
 AND c.relkind IN ('r', 'p', 'f', 'v', 'm')
 AND c.relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
 AND (a.atttypid IN ({", ".join(str(t) for t in DOCUMENT_TYPES)})
-  OR {_STRING.format(t="t")} OR {_STRING.format(t="e")}
+  OR {_STRING.format(t="t")} OR {_STRING.format(t="e")} OR {_WIDE_NUMBER}
   OR (a.atttypid >= {FIRST_NORMAL_OID} AND {_holds_document("a.atttypid")}))) d
 GROUP BY d.kind"""
 )
@@ -429,6 +474,7 @@ def renamed_view_columns(rows: list[str]) -> dict[str, list[str]]:
     renamed: dict[str, set[str]] = {}
     documents: set[str] = set()
     texts: set[str] = set()
+    numbers: set[str] = set()
     parsed = []
     for row in rows:
         found = json.loads(row)
@@ -436,12 +482,16 @@ def renamed_view_columns(rows: list[str]) -> dict[str, list[str]]:
             documents.update(name.lower() for _, name in found[2])
         elif len(found) > 5 and found[5] == "text":
             texts.update(name.lower() for _, name in found[2])
+        elif len(found) > 5 and found[5] == "number":
+            numbers.update(name.lower() for _, name in found[2])
         else:
             parsed.append(found)
     for name in documents:
         renamed[name] = {DOCUMENT}
     for name in texts:
         renamed.setdefault(name, set()).add(FREE_TEXT)
+    for name in numbers:
+        renamed.setdefault(name, set()).add(NUMBER)
     listed = {int(view) for view, *_ in parsed}
     for view, action, columns, reads, *runs_code in parsed:
         view = int(view)
@@ -471,5 +521,7 @@ def renamed_view_columns(rows: list[str]) -> dict[str, list[str]]:
         carried_names = {c.lower() for c in carried}
         if carried_names & documents:
             carried_names.add(DOCUMENT)
+        if carried_names & numbers:
+            carried_names.add(NUMBER)
         renamed.setdefault(name.lower(), set()).update(carried_names)
     return {name: sorted(carried) for name, carried in sorted(renamed.items())}

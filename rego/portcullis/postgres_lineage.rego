@@ -123,6 +123,11 @@ pg_output_masked(o) if {
 	not o.keeps
 }
 
+pg_output_masked(o) if {
+	some column in o.arithmetic
+	pg_wide_number(column)
+}
+
 mask_reasons contains reason if {
 	input.command.postgres.types
 	some reason in pg_derived_reasons
@@ -194,6 +199,30 @@ pg_derived_reasons contains sprintf("%s (%s) is computed from column(s) %s in a 
 	count(o.columns) > 0
 	not o.keeps
 	not pii_reader
+}
+
+# A card number kept in a number column (bigint, unconstrained numeric, double precision,
+# money: one the policy does not list as sensitive) is masked by the value detectors when
+# selected as it is, which read such numbers as cards; arithmetic carries it past them
+# (`num - 1`, `num / 100000000` and `num % 100000000`, sum() over it and a constant). So an
+# output that reaches such a column through arithmetic or sum/avg (lineage's
+# "arithmetic") is masked whole, as one that changes free text is. The proxy lists the
+# columns of a type that can hold 13 or more digits (but identity and nextval() columns,
+# whose values the database makes) in view_columns as carrying "0" (proxies/postgres/
+# columns.py NUMBER); the team lists the names holding no such number (counts, prices in
+# cents: postgres.plain_number_columns). count(*), sum(total) over a numeric(10,2), int4
+# arithmetic and max(id) + 1 over a bigserial come back as they are.
+pg_derived_reasons contains sprintf("%s (%s) is computed by arithmetic from number column %s, which may hold a card number the value detectors read only as it is stored: masked whole (list the column in postgres.plain_number_columns if it holds none)", [pg_output_label(o), o.kind, column]) if {
+	input.command.postgres.has.computed
+	some o in pg_computed_outputs
+	some column in o.arithmetic
+	pg_wide_number(column)
+	not pii_reader
+}
+
+pg_wide_number(column) if {
+	"0" in input.command.postgres.view_columns[column]
+	not data.portcullis.postgres.plain_number_columns[column]
 }
 
 # FETCH from a cursor and EXECUTE of a prepared statement return rows whose lineage was
@@ -311,6 +340,17 @@ pg_lineage_denials contains sprintf("the statement stores text computed from col
 	w.kind in {"expression", "aggregate"}
 	count(w.columns) > 0
 	not w.keeps
+	not pii_reader
+}
+
+# ...and so does a number computed from a wide number column: read back from where it
+# lands, it is a number like any other (INSERT INTO t(x) SELECT num - 1).
+pg_lineage_denials contains sprintf("the statement stores a number computed by arithmetic from number column %s, which may hold a card number the value detectors would then not recognise when it is read: denied to everyone not in pii-readers (list the column in postgres.plain_number_columns if it holds none)", [column]) if {
+	input.command.postgres.has.writes
+	some s in input.command.postgres.statements
+	some w in s.writes
+	some column in w.arithmetic
+	pg_wide_number(column)
 	not pii_reader
 }
 

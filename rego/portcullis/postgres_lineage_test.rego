@@ -876,3 +876,48 @@ test_min_or_max_of_free_text_is_asked_of_a_sensitive_column_masked if {
 	portcullis.decision.verdict == "mask" with input as free_text_input(["readonly"], [{"column": "email", "use": "choice"}])
 	portcullis.decision.verdict == "mask" with input as free_text_input(["readonly"], [{"column": "name", "use": "choice"}])
 }
+
+# A number column that can hold a card (the proxy lists a wide number type's column as
+# carrying "0"): an output reaching it through arithmetic or sum/avg ("arithmetic") is
+# masked whole outside pii-readers, unless postgres.plain_number_columns lists the name;
+# as it is (plain, min/max: "keeps" without "arithmetic") it is left to the detectors.
+number_input(groups, outputs) := object.union(
+	pg_input(groups, [object.union(selecting(outputs, []), {"exact": true})]),
+	{"command": {"postgres": {"view_columns": {"num": ["0"], "id": ["0"], "note": ["''"]}}}},
+)
+
+computed_number(name, column) := {"name": name, "kind": "expression", "columns": [column], "tables": [], "keeps": true, "arithmetic": [column]}
+
+test_arithmetic_over_a_wide_number_column_is_masked_whole if {
+	d := portcullis.decision with input as number_input(["readonly"], [computed_number("x", "num"), out("n", "plain", ["num"])])
+	d.verdict == "mask"
+	{"derived": true, "strategy": "redact", "positions": [0, 1], "outputs": 2} in d.mask
+	some r in d.reasons
+	contains(r, "computed by arithmetic from number column num")
+}
+
+test_arithmetic_over_a_listed_unmarked_or_kept_number_or_by_a_pii_reader_comes_back if {
+	# id is listed in postgres.plain_number_columns; total is no wide number column
+	d := portcullis.decision with input as number_input(["readonly"], [computed_number("x", "id"), computed_number("y", "total"), {"name": "m", "kind": "aggregate", "columns": ["num"], "tables": [], "keeps": true}])
+	every m in d.mask {
+		not m.derived
+	}
+	p := portcullis.decision with input as number_input(["pii-readers"], [computed_number("x", "num")])
+	every m in p.mask {
+		not m.derived
+	}
+}
+
+test_a_number_computed_from_a_wide_number_column_is_not_stored if {
+	w := object.union(stmt("insert"), {"outputs": [], "predicates": [], "writes": [computed_number("", "num")]})
+	i := object.union(pg_input(["readonly"], [w]), {"command": {"postgres": {"view_columns": {"num": ["0"]}}}})
+	d := portcullis.decision with input as i
+	some r in d.reasons
+	contains(r, "stores a number computed by arithmetic from number column num")
+	plain := object.union(stmt("insert"), {"outputs": [], "predicates": [], "writes": [computed_number("", "id")]})
+	j := object.union(pg_input(["readonly"], [plain]), {"command": {"postgres": {"view_columns": {"id": ["0"]}}}})
+	e := portcullis.decision with input as j
+	every r in e.reasons {
+		not contains(r, "computed by arithmetic")
+	}
+}

@@ -1,0 +1,104 @@
+"""Probe P10 of the Postgres masks (helper pgmask8) against the real stack
+(tests/adversary.py: a gateway whose upstream credential is the `postgres` SUPERUSER), as a
+reader outside pii-readers.
+
+A card number kept in a number column the policy does not list as sensitive (bigint,
+unconstrained numeric, double precision, money) is sent as NULL when selected as it is
+(proxies/postgres/values.py reads such numbers as cards), but arithmetic carried it past
+the detectors: `SELECT num - 1` gave 4111111111111110, `num / 100000000, num % 100000000`
+its two halves, sum() over it and a constant the card plus one. The proxy now lists the
+columns whose type can hold 13 or more digits (proxies/postgres/columns.py NUMBER), lineage
+says which columns reach an output through arithmetic or sum/avg ("arithmetic"), and the
+policy masks such an output whole, unless the column's name is in
+postgres.plain_number_columns or the database fills the column itself (identity, bigserial).
+"""
+
+from __future__ import annotations
+
+import pytest
+from adversary import assert_no_secret
+from pg_probe_stack import arena_fixture, probe_client, reader_fixture
+
+pytestmark = pytest.mark.integration
+
+CARD = 4111111111111111
+HELD = f"""
+CREATE TABLE p10_cards (k int, num bigint, wide numeric, f float8, m money,
+  fee numeric(10,2), small int4, amount_cents bigint, seq bigserial,
+  ident bigint GENERATED ALWAYS AS IDENTITY);
+INSERT INTO p10_cards (k, num, wide, f, m, fee, small, amount_cents) VALUES
+  (1, {CARD}, {CARD}, {CARD}, {CARD}, 12.50, 7, 1250),
+  (2, 5, 5, 5, 5, 2.25, 3, 250);
+"""
+
+arena = arena_fixture(HELD)
+reader = reader_fixture("mask-p10")
+client = probe_client("mask-p10")
+
+# the forms the card takes under the probes' arithmetic
+SPELT = tuple(
+    str(v).encode()
+    for v in (CARD - 1, CARD + 1, CARD // 100000000, CARD % 100000000, CARD * 2, CARD + 5)
+)
+
+PROBES = [
+    "SELECT num - 1 FROM p10_cards WHERE k = 1",
+    "SELECT num / 100000000, num % 100000000 FROM p10_cards WHERE k = 1",
+    "SELECT sum(x) FROM (SELECT num AS x FROM p10_cards WHERE k = 1 UNION ALL SELECT 1) s",
+    "SELECT wide + 1 FROM p10_cards WHERE k = 1",
+    "SELECT (f - 1)::bigint::text FROM p10_cards WHERE k = 1",
+    "SELECT f * 2 FROM p10_cards WHERE k = 1",
+    "SELECT m + 1::money FROM p10_cards WHERE k = 1",
+    "SELECT avg(num) FROM p10_cards",
+    "SELECT sum(num) OVER () FROM p10_cards",
+    "SELECT x - 1 FROM (SELECT num AS x FROM p10_cards WHERE k = 1) s",
+    "SELECT coalesce(num, 0) * 2 FROM p10_cards WHERE k = 1",
+    "SELECT max(num - 1) FROM p10_cards",
+    "SELECT -num FROM p10_cards WHERE k = 1",
+    "SELECT num - 1 AS amount_cents FROM p10_cards WHERE k = 1",
+]
+
+
+@pytest.mark.parametrize("sql", PROBES)
+def test_arithmetic_over_a_wide_number_column_is_masked_whole(reader, sql) -> None:
+    answer = reader.query(sql)
+    assert not answer.errors, answer.errors
+    assert answer.rows, answer.rows
+    assert_no_secret(answer, *SPELT)
+
+
+def test_a_pii_reader_gets_the_arithmetic(arena) -> None:
+    c = client(arena, ("readonly", "pii-readers"))
+    try:
+        answer = c.query("SELECT num - 1 FROM p10_cards WHERE k = 1")
+    finally:
+        c.close()
+    assert answer.rows == [[str(CARD - 1).encode()]], answer.rows
+
+
+@pytest.mark.parametrize(
+    ("sql", "rows"),
+    [
+        ("SELECT count(*) FROM p10_cards", [[b"2"]]),
+        ("SELECT sum(fee) FROM p10_cards", [[b"14.75"]]),
+        # orders.total: an unconstrained numeric, listed in postgres.plain_number_columns
+        ("SELECT sum(total) * 2 FROM orders", [[b"223.00"]]),
+        ("SELECT small * 2 + 1 FROM p10_cards WHERE k = 1", [[b"15"]]),
+        # listed in postgres.plain_number_columns
+        ("SELECT sum(amount_cents) FROM p10_cards", [[b"1500"]]),
+        # values the database made: a bigserial and an identity column
+        ("SELECT max(seq) + 1, max(ident) + 1 FROM p10_cards", [[b"3", b"3"]]),
+        # a wide column selected as it is: the detectors judge it, as before
+        ("SELECT num, max(num) FROM p10_cards WHERE k = 2 GROUP BY num", [[b"5", b"5"]]),
+        # the number beside masked arithmetic comes back
+        ("SELECT count(*), sum(num) FROM p10_cards", None),
+    ],
+)
+def test_ordinary_number_queries_come_back(reader, sql, rows) -> None:
+    answer = reader.query(sql)
+    assert not answer.errors, answer.errors
+    if rows is None:
+        assert answer.rows[0][0] == b"2", answer.rows
+        assert answer.rows[0][1] != str(CARD + 5).encode(), answer.rows
+    else:
+        assert answer.rows == rows, answer.rows
