@@ -12,6 +12,11 @@ its sessions under the token's SHA-256: each spelling opened a session of its ow
 its own limits and its own approvals, and anything that remembers a token by its text
 (a deny list, a 'this token was seen' cache) missed the others. Every segment must now
 be the one base64url text of its bytes (RFC 7515 §2 / RFC 4648 §5 canonical).
+
+Likewise a header with `crit` (extensions the reader must understand, RFC 7515 §4.1.11)
+verified under PyJWT 2.10.1, which ignored it; this PDP understands none: refused.
+Both held on HEAD with the PyJWT installed here (2.15.1 checks them itself) and failed
+with 2.10.1, the oldest this module imports with (pyproject allows >=2.8).
 """
 
 from __future__ import annotations
@@ -100,3 +105,20 @@ async def test_the_postgres_proxy_takes_only_the_tokens_own_text(tmp_path):
         with pytest.raises(asyncpg.PostgresError) as refused:
             await asyncpg.connect(gw.dsn(variant))
         assert "malformed token" in str(refused.value), refused.value
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"crit": ["x-never"], "x-never": 1},
+        {"crit": ["exp"], "exp": 1},
+        {"crit": ["b64"], "b64": True},
+        {"crit": []},
+    ],
+    ids=["unknown", "exp", "b64-true", "empty"],
+)
+async def test_a_critical_extension_is_refused(idp, verifier, headers):
+    with pytest.raises(TokenRejected) as info:
+        await verifier.verify(idp.token(headers=headers))
+    # the PDP's own refusal, not the library's (PyJWT 2.10.1 accepted all four)
+    assert info.value.reason == "token header names a critical extension"

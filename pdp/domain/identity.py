@@ -583,16 +583,22 @@ def _read_header(token: Any) -> dict[str, Any]:
         # (keyed on the token's text) and a miss for anything that remembers tokens
         raise TokenRejected("malformed token")
     try:
-        segments = [_canonical_segment(segment) for segment in token.split(".")]
-        header = jwt.get_unverified_header(token)
-        for segment in segments[:2]:
+        header, claims = (
             # one member named twice: PyJWT keeps the last, another reader the first
-            if not _carriable(json.loads(segment, object_pairs_hook=_unique)):
-                # OpenSession failed inside the PDP (records are JSON without NaN, the
-                # wire UTF-8): an internal error where the token proves nothing
-                raise ValueError("not JSON every reader reads alike")
-    except (jwt.PyJWTError, RecursionError, ValueError, TypeError):
+            json.loads(_canonical_segment(segment), object_pairs_hook=_unique)
+            for segment in token.split(".")[:2]
+        )
+        _canonical_segment(token.rsplit(".", 1)[1])
+    except (RecursionError, ValueError, TypeError):
         raise TokenRejected("malformed token") from None
+    if not isinstance(header, dict) or not _carriable(header) or not _carriable(claims):
+        # NaN, 1e400, a lone surrogate: OpenSession failed inside the PDP (records are
+        # JSON without NaN, the wire UTF-8), an internal error where the token proves nothing
+        raise TokenRejected("malformed token")
+    if "crit" in header:
+        # RFC 7515 §4.1.11: a token naming an extension its reader must understand is
+        # refused by a reader that understands none (PyJWT 2.10.1 read past it)
+        raise TokenRejected("token header names a critical extension")
     alg = header.get("alg")
     if not isinstance(alg, str) or not alg:
         raise TokenRejected("token header names no algorithm")
@@ -606,7 +612,7 @@ def _canonical_segment(segment: str) -> bytes:
     """The bytes of a segment that is their one base64url text (else ValueError).
 
     Python's base64 skips characters outside the alphabet and ignores the unused low
-    bits of the last character, and PyJWT before 2.10 decoded segments with it: the
+    bits of the last character, and PyJWT 2.10.1 decoded segments with it: the
     signature, which does not cover its own segment, then had many texts ('!' anywhere,
     a last character differing in unused bits), each a token of its own to whatever
     remembers tokens by text (the HTTP proxy's sessions)."""
