@@ -20,6 +20,7 @@ from adversary import Answer, Arena, RawClient, assert_no_secret, ready_client, 
 from pg_harness import running_gateway
 
 from pdp.domain.approvals import ApprovalRefused
+from proxies.postgres import codec
 
 # the approver of the approval round trips
 SAM = {"subject": "sam@example.com", "groups": ["security"], "issuer": "portcullis-dev"}
@@ -74,6 +75,28 @@ def assert_refused(c: RawClient, sql: str, because: str) -> Answer:
     assert_no_secret(answer)
     assert answer.errors and because in answer.errors[0], answer.messages
     return answer
+
+
+def code_ran(answer: Answer, marker: str) -> bool:
+    """The database's code ran: its NOTICE (withheld or not) came back, or the
+    application_name it set to `marker` was reported."""
+    return any(
+        isinstance(m, codec.NoticeResponse)
+        or (isinstance(m, codec.ParameterStatus) and m.value == marker)
+        for m in answer.messages
+    )
+
+
+def assert_read_refused_unrun(arena: Arena, groups: tuple[str, ...], marker: str, sql: str) -> None:
+    """A client of `groups` (application_name `marker`) sends `sql`: denied by policy, and
+    the database's code did not run."""
+    c = ready_client(arena, groups, marker)
+    try:
+        answer = c.query(sql)
+        assert answer.errors and "denied by policy" in answer.errors[0], answer.messages
+        assert not code_ran(answer, marker), answer.messages
+    finally:
+        c.close()
 
 
 async def pending_approval(gw: Any, other_than: set[str]) -> str:

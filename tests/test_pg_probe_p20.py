@@ -26,8 +26,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 from adversary import Answer, Arena, ready_client, running_arena
-
-from proxies.postgres import codec
+from pg_probe_stack import code_ran
 
 pytestmark = pytest.mark.integration
 
@@ -105,16 +104,6 @@ def made(arena: Arena) -> Iterator[None]:
         admin.execute(UNMADE)
 
 
-def ran(answer: Answer) -> bool:
-    """The database's code ran: its NOTICE (withheld or not), or the application_name it
-    set reported."""
-    return any(
-        isinstance(m, codec.NoticeResponse)
-        or (isinstance(m, codec.ParameterStatus) and m.value == "p20")
-        for m in answer.messages
-    )
-
-
 def watched(arena: Arena) -> None:
     """The proxy's catalogue watch has polled once more, columns and built-in rows too."""
     watch = arena.proxy.knowledge(arena.database).catalog
@@ -124,7 +113,7 @@ def watched(arena: Arena) -> None:
 def assert_denied_unrun(answer: Answer) -> None:
     assert answer.errors and "denied by policy" in answer.errors[0], answer.messages
     assert "operator family" in answer.errors[0], answer.errors
-    assert not ran(answer), answer.messages
+    assert not code_ran(answer, "p20"), answer.messages
     assert not answer.rows
 
 

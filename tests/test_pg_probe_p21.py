@@ -17,9 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from adversary import Answer, Arena, ready_client, running_arena
-
-from proxies.postgres import codec
+from adversary import Arena, ready_client, running_arena
+from pg_probe_stack import code_ran
 
 pytestmark = pytest.mark.integration
 
@@ -54,14 +53,6 @@ def arena(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Arena]:
         yield gateway
 
 
-def ran(answer: Answer) -> bool:
-    return any(
-        isinstance(m, codec.NoticeResponse)
-        or (isinstance(m, codec.ParameterStatus) and m.value == "p21")
-        for m in answer.messages
-    )
-
-
 @pytest.mark.parametrize("sql", READS)
 @pytest.mark.parametrize("groups", [("readonly",), ("dba",)], ids=["reader", "masked dba"])
 def test_a_built_in_ranges_subtype_class_given_the_databases_code_runs_in_no_read(
@@ -75,7 +66,7 @@ def test_a_built_in_ranges_subtype_class_given_the_databases_code_runs_in_no_rea
             answer = c.query(sql)
             assert answer.errors and "denied by policy" in answer.errors[0], answer.messages
             assert "int4range <-> text by public.p21_cmp" in answer.errors[0]
-            assert not ran(answer) and not answer.rows, answer.messages
+            assert not code_ran(answer, "p21") and not answer.rows, answer.messages
         finally:
             c.close()
     finally:
