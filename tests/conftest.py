@@ -31,6 +31,27 @@ def pg_database() -> Iterator[str]:
         drop_later(name, admin_dsn=PG_ADMIN_DSN)  # in the background: tests/pg_drops.py
 
 
+@pytest.fixture
+async def idp():  # type: ignore[no-untyped-def]
+    """A real OIDC issuer (tests/oidc_issuer.py) on a free port: discovery, JWKS, tokens."""
+    from tests.oidc_issuer import OIDCIssuer
+
+    issuer = OIDCIssuer()
+    await issuer.start()
+    yield issuer
+    await issuer.stop()
+
+
+@pytest.fixture
+async def verifier(idp):  # type: ignore[no-untyped-def]
+    """The PDP's token verifier on `idp`, RS256 and ES256."""
+    from pdp.domain.identity import TokenVerifier
+
+    made = TokenVerifier(idp.settings(algorithms=["RS256", "ES256"]))
+    yield made
+    await made.close()
+
+
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Iterator[None]:
     """The scratch databases handed to tests/pg_drops.py are dropped before the run ends;

@@ -28,17 +28,8 @@ from pdp.domain.identity import (
     parse_ttl,
 )
 from portcullis.config import IdentitySettings
-from tests.oidc_issuer import OIDCIssuer
 
 SECRET = "a-shared-secret-long-enough-for-hs512-" + "0123456789abcdef" * 2
-
-
-@pytest.fixture
-async def idp():
-    issuer = OIDCIssuer()
-    await issuer.start()
-    yield issuer
-    await issuer.stop()
 
 
 @pytest.fixture

@@ -35,21 +35,6 @@ from pdp.domain.identity import DevIssuer, TokenRejected, TokenVerifier
 from tests.oidc_issuer import OIDCIssuer
 
 
-@pytest.fixture
-async def idp():
-    issuer = OIDCIssuer()
-    await issuer.start()
-    yield issuer
-    await issuer.stop()
-
-
-@pytest.fixture
-async def verifier(idp):
-    made = TokenVerifier(idp.settings(algorithms=["RS256", "ES256"]))
-    yield made
-    await made.close()
-
-
 async def reason(verifier: TokenVerifier, tok: str) -> str:
     with pytest.raises(TokenRejected) as info:
         await verifier.verify(tok)

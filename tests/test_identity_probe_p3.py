@@ -27,25 +27,9 @@ import pytest
 from pdp_harness import open_session, pdp_config, pdp_stub, running_pdp, token
 from pg_harness import running_gateway
 
-from pdp.domain.identity import TokenRejected, TokenVerifier
-from tests.oidc_issuer import OIDCIssuer
+from pdp.domain.identity import TokenRejected
 
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-
-
-@pytest.fixture
-async def idp():
-    issuer = OIDCIssuer()
-    await issuer.start()
-    yield issuer
-    await issuer.stop()
-
-
-@pytest.fixture
-async def verifier(idp):
-    made = TokenVerifier(idp.settings(algorithms=["RS256", "ES256"]))
-    yield made
-    await made.close()
 
 
 def same_bits_last_char(segment: str) -> str:
