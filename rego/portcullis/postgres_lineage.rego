@@ -778,6 +778,17 @@ pg_questioned_predicate(p) if {
 	not data.portcullis.postgres.plain_text_columns[p.column]
 }
 
+# ...and so is a wide number column (the proxy lists it as carrying "0": a card kept as a
+# bigint is sent as NULL, the value detectors reading it as one): `num > 4111111111111110`,
+# `ORDER BY num` beside a constant, `num % 1000 = 111` ask about the number they masked,
+# a row count at a time. Unless postgres.plain_number_columns lists the name (ids, counts,
+# amounts), or the database fills the column (identity, nextval(): never listed).
+pg_questioned_predicate(p) if {
+	not p.keyed
+	p.use != "partial"
+	pg_wide_number(p.column)
+}
+
 # min(note) / max(note) (lineage's "choice") return one of the values as it is, chosen by
 # comparing them: beside a constant (`max(x) FROM (SELECT note x ... UNION ALL SELECT
 # 'SSN: 07')`) whether the constant or the note (its number masked) comes back answers `>`.
@@ -793,6 +804,16 @@ pg_lineage_unindexed contains pg_predicate_reason(p) if {
 	not pii_reader
 }
 
+pg_lineage_unindexed contains pg_predicate_reason(p) if {
+	some s in input.command.postgres.statements
+	some p in s.predicates
+	p.use == "choice"
+	not p.keyed
+	pg_wide_number(p.column)
+	not pg_sensitive_column(p.column)
+	not pii_reader
+}
+
 pg_sensitive_predicate(column) if pg_sensitive_column(column)
 
 pg_sensitive_predicate("*")
@@ -804,6 +825,9 @@ pg_sensitive_predicate("*")
 
 pg_predicate_reason(p) := sprintf("a whole row used in a condition or ordering (%s) may reveal sensitive columns: denied to everyone not in pii-readers", [p.use]) if {
 	p.column == "*"
+} else := sprintf("%s use of number column %s in a condition or ordering answers questions about a card number the value detectors mask when it is selected: denied to everyone not in pii-readers (list the column in postgres.plain_number_columns if it holds none)", [p.use, p.column]) if {
+	not pg_sensitive_column(p.column)
+	pg_wide_number(p.column)
 } else := sprintf("%s use of free-text column %s in a condition or ordering answers questions about what the value detectors mask inside its text: denied to everyone not in pii-readers (list the column in postgres.plain_text_columns if it holds no such text)", [p.use, p.column]) if {
 	not pg_sensitive_column(p.column)
 	not "{}" in object.get(input.command.postgres.view_columns, p.column, [])

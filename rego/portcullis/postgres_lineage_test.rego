@@ -921,3 +921,25 @@ test_a_number_computed_from_a_wide_number_column_is_not_stored if {
 		not contains(r, "computed by arithmetic")
 	}
 }
+
+# a question about a wide number column (range, order, choice; equality as the oracle
+# setting says) is a sensitive column's, unless postgres.plain_number_columns lists it
+number_predicate_input(groups, predicates) := object.union(
+	pg_input(groups, [selecting([], predicates)]),
+	{"command": {"postgres": {"view_columns": {"num": ["0"], "id": ["0"]}}}},
+)
+
+test_a_question_about_a_wide_number_is_denied if {
+	every use in ["range", "order", "other", "choice"] {
+		d := portcullis.decision with input as number_predicate_input(["readonly"], [{"column": "num", "use": use}])
+		d.verdict == "deny"
+		some r in d.reasons
+		contains(r, sprintf("%s use of number column num", [use]))
+	}
+	i := number_predicate_input(["readonly"], [{"column": "num", "use": "equality"}])
+	portcullis.decision.verdict == "mask" with input as i
+	portcullis.decision.verdict == "deny" with input as i with data.portcullis.oracle.equality as false
+	portcullis.decision.verdict != "deny" with input as number_predicate_input(["readonly"], [{"column": "id", "use": "range"}])
+	portcullis.decision.verdict != "deny" with input as number_predicate_input(["readonly"], [{"column": "num", "use": "partial"}])
+	portcullis.decision.verdict != "deny" with input as number_predicate_input(["pii-readers"], [{"column": "num", "use": "order"}])
+}
