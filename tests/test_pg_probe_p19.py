@@ -152,7 +152,9 @@ INSERT INTO bookings SELECT g, ('[' || g || ',' || (g + 3) || ')')::public.slot
   FROM generate_series(1, 2000) g;
 INSERT INTO wrapped SELECT id, during, ARRAY[during], ROW(during)::public.holder,
   public.slot_multirange(during) FROM bookings;
-CREATE TABLE spans (id int, during numrange);
+-- (amount: a numrange may hold a card, so questions about it are refused unless its name is
+-- in postgres.plain_number_columns, which ships amount; pgmask8)
+CREATE TABLE spans (id int, amount numrange);
 INSERT INTO spans SELECT g, numrange(g, g + 3) FROM generate_series(1, 2000) g;
 ANALYZE bookings; ANALYZE wrapped; ANALYZE spans;
 """
@@ -200,7 +202,7 @@ def test_a_range_types_subtype_diff_is_judged_where_its_columns_are_read(ranges,
 def test_a_built_in_range_given_the_databases_code_is_judged_everywhere(ranges) -> None:
     before = ready_client(ranges, ("readonly",), "p19")
     try:
-        assert not before.query("SELECT count(*) FROM spans WHERE during && '[1,5)'").errors
+        assert not before.query("SELECT count(*) FROM spans WHERE amount && '[1,5)'").errors
     finally:
         before.close()
     with ranges.admin() as a:
@@ -211,7 +213,7 @@ def test_a_built_in_range_given_the_databases_code_is_judged_everywhere(ranges) 
     try:
         c = ready_client(ranges, ("readonly",), "p19")
         try:
-            answer = c.query("SELECT count(*) FROM spans WHERE during && '[1,5)'")
+            answer = c.query("SELECT count(*) FROM spans WHERE amount && '[1,5)'")
             assert answer.errors and "denied by policy" in answer.errors[0], answer.messages
             assert c.show("application_name") != "p19ndiff"
         finally:

@@ -76,6 +76,51 @@ _TYPE_NAMES = frozenset(
     .split("|")
 )
 # a type name with a type modifier and array brackets: character varying(3)[]
+# The names of a statement's parts the parser gives its messages untranslated
+# (ParseExprKindName in PostgreSQL 15's parse_expr.c: `aggregate functions are not allowed
+# in GROUP BY`, `set-returning functions are not allowed in WHERE`): the server's words, no
+# value's, so an argument equal to one is kept.
+_CLAUSE_NAMES = frozenset(
+    (
+        "JOIN/ON",
+        "JOIN/USING",
+        "sub-SELECT in FROM",
+        "function in FROM",
+        "WHERE",
+        "POLICY",
+        "HAVING",
+        "FILTER",
+        "window PARTITION BY",
+        "window ORDER BY",
+        "window RANGE",
+        "window ROWS",
+        "window GROUPS",
+        "SELECT",
+        "INSERT",
+        "UPDATE",
+        "MERGE WHEN",
+        "GROUP BY",
+        "ORDER BY",
+        "DISTINCT ON",
+        "LIMIT",
+        "OFFSET",
+        "RETURNING",
+        "VALUES",
+        "CHECK",
+        "DEFAULT",
+        "index expression",
+        "index predicate",
+        "statistics expression",
+        "USING",
+        "EXECUTE",
+        "WHEN",
+        "partition bound",
+        "PARTITION BY",
+        "CALL",
+        "GENERATED AS",
+        "CYCLE",
+    )
+)
 _TYPE = re.compile(r"(?P<name>[a-z0-9_ \"]+?)(?:\(\d{1,4}(?:,\d{1,4})?\))?(?:\[\])*")
 
 
@@ -175,9 +220,10 @@ class Catalogue:
         return None
 
     def _kept(self, argument: str) -> bool:
-        """An argument shown as it is: a built-in type's name, or one of the server's own
-        texts that takes no argument (`syntax error` in `%s at or near "%s"`)."""
-        if argument in self._constants:
+        """An argument shown as it is: a built-in type's name, a statement part's name
+        (`GROUP BY`), or one of the server's own texts that takes no argument (`syntax
+        error` in `%s at or near "%s"`)."""
+        if argument in self._constants or argument in _CLAUSE_NAMES:
             return True
         found = _TYPE.fullmatch(argument)
         return found is not None and found["name"] in _TYPE_NAMES
