@@ -27,12 +27,17 @@ pytestmark = pytest.mark.integration
 
 CARD = 4111111111111111
 HELD = f"""
+CREATE TABLE p10_lots (lot bigserial PRIMARY KEY);
+INSERT INTO p10_lots DEFAULT VALUES;
+INSERT INTO p10_lots DEFAULT VALUES;
 CREATE TABLE p10_cards (k int, num bigint, wide numeric, f float8, m money,
   fee numeric(10,2), small int4, amount_cents bigint, seq bigserial,
-  ident bigint GENERATED ALWAYS AS IDENTITY);
-INSERT INTO p10_cards (k, num, wide, f, m, fee, small, amount_cents) VALUES
-  (1, {CARD}, {CARD}, {CARD}, {CARD}, 12.50, 7, 1250),
-  (2, 5, 5, 5, 5, 2.25, 3, 250);
+  ident bigint GENERATED ALWAYS AS IDENTITY, lot bigint REFERENCES p10_lots, held bigint);
+INSERT INTO p10_cards (k, num, wide, f, m, fee, small, amount_cents, lot, held) VALUES
+  (1, {CARD}, {CARD}, {CARD}, {CARD}, 12.50, 7, 1250, 1, {CARD}),
+  (2, 5, 5, 5, 5, 2.25, 3, 250, 2, 5);
+-- a foreign key not validated: the rows it never checked may hold anything
+ALTER TABLE p10_cards ADD CONSTRAINT p10_held FOREIGN KEY (held) REFERENCES p10_lots NOT VALID;
 """
 
 arena = arena_fixture(HELD)
@@ -58,6 +63,7 @@ PROBES = [
     "SELECT x - 1 FROM (SELECT num AS x FROM p10_cards WHERE k = 1) s",
     "SELECT coalesce(num, 0) * 2 FROM p10_cards WHERE k = 1",
     "SELECT -num FROM p10_cards WHERE k = 1",
+    "SELECT held - 1 FROM p10_cards WHERE k = 1",
     "SELECT num - 1 AS amount_cents FROM p10_cards WHERE k = 1",
     "SELECT (SELECT num - 1 FROM p10_cards WHERE k = 1)",
     "WITH c AS (SELECT num - 1 AS x FROM p10_cards WHERE k = 1) SELECT x FROM c",
@@ -111,6 +117,8 @@ def test_a_pii_reader_gets_the_arithmetic(arena) -> None:
         ("SELECT sum(amount_cents) FROM p10_cards", [[b"1500"]]),
         # values the database made: a bigserial and an identity column
         ("SELECT max(seq) + 1, max(ident) + 1 FROM p10_cards", [[b"3", b"3"]]),
+        # a validated foreign key's values come from such a column (an order's customer_id)
+        ("SELECT max(lot) + 1 FROM p10_cards WHERE lot > 0", [[b"3"]]),
         # a wide column selected as it is: the detectors judge it, as before
         ("SELECT num, num::text FROM p10_cards WHERE k = 2", [[b"5", b"5"]]),
         # the number beside masked arithmetic comes back
@@ -138,6 +146,8 @@ def test_ordinary_number_queries_come_back(reader, sql, rows) -> None:
         f"SELECT count(*) FROM p10_cards WHERE f > {CARD - 1}",
         f"SELECT max(x) FROM (SELECT num AS x FROM p10_cards UNION ALL SELECT {CARD - 1}) s",
         "SELECT max(num - 1) FROM p10_cards",
+        # a foreign key NOT VALID never checked the rows it found
+        f"SELECT count(*) FROM p10_cards WHERE held > {CARD - 1}",
     ],
 )
 def test_a_question_about_a_wide_number_column_is_refused(reader, sql) -> None:

@@ -177,7 +177,8 @@ _STRING = "({t}.typcategory = 'S' AND {t}.oid <> 19)"
 # number they cannot tell from any. Listed to the policy as a column carrying NUMBER, whose
 # arithmetic it masks whole unless the team lists the name as holding none
 # (postgres.plain_number_columns). Not a column whose values the database makes (GENERATED
-# AS IDENTITY, a nextval default: bigserial), which holds no number anyone stored.
+# AS IDENTITY, a nextval default: bigserial) nor one a validated foreign key fills from
+# such a column, which hold no number anyone stored.
 NUMBER = "0"
 # int8, float8, money (numeric by its typmod); int8range, numrange and their multiranges
 _WIDE_NUMBERS = "20, 701, 790"
@@ -193,10 +194,18 @@ _NUMBER = (
 )
 # a column the database fills: an identity column, or one whose default is nextval()
 # (function 1574, read from the stored tree: pg_get_expr deparses it, ~10 µs a column)
-_MADE_BY_DATABASE = (
-    "(a.attidentity <> '' OR EXISTS (SELECT 1 FROM pg_catalog.pg_attrdef ad"
-    " WHERE ad.adrelid = a.attrelid AND ad.adnum = a.attnum"
+_FILLED = (
+    "(@.attidentity <> '' OR EXISTS (SELECT 1 FROM pg_catalog.pg_attrdef ad"
+    " WHERE ad.adrelid = @.attrelid AND ad.adnum = @.attnum"
     " AND ad.adbin::text LIKE '{FUNCEXPR :funcid 1574 %'))"
+)
+# ... or a column whose values a validated one-column foreign key takes from such a column
+# (an order's customer_id: every value is one the database made for customers.id)
+_MADE_BY_DATABASE = (
+    "(" + _FILLED.replace("@", "a") + " OR EXISTS (SELECT 1 FROM pg_catalog.pg_constraint fk"
+    " JOIN pg_catalog.pg_attribute r ON r.attrelid = fk.confrelid AND r.attnum = fk.confkey[1]"
+    " WHERE fk.contype = 'f' AND fk.convalidated AND fk.conrelid = a.attrelid"
+    " AND fk.conkey = ARRAY[a.attnum]::int2[] AND " + _FILLED.replace("@", "r") + "))"
 )
 
 
