@@ -277,6 +277,9 @@ class Enforcer:
         self.tracker = tracker
         self.known = known
         self._reuse = known  # known() while the catalogue cannot be read (facts_unknown)
+        # the text now() found no reusable verdict for (known() answered None), for the
+        # ask() that follows: its steps do not look it up again (_ruling)
+        self._missed: str | None = None
         self.halted = halted
         self.revision = revision
         # bytes for the upstream server, in order: the runtime writes them at once
@@ -759,16 +762,28 @@ class Enforcer:
         to settle, a reused verdict, no COPY source to describe; else None."""
         if self.tracker.queue and self._must_settle(sql):  # (nothing owed: nothing to settle)
             return None
-        ruling = self._known(sql, protocol)
+        attributes, key = self._command(protocol)  # _known(), spelt out: a miss is noted
+        found = self.known("postgres.query", sql, shaped, attributes, key)
+        if found is None:
+            self._missed = sql
+            return None
+        ruling = self._reused(found, sql, protocol)
         if ruling is None or (ruling.kind is VerdictKind.MASK and self._copies_masked(ruling)):
             return None
         return ruling
 
     def _ruling(self, sql: str, protocol: str) -> _Asking:
-        """A statement's verdict after whatever it must wait for (_ruling_now's None)."""
+        """A statement's verdict after whatever it must wait for (_ruling_now's None).
+        When now() just found no reusable verdict for it and nothing was waited for, the
+        session is not asked again before the Decide: only the session's decide() stores
+        a verdict in its cache, and the Decide's own lookup (the driver's, or decide()'s)
+        checks again whether the session is open and its recording has room."""
+        missed = self._missed is sql
+        self._missed = None
         if self._must_settle(sql):
             yield _SETTLE
-        ruling = self._known(sql, protocol)
+            missed = False
+        ruling = None if missed else self._known(sql, protocol)
         if ruling is None:
             ruling = yield from self._decide(sql, protocol)
         if self._copies_masked(ruling):
@@ -807,6 +822,7 @@ class Enforcer:
             command = self._command("simple")
         ruling = self.known("postgres.query", sql, shaped, command[0], command[1])
         if ruling is None:
+            self._missed = sql  # (ask() does not look it up again)
             return False
         if (
             ruling.kind is not VerdictKind.ALLOW

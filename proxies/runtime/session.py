@@ -593,13 +593,18 @@ class ProxySession:
         attributes: dict[str, Any] | None = None,
         shape_of: Callable[[str], str | None] | None = None,
         key: str | None = None,
+        *,
+        looked_up: bool = False,
     ) -> Ruling:
         """The verdict for one command: from the cache when the policy allowed it, else the
-        PDP (`key` as ruling_now's)."""
+        PDP (`key` as ruling_now's). looked_up: the caller's ruling_now() for this command
+        answered None just now, with nothing awaited since: not asked again (its answer,
+        and the recorder's admit(), would be the same)."""
         in_session()  # (a connection reusing a session opened on another, as HTTP's do)
-        known = self.ruling_now(kind, raw, shape_of, attributes, key)
-        if known is not None:
-            return known
+        if not looked_up:
+            known = self.ruling_now(kind, raw, shape_of, attributes, key)
+            if known is not None:
+                return known
         assert self.grant is not None
         runtime = self.runtime
         whole = self._oversized(raw)
@@ -661,10 +666,13 @@ class ProxySession:
         attributes: dict[str, Any] | None,
         shape_of: Callable[[str], str | None] | None,
         tell: Callable[[str], None],
+        *,
+        looked_up: bool = False,
     ) -> Ruling:
         """decide(), and when a person must approve: tell the client, wait for the decision
-        (up to the PDP's approvals.timeout_seconds), and decide again once approved."""
-        ruling = await self.decide(kind, raw, attributes, shape_of)
+        (up to the PDP's approvals.timeout_seconds), and decide again once approved
+        (looked_up as decide()'s)."""
+        ruling = await self.decide(kind, raw, attributes, shape_of, looked_up=looked_up)
         return await self.wait_if_held(ruling, kind, raw, attributes, tell)
 
     async def wait_if_held(
