@@ -817,7 +817,8 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         held = gate.kind is VerdictKind.REQUIRE_APPROVAL
         gate = await self.wait_if_held(session, gate, "ssh.shell", "", terminal)
         if not gate.verdict.allowed:
-            await _withdraw(session, command, "the command's terminal was refused")
+            if not self._shared(command.approval_id):
+                await _withdraw(session, command, "the command's terminal was refused")
             return Ruling(
                 Verdict.deny(TERMINAL_REFUSED + "; ".join(gate.verdict.reasons)),
                 gate.decision_id,
@@ -866,7 +867,8 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         if ruling.kind is not VerdictKind.REQUIRE_APPROVAL or not ruling.approval_id:
             return ruling
         if self.given_up:
-            return await _withdrawn(session, ruling.approval_id, ruling, self.given_up)
+            kept = self._shared(ruling.approval_id)
+            return await _withdrawn(session, ruling.approval_id, ruling, self.given_up, kept)
         return await self._held_by(
             session,
             ruling.approval_id,
@@ -889,7 +891,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             # this channel's own task stopped under the wait (an SFTP relay stopped as its
             # channel closes, which may come before the wait's own end): the request is
             # withdrawn all the same, never left pending for approvers
-            if not held.done() or held.cancelled():
+            if (not held.done() or held.cancelled()) and not self._shared(self._approval):
                 _withdrawal(session, self._approval, self.given_up or "the channel closed")
             raise
         finally:
@@ -898,7 +900,22 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         if not held.cancelled():
             return held.result()  # type: ignore[no-any-return]
         why = self.given_up or "the client gave up waiting"
-        return await _withdrawn(session, self._approval, Ruling(Verdict.deny(why)), why)
+        kept = self._shared(self._approval)
+        return await _withdrawn(session, self._approval, Ruling(Verdict.deny(why)), why, kept)
+
+    def _shared(self, approval_id: str | None) -> bool:
+        """Another channel of the session waits for the same request: the PDP gives a
+        session one pending request per command (a second channel running the same line
+        while the first waits is told the first's id). This channel giving up leaves it
+        pending for the other; the last one waiting withdraws it. (Withdrawn whenever one
+        gave up, Ctrl-C on a second `df /t*` denied the first as withdrawn.)"""
+        return bool(approval_id) and any(
+            other is not self
+            and other._approval == approval_id
+            and other._held is not None
+            and not other.given_up
+            for other in self.client.channels
+        )
 
     def _announcing(self, tell: Any) -> Any:
         """The client told of its approval wait (the session's message, naming the request),
@@ -1080,9 +1097,23 @@ async def _withdraw(session: Any, ruling: Ruling, why: str) -> None:
         await session.runtime.pdp.withdraw_approval(grant.session_id, ruling.approval_id, why)
 
 
-async def _withdrawn(session: Any, approval_id: str, ruling: Ruling, why: str) -> Ruling:
+async def _withdrawn(
+    session: Any, approval_id: str, ruling: Ruling, why: str, kept: bool = False
+) -> Ruling:
     """The denial of a command whose client gave up waiting for a person's approval, once
-    its request is withdrawn (no approver is asked about it any more)."""
+    its request is withdrawn (no approver is asked about it any more); or, `kept`, left
+    pending for another channel of the session waiting for it (Channel._shared)."""
+    if kept:
+        return Ruling(
+            Verdict.deny(
+                f"cancelled by the client: approval request {approval_id} left pending: "
+                "another channel of this session waits for it"
+            ),
+            ruling.decision_id,
+            ruling.policy_revision,
+            approval_id=approval_id,
+            canceled=True,
+        )
     withdrawn = False
     withdrawal = _withdrawal(session, approval_id, why)
     if withdrawal is not None:
