@@ -9,7 +9,6 @@ only what sshd sets itself. Passes on HEAD: a regression guard.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 import test_ssh_proxy
