@@ -57,8 +57,8 @@ async def test_an_uncached_statement_is_looked_up_once_per_step_that_needs_it(
             assert gw.pdp.decider.stats.total - decided == 4
         finally:
             await conn.close()
-    # per statement: now()'s lookup, the driver's before it asks the catalogue alongside,
-    # and decide()'s own (the enforcer's steps no longer ask again what now() just did);
-    # a prepared run's Execute also asks the recorder right before it is forwarded
-    assert simple == {"ruling_now": 4 * 3, "admit": 4 * 3}
-    assert prepared == {"ruling_now": 4 * 3, "admit": 4 * 4}
+    # per statement: now()'s lookup and the Decide's before the PDP is asked (the driver's,
+    # which decide() does not repeat); a prepared run's Execute also asks the recorder
+    # right before it is forwarded
+    assert simple == {"ruling_now": 4 * 2, "admit": 4 * 2}
+    assert prepared == {"ruling_now": 4 * 2, "admit": 4 * 3}

@@ -145,6 +145,7 @@ class EnforcerDriver:
         fresh = self.fresh_facts
         if fresh is None:
             return await self._decided(request)
+        looked_up = False
         if not self.enforcer.unsure:
             known = self.session.ruling_now(
                 request.kind, request.raw, request.shape_of, request.attributes
@@ -158,9 +159,10 @@ class EnforcerDriver:
                         known, request.kind, request.raw, request.attributes, self._tell
                     )
                 return known
-        polled = asyncio.ensure_future(fresh())
+            looked_up = True  # (nothing awaited before decide(): not looked up again)
+        polled = asyncio.ensure_future(fresh())  # (runs once this task waits)
         self.waited = False
-        ruling = await self._decided(request)
+        ruling = await self._decided(request, looked_up)
         newer = await polled
         again = 0
         while True:
@@ -184,13 +186,19 @@ class EnforcerDriver:
         attributes = self.enforcer.with_facts(request.kind, request.attributes)
         return replace(request, attributes=attributes)
 
-    async def _decided(self, request: Decide) -> Any:
+    async def _decided(self, request: Decide, looked_up: bool = False) -> Any:
+        """The session's decision (looked_up: its ruling_now() answered None just now)."""
         if request.may_wait:
             return await self.session.decide_or_wait(
-                request.kind, request.raw, request.attributes, request.shape_of, self._tell
+                request.kind,
+                request.raw,
+                request.attributes,
+                request.shape_of,
+                self._tell,
+                looked_up=looked_up,
             )
         return await self.session.decide(
-            request.kind, request.raw, request.attributes, request.shape_of
+            request.kind, request.raw, request.attributes, request.shape_of, looked_up=looked_up
         )
 
     def _tell(self, text: str) -> None:
