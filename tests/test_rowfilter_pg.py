@@ -263,6 +263,28 @@ async def test_a_reused_verdict_runs_each_statements_own_literals_filtered(tmp_p
         assert 0 < len(asked) < 5  # the others were the proxy's, from the shape's rewrite
 
 
+async def test_a_reused_verdict_whose_literals_cannot_be_put_back_is_decided_anew(
+    tmp_path, monkeypatch
+):
+    """When a statement's literals cannot be put back into its shape's rewrite (fill()
+    answers None), the PDP decides its very text: the Decide's own lookup found the
+    shape's verdict again and ran its rewrite as the first statement filled it (the
+    second query answered the first's rows)."""
+    import proxies.postgres.enforcer as enforcer
+
+    monkeypatch.setattr(enforcer, "fill", lambda rewrite, sql: None)
+    async with running_gateway(tmp_path, policies=_policies(tmp_path)) as gw:
+        _prepare(gw)
+        conn = await asyncpg.connect(gw.dsn(_token(gw, "acme")))
+        try:
+            for n in (1, 2, 3):
+                rows = await conn.fetch(f"SELECT id, tenant_id FROM accounts WHERE id >= {n}")
+                assert {r["tenant_id"] for r in rows} == {"acme"}
+                assert sorted(r["id"] for r in rows) == [i for i in (1, 3) if i >= n], n
+        finally:
+            await conn.close()
+
+
 async def _pending(gw) -> str:
     for _ in range(200):
         pending = [r for r in gw.pdp.approvals.requests.values() if r.state == "pending"]

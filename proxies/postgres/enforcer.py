@@ -531,10 +531,19 @@ class Enforcer:
     def _decide(
         self, sql: str, protocol: str, parameters: list[str | dict[str, Any]] | None = None
     ) -> _Asking:
-        """Ask for a statement's verdict; a person may have to approve it (waited for)."""
-        ruling = yield Decide(
-            "postgres.query", sql, self._attributes(protocol, parameters), shaped, True
-        )
+        """Ask for a statement's verdict; a person may have to approve it (waited for).
+        A row-filtered verdict the Decide found reused for the statement's shape is
+        refilled with its literals; when they cannot be put back (the lookup before the
+        Decide said so too), the PDP decides this very text: never the shape's rewrite
+        as another statement filled it."""
+        attributes = self._attributes(protocol, parameters)
+        ruling = yield Decide("postgres.query", sql, attributes, shaped, True)
+        if ruling.rewritten and ruling.cached:
+            refilled = self._refilled(ruling, sql, protocol)
+            if refilled is None:
+                ruling = yield Decide("postgres.query", sql, attributes, None, True)
+            else:
+                ruling = refilled
         return self._vetted(ruling)
 
     def _known(self, sql: str, protocol: str) -> Ruling | None:
