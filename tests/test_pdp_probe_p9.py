@@ -69,8 +69,13 @@ async def test_nobody_approves_their_own_request_under_a_variant_of_their_name(t
                     token=twin, approval_id=asked.approval_id, approve=True, reason="me"
                 )
             )
-        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
-        assert "own request" in str(refused.value.details())
+        if "\u200b" in namesake:
+            # a format character in a subject: the token itself is refused (93c2e77)
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            assert "control character" in str(refused.value.details())
+        else:
+            assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert "own request" in str(refused.value.details())
         assert pdp.approvals.requests[asked.approval_id].state == "pending"
 
 
