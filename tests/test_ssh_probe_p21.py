@@ -46,6 +46,25 @@ def test_an_option_given_twice_does_not_read(tmp_path: Path, options: str) -> No
         parse_line(f"{options} {key}")
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        'subject="eve\u202emoc.elpmaxe@ecila"',  # displays as alice's address
+        'subject="ali\u200bce@example.com"',  # a zero-width space inside
+        'subject="kim\x00@x.org"',  # a NUL the store refuses
+        'subject="kim@x.org",groups="reader\u2028dba"',  # a line separator in a group
+    ],
+)
+def test_a_name_holding_a_control_or_format_character_does_not_read(
+    tmp_path: Path, options: str
+) -> None:
+    """As a token's subject and groups are (identity.py): a mapping line whose subject or
+    group prints as someone else's, or holds what the store refuses, is not read."""
+    key = (keygen(tmp_path / "k", "c").with_suffix(".pub")).read_text().strip()
+    with pytest.raises(ValueError, match="control or format character"):
+        parse_line(f"{options} {key}")
+
+
 def test_the_file_holding_one_refuses_every_key(tmp_path: Path) -> None:
     _, mapping = _twice(tmp_path)
     presented = (tmp_path / "kim_key.pub").read_text()

@@ -545,7 +545,7 @@ class TokenVerifier:
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject.strip():
             raise TokenRejected("no subject")
-        if _unprintable(subject):
+        if unprintable(subject):
             # every record names the subject in a column of its own: PostgreSQL text
             # refuses a NUL (failing the whole group-commit batch, everyone's decisions
             # in it), and a line break or escape forges lines where it is printed; a
@@ -624,7 +624,7 @@ def _canonical_segment(segment: str) -> bytes:
     return decoded
 
 
-def _unprintable(text: str) -> bool:
+def unprintable(text: str) -> bool:
     """Whether text holds a control, format, surrogate or separator character."""
     if text.isascii():
         return not text.isprintable()  # printable ASCII: 0x20-0x7e
@@ -675,6 +675,6 @@ def groups_from_claims(claims: dict[str, Any], claim: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(g, str) for g in value):
         raise TokenRejected(f"groups claim {claim!r} is not a list of strings")
     items = [g for g in value if g.strip()]
-    if any(g != g.strip() or _unprintable(g) for g in items):
+    if any(g != g.strip() or unprintable(g) for g in items):
         raise TokenRejected(f"groups claim {claim!r} holds a group with blanks or controls")
     return tuple(dict.fromkeys(items))

@@ -25,7 +25,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from pdp.domain.identity import Identity, TokenRejected
+from pdp.domain.identity import Identity, TokenRejected, unprintable
 
 KEY_ATTRIBUTE = "ssh_public_key"
 OPTION = re.compile(r'\s*([A-Za-z-]+)="([^"]*)"\s*(,|(?=\s)|$)')
@@ -86,6 +86,10 @@ def parse_line(line: str) -> MappedKey:
     if unknown:
         raise ValueError(f"options not understood: {', '.join(sorted(unknown))}")
     groups = tuple(g.strip() for g in options.get("groups", "").split(",") if g.strip())
+    # held to what a token's subject and groups are (identity.py): one that prints as
+    # another's (a right-to-left override, a zero-width space) or breaks the store (NUL)
+    if unprintable(subject) or any(unprintable(g) for g in groups):
+        raise ValueError("the subject or a group holds a control or format character")
     return MappedKey(subject, groups, fingerprint(blob))
 
 
