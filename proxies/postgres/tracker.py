@@ -435,13 +435,7 @@ class ResponseTracker:
                 and query.kind == "Query"  # (not a Describe: the description is the rows')
             ):
                 query.rows += 1
-                # _ended(query, tag), a Query's
-                tag = ended[1]
-                if not tag.startswith("SELECT"):
-                    self._ended_write(query, tag)
-                self._complete(query, tag)
-                query.shape = None
-                query.row_mask = None
+                self._ended(query, ended[1])  # (a Query's: nothing popped)
                 # _ready(status, query): the Query the last thing owed
                 self._ready_alone(ready[1], query)
                 self.answered = query
@@ -477,17 +471,8 @@ class ResponseTracker:
                 if owner is not None:
                     owner.shape, owner.shaped = shape, True
                 execute.rows += 1
-                # _ended(execute, tag)
-                tag = ended[1]
-                if not tag.startswith("SELECT"):
-                    self._ended_write(execute, tag)
-                self._complete(execute, tag)
-                execute.shape = None
-                execute.row_mask = None
-                if execute.made:
-                    _made(execute, CONFIRMED)
+                self._ended(execute, ended[1])  # (an Execute's: pops one of the three)
                 # _ready(status, sync): the Sync the last thing owed
-                queue.popleft()
                 queue.popleft()
                 queue.popleft()
                 self._ready_alone(ready[1], sync)
