@@ -456,8 +456,7 @@ def names_method(body: bytes, seen: Any, form: bool = False) -> bool:
         reads_as_method(pair_name(pair)) for pair in re.split(r"[&;]", body.decode("latin-1"))
     ):
         return True  # a form too large to show, with a pair read as `_method`
-    lowered = body.lower()
-    if b"_method" in lowered or b"%5fmethod" in lowered or b"\\u005fmethod" in lowered:
+    if _NAMES_METHOD.search(body):
         return True
     return any(
         # (a quoted name's quoted-pairs undone, as busboy reads them: `"_meth\\od"`)
@@ -466,24 +465,54 @@ def names_method(body: bytes, seen: Any, form: bool = False) -> bool:
     )
 
 
+# the names of a query's or a form's field naming the method a framework acts on, as
+# http.rego reads them (lower case, `_` for `-`): `_method` (Rails, Laravel, Symfony,
+# Spring), `X-HTTP-Method-Override` (ASP.NET MVC reads a POST's form and query string as
+# the header, Play 1 the raw query string), `X-HTTP-Method`, `X-Method-Override`,
+# `_HttpMethod` (Salesforce's REST API)
+METHOD_FIELDS = frozenset(
+    {"_method", "x_http_method_override", "x_http_method", "x_method_override", "_httpmethod"}
+)
+# one of those names in a body's bytes, plain, percent- or JSON-escaped, in any spelling
+_SEP = rb"(?:[-_. +]|%2d|%5f|%2e|%20|\\u002d|\\u005f)"
+_NAMES_METHOD = re.compile(
+    rb"(?i)(?:_|%5f|\\u005f)(?:http)?method|x" + _SEP + rb"?http" + _SEP + rb"?method"
+    rb"|method" + _SEP + rb"?override"
+)
+# Play 1 finds a method override anywhere in the raw query string (its router's pattern
+# `^.*x-http-method-override=(...).*$`), in another pair's name or value too
+_PLAY_OVERRIDE = re.compile(r"(?i)x-http-method-override=")
+
+
+def shown_as_method(name: str) -> bool:
+    """Whether the policy judges a query or form field so named (as sent, decoded) as the
+    method it names (http.rego's http_override_fields)."""
+    return name.lower().replace("-", "_") in METHOD_FIELDS
+
+
 def reads_as_method(name: str) -> bool:
-    """Whether a parameter's name (percent-decoded) is `_method` to some framework: PHP
-    (Laravel, Symfony) strips leading spaces and reads `.` and ` ` as `_`, and `_method[x]`
-    is `_method` made an array; a name read as a C string ends at a NUL (`_method%00`);
-    case is kept by all, and ignored here (more, never less)."""
-    folded = name.split("\x00", 1)[0].lstrip(" ").lower().replace(".", "_").replace(" ", "_")
-    return folded.split("[", 1)[0] == "_method"
+    """Whether a parameter's name (percent-decoded) names the method to some framework
+    (METHOD_FIELDS): PHP (Laravel, Symfony) strips leading spaces and reads `.` and ` ` as
+    `_`, and `_method[x]` is `_method` made an array; a name read as a C string ends at a
+    NUL (`_method%00`); case is ignored (more, never less)."""
+    folded = name.split("\x00", 1)[0].lstrip(" ").lower()
+    for sep in (".", " ", "-"):
+        folded = folded.replace(sep, "_")
+    return folded.split("[", 1)[0] in METHOD_FIELDS
 
 
 def hides_method(text: str) -> bool:
-    """Form-encoded text (a query, a form body) with a pair some framework reads as
-    `_method` that the policy's view (pairs split on `&`, names as sent) does not show as
-    `_method`: a `;`-separated pair (Rack 2 splits on both), a name PHP rewrites
-    (`.method`, `%20_method`, `_method[]`)."""
+    """Form-encoded text (a query, a form body) with a pair some framework reads as a
+    method's field that the policy's view (pairs split on `&`, names as sent) does not
+    show as one: a `;`-separated pair (Rack 2 splits on both), a name PHP rewrites
+    (`.method`, `%20_method`, `_method[]`), or `x-http-method-override=` anywhere but at
+    a pair's start (Play 1 reads it inside another pair)."""
     lowered = text.lower()
     if "method" not in lowered:
         return False
-    shown = {pair for pair in text.split("&") if pair_name(pair) == "_method"}
+    if any(m.start() and text[m.start() - 1] != "&" for m in _PLAY_OVERRIDE.finditer(text)):
+        return True
+    shown = {pair for pair in text.split("&") if shown_as_method(pair_name(pair))}
     return any(
         reads_as_method(pair_name(pair)) and pair not in shown for pair in re.split(r"[&;]", text)
     )

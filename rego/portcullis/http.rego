@@ -23,11 +23,34 @@ http_overrides contains upper(v) if {
 	v := input.command.http.headers[name]
 }
 
-# a `_method` field of the query or the body: one value, or a list when it repeats
+# a field of the query or the body naming the method: one value, or a list when it
+# repeats. The names frameworks read so, in any case and with `_` for `-`: `_method`
+# (Rails, Laravel, Symfony, Spring, Jersey), `X-HTTP-Method-Override` (ASP.NET MVC reads a
+# POST's form and query string as it reads the header; Play 1 the raw query string),
+# `X-HTTP-Method` and `X-Method-Override` likewise, `_HttpMethod` (Salesforce's REST API).
+http_override_fields := {"_method", "x_http_method_override", "x_http_method", "x_method_override", "_httpmethod"}
+
 http_overrides contains upper(v) if {
 	some part in ["query", "body"]
-	some v in http_values(input.command.http[part]._method)
+	fields := input.command.http[part]
+	is_object(fields)
+	some name, value in fields
+	is_string(name)
+	lower(replace(name, "-", "_")) in http_override_fields
+	some v in http_values(value)
 	is_string(v)
+}
+
+# Restlet's TunnelService reads a POST's `method` query parameter as its method: judged
+# so when it names one (`?method=flickr.photos.search` names none)
+http_method_names := {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
+
+http_overrides contains upper(v) if {
+	some name, value in input.command.http.query
+	lower(name) == "method"
+	some v in http_values(value)
+	is_string(v)
+	upper(v) in http_method_names
 }
 
 http_values(x) := [x] if is_string(x)
@@ -38,8 +61,9 @@ http_overrides contains "(a method named in a body the proxy could not read)" if
 	input.command.http.body_names_method
 }
 
-# a query pair a framework reads as `_method` that the policy is shown under another name
-# (`.method`, `_method[]`, a `;`-separated pair)
+# a query pair a framework reads as a method's field that the policy is shown under
+# another name (`.method`, `_method[]`, a `;`-separated pair), or a field's name inside
+# another pair (Play 1 finds `x-http-method-override=` anywhere in the query string)
 http_overrides contains "(a method named in the query under another name)" if {
 	input.command.http.query_names_method
 }

@@ -85,6 +85,14 @@ test_http_method_overrides_are_judged_as_the_method_they_name if {
 		{"query": {"_method": "DELETE"}},
 		{"query": {"_method": ["DELETE"]}},
 		{"body": {"_method": "delete"}},
+		{"query": {"X-HTTP-Method-Override": "DELETE"}},
+		{"query": {"x_http_method_override": "delete"}},
+		{"query": {"X-HTTP-Method": "DELETE"}},
+		{"query": {"x-method-override": ["DELETE"]}},
+		{"query": {"_HttpMethod": "DELETE"}},
+		{"query": {"_METHOD": "DELETE"}},
+		{"query": {"method": "delete"}},
+		{"body": {"X-HTTP-Method-Override": "DELETE"}},
 	]
 	every extra in cases {
 		every m in ["GET", "POST"] {
@@ -139,6 +147,11 @@ test_http_overrides_naming_several_methods_or_hidden_in_a_body_are_denied if {
 		portcullis.decision.verdict == "deny" with input as http_with(["readonly"], "GET", extra)
 		portcullis.decision.verdict == "deny" with input as http_with(["dba"], "GET", extra)
 	}
+	# a `method` naming no HTTP method is no override; a body that is no object names none
+	rpc := portcullis.decision with input as http_with(["readonly"], "GET", {"query": {"method": "flickr.photos.search"}})
+	rpc.verdict == "mask"
+	listed := portcullis.decision with input as http_with(["readonly"], "GET", {"body": ["_method", "DELETE"]})
+	listed.verdict == "mask"
 	# an override naming the request line's own method changes nothing
 	d := portcullis.decision with input as http_with(["pii-readers"], "GET", {"headers": {"x-http-method-override": "get"}})
 	d.verdict == "allow"
