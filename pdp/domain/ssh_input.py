@@ -969,11 +969,16 @@ def _timeout_detached(options: list[Word]) -> bool:
     --foreground (-f), and the KILL the proxy has sshd send to the line's group when its
     client leaves (proxies/ssh/channel.py) misses them; `timeout 1000d free -s 1
     >/dev/null` ran on after the session. A DURATION of 0 (no timeout), or one not read
-    as a plain number with an s/m/h/d suffix, counts as longer."""
+    as a plain number with an s/m/h/d suffix, counts as longer. So does a signal (`-s`)
+    that may not end the command (TIMEOUT_ENDING: `-s WINCH`, `-s CONT`, `-s 0` or `-s
+    STOP` is sent and the command, ignoring or stopped by it, is waited for without end)
+    unless a KILL follows it (`-k` past 0)."""
     if not options:
         return True
     *opts, duration = [word.text for word in options]
     total = 0.0
+    ending = True  # the signal sent at DURATION ends the command (TERM unless -s)
+    killed = False  # a KILL follows it (-k past 0)
     i = 0
     while i < len(opts):
         text = opts[i]
@@ -984,10 +989,13 @@ def _timeout_detached(options: list[Word]) -> bool:
             if len(name) > 2 and "--foreground".startswith(name):
                 return False
             if len(name) > 2 and "--kill-after".startswith(name):
-                total += _seconds(attached if eq else opts[i] if i < len(opts) else "")
+                after = _seconds(attached if eq else opts[i] if i < len(opts) else "")
+                total += after
+                killed = killed or after > 0
                 i += 0 if eq else 1
-            elif len(name) > 2 and "--signal".startswith(name) and not eq:
-                i += 1
+            elif len(name) > 2 and "--signal".startswith(name):
+                ending = _ending_signal(attached if eq else opts[i] if i < len(opts) else "")
+                i += 0 if eq else 1
             continue
         for j, letter in enumerate(text[1:], start=1):
             if letter == "f":  # coreutils 9.6's short --foreground
@@ -999,9 +1007,25 @@ def _timeout_detached(options: list[Word]) -> bool:
                     i += 1
                 if letter == "k":
                     total += _seconds(value)
+                    killed = killed or _seconds(value) > 0
+                else:
+                    ending = _ending_signal(value)
                 break
     seconds = _seconds(duration)
+    if not ending and not killed:
+        return True
     return seconds == 0 or seconds + total > TIMEOUT_BOUND
+
+
+# the signals timeout may send at its DURATION that end the commands it runs (their
+# default action terminates; the wrapped commands a line may hold do not catch them), as
+# coreutils reads a signal's name (upper-cased, SIG prefix dropped) or number
+TIMEOUT_ENDING = frozenset({"HUP", "INT", "KILL", "TERM", "ALRM", "1", "2", "9", "14", "15"})
+
+
+def _ending_signal(text: str) -> bool:
+    name = text.upper()
+    return (name[3:] if name.startswith("SIG") else name) in TIMEOUT_ENDING
 
 
 # what runs a command at a priority above the account's default (a part's via): nice with a
