@@ -12,7 +12,8 @@ session, reaper.py) a reader's allowed `timeout -s WINCH 10 free -s 1 >/dev/null
 ran on after its client, its time limit and its session (timeout and free still there,
 their parent gone, after the stack stopped). Such a signal now counts as
 detached (denied) unless a KILL follows it (`-k` past 0); the signals that end a command
-(TERM, the default, HUP, INT, KILL, ALRM, by name or number) stay as they were.
+(TERM, the default, INT, KILL, ALRM, by name or number) stay as they were; HUP is not
+one of them: `timeout -s HUP 10 nohup free -s 1 >/dev/null` has nohup make free ignore it.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ NOT_ENDING = [
     "timeout -s '$X' 10 free -s 1",
     "uptime | timeout -s 28 10 free -s 1",
     "nice timeout -s WINCH 10 journalctl -f",
+    "timeout -s HUP 10 nohup free -s 1 >/dev/null",
+    "timeout -sSIGHUP 10 nohup free -s 1 >/dev/null",
+    "timeout -s 1 10 free -s 1",
 ]
 
 ENDING = [
@@ -58,7 +62,7 @@ ENDING = [
     "timeout -s sigterm 10 free -s 1",
     "timeout --signal=KILL 10 free -s 1",
     "timeout --sig INT 10 free -s 1",
-    "timeout -sHUP 10 free -s 1",
+    "timeout -sALRM 10 free -s 1",
     "timeout -s 15 10 free -s 1",
     "timeout -s WINCH -k 5 10 free -s 1",
     "timeout -k 5 --signal CONT 10 free -s 1",
@@ -96,6 +100,10 @@ def test_why_timeout_waits_past_its_duration() -> None:
     ended = subprocess.run(["timeout", "0.1", "sh", "-c", script],
                            capture_output=True, text=True, check=False)  # fmt: skip
     assert ended.stdout == "" and ended.returncode == 124, ended
+    # nohup has its command ignore HUP: timeout's -s HUP does not end it either
+    hup = subprocess.run(["timeout", "-s", "HUP", "0.1", "nohup", "sh", "-c", script],
+                         capture_output=True, text=True, check=False)  # fmt: skip
+    assert hup.stdout == "survived\n" and hup.returncode == 124, hup
 
 
 @needs_account

@@ -1019,8 +1019,10 @@ def _timeout_detached(options: list[Word]) -> bool:
 
 # the signals timeout may send at its DURATION that end the commands it runs (their
 # default action terminates; the wrapped commands a line may hold do not catch them), as
-# coreutils reads a signal's name (upper-cased, SIG prefix dropped) or number
-TIMEOUT_ENDING = frozenset({"HUP", "INT", "KILL", "TERM", "ALRM", "1", "2", "9", "14", "15"})
+# coreutils reads a signal's name (upper-cased, SIG prefix dropped) or number. Not HUP:
+# nohup, a wrapper a line may hold, has its command ignore it (`timeout -s HUP 10 nohup
+# free -s 1 >/dev/null` ran on as -s WINCH did)
+TIMEOUT_ENDING = frozenset({"INT", "KILL", "TERM", "ALRM", "2", "9", "14", "15"})
 
 
 def _ending_signal(text: str) -> bool:
