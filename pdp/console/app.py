@@ -6,8 +6,10 @@ else is refused), the CSRF check of every state change (the session's token in t
 or the X-CSRF-Token header, and an Origin, when sent, that is this console's), and the
 headers of every answer — a strict Content-Security-Policy (scripts, styles and fetches
 from this origin only, no inline script or style, no framing, forms post here only),
-nosniff, no referrer to other sites, no caching. It also owns the page layout, the error
-page and who counts as an auditor. What each page shows and who may see it is in `views/`.
+nosniff, no referrer to other sites, no caching — on every answer, a page's fault too
+(an unexpected exception is logged and answered by the error page, never aiohttp's bare
+500 without those headers). It also owns the page layout, the error page and who counts
+as an auditor. What each page shows and who may see it is in `views/`.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ SECURITY_HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
 }
+FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 # reachable without signing in
 PUBLIC = ("/console/login", "/console/callback", "/console/signed-out", "/console/static/",
           "/console/dev-issuer/")  # fmt: skip
@@ -94,6 +97,9 @@ class Console:
             response = exc
             if exc.status >= 400:  # every refusal as a page, its text escaped
                 response = self.error_page(request, exc.status, exc.text or exc.reason)
+        except Exception:  # a fault: logged here, answered with no detail and every header
+            log.exception("console: %s %s failed", request.method, request.path[:200])
+            response = self.error_page(request, 500, "the console could not answer this")
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         if not request.path.startswith("/console/static/"):
@@ -113,15 +119,17 @@ class Console:
             origin = request.headers.get("Origin")
             if origin is not None and origin != self._origin(request):
                 return self.error_page(request, 403, "cross-origin request refused")
-            if request.path not in UNSESSIONED_POSTS:
-                if session is None:
-                    return self.error_page(request, 401, "sign in first")
-                presented = request.headers.get("X-CSRF-Token", "")
-                if not presented and request.content_type in (
-                    "application/x-www-form-urlencoded",
-                    "multipart/form-data",
-                ):
-                    presented = str((await request.post()).get("csrf", ""))
+            sessioned = request.path not in UNSESSIONED_POSTS
+            if sessioned and session is None:
+                return self.error_page(request, 401, "sign in first")
+            form: Any = {}
+            if request.content_type in FORMS:
+                try:  # read once here (aiohttp keeps it for the handler)
+                    form = await request.post()
+                except (ValueError, LookupError):  # an unknown charset, a broken multipart
+                    return self.error_page(request, 400, "the form cannot be read")
+            if session is not None and sessioned:
+                presented = request.headers.get("X-CSRF-Token", "") or str(form.get("csrf", ""))
                 if not session.csrf_ok(presented):
                     return self.error_page(request, 403, "missing or wrong CSRF token")
         elif session is None and not public:
@@ -175,9 +183,8 @@ class Console:
         return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
 
     def error_page(self, request: web.Request, status: int, message: str) -> web.Response:
-        title = {400: "Bad request", 401: "Sign in first", 403: "Refused", 404: "Not found"}.get(
-            status, "Error"
-        )
+        title = {400: "Bad request", 401: "Sign in first", 403: "Refused", 404: "Not found",
+                 500: "Console fault"}.get(status, "Error")  # fmt: skip
         body = render("message.html", title=title, message=message)
         return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
 

@@ -32,11 +32,11 @@ from aiohttp import web
 from pdp.console.markup import Html, render
 from pdp.console.settings import ConsoleSettings
 from pdp.console.websession import (
-    LOGIN_COOKIE,
     LOGIN_SECONDS,
     WEB_SESSION,
     WebSessions,
     cookie_name,
+    login_cookie,
 )
 from pdp.domain.identity import DevIssuer, TokenRejected, TokenVerifier
 from pdp.plumbing.downloads import read_capped
@@ -268,14 +268,15 @@ class SignIn:
             return self.console.error_page(request, 502, f"sign-in unavailable: {exc}")
         response = redirect(url, 302)
         # Lax, not Strict: it must come back with the issuer's (cross-site) redirect
-        response.set_cookie(LOGIN_COOKIE, cookie, max_age=LOGIN_SECONDS,
-                            path="/console/callback", httponly=True, samesite="Lax",
-                            secure=self.settings.secure)  # fmt: skip
+        name, path = login_cookie(self.settings.secure)
+        response.set_cookie(name, cookie, max_age=LOGIN_SECONDS, path=path, httponly=True,
+                            samesite="Lax", secure=self.settings.secure)  # fmt: skip
         return response
 
     async def callback(self, request: web.Request) -> web.Response:
         state = request.query.get("state", "")
-        login = self.sessions.finish_login(state, request.cookies.get(LOGIN_COOKIE, ""))
+        name, path = login_cookie(self.settings.secure)
+        login = self.sessions.finish_login(state, request.cookies.get(name, ""))
         if login is None:
             return self.console.error_page(
                 request,
@@ -304,7 +305,7 @@ class SignIn:
         response.set_cookie(cookie_name(self.settings.secure), session.id, path="/",
                             httponly=True, samesite="Strict", secure=self.settings.secure,
                             max_age=int(session.expires_at - time.time()))  # fmt: skip
-        response.del_cookie(LOGIN_COOKIE, path="/console/callback")
+        response.del_cookie(name, path=path, secure=self.settings.secure)
         return response
 
     async def logout(self, request: web.Request) -> web.Response:

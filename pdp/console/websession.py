@@ -1,14 +1,14 @@
 """Who is signed in to the console: server-side sessions behind an opaque cookie.
 
 Owns the console's sign-in state — a `WebSession` per browser, found by a random id that
-is all the cookie carries (HttpOnly, SameSite=Strict, Secure when the console is served
-over TLS), with its CSRF token, an absolute lifetime capped by the ID token's own expiry
-and an idle timeout — and the logins under way (state, nonce, PKCE verifier). A login
-under way lives in a short-lived cookie of the browser that started it, signed with a
-key of this PDP, not in the PDP's memory: nobody else's requests can push it out, however
-many logins they start; one that signed someone in is remembered until its cookie would
-expire, so it is used once. Sessions live in this PDP's memory: a restart signs everyone out, which
-fails closed.
+is all the cookie carries (HttpOnly, SameSite=Strict, Secure and __Host- when the console
+is served over TLS), with its CSRF token, an absolute lifetime capped by the ID token's
+own expiry and an idle timeout — and the logins under way (state, nonce, PKCE verifier). A login
+under way lives in a short-lived cookie of the browser that started it (__Host- over TLS),
+signed with a key of this PDP, not in the PDP's memory: nobody else's requests can push
+it out, however many logins they start; one that signed someone in is remembered until
+its cookie would expire, so it is used once. Sessions live in this PDP's memory: a
+restart signs everyone out, which fails closed.
 No IO (the request key is aiohttp's).
 """
 
@@ -29,6 +29,12 @@ from aiohttp import web
 COOKIE = "portcullis_console"
 SECURE_COOKIE = "__Host-portcullis_console"  # a __Host- cookie needs Secure and Path=/
 LOGIN_COOKIE = "portcullis_login"
+# over TLS the login cookie is a __Host- one too: a plain cookie can be set for the console
+# by any site of the same registrable domain (Domain=example.com, "cookie tossing"), which
+# could plant its own login — state, verifier and all — in a victim's browser and send it
+# to the callback with a code it got for itself, signing the victim in as the attacker
+SECURE_LOGIN_COOKIE = "__Host-portcullis_login"
+LOGIN_PATH = "/console/callback"
 LOGIN_SECONDS = 600
 MAX_FINISHED = 100_000  # finished logins remembered (each needed a sign-in at the issuer)
 MAX_SESSIONS = 10000
@@ -37,6 +43,11 @@ MAX_PER_PERSON = 32  # sign-ins of one (issuer, subject): their oldest goes beyo
 
 def cookie_name(secure: bool) -> str:
     return SECURE_COOKIE if secure else COOKIE
+
+
+def login_cookie(secure: bool) -> tuple[str, str]:
+    """The login cookie's name and path: __Host- (so Path=/) over TLS."""
+    return (SECURE_LOGIN_COOKIE, "/") if secure else (LOGIN_COOKIE, LOGIN_PATH)
 
 
 def pkce_pair() -> tuple[str, str]:

@@ -4,7 +4,9 @@
 // shows every other control character as an inert escape such as \x07. Output is put in
 // the page as text nodes only, never as markup. A cleared screen stays above, marked, and
 // what was typed is shown apart, echoed or not: a recorded `stty -echo` or `clear` hides
-// nothing from the auditor.
+// nothing from the auditor. Nor does an OSC string: the screen draws none of it (a window
+// title, a link's target), and one never ended drew nothing of what followed, the rest of
+// the recording (`printf '\e]0;'; cat /etc/shadow`); each is listed apart, inert, whole.
 "use strict";
 (function () {
   var MAX_IDLE = 2.0;   // a longer pause plays as this long (asciinema's idle_time_limit)
@@ -26,6 +28,7 @@
   function Screen(maxLines) {
     this.lines = [[]]; this.row = 0; this.col = 0; this.state = ""; this.seq = "";
     this.maxLines = maxLines || MAX_LINES; this.dropped = 0;
+    this.osc = ""; this.unseen = [];  // OSC strings sent: the one under way, those ended
   }
   Screen.prototype.put = function (ch, ctl) {
     var line = this.lines[this.row];
@@ -91,11 +94,12 @@
         continue;
       }
       if (this.state === "osc") {
-        if (c === "\x07") { this.state = ""; }
+        if (c === "\x07") { this.state = ""; this.oscEnded("\x07"); }
         else if (c === "\x1b") { this.state = "osc-esc"; }
+        else this.osc += c;
         continue;
       }
-      if (this.state === "osc-esc") { this.state = ""; continue; }
+      if (this.state === "osc-esc") { this.state = ""; this.oscEnded("\x1b" + c); continue; }
       if (c === "\x1b") { this.state = "esc"; continue; }
       if (c === "\n") { this.newline(); continue; }
       if (c === "\r") { this.col = 0; continue; }
@@ -106,6 +110,11 @@
       if (point !== 0x20 && INVISIBLE.test(ch)) { this.inert(ch); continue; }
       this.put(ch);
     }
+  };
+  // an OSC string ended (by `end`; "" when the recording ended inside it): kept whole, to
+  // be shown apart from the screen
+  Screen.prototype.oscEnded = function (end) {
+    this.unseen.push("\x1b]" + this.osc + end); this.osc = "";
   };
   Screen.prototype.render = function (pre) {
     var frag = document.createDocumentFragment();
@@ -162,6 +171,15 @@
       .then(function (text) {
         var cast = parse(text);
         self.frames = cast.frames; self.seek(self.duration());
+        var unseen = section.querySelector(".unseen");
+        if (unseen) {
+          var whole = new Screen(), list = new Screen(Infinity);
+          cast.frames.forEach(function (f) { whole.write(f.data); });
+          if (whole.state === "osc" || whole.state === "osc-esc") whole.oscEnded(" [never ended]");
+          whole.unseen.forEach(function (text) { list.inert(text); list.newline(); });
+          if (!whole.unseen.length) list.inert("(none)");
+          list.render(unseen);
+        }
         var typed = section.querySelector(".typed");
         if (typed) {
           var keys = new Screen(Infinity);

@@ -14,6 +14,12 @@ requests changed" (nothing more, so it needs no per-viewer filtering); the page 
 fetches `/console/approvals/list`, which is filtered for the viewer like the page. A
 stream reads the book, which follows the store on its own (never a store query per
 stream), and one person holds at most MAX_STREAMS open at once.
+
+A card's text is the requester's — statements, values, a justification of megabytes, whose
+markup (each word's script checked, right-to-left runs and words mixing scripts marked)
+takes seconds — so what it shows everyone is drawn once per request and state, a large
+one in a worker thread, and kept (KEPT_BYTES) for every viewer and every reload; only the
+age and the buttons are drawn per viewer.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ import contextlib
 import hashlib
 import secrets
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -31,7 +38,7 @@ from aiohttp import web
 from pdp.api.approval_rpc import visible_approvals
 from pdp.console.markup import Html, client_text, esc, join, tag, text_block
 from pdp.console.signin import redirect
-from pdp.console.views.common import badge, bullet_list, csrf_field, definitions, when
+from pdp.console.views.common import badge, bullet_list, csrf_field, definition_rows, when
 from pdp.console.websession import WebSession, signed_in
 from pdp.domain.approvals import PENDING, ApprovalRefused, ApprovalRequest, same_person
 from pdp.store import StoreUnavailable
@@ -44,6 +51,10 @@ HEARTBEAT = 15.0
 DECIDED_SHOWN = 25  # settled requests listed under the pending ones
 MAX_STREAMS = 8  # open streams per person (issuer, subject): tabs, not a flood
 DONE = {"approved": "Approved", "denied": "Denied", "withdrawn": "Withdrawn"}
+DRAWN_AT_ONCE = 4096  # characters of client text a card is drawn from on the event loop
+CARD_CHARS = 16_000  # client text on a card; a longer request is read whole on its own page
+KEPT_BYTES = 64 * 1024 * 1024  # cards' markup kept, drawn once for every viewer
+MAX_WHOLE = 2  # whole requests drawn at once for one person
 
 
 def routes(console: Console) -> list[web.RouteDef]:
@@ -54,11 +65,140 @@ def routes(console: Console) -> list[web.RouteDef]:
         web.get("/console/approvals/stream", inbox.stream),
         web.post("/console/approvals/{id}/decide", inbox.decide),
         web.post("/console/approvals/{id}/withdraw", inbox.withdraw),
+        web.get("/console/approvals/{id}", inbox.whole),  # after list and stream
     ]
 
 
 def _own(request: ApprovalRequest, session: WebSession) -> bool:
     return same_person(str(request.requester.get("subject", "")), session.subject)
+
+
+@dataclass(frozen=True)
+class _Drawn:
+    """A card's markup that is the same for every viewer: the rows before and after its
+    age, and its command (statements and values); `cut`: characters of client text it
+    leaves out (a card of a request too long to read on one)."""
+
+    before: Html
+    after: Html
+    command: Html
+    cut: int = 0
+
+    @property
+    def size(self) -> int:
+        return len(self.before) + len(self.after) + len(self.command)
+
+
+def _raw_size(r: ApprovalRequest) -> int:
+    command, statements = r.shown()
+    drawn = sum(len(s["text"]) for s in statements) if statements else len(command)
+    return (drawn + len(r.justification) + sum(len(v) for v in r.parameters)
+            + len(r.decision_reason))  # fmt: skip
+
+
+class _Room:
+    """The client text a card has room for (None: all of it), and what it left out."""
+
+    def __init__(self, chars: int | None) -> None:
+        self.left, self.cut = chars, 0
+
+    def take(self, text: str) -> tuple[str, int]:
+        """The part of `text` drawn, and how many characters after it are not."""
+        if self.left is None:
+            return text, 0
+        kept = text[: self.left]
+        self.left -= len(kept)
+        self.cut += len(text) - len(kept)
+        return kept, len(text) - len(kept)
+
+
+def _more(n: int) -> Html | str:
+    return tag("span", f" [\u2026 {n:,} more characters]", class_="cut") if n else ""
+
+
+def _draw(r: ApprovalRequest, room: _Room) -> _Drawn:
+    """The viewer-independent part of r's card, with the client text `room` has room for
+    (no IO: it may run in a worker thread)."""
+    command, statements = r.shown()
+    requester = r.requester
+    before = definition_rows([
+        ("Requester", f"{requester.get('subject', '')}"
+                      f" ({', '.join(requester.get('groups', [])) or 'no groups'})"),
+        ("Connection", r.connection),
+        ("Command kind", r.command_kind),
+    ])  # fmt: skip
+
+    def client(text: str) -> Html:
+        kept, more = room.take(text)
+        return Html(client_text(kept) + _more(more))
+
+    rows = [
+        ("Reasons", bullet_list(r.reasons)),
+        ("Justification", client(r.justification) if r.justification else "none given"),
+        ("Approvers", ", ".join(r.approvers) or "—"),
+    ]
+    if r.state != PENDING:
+        decided = f"{r.state}" + (f" by {r.approver}" if r.approver else "")
+        rows.append(("Outcome", client(f"{decided}: {r.decision_reason}")
+                     if r.decision_reason else decided))  # fmt: skip
+
+    def block(text: str) -> Html:
+        kept, more = room.take(text)
+        return Html(tag("pre", tag("code", text_block(kept))) + _more(more))
+
+    if statements:
+        items = []
+        for s in statements:
+            if room.left == 0:
+                room.cut += len(s["text"])
+                continue
+            items.append(tag("li", Html(block(s["text"]) + join(
+                (badge(c, "class") for c in s["classification"]), " "))))  # fmt: skip
+        if len(items) < len(statements):
+            items.append(tag("li", f"[\u2026 {len(statements) - len(items):,} more"
+                                   " statements]", class_="cut"))  # fmt: skip
+        shown = tag("ol", join(items), class_="statements",
+                    aria_label=f"{len(statements)} statement(s)")  # fmt: skip
+    else:
+        shown = block(command)
+    values: Html | str = ""
+    if r.parameters:
+        # in <code>: read in stored order (console.css), like the statements they run with
+        listed = []
+        for n, v in enumerate(r.parameters, 1):
+            if room.left == 0:
+                room.cut += len(v)
+                continue
+            listed.append(tag("li", Html(f"${n} = " + tag("code", client(v)))))
+        if len(listed) < len(r.parameters):
+            listed.append(tag("li", f"[\u2026 {len(r.parameters) - len(listed):,} more values]",
+                              class_="cut"))  # fmt: skip
+        values = tag("ol", join(listed), class_="parameters",
+                     aria_label="Parameter values")  # fmt: skip
+    heading = tag("h4", "Statements" if statements else "Command")
+    if room.cut:
+        total = _raw_size(r)
+        heading = Html(heading + tag("p", Html(
+            esc(f"This request holds {total:,} characters of client text; this card shows"
+                f" {total - room.cut:,} of them. Read it whole, and decide, on its own page: ")
+            + tag("a", "the whole request", href=f"/console/approvals/{r.id}")
+        ), class_="cut-note"))  # fmt: skip
+    return _Drawn(before, definition_rows(rows), Html(heading + shown + values), room.cut)
+
+
+def _assembled(r: ApprovalRequest, drawn: _Drawn, actions: Html | str) -> Html:
+    """The card: its heading, the drawn rows around its age, its command, `actions`."""
+    heading_id = f"req-{r.id}"
+    title = Html(esc(f"{r.id} ") + badge(r.state, f"state-{r.state}"))
+    asked = definition_rows([("Asked", when(r.created_at, with_age=True))])
+    body = Html(
+        tag("h3", title, id=heading_id)
+        + tag("dl", Html(drawn.before + asked + drawn.after))
+        + drawn.command
+        + actions
+    )
+    return tag("article", body, class_="request", aria_labelledby=heading_id,
+               data_id=r.id, data_state=r.state)  # fmt: skip
 
 
 class Inbox:
@@ -67,9 +207,17 @@ class Inbox:
         self.book = console.pdp.approvals
         self._salt = secrets.token_hex(16)
         self._streams: Counter[tuple[str, str]] = Counter()
+        # cards' shared markup by (request id, state), the least recently shown dropped
+        # first beyond KEPT_BYTES; and the drawings under way
+        self._kept: OrderedDict[tuple[str, str], _Drawn] = OrderedDict()
+        self._kept_bytes = 0
+        self._drawing: dict[tuple[str, str], asyncio.Future[_Drawn]] = {}
+        self._whole: Counter[tuple[str, str]] = Counter()  # whole requests being drawn
 
-    async def _cards(self, session: WebSession) -> Html:
-        shown = await visible_approvals(self.book, session.who)
+    async def _cards(self, session: WebSession,
+                     shown: list[ApprovalRequest] | None = None) -> Html:  # fmt: skip
+        if shown is None:
+            shown = await visible_approvals(self.book, session.who)
         pending = [r for r in shown if r.state == PENDING]
         settled = sorted((r for r in shown if r.state != PENDING),
                          key=lambda r: r.decided_at or r.created_at, reverse=True)  # fmt: skip
@@ -83,50 +231,47 @@ class Inbox:
         return join(parts)
 
     async def _card(self, r: ApprovalRequest, session: WebSession) -> Html:
-        command, statements = r.shown()
-        heading_id = f"req-{r.id}"
-        requester = r.requester
-        rows = [
-            ("Requester", f"{requester.get('subject', '')}"
-                          f" ({', '.join(requester.get('groups', [])) or 'no groups'})"),
-            ("Connection", r.connection),
-            ("Command kind", r.command_kind),
-            ("Asked", Html(when(r.created_at, with_age=True))),
-            ("Reasons", bullet_list(r.reasons)),
-            ("Justification", r.justification or "none given"),
-            ("Approvers", ", ".join(r.approvers) or "—"),
-        ]  # fmt: skip
-        if r.state != PENDING:
-            decided = f"{r.state}" + (f" by {r.approver}" if r.approver else "")
-            rows.append(("Outcome", f"{decided}: {r.decision_reason}" if r.decision_reason
-                         else decided))  # fmt: skip
-        if statements:
-            shown = tag("ol", join(
-                tag("li", Html(tag("pre", tag("code", text_block(s["text"])))
-                               + join((badge(c, "class") for c in s["classification"]), " ")))
-                for s in statements
-            ), class_="statements", aria_label=f"{len(statements)} statement(s)")  # fmt: skip
-        else:
-            shown = tag("pre", tag("code", text_block(command)))
-        values = ""
-        if r.parameters:
-            # in <code>: read in stored order (console.css), like the statements they run with
-            values = tag("ol", join(tag("li", Html(f"${n} = " + tag("code", client_text(v))))
-                                    for n, v in enumerate(r.parameters, 1)),
-                         class_="parameters", aria_label="Parameter values")  # fmt: skip
-        title = Html(esc(f"{r.id} ") + badge(r.state, f"state-{r.state}"))
-        body = Html(
-            tag("h3", title, id=heading_id)
-            + definitions(rows)
-            + tag("h4", "Statements" if statements else "Command")
-            + shown
-            + values
-            + (await self._actions(r, session) if r.state == PENDING else "")
-        )
-        return tag("article", body, class_="request", aria_labelledby=heading_id,
-                   data_id=r.id, data_state=r.state)  # fmt: skip
+        """r's card in the inbox: cut to CARD_CHARS of client text, and one cut has no
+        decide buttons (read it whole first)."""
+        drawn = await self._drawn(r)
+        actions = await self._actions(r, session, not drawn.cut) if r.state == PENDING else ""
+        return _assembled(r, drawn, actions)
 
-    async def _actions(self, r: ApprovalRequest, session: WebSession) -> Html:
+    async def _drawn(self, r: ApprovalRequest) -> _Drawn:
+        """What the card of `r` shows to everyone, made once per state and kept: a small
+        request at once, a larger one in a worker thread (its text is the requester's,
+        up to megabytes, and its markup costs seconds: on the PDP's event loop, at every
+        load of every approver's inbox, it held every decision that long)."""
+        key = (r.id, r.state)
+        drawn = self._kept.get(key)
+        if drawn is not None:
+            self._kept.move_to_end(key)
+            return drawn
+        if _raw_size(r) <= DRAWN_AT_ONCE:
+            drawn = _draw(r, _Room(CARD_CHARS))
+        else:
+            task = self._drawing.get(key)
+            if task is None:  # one drawing of it at a time, whoever else waits for it
+                task = self._drawing[key] = asyncio.ensure_future(
+                    asyncio.to_thread(_draw, r, _Room(CARD_CHARS))
+                )
+                task.add_done_callback(lambda _: self._drawing.pop(key, None))
+            drawn = await asyncio.shield(task)
+        self._keep(key, drawn)
+        return drawn
+
+    def _keep(self, key: tuple[str, str], drawn: _Drawn) -> None:
+        if key in self._kept:
+            return
+        self._kept[key] = drawn
+        self._kept_bytes += drawn.size
+        while self._kept_bytes > KEPT_BYTES and len(self._kept) > 1:
+            _, old = self._kept.popitem(last=False)
+            self._kept_bytes -= old.size
+
+    async def _actions(self, r: ApprovalRequest, session: WebSession, whole: bool = True) -> Html:
+        """The decide form (`whole`: the person is shown all of the request; else a link to
+        where it is) and, for the requester, the withdraw form."""
         csrf = csrf_field(session.csrf)
         reason_id = f"reason-{r.id}"
         why_id = f"why-{r.id}"
@@ -158,6 +303,10 @@ class Inbox:
                                   + (tag("p", why, id=why_id, class_="why") if why else "")),
                      method="post", action=f"/console/approvals/{r.id}/decide",
                      class_="decide")  # fmt: skip
+        if not whole and allowed:  # nobody decides what they were shown a part of
+            decide = tag("p", Html(esc("Too long to decide from this card: read ") + tag(
+                "a", "the whole request", href=f"/console/approvals/{r.id}")
+                + esc(" and decide there.")), class_="why")  # fmt: skip
         withdraw: Html | str = ""
         if _own(r, session):
             wid = f"withdraw-reason-{r.id}"
@@ -171,11 +320,14 @@ class Inbox:
 
     async def page(self, request: web.Request, flash: str = "", status: int = 200) -> web.Response:
         session: WebSession = signed_in(request)
+        shown = await visible_approvals(self.book, session.who)
         done = request.query.get("done", "")
-        settled = self.book.requests.get(request.query.get("id", ""))
+        # the outcome of a request this person may see: ?done=&id= names any id, and said
+        # of another's request, its state was anyone's to learn
+        settled = next((r for r in shown if r.id == request.query.get("id", "")), None)
         if not flash and done in DONE and settled is not None and settled.state == done:
             flash = f"{DONE[done]}: {settled.id}"
-        inbox = tag("section", await self._cards(session), id="inbox", aria_live="off",
+        inbox = tag("section", await self._cards(session, shown), id="inbox", aria_live="off",
                     aria_labelledby="pending-heading", data_fragment="/console/approvals/list",
                     data_stream="/console/approvals/stream")  # fmt: skip
         live = tag("p", "", id="live", class_="live", role="status", aria_live="polite")
@@ -186,6 +338,35 @@ class Inbox:
         return self.console.page(request, "Approvals", Html(live + inbox),
                                  section="approvals", status=status, flash=flash_html,
                                  scripts=("inbox.js",))  # fmt: skip
+
+    async def whole(self, request: web.Request) -> web.Response:
+        """One request the person may see, all of it, with its decide form: drawn in a
+        worker thread (megabytes of a requester's text), MAX_WHOLE at once per person."""
+        session: WebSession = signed_in(request)
+        wanted = request.match_info["id"]
+        shown = await visible_approvals(self.book, session.who)
+        r = next((x for x in shown if x.id == wanted), None)
+        if r is None:  # someone else's request reads as none at all
+            raise web.HTTPNotFound(text=f"no approval request {wanted[:40]!r} you may see")
+        person = (session.issuer, session.subject)
+        if self._whole[person] >= MAX_WHOLE:
+            raise web.HTTPTooManyRequests(
+                text=f"at most {MAX_WHOLE} whole requests are drawn for you at once: wait"
+            )
+        self._whole[person] += 1
+        try:
+            actions = await self._actions(r, session) if r.state == PENDING else ""
+
+            def drawn() -> web.Response:  # the page's bytes too: copying megabytes takes time
+                card = _assembled(r, _draw(r, _Room(None)), actions)
+                return self.console.page(request, f"Approval request {r.id}", card,
+                                         section="approvals")  # fmt: skip
+
+            return await asyncio.to_thread(drawn)
+        finally:
+            self._whole[person] -= 1
+            if self._whole[person] <= 0:
+                del self._whole[person]
 
     async def fragment(self, request: web.Request) -> web.Response:
         html = await self._cards(signed_in(request))

@@ -3,6 +3,7 @@ No IO."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -20,6 +21,18 @@ def age(seconds: float) -> str:
     if seconds < 86400:
         return f"{seconds // 3600}h {seconds % 3600 // 60}m"
     return f"{seconds // 86400}d {seconds % 86400 // 3600}h"
+
+
+# the times a search or an export may name: years 1 to 9999, as RFC 3339 writes them (the
+# store keeps microseconds in a 64-bit integer: NaN, an infinity or 1e23 failed there)
+EARLIEST, LATEST = -62135596800.0, 253402300799.0
+
+
+def plausible(unix: float, text: str) -> float:
+    """`unix` (read from `text`) if it is a time the store can hold, else ValueError."""
+    if not math.isfinite(unix) or not EARLIEST <= unix <= LATEST:
+        raise ValueError(f"{text[:40]!r} is not a time between the years 1 and 9999")
+    return unix
 
 
 def when(unix: float, with_age: bool = False) -> Html:
@@ -54,7 +67,12 @@ def bullet_list(items: Iterable[Any], empty: str = "—") -> Html:
 def definitions(rows: Iterable[tuple[str, Any]]) -> Html:
     """Rows of a label and a value: a value not already Html is client text
     (`client_text`: drawn in stored order, words mixing scripts marked)."""
-    return tag("dl", join(Html(tag("dt", k) + tag("dd", client_text(v))) for k, v in rows))
+    return tag("dl", definition_rows(rows))
+
+
+def definition_rows(rows: Iterable[tuple[str, Any]]) -> Html:
+    """The <dt>/<dd> pairs of `definitions`, without the <dl>."""
+    return join(Html(tag("dt", k) + tag("dd", client_text(v))) for k, v in rows)
 
 
 def csrf_field(csrf: str) -> Html:

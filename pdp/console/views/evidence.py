@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from pdp.console.markup import Html, join, tag, text_block
-from pdp.console.views.common import csrf_field, definitions, table, when
+from pdp.console.views.common import csrf_field, definitions, plausible, table, when
 from pdp.console.websession import WebSession, signed_in
 from pdp.evidence.bundle import StoreUnverified, export_bundle, parse_time
 from pdp.evidence.checkpoints import EvidenceReport, anchor_path_for, head_path_for, verify_store
@@ -191,8 +191,8 @@ class EvidenceView:
     async def _export(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
         try:
-            since = parse_time(str(form["since"])) if form.get("since") else None
-            until = parse_time(str(form["until"])) if form.get("until") else None
+            since, until = (plausible(parse_time(str(form[k])), str(form[k]))
+                            if form.get(k) else None for k in ("since", "until"))  # fmt: skip
         except ValueError as exc:
             return self.console.page(request, "Evidence", Html(""), section="evidence",
                                      status=400, flash=str(exc))  # fmt: skip

@@ -40,6 +40,7 @@ from pdp.console.views.common import (
     bullet_list,
     definitions,
     masking_badges,
+    plausible,
     table,
     verdict_badge,
     when,
@@ -139,8 +140,8 @@ class SessionsView:
         for key in ("since", "until"):
             text = q.get(key, "").strip()
             try:
-                times[key] = parse_time(text) if text else None
-            except argparse.ArgumentTypeError as exc:
+                times[key] = plausible(parse_time(text), text) if text else None
+            except (argparse.ArgumentTypeError, ValueError) as exc:
                 problems.append(f"{key}: {exc}")
                 times[key] = None
         shown, scanned_all = await self._newest_opened(
@@ -382,9 +383,17 @@ class SessionsView:
             + tag("pre", "", class_="typed", tabindex="0",
                   aria_label=f"Typed input, channel {channel}")
         ), open=True)  # fmt: skip
+        # OSC strings (window titles, links, one never ended): no terminal draws them on
+        # its screen, and one never ended swallowed the rest of the output with it
+        unseen = tag("details", Html(
+            tag("summary", "Sent to the terminal, not drawn on its screen (OSC strings:"
+                           " window titles, links)")
+            + tag("pre", "", class_="unseen", tabindex="0",
+                  aria_label=f"Output not drawn, channel {channel}")
+        ), open=True)  # fmt: skip
         return tag("section", Html(
             tag("h3", f"Channel {channel} (decision {decision_id or '-'})", id=f"{pid}-h")
-            + tag("div", controls, class_="controls") + screen + typed
+            + tag("div", controls, class_="controls") + screen + typed + unseen
         ), class_="player", data_cast=src, aria_labelledby=f"{pid}-h")  # fmt: skip
 
     async def terminal(self, request: web.Request) -> web.Response:
