@@ -15,7 +15,9 @@ the policy's wall-clock limit, ssh_exec_seconds) is ended by sshd's KILL, or, on
 account sshd sends no signal to (root), by the proxy itself (reaper.py). A shell has its
 limit too (ssh_shell_seconds) and, on any account, runs after the proxy's report line, so
 that what it leaves running (its jobs) is reaped when it ends; a reap that fails is in the
-channel's event and ends the session (ClientConnection.reap_failed).
+channel's event and ends the session (ClientConnection.reap_failed). A channel whose
+client takes packets smaller than MIN_CLIENT_PACKET is not relayed to (denied as a policy
+limit the proxy cannot keep is): its output would go a few bytes a packet.
 """
 
 from __future__ import annotations
@@ -84,6 +86,12 @@ TERMINAL_REFUSED = "a command with a terminal is interactive, as a shell is: "
 # a terminal type the upstream sets as TERM for what runs there: a terminfo name, nothing
 # else (no path, no shell metacharacter, no control character)
 TERM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
+# the least maximum packet size a client's channel may ask of the proxy: asyncssh sends
+# what is relayed in packets of at most that size, each framed, encrypted and written
+# apart in one run of the event loop, so a channel opened with a maximum of 1 byte had an
+# allowed `cat /var/log/x` of 200 KB sent as 200,000 packets (some 20 s of the loop every
+# other session of the proxy waits on). OpenSSH, PuTTY, libssh, Paramiko and Go ask 16-32 KiB
+MIN_CLIENT_PACKET = 1024
 
 
 # asyncssh answers a channel request once its handler returns True or False; None leaves
@@ -637,12 +645,14 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             self.ruling = ruling
             allowed = ruling.verdict.allowed and not self._gone
             sftp = self.kind == "ssh.subsystem" and self.raw in READ_SUBSYSTEMS
-            if allowed and not sftp:
-                why = _unenforceable(ruling) or self.client.unusable_limit(self.kind)
+            if allowed:
+                why = _small_packets(self.chan)
+                if not why and not sftp:
+                    why = _unenforceable(ruling) or self.client.unusable_limit(self.kind)
                 if why:
                     ruling = Ruling(Verdict.deny(why), ruling.decision_id, ruling.policy_revision)
                     self.ruling, allowed = ruling, False
-                else:
+                elif not sftp:
                     self._masking(ruling)  # an SFTP stream is packets: its relay decides each
         finally:
             # the upstream channel's request goes now, or never
@@ -1063,6 +1073,19 @@ class UpstreamChannel(asyncssh.SSHClientSession):  # type: ignore[type-arg]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.channel.upstream_closed()
+
+
+def _small_packets(chan: Any) -> str:
+    """Why the client's channel cannot be relayed to (its maximum packet size below
+    MIN_CLIENT_PACKET), or "". asyncssh keeps the size the client asked for in its channel
+    (_send_pktsize); an asyncssh without it is not checked."""
+    size = getattr(chan, "_send_pktsize", None)
+    if not isinstance(size, int) or size >= MIN_CLIENT_PACKET:
+        return ""
+    return (
+        f"the channel's maximum packet size ({size} bytes) is below the"
+        f" {MIN_CLIENT_PACKET} the proxy sends to"
+    )
 
 
 def _unenforceable(ruling: Ruling) -> str:
