@@ -13,9 +13,10 @@ status or signal passed back. Output of a `mask` verdict passes the detectors
 A command the proxy must end (its client left, its output cannot be masked, it ran past
 the policy's wall-clock limit, ssh_exec_seconds) is ended by sshd's KILL, or, on an
 account sshd sends no signal to (root), by the proxy itself (reaper.py). A shell has its
-limit too (ssh_shell_seconds) and, on any account, runs after the proxy's report line, so
-that what it leaves running (its jobs) is reaped when it ends; a reap that fails is in the
-channel's event and ends the session (ClientConnection.reap_failed). A channel whose
+limit too (ssh_shell_seconds, which bounds a subsystem's, an SFTP session's, as well)
+and, on any account, runs after the proxy's report line, so that what it leaves running
+(its jobs) is reaped when it ends; a reap that fails is in the channel's event and ends
+the session (ClientConnection.reap_failed). A channel whose
 client takes packets smaller than MIN_CLIENT_PACKET is not relayed to (denied as a policy
 limit the proxy cannot keep is): its output would go a few bytes a packet.
 """
@@ -515,12 +516,14 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             self._close_upstream()
 
     def _time_up(self, seconds: float) -> None:
-        """The exec (or shell) ran past the policy's wall-clock limit: ended, the client
-        told."""
+        """The exec (or shell, or subsystem: an SFTP session, under the shell's limit) ran
+        past the policy's wall-clock limit: ended, the client told."""
         if self._upstream_done.done() or self.ended_by or self.withheld:
             return
-        shell = self.kind == "ssh.shell"
-        what, key = ("shell", SHELL_SECONDS) if shell else ("command", EXEC_SECONDS)
+        what, key = {
+            "ssh.shell": ("shell", SHELL_SECONDS),
+            "ssh.subsystem": ("subsystem", SHELL_SECONDS),
+        }.get(self.kind, ("command", EXEC_SECONDS))
         self.ended_by = f"the {what} ran past its time limit of {seconds:g} s ({key})"
         self.say(f"portcullis: {self.ended_by}; it is ended")
         self._flush_masks()
@@ -646,9 +649,9 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             allowed = ruling.verdict.allowed and not self._gone
             sftp = self.kind == "ssh.subsystem" and self.raw in READ_SUBSYSTEMS
             if allowed:
-                why = _small_packets(self.chan)
+                why = _small_packets(self.chan) or self.client.unusable_limit(self.kind)
                 if not why and not sftp:
-                    why = _unenforceable(ruling) or self.client.unusable_limit(self.kind)
+                    why = _unenforceable(ruling)
                 if why:
                     ruling = Ruling(Verdict.deny(why), ruling.decision_id, ruling.policy_revision)
                     self.ruling, allowed = ruling, False

@@ -745,7 +745,8 @@ class ClientConnection(asyncssh.SSHServer):
         await session.close(reason, abnormal)
 
 
-_LIMITS = {"ssh.exec": EXEC_SECONDS, "ssh.shell": SHELL_SECONDS}
+# a subsystem (an SFTP session) is interactive as a shell is: it runs under the shell's limit
+_LIMITS = {"ssh.exec": EXEC_SECONDS, "ssh.shell": SHELL_SECONDS, "ssh.subsystem": SHELL_SECONDS}
 
 
 async def _reap_on(

@@ -72,7 +72,8 @@ ssh_parts := input.command.ssh.parts if {
 # default 28800: a working day; 0: none; session setting ssh_shell_seconds): a shell left
 # open (a `while :; do :; done` typed into it, a forgotten terminal) held its upstream
 # session and core for as long as its client stayed connected. Past it the proxy closes
-# the shell, telling the client and recording why (exit status 124).
+# the shell, telling the client and recording why (exit status 124). The proxy holds a
+# subsystem (an SFTP session) to the same limit: it is as interactive as a shell.
 ssh_default_exec_seconds := 3600
 
 ssh_default_max_channels := 16
