@@ -313,5 +313,8 @@ class SignIn:
         if session is not None:
             self.sessions.close(session.id)
         response = redirect("/console/signed-out")
-        response.del_cookie(cookie_name(self.settings.secure), path="/")
+        # a __Host- cookie is only replaced by one that is Secure too: without it the
+        # browser kept the cookie of a closed session
+        response.del_cookie(cookie_name(self.settings.secure), path="/",
+                            secure=self.settings.secure)  # fmt: skip
         return response

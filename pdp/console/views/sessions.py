@@ -75,6 +75,8 @@ LISTED = 200
 SCAN_PAGE = 500  # session.open records read at a time for a search, newest first
 SCANNED = 20_000  # the most one search reads
 ENTRIES_SHOWN = 500  # timeline entries on one replay page
+ENTRY_CHARS = 2000  # client text of an entry on it (each part); ?entry=N shows one whole
+CLIENT_FACTS = ("method", "path")  # an HTTP request's, shown in its command already
 VERDICTS = ("", "allow", "mask", "deny", "require_approval")
 
 
@@ -274,9 +276,10 @@ class SessionsView:
         forged = await not_written_by_pdp(self.store, [opened, *closed, *events, *decisions,
                                                        *asked])  # fmt: skip
         first = _index(request.query.get("from", ""))
+        whole = _index(request.query.get("entry", "")) if "entry" in request.query else None
         content, casts = await asyncio.to_thread(
             self._replay_content, sid, first, opened, closed[0] if closed else None, events,
-            decisions, approvals)  # fmt: skip
+            decisions, approvals, whole)  # fmt: skip
         flash = (
             f"Records seq {', '.join(str(n) for n in forged[:10])} of this session have no"
             " valid record MAC (INSERTed into the store by someone else, or written before"
@@ -291,9 +294,12 @@ class SessionsView:
     def _replay_content(self, sid: str, first: int, opened: AuditRecord,
                         closed: AuditRecord | None, events: list[AuditRecord],
                         decisions: list[AuditRecord], approvals: list[AuditRecord],
-                        ) -> tuple[Html, int]:  # fmt: skip
+                        whole: int | None = None) -> tuple[Html, int]:  # fmt: skip
         """The replay page's content and how many terminal recordings it plays (run in a
-        worker thread: a session of many commands takes seconds to build)."""
+        worker thread: a session of many commands takes seconds to build). Each entry's
+        client text is cut to ENTRY_CHARS, with a link to the entry drawn whole alone
+        (`whole`: its index): 500 entries of a reader's 64 KB statements, each word
+        mixing scripts, made gigabytes of markup for one page (the PDP's memory)."""
         timeline = build_timeline(opened, closed, events, decisions, approvals)
         s = timeline.summary
         header = definitions([
@@ -316,11 +322,16 @@ class SessionsView:
                                     if v is not None and not isinstance(v, dict)),
                      class_="totals")  # fmt: skip
         count = len(timeline.entries)
-        first = min(first, max(count - 1, 0)) // ENTRIES_SHOWN * ENTRIES_SHOWN
-        shown = timeline.entries[first : first + ENTRIES_SHOWN]
-        rows = [self._entry_row(e) for e in shown]
-        caption = "Timeline" if count <= ENTRIES_SHOWN else (
-            f"Timeline: entries {first + 1}\u2013{first + len(shown)} of {count}")  # fmt: skip
+        if whole is not None and whole < count:
+            first, limit = whole, None
+            shown = timeline.entries[whole : whole + 1]
+            caption = f"Timeline: entry {whole + 1} of {count}, whole"
+        else:
+            first = min(first, max(count - 1, 0)) // ENTRIES_SHOWN * ENTRIES_SHOWN
+            limit, shown = ENTRY_CHARS, timeline.entries[first : first + ENTRIES_SHOWN]
+            caption = "Timeline" if count <= ENTRIES_SHOWN else (
+                f"Timeline: entries {first + 1}\u2013{first + len(shown)} of {count}")  # fmt: skip
+        rows = [self._entry_row(e, sid, first + n, limit) for n, e in enumerate(shown)]
         entries = table(caption, ("At", "Direction", "What", "Command", "Verdict", "Why",
                                   "Result", "Masking"), rows, class_="timeline")  # fmt: skip
         pages = _pages(sid, first, count)
@@ -331,17 +342,39 @@ class SessionsView:
         return content, len(casts)
 
     @staticmethod
-    def _entry_row(e: Entry) -> list[Any]:
+    def _entry_row(e: Entry, sid: str, index: int, limit: int | None) -> list[Any]:
+        """One timeline row, its client text cut to `limit` characters each (a cut one
+        links to the entry alone, whole)."""
+        cut = False
+
+        def kept(text: str) -> str:
+            nonlocal cut
+            if limit is None or len(text) <= limit:
+                return text
+            cut = True
+            return f"{text[:limit]} [\u2026 {len(text) - limit:,} more characters]"
+
         result = dict(e.result)
         facts = []
         if e.rows is not None:
             facts.append(f"{e.rows} row(s)")
         if e.bytes is not None:
             facts.append(f"{e.bytes} bytes")
-        facts += [f"{k} {v}" for k, v in result.items() if not isinstance(v, dict | list)]
+        # the request line's method and path are the client's text, in the Command column:
+        # among the facts, a path `/x; status 200` read as the answer's status
+        facts += [
+            kept(f"{k} {v}")
+            for k, v in result.items()
+            if not isinstance(v, dict | list) and not (e.command and k in CLIENT_FACTS)
+        ]
         if e.error:
-            facts.append(f"error: {e.error}")
-        command = tag("pre", tag("code", text_block(e.command))) if e.command else esc("")
+            facts.append(kept(f"error: {e.error}"))
+        command = tag("pre", tag("code", text_block(kept(e.command)))) if e.command else esc("")
+        reasons = bullet_list((kept(r) for r in e.reasons), "")
+        if cut:
+            command = Html(
+                command + tag("a", "the whole entry", href=f"/console/sessions/{sid}?entry={index}")
+            )
         verdict = verdict_badge(e.verdict) if e.verdict else esc("")
         if e.cached:
             verdict = Html(verdict + " " + badge("cached", "cached"))
@@ -355,9 +388,8 @@ class SessionsView:
             at = Html(esc(at) + " " + badge(f"time ruled out: {e.clock}", "disputed"))
         elif e.late_seconds is not None:
             at = Html(esc(at) + " " + badge(f"late: received {e.late_seconds:g}s after", "late"))
-        return [at, e.direction, e.kind or e.type, command, verdict,
-                bullet_list(e.reasons, ""), "; ".join(facts),
-                masking_badges(e.masking)]  # fmt: skip
+        return [at, e.direction, e.kind or e.type, command, verdict, reasons,
+                "; ".join(facts), masking_badges(e.masking)]  # fmt: skip
 
     def _player(self, sid: str, channel: int, decision_id: str) -> Html:
         src = f"/console/sessions/{sid}/terminal/{channel}"
