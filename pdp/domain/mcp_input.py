@@ -11,7 +11,9 @@ method asks whether a `tools/list` (`prompts/list`, `resources/list`) answer may
 tool (prompt, resource), not to call (get, read) it. From the proxy
 it takes only whether the message was a notification (the id the text leaves out says
 so). The roots a client declares to the server (its answer to `roots/list`, or one of a
-request's `inputResponses`) are shown as `roots`, their URIs. Text that is not such a
+request's `inputResponses`) are shown as `roots`, their URIs. The headers the proxy bound
+into the text (`"headers": [[name, value], ...]`: those it forwards that a server may act
+on) are shown as `headers`. Text that is not such a
 message is handed to the policy as `malformed`, which the shipped policy denies.
 
 No IO here; called by the PDP's command_input() through the `mcp` protocol declaration.
@@ -45,6 +47,29 @@ def mcp_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, An
     endpoint = message.pop("endpoint", None) if isinstance(message, dict) else None
     if not isinstance(endpoint, str):
         return dict(MALFORMED)
+    headers = message.pop("headers", None)
+    if headers is not None and not _header_pairs(headers):
+        return dict(MALFORMED)
+    shown = _shown(message, endpoint, attributes)
+    if headers is not None:
+        shown["headers"] = headers
+    return shown
+
+
+def _header_pairs(value: Any) -> bool:
+    """[[name, value], ...]: the headers a message went upstream with (the proxy binds
+    them into its text, so an approval covers no other)."""
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(
+            isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) for p in pair)
+            for pair in value
+        )
+    )
+
+
+def _shown(message: dict[str, Any], endpoint: str, attributes: dict[str, Any]) -> dict[str, Any]:
     if "http" in message:
         if set(message) != {"http"} or message["http"] not in HTTP_MESSAGES:
             return dict(MALFORMED)

@@ -154,6 +154,11 @@ class UpstreamExchange:
         path = self.proxy.base_path + target.path
         return f"{path}?{query}" if query else path
 
+    def credential_header(self, request: Request) -> str:
+        """The header the upstream credential goes in, a client's of that name dropped."""
+        lease = request.session.lease
+        return lease.header if lease is not None and lease.value else ""
+
     def upstream_headers(
         self, request: Request, keep_upgrade: bool = False
     ) -> list[tuple[str, str]]:
@@ -170,7 +175,7 @@ class UpstreamExchange:
 
     def _upstream_headers(self, request: Request, keep_upgrade: bool) -> list[tuple[str, str]]:
         lease = request.session.lease
-        header = lease.header if lease is not None and lease.value else ""
+        header = self.credential_header(request)
         headers = messages.upstream_request_headers(
             request.head, self.client_ip, self.scheme, header, keep_upgrade
         )

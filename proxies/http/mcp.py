@@ -136,6 +136,10 @@ def header(headers: Sequence[tuple[str, str]], name: str) -> list[str]:
     return [v for k, v in headers if k.lower() == name]
 
 
+# headers of a message the exchange checks itself: its type (JSON) and coding (none)
+_CHECKED = frozenset({"content-type", "content-encoding"})
+
+
 def _mcp_header(name: str) -> bool:
     """A header the exchange reads and checks (the session, resumption, routing ones)."""
     lowered = name.lower()
@@ -170,9 +174,12 @@ class McpExchange:
         body: bytes,
         *,
         target: str,
+        bound: Sequence[tuple[str, str]] = (),
     ) -> Reply | Forward:
         """A client's HTTP request on an MCP connection (`target`: its normalised path and
-        query, as forwarded): answered here, or forwarded."""
+        query, as forwarded): answered here, or forwarded. `bound`: the headers going
+        upstream with it that a server may act on (messages.bound_headers): decided with
+        each message, but for MCP's own, which are checked here."""
         owner = self.owner(token)
         if any("_" in name and _mcp_header(name.replace("_", "-")) for name, _ in headers):
             # CGI, WSGI and PHP read Mcp_Session_Id as Mcp-Session-Id (HTTP_MCP_SESSION_ID):
@@ -243,7 +250,8 @@ class McpExchange:
         except codec.Refused as refused:
             session.record_response(kind="mcp.refused", reason=str(refused))
             return _refusal(refused)
-        return await self._decide(session, owner, session_id, mcp, headers, parsed, target)
+        carried = [(n, v) for n, v in bound if not _mcp_header(n) and n not in _CHECKED]
+        return await self._decide(session, owner, session_id, mcp, headers, parsed, target, carried)
 
     async def _decide(
         self,
@@ -254,6 +262,7 @@ class McpExchange:
         headers: Sequence[tuple[str, str]],
         parsed: codec.RequestBody,
         target: str,
+        carried: Sequence[tuple[str, str]] = (),
     ) -> Reply | Forward:
         if any(getattr(mcp.owed(m.id), "reads", False) for m in parsed.requests):
             # an answer is owed to a request of that id that must be read (masked,
@@ -289,7 +298,7 @@ class McpExchange:
             if message.kind == "notification" and message.method == "notifications/cancelled":
                 # a request this session holds for an approval stops waiting (withdrawn)
                 mcp.cancel_held(message.params.get("requestId"))
-        commands = [m.command(target, mcp.asking(m.id) or "") for m in parsed.messages]
+        commands = [m.command(target, mcp.asking(m.id) or "", carried) for m in parsed.messages]
         rulings = [
             await self._ruling(session, mcp, m, raw, wait)
             for m, raw in zip(parsed.messages, commands, strict=True)

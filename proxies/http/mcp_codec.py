@@ -94,10 +94,15 @@ class Message:
         params = self.body.get("params", {})
         return params if isinstance(params, dict) else {}
 
-    def command(self, endpoint: str, answers: str = "") -> str:
+    def command(
+        self, endpoint: str, answers: str = "", headers: Sequence[tuple[str, str]] = ()
+    ) -> str:
         """The command text the PDP decides: the endpoint (path and query) it was posted
         to and the message, canonical JSON without the id or `_meta.progressToken`; a
-        response with the method of the server's request it `answers`."""
+        response with the method of the server's request it `answers`; the `headers` the
+        request carries upstream that a server may act on, as [name, value] pairs in their
+        order (an approval binds them, its approver is shown them)."""
+        bound = {"headers": [[n, v] for n, v in headers]} if headers else {}
         if self.kind == "response":
             shown = {k: v for k, v in self.body.items() if k in ("result", "error")}
             shown["answers"] = answers
@@ -114,7 +119,7 @@ class Message:
                 else:
                     del params["_meta"]
             shown = {"method": self.method, "params": params}
-        return canonical({"endpoint": endpoint, **shown})
+        return canonical({"endpoint": endpoint, **shown, **bound})
 
     @property
     def attributes(self) -> dict[str, Any]:

@@ -168,6 +168,17 @@ def upstream_request_headers(
 ) -> list[tuple[str, str]]:
     """The client's headers as they go upstream, with X-Forwarded-* and Forwarded (RFC
     7239) set from what the proxy saw."""
+    out = _client_headers_sent(head, credential_header, keep_upgrade)
+    if keep_upgrade:
+        out = [(n, v) for n, v in out if n != "connection"] + [("connection", "Upgrade")]
+    out += _forwarding(client_ip, scheme)
+    return out
+
+
+def _client_headers_sent(
+    head: Head, credential_header: str = "", keep_upgrade: bool = False
+) -> list[tuple[str, str]]:
+    """The client's own headers that go upstream (the proxy's are added to them)."""
     dropped = _request_dropped(credential_header.lower())
     connection = head.fields.get("connection")
     if connection:
@@ -176,17 +187,13 @@ def upstream_request_headers(
         dropped = dropped - {"upgrade", "connection"}
     # a name spelled with `_` for `-` is dropped as that header is (CGI, WSGI and PHP
     # read X_Forwarded_For as X-Forwarded-For)
-    out = [
+    return [
         (n, v)
         for n, v in head.headers
         if n not in dropped
         and _dashed(n) not in dropped
         and not _dashed(n).startswith(REQUEST_DROPPED_PREFIXES)
     ]
-    if keep_upgrade:
-        out = [(n, v) for n, v in out if n != "connection"] + [("connection", "Upgrade")]
-    out += _forwarding(client_ip, scheme)
-    return out
 
 
 def _dashed(name: str) -> str:
@@ -316,22 +323,107 @@ def prefer_wait(head: Head) -> int:
 BOUND_HEADERS = frozenset({"x-http-method-override", "x-http-method", "x-method-override"})
 
 
-def command_text(head: Head, body: bytes) -> str:
+# the request headers that change nothing the upstream acts on, or never reach it as
+# sent (what the proxy frames, sets or drops itself; content negotiation; tracing ids; a
+# WebSocket's per-handshake key): left out of what an approval binds. Every other header
+# that goes upstream is bound (command_text): a header may name the operation (AWS's
+# X-Amz-Target), the account or tenant (Stripe-Account), a source to copy (S3's
+# x-amz-copy-source), an upsert (PostgREST's Prefer), how the body is read (Content-Type)
+UNBOUND_HEADERS = frozenset(
+    {
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-connection",
+        "expect",
+        "authorization",
+        "proxy-authorization",
+        "user-agent",
+        "accept",
+        "accept-encoding",
+        "accept-language",
+        "accept-charset",
+        "cache-control",
+        "pragma",
+        "date",
+        "origin",
+        "referer",
+        "dnt",
+        "upgrade-insecure-requests",
+        "x-request-id",
+        "x-correlation-id",
+        "traceparent",
+        "tracestate",
+        "baggage",
+        "b3",
+        "x-b3-traceid",
+        "x-b3-spanid",
+        "x-b3-parentspanid",
+        "x-b3-sampled",
+        "x-amzn-trace-id",
+        "x-cloud-trace-context",
+        "sentry-trace",
+        "sec-websocket-key",
+        "sec-websocket-version",
+    }
+)
+UNBOUND_PREFIXES = ("sec-fetch-", "sec-ch-")
+# a bound header whose value is a credential of the client's: bound by its digest, shown
+# by its name only (evidence holds no secret of anyone's)
+_SECRET_NAME = re.compile(r"cookie|key|token|secret|auth|passw|session|signature|credential")
+
+
+def bound_headers(head: Head, credential_header: str = "") -> list[tuple[str, str]]:
+    """The headers an approval binds, as shown: each that goes upstream (as
+    upstream_request_headers sends them) and is not UNBOUND_HEADERS, the method-override
+    headers first; a credential's value as its SHA-256, `Prefer: wait` (the proxy's own)
+    left out."""
+    names = [n for n, _ in head.headers]
+    if all(_dashed(n) in UNBOUND_HEADERS for n in names):
+        return []  # (the usual request: nothing to bind)
+    out: list[tuple[str, str]] = []
+    for name, value in _client_headers_sent(head, credential_header):
+        dashed = _dashed(name)
+        if dashed in UNBOUND_HEADERS or dashed.startswith(UNBOUND_PREFIXES):
+            continue
+        if dashed == "prefer":
+            value = ", ".join(
+                p.strip()
+                for p in value.split(",")
+                if p.strip() and p.partition("=")[0].strip().lower() != "wait"
+            )
+            if not value:
+                continue
+        elif _SECRET_NAME.search(dashed):
+            value = "sha256:" + hashlib.sha256(value.encode("latin-1")).hexdigest()
+        out.append((name, value))
+    out.sort(key=lambda pair: _dashed(pair[0]) not in BOUND_HEADERS)
+    return out
+
+
+def command_text(head: Head, body: bytes, credential_header: str = "") -> str:
     """What the request is decided, approved and recorded as: the request line as
-    received, each method-override header as received (any `_`/`-` spelling), then (for a
+    received, each header that goes upstream and may change what it acts on
+    (bound_headers: the method-override headers first, any `_`/`-` spelling), then (for a
     body) its size and SHA-256 — an approval binds to these exact bytes — and the body
     itself when it is short text. An approval given for a POST covers no request that
-    names another method in a header."""
+    names another method, operation, account or content type in a header.
+    `credential_header`: the upstream credential's header, which a client's is dropped
+    from (never bound, never shown)."""
     text = head.request_line
     if text[len(head.method) + 1 : len(head.method) + 2] != "/" and head.target.startswith("/"):
         # an absolute-form target (RFC 9112 §3.2.2), for this Host: decided as the
         # origin-form the codec reduced it to and the upstream gets (the PDP re-reads the
         # path from this line and reads no absolute-form: it denied every such request)
         text = f"{head.method} {head.target} {head.version}"
-    if any(_dashed(name) in BOUND_HEADERS for name in head.fields):
-        text += "".join(
-            f"\n{name}: {value}" for name, value in head.headers if _dashed(name) in BOUND_HEADERS
-        )
+    bound = bound_headers(head, credential_header)
+    if bound:
+        text += "".join(f"\n{name}: {value}" for name, value in bound)
     if body:
         text += f"\nbody: {len(body)} bytes sha256:{hashlib.sha256(body).hexdigest()}"
         if len(body) <= BODY_IN_RAW:

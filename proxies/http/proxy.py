@@ -741,7 +741,7 @@ class ClientConnection(UpstreamExchange):
         upgrade = head.upgrade
         kind = "http.upgrade" if upgrade else "http.request"
         if upgrade:
-            raw = messages.command_text(head, request.body)
+            raw = messages.command_text(head, request.body, self.credential_header(request))
             if _read_aside(request):
                 attributes = await asyncio.to_thread(self.attributes, request)
             else:
@@ -773,6 +773,7 @@ class ClientConnection(UpstreamExchange):
             list(head.headers),
             request.body,
             target=request.target.forward,
+            bound=messages.bound_headers(head, self.credential_header(request)),
         )
         from proxies.http.mcp import Forward
 
@@ -848,7 +849,7 @@ class ClientConnection(UpstreamExchange):
         memo = self._command_memo
         if memo is not None and memo[0] is head and not request.body:
             return memo[1], memo[2], memo[3]
-        raw = messages.command_text(head, request.body)
+        raw = messages.command_text(head, request.body, self.credential_header(request))
         attributes = self.attributes(request)
         key = reuse_key("http.request", attributes)
         if not request.body:
