@@ -7,14 +7,15 @@ counts — never values — and result summaries; HTTP requests; SSH commands), 
 recorded terminal is played in the browser from its asciicast v2 recording
 (`pdp.domain.casts`, the same file `replay --format asciicast` writes), its control
 characters interpreted by a tiny player that shows anything it does not know as an
-inert escape.
+inert escape, and lists apart what it does not draw (OSC strings: titles, links).
 
 Who sees what: auditors (ConsoleSettings.auditor_groups) every session; anyone else their
 own sessions only (subject and issuer of the session's identity), whatever the query
 says.
 
 A session is as long as its client made it: a replay page shows ENTRIES_SHOWN timeline
-entries (`?from=N` for the others, the totals always for the whole session), and builds
+entries (`?from=N` for the others, the totals always for the whole session), each one's
+client text cut to ENTRY_CHARS (`?entry=N` draws that entry alone, whole), and builds
 the timeline and its HTML in a worker thread, off the event loop that answers every
 decision; one person has at most MAX_BUILDS such pages made at once.
 """
