@@ -5,11 +5,12 @@ a configured JWKS URL or file, refetch on an unknown key id, rate-limited and sh
 concurrent misses), the local dev issuer behind `portcullis token`, and `parse_ttl`.
 
 Every failure is a `TokenRejected` with a short reason that is safe to show the client;
-nothing here lets a token through on a guess. The algorithm comes from the token header
-only after it has been checked against the key the `kid` selects: `none` is never
-accepted, an RSA/EC/OKP public key is never used as an HMAC secret, and HMAC is
-accepted only when a shared secret is configured explicitly. This module makes no
-policy decision; it only says who the caller is.
+nothing here lets a token through on a guess. Only an ID or access token is an identity:
+another kind the issuer signs (`typ` logout+jwt, a token carrying `events`) is refused.
+The algorithm comes from the token header only after it has been checked against the
+key the `kid` selects: `none` is never accepted, an RSA/EC/OKP public key is never used
+as an HMAC secret, and HMAC is accepted only when a shared secret is configured
+explicitly. This module makes no policy decision; it only says who the caller is.
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ MIN_RSA_BITS = 2048
 # NumericDate claims past the year 9999 are no date (and overflow an int64 on the wire)
 MAX_NUMERIC_DATE = 253402300799
 _DATE_CLAIMS = ("exp", "nbf", "iat")
+# claims naming the token's person besides `sub` (OIDC Core §5.1 email and
+# preferred_username; Entra ID's upn): one person's two accounts (a daily one and an admin
+# one, an account at each of two connections of one IdP) differ in `sub`, not in these
+PERSON_CLAIMS = ("email", "preferred_username", "upn")
+MAX_PERSON_NAME = 1024
 
 # C0 and C1 controls and DEL, and what prints as something else or breaks a line: format
 # characters (bidi overrides and isolates, zero-width ones, BOM), surrogates, line and
@@ -60,6 +66,13 @@ _UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 _GROUP_SEPARATOR = re.compile(r"[\s,]")
 # RFC 7515 §2 / RFC 4648 §5: a compact JWS segment, unpadded
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
+# the `typ` headers of the tokens that say who someone is: an ID token (JWT, RFC 7519
+# §5.1; JOSE, RFC 7515 §4.1.9) and an access token (RFC 9068 §2.1); any other type the
+# issuer signs (an OIDC back-channel logout token, `logout+jwt`; a security event,
+# `secevent+jwt`) is not one
+IDENTITY_TOKEN_TYPES = frozenset(
+    {"jwt", "application/jwt", "jose", "application/jose", "at+jwt", "application/at+jwt"}
+)
 
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 # RFC 7518 §3.2: an HMAC key at least as long as the hash; a shorter shared secret can be
@@ -81,6 +94,11 @@ class Identity:
     claims: dict[str, Any] = field(hash=False)
     token_id: str = ""
     expires_at: int = 0  # unix seconds; 0 when the token has no exp
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The other names the token gives its person (person_names)."""
+        return person_names(self.claims)
 
     def to_input(self) -> dict[str, Any]:
         """The `identity` object of the policy input (DESIGN.md, policy contract)."""
@@ -545,6 +563,15 @@ class TokenVerifier:
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject.strip():
             raise TokenRejected("no subject")
+        if subject != subject.strip():
+            # as a group with blanks is refused: ' rita@example.com' is another identity
+            # to everything counted or granted per subject (sessions, budgets, grants)
+            raise TokenRejected("the subject has blanks at either end")
+        if "events" in claims:
+            # RFC 8417 §2.2: a Security Event Token, such as an OIDC back-channel logout
+            # token the issuer signs for this audience with the person's sub and an exp,
+            # says something happened to someone; it proves nobody is asking now
+            raise TokenRejected("a security event token is no identity")
         if unprintable(subject):
             # every record names the subject in a column of its own: PostgreSQL text
             # refuses a NUL (failing the whole group-commit batch, everyone's decisions
@@ -595,6 +622,11 @@ def _read_header(token: Any) -> dict[str, Any]:
         # NaN, 1e400, a lone surrogate: OpenSession failed inside the PDP (records are
         # JSON without NaN, the wire UTF-8), an internal error where the token proves nothing
         raise TokenRejected("malformed token")
+    typ = header.get("typ")
+    if typ is not None and (not isinstance(typ, str) or typ.lower() not in IDENTITY_TOKEN_TYPES):
+        # RFC 8725 §3.11: explicit typing keeps one kind of token from being taken for
+        # another (a logout token, logout+jwt, carries the person's sub, aud and exp)
+        raise TokenRejected("the token is not an identity token (typ)")
     if "crit" in header:
         # RFC 7515 §4.1.11: a token naming an extension its reader must understand is
         # refused by a reader that understands none (PyJWT 2.10.1 read past it)
@@ -647,6 +679,18 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     if len(out) != len(pairs):
         raise ValueError("a JSON member is named twice")
     return out
+
+
+def person_names(claims: dict[str, Any]) -> tuple[str, ...]:
+    """The names a token gives its person besides `sub` (PERSON_CLAIMS, those that are
+    text), as the token wrote them: for telling one person under two subjects apart from
+    two people (pdp.domain.approvals.one_person), never for who the caller is."""
+    names = (claims.get(claim) for claim in PERSON_CLAIMS)
+    return tuple(
+        dict.fromkeys(
+            n for n in names if isinstance(n, str) and n.strip() and len(n) <= MAX_PERSON_NAME
+        )
+    )
 
 
 def groups_from_claims(claims: dict[str, Any], claim: str) -> tuple[str, ...]:
