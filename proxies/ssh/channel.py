@@ -649,7 +649,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             allowed = ruling.verdict.allowed and not self._gone
             sftp = self.kind == "ssh.subsystem" and self.raw in READ_SUBSYSTEMS
             if allowed:
-                why = _small_packets(self.chan) or self.client.unusable_limit(self.kind)
+                why = small_packets(self.chan) or self.client.unusable_limit(self.kind)
                 if not why and not sftp:
                     why = _unenforceable(ruling)
                 if why:
@@ -1078,7 +1078,7 @@ class UpstreamChannel(asyncssh.SSHClientSession):  # type: ignore[type-arg]
         self.channel.upstream_closed()
 
 
-def _small_packets(chan: Any) -> str:
+def small_packets(chan: Any) -> str:
     """Why the client's channel cannot be relayed to (its maximum packet size below
     MIN_CLIENT_PACKET), or "". asyncssh keeps the size the client asked for in its channel
     (_send_pktsize); an asyncssh without it is not checked."""

@@ -63,7 +63,13 @@ from proxies.runtime.secrets_scan import SecretScanner
 from proxies.runtime.session import ProxyRuntime, ProxySession
 from proxies.ssh import keys
 from proxies.ssh.asyncssh_logs import quiet_when_off
-from proxies.ssh.channel import EXEC_SECONDS, MAX_CHANNELS, SHELL_SECONDS, Channel
+from proxies.ssh.channel import (
+    EXEC_SECONDS,
+    MAX_CHANNELS,
+    SHELL_SECONDS,
+    Channel,
+    small_packets,
+)
 from proxies.ssh.packets import without_chaff
 from proxies.ssh.passwords import quick_saslprep
 from proxies.ssh.reaper import reap_command
@@ -429,13 +435,26 @@ class ClientConnection(asyncssh.SSHServer):
     def connection_requested(
         self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
     ) -> Any:
-        return self._forward(dest_host, dest_port, orig_host, orig_port)
+        if self.conn is None:
+            return False
+        # the channel made here (asyncssh's own otherwise), so that the forward, once
+        # asyncssh read the client's open into it, can check its maximum packet size
+        chan = self.conn.create_tcp_channel()
+        return chan, self._forward(chan, dest_host, dest_port, orig_host, orig_port)
 
     def server_requested(self, listen_host: str, listen_port: int) -> Any:
         return self._remote_forward(listen_host, listen_port)
 
-    async def _forward(self, host: str, port: int, orig_host: str, orig_port: int) -> Any:
+    async def _forward(
+        self, chan: Any, host: str, port: int, orig_host: str, orig_port: int
+    ) -> Any:
         raw = f"direct-tcpip {host}:{port}"
+        small = small_packets(chan)  # relayed a few bytes a packet (channel.py)
+        if small:
+            log.info("ssh forward refused: %s", small)
+            raise asyncssh.ChannelOpenError(
+                asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, f"portcullis: {small}"
+            )
         attributes = {"direction": "local", "host": host, "port": port,
                       "origin": f"{orig_host}:{orig_port}"}  # fmt: skip
         ruling = await self._decide_forward(raw, attributes)

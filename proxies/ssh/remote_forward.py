@@ -4,7 +4,9 @@ Owns the two halves of an allowed remote forward: the listener is asked of the u
 (the proxy's SSH connection to it requests `tcpip-forward` there, so the port opens on the
 upstream host, where the client asked for it), and each connection the upstream reports on
 it becomes a `forwarded-tcpip` channel the proxy opens to the client, the two channels
-bridged byte for byte with backpressure. Each connection is recorded in the session's
+bridged byte for byte with backpressure (unless the client takes packets below
+channel.MIN_CLIENT_PACKET on its channel: both are then closed, nothing relayed). Each
+connection is recorded in the session's
 events (kind ssh.forward.connection: the listener, the originator, bytes each way). The
 decision itself (ssh.forward, direction remote) is the caller's (proxies/ssh/proxy.py).
 """
@@ -17,6 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncssh
+
+from proxies.ssh.channel import small_packets
 
 log = logging.getLogger("portcullis.ssh")
 
@@ -32,8 +36,20 @@ class _Half(asyncssh.SSHTCPSession):  # type: ignore[type-arg]
         self._done = done
         self._pending: list[bytes] = []
         self._eof = False
+        self.refused = False  # the pair is not relayed (the client's packets too small)
 
     def connection_made(self, chan: Any) -> None:
+        small = small_packets(chan)  # (the upstream's side: sshd's usual size)
+        if small or self.refused:
+            if small:
+                log.info("ssh remote forward connection refused: %s", small)
+            self.refused = True
+            if self.peer is not None:
+                self.peer.refused = True
+                if self.peer.chan is not None:
+                    self.peer.chan.close()
+            chan.close()
+            return
         self.chan = chan
         if self.peer is not None:
             self.peer.flush()
@@ -51,6 +67,8 @@ class _Half(asyncssh.SSHTCPSession):  # type: ignore[type-arg]
                 peer.chan.write_eof()
 
     def data_received(self, data: bytes, datatype: Any) -> None:
+        if self.refused:
+            return
         self.bytes += len(data)
         peer = self.peer
         if peer is None or peer.chan is None:
