@@ -174,7 +174,7 @@ async def still_holds(
     Then (pdp.domain.search_paths) nothing the session ran since the request may have
     changed how its unqualified names resolve."""
     revised = approved.policy_revision != decision.policy_revision
-    if sorted(decision.verdict.reasons) != sorted(approved.reasons):
+    if sorted(decision.verdict.reasons) != sorted(approved.asked_reasons):
         # asked now for other reasons than the approver read, under the same policy: what
         # the command runs changed (a trigger a superuser made on the table while it waited
         # is in a Postgres statement's reasons, from the proxy's catalogue facts)
@@ -261,6 +261,7 @@ async def settle(
                 "subject": subject,
                 "groups": list(session.identity.groups),
                 "issuer": session.identity.issuer,
+                "names": list(session.identity.names),
             },
             session.id,
             connection,
@@ -369,6 +370,7 @@ class ApprovalRPCs:
             "subject": identity.subject,
             "groups": list(identity.groups),
             "issuer": identity.issuer,
+            "names": list(identity.names),
         }
 
     async def AwaitApproval(

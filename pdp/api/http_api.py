@@ -271,6 +271,7 @@ def build_http_app(pdp: PDPApp) -> web.Application:
             "subject": identity.subject,
             "groups": list(identity.groups),
             "issuer": identity.issuer,
+            "names": list(identity.names),
         }
 
     async def status_reader(request: web.Request) -> None:

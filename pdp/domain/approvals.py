@@ -2,22 +2,26 @@
 
 Owns the life of an ApprovalRequest — requested, notified, approved / denied / expired,
 executed — each step an `approval` record in the audit store with the identities
-involved; the rule that nobody approves their own request (checked here AND by the
-policy's `data.portcullis.approvers`, which decides who may approve at all); waiting for a
-decision (local waiters, woken by this replica's writes, by PostgreSQL NOTIFY from other
-replicas, and by polling the store as a fallback); and reuse of an approved request by the
-same identity, on the same connection, for the same command text and parameter values,
-within its TTL — and, under a policy revision other than the one that asked, only while
-the policy still asks for the same approval and still lets its approver give it.
+involved; the rule that nobody approves their own request, under any name either token
+gives the person (one_person: subject, email, preferred_username, upn, as read), checked
+here AND by the policy's `data.portcullis.approvers`, which decides who may approve at
+all; waiting for a decision (local waiters, woken by this replica's writes, by
+PostgreSQL NOTIFY from other replicas, and by polling the store as a fallback); and
+reuse of an approved request by the same identity, on the same connection, for the same
+command text and parameter values, within its TTL — and, under a policy revision other
+than the one that asked, only while the policy still asks for the same approval and still
+lets its approver give it.
 
 The book is bounded: pending requests by the per-identity cap of the caller
 (pdp.api.approval_rpc.MAX_WAITING), settled ones (denied, expired, withdrawn, approved
 past their usable window) to the MAX_SETTLED most recently settled; older ones are left
 to the audit store, which keeps every event.
 
-A request holds the exact command text (reuse compares it) but its parameter values only
-as approvers see them — masked where the policy masks them (pdp.domain.approver_view) — and as a
-keyed digest of the exact values, which is what an approval binds to.
+A request holds the exact command text and the policy's exact reasons (`asked_reasons`;
+reuse compares both; `reasons` are masked, as they quote the command) but its parameter
+values only as approvers see them — masked where the policy masks them
+(pdp.domain.approver_view) — and as a keyed digest of the exact values, which is what an
+approval binds to.
 
 The book believes only the approval records it (or a replica with the same key) wrote:
 each carries an HMAC (`mac`) of its body under a key derived from `binding_key`, which
@@ -43,7 +47,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pdp.domain.approver_view import approver_masker, approver_view, binding_digest
+from pdp.domain.approver_view import (
+    approver_masker,
+    approver_view,
+    binding_digest,
+    shown_reasons,
+)
 from pdp.store import AuditRecord, AuditStore, StoreUnavailable
 from pdp.store.chain import canonical_json
 from portcullis.verdict import MaskRule
@@ -93,6 +102,36 @@ def same_person(a: str, b: str) -> bool:
     return subject_as_read(a) == subject_as_read(b)
 
 
+def person_keys(subject: str, names: Iterable[Any] = ()) -> set[str]:
+    """Every name a person goes by in one token, as read (subject_as_read): the subject
+    and the token's other names of them (pdp.domain.identity.person_names: email,
+    preferred_username, upn), and an address's mailbox without its `+tag`
+    (alice+admin@example.com is delivered to alice@example.com)."""
+    keys = set()
+    for name in (subject, *names):
+        read = subject_as_read(str(name))
+        if not read:
+            continue
+        keys.add(read)
+        local, at, domain = read.rpartition("@")
+        if at and "+" in local and local.split("+", 1)[0]:
+            keys.add(f"{local.split('+', 1)[0]}@{domain}")
+    return keys
+
+
+def one_person(approver: dict[str, Any], requester: dict[str, Any]) -> bool:
+    """Whether an approver and a requester are one person: any name one token gives its
+    person reads as one the other's gives (person_keys). The second account of the same
+    person (alice's agent token, alice-admin of security, both alice@example.com) is
+    theirs: nobody approves their own request under another subject."""
+    names = approver.get("names", ())
+    asked = requester.get("names", ())
+    return bool(
+        person_keys(str(approver.get("subject", "")), names if isinstance(names, list) else ())
+        & person_keys(str(requester.get("subject", "")), asked if isinstance(asked, list) else ())
+    )
+
+
 @dataclass
 class ApprovalRequest:
     id: str
@@ -101,7 +140,7 @@ class ApprovalRequest:
     connection: str
     command_kind: str
     command: str
-    reasons: list[str]
+    reasons: list[str]  # as approvers see them: masked as the command is (asked_reasons)
     approvers: list[str]
     justification: str
     created_at: float
@@ -120,6 +159,9 @@ class ApprovalRequest:
     # the command as approvers see it: its text and every statement, masked
     shown_command: str = ""
     shown_statements: list[dict[str, Any]] = field(default_factory=list)
+    # the reasons exactly as the policy gave them (a re-run compares them): they quote
+    # the command (an HTTP path, an SSH line), so every view shows `reasons`, masked
+    asked_reasons: list[str] = field(default_factory=list)
     # the proxy that asked (its identity's key): for a session.open request, which has no
     # session yet, the only proxy that may wait on it — on whichever replica it asks
     proxy: str = ""
@@ -155,6 +197,7 @@ class ApprovalRequest:
             "parameters_digest",
             "shown_command",
             "shown_statements",
+            "asked_reasons",
             "proxy",
             "policy_revision",
             "approver_groups",
@@ -162,6 +205,8 @@ class ApprovalRequest:
             "settled_seq",
         ):
             out.pop(private)
+        # the requester's other names (email, ...) tell one person from two: not shown
+        out["requester"] = {k: v for k, v in self.requester.items() if k != "names"}
         out["command"], statements = self.shown()
         if self.command_kind.startswith("postgres."):
             out["statements"] = statements
@@ -327,6 +372,10 @@ class ApprovalBook:
             if approval_id in self.requests:
                 return  # a copy of a request's record must not make it pending again
             made = self.requests[approval_id] = ApprovalRequest(**body["request"], recorded_seq=seq)
+            if made.reasons and not made.asked_reasons:
+                # recorded before reasons were masked: its reasons are the policy's own
+                made.asked_reasons = made.reasons
+                made.reasons = shown_reasons(made.reasons, approver_masker(()))
             if made.state == PENDING and made.session_id and made.command_kind != "session.open":
                 self._pending_of.setdefault(made.session_id, set()).add(approval_id)
             self.version += 1
@@ -505,6 +554,7 @@ class ApprovalBook:
             exact,
             justification_of(command),
             approver_masker(mask),
+            reasons,
         )
         waiting = self.live_for(PENDING, *asked)
         if waiting:  # made by another call of the same command meanwhile
@@ -517,7 +567,7 @@ class ApprovalBook:
             connection=connection,
             command_kind=command_kind,
             command=command,
-            reasons=list(reasons),
+            reasons=view.reasons,
             approvers=list(approvers),
             justification=view.justification,
             created_at=now,
@@ -527,6 +577,7 @@ class ApprovalBook:
             parameters_digest=binding_digest(self.binding_key, exact),
             shown_command=view.command,
             shown_statements=view.statements,
+            asked_reasons=list(reasons),
             proxy=proxy,
             policy_revision=policy_revision,
         )
@@ -559,8 +610,9 @@ class ApprovalBook:
         if request is None:
             raise unknown
         subject = str(approver.get("subject", ""))
-        # never self-approval, whatever the policy says and whatever groups are held
-        if not subject or same_person(subject, str(request.requester.get("subject", ""))):
+        # never self-approval, whatever the policy says and whatever groups are held, and
+        # under none of the names either token gives the person
+        if not subject or one_person(approver, request.requester):
             raise ApprovalRefused("nobody may approve or deny their own request")
         allowed, _reasons = await self.authorize(approver, request)
         if not allowed:

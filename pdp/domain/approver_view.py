@@ -9,7 +9,10 @@ numbers is no SSN separator, a table name no API key) — and the keyed digest o
 exact values an approval binds to. Which column a value meets is read from the server's
 own grammar (pglast): a value whose column cannot be named (an INSERT without a column
 list) gets the strictest field rule, and a text the parser rejects has every parameter
-masked by it. Masking too much is the safe mistake.
+masked by it. A command that is not SQL gets the field rules too where it names its
+values: an HTTP request's query and JSON or form body, an MCP call's arguments (a body
+of other text naming a masked field is withheld); and the policy's reasons, which quote
+the command, are masked as text. Masking too much is the safe mistake.
 
 The view is made once, when the request is created, from the verdict that asked for the
 approval, and stored with it in place of the raw values: every copy of a request —
@@ -41,6 +44,7 @@ import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl, quote
 
 from pglast.parser import parse_sql_json, scan
 
@@ -61,6 +65,9 @@ class ApproverView:
     statements: list[dict[str, Any]]  # {"text": masked, "classification": [...]}
     parameters: list[str]
     justification: str
+    # the policy's reasons, masked as text: they quote the command (an HTTP path, an SSH
+    # line: '"sudo" needs approval ("sudo useradd -c 4111111111111111 bob")')
+    reasons: list[str] = field(default_factory=list)
 
 
 def approver_masker(rules: Sequence[MaskRule]) -> Masker:
@@ -97,14 +104,39 @@ def _canonical(entry: str) -> str:
 
 
 def approver_view(
-    kind: str, command: str, parameters: Sequence[str], justification: str, masker: Masker
+    kind: str,
+    command: str,
+    parameters: Sequence[str],
+    justification: str,
+    masker: Masker,
+    reasons: Sequence[str] = (),
 ) -> ApproverView:
     """The masked view of a command, its statements and values (each value masked, then
-    followed by what the proxy said of it: cut, binary)."""
+    followed by what the proxy said of it: cut, binary), and of the reasons it needs an
+    approval."""
+    view = _command_view(kind, command, parameters, justification, masker)
+    return ApproverView(
+        view.command,
+        view.statements,
+        view.parameters,
+        view.justification,
+        shown_reasons(reasons, masker),
+    )
+
+
+def shown_reasons(reasons: Sequence[str], masker: Masker) -> list[str]:
+    """The policy's reasons as approvers see them: every detector run over each (a
+    reason quotes what the command holds; no column is known in a reason's text)."""
+    return [masker.mask_text(reason)[0] for reason in reasons]
+
+
+def _command_view(
+    kind: str, command: str, parameters: Sequence[str], justification: str, masker: Masker
+) -> ApproverView:
     shown_justification = masker.mask_text(justification)[0]
     texts, notes = zip(*map(shown_parameter, parameters), strict=True) if parameters else ((), ())
     if not kind.startswith("postgres."):
-        shown = masker.mask_text(command)[0]
+        shown = _shown_text(kind, command, masker)
         values = [masker.mask_text(v)[0] for v in texts]
         return ApproverView(shown, [], _noted(values, notes), shown_justification)
     found = _values(command)
@@ -126,6 +158,86 @@ def approver_view(
         _noted(_masked_parameters(texts, found, masker), notes),
         shown_justification,
     )
+
+
+# ---------------------------------------------------------------- HTTP and MCP commands
+
+# how the HTTP proxy writes a body into the command text (proxies.http.messages.command_text)
+_HTTP_BODY = re.compile(r"\nbody: \d+ bytes sha256:[0-9a-f]{64}(?:\n\n|$)")
+_WORD = re.compile(r"[^\W_]+(?:[_-][^\W_]+)*")
+_WORDS_READ = 4096
+
+
+def _shown_text(kind: str, command: str, masker: Masker) -> str:
+    """A command that is not SQL as approvers see it: the values under names a field rule
+    masks masked whole (a JSON body's `"password": ...`, a form's or a query's
+    `password=...`, an MCP call's arguments), as the requester's answers are, then every
+    detector over the rest. Detectors alone showed a password or a salary a reader sent."""
+    if kind == "mcp.call":
+        doc = _json_document(command)
+        if doc is not None:
+            return masker.mask_text(_json_text(masker.mask_json(doc)[0]))[0]
+    elif kind.startswith("http."):
+        found = _HTTP_BODY.search(command)
+        head, marker, body = (
+            (command[: found.start()], found.group(), command[found.end() :])
+            if found
+            else (command, "", "")
+        )
+        lines = head.split("\n")
+        lines[0] = _shown_request_line(lines[0], masker)
+        shown_body = _shown_body(body, masker) if body else ""
+        return masker.mask_text("\n".join(lines) + marker + shown_body)[0]
+    return masker.mask_text(command)[0]
+
+
+def _json_document(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _json_text(doc: Any) -> str:
+    return json.dumps(doc, ensure_ascii=False, separators=(", ", ": "))
+
+
+def _shown_request_line(line: str, masker: Masker) -> str:
+    """`METHOD target VERSION` with its query's values masked by the field rules."""
+    method, _, rest = line.partition(" ")
+    target, space, version = rest.rpartition(" ") if rest.count(" ") else (rest, "", "")
+    path, question, query = target.partition("?")
+    if not question or not query:
+        return line
+    return f"{method} {path}?{_shown_form(query, masker)}{space}{version}"
+
+
+def _shown_form(text: str, masker: Masker) -> str:
+    """name=value&... with each value under a masked name masked whole (percent-encoded
+    names read as the upstream reads them)."""
+    shown = []
+    for name, value in parse_qsl(text, keep_blank_values=True):
+        rule = masker.rule_for_key((name,), name)
+        kept = masker.mask_field(rule, value) if rule is not None and value else value
+        shown.append(f"{quote(name, safe='')}={quote(kept, safe='[]* ')}")
+    return "&".join(shown)
+
+
+def _shown_body(body: str, masker: Masker) -> str:
+    """A body as approvers see it: JSON or a form with masked names' values masked; any
+    other text naming a masked field withheld (its value cannot be told from the rest)."""
+    doc = _json_document(body)
+    if isinstance(doc, dict | list):
+        return _json_text(masker.mask_json(doc)[0])
+    if "=" in body and not any(c.isspace() for c in body.strip()):
+        return _shown_form(body.strip(), masker)
+    for word in dict.fromkeys(_WORD.findall(body[: _WORDS_READ * 16])):
+        if masker.rule_for_key((word,), word) is not None:
+            return (
+                f"[body withheld: it names the masked field {word!r} and is neither JSON"
+                " nor a form, so its value cannot be told apart]"
+            )
+    return body
 
 
 def _noted(values: Sequence[str], notes: Sequence[str]) -> list[str]:
