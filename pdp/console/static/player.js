@@ -11,6 +11,7 @@
 (function () {
   var MAX_IDLE = 2.0;   // a longer pause plays as this long (asciinema's idle_time_limit)
   var MAX_LINES = 5000;
+  var MAX_TRIES = 20;   // asks for a recording the PDP is too busy to make now (429)
 
   // what rendering.inert escapes: controls, line separators, format characters (bidi,
   // zero-width, tags), the default-ignorable ones, spaces but U+0020, surrogates, marks that
@@ -167,8 +168,32 @@
     this.clock = section.querySelector(".clock");
     this.frames = []; this.at = 0; this.next = 0; this.timer = null; this.screen = new Screen();
     var self = this;
-    fetch(section.dataset.cast, {credentials: "same-origin"}).then(function (r) { return r.text(); })
+    this.load(0);
+    this.button.addEventListener("click", function () { self.timer ? self.pause() : self.play(); });
+    this.position.addEventListener("input", function () {
+      self.pause(); self.seek(self.duration() * self.position.value / 1000);
+    });
+  }
+  // the recording, fetched: a refusal to make it now (429: the PDP makes two of one
+  // person's session pages at once, and a page of many channels asks for all of them at
+  // once) is asked again; any other failure is said on every pane, never shown as a
+  // recording with no output and no input
+  Player.prototype.load = function (attempt) {
+    var self = this, section = this.section;
+    fetch(section.dataset.cast, {credentials: "same-origin"})
+      .then(function (r) {
+        if (r.status === 429 && attempt < MAX_TRIES) {
+          setTimeout(function () { self.load(attempt + 1); }, 500 * (attempt + 1));
+          return null;
+        }
+        var type = r.headers.get("Content-Type") || "";
+        if (!r.ok || type.indexOf("application/x-asciicast") !== 0) {
+          throw new Error("HTTP " + r.status + (r.ok ? ", not a recording" : ""));
+        }
+        return r.text();
+      })
       .then(function (text) {
+        if (text === null) return;
         var cast = parse(text);
         self.frames = cast.frames; self.seek(self.duration());
         var unseen = section.querySelector(".unseen");
@@ -186,12 +211,19 @@
           if (cast.typed) keys.typed(cast.typed); else keys.inert("(no input recorded)");
           keys.render(typed);
         }
-      });
-    this.button.addEventListener("click", function () { self.timer ? self.pause() : self.play(); });
-    this.position.addEventListener("input", function () {
-      self.pause(); self.seek(self.duration() * self.position.value / 1000);
+      })
+      .catch(function (err) { self.failed(err && err.message ? err.message : String(err)); });
+  };
+  Player.prototype.failed = function (why) {
+    this.frames = []; this.button.disabled = true;
+    var panes = [this.pre, this.section.querySelector(".typed"), this.section.querySelector(".unseen")];
+    panes.forEach(function (pane) {
+      if (!pane) return;
+      var note = new Screen(Infinity);
+      note.inert("[this recording could not be loaded (" + why + "): reload the page]");
+      note.render(pane);
     });
-  }
+  };
   Player.prototype.duration = function () { return this.frames.length ? this.frames[this.frames.length - 1].t : 0; };
   Player.prototype.seek = function (t) {
     this.screen = new Screen(); this.next = 0; this.at = t;
