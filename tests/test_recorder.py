@@ -178,7 +178,9 @@ def test_checked_batch_names_the_first_bad_field():
     for when in ("NaN", "Infinity", "1e999", "true", "null"):
         with pytest.raises(MalformedEvents, match=r"events_json\[0\]\.time"):
             checked_batch(f'[{{"time": {when}}}]', 10, 100)
-    assert checked_batch('[{"time": ' + "9" * 400 + "}]", 10, 100) == 1  # no overflow
+    # no overflow: refused (no reader holds it: tests/test_evidence_probe_p6.py)
+    with pytest.raises(MalformedEvents, match=r"events_json\[0\]: holds an integer"):
+        checked_batch('[{"time": ' + "9" * 400 + "}]", 10, 100)
     deep = '[{"time": 1.5, "details": ' + "[" * 100_000 + "]" * 100_000 + "}]"
     with pytest.raises(MalformedEvents, match="nested too deep"):
         checked_batch(deep, 10, 100)  # deeper than the parser goes: refused, not a crash

@@ -8,20 +8,22 @@ on its own, and appends the kept ones together so the store commits them in one 
 
 A numbered batch (batch_seq, pdp.domain.batch_numbers) is stored once: the same number
 with the same events sent again (a retry after a timeout whose first send was stored,
-while it is still being stored too, or a spool delivered again) is answered as taken
-(`replayed`) and not recorded a second time, so a retry neither doubles the evidence nor
-looks like tampering. The same number with other events is stored (audit verify names
-a number two batches hold): a holder of the proxy's credential sending a number first
-must not have the proxy's own batch of that number dropped as a retry. The events of the
-last REMEMBERED numbers of a session are remembered (a digest) to tell the two apart; a
-number older than those is stored again (verify reads the same events once). The
-numbers a session's records hold are read from the store the first time a session
-found again (a PDP restarted) sends one.
+while it is still being stored too, or a spool delivered again, to this PDP or another
+replica of its store: the record's id is the batch's own, batch_record_id, which the store
+takes once) is answered as taken (`replayed`) and not recorded a second time, so a retry
+neither doubles the evidence nor looks like tampering. The same number with other
+events is stored (audit verify names a number two batches hold): a holder of the proxy's
+credential sending a number first must not have the proxy's own batch of that number
+dropped as a retry. The events of the last REMEMBERED numbers of a session are remembered
+(a digest) to tell the two apart; a number older than those is looked up by its id. The
+numbers a session's records hold are read from the store the first time a session found
+again (a PDP restarted) sends one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from collections import OrderedDict
@@ -45,10 +47,12 @@ from pdp.domain.recordings import (
     MalformedEvents,
     bounded_batch_times,
     kind_refusal,
+    terminal_refusal,
     time_refusal,
+    unheld,
 )
 from pdp.domain.sessions import REAPED_REASONS, Session, SessionTable
-from pdp.store import AuditStore, StoreUnavailable
+from pdp.store import AuditStore, DuplicateRecordId, StoreUnavailable
 from pdp.store.chain import canonical_json
 from portcullis.events import truncation_facts
 from portcullis.v1 import pdp_pb2
@@ -276,6 +280,10 @@ class SessionEventBatches:
                     raise _BatchRefused(grpc.StatusCode.INVALID_ARGUMENT, f"events[{i}].{why}")
             times = [event.time for event in request.events]
             body = {"events": [_event_dict(event) for event in request.events]}
+            for i, event in enumerate(body["events"]):
+                why = unheld(event) or terminal_refusal(event["details"])
+                if why:
+                    raise _BatchRefused(grpc.StatusCode.INVALID_ARGUMENT, f"events[{i}]: {why}")
             try:  # (the store keeps JSON: NaN or an infinity in a time or a detail is none)
                 json.dumps(body, allow_nan=False)
             except ValueError:
@@ -332,6 +340,14 @@ class _Refusing:
 
     async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
         raise _BatchRefused(code, details)
+
+
+def batch_record_id(session_id: str, number: int, events: bytes) -> str:
+    """The id of the record of a session's numbered batch of these events (digest): the
+    same batch sent again, to whichever PDP of a shared store, has the same id, which the
+    store takes once; another batch under that number (other events) has another."""
+    named = hashlib.sha256(f"{session_id}\n{number}\n".encode() + events).hexdigest()
+    return f"batch-{named[:40]}"
 
 
 def bound_refusal(session: Session, proxy: ProxyIdentity) -> str:
@@ -407,13 +423,22 @@ class _KeptBatch:
         if numbers.has(number):
             if events in numbers.digests.get(number, ()):
                 return "", True
-            record_id = await self._appended()  # other events (or unknown): stored
+            try:  # other events (or unknown: older than those remembered): stored
+                record_id = await self._appended(batch_record_id(self.session.id, number, events))
+            except DuplicateRecordId:
+                return "", True
             numbers.remember(number, events)
             return record_id, False
         numbers.take(number)
         done = numbers.storing[number] = asyncio.get_running_loop().create_future()
         try:
-            record_id = await self._appended()
+            # its record's id is its own (session, number, events): a replica that took it
+            # first (the proxy's send moved there, its answer lost) has the store refuse it
+            # here as a record already in the chain, which this PDP's numbers could not tell
+            record_id = await self._appended(batch_record_id(self.session.id, number, events))
+        except DuplicateRecordId:
+            numbers.remember(number, events)
+            return "", True
         except BaseException:
             numbers.give_back(number)
             raise
@@ -424,11 +449,12 @@ class _KeptBatch:
             del numbers.storing[number]
             done.set_result(None)
 
-    async def _appended(self) -> str:
+    async def _appended(self, record_id: str | None = None) -> str:
         try:
             record = await self.store.append(
                 EVENTS_KIND,
                 self.body,
+                id=record_id,
                 session_id=self.session.id,
                 subject=self.session.identity.subject,
                 plain=self.plain,

@@ -100,7 +100,8 @@ def digest(body: dict[str, Any]) -> bytes:
 class RecordedNumbers:
     """What a session's batch numbers, read back in chain order, show (verify, replay):
     batches missing, late, recorded again (the same events: skipped by readers, the
-    events are one delivery's) and numbers held by two different batches."""
+    events are one delivery's; a batch with no number too) and numbers held by two
+    different batches."""
 
     def __init__(self) -> None:
         self.numbers: dict[str, BatchNumbers] = {}
@@ -109,17 +110,26 @@ class RecordedNumbers:
         self.again: dict[str, int] = {}
         self.forked: dict[str, int] = {}
         self.unnumbered: dict[str, int] = {}  # batches with no number, per session
+        self.unnumbered_digests: dict[str, set[bytes]] = {}  # their events, per session
 
     def feed(self, session_id: str, body: dict[str, Any]) -> bool:
         """A session.events record read: False when its batch was stored before (the same
         events under the same number: its events are not to be read twice)."""
         number = batch_seq_of(body)
+        mine = digest(body)
         if not number:
+            # a batch not numbered (a proxy before the numbers) sent again is the same
+            # events again: read once. Not a run of the same time in another batch, nor a
+            # second event in the same batch: a delivery twice repeats a batch whole
+            seen = self.unnumbered_digests.setdefault(session_id, set())
+            if mine in seen:
+                self.again[session_id] = self.again.get(session_id, 0) + 1
+                return False
+            seen.add(mine)
             self.unnumbered[session_id] = self.unnumbered.get(session_id, 0) + 1
             return True
         numbers = self.numbers.setdefault(session_id, BatchNumbers())
         digests = self.digests.setdefault(session_id, {})
-        mine = digest(body)
         if numbers.has(number):
             if digests.get(number, mine) == mine:
                 self.again[session_id] = self.again.get(session_id, 0) + 1
@@ -140,6 +150,7 @@ class RecordedNumbers:
         if type(last) is int and 0 < last <= MAX_BATCH_SEQ:
             self.numbers.setdefault(session_id, BatchNumbers()).until(last)
         self.digests.pop(session_id, None)  # no batch is taken after a proxy's close
+        self.unnumbered_digests.pop(session_id, None)
 
     def mixed(self) -> int:
         """Batches with no number in sessions whose other batches have one: not what one

@@ -86,16 +86,108 @@ def received_at(record: AuditRecord) -> float | None:
     return value / 1_000_000 if type(value) is int else None
 
 
+def unheld(value: Any) -> str:
+    """Why a value a proxy sent is not one every reader of a recording holds ("" when it
+    is): an integer no double holds (replay, `audit verify` and the export weigh times
+    and counts as floats, and float() of 10**400 raised: one batch stopped them for the
+    whole store), or text (a key too) holding a lone surrogate, which no UTF-8 writes
+    (the export, the console and every JSON output stopped on it). Walked without
+    recursion: a batch is as deep as the JSON parser went."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is str:
+            if not _text(item):
+                return "holds text with a lone surrogate (\\ud800-\\udfff), which is no text"
+        elif kind is int:
+            if not _held(item):
+                return "holds an integer no double holds"
+        elif kind is dict:
+            for key in item:
+                if type(key) is str and not _text(key):
+                    return "holds a name with a lone surrogate (\\ud800-\\udfff), which is no text"
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+    return ""
+
+
+TERMINAL_KIND = "ssh.asciicast"  # (pdp.domain.casts.KIND)
+
+
+def terminal_refusal(details: Any) -> str:
+    """Why an event's details are no terminal recording's ("" when they are, or record
+    none): a recording's frames are a list (pdp.domain.casts), and a number or `true`
+    there stopped every replay of the session."""
+    if not isinstance(details, dict) or details.get("kind") != TERMINAL_KIND:
+        return ""
+    frames = details.get("events", [])
+    if type(frames) is not list:
+        return "details.events: a terminal recording's frames must be a list"
+    return ""
+
+
+def _text(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _held(number: int) -> bool:
+    try:
+        float(number)
+    except OverflowError:
+        return False
+    return True
+
+
+# a batch's JSON text that may hold what unheld() names: a run of digits as long as the
+# smallest integer no double holds (309), or a surrogate's escape
+_MAYBE_UNHELD = re.compile(r"[0-9]{309}|\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def readable(events: Any) -> Any:
+    """A batch's events as every reader can hold them (unheld: refused by RecordEvents;
+    a record stored before that, or INSERTed by someone else): an integer no double holds
+    as its digits (text), a lone surrogate as U+FFFD. Readers of numbers pass over text,
+    and what the record holds exactly is its hashed body."""
+    if unheld(events) == "":
+        return events
+    return _made_readable(events)
+
+
+def _made_readable(value: Any) -> Any:
+    kind = type(value)
+    if kind is str:
+        return value if _text(value) else _SURROGATE.sub("\ufffd", value)
+    if kind is int:
+        return value if _held(value) else str(value)
+    if kind is dict:
+        return {_made_readable(k): _made_readable(v) for k, v in value.items()}
+    if kind is list:
+        return [_made_readable(v) for v in value]
+    return value
+
+
 def batch_events(body: dict[str, Any]) -> list[Any]:
     """The events of one `session.events` record body, whichever shape it was stored in,
-    each repeated event expanded."""
+    each repeated event expanded, each as every reader holds it (readable)."""
     if isinstance(body.get("events_json"), str):
+        text = body["events_json"]
         try:
-            events = json.loads(body["events_json"])
+            events = json.loads(text)
         except (ValueError, RecursionError):
             return []
+        if _MAYBE_UNHELD.search(text) is not None:
+            events = readable(events)
     else:
-        events = body.get("events", [])
+        events = readable(body.get("events", []))
     if not isinstance(events, list):
         return []
     if not any(isinstance(e, dict) and "repeat_us" in e for e in events):
@@ -140,7 +232,11 @@ def events_of(record: AuditRecord) -> list[dict[str, Any]]:
 # whatever this accepts, the full check accepts with the same count. The string pattern
 # is the unrolled form (a run of plain characters, then escape + run, repeated):
 # unambiguous, so matching is linear; the two event kinds part at their direction.
-_JSON_STRING = r'"[^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*)*"'
+# (a \\u escape of a surrogate is left to the full check: alone, it is no text)
+_JSON_STRING = (
+    r'"[^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u(?![dD][89a-fA-F])[0-9a-fA-F]{4})'
+    r'[^"\\\x00-\x1f]*)*"'
+)
 _NUMBER = r"-?(?:0|[1-9][0-9]{0,15})(?:\.[0-9]{1,20})?"
 _SCALAR = rf"(?:{_JSON_STRING}|{_NUMBER}|true|false|null)"
 _KEY = r'"(?!masked")[A-Za-z_][A-Za-z0-9_]{0,63}"'  # `masked` holds counts, not a scalar
@@ -303,6 +399,9 @@ def _fully_checked_batch(text: str, max_events: int, max_command: int) -> int:
                 f" of at most {MAX_MASKED_KEY} characters to whole numbers from 0 to"
                 f" {MAX_MASKED_COUNT}"
             )
+        why = unheld(event) or terminal_refusal(details)
+        if why:
+            raise MalformedEvents(f"events_json[{i}]: {why}")
         if "repeat_us" in event and not _repeats(
             event["repeat_us"], max_command if "command" in event else -1
         ):
@@ -367,5 +466,13 @@ async def session_events(store: AuditStore, session_id: str | None = None) -> li
     """Every recorded event (of one session, or of all), in the order they happened."""
     records = await store.query(kind=EVENTS_KIND, session_id=session_id)
     events = [event for record in records for event in events_of(record)]
-    events.sort(key=lambda e: e.get("time", 0))
+    events.sort(key=_time_key)
     return events
+
+
+def _time_key(event: dict[str, Any]) -> float:
+    """An event's place in time: its time, or 0 for one that is no number (no proxy's)."""
+    when = event.get("time")
+    if type(when) is float or (type(when) is int and _held(when)):
+        return float(when)
+    return 0.0

@@ -60,7 +60,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 import pglast.parser as pglast_parser
 
@@ -223,11 +223,15 @@ class SessionSummary:
 def summarize(opened: AuditRecord, closed: AuditRecord | None = None) -> SessionSummary:
     """The listing line of a session from its session.open (and session.close) record."""
     body = opened.body
-    session = body.get("session") or {}
-    identity = session.get("identity") or {}
-    connection = session.get("connection") or {}
+    # (every field as the PDP writes it, or empty: a record INSERTed by someone else, its
+    # session a text or its start no double holds, stopped every listing holding it)
+    session = _mapping(body.get("session"))
+    identity = _mapping(session.get("identity"))
+    connection = _mapping(session.get("connection"))
     verdict = str(body.get("verdict", ""))
-    started = float(session.get("started_at") or opened.time)
+    begun = session.get("started_at")
+    started = float(begun) if _number(begun) and begun else opened.time
+    groups = identity.get("groups")
     summary: dict[str, Any] = {}
     if verdict not in ("allow", "mask"):
         status = "denied"
@@ -236,12 +240,12 @@ def summarize(opened: AuditRecord, closed: AuditRecord | None = None) -> Session
     else:
         status = "ended abnormally" if closed.body.get("abnormal") else "closed"
     if closed is not None:
-        summary = closed.body.get("summary") or {}
+        summary = _mapping(closed.body.get("summary"))
     duration = closed.body.get("duration_seconds") if closed is not None else None
     return SessionSummary(
         session_id=opened.session_id,
         subject=opened.subject or str(identity.get("subject", "")),
-        groups=list(identity.get("groups") or []),
+        groups=[str(g) for g in groups] if isinstance(groups, list) else [],
         connection=str(connection.get("name") or body.get("connection", "")),
         connection_type=str(connection.get("type", "")),
         zone=str(connection.get("zone", "")),
@@ -251,7 +255,7 @@ def summarize(opened: AuditRecord, closed: AuditRecord | None = None) -> Session
         verdict=verdict,
         status=status,
         ended_at=closed.time if closed is not None else None,
-        duration_seconds=float(duration) if duration is not None else None,
+        duration_seconds=float(duration) if _number(duration) else None,
         # a reaped reason a proxy gave is named as its (closed_reason_of), not the reaper's
         close_reason=closed_reason_of(closed.body) if closed is not None else "",
         commands=_int_or_none(summary.get("commands")),
@@ -259,8 +263,12 @@ def summarize(opened: AuditRecord, closed: AuditRecord | None = None) -> Session
     )
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _int_or_none(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if not _number(value):
         return None  # (a recording stored before NaN and the infinities were refused)
     return int(value)
 
@@ -303,13 +311,14 @@ def build_timeline(
     checked = decisions is not None
     start = summary.started_at
     open_body = opened.body
-    identity = (open_body.get("session") or {}).get("identity") or {}
+    identity = _mapping(_mapping(open_body.get("session")).get("identity"))
+    reasons = open_body.get("reasons")
     header = {
         "issuer": identity.get("issuer", ""),
         "token_id": identity.get("token_id", ""),
         "policy_revision": open_body.get("policy_revision", ""),
-        "reasons": _unique(open_body.get("reasons") or []),
-        "credential_ref": (open_body.get("credential") or {}).get("ref", ""),
+        "reasons": _unique(reasons if isinstance(reasons, list) else []),
+        "credential_ref": _mapping(open_body.get("credential")).get("ref", ""),
     }
     entries = [
         Entry(
@@ -337,7 +346,8 @@ def build_timeline(
     events = [
         (e, received_at(r)) for r in batches for e in batch_events(r.body) if isinstance(e, dict)
     ]
-    events.sort(key=lambda pair: float(pair[0].get("time") or 0))  # stable: ties keep order
+    # stable: ties keep order; a time that is no number (no proxy's) sorts first
+    events.sort(key=lambda pair: float(pair[0]["time"]) if _number(pair[0].get("time")) else 0.0)
     unreceived = sum(1 for r in batches if received_at(r) is None)
     if unreceived:
         header["receipt"] = (
@@ -447,8 +457,13 @@ def _unrecorded(
     )
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+def _number(value: Any) -> TypeGuard[int | float]:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer no double holds
+        return False
 
 
 @dataclass(frozen=True)
@@ -479,7 +494,7 @@ class _Window:
             clock = CLOCK_BEFORE_DECISION
         elif self.closed is not None and when > self.closed + CLOCK_SKEW_SECONDS:
             clock = CLOCK_AFTER_CLOSE
-        frames = self.casts.weigh(event)  # (every recording's event: it keeps their order)
+        frames = weigh_frames(self.casts, event)  # (every recording's event: their order)
         clock = clock or frames
         late = None
         if received is not None and not clock and received - when > LATE_SECONDS:
@@ -492,13 +507,28 @@ class _Window:
         )
 
 
+UNREADABLE_FRAMES = "for a terminal recording whose frames are not a recording's"
+
+
+def weigh_frames(casts: CastClock, event: dict[str, Any]) -> str:
+    """casts.weigh(event), or UNREADABLE_FRAMES for a terminal recording no proxy makes
+    (its frames not a list, a time no double holds: a record stored before RecordEvents
+    refused them, or INSERTed by someone else). Raising stopped replay and `audit verify`
+    of the whole store at that one event."""
+    try:
+        return casts.weigh(event)
+    except (TypeError, ValueError, OverflowError, IndexError, KeyError):
+        return UNREADABLE_FRAMES
+
+
 def _entry(event: dict[str, Any], start: float, default_kind: str) -> Entry:
-    details = dict(event.get("details") or {})
+    found = event.get("details")
+    details = dict(found) if isinstance(found, dict) else {}
     etype = str(event.get("type", ""))
     kind = str(
         details.pop("kind", "") or (default_kind if etype in ("command", "response") else "")
     )
-    when = float(event.get("time") or start)
+    when = float(event["time"]) if _number(event.get("time")) else start
     decision_id = str(event.get("decision_id") or details.pop("decision_id", "") or "")
     details.pop("decision_id", None)
     masking = _counts_of(details.pop("counts", None) if etype == "masking" else None)
@@ -628,7 +658,7 @@ def _explained(
             not disputed
             and e.verdict in LETS_THROUGH
             and e.decision_id in rulings
-            and runs.again(e.decision_id, e.type, e.cached, e.result, e.time, ruling)
+            and runs.again(e.decision_id, e.type, e.cached, e.result, ruling)
         ):
             disputed = RAN_AGAIN
         if disputed:
@@ -700,8 +730,10 @@ class DecisionRuns:
     execution's event naming the prepared statement (`details.prepared`). Not another
     run: an event from the proxy's cache (reused_past weighs those), a later statement of
     one multi-statement text (`details.part`), a portal suspended to be executed on or an
-    Execute that failed (no tag), or the first run's event again at its very time (a batch
-    delivered twice, counted in `delivered_again`). Nor is an Execute again of the portal
+    Execute that failed (no tag). A batch delivered twice is read once before this (the
+    same events again, numbered or not: pdp.domain.batch_numbers.RecordedNumbers), so a
+    run at the first one's very time is another run: a proxy's own word that it ran the
+    command twice. Nor is an Execute again of the portal
     a Bind's decision ran (a decision made at a Bind, for its values: an approval's) that
     answered no row: the server runs a portal once (a write's again fails, 55000; a
     query's is at its end and answers no row), so it ran nothing (counted in
@@ -711,9 +743,8 @@ class DecisionRuns:
     session's events in order."""
 
     def __init__(self) -> None:
-        self.first: dict[str, tuple[str, Any]] = {}  # decision id -> (its name, its time)
+        self.first: dict[str, str] = {}  # decision id -> the statement name its first run named
         self.unnamed = 0
-        self.delivered_again = 0
         self.portal_again = 0
 
     def again(
@@ -722,13 +753,9 @@ class DecisionRuns:
         etype: str,
         cached: bool,
         details: Mapping[str, Any],
-        when: Any,
         ruling: dict[str, Any],
-        numbered: bool = False,
     ) -> str:
-        """What is wrong with this run of the decision ("" nothing). `numbered`: the event
-        is of a numbered batch (pdp.domain.batch_numbers), which a delivery twice does not
-        repeat (its number tells it): a run at the first one's very time is another."""
+        """What is wrong with this run of the decision ("" nothing)."""
         if etype != "command" or cached or not decision_id:
             return ""
         if ruling.get("kind", POSTGRES_QUERY) != POSTGRES_QUERY:
@@ -738,13 +765,9 @@ class DecisionRuns:
             return ""
         prepared = details.get("prepared")
         name = prepared if isinstance(prepared, str) else _UNNAMED
-        held = self.first.get(decision_id)
-        if held is None:
-            self.first[decision_id] = (name, when)
-            return ""
-        first, first_when = held
-        if when == first_when and not numbered:
-            self.delivered_again += 1
+        first = self.first.get(decision_id)
+        if first is None:
+            self.first[decision_id] = name
             return ""
         if not _made_at_parse(ruling):
             if details.get("protocol") == "extended" and name == first and _no_row(details):

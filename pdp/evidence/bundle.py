@@ -621,7 +621,7 @@ class _RecordsCheck:
             line = json.loads(raw.decode("utf-8", "replace"))
         except ValueError:
             line = None
-        if not isinstance(line, dict) or set(line) != _LINE_KEYS:
+        if not a_record(line):
             if not self.broken:
                 self.problems.append(_file_problem(f"{RECORDS} line {self.n}: not a record"))
             self.broken = True
@@ -702,7 +702,7 @@ def _key_history(
     hashes: dict[int, str] = {}
     for n, line in enumerate(_json_lines(KEY_HISTORY, files.get(KEY_HISTORY, b""), problems), 1):
         bad = None
-        if not isinstance(line, dict) or set(line) != _LINE_KEYS:
+        if not a_record(line):
             bad = _file_problem(f"{KEY_HISTORY} line {n}: not a record")
         elif line["kind"] != ROTATION_KIND:
             bad = _file_problem(f"{KEY_HISTORY} line {n}: not a key rotation")
@@ -762,6 +762,26 @@ _LINE_KEYS = {
     "prev_hash",
     "hash",
 }
+
+
+_LINE_TEXTS = ("id", "kind", "time", "session_id", "subject", "prev_hash", "hash")
+MAX_TIME_US = 2**63  # (the stores' integer column)
+
+
+def a_record(line: Any) -> bool:
+    """Whether a line of records.jsonl (or key_history.jsonl) is shaped as the export
+    writes a record: its fields, a seq and time_us that are the stores' integers, the
+    others text. An edited bundle's line otherwise reached the checks with a seq of text
+    or a list, an id that is a list, a time_us no double holds, and the offline check
+    stopped with a TypeError or OverflowError instead of naming the line."""
+    if not isinstance(line, dict) or set(line) != _LINE_KEYS:
+        return False
+    seq, time_us = line["seq"], line["time_us"]
+    if type(seq) is not int or not 0 < seq < MAX_TIME_US:
+        return False
+    if type(time_us) is not int or not 0 <= time_us < MAX_TIME_US:
+        return False
+    return all(type(line[name]) is str for name in _LINE_TEXTS)
 
 
 def _exported(manifest: dict[str, Any], head: bytes) -> str:

@@ -29,21 +29,22 @@ asks too): a decision is made for one run of its command; a statement parsed onc
 executed again and again runs under its Parse's decision, each execution's event naming
 the prepared statement. Another run of a decision made for one, or one naming another
 statement, or outside the extended protocol, is counted and named; runs naming no
-statement (proxies before they named it) and a batch delivered twice are counted apart.
+statement (proxies before they named it) are counted apart.
 
 And each session's batch numbers (pdp.domain.batch_numbers; `numbers_line`): batches that
 never reached the store (a number skipped, or past the last stored up to the count the
 proxy's close gives), batches that arrived after a later one, a batch stored twice (the
-same events: read once, as one delivery) and a number two different batches hold. A
-batch's first run repeated at its very time is one delivery twice only in a batch that is
-not numbered: in a numbered one, a delivery twice is told by its number.
+same events: read once, as one delivery; a batch with no number too) and a number two
+different batches hold. A delivery twice repeats a batch whole: a decision's run again at
+its first run's very time, in the same batch or another, is another run.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, TypeGuard
 
-from pdp.domain.batch_numbers import RecordedNumbers, batch_seq_of, describe_ranges
+from pdp.domain.batch_numbers import RecordedNumbers, describe_ranges
 from pdp.domain.casts import CastClock
 from pdp.domain.recordings import (
     CLOCK_SKEW_SECONDS,
@@ -63,6 +64,7 @@ from pdp.domain.timeline import (
     of_another_command,
     reused_past,
     weaker_than_ruled,
+    weigh_frames,
 )
 from pdp.evidence.proxy_losses import ProxyLosses
 from pdp.plumbing.rendering import inert
@@ -81,9 +83,18 @@ MAX_TEXT_CHARS = 256 * 2**20
 _RULING_FIELDS = ("verdict", "enforced", *DECIDED_TEXT_FIELDS)
 
 
+def _finite(value: Any) -> TypeGuard[int | float]:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer no double holds
+        return False
+
+
 def _time_of(event: dict[str, Any]) -> float | None:
     when = event.get("time")
-    return float(when) if isinstance(when, int | float) and not isinstance(when, bool) else None
+    return float(when) if _finite(when) else None
 
 
 class EventTimes:
@@ -110,7 +121,6 @@ class EventTimes:
         # session id -> the runs of its Postgres decisions (another run of one made for one)
         self.runs: dict[str, DecisionRuns] = {}
         self.unnamed_runs = 0  # runs again of a Parse's decision naming no statement
-        self.delivered_again = 0  # runs at the very time of the decision's first: one run
         self.portal_again = 0  # a Bind's portal executed again, answering no row: no run
         self.numbers = RecordedNumbers()  # the batch numbers of sessions whose open was read
 
@@ -120,8 +130,11 @@ class EventTimes:
         if not isinstance(body, dict) or not isinstance(session_id, str):
             return
         if kind == SESSION_OPEN:
-            started = (body.get("session") or {}).get("started_at")
-            opened = min(time, started) if isinstance(started, int | float) else time
+            # (a record INSERTed by someone else may hold a session that is text, a start
+            # no double holds: read as none, never stopping the verification)
+            session = body.get("session")
+            started = session.get("started_at") if isinstance(session, dict) else None
+            opened = min(time, float(started)) if _finite(started) else time
             self.opened[session_id] = float(opened)
             self.losses.opened(session_id, body)
             return
@@ -143,7 +156,6 @@ class EventTimes:
             return
         if session_id in self.opened and not self.numbers.feed(session_id, body):
             return  # (a batch stored again: its events are read once)
-        numbered = bool(batch_seq_of(body))
         received_us = body.get(RECEIVED)
         if type(received_us) is int:
             received = received_us / 1_000_000
@@ -172,8 +184,8 @@ class EventTimes:
             self.losses.ran(session_id, when, event)
             ruled = decided.get(str(event.get("decision_id") or ""))
             made = ruled[0] if ruled is not None else None
-            self._weigh_verdict(seq, session_id, event, ruled, numbered)
-            frames = casts.weigh(event)  # (each recording's event: it keeps their order)
+            self._weigh_verdict(seq, session_id, event, ruled)
+            frames = weigh_frames(casts, event)  # (each recording's event: their order)
             if when > received + CLOCK_SKEW_SECONDS:
                 bad.append(f"{when - received:.3f}s after the PDP received it")
             elif start is not None and when < start - CLOCK_SKEW_SECONDS:
@@ -220,9 +232,7 @@ class EventTimes:
             if isinstance(raw, str):
                 self.text_chars -= len(raw)
 
-    def _weigh_verdict(
-        self, seq: int, session_id: str, event: dict[str, Any], ruled: Any, numbered: bool = False
-    ) -> None:
+    def _weigh_verdict(self, seq: int, session_id: str, event: dict[str, Any], ruled: Any) -> None:
         """An event letting a command through under no decision of the session, or under
         one the PDP recorded as stronger: counted and named. Only for a session whose
         opening was read (a bundle of a window may start after a session's decisions)."""
@@ -256,7 +266,7 @@ class EventTimes:
                     f" reuse then (cache_ttl_seconds {ttl})"
                 )
             else:
-                again = self._runs_again(session_id, event, ruled[1], numbered)
+                again = self._runs_again(session_id, event, ruled[1])
                 if not again:
                     return
                 said = f"{verdict} {again}"
@@ -266,25 +276,20 @@ class EventTimes:
             where = f"seq {seq} (session {inert(session_id[:64])})"
             self.disputes.append(f"{where}: {command!r} recorded as {said}")
 
-    def _runs_again(
-        self, session_id: str, event: dict[str, Any], ruling: dict[str, Any], numbered: bool
-    ) -> str:
+    def _runs_again(self, session_id: str, event: dict[str, Any], ruling: dict[str, Any]) -> str:
         runs = self.runs.get(session_id)
         if runs is None:
             runs = self.runs[session_id] = DecisionRuns()
         details = event.get("details")
-        unnamed, delivered, portal = runs.unnamed, runs.delivered_again, runs.portal_again
+        unnamed, portal = runs.unnamed, runs.portal_again
         said = runs.again(
             str(event.get("decision_id") or ""),
             str(event.get("type", "")),
             event.get("cached") is True,
             details if isinstance(details, dict) else {},
-            event.get("time"),
             ruling,
-            numbered=numbered,
         )
         self.unnamed_runs += runs.unnamed - unnamed
-        self.delivered_again += runs.delivered_again - delivered
         self.portal_again += runs.portal_again - portal
         return said
 
@@ -307,11 +312,6 @@ class EventTimes:
             if self.untexted
             else ""
         )
-        if self.delivered_again:
-            untexted += (
-                f"; {self.delivered_again} command events repeat a decision's first run at its"
-                " very time (a batch its proxy delivered again): taken as that one run"
-            )
         if self.portal_again:
             untexted += (
                 f"; {self.portal_again} Executes again of a portal its Bind's decision ran"
@@ -340,12 +340,14 @@ class EventTimes:
 
     def numbers_line(self) -> str:
         """The report's line on the sessions' batch numbers ("" when no numbered batch of
-        a session whose open was read)."""
+        a session whose open was read, and no batch stored again)."""
         numbers = self.numbers
-        if not numbers.numbers:
+        if not numbers.numbers and not numbers.again:
             return ""
         missing = numbers.missing()
-        if missing:
+        if not numbers.numbers:
+            said = "no session's batches are numbered"
+        elif missing:
             lost = sum(b - a + 1 for ranges in missing.values() for a, b in ranges)
             named = [
                 f"session {inert(sid[:64])}: batches {describe_ranges(ranges[:NAMED_AT_MOST])}"
