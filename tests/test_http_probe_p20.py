@@ -20,10 +20,17 @@ The policy (http.rego) now reads a method named under each of those names, in an
 and with `_` for `-`, as it read `_method`; the proxy flags what the policy's view of the
 pairs does not show (a name inside another pair, a `;`-separated pair, PHP's rewrites, a
 body it could not read naming one).
+
+- a batch: a POST whose body carries requests the upstream carries out as its own
+  (Microsoft Graph's `$batch` and Facebook's `batch=` of `{"method", "url"}` objects,
+  Salesforce's composite, OData's multipart batch of request lines) needed approval as
+  the POST; a reader's batch carrying a DELETE now is the DELETE (denied), its methods
+  read by the proxy (messages.embedded_methods) and judged by http.rego.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import aiohttp
@@ -31,7 +38,7 @@ import pytest
 from http_upstream import http_stack
 from pdp_harness import token
 
-pytestmark = pytest.mark.integration
+from proxies.http import messages
 
 TIMEOUT = aiohttp.ClientTimeout(total=60)
 READER = ("ann@example.com", ("readonly",))
@@ -99,6 +106,7 @@ async def send(
         return r.status, await r.json(content_type=None)
 
 
+@pytest.mark.integration
 async def test_a_method_named_in_the_query_or_form_otherwise_is_judged(tmp_path):
     async with http_stack(tmp_path) as s:
         got = {}
@@ -109,6 +117,7 @@ async def test_a_method_named_in_the_query_or_form_otherwise_is_judged(tmp_path)
         assert s.upstream.seen == []
 
 
+@pytest.mark.integration
 async def test_what_names_no_method_is_judged_as_before(tmp_path):
     async with http_stack(tmp_path) as s:
         for case, (method, target, body, content_type, expected) in PLAIN.items():
@@ -116,8 +125,87 @@ async def test_what_names_no_method_is_judged_as_before(tmp_path):
             assert status == expected, (case, status, answer)
 
 
+@pytest.mark.integration
 async def test_a_dba_naming_delete_so_may_delete(tmp_path):
     async with http_stack(tmp_path) as s:
         for target in ("/echo/1?X-HTTP-Method-Override=DELETE", "/echo/1?_HttpMethod=delete"):
             status, answer = await send(s, "POST", target, b"", None, DBA)
             assert status == 200, (target, status, answer)
+
+
+ODATA_BATCH = (
+    b"--batch_1\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n"
+    b"DELETE Customers(7) HTTP/1.1\r\nHost: api\r\n\r\n\r\n--batch_1--\r\n"
+)
+# requests a batch carries, which the upstream carries out as its own
+BATCHES = {
+    "graph_json": (
+        "/echo/$batch",
+        b'{"requests": [{"id": "1", "method": "GET", "url": "/me"},'
+        b' {"id": "2", "method": "DELETE", "url": "/users/7"}]}',
+        "application/json",
+    ),
+    "salesforce_composite": (
+        "/echo/composite",
+        b'{"compositeRequest": [{"method": "delete", "url": "/sobjects/Account/7",'
+        b' "referenceId": "r1"}]}',
+        "application/json",
+    ),
+    "facebook_form": (
+        "/echo/",
+        b"batch=%5B%7B%22method%22%3A%22DELETE%22%2C%22relative_url%22%3A%227%22%7D%5D",
+        FORM,
+    ),
+    "odata_multipart": ("/echo/$batch", ODATA_BATCH, "multipart/mixed; boundary=batch_1"),
+    "odata_merge": (
+        "/echo/$batch",
+        ODATA_BATCH.replace(b"DELETE Customers(7)", b"MERGE Customers(7)").replace(
+            b"Host: api", b"Host: api\r\nX-HTTP-Method: DELETE"
+        ),
+        "multipart/mixed; boundary=batch_1",
+    ),
+}
+
+
+@pytest.mark.integration
+async def test_a_method_a_batch_carries_is_judged(tmp_path):
+    async with http_stack(tmp_path) as s:
+        got = {}
+        for case, (target, body, content_type) in BATCHES.items():
+            status, _ = await send(s, "POST", target, body, content_type, READER)
+            got[case] = status
+        assert got == dict.fromkeys(BATCHES, 403)
+        assert s.upstream.seen == []
+        # a batch of reads is the POST it is (approval); a dba's batch goes
+        reads = b'{"requests": [{"id": "1", "method": "GET", "url": "/me"}]}'
+        status, _ = await send(s, "POST", "/echo/$batch", reads, "application/json", READER)
+        assert status == 202
+        target, body, content_type = BATCHES["graph_json"]
+        status, answer = await send(s, "POST", target, body, content_type, DBA)
+        assert status == 200, answer
+        # a method beside no URL, or no method's name, is no request
+        plain = b'{"payment": {"method": "card", "url": "/pay"}, "method": "DELETE"}'
+        status, _ = await send(s, "POST", "/echo/pay", plain, "application/json", READER)
+        assert status == 202
+
+
+def test_the_methods_a_body_carries():
+    carried = messages.embedded_methods
+    lines = b"GET /a HTTP/1.1\r\n\r\n  merge /b HTTP/1.1"
+    assert carried(lines, None, "multipart/mixed") == ["GET", "PATCH"]
+    assert carried(lines, None, "application/http") == ["GET", "PATCH"]
+    # (a request line in another body is no batch's: test_http_probe_p3 forwards it on a
+    # connection that carries nothing after it)
+    assert carried(lines, None, "text/plain") == []
+    assert carried(b"", {"batch": '[{"Method": "put", "relative_url": "7"}]'}) == ["PUT"]
+    # past what is walked, every method named so counts
+    rows = [[n, n] for n in range(60_000)]
+    big = json.dumps({"rows": rows, "op": {"method": "DELETE", "url": "/a"}}).encode()
+    assert carried(big, None) == ["DELETE"]
+    for plain in (
+        b"the GET /a HTTP route",
+        b'{"method": "card", "url": "/pay"}',
+        b'{"method": "DELETE", "name": "x"}',
+        b"not json {",
+    ):
+        assert carried(plain, None) == [], plain

@@ -582,6 +582,67 @@ def shown_as_method(name: str) -> bool:
     return name.lower().replace("-", "_") in METHOD_FIELDS
 
 
+# a request a batch carries inside a body, which the upstream carries out as its own:
+# a JSON object naming a method beside a URL (Microsoft Graph's and Facebook's batches,
+# Salesforce's composite), or a request line in text (OData's and Google's multipart
+# batches, application/http parts); OData's MERGE is its PATCH
+_EMBEDDED_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT", "MERGE"}
+)
+_EMBEDDED_URL_KEYS = frozenset({"url", "relative_url", "relativeurl", "path", "uri", "href"})
+_REQUEST_LINE = re.compile(
+    rb"(?im)^[ \t]*(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS|TRACE|CONNECT|MERGE)[ \t]+\S+[ \t]+HTTP/"
+)
+MAX_EMBEDDED_WALK = 100_000  # JSON values looked at for embedded requests
+_JSON_METHOD = re.compile(
+    rb'(?i)"method"\s*:\s*"\s*(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS|TRACE|CONNECT|MERGE)\s*"'
+)
+
+
+def embedded_methods(body: bytes, seen: Any, media: str = "") -> list[str]:
+    """The methods of the requests a body carries for the upstream to carry out (a batch),
+    sorted: http.rego judges each as a method of the request. `seen`: the body as the
+    policy is shown it (JSON, or a form whose values may be JSON text), else None;
+    `media`: its media type (request lines are read in multipart and application/http
+    bodies, the batches that carry them)."""
+    found: set[str] = set()
+    if media.startswith("multipart/") or media == "application/http":
+        for match in _REQUEST_LINE.finditer(body):
+            found.add(match.group(1).decode("ascii").upper())
+    value = seen
+    if value is None and body.lstrip()[:1] in (b"{", b"["):
+        try:
+            value = json.loads(body)
+        except (ValueError, RecursionError):
+            value = None
+    stack: list[Any] = [value]
+    walked = 0
+    while stack and walked < MAX_EMBEDDED_WALK:
+        item = stack.pop()
+        walked += 1
+        if isinstance(item, dict):
+            keys = {str(k).lower(): v for k, v in item.items()}
+            method = keys.get("method")
+            if (
+                isinstance(method, str)
+                and method.strip().upper() in _EMBEDDED_METHODS
+                and _EMBEDDED_URL_KEYS & keys.keys()
+            ):
+                found.add(method.strip().upper())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str) and item.lstrip()[:1] in ("{", "[") and len(item) > 2:
+            try:  # (a form field holding JSON: Facebook's `batch=[...]`)
+                stack.append(json.loads(item))
+            except (ValueError, RecursionError):
+                pass
+    if stack:
+        # too many values to walk: every `"method": "<a method>"` counts
+        found.update(m.group(1).decode("ascii").upper() for m in _JSON_METHOD.finditer(body))
+    return sorted("PATCH" if m == "MERGE" else m for m in found)
+
+
 def reads_as_method(name: str) -> bool:
     """Whether a parameter's name (percent-decoded) names the method to some framework
     (METHOD_FIELDS): PHP (Laravel, Symfony) strips leading spaces and reads `.` and ` ` as

@@ -907,6 +907,11 @@ class ClientConnection(UpstreamExchange):
             attributes["body_names_method"] = True
         if request.target.query and messages.hides_method(request.target.query):
             attributes["query_names_method"] = True
+        if request.body and readable:
+            embedded = messages.embedded_methods(inspected, body, messages.media_type(head))
+            if embedded:
+                # (requests a batch carries: judged as methods of this one, http.rego)
+                attributes["embedded_methods"] = embedded
         return attributes
 
     # -- deciding ----------------------------------------------------------------------

@@ -70,9 +70,20 @@ http_overrides contains "(a method named in the query under another name)" if {
 
 http_line_method := upper(object.get(input, ["command", "http", "method"], ""))
 
-# the request line's method (what a server reading no override acts on) and the one an
-# override names (what a framework reading it acts on); several overrides: none allowed
-http_methods := {http_line_method} | http_overrides
+# the methods of the requests a body carries for the upstream to carry out itself (a
+# batch: Microsoft Graph's and Facebook's `{"method", "url"}` objects, Salesforce's
+# composite, OData's and Google's multipart batches of request lines), as the proxy read
+# them (proxies/http/messages.embedded_methods): each a method of this request, so a
+# reader's POST carrying a DELETE is the DELETE; one it could not read is none allowed
+http_embedded_methods := {upper(m) |
+	some m in object.get(input, ["command", "http", "embedded_methods"], [])
+	is_string(m)
+}
+
+# the request line's method (what a server reading no override acts on), the one an
+# override names (what a framework reading it acts on) and those a batch carries; several
+# overrides: none allowed
+http_methods := ({http_line_method} | http_overrides) | http_embedded_methods
 
 # the methods as one name, for reasons and for what is cached (decision.rego: a read is
 # one of http_read_methods; "GET or POST" is none)

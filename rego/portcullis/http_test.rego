@@ -296,3 +296,16 @@ test_an_unread_body_needs_approval_unless_a_binary_upload if {
 	# pii-readers read every body
 	portcullis.decision.verdict == "allow" with input as http_with(["dba", "pii-readers"], "POST", unread_cases[0])
 }
+
+test_http_methods_a_batch_carries_are_judged if {
+	batch := {"embedded_methods": ["DELETE", "GET"]}
+	d := portcullis.decision with input as http_with(["readonly"], "POST", batch)
+	d.verdict == "deny"
+	"DELETE is reserved to dba" in d.reasons
+	portcullis.decision.verdict == "allow" with input as http_with(["dba", "pii-readers"], "POST", batch)
+	reads := portcullis.decision with input as http_with(["readonly"], "POST", {"embedded_methods": ["GET"]})
+	reads.verdict == "require_approval"
+	# a GET carrying a write is no read; a batch the proxy could not read allows nothing
+	portcullis.decision.verdict == "require_approval" with input as http_with(["readonly"], "GET", {"embedded_methods": ["PATCH"]})
+	portcullis.decision.verdict == "deny" with input as http_with(["dba"], "POST", {"embedded_methods": ["(a batch too large to read)"]})
+}
