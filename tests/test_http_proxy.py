@@ -214,7 +214,10 @@ async def test_a_write_waits_for_approval_then_goes_once_approved(tmp_path):
     assert polled_after["approval"]["state"] == "approved"
     assert other == 202
     assert approved[0] == 200 and approved[1]["body"] == body
-    assert request.command.startswith("POST /echo/pay HTTP/1.1\nbody: 14 bytes sha256:")
+    # (the Content-Type, which says how the body is read, is bound and shown too)
+    assert request.command.startswith(
+        "POST /echo/pay HTTP/1.1\ncontent-type: application/json\nbody: 14 bytes sha256:"
+    )
     assert [r["method"] for r in s.upstream.seen] == ["POST"]
 
 
