@@ -6,8 +6,12 @@ sent as a proxy records them (RecordEvents).
 from __future__ import annotations
 
 import json
+import re
 import time
+from html import unescape
+from urllib.parse import parse_qs, urlsplit
 
+import aiohttp
 from pdp_harness import open_session, pdp_stub
 from pdp_harness import token as dev_token
 from test_console_probe_p1 import _browser_page
@@ -76,3 +80,55 @@ async def test_a_recording_that_cannot_be_loaded_says_so(pdp):  # noqa: F811
     finally:
         await browser.close()
         await pw.stop()
+
+
+async def test_an_approver_s_other_account_is_their_own_in_the_console(tmp_path):
+    """Attack (one person, two accounts of one issuer: alice's agent token, sub alice,
+    asks; her admin account alice-admin, in security, approves; both tokens say
+    email alice@example.com): the book tells one person by any name either token gives
+    (approvals.one_person, approvals4), but the console built its approver from the
+    subject, groups and issuer alone: approving in the browser went through. The console
+    keeps the ID token's names with the sign-in now, and the book refuses; the card says
+    it is the person's own."""
+    from oidc_issuer import OIDCIssuer
+    from pdp_harness import decide_sql, free_port, pdp_raw, running_pdp
+
+    from portcullis.config import parse_config
+
+    emails = {"alice": "alice@example.com", "alice-admin": "alice@example.com"}
+    async with OIDCIssuer() as idp:
+        signed = idp.token
+        idp.token = lambda sub, groups, **kw: signed(sub, groups, email=emails.get(sub), **kw)
+        idp.users["alice-admin"] = ["security"]
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        idp.redirect_uris.add(f"{base}/console/callback")
+        raw = pdp_raw(tmp_path, session_timeout=600,
+                      identity={"issuer": idp.issuer, "audience": idp.audience})  # fmt: skip
+        raw["pdp"]["http_listen"] = f"127.0.0.1:{port}"
+        async with running_pdp(parse_config(raw, base_dir=tmp_path)) as app:
+            async with pdp_stub(app.address) as stub:
+                opened = await open_session(stub, idp.token("alice", ["readonly"]))
+                asked = await decide_sql(stub, opened.session_id, "DELETE FROM orders WHERE id = 9")
+            assert asked.approval_id
+            async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+                async with http.get(f"{base}/console/login", allow_redirects=False) as r:
+                    authorize = r.headers["Location"]
+                form = {k: v[0] for k, v in parse_qs(urlsplit(authorize).query).items()}
+                form.update(username="alice-admin", password="x")
+                async with http.post(f"{idp.issuer}/authorize", data=form,
+                                     allow_redirects=False) as r:  # fmt: skip
+                    callback = r.headers["Location"]
+                async with http.get(callback, allow_redirects=False) as r:
+                    assert r.status == 200, await r.text()
+                async with http.get(f"{base}/console/approvals/list") as r:
+                    card = await r.text()
+                assert asked.approval_id in card and "You asked for this" in card
+                async with http.get(f"{base}/console/approvals/") as r:
+                    csrf = unescape(re.search(r'name="csrf-token" content="([^"]*)"',
+                                              await r.text())[1])  # fmt: skip
+                async with http.post(f"{base}/console/approvals/{asked.approval_id}/decide",
+                                     data={"csrf": csrf, "action": "approve", "reason": "ok"},
+                                     allow_redirects=False) as r:  # fmt: skip
+                    assert r.status == 403, r.status
+            assert app.approvals.requests[asked.approval_id].state == "pending"

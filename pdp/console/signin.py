@@ -298,7 +298,7 @@ class SignIn:
             return self.console.error_page(request, 403, "sign-in failed: the nonce differs")
         self.sessions.login_done(login)
         session = self.sessions.open(identity.subject, identity.groups, identity.issuer,
-                                     identity.expires_at)  # fmt: skip
+                                     identity.expires_at, identity.names)  # fmt: skip
         # a page, not a redirect: the Strict cookie is sent on the same-site navigation
         # it starts, where a redirect inside the issuer's cross-site chain would drop it
         response = _page(render("signed_in.html", next=login.next_path))

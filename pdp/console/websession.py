@@ -66,11 +66,19 @@ class WebSession:
     csrf: str
     expires_at: float
     last_seen: float
+    # the token's other names of its person (pdp.domain.identity.person_names): an
+    # approver's second account is told from the requester's by them (approvals.one_person)
+    names: tuple[str, ...] = ()
 
     @property
     def who(self) -> dict[str, Any]:
         """The identity as the approvals rules take it (pdp.api.approval_rpc)."""
-        return {"subject": self.subject, "groups": list(self.groups), "issuer": self.issuer}
+        return {
+            "subject": self.subject,
+            "groups": list(self.groups),
+            "issuer": self.issuer,
+            "names": list(self.names),
+        }
 
     def csrf_ok(self, presented: str) -> bool:
         return bool(presented) and hmac.compare_digest(self.csrf, presented)
@@ -150,7 +158,12 @@ class WebSessions:
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
     def open(
-        self, subject: str, groups: tuple[str, ...], issuer: str, token_exp: int
+        self,
+        subject: str,
+        groups: tuple[str, ...],
+        issuer: str,
+        token_exp: int,
+        names: tuple[str, ...] = (),
     ) -> WebSession:
         now = time.time()
         expires = now + self.lifetime
@@ -165,7 +178,7 @@ class WebSessions:
         if len(self._sessions) >= MAX_SESSIONS:
             self._drop_expired()
         session = WebSession(secrets.token_urlsafe(32), subject, groups, issuer,
-                             secrets.token_urlsafe(32), expires, now)  # fmt: skip
+                             secrets.token_urlsafe(32), expires, now, names)  # fmt: skip
         self._sessions[session.id] = session
         return session
 

@@ -40,7 +40,13 @@ from pdp.console.markup import Html, client_text, esc, join, tag, text_block
 from pdp.console.signin import redirect
 from pdp.console.views.common import badge, bullet_list, csrf_field, definition_rows, when
 from pdp.console.websession import WebSession, signed_in
-from pdp.domain.approvals import PENDING, ApprovalRefused, ApprovalRequest, same_person
+from pdp.domain.approvals import (
+    PENDING,
+    ApprovalRefused,
+    ApprovalRequest,
+    one_person,
+    same_person,
+)
 from pdp.store import StoreUnavailable
 
 if TYPE_CHECKING:
@@ -70,7 +76,11 @@ def routes(console: Console) -> list[web.RouteDef]:
 
 
 def _own(request: ApprovalRequest, session: WebSession) -> bool:
-    return same_person(str(request.requester.get("subject", "")), session.subject)
+    """The person's own request, under this account or another of theirs (one_person: the
+    buttons say so; the book refuses the decision either way)."""
+    return same_person(str(request.requester.get("subject", "")), session.subject) or one_person(
+        session.who, request.requester
+    )
 
 
 @dataclass(frozen=True)
