@@ -14,8 +14,9 @@ lets its approver give it.
 
 The book is bounded: pending requests by the per-identity cap of the caller
 (pdp.api.approval_rpc.MAX_WAITING), settled ones (denied, expired, withdrawn, approved
-past their usable window) to the MAX_SETTLED most recently settled; older ones are left
-to the audit store, which keeps every event.
+past their usable window) to the MAX_SETTLED most recently settled, holding at most
+MAX_SETTLED_BYTES of text between them; older ones are left to the audit store, which
+keeps every event.
 
 A request holds the exact command text and the policy's exact reasons (`asked_reasons`;
 reuse compares both; `reasons` are masked, as they quote the command) but its parameter
@@ -68,6 +69,10 @@ PENDING, APPROVED, DENIED, EXPIRED = "pending", "approved", "denied", "expired"
 WITHDRAWN = "withdrawn"
 # settled requests kept in memory (and listed); the oldest settled beyond it are dropped
 MAX_SETTLED = 4096
+# the text they hold between them (command, its view, statements, values: a request of a
+# megabyte of SQL holds ~4 MB): 4096 of them held 16 GB, which one reader filled by asking
+# and cancelling (a psql Ctrl-C withdraws), ~4 MB a request
+MAX_SETTLED_BYTES = 64 * 1024 * 1024
 # what the book keeps of a request that the "requested" record does not hold
 _BOOK_ONLY = ("state", "approver", "decided_at", "decision_reason", "executions", "events")
 _NOT_RECORDED = (*_BOOK_ONLY, "approver_groups", "recorded_seq", "settled_seq")
@@ -213,6 +218,21 @@ class ApprovalRequest:
         return out
 
 
+def footprint(request: ApprovalRequest) -> int:
+    """About how many characters of text a request holds (what bounds the book's memory):
+    its command, its view, its statements, values and reasons (both spellings)."""
+    texts = (
+        request.command,
+        request.shown_command,
+        request.justification,
+        *(str(s.get("text", "")) for s in request.shown_statements),
+        *request.parameters,
+        *request.reasons,
+        *request.asked_reasons,
+    )
+    return sum(len(t) for t in texts) + 1024  # and the rest of it, a little
+
+
 def approval_mac(binding_key: bytes, body: dict[str, Any]) -> str:
     """The MAC an approval record's body carries (MAC), under a key derived from the
     book's `binding_key` (APPROVAL_KEY_PURPOSE of the PDP's proxy key)."""
@@ -270,6 +290,8 @@ class ApprovalBook:
         self.requests: dict[str, ApprovalRequest] = {}
         # settled requests' ids, oldest settled first (what _prune drops first)
         self._settled: dict[str, None] = {}
+        self._settled_bytes = 0  # what the settled requests hold (footprint), summed
+        self._footprints: dict[str, int] = {}
         # moves on whenever a request is added, changes state or executions, or is dropped:
         # what a watcher compares instead of reading every request
         self.version = 0
@@ -392,6 +414,8 @@ class ApprovalBook:
             request.approver_groups = [str(g) for g in groups] if isinstance(groups, list) else []
             request.settled_seq = seq
             self._settled[approval_id] = None
+            self._footprints[approval_id] = footprint(request)
+            self._settled_bytes += self._footprints[approval_id]
             self._unpend(request)
             self.version += 1
         elif event == "executed":
@@ -399,14 +423,17 @@ class ApprovalBook:
             self.version += 1
 
     def _prune(self) -> None:
-        """Drop the oldest settled requests beyond MAX_SETTLED. An approval still usable
+        """Drop the oldest settled requests beyond MAX_SETTLED, or while they hold more
+        than MAX_SETTLED_BYTES of text between them. An approval still usable
         stays (it goes to the back of the line): it is what a re-run is allowed by. A
         requester may withdraw their own requests at will, so without this bound a loop
         of ask-and-withdraw grew every PDP's memory (and every listing) without end."""
         settled = self._settled
         now = time.time()
         kept_usable = 0
-        while len(settled) > MAX_SETTLED and kept_usable < len(settled):
+        while (
+            len(settled) > MAX_SETTLED or self._settled_bytes > MAX_SETTLED_BYTES
+        ) and kept_usable < len(settled):
             oldest = next(iter(settled))
             del settled[oldest]
             request = self.requests.get(oldest)
@@ -415,6 +442,7 @@ class ApprovalBook:
                 kept_usable += 1
                 continue
             self.requests.pop(oldest, None)
+            self._settled_bytes -= self._footprints.pop(oldest, 0)
             self.version += 1
 
     def _unpend(self, request: ApprovalRequest) -> None:
