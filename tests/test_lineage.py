@@ -127,7 +127,10 @@ def test_set_operations_over_star_may_carry_any_column():
         ("select 1 from c group by email", {("email", "group")}),
         # grouping by a question about a value splits the rows by its answer, which an
         # aggregate of plain columns (array_agg(id)) then tells: an oracle, not a grouping
-        ("select array_agg(id) from c group by ascii(email) > 100", {("email", "other")}),
+        (
+            "select array_agg(id) from c group by ascii(email) > 100",
+            {("email", "other"), ("id", "partial")},  # (past 1 GB array_agg fails)
+        ),
         ("select count(*) from c group by substr(ssn, 1, 1)", {("ssn", "other")}),
         ("select count(*) from c group by rollup (lower(email))", {("email", "other")}),
         ("select count(*) from c group by (phone, id)", {("phone", "group"), ("id", "group")}),
@@ -298,9 +301,21 @@ def test_star_over_a_using_join_shows_the_merged_column_once_in_front():
         ),
         # computing what never fails is not asking: these stay outputs, masked whole
         ("select upper(email) || 'x', length(ssn)::text, split_part(phone, '@', 1) from c", set()),
-        ("select replace(translate(ssn, '-', '.'), '.', ''), coalesce(email, 'x') from c", set()),
-        ("select substr(email, 2, 3), left(phone, 4), lpad(ssn, 20, '*') from c", set()),
-        ("select string_agg(email, ','), first_value(phone) over () from c", set()),
+        ("select split_part(ssn, '-', 1), coalesce(email, 'x') from c", set()),
+        ("select substr(email, 2, 3), left(phone, 4), concat(ssn, '*') from c", set()),
+        ("select to_jsonb(email), first_value(phone) over () from c", set()),
+        # ...but a value may not grow past 1 GB: one made of a column beside another value,
+        # or multiplied (a replacement at each match, every row's value joined), fails by
+        # how large the column's value is (test_pg_mask_probe_p12)
+        ("select replace(translate(ssn, '-', '.'), '.', '') from c", {("ssn", "partial")}),
+        ("select lpad(ssn, 20, '*') from c", {("ssn", "partial")}),
+        ("select string_agg(email, ',') from c", {("email", "partial")}),
+        ("select array(select email from c)", {("email", "partial")}),
+        ("select email || repeat('x', 1073741819) from c", {("email", "partial")}),
+        (
+            "select concat(email, phone), row(ssn, 1) from c",
+            {("email", "partial"), ("phone", "partial")},
+        ),
         # a computation that fails for some values is a question: did it fail?
         ("select 1 / (ascii(email) - 97) from c", {("email", "partial")}),
         ("select length(ssn) + 1 from c", {("ssn", "partial")}),
@@ -328,8 +343,12 @@ def test_star_over_a_using_join_shows_the_merged_column_once_in_front():
             {("email", "partial")},
         ),
         # ... and nodes that never fail stay outputs
-        ("select xmlelement(name x, xmlattributes(email as a), ssn) from c", set()),
-        ('select xmlforest(email, phone), row(ssn), array[email] collate "C" from c', set()),
+        ("select xmlelement(name x, xmlattributes(email as a)) from c", set()),
+        ('select xmlforest(email), row(ssn), array[email] collate "C" from c', set()),
+        (
+            "select xmlelement(name x, xmlattributes(email as a), ssn) from c",
+            {("email", "partial"), ("ssn", "partial")},
+        ),
         (
             "select greatest(email, 'x'), (email = 'a') is true from c",
             {("email", "equality"), ("email", "range")},

@@ -209,6 +209,38 @@ _TOTAL_FUNCTIONS: dict[str, tuple[int, ...] | None] = {
 # operators that compute from any operands without failing; every other (+, -, *, /, %,
 # ^, bit and date arithmetic) can overflow or divide by zero for some values
 _TOTAL_OPERATORS = frozenset({"||", "->", "->>", "#>", "#>>"})
+
+# ...but no value may be larger than 1 GB (MaxAllocSize), and a computation whose result
+# grows with its input fails past that size. Of the total computations, those making one
+# value of several (concatenation, constructors) fail where the sum of their inputs is too
+# large: beside a second value of the reader's making (`repeat('x', 1073741819)`), whether
+# `translate(substr(password, 1, 1), 'abcdefghijklm', '') || repeat(...)` fails answers
+# whether the first character is in a-m, a character at a time. So a column's value goes
+# into them as a total use only beside constants written in the statement (a frame holds
+# 64 MB of them: never enough); beside any other value (another column, a function's
+# result, a parameter) it is used `partial`. (A value the reader makes large holds no
+# column; one grown from a column is partial where it grew.)
+_COMBINING_FUNCTIONS = frozenset(
+    {
+        "concat", "concat_ws", "array_to_string", "json_build_array", "jsonb_build_array",
+        "json_build_object", "jsonb_build_object",
+    }
+)  # fmt: skip
+_COMBINING_OPERATORS = frozenset({"||"})
+_COMBINING_NODES = frozenset({"RowExpr", "A_ArrayExpr", "XmlExpr"})
+# Those multiplying one input by another (the replacement at each match, the fill repeated,
+# a character mapped to a longer one) or by the rows (an aggregate joining every row's
+# value, ARRAY(SELECT ...)): a value grows as far as the reader likes from a constant
+# alone (`regexp_replace(substr(password, 1, 2), '^[h-m]', repeat('x', 1073741819))`
+# failed exactly when the first character is in h-m; 100,000,000 rows of generate_series
+# under string_agg(password) fail by its length): a column's value going into one is
+# always used `partial`.
+_MULTIPLYING_FUNCTIONS = frozenset(
+    {
+        "replace", "regexp_replace", "translate", "lpad", "rpad",
+        "array_agg", "string_agg", "json_agg", "jsonb_agg", "xmlagg",
+    }
+)  # fmt: skip
 # cast targets that take any text as it is (varchar(n) and char(n) cut silently)
 _TEXT_TYPES = frozenset(
     {"text", "varchar", "bpchar", "char", "character", "name", "citext", "unknown"}
@@ -493,7 +525,9 @@ Scope = list[list[Item]]
 class Lineage:
     """The walk of one statement: collects predicates while computing outputs."""
 
-    __slots__ = ("arguments", "branches", "documents", "predicates", "shadows", "written")
+    __slots__ = (
+        "arguments", "branches", "documents", "predicates", "shadows", "sorting", "written",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         # (column, use) → whether every such use reached the column only keyed (Flow.keyed)
@@ -517,6 +551,8 @@ class Lineage:
         # function of the database's that INSERTs), and the value detectors cannot
         # recognise what a query made of a column's text
         self.arguments: list[tuple[str, Flow]] = []
+        # inside a FULL JOIN's condition: its comparisons are orderings (Lineage.record)
+        self.sorting = False
 
     # --- entry points -------------------------------------------------------
 
@@ -576,7 +612,15 @@ class Lineage:
     def record(self, flow: Flow, use: str) -> None:
         """Columns of flow used as use; a computed value is compared or grouped as `other`
         (md5(email) = '...'; GROUP BY ascii(email) > 100 splits rows by a question about
-        the value, which array_agg(id) then answers), while ordering by one stays ordering."""
+        the value, which array_agg(id) then answers), while ordering by one stays ordering.
+        A comparison of a FULL JOIN's condition (self.sorting) is an ordering: a merge join
+        returns the rows of both sides in the order of the columns it compares, those of
+        either side that match nothing among the other's (a reader's VALUES list of
+        guesses beside the stored values: where each guess lands answers `<`). The server
+        has no other plan when a compared type cannot be hashed (money, bit, tsvector),
+        and chooses it over hashing when it costs less."""
+        if self.sorting and use in ("equality", "join"):
+            use = "order"
         if use == "group":
             if flow.kind in _COMPUTED:
                 use = "other"
@@ -609,12 +653,18 @@ class Lineage:
             branches = self.branches.pop(id(fields["larg"]), [left])
             branches += self.branches.pop(id(fields["rarg"]), [right])
             if op != "SETOP_UNION" or not fields.get("all", False):
-                # UNION, INTERSECT, EXCEPT (and their ALL but UNION ALL) compare rows for
-                # equality: `SELECT left(password, 1) ... UNION SELECT 'h'` answers in
-                # how many rows come back, as GROUP BY of each output would
+                # UNION, INTERSECT, EXCEPT (and their ALL but UNION ALL) compare rows:
+                # `SELECT left(password, 1) ... UNION SELECT 'h'` answers in how many rows
+                # come back, as GROUP BY of each output would. And they order them: the
+                # server carries a set operation out by sorting the rows on every column in
+                # turn (always when one of them cannot be hashed: a tsvector beside them),
+                # and returns them in that order, so `SELECT password, id, ''::tsvector
+                # ... UNION SELECT 'hunter2-b', 0, ''` shows where the constant sorts among
+                # the passwords (id 0 before or after Ada's: a binary search of the value).
+                # An ordering of each output, as ORDER BY of it would be.
                 for outputs in branches:
                     for _, flow in outputs:
-                        self.record(flow, "group")
+                        self.record(flow, "order")
             self.branches[id(fields)] = branches
             combined = _set_operation(left, right)
             self.clauses(fields, [[Item(("",), outputs=combined)], *outer], ctes, combined)
@@ -823,11 +873,16 @@ class Lineage:
             middle = len(items)
             self.from_item(fields["rarg"], scope, ctes, items)
             using = [_sval(n) for n in fields.get("usingClause", ())]
-            if using or fields.get("isNatural", False):
-                self.merge_columns(items, start, middle, using, fields.get("join_using_alias"))
-            quals = fields.get("quals")
-            if quals:
-                self.predicate(quals, scope, ctes, True)
+            # a FULL JOIN may be merged: its comparisons are orderings (record)
+            sorting, self.sorting = self.sorting, fields.get("jointype") == "JOIN_FULL"
+            try:
+                if using or fields.get("isNatural", False):
+                    self.merge_columns(items, start, middle, using, fields.get("join_using_alias"))
+                quals = fields.get("quals")
+                if quals:
+                    self.predicate(quals, scope, ctes, True)
+            finally:
+                self.sorting = sorting
             alias = fields.get("alias")
             if alias:
                 # `(a JOIN b) AS j`: j.x is a column of a or b; `AS j(x, y)` renames the
@@ -980,7 +1035,14 @@ class Lineage:
                 if side in fields
             ]
             builtin = len(fields.get("name", ())) == 1
-            if operator not in _TOTAL_OPERATORS or not builtin:
+            if (
+                operator not in _TOTAL_OPERATORS
+                or not builtin
+                or (
+                    operator in _COMBINING_OPERATORS
+                    and _beside_values([fields.get(side) for side in ("lexpr", "rexpr")])
+                )
+            ):
                 for flow in operands:
                     self.partial(flow)
             if operator in _JSON_EXTRACTIONS and "rexpr" in fields:
@@ -1100,6 +1162,10 @@ class Lineage:
             # an element as it is
             return _merge(EXPRESSION, [flow, *indices, *keyed], keeps=True)
         flow = self.generic(fields, scope, ctes, tag in _KEEPING_NODES)
+        if tag in _COMBINING_NODES and _beside_values(
+            [*fields.get("args", ()), *fields.get("elements", ()), *fields.get("named_args", ())]
+        ):
+            self.partial(flow)  # ROW(...), ARRAY[...], XMLELEMENT: one value of several
         if tag not in _TOTAL_NODES and not (
             tag == "XmlExpr" and fields.get("op") in _TOTAL_XML_OPS
         ):
@@ -1147,6 +1213,11 @@ class Lineage:
             if name in _QUESTIONS or (not named and (total is _ANY or position in total)):
                 continue  # a question already (recorded below), or a total computation
             self.partial(flow)
+        if builtin and (
+            name in _MULTIPLYING_FUNCTIONS
+            or (name in _COMBINING_FUNCTIONS and _beside_values(args))
+        ):
+            self.partial(_merge(EXPRESSION, flows))  # it fails past 1 GB: the tables'
         aggregate = name in _AGGREGATES or any(
             k in fields for k in ("agg_star", "agg_distinct", "agg_order", "agg_filter", "over")
         )
@@ -1247,6 +1318,9 @@ class Lineage:
             if kind in ("EXPR_SUBLINK", "ARRAY_SUBLINK")
             else [f for _, f in outputs]
         )
+        if kind == "ARRAY_SUBLINK":
+            for flow in flows:
+                self.partial(flow)  # every row's value in one: past 1 GB it fails
         test = fields.get("testexpr")
         if test:
             flows.append(self.expr(test, scope, ctes))
@@ -1424,6 +1498,27 @@ _TOTAL_NODES = frozenset(
 # XMLELEMENT / XMLFOREST escape any text; XMLCONCAT joins values already XML. Not here:
 # XMLPARSE (its error quotes the text), XMLPI (fails on "?>"), XMLROOT, IS DOCUMENT.
 _TOTAL_XML_OPS = frozenset({"IS_XMLELEMENT", "IS_XMLFOREST", "IS_XMLCONCAT"})
+
+
+def _beside_values(nodes: list[Any]) -> bool:
+    """Whether a value made of these operands holds two that are not constants written in
+    the statement (a column's value beside another value the statement computes: its size
+    may be the reader's choice)."""
+    return sum(1 for node in nodes if node is not None and not _written_constant(node)) > 1
+
+
+def _written_constant(node: Any) -> bool:
+    """A constant written in the statement (a literal, cast or named as an argument)."""
+    if not isinstance(node, dict) or len(node) != 1:
+        return False
+    ((tag, fields),) = node.items()
+    if tag == "A_Const":
+        return True
+    if tag == "TypeCast":
+        return _written_constant(fields.get("arg"))
+    if tag == "NamedArgExpr":
+        return _written_constant(fields.get("arg"))
+    return False
 
 
 def _comparing(fields: Fields) -> bool:
