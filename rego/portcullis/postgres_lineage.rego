@@ -26,8 +26,11 @@
 #               order, group, join (column = column in a join), other (anything else:
 #               md5(email) = '...'), partial (the value goes into a computation that can
 #               fail for some values — arithmetic, a cast that parses text, a function not
-#               known to be total — so whether it failed answers a question:
-#               1/(ascii(email) - 97)). Column "*" is a whole row. keyed: true when the
+#               known to be total, or one growing with it past the 1 GB every value
+#               is held to — so whether it failed answers a question:
+#               1/(ascii(email) - 97)). A set operation (but UNION ALL) and a FULL
+#               JOIN's condition compare by sorting: order. Column "*" is a whole row.
+#               keyed: true when the
 #               column was met only through a constant key or path taken out of it
 #               (profile->>'status'); an output's keyed lists such columns.
 #
@@ -738,7 +741,12 @@ pg_lineage_unindexed contains pg_predicate_reason(p) if {
 	not pii_reader
 }
 
-pg_questioned_predicate(p) if pg_sensitive_predicate(p.column)
+# Each body opens with the test that fails for most columns (a lookup in the column's
+# facts): a negation such as `not p.keyed` costs the evaluator more, and every predicate of
+# every statement meets these bodies. A sensitive column, or a whole row ("*"):
+pg_questioned_predicate(p) if pg_sensitive_column(p.column)
+
+pg_questioned_predicate(p) if p.column == "*"
 
 # A JSON or XML document met whole (not only through a constant key, path or position:
 # lineage's `keyed`) is every value its masked keys hold: `profile::text LIKE '%"ssn":
@@ -746,8 +754,8 @@ pg_questioned_predicate(p) if pg_sensitive_predicate(p.column)
 # ask about them as a condition on a sensitive column does. The proxy lists such columns
 # in view_columns as carrying "{}" (proxies/postgres/columns.py DOCUMENT).
 pg_questioned_predicate(p) if {
-	not p.keyed
 	"{}" in input.command.postgres.view_columns[p.column]
+	not p.keyed
 }
 
 # ...and so is a column the statement reads as a document (`(notes::jsonb)->>'contact'
@@ -757,8 +765,8 @@ pg_questioned_predicate(p) if {
 # {"contact": {"email": ...}}); compared with = to a value, or cast to a number, date or
 # boolean (which no document reads as), it is keyed.
 pg_questioned_predicate(p) if {
-	not p.keyed
 	p.document
+	not p.keyed
 }
 
 # ...and so is a column of free text (a string type: the proxy lists it in view_columns as
@@ -774,9 +782,9 @@ pg_questioned_predicate(p) if {
 # text (postgres.plain_text_columns: names, titles, statuses) keeps their questions;
 # pii-readers are never asked.
 pg_questioned_predicate(p) if {
+	"''" in input.command.postgres.view_columns[p.column]
 	not p.keyed
 	p.use != "partial"
-	"''" in input.command.postgres.view_columns[p.column]
 	not data.portcullis.postgres.plain_text_columns[p.column]
 }
 
@@ -786,39 +794,34 @@ pg_questioned_predicate(p) if {
 # a row count at a time. Unless postgres.plain_number_columns lists the name (ids, counts,
 # amounts), or the database fills the column (identity, nextval(): never listed).
 pg_questioned_predicate(p) if {
+	"0" in input.command.postgres.view_columns[p.column] # pg_wide_number(p.column), written out
 	not p.keyed
 	p.use != "partial"
-	pg_wide_number(p.column)
+	not data.portcullis.postgres.plain_number_columns[p.column]
 }
 
 # min(note) / max(note) (lineage's "choice") return one of the values as it is, chosen by
 # comparing them: beside a constant (`max(x) FROM (SELECT note x ... UNION ALL SELECT
 # 'SSN: 07')`) whether the constant or the note (its number masked) comes back answers `>`.
 # A sensitive column's comes back masked whole either way, so only free text is asked.
+# One pass over the predicates for both kinds of column (a pass per kind walked every
+# predicate of every query twice).
 pg_lineage_unindexed contains pg_predicate_reason(p) if {
 	some s in input.command.postgres.statements
 	some p in s.predicates
 	p.use == "choice"
 	not p.keyed
-	"''" in input.command.postgres.view_columns[p.column]
-	not data.portcullis.postgres.plain_text_columns[p.column]
+	pg_chosen_questioned(p.column)
 	not pg_sensitive_column(p.column)
 	not pii_reader
 }
 
-pg_lineage_unindexed contains pg_predicate_reason(p) if {
-	some s in input.command.postgres.statements
-	some p in s.predicates
-	p.use == "choice"
-	not p.keyed
-	pg_wide_number(p.column)
-	not pg_sensitive_column(p.column)
-	not pii_reader
+pg_chosen_questioned(column) if {
+	"''" in input.command.postgres.view_columns[column]
+	not data.portcullis.postgres.plain_text_columns[column]
 }
 
-pg_sensitive_predicate(column) if pg_sensitive_column(column)
-
-pg_sensitive_predicate("*")
+pg_chosen_questioned(column) if pg_wide_number(column)
 
 # The uses of a column in a condition that answer questions about its values are the two
 # deny rules above: pattern, range, order, other and partial always, equality unless
@@ -894,6 +897,25 @@ pg_approval contains [i, "CLUSTER under the masks needs approval: it stores a ta
 	input.command.postgres.types.maintenance
 	some i, s in input.command.postgres.statements
 	s.tag == "ClusterStmt"
+}
+
+# EXPLAIN ANALYZE runs the statement and prints what running it measured: how much memory
+# or disk a sort or hash took (Sort Method: external merge Disk: 2552kB), its buckets and
+# batches, the buffers read. Those sizes are the sizes of the values the statement computed
+# and never sent: `EXPLAIN (ANALYZE) SELECT translate(password, 'abcdefghijklm', '') FROM
+# customers, generate_series(1, 100000) ... ORDER BY g` printed Disk: 2168kB where the
+# password as it is gave 2552kB, how many of its characters are in a-m, and over
+# substr(password, k, 1) each character in turn. Readers may not EXPLAIN ANALYZE at all
+# (postgres.rego); under the masks a privileged identity's needs approval when its statement
+# reads a table.
+pg_approval contains [i, "EXPLAIN ANALYZE under the masks needs approval: the sizes it prints (memory, disk, buffers a sort or hash took) measure values the statement computed, which the masks would hide"] if {
+	input.command.postgres.types.explain
+	privileged
+	not pii_reader
+	some i, s in input.command.postgres.statements
+	s.type == "explain"
+	s.analyze == true
+	count(s.tables) > 0
 }
 
 # An index on a sensitive column orders the table by it: an index scan (the planner's

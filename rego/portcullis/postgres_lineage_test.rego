@@ -435,6 +435,18 @@ test_cluster_needs_approval_under_the_masks if {
 	portcullis.decision.verdict != "require_approval" with input as pg_input(["dba"], [vacuum])
 }
 
+test_explain_analyze_needs_approval_under_the_masks if {
+	analyzed := object.union(stmt_with("explain", {"tag": "ExplainStmt", "analyze": true, "explains": "select"}), {"tables": ["customers"]})
+	d := portcullis.decision with input as pg_input(["dba"], [analyzed])
+	d.verdict == "require_approval"
+	"EXPLAIN ANALYZE under the masks needs approval: the sizes it prints (memory, disk, buffers a sort or hash took) measure values the statement computed, which the masks would hide" in d.reasons
+	portcullis.decision.verdict == "allow" with input as pg_input(["dba", "pii-readers"], [analyzed])
+	planned := object.union(stmt_with("explain", {"tag": "ExplainStmt", "analyze": false, "explains": "select"}), {"tables": ["customers"]})
+	portcullis.decision.verdict != "require_approval" with input as pg_input(["dba"], [planned])
+	no_table := stmt_with("explain", {"tag": "ExplainStmt", "analyze": true, "explains": "select", "tables": []})
+	portcullis.decision.verdict != "require_approval" with input as pg_input(["dba"], [no_table])
+}
+
 # --- functions the database defines, called without their schema ----------------------
 
 own_function_query(groups, unqualified, qualified) := {
