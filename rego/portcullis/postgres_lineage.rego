@@ -907,10 +907,11 @@ pg_approval contains [i, "CLUSTER under the masks needs approval: it stores a ta
 # password as it is gave 2552kB, how many of its characters are in a-m, and over
 # substr(password, k, 1) each character in turn. Readers may not EXPLAIN ANALYZE at all
 # (postgres.rego); under the masks a privileged identity's needs approval when its statement
-# reads a table.
-pg_approval contains [i, "EXPLAIN ANALYZE under the masks needs approval: the sizes it prints (memory, disk, buffers a sort or hash took) measure values the statement computed, which the masks would hide"] if {
+# reads a table. (Kept in pg_privileged_approval, which postgres.rego's pg_approval reads for
+# privileged identities, so that the rules of pg_approval a query calling functions meets
+# stay within its first places: decision.rego says why.)
+pg_privileged_approval contains [i, "EXPLAIN ANALYZE under the masks needs approval: the sizes it prints (memory, disk, buffers a sort or hash took) measure values the statement computed, which the masks would hide"] if {
 	input.command.postgres.types.explain
-	privileged
 	not pii_reader
 	some i, s in input.command.postgres.statements
 	s.type == "explain"
