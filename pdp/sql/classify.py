@@ -16,6 +16,7 @@ No IO here and no policy: this module says what the SQL is, never whether it may
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,15 +48,137 @@ from pdp.sql.entries import (
     unparseable,
 )
 from pdp.sql.grammar import NewerGrammar, newer_grammar
-from pdp.sql.lineage import LINEAGE_TAGS, lineage_fields
+from pdp.sql.lineage import (
+    _ANY_KEY_FUNCTIONS,
+    _CONTAINMENT,
+    _JSON_EXTRACTIONS,
+    _JSON_PATH_FUNCTIONS,
+    _JSON_PATH_OPERATORS,
+    _PATH_TESTS,
+    _SHAPE_FUNCTIONS,
+    LINEAGE_TAGS,
+    lineage_fields,
+)
 from pdp.sql.plpgsql import do_block_body, fold_do_block
 from pdp.sql.reference import classify_reference
 
 
 def classify(sql: str) -> list[Entry]:
-    """One entry per statement of sql, nested writes after their parent; [] for no SQL."""
+    """One entry per statement of sql, nested writes after their parent; [] for no SQL.
+    An EXPLAIN's entry says what it explains (`explains`: the type of the statement it
+    plans, see explained())."""
+    fast = classify_fast(sql)
+    entries = classify_reference(sql) if fast is None else fast
+    if any(e["type"] == "explain" and not e.get("nested") for e in entries):
+        explained(sql, entries)
+    if _MAY_NAME_KEYS.search(sql) is not None:
+        keys_read(sql, entries)
+    return entries
+
+
+# What may take a value out of a document by a constant key, path or jsonpath (text
+# holding none of these is not parsed again by keys_read): the operators, a subscript,
+# the json/jsonb/xml functions, and a U& name (whose escapes may spell one).
+_MAY_NAME_KEYS = re.compile(r"->|#>|[@?\[&]|json|xpath|xml", re.IGNORECASE)
+
+
+def keys_read(sql: str, entries: list[Entry]) -> None:
+    """Set `literal_keys` on every entry of a text in which lineage may read a string
+    constant as a name: a document's key, path or jsonpath (`profile->>'password'` is
+    masked and questioned as the column password, `profile->>'status'` as status:
+    pdp/sql/lineage.py). Such a classification depends on a literal's value, which a
+    statement's shape ignores, so the policy offers no reuse by shape for it
+    (rego/portcullis/postgres.rego), as for set_config. Found by where the constant stands
+    (the operators and functions lineage reads keys by, never its value), so every text of
+    one shape is flagged alike; a text that cannot be walked is flagged."""
+    try:
+        tree = json.loads(parse_sql_json(sql))
+    except Exception:
+        return  # unparseable: one entry, denied, never cached
+    stack: list[Any] = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        if _names_keys(node):
+            for entry in entries:
+                entry["literal_keys"] = True
+            return
+        stack.extend(node.values())
+
+
+_KEY_OPERATORS = _JSON_EXTRACTIONS | _CONTAINMENT | _JSON_PATH_OPERATORS
+_KEY_FUNCTIONS = _JSON_PATH_FUNCTIONS | _ANY_KEY_FUNCTIONS | _SHAPE_FUNCTIONS | _PATH_TESTS
+
+
+def _names_keys(node: dict[str, Any]) -> bool:
+    """Whether one JSON node is where lineage reads a constant as a key: a document
+    operator, a subscript by a string, a document function; any such node, whatever its
+    operands (the shape is the same for every value)."""
+    expr = node.get("A_Expr")
+    if isinstance(expr, dict):
+        names = expr.get("name") or ()
+        return any(
+            isinstance(n, dict) and n.get("String", {}).get("sval") in _KEY_OPERATORS for n in names
+        )
+    indices = node.get("A_Indices")
+    if isinstance(indices, dict):
+        return any(
+            isinstance(b, dict) and "sval" in b.get("A_Const", {})
+            for b in (indices.get("uidx"), indices.get("lidx"))
+        )
+    call = node.get("FuncCall")
+    if isinstance(call, dict):
+        names = call.get("funcname") or ()
+        last = names[-1] if names else {}
+        name = last.get("String", {}).get("sval", "") if isinstance(last, dict) else ""
+        return str(name).lower() in _KEY_FUNCTIONS
+    return False
+
+
+def _walked(sql: str) -> list[Entry]:
+    """classify() without what it adds to both walks' entries."""
     fast = classify_fast(sql)
     return classify_reference(sql) if fast is None else fast
+
+
+def explained(sql: str, entries: list[Entry]) -> None:
+    """Set `explains` on the EXPLAIN entries of sql's own statements: the type of the
+    statement each plans. EXPLAIN without ANALYZE runs nothing, yet the planner folds what
+    it plans: an INSERT's column defaults and the rules the rewriter adds are planned, and
+    an IMMUTABLE function of the database they call with constants runs then (the policy
+    judges EXPLAIN of a write by the code writing its relation runs). Its nested statement
+    is no entry of its own (it runs nothing), so only this says what it plans; "unknown"
+    where the text's statements cannot be matched with its entries.
+
+    Here, beside both walks, so the two walks say the same (tests/
+    test_classifier_differential.py) and a text without EXPLAIN is not parsed again."""
+    own = [e for e in entries if not e.get("nested")]
+    try:
+        statements = json.loads(parse_sql_json(sql)).get("stmts", ())
+    except Exception:
+        statements = ()
+    if len(statements) != len(own):
+        for entry in own:
+            if entry["type"] == "explain":
+                entry["explains"] = "unknown"
+        return
+    for entry, raw in zip(own, statements, strict=True):
+        if entry["type"] != "explain":
+            continue
+        ((tag, fields),) = raw["stmt"].items()
+        query = fields.get("query") if tag == "ExplainStmt" else None
+        if isinstance(query, dict) and len(query) == 1:
+            ((inner, inner_fields),) = query.items()
+            try:
+                entry["explains"] = _describe_json(inner, inner_fields)["type"]
+            except _Ambiguous:
+                entry["explains"] = "unknown"
+        else:
+            entry["explains"] = "unknown"
 
 
 def classify_fast(sql: str) -> list[Entry] | None:
@@ -401,4 +524,7 @@ def _do_block_source(args: Any) -> tuple[list[Entry], bool]:
         defname = fields.get("defname")
         if defname in ("as", "language"):
             options.append((defname, _json_sval(fields["arg"])))
-    return do_block_body(options, classify)
+    # the walks alone (as the reference walk's blocks are): a block's statements carry
+    # neither `explains` nor `literal_keys` (a DO block is never reused by shape, and an
+    # EXPLAIN without `explains` is judged as one planning a write)
+    return do_block_body(options, _walked)

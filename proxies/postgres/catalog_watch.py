@@ -68,6 +68,21 @@ FACT_QUERIES = (SHADOWED_SQL, VIEW_COLUMNS_SQL, RELATION_SOURCES_SQL, USER_CODE_
 # estimates pass jit_above_cost, and compiling them took ~13 s of a start-up that reads
 # the catalogue in under 3 s without it
 FACTS_PLANNED = "SET LOCAL jit = off; "
+# ...and every question the proxy asks of the catalogue runs with only pg_catalog on its
+# search path (pg_temp last, where it cannot come first): the database's or the upstream
+# role's default may put another schema before pg_catalog (ALTER DATABASE ... SET
+# search_path = public, pg_catalog), and the questions' unqualified casts, functions and
+# operators (`count(*)::text`) then ran the database's code: a domain public.text's CHECK
+# ran at every session's start on the session's own connection, as the superuser (p28),
+# and a public.count or public.json_agg of its own could have answered the facts. A
+# session's connection asks before the client is let in (SET LOCAL ends with the implicit
+# transaction of the Query). The facts then spell a type of the database with its schema
+# (a cast "public.slot -> public.slot_multirange by ...", as postgres.reviewed_casts lists
+# it), whatever the session's path. The questions the watch prepares (SNAPSHOT_SQL, MARK_SQL,
+# COLUMNS_MARK_SQL) cannot be sent behind a SET, nor may the path be set for the watch's
+# whole connection (a transaction pooler hands it to the clients' transactions): they name
+# every function, cast and operator with its schema instead.
+PINNED_PATH = "SET LOCAL search_path = pg_catalog, pg_temp; "
 
 POLL_SECONDS = 0.25
 # how long the watch's connection outlives the last open session (a client that connects
@@ -110,9 +125,11 @@ _CODE_CATALOGS = {
 # of their xmins (an insert or an update, CREATE OR REPLACE among them, moves it); one
 # aggregate over all of them, which the server plans in a fraction of one per catalogue
 MARK_SQL = (
-    "SELECT count(*)::text || '.' || coalesce(sum(x::text::bigint), 0)::text FROM ("
+    "SELECT pg_catalog.count(*)::pg_catalog.text OPERATOR(pg_catalog.||) '.'"
+    " OPERATOR(pg_catalog.||)"
+    " COALESCE(pg_catalog.sum(x::pg_catalog.text::bigint), 0)::pg_catalog.text FROM ("
     + " UNION ALL ".join(
-        f"SELECT xmin AS x FROM pg_catalog.{catalog} WHERE {column} >= 16384"
+        f"SELECT xmin AS x FROM pg_catalog.{catalog} WHERE {column} OPERATOR(pg_catalog.>=) 16384"
         for catalog, column in _CODE_CATALOGS.items()
     )
     + ") AS made"
@@ -132,7 +149,7 @@ _BOUNDARIES: dict[object, int] = {}
 # the server's snapshot (xmin:xmax:in-progress xids): the same text twice means no
 # transaction committed or took an xid in between, so no catalogue row changed (a
 # read-only database's watch asks this alone, planned and run in microseconds)
-SNAPSHOT_SQL = "SELECT pg_catalog.pg_current_snapshot()::text"
+SNAPSHOT_SQL = "SELECT pg_catalog.pg_current_snapshot()::pg_catalog.text"
 _SNAPSHOT = re.compile(r"[0-9]+:[0-9]+:[0-9,]*")
 
 # and of the built-in rows (made by initdb) that hold code, once written since (a superuser's
@@ -153,12 +170,16 @@ _BUILT_IN_CODE = {
     "pg_range": "rngtypid",
 }
 COLUMNS_MARK_SQL = (
-    "SELECT count(*)::text || '.' || coalesce(sum(x), 0)::text || '.' || "
-    + f"{AFTER_INITDB}::text FROM ("
-    "SELECT xmin::text::bigint AS x FROM pg_catalog.pg_attribute WHERE attrelid >= 16384"
+    "SELECT pg_catalog.count(*)::pg_catalog.text OPERATOR(pg_catalog.||) '.'"
+    " OPERATOR(pg_catalog.||) COALESCE(pg_catalog.sum(x), 0)::pg_catalog.text"
+    " OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) "
+    + f"{AFTER_INITDB}::pg_catalog.text FROM ("
+    "SELECT xmin::pg_catalog.text::bigint AS x FROM pg_catalog.pg_attribute"
+    " WHERE attrelid OPERATOR(pg_catalog.>=) 16384"
     + "".join(
-        f" UNION ALL SELECT CASE WHEN xmin::text::bigint > {AFTER_INITDB}"
-        f" THEN xmin::text::bigint ELSE '0' END FROM pg_catalog.{catalog} WHERE {column} < 16384"
+        f" UNION ALL SELECT CASE WHEN xmin::pg_catalog.text::bigint OPERATOR(pg_catalog.>)"
+        f" {AFTER_INITDB} THEN xmin::pg_catalog.text::bigint ELSE '0' END"
+        f" FROM pg_catalog.{catalog} WHERE {column} OPERATOR(pg_catalog.<) 16384"
         for catalog, column in _BUILT_IN_CODE.items()
     )
     + ") AS made"
@@ -197,15 +218,15 @@ async def read_facts(upstream: Upstream, ask: Ask = session_query) -> Facts | No
     """The mark, then the facts, asked on a connection nothing else is in flight on (a
     change between the two leaves facts newer than their mark: read again later)."""
     read_at = time.monotonic()
-    mark = _marked(await ask(upstream, MARK_SQL))
+    mark = _marked(await ask(upstream, PINNED_PATH + MARK_SQL))
     if mark is None:
         return None
-    columns = _marked(await ask(upstream, COLUMNS_MARK_SQL), _COLUMNS_MARK)
+    columns = _marked(await ask(upstream, PINNED_PATH + COLUMNS_MARK_SQL), _COLUMNS_MARK)
     if columns is None or not _boundary_kept(upstream, columns):
         return None
     rows: list[list[str]] = []
     for sql in FACT_QUERIES:
-        found = await ask(upstream, FACTS_PLANNED + sql)
+        found = await ask(upstream, FACTS_PLANNED + PINNED_PATH + sql)
         if found is None:
             return None
         rows.append(found)
@@ -479,7 +500,7 @@ class CatalogWatch:
         MARK_SQL's 28 catalogues took it about ten times as long to plan as to run, every
         time a decision asked it. None when it failed."""
         if not self.prepared:
-            return await session_query(upstream, sql)
+            return await session_query(upstream, PINNED_PATH + sql)
         name = _QUESTIONS[sql]
         refused: list[codec.ErrorResponse] = []
         rows = await prepared_rows(upstream, name, sql, name not in self._made, refused)
@@ -494,7 +515,7 @@ class CatalogWatch:
                 error.get("C", ""),
             )
             self.prepared = False
-            return await session_query(upstream, sql)
+            return await session_query(upstream, PINNED_PATH + sql)
         if rows is None:
             return None
         self._made.add(name)
@@ -510,7 +531,7 @@ class CatalogWatch:
         params, lease = found
         self._made = set()  # nothing prepared on a new connection
         try:
-            self._upstream = await connect(self.host, self.port, params, lease, self.tls)
+            upstream = await connect(self.host, self.port, params, lease, self.tls)
         except UpstreamError as exc:
             # once per loss: the poll tries again every POLL_SECONDS while it lasts
             (log.debug if self._lost else log.warning)(
@@ -518,7 +539,8 @@ class CatalogWatch:
                 exc,
             )
             return None
-        return self._upstream
+        self._upstream = upstream
+        return upstream
 
     def _close(self) -> None:
         upstream, self._upstream = self._upstream, None

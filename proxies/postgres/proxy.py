@@ -31,6 +31,7 @@ from portcullis.protocols import workers_of
 from proxies.postgres import codec
 from proxies.postgres.catalog_watch import (
     NO_FACTS,
+    PINNED_PATH,
     CatalogWatch,
     Facts,
     read_facts,
@@ -807,7 +808,7 @@ class ClientConnection:
         oids = await relation_oids(upstream)
         if oids:
             db.forget_columns()
-            await self.learn_columns(oids, lambda sql: session_rows(upstream, sql))
+            await self.learn_columns(oids, lambda sql: session_rows(upstream, PINNED_PATH + sql))
 
     async def learn_columns(
         self,
@@ -864,7 +865,7 @@ class ClientConnection:
             self.proxy.upstream_port,
             self._params,
             session.lease,
-            sql,
+            PINNED_PATH + sql,  # the proxy's catalogue question: pg_catalog's names only
             self.proxy.upstream_tls,
         )
 

@@ -10,8 +10,11 @@ must know which operator names the database also defines elsewhere, and which ty
 (base types, domains, ranges, multiranges, arrays of them; and composite types, a table's
 row type among them, with an attribute of such a type, followed through composites and
 arrays: a cast to one, or jsonb_populate_record(NULL::t, ...), reads each attribute with its
-type's input, a domain's CHECK included) an unqualified cast would reach outside pg_catalog
-(pg_catalog is searched first for types, so a name it defines too is its own). And which
+type's input, a domain's CHECK included) an unqualified cast would reach outside pg_catalog,
+named like a built-in type or not: pg_catalog is searched first only when the session's
+search_path does not name it later, and the database's or the role's own default
+(ALTER DATABASE ... SET search_path = public, pg_catalog) may, so a domain public.text made
+`'x'::text` run its CHECK. And which
 functions a view runs when it is read (`view_functions`: its rule's dependencies on
 functions and on operators' functions, through the views it reads, as pg_depend records
 them; the server records none on pg_catalog's own objects, so those are the functions
@@ -131,9 +134,12 @@ from proxies.postgres.relations import as_the_pdp_reads, read_as
 # which they would all have to write again; and a proxy keeps the least it read of its
 # server (catalog_watch.read_facts: one read later than that is refused, fail closed).
 AFTER_INITDB = (
-    "(SELECT least(coalesce(max(d.xmin::text::bigint) FILTER (WHERE d.datname = 'template0'),"
-    " '2'), min(d.xmin::text::bigint) FILTER (WHERE d.oid >= 16384) - 1,"
-    " (SELECT min(c.xmin::text::bigint) FROM pg_catalog.pg_class c WHERE c.oid >= 16384) - 1)"
+    "(SELECT LEAST(COALESCE(pg_catalog.max(d.xmin::pg_catalog.text::bigint)"
+    " FILTER (WHERE d.datname OPERATOR(pg_catalog.=) 'template0'), '2'),"
+    " pg_catalog.min(d.xmin::pg_catalog.text::bigint)"
+    " FILTER (WHERE d.oid OPERATOR(pg_catalog.>=) 16384) OPERATOR(pg_catalog.-) 1,"
+    " (SELECT pg_catalog.min(c.xmin::pg_catalog.text::bigint) FROM pg_catalog.pg_class c"
+    " WHERE c.oid OPERATOR(pg_catalog.>=) 16384) OPERATOR(pg_catalog.-) 1)"
     " FROM pg_catalog.pg_database d)"
 )
 
@@ -218,9 +224,6 @@ USER_CODE_SQL = """WITH RECURSIVE extension_members AS (
   WHERE t.oid >= 16384
   AND t.typtype IN ('b', 'd', 'r', 'm')
   AND (t.typcategory <> 'A' OR e.typtype IN ('b', 'd', 'r', 'm'))
-  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_type q
-                  WHERE q.typnamespace = 'pg_catalog'::regnamespace AND q.typname = t.typname
-                  AND q.oid < 16384)
   AND NOT EXISTS (SELECT 1 FROM extension_code x
                   WHERE x.classid = 'pg_catalog.pg_type'::regclass
                   AND x.objid IN (t.oid, CASE WHEN t.typcategory = 'A' THEN t.typelem END))
@@ -244,9 +247,6 @@ USER_CODE_SQL = """WITH RECURSIVE extension_members AS (
   WHERE t.oid >= 16384
   AND (ht.oid IS NOT NULL OR he.oid IS NOT NULL)
   AND (t.typtype = 'c' OR e.typtype = 'c')
-  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_type q
-                  WHERE q.typnamespace = 'pg_catalog'::regnamespace AND q.typname = t.typname
-                  AND q.oid < 16384)
 ), code_operators AS (
   SELECT o.oprname FROM pg_catalog.pg_operator o
   JOIN pg_catalog.pg_proc f ON f.oid = o.oprcode
@@ -284,6 +284,8 @@ USER_CODE_SQL = """WITH RECURSIVE extension_members AS (
   WHERE stxrelid >= 16384 AND stxexprs IS NOT NULL
   UNION ALL SELECT conrelid, conbin::text FROM pg_catalog.pg_constraint
   WHERE conrelid >= 16384 AND contype = 'c'
+  UNION ALL SELECT partrelid, partexprs::text FROM pg_catalog.pg_partitioned_table
+  WHERE partrelid >= 16384 AND partexprs IS NOT NULL
 ), folding(rel, tree, round) AS (
   SELECT rel, tree, 0 FROM read_trees
   UNION ALL
@@ -324,11 +326,22 @@ USER_CODE_SQL = """WITH RECURSIVE extension_members AS (
   SELECT a.attrelid, h.fn FROM pg_catalog.pg_attribute a
   JOIN type_holders h ON h.typ = a.atttypid
   WHERE a.attrelid >= 16384 AND a.attnum > 0 AND NOT a.attisdropped
-), read_code(rel, fn) AS (
+), own_read_code(rel, fn) AS (
   SELECT f.rel, m[1]::oid FROM folding f,
   LATERAL pg_catalog.regexp_matches(f.tree, %(constant_call)s, 'g') m
+  UNION SELECT t.rel, p.oid FROM read_trees t,
+  LATERAL pg_catalog.regexp_matches(t.tree, ':(?:funcid|opfuncid) ([0-9]+)', 'g') m
+  JOIN pg_catalog.pg_proc p ON p.oid = m[1]::oid
+  AND p.prolang = (SELECT oid FROM pg_catalog.pg_language WHERE lanname = 'sql')
   UNION SELECT rel, fn FROM opclass_calls
   UNION SELECT rel, fn FROM type_calls
+), read_reach(rel, target) AS (
+  SELECT oid, oid FROM pg_catalog.pg_class
+  WHERE oid >= 16384 AND relkind IN ('r', 'p', 'm', 'i', 'I')
+  UNION
+  SELECT r.rel, i.inhrelid FROM read_reach r JOIN pg_catalog.pg_inherits i ON i.inhparent = r.target
+), read_code(rel, fn) AS (
+  SELECT r.rel, c.fn FROM read_reach r JOIN own_read_code c ON c.rel = r.target
 ), rule_deps AS (
   SELECT r.ev_class AS view, c.relkind AS kind, d.refclassid, d.refobjid
   FROM pg_catalog.pg_rewrite r
@@ -557,12 +570,12 @@ SELECT json_build_object(
 # so a call over calls of constants is found in a later round. A call over a column is not.
 _CONSTANT_NODE = (
     r"'\{(?:FUNCEXPR|OPEXPR|DISTINCTEXPR|NULLIFEXPR|SCALARARRAYOPEXPR) [^{}]*:args "
-    r"\((?:\s*\{CONST[^{}]*\})*\s*\)[^{}]*\}"
+    r"(?:<>|\((?:\s*\{CONST[^{}]*\})*\s*\))[^{}]*\}"
     r"|\{(?:RELABELTYPE|COERCEVIAIO) :arg \{CONST[^{}]*\}[^{}]*\}'"
 )
 _CONSTANT_CALL = (
     r"'\{(?:FUNCEXPR :funcid|(?:OPEXPR|DISTINCTEXPR|NULLIFEXPR|SCALARARRAYOPEXPR) :opno "
-    r"[0-9]+ :opfuncid) ([0-9]+)[^{}]*:args \((?:\s*\{CONST[^{}]*\})*\s*\)[^{}]*\}'"
+    r"[0-9]+ :opfuncid) ([0-9]+)[^{}]*:args (?:<>|\((?:\s*\{CONST[^{}]*\})*\s*\))[^{}]*\}'"
 )
 USER_CODE_SQL = (
     USER_CODE_SQL.replace("%(constant)s", _CONSTANT_NODE)

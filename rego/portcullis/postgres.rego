@@ -798,3 +798,17 @@ needs_approval contains reason if {
 
 # Sensitive columns by name and the detectors (over text answers of every kind that returns
 # any) are masked for everyone not in pii-readers: decision.rego's command_masks.
+
+# --- reuse by shape --------------------------------------------------------
+
+# Lineage reads a constant key, path or jsonpath as a column's name (postgres_lineage.rego:
+# `profile->>'password'` is masked and questioned as password is, `profile->>'status'` as
+# status), so the answer depends on a literal's value, which a statement's shape ignores: a
+# reader's `SELECT profile->'status' FROM c`, allowed unmasked and reused for its shape,
+# answered `SELECT profile->'password' FROM c` with the password in clear. The classifier
+# flags every statement of such a text (`literal_keys`, found by where the constant stands,
+# so every text of one shape alike); decision.rego offers no reuse by shape for it.
+pg_uncached if {
+	some s in input.command.postgres.statements
+	s.literal_keys
+}

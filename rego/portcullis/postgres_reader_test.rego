@@ -432,6 +432,18 @@ test_answers_that_read_literals_are_not_cached if {
 	d.cache_key == "shape"
 }
 
+# a constant key lineage reads as a column's name (`profile->>'password'`, p27)
+test_answers_whose_lineage_read_a_constant_key_are_not_cached if {
+	keyed := stmt_with("select", {"literal_keys": true})
+	every groups in [["readonly"], ["pii-readers"], ["dba"]] {
+		d := portcullis.decision with input as pg_input(groups, [keyed])
+		d.cache_key == "exact"
+		d.cache_ttl_seconds == 0
+	}
+	d := portcullis.decision with input as pg_input(["readonly"], [stmt_with("select", {"literal_keys": false})])
+	d.cache_key == "shape"
+}
+
 # --- asyncpg pool release --------------------------------------------------------------
 
 test_pool_release_housekeeping_allowed if {

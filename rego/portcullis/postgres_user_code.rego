@@ -28,8 +28,10 @@
 # `>=`, `>` for BETWEEN; `OPERATOR(schema.op)` as written, `OPERATOR(pg_catalog.op)` by
 # its bare name) and the types it names (`type_names`, pg_catalog.name by its bare name: a
 # superuser may make an operator or a domain in pg_catalog too, and the proxy's facts name
-# the database's own by bare name). An unqualified type name resolves to pg_catalog's first
-# (readers cannot set search_path), so only names the database defines itself count.
+# the database's own by bare name). The database's types count named like a built-in too
+# (public.text): pg_catalog is searched first only where the search_path does not name it
+# later, and the database's or the role's default may (ALTER DATABASE ... SET search_path =
+# public, pg_catalog), readers' SET aside.
 #
 # A view a reader's statement names (with or without its schema) whose functions are not
 # all ones readers may call is denied too: reading it runs them.
@@ -418,4 +420,46 @@ deny contains sprintf("start-up parameter %s acts as another role, whose row-lev
 	not pii_reader
 	some name, _ in object.get(input.session, ["attributes", "settings"], {})
 	pg_acting_as_another_role(lower(name))
+}
+
+# EXPLAIN runs nothing without ANALYZE, but the planner folds what it plans: the rewriter
+# gives an INSERT its columns' DEFAULTs (a domain's among them) and a write its relation's
+# rules, and an IMMUTABLE function of the database called there with constants runs while
+# planning (`EXPLAIN INSERT INTO t (id) VALUES (1)`, t's DEFAULT public.f(5): f ran as the
+# upstream's superuser for a reader, and the set_config in it gave the passwords back).
+# The classifier says what an EXPLAIN plans (`explains`, the type of its statement); one
+# planning anything but a read or a new table is judged by what writing its relations runs
+# (input.command.postgres.write_code; triggers do not run while planning): readers may not
+# explain it, and outside pii-readers a privileged session asks for approval, as for the
+# write itself. The functions every reader may call, and the volatile built-ins of
+# postgres.masked_admin_functions (nextval of a serial column), which no planner folds, pass.
+pg_explained_write(s) if {
+	s.type == "explain"
+	not object.get(s, "explains", "unknown") in {"select", "declare", "ddl"}
+}
+
+pg_planned_code(code) := {x | some x in object.get(code, "rules", [])} | {f |
+	some kind in ["functions", "domains"]
+	some f in object.get(code, kind, [])
+	not pg_callable_under_masks(f)
+}
+
+pg_reader_calls contains [i, sprintf("EXPLAIN of a write to %s plans %s, the database's code (a column default or rule the planner runs ahead): readers may not explain it", [t, x])] if {
+	input.command.postgres.types.explain
+	input.command.postgres.write_code
+	some i, s in input.command.postgres.statements
+	pg_explained_write(s)
+	some t in s.tables
+	some x in pg_planned_code(pg_write_code(t))
+}
+
+pg_approval contains [i, sprintf("EXPLAIN of a write to %s plans %s, the database's code (a column default or rule the planner runs ahead), which may keep what it reads past the masks: needs approval for everyone not in pii-readers", [t, x])] if {
+	input.command.postgres.types.explain
+	input.command.postgres.write_code
+	privileged
+	not pii_reader
+	some i, s in input.command.postgres.statements
+	pg_explained_write(s)
+	some t in s.tables
+	some x in pg_planned_code(pg_write_code(t))
 }

@@ -329,3 +329,34 @@ test_create_table_as_taking_a_domains_code_needs_approval_under_the_masks if {
 		portcullis.decision.verdict == "allow" with input as write_code_input(["dba", "pii-readers"], tagged("ddl", tag, ["x", "public.dom"]))
 	}
 }
+
+# EXPLAIN of a write plans its DEFAULTs and rules, whose IMMUTABLE functions the planner
+# runs ahead (p26)
+explain_of(explains, tables) := object.union(stmt_with("explain", {"analyze": false}), {"explains": explains, "tables": tables})
+
+test_explaining_a_write_planning_the_databases_code_is_judged_as_the_write if {
+	every explains in ["insert", "update", "merge", "execute", "unknown"] {
+		every t in ["d", "r", "public.dom"] {
+			d := portcullis.decision with input as write_code_input(["readonly"], explain_of(explains, [t]))
+			d.verdict == "deny"
+			portcullis.decision.verdict == "require_approval" with input as write_code_input(["dba"], explain_of(explains, [t]))
+			portcullis.decision.verdict == "allow" with input as write_code_input(["dba", "pii-readers"], explain_of(explains, [t]))
+		}
+	}
+	d := portcullis.decision with input as write_code_input(["readonly"], explain_of("insert", ["d"]))
+	"EXPLAIN of a write to d plans public.f, the database's code (a column default or rule the planner runs ahead): readers may not explain it" in d.reasons
+	# no explains at all: judged as a write
+	no_field := object.union(stmt_with("explain", {"analyze": false}), {"tables": ["r"]})
+	portcullis.decision.verdict == "deny" with input as write_code_input(["readonly"], no_field)
+}
+
+test_explaining_a_read_or_a_write_running_no_code_is_as_before if {
+	every explains in ["select", "declare", "ddl"] {
+		portcullis.decision.verdict == "mask" with input as write_code_input(["readonly"], explain_of(explains, ["d"]))
+	}
+	# triggers do not run while planning; nextval is never folded
+	every t in ["t", "audit_log", "orders"] {
+		portcullis.decision.verdict == "mask" with input as write_code_input(["readonly"], explain_of("insert", [t]))
+		portcullis.decision.verdict == "mask" with input as write_code_input(["dba"], explain_of("insert", [t]))
+	}
+}
