@@ -169,7 +169,7 @@ async def test_an_event_before_its_own_decision_is_marked(tmp_path):
     # the console's timeline row says so beside the time
     from pdp.console.views.sessions import SessionsView
 
-    marked, genuine = (str(SessionsView._entry_row(e)[0]) for e in commands)
+    marked, genuine = (str(SessionsView._entry_row(e, "s", 0, None)[0]) for e in commands)
     assert f"time ruled out: {CLOCK_BEFORE_DECISION}" in marked
     assert "badge" not in genuine
 
@@ -202,7 +202,7 @@ async def test_late_events_are_labelled_late_and_old_recordings_still_read(tmp_p
     assert timeline.totals["late"] == 1
     from pdp.console.views.sessions import SessionsView
 
-    assert "late: received" in str(SessionsView._entry_row(entry)[0])
+    assert "late: received" in str(SessionsView._entry_row(entry, "s", 0, None)[0])
     # before this change: no received_us; read, checked against the record's own time
     old_body = {k: v for k, v in batch.body.items() if k != "received_us"}
     old = build_timeline(session_open, None, [replace(batch, body=old_body)], decisions)

@@ -78,7 +78,8 @@ def casts_of(events: Iterable[dict[str, Any]]) -> list[Cast]:
         header = details.get("header")
         if isinstance(header, dict) and not cast.header:
             cast.header = header
-        for item in details.get("events") or ():
+        frames = details.get("events")
+        for item in frames if isinstance(frames, list) else ():
             if (
                 isinstance(item, list)
                 and len(item) == 3
@@ -120,7 +121,8 @@ class CastClock:
                     f"for its terminal's start, {opened - start:.3f}s before the session opened"
                 )
         latest = last
-        for item in details.get("events") or ():
+        frames = details.get("events")
+        for item in frames if isinstance(frames, list) else ():
             at = _seconds(item[0] if isinstance(item, list) and item else None)
             if at is None:
                 continue
@@ -140,4 +142,7 @@ class CastClock:
 def _seconds(value: Any) -> float | None:
     """A time as a recording holds one (a finite number, not below zero), else None."""
     number = isinstance(value, int | float) and not isinstance(value, bool)
-    return float(value) if number and math.isfinite(value) and value >= 0 else None
+    try:
+        return float(value) if number and math.isfinite(value) and value >= 0 else None
+    except OverflowError:  # an integer no double holds
+        return None
