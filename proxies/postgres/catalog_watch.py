@@ -55,7 +55,13 @@ from proxies.postgres.upstream import (
     prepared_rows,
     session_query,
 )
-from proxies.postgres.user_code import AFTER_INITDB, USER_CODE_SQL, user_code
+from proxies.postgres.user_code import (
+    AFTER_INITDB,
+    FIRST_NORMAL_OID,
+    USER_CODE_SQL,
+    user_code,
+    xid_number,
+)
 from proxies.runtime.credentials import CredentialLease
 
 log = logging.getLogger("portcullis.postgres")
@@ -125,11 +131,12 @@ _CODE_CATALOGS = {
 # of their xmins (an insert or an update, CREATE OR REPLACE among them, moves it); one
 # aggregate over all of them, which the server plans in a fraction of one per catalogue
 MARK_SQL = (
-    "SELECT pg_catalog.count(*)::pg_catalog.text OPERATOR(pg_catalog.||) '.'"
-    " OPERATOR(pg_catalog.||)"
-    " COALESCE(pg_catalog.sum(x::pg_catalog.text::bigint), 0)::pg_catalog.text FROM ("
+    "SELECT pg_catalog.textin(pg_catalog.int8out(pg_catalog.count(*))) OPERATOR(pg_catalog.||)"
+    " '.' OPERATOR(pg_catalog.||) pg_catalog.textin(pg_catalog.numeric_out("
+    "COALESCE(pg_catalog.sum(x), '0'::pg_catalog.numeric))) FROM ("
     + " UNION ALL ".join(
-        f"SELECT xmin AS x FROM pg_catalog.{catalog} WHERE {column} OPERATOR(pg_catalog.>=) 16384"
+        f"SELECT {xid_number('xmin')} AS x FROM pg_catalog.{catalog}"
+        f" WHERE {column}::pg_catalog.oid OPERATOR(pg_catalog.>=) {FIRST_NORMAL_OID}"
         for catalog, column in _CODE_CATALOGS.items()
     )
     + ") AS made"
@@ -170,16 +177,18 @@ _BUILT_IN_CODE = {
     "pg_range": "rngtypid",
 }
 COLUMNS_MARK_SQL = (
-    "SELECT pg_catalog.count(*)::pg_catalog.text OPERATOR(pg_catalog.||) '.'"
-    " OPERATOR(pg_catalog.||) COALESCE(pg_catalog.sum(x), 0)::pg_catalog.text"
+    "SELECT pg_catalog.textin(pg_catalog.int8out(pg_catalog.count(*))) OPERATOR(pg_catalog.||)"
+    " '.' OPERATOR(pg_catalog.||) pg_catalog.textin(pg_catalog.numeric_out("
+    "COALESCE(pg_catalog.sum(x), '0'::pg_catalog.numeric)))"
     " OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) "
-    + f"{AFTER_INITDB}::pg_catalog.text FROM ("
-    "SELECT xmin::pg_catalog.text::bigint AS x FROM pg_catalog.pg_attribute"
-    " WHERE attrelid OPERATOR(pg_catalog.>=) 16384"
+    + f"pg_catalog.textin(pg_catalog.int8out({AFTER_INITDB})) FROM ("
+    f"SELECT {xid_number('xmin')} AS x FROM pg_catalog.pg_attribute"
+    f" WHERE attrelid OPERATOR(pg_catalog.>=) {FIRST_NORMAL_OID}"
     + "".join(
-        f" UNION ALL SELECT CASE WHEN xmin::pg_catalog.text::bigint OPERATOR(pg_catalog.>)"
-        f" {AFTER_INITDB} THEN xmin::pg_catalog.text::bigint ELSE '0' END"
-        f" FROM pg_catalog.{catalog} WHERE {column} OPERATOR(pg_catalog.<) 16384"
+        f" UNION ALL SELECT CASE WHEN {xid_number('xmin')} OPERATOR(pg_catalog.>)"
+        f" {AFTER_INITDB} THEN {xid_number('xmin')} ELSE '0' END"
+        f" FROM pg_catalog.{catalog}"
+        f" WHERE {column}::pg_catalog.oid OPERATOR(pg_catalog.<) {FIRST_NORMAL_OID}"
         for catalog, column in _BUILT_IN_CODE.items()
     )
     + ") AS made"

@@ -20,21 +20,24 @@ import json
 
 RELATION_SOURCES_SQL = """WITH RECURSIVE edges(rel, src) AS (
   SELECT r.ev_class, d.refobjid FROM pg_catalog.pg_rewrite r
-  JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass
-   AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass
+  JOIN pg_catalog.pg_depend d ON d.classid
+    = 'pg_catalog.pg_rewrite'::pg_catalog.regclass::pg_catalog.oid
+   AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid
    AND d.refobjid <> r.ev_class
-  UNION SELECT r.ev_class, m[1]::pg_catalog.oid FROM pg_catalog.pg_rewrite r,
+  UNION SELECT r.ev_class, pg_catalog.oidin(pg_catalog.textout(m[1])) FROM pg_catalog.pg_rewrite r,
    pg_catalog.regexp_matches(r.ev_action::pg_catalog.text, ':relid ([0-9]+)', 'g') AS m
-   WHERE r.oid >= 16384 AND m[1]::pg_catalog.oid <> r.ev_class
+   WHERE r.oid >= '16384'::pg_catalog.oid
+     AND pg_catalog.oidin(pg_catalog.textout(m[1])) <> r.ev_class
   UNION SELECT inhparent, inhrelid FROM pg_catalog.pg_inherits
   UNION SELECT inhrelid, inhparent FROM pg_catalog.pg_inherits
 ), reach(rel, src) AS (
   SELECT rel, src FROM edges
   UNION SELECT reach.rel, edges.src FROM reach JOIN edges ON edges.rel = reach.src
 )
-SELECT coalesce(json_object_agg(name, sources), '{}')::text FROM (
-  SELECT rn.nspname || '.' || rc.relname AS name,
-    json_agg(DISTINCT sn.nspname || '.' || sc.relname) AS sources
+SELECT pg_catalog.textin(pg_catalog.json_out(
+  coalesce(json_object_agg(name, sources), '{}'::pg_catalog.json))) FROM (
+  SELECT rn.nspname::pg_catalog.text || '.' || rc.relname::pg_catalog.text AS name,
+    json_agg(DISTINCT sn.nspname::pg_catalog.text || '.' || sc.relname::pg_catalog.text) AS sources
   FROM reach
   JOIN pg_catalog.pg_class rc ON rc.oid = reach.rel
   JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace

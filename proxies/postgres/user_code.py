@@ -122,6 +122,27 @@ from typing import Any
 
 from proxies.postgres.relations import as_the_pdp_reads, read_as
 
+# Every comparison and conversion in the proxy's catalogue questions resolves to a built-in
+# exact match (p29): a constant is written as its column's type ('16384'::pg_catalog.oid,
+# 'pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid), a regproc column is made an oid
+# before it is compared, a name a text before it is joined with ||, and a value is turned
+# into text or a number by the types' own I/O functions, never by a cast pg_cast has no row
+# for (xid, cid, json or numeric to text, text to bigint or oid: I/O conversions). pg_catalog
+# has no operator for (oid, integer), (oid, regclass), (oid, regproc) or (name, name), nor
+# those casts, so the server resolved them by coercion, and a superuser's
+# `CREATE OPERATOR pg_catalog.>= (LEFTARG = oid, RIGHTARG = integer, ...)` or
+# `CREATE CAST (text AS bigint) WITH FUNCTION ...` was the exact match they picked, even with
+# pg_catalog alone on their path: the marks read 0.0 and view_functions {}, so a view's
+# plpgsql function ran for a reader unjudged. An operator or function of the same name and
+# the exact types cannot be made again beside the built-in one.
+FIRST_NORMAL_OID = "'16384'::pg_catalog.oid"
+
+
+def xid_number(column: str) -> str:
+    """A transaction id (xmin) as a bigint by xid's and int8's own I/O functions."""
+    return f"pg_catalog.int8in(pg_catalog.xidout({column}))"
+
+
 # The last transaction initdb ran (the pg_database row of template0, which it makes after
 # everything else in template1, the template every database is copied from): a built-in
 # catalogue row (an OID below 16384) whose xmin is newer was written since, by a superuser's
@@ -134,78 +155,88 @@ from proxies.postgres.relations import as_the_pdp_reads, read_as
 # which they would all have to write again; and a proxy keeps the least it read of its
 # server (catalog_watch.read_facts: one read later than that is refused, fail closed).
 AFTER_INITDB = (
-    "(SELECT LEAST(COALESCE(pg_catalog.max(d.xmin::pg_catalog.text::bigint)"
+    "(SELECT LEAST(COALESCE(pg_catalog.max(pg_catalog.int8in(pg_catalog.xidout(d.xmin)))"
     " FILTER (WHERE d.datname OPERATOR(pg_catalog.=) 'template0'), '2'),"
-    " pg_catalog.min(d.xmin::pg_catalog.text::bigint)"
-    " FILTER (WHERE d.oid OPERATOR(pg_catalog.>=) 16384) OPERATOR(pg_catalog.-) 1,"
-    " (SELECT pg_catalog.min(c.xmin::pg_catalog.text::bigint) FROM pg_catalog.pg_class c"
-    " WHERE c.oid OPERATOR(pg_catalog.>=) 16384) OPERATOR(pg_catalog.-) 1)"
+    " pg_catalog.min(pg_catalog.int8in(pg_catalog.xidout(d.xmin)))"
+    " FILTER (WHERE d.oid OPERATOR(pg_catalog.>=) '16384'::pg_catalog.oid)"
+    " OPERATOR(pg_catalog.-) 1,"
+    " (SELECT pg_catalog.min(pg_catalog.int8in(pg_catalog.xidout(c.xmin)))"
+    " FROM pg_catalog.pg_class c"
+    " WHERE c.oid OPERATOR(pg_catalog.>=) '16384'::pg_catalog.oid) OPERATOR(pg_catalog.-) 1)"
     " FROM pg_catalog.pg_database d)"
 )
 
 USER_CODE_SQL = """WITH RECURSIVE extension_members AS (
-  SELECT d.classid, d.objid, d.refobjid, d.xmin::text::bigint AS made,
-    d.cmin::text::bigint AS command, e.xmin::text::bigint AS extension
+  SELECT d.classid, d.objid, d.refobjid, pg_catalog.int8in(pg_catalog.xidout(d.xmin)) AS made,
+    pg_catalog.int8in(pg_catalog.cidout(d.cmin)) AS command,
+      pg_catalog.int8in(pg_catalog.xidout(e.xmin)) AS extension
   FROM pg_catalog.pg_depend d
   JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
-  WHERE d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.deptype = 'e'
-  AND d.xmin::text::bigint <= e.xmin::text::bigint
+  WHERE d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass::pg_catalog.oid
+    AND d.deptype = 'e'
+  AND pg_catalog.int8in(pg_catalog.xidout(d.xmin)) <= pg_catalog.int8in(pg_catalog.xidout(e.xmin))
 ), extension_functions AS (
   SELECT m.objid, m.refobjid FROM extension_members m
   JOIN pg_catalog.pg_proc p ON p.oid = m.objid
-  WHERE m.classid = 'pg_catalog.pg_proc'::regclass
-  AND (m.made < m.extension OR p.prolang IN (12, 13)
-       OR (p.xmin::text::bigint = m.made AND p.cmin::text::bigint = m.command))
+  WHERE m.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid
+  AND (m.made < m.extension OR p.prolang IN ('12'::pg_catalog.oid, '13'::pg_catalog.oid)
+       OR (pg_catalog.int8in(pg_catalog.xidout(p.xmin)) = m.made
+         AND pg_catalog.int8in(pg_catalog.cidout(p.cmin)) = m.command))
 ), extension_code AS (
   SELECT m.classid, m.objid FROM extension_members m
   WHERE m.made < m.extension
-  OR (m.classid = 'pg_catalog.pg_proc'::regclass
+  OR (m.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid
       AND EXISTS (SELECT 1 FROM extension_functions f WHERE f.objid = m.objid))
-  OR (m.classid = 'pg_catalog.pg_operator'::regclass
+  OR (m.classid = 'pg_catalog.pg_operator'::pg_catalog.regclass::pg_catalog.oid
       AND EXISTS (SELECT 1 FROM pg_catalog.pg_operator o
-                  JOIN extension_functions f ON f.objid = o.oprcode AND f.refobjid = m.refobjid
+                  JOIN extension_functions f ON f.objid = o.oprcode::pg_catalog.oid
+                    AND f.refobjid = m.refobjid
                   WHERE o.oid = m.objid))
-  OR (m.classid = 'pg_catalog.pg_cast'::regclass
+  OR (m.classid = 'pg_catalog.pg_cast'::pg_catalog.regclass::pg_catalog.oid
       AND EXISTS (SELECT 1 FROM pg_catalog.pg_cast c
-                  WHERE c.oid = m.objid AND (c.castfunc = 0 OR EXISTS (
+                  WHERE c.oid = m.objid AND (c.castfunc = '0'::pg_catalog.oid OR EXISTS (
                     SELECT 1 FROM extension_functions f
                     WHERE f.objid = c.castfunc AND f.refobjid = m.refobjid))))
-  OR m.classid NOT IN ('pg_catalog.pg_proc'::regclass, 'pg_catalog.pg_operator'::regclass,
-                       'pg_catalog.pg_cast'::regclass)
+  OR m.classid NOT IN ('pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid,
+    'pg_catalog.pg_operator'::pg_catalog.regclass::pg_catalog.oid,
+                       'pg_catalog.pg_cast'::pg_catalog.regclass::pg_catalog.oid)
 ), after_initdb(xid) AS (
   SELECT %(after_initdb)s
 ), changed_functions(oid) AS (
   SELECT p.oid FROM pg_catalog.pg_proc p, after_initdb i
-  WHERE p.oid < 16384 AND p.xmin::text::bigint > i.xid
+  WHERE p.oid < '16384'::pg_catalog.oid AND pg_catalog.int8in(pg_catalog.xidout(p.xmin)) > i.xid
   AND p.prolang <> (SELECT oid FROM pg_catalog.pg_language WHERE lanname = 'internal')
-  UNION SELECT a.aggfnoid FROM pg_catalog.pg_aggregate a, after_initdb i
-  WHERE a.aggfnoid < 16384 AND a.xmin::text::bigint > i.xid
+  UNION SELECT a.aggfnoid::pg_catalog.oid FROM pg_catalog.pg_aggregate a, after_initdb i
+  WHERE a.aggfnoid::pg_catalog.oid < '16384'::pg_catalog.oid
+    AND pg_catalog.int8in(pg_catalog.xidout(a.xmin)) > i.xid
 ), changed_views(oid) AS (
   SELECT r.ev_class FROM pg_catalog.pg_rewrite r, after_initdb i
-  WHERE r.oid < 16384 AND r.xmin::text::bigint > i.xid
+  WHERE r.oid < '16384'::pg_catalog.oid AND pg_catalog.int8in(pg_catalog.xidout(r.xmin)) > i.xid
   UNION
   SELECT r.ev_class FROM pg_catalog.pg_rewrite r
-  JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass
+  JOIN pg_catalog.pg_depend d ON d.classid
+    = 'pg_catalog.pg_rewrite'::pg_catalog.regclass::pg_catalog.oid
   AND d.objid = r.oid
-  WHERE r.ev_class < 16384
+  WHERE r.ev_class < '16384'::pg_catalog.oid
   AND (EXISTS (SELECT 1 FROM changed_functions) OR EXISTS (SELECT 1 FROM domain_calls WHERE late))
   AND (
-    (d.refclassid = 'pg_catalog.pg_proc'::regclass
+    (d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid
      AND d.refobjid IN (SELECT oid FROM changed_functions))
-    OR (d.refclassid = 'pg_catalog.pg_type'::regclass
+    OR (d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass::pg_catalog.oid
         AND d.refobjid IN (SELECT typ FROM domain_calls WHERE late)))
 ), domain_code(dom, fn, late) AS (
-  SELECT k.contypid, m[1]::oid,
-    k.oid >= 16384 OR k.xmin::text::bigint > (SELECT xid FROM after_initdb)
+  SELECT k.contypid, pg_catalog.oidin(pg_catalog.textout(m[1])),
+    k.oid >= '16384'::pg_catalog.oid
+      OR pg_catalog.int8in(pg_catalog.xidout(k.xmin)) > (SELECT xid FROM after_initdb)
   FROM pg_catalog.pg_constraint k,
   LATERAL pg_catalog.regexp_matches(k.conbin::text,
     ':(?:funcid|opfuncid|aggfnoid|winfnoid) ([0-9]+)', 'g') m
-  WHERE k.contypid <> 0 AND k.conbin IS NOT NULL
+  WHERE k.contypid <> '0'::pg_catalog.oid AND k.conbin IS NOT NULL
 ), domain_holders(typ, dom) AS (
   SELECT domains.typ, domains.dom FROM domains
   WHERE domains.dom IN (SELECT c.dom FROM domain_code c
     JOIN pg_catalog.pg_proc p ON p.oid = c.fn
-    WHERE p.oid >= 16384 OR p.provolatile = 'v'
+    WHERE p.oid >= '16384'::pg_catalog.oid OR p.provolatile = 'v'
     OR p.oid IN (SELECT oid FROM changed_functions))
   UNION
   SELECT w.typ, h.dom FROM domain_holders h
@@ -213,7 +244,7 @@ USER_CODE_SQL = """WITH RECURSIVE extension_members AS (
     SELECT t.oid FROM pg_catalog.pg_type t WHERE t.typelem = h.typ AND t.typcategory = 'A'
     UNION ALL
     SELECT c.reltype FROM pg_catalog.pg_attribute a
-    JOIN pg_catalog.pg_class c ON c.oid = a.attrelid AND c.reltype <> 0
+    JOIN pg_catalog.pg_class c ON c.oid = a.attrelid AND c.reltype <> '0'::pg_catalog.oid
     WHERE a.atttypid = h.typ AND a.attnum > 0 AND NOT a.attisdropped
   ) w(typ) ON true
 ), domain_calls(typ, fn, late) AS (
@@ -221,51 +252,56 @@ USER_CODE_SQL = """WITH RECURSIVE extension_members AS (
 ), code_types AS (
   SELECT t.typname FROM pg_catalog.pg_type t
   LEFT JOIN pg_catalog.pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'
-  WHERE t.oid >= 16384
+  WHERE t.oid >= '16384'::pg_catalog.oid
   AND t.typtype IN ('b', 'd', 'r', 'm')
   AND (t.typcategory <> 'A' OR e.typtype IN ('b', 'd', 'r', 'm'))
   AND NOT EXISTS (SELECT 1 FROM extension_code x
-                  WHERE x.classid = 'pg_catalog.pg_type'::regclass
+                  WHERE x.classid = 'pg_catalog.pg_type'::pg_catalog.regclass::pg_catalog.oid
                   AND x.objid IN (t.oid, CASE WHEN t.typcategory = 'A' THEN t.typelem END))
 ), code_holders(oid) AS (
   SELECT t.oid FROM pg_catalog.pg_type t
-  WHERE t.oid >= 16384 AND t.typtype IN ('b', 'd', 'r', 'm') AND t.typcategory <> 'A'
+  WHERE t.oid >= '16384'::pg_catalog.oid AND t.typtype IN ('b', 'd', 'r', 'm')
+    AND t.typcategory <> 'A'
   AND NOT EXISTS (SELECT 1 FROM extension_code x
-                  WHERE x.classid = 'pg_catalog.pg_type'::regclass AND x.objid = t.oid)
+                  WHERE x.classid = 'pg_catalog.pg_type'::pg_catalog.regclass::pg_catalog.oid
+                    AND x.objid = t.oid)
   UNION
   SELECT c.reltype FROM pg_catalog.pg_attribute a
   JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
   JOIN pg_catalog.pg_type at ON at.oid = a.atttypid
   CROSS JOIN LATERAL (VALUES (a.atttypid), (at.typelem)) held(oid)
   JOIN code_holders h ON h.oid = held.oid
-  WHERE a.attnum > 0 AND NOT a.attisdropped AND c.reltype <> 0
+  WHERE a.attnum > 0 AND NOT a.attisdropped AND c.reltype <> '0'::pg_catalog.oid
 ), code_composites AS (
   SELECT t.typname FROM pg_catalog.pg_type t
   LEFT JOIN pg_catalog.pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'
   LEFT JOIN (SELECT DISTINCT oid FROM code_holders) ht ON ht.oid = t.oid
   LEFT JOIN (SELECT DISTINCT oid FROM code_holders) he ON he.oid = e.oid
-  WHERE t.oid >= 16384
+  WHERE t.oid >= '16384'::pg_catalog.oid
   AND (ht.oid IS NOT NULL OR he.oid IS NOT NULL)
   AND (t.typtype = 'c' OR e.typtype = 'c')
 ), code_operators AS (
   SELECT o.oprname FROM pg_catalog.pg_operator o
-  JOIN pg_catalog.pg_proc f ON f.oid = o.oprcode
-  WHERE (o.oid >= 16384 OR o.xmin::text::bigint > (SELECT xid FROM after_initdb))
+  JOIN pg_catalog.pg_proc f ON f.oid = o.oprcode::pg_catalog.oid
+  WHERE (o.oid >= '16384'::pg_catalog.oid
+    OR pg_catalog.int8in(pg_catalog.xidout(o.xmin)) > (SELECT xid FROM after_initdb))
   AND NOT (f.provolatile <> 'v' AND EXISTS (SELECT 1 FROM extension_code x
-           WHERE x.classid = 'pg_catalog.pg_operator'::regclass AND x.objid = o.oid))
+           WHERE x.classid = 'pg_catalog.pg_operator'::pg_catalog.regclass::pg_catalog.oid
+             AND x.objid = o.oid))
 ), policy_calls(rel, fn) AS (
-  SELECT p.polrelid, m[1]::oid FROM pg_catalog.pg_policy p
+  SELECT p.polrelid, pg_catalog.oidin(pg_catalog.textout(m[1])) FROM pg_catalog.pg_policy p
   JOIN pg_catalog.pg_class c ON c.oid = p.polrelid AND c.relrowsecurity,
-  LATERAL pg_catalog.regexp_matches(concat(p.polqual::text, p.polwithcheck::text),
+  LATERAL pg_catalog.regexp_matches(coalesce(p.polqual::pg_catalog.text, '')
+    || coalesce(p.polwithcheck::pg_catalog.text, ''),
     ':(?:funcid|opfuncid|aggfnoid|winfnoid) ([0-9]+)', 'g') m
 ), opclasses(rel, opclass) AS (
   SELECT i.rel, oc.opclass FROM pg_catalog.pg_index x,
   LATERAL (VALUES (x.indrelid), (x.indexrelid)) i(rel),
   LATERAL pg_catalog.unnest(x.indclass::oid[]) oc(opclass)
-  WHERE x.indrelid >= 16384
+  WHERE x.indrelid >= '16384'::pg_catalog.oid
   UNION SELECT pt.partrelid, oc.opclass FROM pg_catalog.pg_partitioned_table pt,
   LATERAL pg_catalog.unnest(pt.partclass::oid[]) oc(opclass)
-  WHERE pt.partrelid >= 16384
+  WHERE pt.partrelid >= '16384'::pg_catalog.oid
 ), opclass_calls(rel, fn) AS (
   SELECT x.rel, f.fn FROM opclasses x
   JOIN pg_catalog.pg_opclass c ON c.oid = x.opclass
@@ -273,19 +309,22 @@ USER_CODE_SQL = """WITH RECURSIVE extension_members AS (
                 UNION SELECT o.oprcode::oid FROM pg_catalog.pg_amop a
                 JOIN pg_catalog.pg_operator o ON o.oid = a.amopopr
                 WHERE a.amopfamily = c.opcfamily) f(fn) ON true
-  WHERE c.oid >= 16384
+  WHERE c.oid >= '16384'::pg_catalog.oid
   AND NOT EXISTS (SELECT 1 FROM extension_code xc
-                  WHERE xc.classid = 'pg_catalog.pg_opclass'::regclass AND xc.objid = c.oid)
+                  WHERE xc.classid
+                    = 'pg_catalog.pg_opclass'::pg_catalog.regclass::pg_catalog.oid
+                      AND xc.objid = c.oid)
 ), read_trees(rel, tree) AS (
-  SELECT i.rel, concat(x.indexprs::text, ' ', x.indpred::text) FROM pg_catalog.pg_index x,
+  SELECT i.rel, coalesce(x.indexprs::pg_catalog.text, '') || ' '
+    || coalesce(x.indpred::pg_catalog.text, '') FROM pg_catalog.pg_index x,
   LATERAL (VALUES (x.indrelid), (x.indexrelid)) i(rel)
-  WHERE x.indrelid >= 16384 AND (x.indexprs IS NOT NULL OR x.indpred IS NOT NULL)
+  WHERE x.indrelid >= '16384'::pg_catalog.oid AND (x.indexprs IS NOT NULL OR x.indpred IS NOT NULL)
   UNION ALL SELECT stxrelid, stxexprs::text FROM pg_catalog.pg_statistic_ext
-  WHERE stxrelid >= 16384 AND stxexprs IS NOT NULL
+  WHERE stxrelid >= '16384'::pg_catalog.oid AND stxexprs IS NOT NULL
   UNION ALL SELECT conrelid, conbin::text FROM pg_catalog.pg_constraint
-  WHERE conrelid >= 16384 AND contype = 'c'
+  WHERE conrelid >= '16384'::pg_catalog.oid AND contype = 'c'
   UNION ALL SELECT partrelid, partexprs::text FROM pg_catalog.pg_partitioned_table
-  WHERE partrelid >= 16384 AND partexprs IS NOT NULL
+  WHERE partrelid >= '16384'::pg_catalog.oid AND partexprs IS NOT NULL
 ), folding(rel, tree, round) AS (
   SELECT rel, tree, 0 FROM read_trees
   UNION ALL
@@ -304,9 +343,11 @@ USER_CODE_SQL = """WITH RECURSIVE extension_members AS (
     LATERAL (VALUES (t.typinput), (t.typoutput), (t.typreceive), (t.typsend), (t.typmodin),
       (t.typmodout), (t.typanalyze), (t.typsubscript)) f(fn)
   ) c(typ, fn)
-  WHERE c.fn <> 0 AND (c.fn >= 16384 OR c.fn IN (SELECT oid FROM changed_functions))
+  WHERE c.fn <> '0'::pg_catalog.oid
+    AND (c.fn >= '16384'::pg_catalog.oid OR c.fn IN (SELECT oid FROM changed_functions))
   AND NOT EXISTS (SELECT 1 FROM extension_code x
-                  WHERE x.classid = 'pg_catalog.pg_type'::regclass AND x.objid = c.typ)
+                  WHERE x.classid = 'pg_catalog.pg_type'::pg_catalog.regclass::pg_catalog.oid
+                    AND x.objid = c.typ)
 ), type_holders(typ, fn) AS (
   SELECT typ, fn FROM type_code
   UNION
@@ -319,25 +360,25 @@ USER_CODE_SQL = """WITH RECURSIVE extension_members AS (
     SELECT r.rngmultitypid FROM pg_catalog.pg_range r WHERE r.rngtypid = h.typ
     UNION ALL
     SELECT c.reltype FROM pg_catalog.pg_attribute a
-    JOIN pg_catalog.pg_class c ON c.oid = a.attrelid AND c.reltype <> 0
+    JOIN pg_catalog.pg_class c ON c.oid = a.attrelid AND c.reltype <> '0'::pg_catalog.oid
     WHERE a.atttypid = h.typ AND a.attnum > 0 AND NOT a.attisdropped
   ) w(typ) ON true
 ), type_calls(rel, fn) AS (
   SELECT a.attrelid, h.fn FROM pg_catalog.pg_attribute a
   JOIN type_holders h ON h.typ = a.atttypid
-  WHERE a.attrelid >= 16384 AND a.attnum > 0 AND NOT a.attisdropped
+  WHERE a.attrelid >= '16384'::pg_catalog.oid AND a.attnum > 0 AND NOT a.attisdropped
 ), own_read_code(rel, fn) AS (
-  SELECT f.rel, m[1]::oid FROM folding f,
+  SELECT f.rel, pg_catalog.oidin(pg_catalog.textout(m[1])) FROM folding f,
   LATERAL pg_catalog.regexp_matches(f.tree, %(constant_call)s, 'g') m
   UNION SELECT t.rel, p.oid FROM read_trees t,
   LATERAL pg_catalog.regexp_matches(t.tree, ':(?:funcid|opfuncid) ([0-9]+)', 'g') m
-  JOIN pg_catalog.pg_proc p ON p.oid = m[1]::oid
+  JOIN pg_catalog.pg_proc p ON p.oid = pg_catalog.oidin(pg_catalog.textout(m[1]))
   AND p.prolang = (SELECT oid FROM pg_catalog.pg_language WHERE lanname = 'sql')
   UNION SELECT rel, fn FROM opclass_calls
   UNION SELECT rel, fn FROM type_calls
 ), read_reach(rel, target) AS (
   SELECT oid, oid FROM pg_catalog.pg_class
-  WHERE oid >= 16384 AND relkind IN ('r', 'p', 'm', 'i', 'I')
+  WHERE oid >= '16384'::pg_catalog.oid AND relkind IN ('r', 'p', 'm', 'i', 'I')
   UNION
   SELECT r.rel, i.inhrelid FROM read_reach r JOIN pg_catalog.pg_inherits i ON i.inhparent = r.target
 ), read_code(rel, fn) AS (
@@ -346,33 +387,35 @@ USER_CODE_SQL = """WITH RECURSIVE extension_members AS (
   SELECT r.ev_class AS view, c.relkind AS kind, d.refclassid, d.refobjid
   FROM pg_catalog.pg_rewrite r
   JOIN pg_catalog.pg_class c ON c.oid = r.ev_class AND c.relkind IN ('v', 'm')
-  JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid
+  JOIN pg_catalog.pg_depend d ON d.classid
+    = 'pg_catalog.pg_rewrite'::pg_catalog.regclass::pg_catalog.oid AND d.objid = r.oid
 ), reach(view, src) AS (
   SELECT DISTINCT view, view FROM rule_deps
   UNION
   SELECT reach.view, d.refobjid FROM reach
   JOIN rule_deps d ON d.view = reach.src AND (d.kind = 'v' OR d.view = reach.view)
-  AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid <> reach.src
+  AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid
+    AND d.refobjid <> reach.src
 ), calls(view, fn) AS (
-  SELECT reach.view, m[1]::oid FROM reach
+  SELECT reach.view, pg_catalog.oidin(pg_catalog.textout(m[1])) FROM reach
   JOIN pg_catalog.pg_rewrite r ON r.ev_class = reach.src AND r.ev_type = '1',
   LATERAL pg_catalog.regexp_matches(r.ev_action::text,
     ':(?:funcid|opfuncid|aggfnoid|winfnoid) ([0-9]+)', 'g') m
-  WHERE (reach.view >= 16384 OR reach.view IN (SELECT oid FROM changed_views))
-  AND (reach.src >= 16384 OR reach.src IN (SELECT oid FROM changed_views))
+  WHERE (reach.view >= '16384'::pg_catalog.oid OR reach.view IN (SELECT oid FROM changed_views))
+  AND (reach.src >= '16384'::pg_catalog.oid OR reach.src IN (SELECT oid FROM changed_views))
   UNION
   SELECT reach.view, d.refobjid FROM reach JOIN rule_deps d ON d.view = reach.src
   AND (d.kind = 'v' OR d.view = reach.view)
-  AND d.refclassid = 'pg_catalog.pg_proc'::regclass
+  AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid
   UNION
   SELECT reach.view, o.oprcode::oid FROM reach JOIN rule_deps d ON d.view = reach.src
   AND (d.kind = 'v' OR d.view = reach.view)
-  AND d.refclassid = 'pg_catalog.pg_operator'::regclass
+  AND d.refclassid = 'pg_catalog.pg_operator'::pg_catalog.regclass::pg_catalog.oid
   JOIN pg_catalog.pg_operator o ON o.oid = d.refobjid
   UNION
   SELECT reach.view, dc.fn FROM reach JOIN rule_deps d ON d.view = reach.src
   AND (d.kind = 'v' OR d.view = reach.view)
-  AND d.refclassid = 'pg_catalog.pg_type'::regclass
+  AND d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass::pg_catalog.oid
   JOIN domain_calls dc ON dc.typ = d.refobjid
   UNION
   SELECT reach.view, f.fn FROM reach JOIN policy_calls f ON f.rel = reach.src
@@ -385,9 +428,10 @@ USER_CODE_SQL = """WITH RECURSIVE extension_members AS (
   SELECT o.rel, o.fn FROM read_code o
   JOIN pg_catalog.pg_class t ON t.oid = o.rel AND t.relkind IN ('r', 'p', 'm')
 ), view_calls AS (
-  SELECT vn.nspname || '.' || v.relname AS name,
-    json_agg(DISTINCT pn.nspname || '.' || p.proname
-      || CASE WHEN p.pronamespace = 'pg_catalog'::regnamespace AND p.oid >= 16384
+  SELECT vn.nspname::pg_catalog.text || '.' || v.relname::pg_catalog.text AS name,
+    json_agg(DISTINCT pn.nspname::pg_catalog.text || '.' || p.proname::pg_catalog.text
+      || CASE WHEN p.pronamespace = 'pg_catalog'::pg_catalog.regnamespace::pg_catalog.oid
+        AND p.oid >= '16384'::pg_catalog.oid
          THEN ' (created after initdb)'
          WHEN p.oid IN (SELECT oid FROM changed_functions)
          THEN ' (changed after initdb)' ELSE '' END) AS functions
@@ -396,10 +440,12 @@ USER_CODE_SQL = """WITH RECURSIVE extension_members AS (
   JOIN pg_catalog.pg_namespace vn ON vn.oid = v.relnamespace
   JOIN pg_catalog.pg_proc p ON p.oid = calls.fn
   JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
-  WHERE (v.oid >= 16384 OR v.oid IN (SELECT oid FROM changed_views))
-  AND (p.oid >= 16384 OR p.provolatile = 'v' OR p.oid IN (SELECT oid FROM changed_functions))
+  WHERE (v.oid >= '16384'::pg_catalog.oid OR v.oid IN (SELECT oid FROM changed_views))
+  AND (p.oid >= '16384'::pg_catalog.oid OR p.provolatile = 'v'
+    OR p.oid IN (SELECT oid FROM changed_functions))
   AND NOT (p.provolatile <> 'v' AND EXISTS (SELECT 1 FROM extension_code x
-           WHERE x.classid = 'pg_catalog.pg_proc'::regclass AND x.objid = p.oid))
+           WHERE x.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid
+             AND x.objid = p.oid))
   GROUP BY 1
 ), code_casts AS (
   SELECT format('%s -> %s by %s.%s (%s)', c.castsource::pg_catalog.regtype,
@@ -410,15 +456,17 @@ USER_CODE_SQL = """WITH RECURSIVE extension_members AS (
   JOIN pg_catalog.pg_proc p ON p.oid = c.castfunc
   JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
   WHERE c.castmethod = 'f'
-  AND (c.oid >= 16384 OR c.xmin::text::bigint > (SELECT xid FROM after_initdb))
+  AND (c.oid >= '16384'::pg_catalog.oid
+    OR pg_catalog.int8in(pg_catalog.xidout(c.xmin)) > (SELECT xid FROM after_initdb))
   AND NOT (p.provolatile <> 'v' AND EXISTS (SELECT 1 FROM extension_code x
-           WHERE x.classid = 'pg_catalog.pg_cast'::regclass AND x.objid = c.oid))
+           WHERE x.classid = 'pg_catalog.pg_cast'::pg_catalog.regclass::pg_catalog.oid
+             AND x.objid = c.oid))
   UNION
   SELECT format('%s <-> text by %s.%s (a built-in type''s own code: any statement)',
     tc.typ::pg_catalog.regtype, pn.nspname, p.proname)
   FROM type_code tc JOIN pg_catalog.pg_proc p ON p.oid = tc.fn
   JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
-  WHERE tc.typ < 16384
+  WHERE tc.typ < '16384'::pg_catalog.oid
   UNION
   SELECT format('%s <-> %s by %s.%s (%s operator family %s.%s, which sorts, groups, hashes or'
     ' compares them unnamed: any statement)', f.lt::pg_catalog.regtype,
@@ -433,27 +481,33 @@ USER_CODE_SQL = """WITH RECURSIVE extension_members AS (
   JOIN pg_catalog.pg_namespace fn ON fn.oid = fam.opfnamespace
   JOIN pg_catalog.pg_proc p ON p.oid = f.fn
   JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
-  WHERE (f.row_oid >= 16384 OR f.row_xmin::text::bigint > (SELECT xid FROM after_initdb))
+  WHERE (f.row_oid >= '16384'::pg_catalog.oid
+    OR pg_catalog.int8in(pg_catalog.xidout(f.row_xmin)) > (SELECT xid FROM after_initdb))
   AND EXISTS (SELECT 1 FROM pg_catalog.pg_opclass c WHERE c.opcfamily = f.fam AND c.opcdefault)
-  AND (p.oid >= 16384 OR p.provolatile = 'v' OR p.oid IN (SELECT oid FROM changed_functions))
+  AND (p.oid >= '16384'::pg_catalog.oid OR p.provolatile = 'v'
+    OR p.oid IN (SELECT oid FROM changed_functions))
   AND NOT (p.provolatile <> 'v' AND EXISTS (SELECT 1 FROM extension_code x
-           WHERE x.classid = 'pg_catalog.pg_proc'::regclass AND x.objid = p.oid))
+           WHERE x.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid
+             AND x.objid = p.oid))
 ), own_functions AS (
   SELECT DISTINCT p.proname FROM pg_catalog.pg_proc p
-  WHERE (p.oid >= 16384 OR p.oid IN (SELECT oid FROM changed_functions))
+  WHERE (p.oid >= '16384'::pg_catalog.oid OR p.oid IN (SELECT oid FROM changed_functions))
   AND NOT (p.provolatile <> 'v' AND EXISTS (SELECT 1 FROM extension_code x
-           WHERE x.classid = 'pg_catalog.pg_proc'::regclass AND x.objid = p.oid))
+           WHERE x.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid
+             AND x.objid = p.oid))
 ), write_edges(rel, target) AS (
   SELECT r.ev_class, d.refobjid FROM pg_catalog.pg_rewrite r
   JOIN pg_catalog.pg_class c ON c.oid = r.ev_class AND c.relkind = 'v'
-  JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid
-  AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid <> r.ev_class
+  JOIN pg_catalog.pg_depend d ON d.classid
+    = 'pg_catalog.pg_rewrite'::pg_catalog.regclass::pg_catalog.oid AND d.objid = r.oid
+  AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid
+    AND d.refobjid <> r.ev_class
   UNION SELECT inhparent, inhrelid FROM pg_catalog.pg_inherits
   UNION SELECT confrelid, conrelid FROM pg_catalog.pg_constraint
   WHERE contype = 'f' AND (confdeltype IN ('c', 'n', 'd') OR confupdtype IN ('c', 'n', 'd'))
 ), write_reach(rel, target) AS (
   SELECT oid, oid FROM pg_catalog.pg_class
-  WHERE oid >= 16384 AND relkind IN ('r', 'p', 'v', 'f', 'm', 'i', 'I')
+  WHERE oid >= '16384'::pg_catalog.oid AND relkind IN ('r', 'p', 'v', 'f', 'm', 'i', 'I')
   UNION
   SELECT w.rel, e.target FROM write_reach w JOIN write_edges e ON e.rel = w.target
 ), domains(typ, dom) AS (
@@ -464,29 +518,31 @@ USER_CODE_SQL = """WITH RECURSIVE extension_members AS (
 ), write_trees(rel, tree, sees_rows, maintains) AS (
   SELECT d.adrelid, d.adbin::text, a.attgenerated <> '', false FROM pg_catalog.pg_attrdef d
   JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
-  WHERE d.adrelid >= 16384
+  WHERE d.adrelid >= '16384'::pg_catalog.oid
   UNION ALL SELECT conrelid, conbin::text, true, false FROM pg_catalog.pg_constraint
-  WHERE conrelid >= 16384 AND conbin IS NOT NULL
-  UNION ALL SELECT i.rel, concat(indexprs::text, indpred::text), true, true
+  WHERE conrelid >= '16384'::pg_catalog.oid AND conbin IS NOT NULL
+  UNION ALL SELECT i.rel, coalesce(indexprs::pg_catalog.text, '')
+    || coalesce(indpred::pg_catalog.text, ''), true, true
   FROM pg_catalog.pg_index,
   LATERAL (VALUES (indrelid), (indexrelid)) i(rel)
-  WHERE indrelid >= 16384 AND (indexprs IS NOT NULL OR indpred IS NOT NULL)
+  WHERE indrelid >= '16384'::pg_catalog.oid AND (indexprs IS NOT NULL OR indpred IS NOT NULL)
   UNION ALL SELECT stxrelid, stxexprs::text, true, true FROM pg_catalog.pg_statistic_ext
-  WHERE stxrelid >= 16384 AND stxexprs IS NOT NULL
+  WHERE stxrelid >= '16384'::pg_catalog.oid AND stxexprs IS NOT NULL
   UNION ALL SELECT partrelid, partexprs::text, true, false FROM pg_catalog.pg_partitioned_table
-  WHERE partrelid >= 16384 AND partexprs IS NOT NULL
+  WHERE partrelid >= '16384'::pg_catalog.oid AND partexprs IS NOT NULL
   UNION ALL SELECT a.attrelid, k.conbin::text, true, NULL FROM pg_catalog.pg_attribute a
   JOIN pg_catalog.pg_type at ON at.oid = a.atttypid
   JOIN domains ON domains.typ IN (a.atttypid, at.typelem)
   JOIN pg_catalog.pg_constraint k ON k.contypid = domains.dom AND k.conbin IS NOT NULL
-  WHERE a.attrelid >= 16384 AND a.attnum > 0 AND NOT a.attisdropped
+  WHERE a.attrelid >= '16384'::pg_catalog.oid AND a.attnum > 0 AND NOT a.attisdropped
   UNION ALL SELECT a.attrelid, dt.typdefaultbin::text, false, NULL
   FROM pg_catalog.pg_attribute a
   JOIN domains ON domains.typ = a.atttypid
   JOIN pg_catalog.pg_type dt ON dt.oid = domains.dom AND dt.typdefaultbin IS NOT NULL
-  WHERE a.attrelid >= 16384 AND a.attnum > 0 AND NOT a.attisdropped
+  WHERE a.attrelid >= '16384'::pg_catalog.oid AND a.attnum > 0 AND NOT a.attisdropped
 ), write_calls(rel, fn, sees_rows, maintains) AS (
-  SELECT e.rel, m[1]::oid, e.sees_rows, e.maintains FROM write_trees e,
+  SELECT e.rel, pg_catalog.oidin(pg_catalog.textout(m[1])), e.sees_rows,
+    e.maintains FROM write_trees e,
   LATERAL pg_catalog.regexp_matches(e.tree,
     ':(?:funcid|opfuncid|aggfnoid|winfnoid) ([0-9]+)', 'g') m
   UNION ALL SELECT calls.view, calls.fn, true, false FROM calls
@@ -508,12 +564,13 @@ USER_CODE_SQL = """WITH RECURSIVE extension_members AS (
   FROM write_reach w JOIN pg_catalog.pg_rewrite r ON r.ev_class = w.target
   AND r.rulename <> '_RETURN'
   UNION
-  SELECT w.rel, k.kind, pn.nspname || '.' || p.proname
-    || CASE WHEN p.pronamespace = 'pg_catalog'::regnamespace AND p.oid >= 16384
+  SELECT w.rel, k.kind, pn.nspname::pg_catalog.text || '.' || p.proname::pg_catalog.text
+    || CASE WHEN p.pronamespace = 'pg_catalog'::pg_catalog.regnamespace::pg_catalog.oid
+      AND p.oid >= '16384'::pg_catalog.oid
        THEN ' (created after initdb)'
        WHEN p.oid IN (SELECT oid FROM changed_functions)
        THEN ' (changed after initdb)'
-       WHEN e.sees_rows AND p.provolatile = 'v' AND p.oid < 16384
+       WHEN e.sees_rows AND p.provolatile = 'v' AND p.oid < '16384'::pg_catalog.oid
        THEN ' (given the rows'' values)'
        ELSE '' END
   FROM write_reach w JOIN write_calls e ON e.rel = w.target
@@ -521,9 +578,11 @@ USER_CODE_SQL = """WITH RECURSIVE extension_members AS (
   ON k.part = 'f' OR (k.part = 'm' AND e.maintains) OR (k.part = 'd' AND e.maintains IS NULL)
   JOIN pg_catalog.pg_proc p ON p.oid = e.fn
   JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
-  WHERE p.oid >= 16384 OR p.provolatile <> 'i' OR p.oid IN (SELECT oid FROM changed_functions)
+  WHERE p.oid >= '16384'::pg_catalog.oid OR p.provolatile <> 'i'
+    OR p.oid IN (SELECT oid FROM changed_functions)
 ), write_code AS (
-  SELECT rn.nspname || '.' || c.relname AS name, json_object_agg(kind, items) AS code
+  SELECT rn.nspname::pg_catalog.text || '.'
+    || c.relname::pg_catalog.text AS name, json_object_agg(kind, items) AS code
   FROM (SELECT rel, kind, json_agg(DISTINCT item) AS items FROM write_items
         GROUP BY rel, kind) k
   JOIN pg_catalog.pg_class c ON c.oid = k.rel
@@ -532,12 +591,12 @@ USER_CODE_SQL = """WITH RECURSIVE extension_members AS (
 ), row_calls AS (
   SELECT DISTINCT p.proname FROM pg_catalog.pg_proc p
   JOIN pg_catalog.pg_type t ON t.oid = p.proargtypes[0]
-  WHERE p.oid >= 16384
+  WHERE p.oid >= '16384'::pg_catalog.oid
   AND p.pronargs >= 1 AND p.pronargs - p.pronargdefaults <= 1 AND p.prokind IN ('f', 'a')
   AND (t.typtype IN ('c', 'd') OR t.typname IN ('record', 'any', 'anyelement',
        'anynonarray', 'anycompatible', 'anycompatiblenonarray'))
 )
-SELECT json_build_object(
+SELECT pg_catalog.textin(pg_catalog.json_out(json_build_object(
   'user_operators', (SELECT coalesce(json_agg(DISTINCT oprname::text), '[]')
                      FROM code_operators),
   'user_types', (SELECT coalesce(json_agg(DISTINCT typname::text), '[]')
@@ -557,9 +616,12 @@ SELECT json_build_object(
                      JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
                      WHERE e.evtenabled <> 'D'
                      AND NOT EXISTS (SELECT 1 FROM extension_code x WHERE
-                       (x.classid = 'pg_catalog.pg_event_trigger'::regclass AND x.objid = e.oid)
-                       OR (x.classid = 'pg_catalog.pg_proc'::regclass AND x.objid = e.evtfoid)))
-)::text"""
+                       (x.classid
+                         = 'pg_catalog.pg_event_trigger'::pg_catalog.regclass::pg_catalog.oid
+                           AND x.objid = e.oid)
+                       OR (x.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid
+                         AND x.objid = e.evtfoid)))
+)))"""
 
 
 # A call (function or operator) whose arguments are all constants, in a node tree's text
