@@ -100,12 +100,10 @@ def test_a_copied_array_of_documents_is_masked(reader, sql) -> None:
 SELECTED_ARRAYS = [
     "SELECT page FROM docs",
     "SELECT markup FROM docs",
-    "SELECT xmlagg(page) FROM docs",
     "SELECT many FROM docs",
     "SELECT texts FROM docs",
     "SELECT raws FROM docs",
     "SELECT * FROM docs",
-    "SELECT array_agg(profile) FROM docs",
 ]
 
 
@@ -117,6 +115,18 @@ def test_an_array_of_documents_is_masked(reader, sql, result_format) -> None:
     )
     assert not answer.errors, answer.errors
     assert answer.rows, answer.messages
+    assert b"hunter2" not in answer.raw, answer.rows
+    assert_no_secret(answer)
+
+
+# every row's whole document joined in one value fails past 1 GB by how long the masked
+# values are (test_pg_mask_probe_p12): refused, no longer answered masked
+@pytest.mark.parametrize(
+    "sql", ["SELECT xmlagg(page) FROM docs", "SELECT array_agg(profile) FROM docs"]
+)
+def test_an_aggregate_joining_whole_documents_is_refused(reader, sql) -> None:
+    answer = reader.query(sql)
+    assert answer.errors and "partial use of document column" in answer.errors[0], answer.messages
     assert b"hunter2" not in answer.raw, answer.rows
     assert_no_secret(answer)
 

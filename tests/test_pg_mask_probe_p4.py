@@ -121,7 +121,6 @@ COMPUTED = [
     "SELECT count(DISTINCT profile) FROM people",
     "SELECT count(DISTINCT profile::text) FROM people",
     'SELECT profile = \'{"password": "zzz", "status": "ok"}\'::jsonb FROM people',
-    "SELECT array_agg(profile) FROM people",
     "SELECT json_build_object('k', profile) FROM people",
     "SELECT jsonb_build_array(profile, 1) FROM people",
     "SELECT array_to_string(ARRAY[profile::text], ',') FROM people",
@@ -145,7 +144,8 @@ STILL_ANSWERED = [
      [[b'{"status": "ok", "password": "[REDACTED]"}']]),
     ("SELECT profile::text FROM people WHERE id = 1",
      [[b'{"status": "ok", "password": "[REDACTED]"}']]),
-    ("SELECT profile FROM people WHERE id = 1 UNION SELECT NULL",
+    # (UNION, not ALL, sorts the documents: an ordering of them since test_pg_mask_probe_p11)
+    ("SELECT profile FROM people WHERE id = 1 UNION ALL SELECT NULL",
      [[b'{"status": "ok", "password": "[REDACTED]"}'], [None]]),
     ("SELECT count(*) FROM people WHERE profile->>'status' = 'ok'", [[b"2"]]),
     # (ORDER BY profile->>'status' is a question now: a key's value may be a sub-document

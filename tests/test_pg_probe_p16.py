@@ -90,7 +90,8 @@ def test_a_row_count_answers_no_question_about_a_masked_value(reader, sql: str) 
 # the column itself compared for equality stays allowed (oracle.equality), and values of
 # columns no one masks are grouped as before
 ALLOWED = [
-    ("SELECT password FROM customers WHERE id = 1 UNION SELECT 'hunter2-ada'", 1),
+    # (a UNION sorts its rows: an ordering since test_pg_mask_probe_p11, refused)
+    ("SELECT password FROM customers WHERE password = 'hunter2-ada'", 1),
     ("SELECT DISTINCT password FROM customers", 2),
     ("SELECT DISTINCT name FROM customers", 2),
     ("SELECT DISTINCT upper(name) FROM customers", 2),

@@ -68,7 +68,10 @@ def test_copy_of_computed_columns_is_refused_under_masks(arena, sql: str) -> Non
             answer = c.query(sql)
             assert_no_secret(answer)
             assert not copied(answer)
-            assert any("computed columns" in e for e in answer.errors), answer.errors
+            # (replace() multiplies its input: a partial use since test_pg_mask_probe_p12)
+            assert any(
+                "computed columns" in e or "computation that can fail" in e for e in answer.errors
+            ), answer.errors
             # the session goes on
             assert c.query("SELECT 1").rows == [[b"1"]]
         finally:
