@@ -17,6 +17,14 @@ peer address and STARTING_IN_ALL in all are held (portcullis.connection_gate); o
 either is closed as it is accepted. A connection leaves that count once a session is
 opened or used in it (`in_session`, called by the runtime's session), and from then on is
 not limited here.
+
+A listener on a loopback address of one IP version serves the same port on the other's
+too (127.0.0.1 and ::1): a client dialling `localhost:PORT` tries ::1 first, and another
+local user listening there would be handed its token (Linux refuses a second bind of a
+port only on the same address, and SO_REUSEPORT only to the same user). Both are this
+host; no one else may listen on either. A twin already held by another process refuses
+the start (a squatter, or a misconfiguration a client cannot tell from one); a host
+without IPv6 has no twin to hold.
 """
 
 from __future__ import annotations
@@ -24,8 +32,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import errno
 import functools
 import logging
+import socket
 import ssl
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, cast
@@ -53,6 +63,21 @@ def split_address(address: str) -> tuple[str, int]:
     """host:port (or [v6]:port) of the configuration as asyncio takes it."""
     host, _, port = address.rpartition(":")
     return host.strip("[]"), int(port)
+
+
+# the loopback address of the other IP version, served beside a listener's own
+TWINS = {"127.0.0.1": "::1", "::1": "127.0.0.1"}
+_NO_SUCH_ADDRESS = frozenset({errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT})
+
+
+def twin_taken(host: str, port: int, twin: str) -> OSError:
+    """The error a listener whose twin someone else holds starts with."""
+    where = f"[{twin}]:{port}" if ":" in twin else f"{twin}:{port}"
+    return OSError(
+        errno.EADDRINUSE,
+        f"another process holds {where}, the other loopback of {host}:{port}: a client "
+        f"dialling localhost:{port} would reach it instead of this proxy",
+    )
 
 
 # the place of the connection whose task (or a task it started) runs now
@@ -99,6 +124,7 @@ class Listener:
         self.gate = ConnectionGate(STARTING_PER_PEER, STARTING_IN_ALL)
         self.clients: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
+        self._twin: asyncio.Server | None = None
 
     @property
     def port(self) -> int:
@@ -116,26 +142,71 @@ class Listener:
                 reuse_port=self.reuse_port or None,
                 ssl_handshake_timeout=handshake,
             )
-            return
-        self._server = await asyncio.start_server(
-            self._accept,
-            self.host,
-            self.requested_port,
-            ssl=self.tls,
-            limit=READ_SIZE,
-            reuse_port=self.reuse_port or None,
-            ssl_handshake_timeout=handshake,
-        )
+        else:
+            self._server = await asyncio.start_server(
+                self._accept,
+                self.host,
+                self.requested_port,
+                ssl=self.tls,
+                limit=READ_SIZE,
+                reuse_port=self.reuse_port or None,
+                ssl_handshake_timeout=handshake,
+            )
+        try:
+            self._twin = await self._serve_twin(handshake)
+        except OSError:
+            self._server.close()
+            self._server = None
+            raise
+
+    async def _serve_twin(self, handshake: float | None) -> asyncio.Server | None:
+        """The same service on the twin loopback address and port (None: no twin, or no
+        such address on this host)."""
+        twin = TWINS.get(self.host)
+        if twin is None:
+            return None
+        try:
+            if self.take_transport is not None:
+                return await asyncio.get_running_loop().create_server(
+                    lambda: _Accepted(self),
+                    twin,
+                    self.port,
+                    ssl=self.tls,
+                    reuse_port=self.reuse_port or None,
+                    ssl_handshake_timeout=handshake,
+                )
+            return await asyncio.start_server(
+                self._accept,
+                twin,
+                self.port,
+                ssl=self.tls,
+                limit=READ_SIZE,
+                reuse_port=self.reuse_port or None,
+                ssl_handshake_timeout=handshake,
+            )
+        except OSError as exc:
+            if exc.errno in _NO_SUCH_ADDRESS or isinstance(exc, socket.gaierror):
+                return None  # (no IPv6 here: nobody can listen there either)
+            if exc.errno == errno.EADDRINUSE:
+                raise twin_taken(self.host, self.port, twin) from None
+            raise
+
+    def _let_go_of_twin(self) -> None:
+        if self._twin is not None:
+            self._twin.close()
+            self._twin = None
 
     def close(self) -> None:
         """Stop accepting (a drain's first step); the connections held go on."""
         if self._server is not None:
             self._server.close()
+        self._let_go_of_twin()
 
     async def stop(self) -> None:
         """Stop accepting; let connections end within drain_seconds; cancel the rest."""
         if self._server is not None:
             self._server.close()
+        self._let_go_of_twin()
         if self.clients and self.drain_seconds > 0:
             await asyncio.wait(set(self.clients), timeout=self.drain_seconds)
         for task in list(self.clients):
