@@ -25,7 +25,9 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
+from proxies.postgres import catalog_watch
 from proxies.postgres.catalog_watch import Facts, read_facts
+from proxies.postgres.user_code import QUESTION_FUNCTIONS
 
 pytestmark = pytest.mark.integration
 
@@ -97,19 +99,23 @@ def _hijacks() -> list[str]:
     return out
 
 
-@pytest.fixture(scope="module")
-def scratch() -> Iterator[str]:
+def _scratch(database: str) -> Iterator[str]:
     with psycopg.connect(ADMIN, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
-        admin.execute(f"CREATE DATABASE {DATABASE}")
-    dsn = f"host=127.0.0.1 port=5432 user=postgres dbname={DATABASE}"
+        admin.execute(f"DROP DATABASE IF EXISTS {database}")
+        admin.execute(f"CREATE DATABASE {database}")
+    dsn = f"host=127.0.0.1 port=5432 user=postgres dbname={database}"
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(SCHEMA)
     try:
         yield dsn
     finally:
         with psycopg.connect(ADMIN, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+            admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+
+
+@pytest.fixture
+def scratch() -> Iterator[str]:
+    yield from _scratch(DATABASE)
 
 
 class _Writer:
@@ -124,6 +130,12 @@ class _Upstream:
 
 
 def _facts(dsn: str) -> Facts:
+    facts = _read(dsn)
+    assert facts is not None
+    return facts
+
+
+def _read(dsn: str) -> Facts | None:
     """catalog_watch.read_facts, its questions asked as the proxy asks them (simple
     protocol, each in its own transaction) on a superuser's connection."""
 
@@ -135,9 +147,7 @@ def _facts(dsn: str) -> Facts:
             rows = cur.fetchall()
             return [str(row[0]) if row and row[0] is not None else "" for row in rows]
 
-    facts = asyncio.run(read_facts(_Upstream(), ask))  # type: ignore[arg-type]
-    assert facts is not None
-    return facts
+    return asyncio.run(read_facts(_Upstream(), ask))  # type: ignore[arg-type]
 
 
 def _mark(mark: str) -> tuple[int, int]:
@@ -175,3 +185,46 @@ def test_operators_and_casts_between_built_in_types_do_not_blind_the_facts(
     # the hijacks are the database's own code, and say so
     assert {"=", ">=", "||"} <= set(after.user_code["user_operators"])
     assert any("text -> bigint" in cast for cast in after.user_code["user_casts"])
+
+
+# an aggregate of the exact argument type the questions pass json_agg (text), which the
+# server picks over the built-in json_agg(anyelement): every view's functions read []
+JSON_AGG = """
+CREATE FUNCTION public.keep(s json, v text) RETURNS json LANGUAGE sql AS 'SELECT s';
+CREATE AGGREGATE pg_catalog.json_agg(text) (SFUNC = public.keep, STYPE = json,
+  INITCOND = '[]');
+"""
+
+
+def test_a_function_the_questions_call_made_again_in_pg_catalog_refuses_the_facts(
+    scratch: str,
+) -> None:
+    assert _facts(scratch).user_code["view_functions"] == {"public.v": ["public.f"]}
+    with psycopg.connect(scratch, autocommit=True) as conn:
+        conn.execute(JSON_AGG)
+    assert _read(scratch) is None  # not judged by: sessions refused
+
+
+def test_the_guard_names_every_function_the_questions_call(scratch: str) -> None:
+    """Every pg_catalog function a catalogue question calls is in QUESTION_FUNCTIONS."""
+    sqls = [
+        *catalog_watch.FACT_QUERIES,
+        catalog_watch.MARK_SQL,
+        catalog_watch.COLUMNS_MARK_SQL,
+        catalog_watch.SNAPSHOT_SQL,
+    ]
+    words: set[str] = set()
+    for sql in sqls:
+        bare = re.sub(r"'(?:[^']|'')*'", "''", sql)
+        words |= {w.lower() for w in re.findall(r"\b([a-z_][a-z_0-9]*)\s*\(", bare, re.I)}
+    with psycopg.connect(scratch) as conn:
+        called = {
+            row[0]
+            for row in conn.execute(
+                "SELECT DISTINCT proname::text FROM pg_catalog.pg_proc"
+                " WHERE pronamespace = 'pg_catalog'::regnamespace AND proname = ANY(%s)",
+                (sorted(words),),
+            )
+        }
+    assert called
+    assert called <= set(QUESTION_FUNCTIONS), sorted(called - set(QUESTION_FUNCTIONS))

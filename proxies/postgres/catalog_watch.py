@@ -58,6 +58,7 @@ from proxies.postgres.upstream import (
 from proxies.postgres.user_code import (
     AFTER_INITDB,
     FIRST_NORMAL_OID,
+    OVERLOADED_SQL,
     USER_CODE_SQL,
     user_code,
     xid_number,
@@ -232,6 +233,17 @@ async def read_facts(upstream: Upstream, ask: Ask = session_query) -> Facts | No
         return None
     columns = _marked(await ask(upstream, PINNED_PATH + COLUMNS_MARK_SQL), _COLUMNS_MARK)
     if columns is None or not _boundary_kept(upstream, columns):
+        return None
+    overloaded = await ask(upstream, PINNED_PATH + OVERLOADED_SQL)
+    if overloaded is None:
+        return None
+    if overloaded:
+        log.error(
+            "pg_catalog holds functions made after initdb named as the proxy's catalogue"
+            " questions call them (%s): their answers may be the database's, so the"
+            " catalogue is not judged by (sessions are refused)",
+            ", ".join(sorted(set(overloaded))),
+        )
         return None
     rows: list[list[str]] = []
     for sql in FACT_QUERIES:
