@@ -71,6 +71,7 @@ _CASTS = [
     ("text", "oid", "oid", "0"),
     ("bigint", "text", "text", "'0'"),
     ("numeric", "text", "text", "'0'"),
+    ("pg_snapshot", "text", "text", "'1:1:'"),
 ]
 
 
@@ -150,6 +151,16 @@ def _read(dsn: str) -> Facts | None:
     return asyncio.run(read_facts(_Upstream(), ask))  # type: ignore[arg-type]
 
 
+def _snapshot(dsn: str) -> str:
+    with psycopg.connect(dsn) as conn:
+        cur = conn.execute(catalog_watch.PINNED_PATH + catalog_watch.SNAPSHOT_SQL)
+        while cur.nextset():
+            pass
+        row = cur.fetchone()
+        assert row is not None
+        return str(row[0])
+
+
 def _mark(mark: str) -> tuple[int, int]:
     found = re.fullmatch(r"([0-9]+)\.([0-9]+)(?:\.[0-9]+)?", mark)
     assert found, mark
@@ -160,6 +171,7 @@ def test_operators_and_casts_between_built_in_types_do_not_blind_the_facts(
     scratch: str,
 ) -> None:
     before = _facts(scratch)
+    snapshot = _snapshot(scratch)
     assert before.user_code["view_functions"] == {"public.v": ["public.f"]}
     assert "public.t" in before.user_code["write_code"]
     assert before.relation_sources["public.w"] == ["public.t"]
@@ -171,6 +183,10 @@ def test_operators_and_casts_between_built_in_types_do_not_blind_the_facts(
             except psycopg.errors.DuplicateFunction:
                 pass  # pg_catalog has this pair's operator (name = text): no hijack by it
     after = _facts(scratch)
+    # the watch's snapshot moves with every commit (here the hijacks'), read as the server
+    # prints it
+    assert _snapshot(scratch) != snapshot
+    assert _snapshot(scratch) != "1:1:"
     # every hijack is a row made after initdb: the marks count more, never 0
     count_before, sum_before = _mark(before.mark)
     count_after, sum_after = _mark(after.mark)

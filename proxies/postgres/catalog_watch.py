@@ -157,7 +157,12 @@ _BOUNDARIES: dict[object, int] = {}
 # the server's snapshot (xmin:xmax:in-progress xids): the same text twice means no
 # transaction committed or took an xid in between, so no catalogue row changed (a
 # read-only database's watch asks this alone, planned and run in microseconds)
-SNAPSHOT_SQL = "SELECT pg_catalog.pg_current_snapshot()::pg_catalog.text"
+# (by pg_snapshot's own output function: pg_cast has no row for pg_snapshot to text, so a
+# superuser's CREATE CAST (pg_snapshot AS text) WITH FUNCTION answering a constant would
+# have been picked, and no change ever seen again)
+SNAPSHOT_SQL = (
+    "SELECT pg_catalog.textin(pg_catalog.pg_snapshot_out(pg_catalog.pg_current_snapshot()))"
+)
 _SNAPSHOT = re.compile(r"[0-9]+:[0-9]+:[0-9,]*")
 
 # and of the built-in rows (made by initdb) that hold code, once written since (a superuser's

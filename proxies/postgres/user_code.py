@@ -167,6 +167,7 @@ QUESTION_FUNCTIONS = (
     "numeric_out",
     "oidin",
     "pg_current_snapshot",
+    "pg_snapshot_out",
     "regexp_matches",
     "regexp_replace",
     "sum",
