@@ -5,10 +5,16 @@ credentials (`ca_file`; with `cert_file` + `key_file` the proxy's certificate fo
 which is then its identity), else the proxy credential the PDP issued — handed over in
 memory by `portcullis up`, or read from `proxies.pdp.credential_file` (default: the file
 the PDP writes at start, `pdp.proxy_credential_file`). Never logs a credential.
+
+A credential sent without TLS to a PDP beyond this host crosses the network in clear
+(anyone on the path may then speak to the PDP as this proxy, and read the clients' tokens
+the session calls carry): logged loudly at start, as the Vault provider does for Vault.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 from dataclasses import replace
 from typing import Any
 
@@ -16,6 +22,8 @@ import grpc
 
 from portcullis.config import Config, ConfigError
 from portcullis.wire import CREDENTIAL_METADATA
+
+log = logging.getLogger("portcullis.pdp_auth")
 
 
 def pdp_address(config: Config, override: str = "") -> str:
@@ -31,9 +39,10 @@ def with_credential(config: Config, credential: str) -> Config:
     )
 
 
-def client_auth(config: Config) -> dict[str, Any]:
+def client_auth(config: Config, address: str = "") -> dict[str, Any]:
     """PDPClient keyword arguments: `credentials` (TLS) and `metadata` (the credential).
-    Raises ConfigError naming the key when a proxy has no way to prove itself."""
+    Raises ConfigError naming the key when a proxy has no way to prove itself. address:
+    the PDP's, when the credential is about to be sent there (a warning when in clear)."""
     settings = config.proxies.pdp
     out: dict[str, Any] = {}
     if settings.ca_file or settings.cert_file:
@@ -62,4 +71,27 @@ def client_auth(config: Config) -> dict[str, Any]:
                 "(proxies.pdp.cert_file and key_file; see `portcullis certs`)",
             ) from None
     out["metadata"] = ((CREDENTIAL_METADATA, credential),)
+    if address and "credentials" not in out and _beyond_this_host(address):
+        log.warning(
+            "the proxy credential goes to the PDP at %s in clear (no proxies.pdp.ca_file): "
+            "anyone on the path may speak to the PDP as this proxy; use TLS "
+            "(see `portcullis certs`)",
+            address,
+        )
     return out
+
+
+def _beyond_this_host(address: str) -> bool:
+    """Whether a gRPC target is reached over the network: not a Unix socket, loopback, or
+    localhost."""
+    if address.startswith(("unix:", "unix-abstract:")):
+        return False
+    target = address.removeprefix("dns:///").removeprefix("ipv4:").removeprefix("ipv6:")
+    host = target.rpartition(":")[0] if ":" in target else target
+    host = host.strip("[]")
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True

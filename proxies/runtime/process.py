@@ -36,7 +36,7 @@ class ProcessRuntime:
             (float(c.options.get("pdp_timeout_seconds", DEFAULT_PDP_TIMEOUT)) for c in connections),
             default=DEFAULT_PDP_TIMEOUT,
         )
-        return cls(PDPClient(pdp_address, timeout=timeout, **client_auth(config)))
+        return cls(PDPClient(pdp_address, timeout=timeout, **client_auth(config, pdp_address)))
 
     def connection(self, connection: ConnectionSettings, config: Config) -> ProxyRuntime:
         """The runtime of one served connection, over this process's PDP client; config:

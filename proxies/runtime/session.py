@@ -142,7 +142,7 @@ class ProxyRuntime:
         if process is not None:
             pdp, tick = process.pdp, process.recording_tick
         else:
-            auth = client_auth(config) if config is not None else {}
+            auth = client_auth(config, pdp_address) if config is not None else {}
             pdp, tick = PDPClient(pdp_address, timeout=decide_timeout, **auth), None
         return cls(
             connection=connection,
