@@ -285,9 +285,10 @@ async def test_session_events_record_each_exec(stack: Stack) -> None:
     assert commands[1]["details"]["exit_status"] == 1
 
 
-async def test_a_key_the_policy_lets_out_is_on_record(tmp_path: Path) -> None:
-    """The scan is real: a policy that allows `cat` of the key file lets the key out, and
-    the session's close says so (credential_exposed), which no test above could show."""
+async def test_a_key_the_policy_lets_out_is_withheld_and_on_record(tmp_path: Path) -> None:
+    """The scan is real: a policy that allows `cat` of the key file would let the key out;
+    the output gate (proxies.runtime.exposure) withholds the chunk holding it, and the
+    session's close says the key was on its way out (credential_exposed)."""
     key_file = tmp_path / "sshd" / "user_ed25519"
     policies = ssh_policy(tmp_path, f"cat {key_file}")
     async with ssh_stack(tmp_path, extra={"policies": policies}) as stack:
@@ -296,7 +297,7 @@ async def test_a_key_the_policy_lets_out_is_on_record(tmp_path: Path) -> None:
             leaked = await conn.run(f"cat {key_file}")
         await stack.proxy.settled()
         closes = await stack.pdp.store.query(kind="session.close")
-    assert "OPENSSH PRIVATE KEY" in leaked.stdout
+    assert "OPENSSH PRIVATE KEY" not in leaked.stdout
     assert closes[0].body["summary"]["credential_exposed"] == 1
 
 

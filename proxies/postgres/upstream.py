@@ -64,7 +64,9 @@ async def connect(
                 await writer.start_tls(tls, server_hostname=host)
             upstream = Upstream(reader, writer, codec.BackendParser())
             writer.write(codec.StartupMessage(codec.PROTOCOL_VERSION, params).encode())
-            await _authenticate(upstream, lease)
+            await _authenticate(
+                upstream, lease, tls is not None and tls.verify_mode == ssl.CERT_REQUIRED
+            )
             return upstream
     except TimeoutError:
         raise UpstreamError(f"upstream {host}:{port} did not answer in {timeout:g}s") from None
@@ -81,7 +83,11 @@ async def _messages(upstream: Upstream) -> list[codec.Message]:
     return upstream.parser.feed(data)
 
 
-async def _authenticate(upstream: Upstream, lease: CredentialLease) -> None:
+async def _authenticate(upstream: Upstream, lease: CredentialLease, verified: bool) -> None:
+    """verified: the connection is TLS to a server whose certificate was checked. Only
+    then does the password go in clear when the server asks so: whoever answers on a plain
+    connection (a local user holding the upstream's port while it restarts, anyone on the
+    path) would be handed it by asking; SCRAM and md5 prove it without sending it."""
     scram: ScramClient | None = None
     while True:
         messages = await _messages(upstream)
@@ -93,6 +99,13 @@ async def _authenticate(upstream: Upstream, lease: CredentialLease) -> None:
             if isinstance(message, codec.AuthenticationOk):
                 continue
             if isinstance(message, codec.AuthenticationCleartextPassword):
+                if not verified:
+                    upstream.writer.close()
+                    raise UpstreamError(
+                        "upstream asks for the password in clear over a connection that is "
+                        "not TLS to a verified server: refused (have the server use "
+                        "scram-sha-256, or connect with verified TLS)"
+                    )
                 upstream.writer.write(codec.PasswordMessage.from_password(lease.password).encode())
             elif isinstance(message, codec.AuthenticationMD5Password):
                 upstream.writer.write(
