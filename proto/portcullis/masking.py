@@ -520,10 +520,11 @@ def _ssn_spans(text: str) -> Iterator[Span]:
     yield from found
     if _SSN_BARE_HINT.search(text) is None:
         return
+    seen = set(found)  # (a list looked through per bare match was quadratic)
     for m in _SSN_BARE.finditer(text):
         digits = m[0].replace("-", "").replace(".", "").replace(" ", "")
         if (
-            m.span() not in found
+            m.span() not in seen
             and _SSN_ISSUED.fullmatch(digits)
             and _ssn_labelled(text, *m.span())
         ):
@@ -1038,6 +1039,11 @@ def _both_derived(a: MaskRule, b: MaskRule) -> MaskRule:
     return MaskRule(derived=True, strategy=rule.strategy)
 
 
+# the longest text the detectors read (mask_text); a longer one is masked whole: a reader's
+# megabytes of digit groups held a proxy's event loop seconds per megabyte
+MAX_READ_CHARS = 1024 * 1024
+
+
 class Masker:
     """Applies one verdict's mask rules. Immutable; safe to share between tasks.
 
@@ -1228,8 +1234,13 @@ class Masker:
         return False
 
     def mask_text(self, value: str) -> tuple[str, Counter[str]]:
-        """Run every detector rule over `value`; counts are keyed by detector name."""
+        """Run every detector rule over `value`; counts are keyed by detector name. A value
+        longer than MAX_READ_CHARS is masked whole, unread (counted as `oversized`): the
+        detectors' time grows with it, on an event loop a proxy's sessions share."""
         counts: Counter[str] = Counter()
+        if self._detectors and len(value) > MAX_READ_CHARS:
+            counts["oversized"] += 1
+            return REDACTED, counts
         return self._mask_text(value, counts, ""), counts
 
     def _mask_text(self, value: str, counts: Counter[str], prefix: str) -> str:

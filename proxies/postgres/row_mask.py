@@ -19,6 +19,9 @@ that can change, not a decision per value:
   `detector:<name>`;
 - bigint, numeric and double precision (and their arrays): read as a JSON number is (a
   card number kept as a number), those of fewer than 9 characters in text format unread;
+- any value of these a column's masking would read past MAX_READ_VALUE (1 MiB): masked
+  whole, unread (the mask string, or NULL where the type is not text-like), counted as its
+  rule's or as `detector:oversized` — reading it would hold the event loop;
 - other numbers, uuids, dates... (values.NO_TEXT), and text-like columns when no detector
   applies, pass untouched.
 
@@ -56,6 +59,11 @@ from proxies.postgres.values import (
     masked_value,
     may_label,
 )
+
+# the largest value masking reads (detectors, a rule's strategy); a larger one is masked
+# whole, counted as its rule's or as OVERSIZED
+MAX_READ_VALUE = 1024 * 1024
+OVERSIZED = "detector:oversized"
 
 _Column = tuple[int, int, str, bytes | None, MaskRule | None, int, bool, bytes | None]
 # a column rewrite() may change: the column, its constant and its NULL's mask as value fields
@@ -221,6 +229,12 @@ class RowMask:
         strategy or by the detectors where they find something (counted); _UNCHANGED
         when it goes as it came."""
         _, action, key, _, rule, type_oid, binary, _ = column
+        if len(value) > MAX_READ_VALUE:
+            # masked whole, unread: reading costs the event loop every session shares
+            # time in proportion to the value (a reader's repeat('1234 5678 ', 10^7), 100
+            # MB, held it for minutes), and a value this large is no field's
+            counts[key if action == RULE else OVERSIZED] += 1
+            return REDACTED_BYTES if type_oid in TEXT_LIKE else None
         masker = self.masker
         if action == RULE:
             assert rule is not None
