@@ -198,6 +198,7 @@ def test_operators_and_casts_between_built_in_types_do_not_blind_the_facts(
     for fact in ("view_functions", "write_code"):
         assert after.user_code[fact] == before.user_code[fact], fact
     assert after.relation_sources == before.relation_sources
+    assert after.view_columns == before.view_columns
     # the hijacks are the database's own code, and say so
     assert {"=", ">=", "||"} <= set(after.user_code["user_operators"])
     assert any("text -> bigint" in cast for cast in after.user_code["user_casts"])

@@ -89,6 +89,22 @@ SYSTEM_VIEW_COLUMNS = frozenset(
 
 # FirstNormalObjectId: what initdb made has a lower OID, what was made since not
 FIRST_NORMAL_OID = 16384
+# ...as the questions write it: a constant of the column's type, so each comparison has a
+# built-in exact match (p29: a superuser's operator for (oid, integer) in pg_catalog would
+# otherwise be the one picked), and the same for every OID the questions name
+_FIRST = "'16384'::pg_catalog.oid"
+
+
+def _oids(*oids: int) -> str:
+    """OIDs as a list of oid constants."""
+    return ", ".join(f"'{int(o)}'::pg_catalog.oid" for o in oids)
+
+
+_REGCLASS = "'pg_catalog.{}'::pg_catalog.regclass::pg_catalog.oid"
+_SYSTEM_SCHEMAS = (
+    "'pg_catalog'::pg_catalog.regnamespace::pg_catalog.oid,"
+    " 'information_schema'::pg_catalog.regnamespace::pg_catalog.oid"
+)
 
 # a system view column of the list above, in a view initdb made (its OID below 16384:
 # one dropped and made again has a new OID) whose query reads nothing made since (CREATE
@@ -97,12 +113,13 @@ FIRST_NORMAL_OID = 16384
 SYSTEM_VIEW_SQL = (
     "c.relkind = 'v' AND c.oid < {first} "
     "AND n.nspname IN ('pg_catalog', 'information_schema') "
-    "AND n.nspname || '.' || c.relname || '.' || a.attname = ANY (ARRAY[{listed}]) "
+    "AND n.nspname::pg_catalog.text || '.' || c.relname::pg_catalog.text || '.'"
+    " || a.attname::pg_catalog.text = ANY (ARRAY[{listed}]::pg_catalog.text[]) "
     "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_depend d "
-    " ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid "
+    " ON d.classid = " + _REGCLASS.format("pg_rewrite") + " AND d.objid = r.oid "
     " WHERE r.ev_class = c.oid AND d.refobjid >= {first})"
 ).format(
-    first=FIRST_NORMAL_OID,
+    first=_FIRST,
     listed=",".join(f"'{name}'" for name in sorted(SYSTEM_VIEW_COLUMNS)),
 )
 
@@ -130,7 +147,7 @@ def _next_type(t: str) -> str:
         f"WHERE g.rngtypid = {t}.oid) "
         f"WHEN 'm' THEN (SELECT g.rngtypid FROM pg_catalog.pg_range g "
         f"WHERE g.rngmultitypid = {t}.oid) "
-        f"ELSE COALESCE(NULLIF({t}.typbasetype, 0), NULLIF({t}.typelem, 0)) END"
+        f"ELSE COALESCE(NULLIF({t}.typbasetype, {_oids(0)}), NULLIF({t}.typelem, {_oids(0)})) END"
     )
 
 
@@ -169,7 +186,7 @@ DOCUMENT = "{}"
 # column's unless the team lists the name as holding none (postgres.plain_text_columns).
 FREE_TEXT = "''"
 # a string type (pg_type alias t), but `name`: an identifier's, 63 bytes (usename)
-_STRING = "({t}.typcategory = 'S' AND {t}.oid <> 19)"
+_STRING = "({t}.typcategory = 'S' AND {t}.oid <> '19'::pg_catalog.oid)"
 # A column of a number type that can hold 13 or more digits (bigint, numeric unconstrained
 # or with precision - scale >= 13, double precision, money, a domain over one, an array or a
 # range of one) may hold a card number: the value detectors read it as it is stored, but
@@ -181,15 +198,16 @@ _STRING = "({t}.typcategory = 'S' AND {t}.oid <> 19)"
 # such a column, which hold no number anyone stored.
 NUMBER = "0"
 # int8, float8, money (numeric by its typmod); int8range, numrange and their multiranges
-_WIDE_NUMBERS = "20, 701, 790"
-_WIDE_RANGES = "3926, 3906, 4536, 4532"
+_WIDE_NUMBERS = _oids(20, 701, 790)
+_WIDE_RANGES = _oids(3926, 3906, 4536, 4532)
 # whether the type {t} (or what it is a domain over) is a wide number; numeric's typmod
 # ({m}: -1 unconstrained, else (precision << 16 | scale) + 4, scale signed in 11 bits)
 _NUMBER = (
     "({t}.oid IN ({wide}, {ranges}) OR {t}.typbasetype IN ({wide}, {ranges})"
     " OR ({t}.typtype IN ('r', 'm', 'd') AND ({t}.oid IN ({made_ranges})"
     " OR {t}.typbasetype IN ({made_ranges})))"
-    " OR (({t}.oid = 1700 OR {t}.typbasetype = 1700) AND ({m} < 4"
+    " OR (({t}.oid = '1700'::pg_catalog.oid OR {t}.typbasetype = '1700'::pg_catalog.oid)"
+    " AND ({m} < 4"
     " OR ((({m} - 4) >> 16) & 65535) - (((({m} - 4) & 2047) # 1024) - 1024) >= 13)))"
 )
 # a column the database fills: an identity column, or one whose default is nextval()
@@ -216,8 +234,8 @@ def _number_sql() -> str:
     # a range (or its multirange) made over a wide number (a subquery the server hashes)
     made = (
         "SELECT g.rngtypid FROM pg_catalog.pg_range g WHERE g.rngsubtype IN"
-        f" ({_WIDE_NUMBERS}, 1700) UNION ALL SELECT g.rngmultitypid FROM pg_catalog.pg_range g"
-        f" WHERE g.rngsubtype IN ({_WIDE_NUMBERS}, 1700)"
+        f" ({_WIDE_NUMBERS}, {_oids(1700)}) UNION ALL SELECT g.rngmultitypid"
+        f" FROM pg_catalog.pg_range g WHERE g.rngsubtype IN ({_WIDE_NUMBERS}, {_oids(1700)})"
     )
     each = [
         _NUMBER.format(
@@ -242,7 +260,7 @@ def _holds_document(column_type: str) -> str:
     )
     oids = ", ".join(f"t{i}.oid" for i in range(TYPE_STEPS + 1))
     names = ", ".join(f"t{i}.typname" for i in range(TYPE_STEPS + 1))
-    wanted = " OR ".join(f"{oid} IN ({oids})" for oid in DOCUMENT_TYPES[:3])
+    wanted = " OR ".join(f"{_oids(oid)} IN ({oids})" for oid in DOCUMENT_TYPES[:3])
     wanted += f" OR 'hstore' IN ({names})"  # (an extension's: keys and values too)
     return (
         f"EXISTS (SELECT 1 FROM pg_catalog.pg_type t0{joins} WHERE t0.oid = {column_type} "
@@ -253,12 +271,12 @@ def _holds_document(column_type: str) -> str:
 def attributes_sql(table_oids: set[int]) -> str:
     """Columns, kind and (for views) stored query of these relations; a column of
     SYSTEM_VIEW_COLUMNS in the view initdb made is given kind 'r': a stored column."""
-    oids = ",".join(str(int(o)) for o in sorted(table_oids))
+    oids = _oids(*sorted(table_oids))
     return (
         "SELECT a.attrelid, a.attnum, a.attname, "
         f"CASE WHEN {SYSTEM_VIEW_SQL} THEN 'r' WHEN {COMPOSITE_SQL} THEN '{COMPOSITE}' "
-        "ELSE c.relkind::text END, "
-        "(SELECT r.ev_action::text FROM pg_catalog.pg_rewrite r "
+        "ELSE c.relkind::pg_catalog.text END, "
+        "(SELECT r.ev_action::pg_catalog.text FROM pg_catalog.pg_rewrite r "
         " WHERE r.ev_class = c.oid AND r.rulename = '_RETURN') "
         "FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
         "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
@@ -268,13 +286,13 @@ def attributes_sql(table_oids: set[int]) -> str:
 
 def dependencies_sql(view_oids: set[int]) -> str:
     """The table columns each of these views reads (from pg_depend), by name."""
-    oids = ",".join(str(int(o)) for o in sorted(view_oids))
+    oids = _oids(*sorted(view_oids))
     return (
         "SELECT r.ev_class, d.refobjid, d.refobjsubid, a.attname "
         "FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_depend d "
-        " ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid "
+        " ON d.classid = " + _REGCLASS.format("pg_rewrite") + " AND d.objid = r.oid "
         "JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid "
-        "WHERE d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjsubid > 0 "
+        "WHERE d.refclassid = " + _REGCLASS.format("pg_class") + " AND d.refobjsubid > 0 "
         f"AND r.ev_class IN ({oids}) AND d.refobjid <> r.ev_class"
     )
 
@@ -407,35 +425,43 @@ def resolve(
 # made at bootstrap, pg_class or pg_class[]): such a column is left out of this list, and
 # still masked whole in results (attributes_sql reads each result column's type).
 VIEW_COLUMNS_SQL = (
-    """SELECT json_build_array(c.oid, r.ev_action::text,
+    """SELECT pg_catalog.textin(pg_catalog.json_out(json_build_array(c.oid,
+  r.ev_action::pg_catalog.text,
   (SELECT json_agg(json_build_array(a.attnum, a.attname)) FROM pg_catalog.pg_attribute a
    WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
   (SELECT json_agg(json_build_array(d.refobjid, d.refobjsubid, a.attname, t.relkind))
    FROM pg_catalog.pg_depend d
    JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
    JOIN pg_catalog.pg_class t ON t.oid = d.refobjid
-   WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid
-   AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjsubid > 0
+   WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass::pg_catalog.oid
+     AND d.objid = r.oid
+   AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid
+     AND d.refobjsubid > 0
    AND d.refobjid <> c.oid),
   EXISTS (SELECT 1 FROM pg_catalog.pg_depend f
-   WHERE f.classid = 'pg_catalog.pg_rewrite'::regclass AND f.objid = r.oid
-   AND f.refclassid IN ('pg_catalog.pg_proc'::regclass, 'pg_catalog.pg_operator'::regclass)
-   AND f.refobjid >= 16384))::text
+   WHERE f.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass::pg_catalog.oid
+     AND f.objid = r.oid
+   AND f.refclassid IN ('pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid,
+     'pg_catalog.pg_operator'::pg_catalog.regclass::pg_catalog.oid)
+   AND f.refobjid >= '16384'::pg_catalog.oid))))
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_rewrite r ON r.ev_class = c.oid AND r.rulename = '_RETURN'
 WHERE c.relkind IN ('v', 'm')
-AND c.relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+AND c.relnamespace NOT IN ('pg_catalog'::pg_catalog.regnamespace::pg_catalog.oid,
+  'information_schema'::pg_catalog.regnamespace::pg_catalog.oid)
 UNION ALL
-SELECT json_build_array(c.oid, '', json_build_array(json_build_array(a.attnum, a.attname)),
-  NULL, true)::text
+SELECT pg_catalog.textin(pg_catalog.json_out(json_build_array(c.oid, '',
+  json_build_array(json_build_array(a.attnum, a.attname)),
+  NULL, true)))
 FROM pg_catalog.pg_depend d
 JOIN pg_catalog.pg_attribute a
   ON a.attrelid = d.objid AND a.attnum = d.objsubid AND a.atttypid = d.refobjid
 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
-WHERE d.refclassid = 'pg_catalog.pg_type'::regclass
-AND d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid > 0
+WHERE d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass::pg_catalog.oid
+AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid AND d.objsubid > 0
 AND c.relkind IN ('r', 'p', 'f') AND NOT a.attisdropped
-AND c.relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+AND c.relnamespace NOT IN ('pg_catalog'::pg_catalog.regnamespace::pg_catalog.oid,
+  'information_schema'::pg_catalog.regnamespace::pg_catalog.oid)
 AND """
     + COMPOSITE_SQL
     # the names of the columns of the database's tables and views holding a JSON or XML
@@ -447,8 +473,9 @@ AND """
     # the same pass
     + f"""
 UNION ALL
-SELECT json_build_array(0, '', json_agg(json_build_array(0, d.name)), NULL, false,
-  d.kind)::text
+SELECT pg_catalog.textin(pg_catalog.json_out(json_build_array(0, '', json_agg(json_build_array(0,
+  d.name)), NULL, false,
+  d.kind)))
 FROM (SELECT DISTINCT a.attname::text AS name,
   CASE WHEN {_STRING.format(t="t")} OR {_STRING.format(t="e")} THEN 'text'
   WHEN {_WIDE_NUMBER} THEN 'number' ELSE 'document' END AS kind
@@ -456,12 +483,12 @@ FROM pg_catalog.pg_attribute a
 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
 JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_catalog.pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'
-WHERE a.attrelid >= {FIRST_NORMAL_OID} AND a.attnum > 0 AND NOT a.attisdropped
+WHERE a.attrelid >= {_FIRST} AND a.attnum > 0 AND NOT a.attisdropped
 AND c.relkind IN ('r', 'p', 'f', 'v', 'm')
-AND c.relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
-AND (a.atttypid IN ({", ".join(str(t) for t in DOCUMENT_TYPES)})
+AND c.relnamespace NOT IN ({_SYSTEM_SCHEMAS})
+AND (a.atttypid IN ({_oids(*DOCUMENT_TYPES)})
   OR {_STRING.format(t="t")} OR {_STRING.format(t="e")} OR {_WIDE_NUMBER}
-  OR (a.atttypid >= {FIRST_NORMAL_OID} AND {_holds_document("a.atttypid")}))) d
+  OR (a.atttypid >= {_FIRST} AND {_holds_document("a.atttypid")}))) d
 GROUP BY d.kind"""
 )
 

@@ -158,10 +158,11 @@ async def _authenticate(upstream: Upstream, lease: CredentialLease, verified: bo
 # `pg_catalog.lower(int)` of their own: the policy, which reads names, must know which
 # names are not the built-in's alone.
 SHADOWED_SQL = """SELECT DISTINCT p.proname::text FROM pg_catalog.pg_proc p
-WHERE p.oid >= 16384
-AND (p.pronamespace = 'pg_catalog'::regnamespace
+WHERE p.oid >= '16384'::pg_catalog.oid
+AND (p.pronamespace = 'pg_catalog'::pg_catalog.regnamespace::pg_catalog.oid
      OR EXISTS (SELECT 1 FROM pg_catalog.pg_proc q
-                WHERE q.pronamespace = 'pg_catalog'::regnamespace AND q.proname = p.proname))
+                WHERE q.pronamespace = 'pg_catalog'::pg_catalog.regnamespace::pg_catalog.oid
+                AND q.proname = p.proname))
 ORDER BY 1"""
 
 
@@ -399,7 +400,8 @@ PREFETCH_MAX = 2000
 RELATIONS_SQL = f"""SELECT c.oid FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
-AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'
+AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+AND n.nspname::pg_catalog.text NOT LIKE 'pg\\_toast%'
 LIMIT {PREFETCH_MAX + 1}"""
 
 
