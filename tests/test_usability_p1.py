@@ -597,3 +597,74 @@ def test_nothing_here_leaks_a_masked_column(pg: dict[str, Any], tmp_path: Path) 
     with psycopg.connect(dsn(pg), autocommit=True) as conn:
         emails = conn.execute("SELECT email FROM customers ORDER BY id").fetchall()
     assert emails == [(MASKED,)] * 4
+
+
+# Metabase reads a JSON column's keys as columns of their own and filters on them with a
+# path written as an array (`attrs #>> array['color']::text[]`); the same path as the
+# string '{color}' was always keyed (pgusable-json-array-path.patch)
+ARRAY_PATHS = [
+    ("metabase_json_filter", 'SELECT count(*) AS "count" FROM "public"."products" WHERE '
+     '("public"."products"."attrs"#>> array[\'color\']::text[]) = \'red\''),
+    ("array_path", "SELECT count(*) FROM products WHERE (attrs #>> ARRAY['color']) = 'red'"),
+    ("typed_literal_path", "SELECT id FROM products WHERE (attrs #>> '{dims,w}'::text[]) = '2'"),
+    ("array_path_output", "SELECT attrs #>> ARRAY['dims', 'w'] FROM products ORDER BY id"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("item", "sql"), ARRAY_PATHS, ids=[i for i, _ in ARRAY_PATHS])
+def test_a_json_path_written_as_an_array_is_read_as_its_keys(
+    sessions: tuple[psycopg.Connection, psycopg.Connection], item: str, sql: str
+) -> None:
+    reader, direct = sessions
+    assert rows_of(reader, sql) == rows_of(direct, sql)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        # a pattern over the value under a key stays a question about a document's text
+        "SELECT id FROM events WHERE (payload #>> ARRAY['ip']) LIKE '10.%'",
+        # a key the array literal would spell otherwise, or a computed one: any key
+        "SELECT id FROM events WHERE (payload #>> ARRAY['a,b']) = 'x'",
+        "SELECT id FROM events WHERE (payload #>> ARRAY[kind]) = 'x'",
+    ],
+)
+def test_a_json_path_array_asks_no_more_than_its_string_form(
+    sessions: tuple[psycopg.Connection, psycopg.Connection], sql: str
+) -> None:
+    reader, _ = sessions
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="denied by policy"):
+        reader.execute(sql)
+
+
+# Whether a value is under a JSON key (`payload->>'page' IS NOT NULL`) asks what
+# `payload ? 'page'` asks (pgusable-json-key-null-test.patch)
+KEY_NULL_TESTS = [
+    "SELECT kind, count(*) FROM events WHERE payload->>'page' IS NOT NULL GROUP BY kind ORDER BY 1",
+    "SELECT count(*) FILTER (WHERE payload->>'ip' IS NULL) FROM events",
+    "SELECT id FROM events WHERE payload #>> '{tags,0}' IS NOT NULL ORDER BY id",
+]
+
+
+@pytest.mark.parametrize("sql", KEY_NULL_TESTS)
+def test_a_null_test_of_a_json_key_answers_as_the_database_does(
+    sessions: tuple[psycopg.Connection, psycopg.Connection], sql: str
+) -> None:
+    reader, direct = sessions
+    assert rows_of(reader, sql) == rows_of(direct, sql)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        # a value under a sensitive key's name, or computed from the value's text
+        "SELECT id FROM events WHERE payload->>'ssn' IS NULL",
+        "SELECT id FROM events WHERE upper(payload->>'page') IS NULL",
+    ],
+)
+def test_a_null_test_of_a_sensitive_key_or_of_a_computed_value_stays_refused(
+    sessions: tuple[psycopg.Connection, psycopg.Connection], sql: str
+) -> None:
+    reader, _ = sessions
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="denied by policy"):
+        reader.execute(sql)

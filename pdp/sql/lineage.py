@@ -1049,7 +1049,9 @@ class Lineage:
                 # the value under a key is no part the document is known to be safe
                 # without: it may be a document holding masked keys itself
                 # (`profile->>'contact'` of {"contact": {"email": ...}}): met whole
-                operands.append(_keys_flow([fields["rexpr"]], path=operator.startswith("#")))
+                path = operator.startswith("#")
+                key = _constant_path(fields["rexpr"]) if path else fields["rexpr"]
+                operands.append(_keys_flow([key], path=path))
             if operator in _JSON_PATH_OPERATORS:
                 if "lexpr" in fields and _jsonpath_keys(fields.get("rexpr")):
                     operands[0] = operands[0].taken_part()
@@ -1341,6 +1343,11 @@ class Lineage:
         if tag == "NullTest":
             arg = fields["arg"]
             flow = self.expr(arg, scope, ctes)
+            if _taken_out(arg):
+                # whether a value is under constant keys (`payload->>'page' IS NOT NULL`):
+                # what `payload ? 'page'` asks, of the document's keys, never of the text
+                # of the value (a value under a sensitive key's name is still asked about)
+                flow = flow.taken_part()
             self.record(_bare(flow, arg), "equality")
             return
         if tag == "SubLink" and "testexpr" in fields:
@@ -1930,10 +1937,12 @@ def _extraction(node: Any) -> bool | None:
             operator: list[Any] = list(fields.get("name") or ())
             if len(operator) != 1 or _sval(operator[0]) not in _JSON_EXTRACTIONS:
                 return None
+            path = _sval(operator[0]).startswith("#")
             key = fields.get("rexpr")
+            if path:
+                key = _constant_path(key)
             if not isinstance(key, dict) or "A_Const" not in key or "lexpr" not in fields:
                 return None
-            path = _sval(operator[0]).startswith("#")
             node, taken = fields["lexpr"], taken or _names_key([key], path)
         elif tag == "A_Indirection":
             for step in fields.get("indirection", ()):
@@ -1962,6 +1971,57 @@ def _extraction(node: Any) -> bool | None:
             node, taken = args[0], taken or _names_key(list(args[1:]), False)
         else:
             return None
+
+
+# the element types a path written as an array may be cast to (`#>> '{a}'::text[]`)
+_PATH_ELEMENT_TYPES = frozenset({"text", "varchar"})
+
+
+def _constant_path(node: Any) -> Any:
+    """A path of `#>`/`#>>` written as a typed array of constants, as the one string
+    constant the same path is written as (`'{color}'`): `ARRAY['color']`, `ARRAY['a',
+    'b']::text[]` (Metabase's JSON columns), `'{color}'::text[]`. Anything else (a key
+    holding a comma, brace, quote, backslash, blank or NULL, which the array literal
+    would spell otherwise, an element that is no string constant, another type) is
+    returned as it is: a computed path, which may be any key."""
+    if not isinstance(node, dict) or len(node) != 1:
+        return node
+    ((tag, fields),) = node.items()
+    if tag == "TypeCast" and isinstance(fields.get("arg"), dict):
+        type_name = fields.get("typeName", {}).get("TypeName", fields.get("typeName", {}))
+        names = [_sval(n).lower() for n in type_name.get("names", ())]
+        if (
+            not names
+            or names[-1] not in _PATH_ELEMENT_TYPES
+            or names[:-1] not in ([], ["pg_catalog"])
+            or type_name.get("typmods")
+            or len(type_name.get("arrayBounds") or ()) != 1
+        ):
+            return node
+        inner = fields["arg"]
+        if "A_Const" in inner:
+            const = inner["A_Const"]
+            return inner if "sval" in const else node
+        ((tag, fields),) = inner.items()
+    if tag != "A_ArrayExpr":
+        return node
+    keys = []
+    for element in fields.get("elements") or ():
+        const = element.get("A_Const") if isinstance(element, dict) else None
+        if const is None or "sval" not in const:
+            return node
+        key = str(const["sval"].get("sval", ""))
+        if (
+            not key
+            or key != key.strip()
+            or any(c in key for c in ',{}"\\')
+            or key.lower() == "null"
+        ):
+            return node
+        keys.append(key)
+    if not keys:
+        return node
+    return {"A_Const": {"sval": {"sval": "{" + ",".join(keys) + "}"}}}
 
 
 def _names_key(nodes: list[Any], path: bool) -> bool:
