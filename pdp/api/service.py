@@ -526,7 +526,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
                 grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before deciding"
             )
         guards = self.guards
-        near = (subject, connection_name) in guards.egress.near
+        near = (session.identity.key, connection_name) in guards.egress.near
         await self.guard_sync.ensure(NEAR_SECONDS if near else WAIT_SECONDS)
         reported = self._egress_report(session, request.egress_rows, request.egress_bytes, record)
         if request.reused:
@@ -538,7 +538,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             guarded = guards.check(session, kind, raw, attributes, verdict)
             # a pause begun now is queued for the store before the decision's own record
             # is: the group commit writes them together (one transaction, as a rule)
-            trips.extend(self._record_trips(session.id))
+            trips.extend(self._record_trips(session))
             return guarded
 
         def approved_guard(verdict: Verdict) -> Guarded:
@@ -598,7 +598,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             message.egress_rows_left, message.egress_bytes_left = decision.egress_left
         limits = decision.verdict.breaker
         if limits is not None and decision.verdict.allowed:
-            left = guards.breaker.reuses_left(subject, connection_name, limits)
+            left = guards.breaker.reuses_left(session.identity.key, connection_name, limits)
             if left is not None:
                 # a threshold past what the field holds bounds nothing it can say
                 message.reuse_bounded, message.reuses_left = True, min(left, MAX_REUSES)
@@ -612,7 +612,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         Decide for the session in the runaway-loop breaker, before deciding: a loop the
         proxy answered is judged as one the PDP was asked about."""
         breaker = self.guards.breaker
-        subject, connection = session.identity.subject, session.connection["name"]
+        subject, connection = session.identity.key, session.connection["name"]
         for one in reused:
             first, last = one.first_seconds_ago, one.last_seconds_ago
             breaker.reused(subject, connection, one.raw, one.count, first, last)
@@ -625,7 +625,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         and this one after a restart, find it (pdp.domain.guard_sync)."""
         egress = self.guards.egress
         if rows or size:
-            egress.add(session.identity.subject, session.connection["name"], session.id, rows, size)
+            egress.add(session.identity.key, session.connection["name"], session.id, rows, size)
         carried = egress.take_unrecorded(session.id)
         rows, size = max(rows, 0) + carried[0], max(size, 0) + carried[1]
         if not rows and not size:
@@ -633,15 +633,18 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         record["egress"] = {"rows": rows, "bytes": size, "pdp": self.instance}
         return rows, size
 
-    def _record_trips(self, session_id: str) -> list[asyncio.Future[None]]:
-        """The pauses the breaker began, being recorded (evidence, and read back by every
-        replica and after a restart): appends started now, awaited by the caller."""
+    def _record_trips(self, session: Session) -> list[asyncio.Future[None]]:
+        """The pauses the breaker began (for the session's command just guarded), being
+        recorded (evidence, and read back by every replica and after a restart): appends
+        started now, awaited by the caller. The breaker counts under the identity's key;
+        the record names the subject as the session's token wrote it."""
+        subject = session.identity.subject
         return [
-            asyncio.ensure_future(self._record_trip(trip, session_id))
+            asyncio.ensure_future(self._record_trip(trip, session.id, subject))
             for trip in self.guards.breaker.take_trips()
         ]
 
-    async def _record_trip(self, trip: Trip, session_id: str) -> None:
+    async def _record_trip(self, trip: Trip, session_id: str, subject: str) -> None:
         try:
             await self.decider.store.append(
                 "breaker.tripped",
@@ -653,10 +656,10 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
                     "pdp": self.instance,
                 },
                 session_id=session_id,
-                subject=trip.subject,
+                subject=subject,
             )
         except StoreUnavailable as exc:
-            log.error("breaker pause of %s not recorded: %s", trip.subject, exc)
+            log.error("breaker pause of %s not recorded: %s", subject, exc)
 
     async def _refuse_oversized(self, command: pdp_pb2.Command, record: dict[str, Any]) -> Decision:
         """A command too large to evaluate: denied and recorded with its first bytes and
@@ -845,9 +848,7 @@ def _with_last_egress(
     rows, size = summary.get("egress_rows", 0), summary.get("egress_bytes", 0)
     if isinstance(rows, (int, float)) and isinstance(size, (int, float)):
         rows, size = max(int(rows), 0), max(int(size), 0)
-        guards.egress.add(
-            session.identity.subject, session.connection["name"], session.id, rows, size
-        )
+        guards.egress.add(session.identity.key, session.connection["name"], session.id, rows, size)
     else:
         rows = size = 0
     carried = guards.egress.take_unrecorded(session.id)

@@ -42,7 +42,6 @@ import logging
 import re
 import secrets
 import time
-import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -54,6 +53,7 @@ from pdp.domain.approver_view import (
     binding_digest,
     shown_reasons,
 )
+from pdp.domain.identity import identity_key, subject_as_read
 from pdp.store import AuditRecord, AuditStore, StoreUnavailable
 from pdp.store.chain import canonical_json
 from portcullis.verdict import MaskRule
@@ -89,16 +89,6 @@ def justification_of(raw: str) -> str:
     """A leading `/* justification: ... */` SQL comment, if the command has one."""
     match = _JUSTIFICATION.match(raw)
     return match.group(1)[:1000] if match else ""
-
-
-def subject_as_read(subject: str) -> str:
-    """A subject as a person reads it: NFKC (a fullwidth or compatibility letter is the
-    letter), case folded, format characters (zero-width, bidi marks) and the spaces at
-    either end dropped. Only for telling one person under two spellings; a subject is
-    stored and shown as the token gave it."""
-    folded = unicodedata.normalize("NFKC", subject).casefold()
-    kept = "".join(c for c in folded if unicodedata.category(c) != "Cf")
-    return unicodedata.normalize("NFKC", kept).strip()
 
 
 def same_person(a: str, b: str) -> bool:
@@ -522,16 +512,18 @@ class ApprovalBook:
                 found.append(request)
         return sorted(found, key=lambda r: r.created_at, reverse=True)
 
-    def waiting_of(self, subject: str, issuer: str) -> int:
-        """How many of this identity's requests wait for a person now."""
+    def waiting_of(self, subject: str, issuer: str = "") -> int:
+        """How many of this identity's requests wait for a person now: under its key
+        (pdp.domain.identity.identity_key), whatever the spelling of the subject, and of
+        any issuer (a cap, which namesakes only ever share). `issuer` is not used."""
         now = time.time()
+        key = identity_key(subject)
         return sum(
             1
             for r in self.requests.values()
             if r.state == PENDING
             and r.expires_at > now
-            and r.requester.get("subject") == subject
-            and r.requester.get("issuer", "") == issuer
+            and identity_key(str(r.requester.get("subject", ""))) == key
         )
 
     @staticmethod

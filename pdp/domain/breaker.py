@@ -1,9 +1,10 @@
 """The runaway-loop breaker: per identity rates that pause an agent stuck in a loop
 (issue 30).
 
-Owns Breaker.observe(), called once per decided command: it counts, per identity and
-connection, commands in the last second, commands of the same shape (pglast fingerprint,
-literals ignored) in the last minute and denials in the last minute, against the
+Owns Breaker.observe(), called once per decided command: it counts, per identity (the
+key its caller passes as `subject`: pdp.domain.identity.identity_key) and connection,
+commands in the last second, commands of the same shape (pglast fingerprint, literals
+ignored) in the last minute and denials in the last minute, against the
 thresholds the verdict's `breaker` carries. Crossing one pauses the identity for the
 verdict's pause_seconds: observe() then names why, and pdp.domain.guards makes every
 command of the identity need approval until the pause ends. The first crossing is handed
@@ -43,7 +44,7 @@ MAX_TRIPS = 1024  # trips waiting to be recorded (none are lost unless nobody ta
 class Trip:
     """A pause begun here: what the store's `breaker.tripped` record says."""
 
-    subject: str
+    subject: str  # the identity's key (pdp.domain.identity.identity_key)
     connection: str
     why: str
     until: float  # unix time the pause ends

@@ -36,6 +36,9 @@ record is queued with the decision that began it, so the group commit writes the
 one transaction as a rule; were they split over two batches and the PDP killed between
 the commits, the pause would be forgotten (the decision record still names it).
 
+The records name the subject as its token wrote it; the ledgers count under its identity
+key (pdp.domain.identity.identity_key), as this PDP's own decisions do.
+
 Fail closed: while the store cannot be read (no read succeeded in the last MAX_LAG
 seconds, or none yet), `problem()` names why and pdp.domain.guards holds every command
 whose verdict carries a budget or breaker thresholds for approval (a budget whose over
@@ -55,6 +58,7 @@ from typing import Any
 
 from pdp.domain.egress import BUCKET_SECONDS, WINDOW_SECONDS
 from pdp.domain.guards import Guards
+from pdp.domain.identity import identity_key
 from pdp.evidence.checkpoints import not_written_by_pdp
 from pdp.store import EGRESS_KINDS, TRIP_KIND, GuardFacts, StoreUnavailable, guard_facts_of
 from pdp.store.macs import uncovered, valid_spans
@@ -191,12 +195,12 @@ class GuardSync:
         for pdp, kind, subject, session_id, connection, minute, rows, size in closes_last:
             if pdp == self.instance:
                 continue  # counted here as it came
-            egress.absorb(subject, connection, session_id, minute, rows, size)
+            egress.absorb(identity_key(subject), connection, session_id, minute, rows, size)
             if kind == "session.close":
                 egress.forget_session(session_id)
         for pdp, subject, connection, why, until in facts.trips:
             if pdp != self.instance:
-                breaker.pause(subject, connection, until, why)
+                breaker.pause(identity_key(subject), connection, until, why)
         self._seq = max(self._seq, facts.upto_seq)
         self._read_wall = now
 

@@ -6,9 +6,10 @@ Owns Guards.check(), the one place that turns a verdict's `row_filter`, `budget`
 
   row_filter  the statement rewritten so every read of a filtered table is filtered
               (pdp.sql.rowfilter); a statement that cannot be proved covered is denied.
-  budget      rows and bytes this identity took from this connection, this session and
-              this hour (pdp.domain.egress, fed by the proxies' reports): past a limit the
-              command needs approval (or is denied), the reason naming budget and usage.
+  budget      rows and bytes this identity (its key: pdp.domain.identity.identity_key)
+              took from this connection, this session and this hour (pdp.domain.egress,
+              fed by the proxies' reports): past a limit the command needs approval (or
+              is denied), the reason naming budget and usage.
   breaker     per identity rates (pdp.domain.breaker): past a threshold every command of the
               identity needs approval for a while, and approvers are told.
 
@@ -30,6 +31,7 @@ from typing import Any
 from pdp.domain.breaker import Breaker
 from pdp.domain.decisions import Guarded
 from pdp.domain.egress import EgressLedger
+from pdp.domain.identity import identity_key
 from pdp.sql.rowfilter import rewrite
 from portcullis.verdict import ApprovalSpec, Verdict, VerdictKind
 
@@ -63,7 +65,9 @@ class Guards:
         """The verdict as the guards leave it, for one command of `session`; `approved`:
         the re-run of a command a person approved (budgets and the breaker held it for
         that person, so they hold it no more; its row filter still applies)."""
-        subject = str(session.identity.subject)
+        # every count under the identity's key: one person's subject spelt otherwise
+        # ('RITA@example.com') is the same identity to budgets and the breaker
+        subject = identity_key(str(session.identity.subject))
         connection = str(session.connection.get("name", ""))
         facts: dict[str, Any] = {}
         tripped = "" if approved else self.breaker.observe(subject, connection, raw, verdict)

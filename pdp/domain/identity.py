@@ -26,6 +26,7 @@ import unicodedata
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,12 @@ class Identity:
     claims: dict[str, Any] = field(hash=False)
     token_id: str = ""
     expires_at: int = 0  # unix seconds; 0 when the token has no exp
+
+    @cached_property
+    def key(self) -> str:
+        """Who every count, cap, budget and pause is kept under (identity_key); read on
+        every decision, so made once."""
+        return identity_key(self.subject)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -679,6 +686,40 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     if len(out) != len(pairs):
         raise ValueError("a JSON member is named twice")
     return out
+
+
+def subject_as_read(subject: str) -> str:
+    """A subject as a person reads it: NFKC (a fullwidth or compatibility letter is the
+    letter), case folded, format characters (zero-width, bidi marks) and the spaces at
+    either end dropped. Only for telling one person under two spellings; a subject is
+    stored and shown as the token gave it."""
+    folded = unicodedata.normalize("NFKC", subject).casefold()
+    kept = "".join(c for c in folded if unicodedata.category(c) != "Cf")
+    return unicodedata.normalize("NFKC", kept).strip()
+
+
+def identity_key(subject: str) -> str:
+    """The one key of an identity for everything counted or limited per identity (open
+    sessions, approval requests waiting, egress budgets, the breaker's rates and pauses):
+    the subject as read (subject_as_read), an address's mailbox without its `+tag`
+    (rita+x@example.com is delivered to rita@example.com, who alone can verify it).
+    'RITA@example.com' and 'rita@example.com' are one identity to every limit; what is
+    shown and recorded stays the subject as the token wrote it.
+
+    Not the issuer: the PDP trusts one OIDC issuer, and its other issuers (the dev issuer,
+    which mints any subject; ssh-publickey, whose subjects the operator maps to people)
+    name the same people; merging namesakes only ever shares a limit, never lifts one,
+    and the store's records (read back by pdp.domain.guard_sync) name the subject alone.
+    Not the token's other names (email, preferred_username: person_names): an IdP may let
+    a person set them, and one who set another's name would fill that person's limits.
+    Grants are not kept under it: an approval binds to the subject and issuer exactly."""
+    # ASCII (nearly every subject) reads as its lower case: NFKC leaves it, and it holds
+    # no format character
+    read = subject.lower().strip() if subject.isascii() else subject_as_read(subject)
+    local, at, domain = read.rpartition("@")
+    if at and "+" in local and local.split("+", 1)[0]:
+        return f"{local.split('+', 1)[0]}@{domain}"
+    return read
 
 
 def person_names(claims: dict[str, Any]) -> tuple[str, ...]:

@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pdp.domain.identity import Identity
+from pdp.domain.identity import Identity, identity_key
 from pdp.plumbing.timestamps import rfc3339  # the one time form; policy_input takes it from here
 from pdp.store import AuditRecord, AuditStore, StoreUnavailable
 from pdp.store.chain import canonical_json
@@ -181,7 +181,8 @@ class SessionTable:
         self.on_end: list[Callable[[str, str], Awaitable[object]]] = []
         self._open: dict[str, Session] = {}
         self._recently_closed: dict[str, Session] = {}
-        # open sessions per (subject, connection name): the policy's cap per identity
+        # open sessions per (identity key, connection name): the policy's cap per identity
+        # (Identity.key: 'RITA@example.com' holds rita@example.com's sessions)
         self._held: dict[tuple[str, str], int] = {}
         # opens being decided and recorded, by the id they give their session: a call
         # naming one (the close of an open whose answer was lost) waits for its outcome
@@ -247,8 +248,9 @@ class SessionTable:
         self._held[key] = self._held.get(key, 0) + 1
 
     def open_count(self, subject: str, connection: str) -> int:
-        """How many sessions subject holds open on the connection named, in this PDP."""
-        return self._held.get((subject, connection), 0)
+        """How many sessions the identity of subject holds open on the connection named,
+        in this PDP: under its key, whatever the spelling (identity_key)."""
+        return self._held.get((identity_key(subject), connection), 0)
 
     def _release(self, session: Session) -> None:
         key = _holder(session)
@@ -391,7 +393,7 @@ async def _records(store: AuditStore, kind: str) -> AsyncIterator[AuditRecord]:
 
 
 def _holder(session: Session) -> tuple[str, str]:
-    return session.identity.subject, str(session.connection.get("name", ""))
+    return session.identity.key, str(session.connection.get("name", ""))
 
 
 class SessionReaper:
