@@ -47,6 +47,7 @@ from pdp.domain.approvals import (
     one_person,
     same_person,
 )
+from pdp.domain.identity import identity_key
 from pdp.store import StoreUnavailable
 
 if TYPE_CHECKING:
@@ -358,7 +359,7 @@ class Inbox:
         r = next((x for x in shown if x.id == wanted), None)
         if r is None:  # someone else's request reads as none at all
             raise web.HTTPNotFound(text=f"no approval request {wanted[:40]!r} you may see")
-        person = (session.issuer, session.subject)
+        person = (session.issuer, identity_key(session.subject))
         if self._whole[person] >= MAX_WHOLE:
             raise web.HTTPTooManyRequests(
                 text=f"at most {MAX_WHOLE} whole requests are drawn for you at once: wait"
@@ -384,7 +385,7 @@ class Inbox:
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
         session: WebSession = signed_in(request)
-        person = (session.issuer, session.subject)
+        person = (session.issuer, identity_key(session.subject))
         if self._streams[person] >= MAX_STREAMS:
             raise web.HTTPTooManyRequests(
                 text=f"at most {MAX_STREAMS} open approval streams each: close a tab"
