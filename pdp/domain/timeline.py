@@ -515,6 +515,10 @@ def weigh_frames(casts: CastClock, event: dict[str, Any]) -> str:
     (its frames not a list, a time no double holds: a record stored before RecordEvents
     refused them, or INSERTed by someone else). Raising stopped replay and `audit verify`
     of the whole store at that one event."""
+    details = event.get("details")
+    frames = details.get("events") if isinstance(details, dict) else None
+    if frames is not None and not isinstance(frames, list):
+        return UNREADABLE_FRAMES  # (casts read past it, for the replay's sake)
     try:
         return casts.weigh(event)
     except (TypeError, ValueError, OverflowError, IndexError, KeyError):
