@@ -230,7 +230,7 @@ def summarize(opened: AuditRecord, closed: AuditRecord | None = None) -> Session
     connection = _mapping(session.get("connection"))
     verdict = str(body.get("verdict", ""))
     begun = session.get("started_at")
-    started = float(begun) if _number(begun) and begun else opened.time
+    started = float(begun) if finite_number(begun) and begun else opened.time
     groups = identity.get("groups")
     summary: dict[str, Any] = {}
     if verdict not in ("allow", "mask"):
@@ -255,7 +255,7 @@ def summarize(opened: AuditRecord, closed: AuditRecord | None = None) -> Session
         verdict=verdict,
         status=status,
         ended_at=closed.time if closed is not None else None,
-        duration_seconds=float(duration) if _number(duration) else None,
+        duration_seconds=float(duration) if finite_number(duration) else None,
         # a reaped reason a proxy gave is named as its (closed_reason_of), not the reaper's
         close_reason=closed_reason_of(closed.body) if closed is not None else "",
         commands=_int_or_none(summary.get("commands")),
@@ -268,7 +268,7 @@ def _mapping(value: Any) -> dict[str, Any]:
 
 
 def _int_or_none(value: Any) -> int | None:
-    if not _number(value):
+    if not finite_number(value):
         return None  # (a recording stored before NaN and the infinities were refused)
     return int(value)
 
@@ -347,7 +347,9 @@ def build_timeline(
         (e, received_at(r)) for r in batches for e in batch_events(r.body) if isinstance(e, dict)
     ]
     # stable: ties keep order; a time that is no number (no proxy's) sorts first
-    events.sort(key=lambda pair: float(pair[0]["time"]) if _number(pair[0].get("time")) else 0.0)
+    events.sort(
+        key=lambda pair: float(pair[0]["time"]) if finite_number(pair[0].get("time")) else 0.0
+    )
     unreceived = sum(1 for r in batches if received_at(r) is None)
     if unreceived:
         header["receipt"] = (
@@ -418,12 +420,16 @@ def _unrecorded(
     last heard from the proxy, and each decision letting a command through that no
     recorded event names (its command may or may not have run)."""
     heard = closed.body.get(LAST_HEARD)
-    said = f"; the PDP last heard from it at {rfc3339(float(heard or 0))}" if _number(heard) else ""
+    said = (
+        f"; the PDP last heard from it at {rfc3339(float(heard or 0))}"
+        if finite_number(heard)
+        else ""
+    )
     after = sum(
         1
         for event, _ in events
         if event.get("type") == "command"
-        and _number(event.get("time"))
+        and finite_number(event.get("time"))
         and event["time"] > closed.time + CLOCK_SKEW_SECONDS
     )
     if after:
@@ -457,7 +463,9 @@ def _unrecorded(
     )
 
 
-def _number(value: Any) -> TypeGuard[int | float]:
+def finite_number(value: Any) -> TypeGuard[int | float]:
+    """Whether a stored field is a number a double holds, finite (a record's time, a
+    count): not a bool, not an integer past a float's range, not NaN or infinite."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
     try:
@@ -532,7 +540,7 @@ def _entry(event: dict[str, Any], start: float, default_kind: str) -> Entry:
     kind = str(
         details.pop("kind", "") or (default_kind if etype in ("command", "response") else "")
     )
-    when = float(event["time"]) if _number(event.get("time")) else start
+    when = float(event["time"]) if finite_number(event.get("time")) else start
     decision_id = str(event.get("decision_id") or details.pop("decision_id", "") or "")
     details.pop("decision_id", None)
     masking = _counts_of(details.pop("counts", None) if etype == "masking" else None)
@@ -713,7 +721,7 @@ def reused_past(
     if not cached:
         return False
     ttl = ruling.get("cache_ttl_seconds")
-    if not _number(ttl) or float(ttl or 0) <= 0:
+    if not finite_number(ttl) or float(ttl or 0) <= 0:
         return True
     return (
         when is not None and made is not None and when > made + float(ttl or 0) + CLOCK_SKEW_SECONDS

@@ -41,8 +41,7 @@ its first run's very time, in the same batch or another, is another run.
 
 from __future__ import annotations
 
-import math
-from typing import Any, TypeGuard
+from typing import Any
 
 from pdp.domain.batch_numbers import RecordedNumbers, describe_ranges
 from pdp.domain.casts import CastClock
@@ -61,6 +60,7 @@ from pdp.domain.timeline import (
     NO_DECISION,
     PARSE,
     DecisionRuns,
+    finite_number,
     of_another_command,
     reused_past,
     weaker_than_ruled,
@@ -83,18 +83,9 @@ MAX_TEXT_CHARS = 256 * 2**20
 _RULING_FIELDS = ("verdict", "enforced", *DECIDED_TEXT_FIELDS)
 
 
-def _finite(value: Any) -> TypeGuard[int | float]:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an integer no double holds
-        return False
-
-
 def _time_of(event: dict[str, Any]) -> float | None:
     when = event.get("time")
-    return float(when) if _finite(when) else None
+    return float(when) if finite_number(when) else None
 
 
 class EventTimes:
@@ -134,7 +125,7 @@ class EventTimes:
             # no double holds: read as none, never stopping the verification)
             session = body.get("session")
             started = session.get("started_at") if isinstance(session, dict) else None
-            opened = min(time, float(started)) if _finite(started) else time
+            opened = min(time, float(started)) if finite_number(started) else time
             self.opened[session_id] = float(opened)
             self.losses.opened(session_id, body)
             return
