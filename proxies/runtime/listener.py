@@ -38,7 +38,7 @@ import logging
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from portcullis.connection_gate import ConnectionGate, Place, peer_of
 
@@ -65,9 +65,29 @@ def split_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+_T = TypeVar("_T")
+
 # the loopback address of the other IP version, served beside a listener's own
 TWINS = {"127.0.0.1": "::1", "::1": "127.0.0.1"}
 _NO_SUCH_ADDRESS = frozenset({errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT})
+
+
+async def on_twin(host: str, port: int, serve: Callable[[str], Awaitable[_T]]) -> _T | None:
+    """serve(twin): a listener's service on the twin loopback of host:port (a protocol's
+    own listening, as the SSH proxy's asyncssh.listen). None where host has no twin or this
+    host no such address (no IPv6: nobody can listen there either); someone else holding
+    it refuses the start (twin_taken)."""
+    twin = TWINS.get(host)
+    if twin is None:
+        return None
+    try:
+        return await serve(twin)
+    except OSError as exc:
+        if exc.errno in _NO_SUCH_ADDRESS or isinstance(exc, socket.gaierror):
+            return None
+        if exc.errno == errno.EADDRINUSE:
+            raise twin_taken(host, port, twin) from None
+        raise
 
 
 def twin_taken(host: str, port: int, twin: str) -> OSError:
@@ -162,10 +182,8 @@ class Listener:
     async def _serve_twin(self, handshake: float | None) -> asyncio.Server | None:
         """The same service on the twin loopback address and port (None: no twin, or no
         such address on this host)."""
-        twin = TWINS.get(self.host)
-        if twin is None:
-            return None
-        try:
+
+        async def serve(twin: str) -> asyncio.Server:
             if self.take_transport is not None:
                 return await asyncio.get_running_loop().create_server(
                     lambda: _Accepted(self),
@@ -184,12 +202,8 @@ class Listener:
                 reuse_port=self.reuse_port or None,
                 ssl_handshake_timeout=handshake,
             )
-        except OSError as exc:
-            if exc.errno in _NO_SUCH_ADDRESS or isinstance(exc, socket.gaierror):
-                return None  # (no IPv6 here: nobody can listen there either)
-            if exc.errno == errno.EADDRINUSE:
-                raise twin_taken(self.host, self.port, twin) from None
-            raise
+
+        return await on_twin(self.host, self.port, serve)
 
     def _let_go_of_twin(self) -> None:
         if self._twin is not None:

@@ -57,7 +57,7 @@ from portcullis.verdict import Verdict, VerdictKind
 from proxies.runtime.credentials import CredentialUnavailable
 from proxies.runtime.drain import SHUTDOWN_MESSAGE
 from proxies.runtime.exposure import ClientOutput
-from proxies.runtime.listener import split_address
+from proxies.runtime.listener import on_twin, split_address
 from proxies.runtime.pdp_client import Ruling, SessionRefused
 from proxies.runtime.secrets_scan import SecretScanner
 from proxies.runtime.session import ProxyRuntime, ProxySession
@@ -121,7 +121,6 @@ class SshProxy:
     ) -> None:
         self.connection = connection
         # the launcher's (over the process's PDP client), or one of its own when built alone
-        # the launcher's (over the process's PDP client), or one of its own when built alone
         self.runtime = runtime or ProxyRuntime.standalone(connection, config, pdp_address)
         self.host, self.requested_port = split_address(connection.listen)
         self.upstream_host, self.upstream_port = split_address(connection.upstream)
@@ -132,6 +131,7 @@ class SshProxy:
         self.closing: set[asyncio.Future[None]] = set()  # sessions of gone clients, closing
         self._changed = asyncio.Event()
         self._acceptor: asyncssh.SSHAcceptor | None = None
+        self._twin: asyncssh.SSHAcceptor | None = None  # the other loopback's port
 
     @property
     def port(self) -> int:
@@ -149,21 +149,29 @@ class SshProxy:
         quiet_when_off()  # and its log calls cost nothing while their level is off
         quick_saslprep()  # a JWT password is not stringprepped character by character
         await self.runtime.start()
-        self._acceptor = await asyncssh.listen(
-            self.host,
-            self.requested_port,
-            server_factory=lambda: ClientConnection(self),
-            server_host_keys=[self.host_key],
-            encryption_algs=CLIENT_CIPHERS,
-            agent_forwarding=False,
-            x11_forwarding=False,
-            line_editor=False,
-            encoding=None,
-            login_timeout=LOGIN_TIMEOUT,
-            public_key_auth=bool(self.connection.options.get("authorized_keys_file")),
-            config=None,
-            reuse_port=workers_of(self.connection.options) > 1,
-        )
+        options: dict[str, Any] = {
+            "server_factory": lambda: ClientConnection(self),
+            "server_host_keys": [self.host_key],
+            "encryption_algs": CLIENT_CIPHERS,
+            "agent_forwarding": False,
+            "x11_forwarding": False,
+            "line_editor": False,
+            "encoding": None,
+            "login_timeout": LOGIN_TIMEOUT,
+            "public_key_auth": bool(self.connection.options.get("authorized_keys_file")),
+            "config": None,
+            "reuse_port": workers_of(self.connection.options) > 1,
+        }
+        self._acceptor = await asyncssh.listen(self.host, self.requested_port, **options)
+        try:
+            # the other loopback's port too: left free, another local user could listen
+            # there and take the token of a client dialling localhost (::1 first)
+            self._twin = await on_twin(
+                self.host, self.port, lambda twin: asyncssh.listen(twin, self.port, **options)
+            )
+        except OSError:
+            self._acceptor.close()
+            raise
         log.info(
             "ssh proxy %s on %s:%d → %s:%d (host key %s)",
             self.connection.name,
@@ -189,18 +197,23 @@ class SshProxy:
         """SIGTERM: accept no more; each client is disconnected (SSH_MSG_DISCONNECT, by
         application, saying why) once no channel of its runs, at the latest after `grace`
         seconds (proxies.runtime.drain)."""
-        if self._acceptor is not None:
-            self._acceptor.close()
+        self._close_acceptors()
         gone = asyncio.ensure_future(self.settled())
         try:
             await self.runtime.drain_sessions({gone}, grace, f"ssh proxy {self.connection.name}")
         finally:
             gone.cancel()
 
+    def _close_acceptors(self) -> None:
+        for acceptor in (self._acceptor, self._twin):
+            if acceptor is not None:
+                acceptor.close()
+
     async def stop(self) -> None:
-        if self._acceptor is not None:
-            self._acceptor.close()
-            await self._acceptor.wait_closed()
+        self._close_acceptors()
+        for acceptor in (self._acceptor, self._twin):
+            if acceptor is not None:
+                await acceptor.wait_closed()
         await asyncio.gather(
             *(c.shut("proxy_shutdown") for c in list(self.clients)), return_exceptions=True
         )
