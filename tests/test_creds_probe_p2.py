@@ -21,7 +21,7 @@ import contextlib
 import logging
 import socket
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -38,27 +38,41 @@ def _error(text: str) -> bytes:
 
 
 @contextlib.asynccontextmanager
-async def _hostile_upstream(answer: str) -> AsyncIterator[int]:
-    """A server that refuses every session at its start-up with `answer` as its message
-    (the session's password in it); yields its port."""
+async def serving(
+    serve: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> AsyncIterator[int]:
+    """A hostile upstream: `serve` answers each connection on a free 127.0.0.1 port (a
+    connection the proxy drops is no failure); yields the port."""
 
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             (length,) = struct.unpack("!i", await reader.readexactly(4))
             await reader.readexactly(length - 4)  # the StartupMessage
-            writer.write(_error(answer))
-            await writer.drain()
+            await serve(reader, writer)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
             writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
     try:
         yield server.sockets[0].getsockname()[1]
     finally:
         server.close()
         await server.wait_closed()
+
+
+def _refusing(
+    answer: str,
+) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+    """A server that refuses every session at its start-up with `answer` as its message
+    (the session's password in it)."""
+
+    async def serve(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(_error(answer))
+        await writer.drain()
+
+    return serve
 
 
 def _startup(user: str, database: str) -> bytes:
@@ -106,7 +120,7 @@ async def test_a_hostile_upstreams_refusal_does_not_hand_the_client_the_password
     caplog.set_level(logging.DEBUG)
     with scratch_database() as (name, role, password):
         async with (
-            _hostile_upstream(ECHOES[form](password)) as port,
+            serving(_refusing(ECHOES[form](password))) as port,
             gateway_on(tmp_path, name, role, password, f"127.0.0.1:{port}") as gw,
         ):
             tok = gw.token("alice@example.com", ("readonly",))

@@ -13,56 +13,44 @@ the hostile party itself (a few lines of the wire protocol below), the client ra
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from pg_harness import gateway_on, scratch_database
-from test_creds_probe_p2 import _error, _everything_sent
+from test_creds_probe_p2 import _error, _everything_sent, serving
 
 pytestmark = pytest.mark.integration
 
 
-@contextlib.asynccontextmanager
-async def _asking_upstream() -> AsyncIterator[tuple[int, list[str]]]:
-    """A server that asks for the password in clear (AuthenticationCleartextPassword) and
-    refuses the session; yields its port and the passwords it was given."""
-    given: list[str] = []
+def _asking(
+    given: list[str],
+) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+    """A server that asks for the password in clear (AuthenticationCleartextPassword),
+    keeps it in `given` and refuses the session."""
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            (length,) = struct.unpack("!i", await reader.readexactly(4))
-            await reader.readexactly(length - 4)  # the StartupMessage
-            writer.write(b"R" + struct.pack("!ii", 8, 3))
+        writer.write(b"R" + struct.pack("!ii", 8, 3))
+        await writer.drain()
+        tag = await reader.readexactly(1)
+        (length,) = struct.unpack("!i", await reader.readexactly(4))
+        body = await reader.readexactly(length - 4)
+        if tag == b"p":
+            given.append(body.rstrip(b"\x00").decode())
+            writer.write(_error("thanks"))
             await writer.drain()
-            tag = await reader.readexactly(1)
-            (length,) = struct.unpack("!i", await reader.readexactly(4))
-            body = await reader.readexactly(length - 4)
-            if tag == b"p":
-                given.append(body.rstrip(b"\x00").decode())
-                writer.write(_error("thanks"))
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1], given
-    finally:
-        server.close()
-        await server.wait_closed()
+    return serve
 
 
 async def test_a_plain_upstream_asking_the_password_in_clear_is_not_given_it(
     tmp_path: Path,
 ) -> None:
+    given: list[str] = []
     with scratch_database() as (name, role, password):
         async with (
-            _asking_upstream() as (port, given),
+            serving(_asking(given)) as port,
             gateway_on(tmp_path, name, role, password, f"127.0.0.1:{port}") as gw,
         ):
             sent = await asyncio.to_thread(_everything_sent, gw.proxy.port, name, gw.token())
