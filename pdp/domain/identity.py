@@ -10,7 +10,9 @@ another kind the issuer signs (`typ` logout+jwt, a token carrying `events`) is r
 The algorithm comes from the token header only after it has been checked against the
 key the `kid` selects: `none` is never accepted, an RSA/EC/OKP public key is never used
 as an HMAC secret, and HMAC is accepted only when a shared secret is configured
-explicitly. This module makes no policy decision; it only says who the caller is.
+explicitly. A token is ours only when issued to us: with several audiences it must
+name us as its authorized party (`azp`), and an `azp` naming another client is refused
+(OIDC Core §3.1.3.7). This module makes no policy decision; it only says who the caller is.
 """
 
 from __future__ import annotations
@@ -560,10 +562,12 @@ class TokenVerifier:
             raise TokenRejected(reason, str(exc)) from None
         except (RecursionError, ValueError, TypeError) as exc:  # hostile JSON nesting or types
             raise TokenRejected("malformed token", type(exc).__name__) from None
-        if audience and audience != self.settings.audience:
-            named = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
-            if self.settings.audience in named:  # proxies accept it: so may a proxy replay it
-                raise TokenRejected("wrong audience", "also issued for identity.audience")
+        named = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+        # an approver's token also issued for identity.audience: proxies accept it, so a
+        # proxy may replay it
+        if audience and audience != self.settings.audience and self.settings.audience in named:
+            raise TokenRejected("wrong audience", "also issued for identity.audience")
+        _check_party(claims, named, audience or self.settings.audience)
         return self._identity(claims, issuer)
 
     def _identity(self, claims: dict[str, Any], issuer: str) -> Identity:
@@ -604,6 +608,25 @@ class TokenVerifier:
             claims=claims,
             token_id=jti if isinstance(jti, str) else "",
             expires_at=int(claims.get("exp") or 0),
+        )
+
+
+def _check_party(claims: dict[str, Any], named: list[Any], client_id: str) -> None:
+    """OIDC Core §3.1.3.7 (steps 4 and 5) and §2 `azp`: a token is ours only when it was
+    issued to us. Our client id is the audience we check (identity.audience, or
+    approvals.audience for an approver's token). A token naming several audiences is one
+    another client of the same issuer asked for and had ours added to: it must name the
+    party it was issued to, `azp`, and that must be us; an `azp` naming anyone else is
+    another client's token, whatever its audience says. No allow-list of other parties:
+    DESIGN.md names none, and one would let a client we do not know hand us its tokens."""
+    if "azp" in claims:
+        azp = claims["azp"]
+        if not isinstance(azp, str) or azp != client_id:
+            raise TokenRejected("token issued to another client (azp)", f"azp {azp!r}")
+    elif len(named) > 1:
+        raise TokenRejected(
+            "token for several audiences names no authorized party (azp)",
+            "OIDC Core 3.1.3.7: azp is required with more than one audience",
         )
 
 
