@@ -12,7 +12,9 @@ key the `kid` selects: `none` is never accepted, an RSA/EC/OKP public key is nev
 as an HMAC secret, and HMAC is accepted only when a shared secret is configured
 explicitly. A token is ours only when issued to us: with several audiences it must
 name us as its authorized party (`azp`), and an `azp` naming another client is refused
-(OIDC Core §3.1.3.7). This module makes no policy decision; it only says who the caller is.
+(OIDC Core §3.1.3.7). An ECDSA token has a twin text (s and n - s both verify): both
+are accepted and keyed as one, by `token_key` of the low-s text (canonical_token).
+This module makes no policy decision; it only says who the caller is.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import time
 import unicodedata
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -97,6 +99,9 @@ class Identity:
     claims: dict[str, Any] = field(hash=False)
     token_id: str = ""
     expires_at: int = 0  # unix seconds; 0 when the token has no exp
+    # the SHA-256 of the token's one canonical text (canonical_token): what anything that
+    # remembers a token keys it by, never the text as presented
+    token_key: str = ""
 
     @cached_property
     def key(self) -> str:
@@ -493,6 +498,10 @@ class TokenVerifier:
         """The identity `token` proves, or TokenRejected with the reason it proves none.
         audience: the `aud` it must carry ("": identity.audience; an approver's token is
         checked against approvals.audience, which proxies never see, when one is set)."""
+        identity = await self._verified(token, audience)
+        return replace(identity, token_key=token_key(token))
+
+    async def _verified(self, token: str, audience: str) -> Identity:
         header = _read_header(token)
         alg, kid = header["alg"], header.get("kid")
         if alg.lower() == "none":
@@ -668,6 +677,52 @@ def _read_header(token: Any) -> dict[str, Any]:
     if kid is not None and not isinstance(kid, str):
         raise TokenRejected("malformed token")
     return header
+
+
+# the order n of each ECDSA curve's group (SEC 2 §2.4.2, §2.5.1, §2.6.1; FIPS 186-4 D.1.2)
+_EC_ORDERS = {
+    "ES256": 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551,
+    "ES384": int(
+        "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFC7634D81F4372DDF581A0DB248B0A77AECEC196ACCC52973",
+        16,
+    ),
+    "ES512": int(
+        "01FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFA51868783BF2F966B7FCC"
+        "0148F709A5D03BB5C9B8899C47AEBB6FB71E91386409",
+        16,
+    ),
+}
+
+
+def canonical_token(token: str) -> str:
+    """The one text of a token whose signature has twins: an ECDSA signature (r, s)
+    verifies as (r, n - s) too, so anyone holding an ES256/384/512 token holds a second
+    valid text of it. Which of the two the issuer wrote is chance (OpenSSL, Go, Java and
+    cryptography do not prefer the low s), so refusing the high one would refuse half of
+    an honest issuer's tokens; instead every text is read as the one with the low s
+    (s <= n / 2, as Bitcoin's BIP 62 fixes it), and what remembers a token (token_key)
+    sees one token. Any other token, or one that is not a well-formed ECDSA JWS, is its
+    own canonical text (verification refuses the malformed ones)."""
+    try:
+        head, body, signature = token.split(".")
+        alg = json.loads(base64url_decode(head)).get("alg")
+        raw = base64url_decode(signature)
+    except (ValueError, TypeError, AttributeError, RecursionError):
+        return token
+    order = _EC_ORDERS.get(alg) if isinstance(alg, str) else None
+    if order is None or len(raw) % 2:
+        return token
+    size = len(raw) // 2
+    r, s = raw[:size], int.from_bytes(raw[size:], "big")
+    if not 0 < s < order or s <= order // 2:
+        return token
+    low = (order - s).to_bytes(size, "big")
+    return f"{head}.{body}.{_b64url(r + low)}"
+
+
+def token_key(token: str) -> str:
+    """What a token is remembered by: the SHA-256 of its canonical text (hex)."""
+    return hashlib.sha256(canonical_token(token).encode("ascii", "replace")).hexdigest()
 
 
 def _canonical_segment(segment: str) -> bytes:
