@@ -55,6 +55,7 @@ from proxies.postgres.startup import (
     pinned_settings,
     requested_settings,
     role_pins,
+    session_pins,
     statement_limit,
     upstream_params,
 )
@@ -586,7 +587,9 @@ class ClientConnection:
         grant = self.session.grant
         assert grant is not None
         shared = self.proxy.shared
-        self.session_settings = shared(dict(grant.ruling.verdict.session_settings))
+        self.session_settings = shared(
+            session_pins(dict(grant.ruling.verdict.session_settings), self.proxy.pooler)
+        )
         self._params = shared(
             upstream_params(
                 lease.username, database, requested, self.session_settings, self.proxy.pooler

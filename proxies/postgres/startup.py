@@ -10,7 +10,10 @@ Owns the session's server settings at start-up (no IO here):
   server than for the parser, and what follows it runs unseen. Settings in the start-up
   packet are also what RESET ALL and DISCARD ALL return to;
 - the settings policy chose for the session at session.open (`session_settings`, e.g.
-  default_transaction_read_only=on for readers), pinned the same way;
+  default_transaction_read_only=on for readers), pinned the same way; a session policy
+  bounds per statement (statement_timeout) is bounded idle in a transaction too
+  (session_pins: idle_in_transaction_session_timeout, the policy's or the statement
+  bound), so a reader's BEGIN cannot hold its snapshot and locks on the database for ever;
 - the client's own parameters: user and database name the session; client_encoding and
   standard_conforming_strings are accepted only when they ask for what is pinned (the
   answer is then honest), anything else is refused by name; `options` (`-c name=value`)
@@ -144,6 +147,28 @@ def _split_words(text: str) -> list[str]:
     return words
 
 
+# The bounds a client may ask to tighten in its start-up packet (never lift: never none,
+# never longer than the pin).
+TIGHTENED = ("statement_timeout", "idle_in_transaction_session_timeout")
+IDLE_IN_TRANSACTION = "idle_in_transaction_session_timeout"
+
+
+def session_pins(session_settings: dict[str, str], pooler: str = "") -> dict[str, str]:
+    """The settings the proxy pins for a session: what policy chose, and for a session it
+    bounds per statement (a statement_timeout), a transaction left idle bounded as well:
+    the policy's idle_in_transaction_session_timeout, else the statement bound. An open
+    transaction holds its snapshot (vacuum waits for it everywhere) and its locks (every
+    ALTER, and the writers queued behind it, wait) as long as the client says nothing.
+    Behind a pooler, only what policy chose (each pin must hold through the role's own
+    configuration there, role_pins)."""
+    pins = dict(session_settings)
+    lowered = {name.lower() for name in pins}
+    bound = {k.lower(): v for k, v in pins.items()}.get("statement_timeout")
+    if bound is not None and IDLE_IN_TRANSACTION not in lowered and not pooler:
+        pins[IDLE_IN_TRANSACTION] = bound
+    return pins
+
+
 def upstream_params(
     username: str,
     database: str,
@@ -169,17 +194,18 @@ def upstream_params(
         params.update({k: v for k, v in LEXING_PINS.items() if k in POOLER_TRACKED})
         return params
     params.update(pinned)
-    # a bound the client asks to tighten: its own statement_timeout when it is shorter
-    # than the policy's (never none, never longer)
-    asked = {name.lower(): value for name, value in requested.items()}.get("statement_timeout")
-    bound = session_settings.get("statement_timeout")
-    if asked is not None and bound is not None:
-        asked_s, bound_s = (
-            statement_limit({"statement_timeout": asked}),
-            statement_limit({"statement_timeout": bound}),
-        )
-        if 0 < asked_s <= bound_s:
-            params["statement_timeout"] = asked
+    # a bound the client asks to tighten: its own value when it is shorter than the
+    # policy's (never none, never longer)
+    asking = {name.lower(): value for name, value in requested.items()}
+    for name in TIGHTENED:
+        asked, bound = asking.get(name), session_settings.get(name)
+        if asked is not None and bound is not None:
+            asked_s, bound_s = (
+                statement_limit({name: asked}, name),
+                statement_limit({name: bound}, name),
+            )
+            if 0 < asked_s <= bound_s:
+                params[name] = asked
     return params
 
 
@@ -197,10 +223,11 @@ def same_value(name: str, reported: str, pinned: str) -> bool:
     return reported.strip().lower() == pinned.strip().lower()
 
 
-def statement_limit(session_settings: dict[str, str]) -> float:
+def statement_limit(session_settings: dict[str, str], name: str = "statement_timeout") -> float:
     """Seconds the proxy lets a statement run (the policy's statement_timeout, in ms as
-    the server reads a bare number, or with the server's units); 0 for no limit."""
-    raw = session_settings.get("statement_timeout", "").strip().lower()
+    the server reads a bare number, or with the server's units); 0 for no limit. Any
+    other timeout setting (`name`) read the same way."""
+    raw = session_settings.get(name, "").strip().lower()
     match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(us|ms|s|min|h|d)?", raw)
     if not match:
         return 0.0
@@ -275,8 +302,8 @@ def unheld_pins(pins: dict[str, str], rows: list[str]) -> list[str]:
 
 
 def _held_value(name: str, setting: str, wanted: str) -> bool:
-    if name == "statement_timeout":  # pg_settings says milliseconds; policy may give units
-        return statement_limit({name: setting}) == statement_limit({name: wanted})
+    if name in TIGHTENED:  # pg_settings says milliseconds; policy may give units
+        return statement_limit({name: setting}, name) == statement_limit({name: wanted}, name)
     return same_value(name, setting, wanted)
 
 

@@ -31,15 +31,16 @@
 #                              extra_float_digits, bytea_output, xmloption, lc_monetary,
 #                              lc_numeric, lc_time), labels and notices (application_name,
 #                              client_min_messages), waits of the session's own (lock_timeout,
-#                              idle_in_transaction_session_timeout, idle_session_timeout),
+#                              idle_session_timeout),
 #                              jit (asyncpg turns it off), and transaction isolation and
 #                              deferrability. Not memory (work_mem and the like are shared by
 #                              the whole server), not logging, triggers or catalogs. Checked
 #                              by value, with SET only (set_config's value is not read):
 #                              search_path (pg_catalog first, and only the schemas of
 #                              postgres.reader_search_path), statement_timeout
-#                              (1 ms up to postgres.reader_statement_timeout_ms, the bound
-#                              the session opens with), transaction_read_only and
+#                              and idle_in_transaction_session_timeout (1 ms up to
+#                              postgres.reader_statement_timeout_ms, the bounds the
+#                              session opens with), transaction_read_only and
 #                              default_transaction_read_only, SET TRANSACTION and SET
 #                              SESSION CHARACTERISTICS (never to read-write). RESET ALL
 #                              and DISCARD ALL return to the session's start-up values,
@@ -719,13 +720,20 @@ pg_reader_may_set(s) if {
 	not s.read_write
 }
 
+# The session's bounds: a statement's run and a transaction's idle wait (an open
+# transaction holds its snapshot and locks on the database while the client says
+# nothing). The proxy pins both (session.rego's statement_timeout; the idle wait alike,
+# startup.session_pins); a reader may only shorten them, by SET (set_config's value is not
+# read: refused).
+pg_bounded_settings := {"statement_timeout", "idle_in_transaction_session_timeout"}
+
 pg_reader_may_set(s) if {
-	s.setting == "statement_timeout"
+	s.setting in pg_bounded_settings
 	s.reset
 }
 
 pg_reader_may_set(s) if {
-	s.setting == "statement_timeout"
+	s.setting in pg_bounded_settings
 	ms := pg_timeout_ms(s.value)
 	ms >= 1
 	ms <= data.portcullis.postgres.reader_statement_timeout_ms

@@ -100,6 +100,34 @@ test_session_setting_allowed if {
 	verdict(["pii-readers"], [stmt_with("set", {"setting": "statement_timeout", "value": "5s"})]) == "allow"
 }
 
+# A transaction left idle is bounded like a statement: shortened by SET only, never
+# lifted (0, past the bound, a fraction), never by set_config; RESET returns to the pin.
+test_idle_in_transaction_bound_only_shortened if {
+	name := "idle_in_transaction_session_timeout"
+	every value in ["5s", "1500", "60000", "1min"] {
+		verdict(["pii-readers"], [stmt_with("set", {"setting": name, "value": value, "reset": false})]) == "allow"
+	}
+	every value in ["0", "60001", "2h", "0.5", "-1", "1us"] {
+		verdict(["readonly"], [stmt_with("set", {"setting": name, "value": value, "reset": false})]) == "deny"
+	}
+	verdict(["pii-readers"], [stmt_with("set", {"setting": name, "reset": true})]) == "allow"
+	verdict(["readonly"], [stmt_with("select", {"functions": ["set_config"], "settings": [name]})]) == "deny"
+	verdict(["dba", "pii-readers"], [stmt_with("set", {"setting": name, "value": "0", "reset": false})]) == "allow"
+}
+
+idle_open(settings) := {
+	"identity": {"subject": "r@example.com", "groups": ["readonly"]},
+	"connection": {"name": "orders-db", "type": "postgres"},
+	"session": {"attributes": {"settings": settings}},
+	"command": {"kind": "session.open", "raw": ""},
+}
+
+test_idle_in_transaction_bound_at_start_up if {
+	portcullis.decision.verdict == "allow" with input as idle_open({"idle_in_transaction_session_timeout": "2s"})
+	portcullis.decision.verdict == "deny" with input as idle_open({"idle_in_transaction_session_timeout": "0"})
+	portcullis.decision.verdict == "deny" with input as idle_open({"IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "0"})
+}
+
 test_set_role_denied if {
 	verdict(["readonly"], [stmt_with("set", {"setting": "role"})]) == "deny"
 	"SET ROLE changes who the session acts as" in reasons(["readonly"], [stmt_with("set", {"setting": "role"})])
