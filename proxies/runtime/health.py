@@ -21,6 +21,12 @@ clients, upstream, PDP and Vault connections share the limit: at most MAX_PER_PE
 connections per peer address and MAX_IN_ALL in all are held (a scraper or a load
 balancer keeps a few), one past either is reset as it is accepted, and one idle for
 IDLE_SECONDS is closed.
+
+On a loopback address the port of the other IP version is served too (127.0.0.1:P and
+[::1]:P, listener.on_twin): a scraper or a probe dialling `localhost:P` (::1 first) would
+otherwise read the metrics and the readiness another local user listening there chose to
+say (a proxy "ready" that is down, counters of its making); one already held refuses the
+start, as the proxy's own listener does.
 """
 
 from __future__ import annotations
@@ -32,8 +38,8 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from portcullis.connection_gate import ConnectionGate, serve_gated
-from proxies.runtime.listener import split_address
+from portcullis.connection_gate import ConnectionGate, gated, serve_gated
+from proxies.runtime.listener import on_twin, split_address
 
 if TYPE_CHECKING:
     from proxies.runtime.session import ProxyRuntime
@@ -60,6 +66,7 @@ class HealthServer:
         self.gate = ConnectionGate(MAX_PER_PEER, MAX_IN_ALL)
         self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None
+        self._twin: asyncio.Server | None = None
 
     @property
     def port(self) -> int:
@@ -78,6 +85,11 @@ class HealthServer:
         self._server = await serve_gated(
             self._runner, self.gate, log, label, (self.host, self.requested_port)
         )
+        try:
+            self._twin = await on_twin(self.host, self.port, self._serve_twin)
+        except OSError:
+            await self.stop()
+            raise
         self.runtime.serving = True
         log.info(
             "connection %s: /metrics, /healthz, /readyz on %s:%d",
@@ -86,10 +98,18 @@ class HealthServer:
             self.port,
         )
 
+    async def _serve_twin(self, twin: str) -> asyncio.Server:
+        """The same handlers behind the same gate on the twin loopback's port."""
+        assert self._runner is not None and self._runner.server is not None
+        label = f"connection {self.runtime.connection.name}: health port"
+        factory = gated(self.gate, self._runner.server, log, label)
+        return await asyncio.get_running_loop().create_server(factory, twin, self.port)
+
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        for server in (self._server, self._twin):
+            if server is not None:
+                server.close()
+        self._server = self._twin = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
