@@ -679,15 +679,53 @@ class Lineage:
         where = fields.get("whereClause")
         if where:
             self.predicate(where, scope, ctes, False)
-        self.clauses(fields, scope, ctes, outputs)
+        grouped = self.clauses(fields, scope, ctes, outputs)
+        if grouped and not _ordered_by_outputs(fields, outputs):
+            outputs = self.grouped_outputs(outputs, grouped)
         return outputs
+
+    def grouped_outputs(self, outputs: list[Output], grouped: list[Flow]) -> list[Output]:
+        """The outputs of a SELECT that groups its rows (GROUP BY, DISTINCT), each carrying
+        what they were grouped by: the groups come back in the order of those values (a
+        sorted plan: `GROUP BY password, B'1'::varbit`, which cannot be hashed) or of their
+        hashes, so any output telling the groups apart (min(id), a name, a count) answers
+        how the grouped values compare. Only which columns a computed output carries
+        changes: its own text was not changed by what it was grouped by (count(*) stays a
+        count), so the policy masks it where those columns are masked. A stored column as
+        it is (plain) is masked by its own name only, so it cannot carry them: the grouped
+        values it does not carry are an ordering (`SELECT DISTINCT id, ssn`), as ORDER BY
+        of them would be."""
+        carried = _merge(EXPRESSION, grouped, keeps=True)
+        if not carried.columns and not carried.tables:
+            return outputs
+        result: list[Output] = []
+        for name, flow in outputs:
+            if all(c in flow.columns for c in carried.columns) and all(
+                t in flow.tables for t in carried.tables
+            ):
+                result.append((name, flow))  # nothing it does not carry already
+            elif flow.kind in (PLAIN, STAR):
+                for other in grouped:
+                    if any(c not in flow.columns for c in other.columns) or any(
+                        t not in flow.tables for t in other.tables
+                    ):
+                        self.record(other, "order")
+                result.append((name, flow))
+            else:
+                merged = _merge(EXPRESSION, [flow, carried], keeps=True)
+                merged.changed = flow.changed
+                merged.arithmetic = flow.arithmetic
+                result.append((name, merged))
+        return result
 
     def clauses(
         self, fields: Fields, scope: Scope, ctes: dict[str, Item], outputs: list[Output]
-    ) -> None:
-        """GROUP BY, HAVING, ORDER BY, DISTINCT ON and WINDOW of one SELECT."""
+    ) -> list[Flow]:
+        """GROUP BY, HAVING, ORDER BY, DISTINCT ON and WINDOW of one SELECT; the flows of
+        what it groups its rows by (GROUP BY's items, every output under DISTINCT)."""
+        grouped: list[Flow] = []
         for node in fields.get("groupClause", ()):
-            self.ordering(node, scope, ctes, outputs, "group")
+            self.ordering(node, scope, ctes, outputs, "group", grouped)
         having = fields.get("havingClause")
         if having:
             self.predicate(having, scope, ctes, False)
@@ -704,17 +742,27 @@ class Lineage:
                 # of a UNION ALL under it) is the same, as GROUP BY of it would
                 for _, flow in outputs:
                     self.record(flow, "group")
+                    grouped.append(flow)
         for node in fields.get("windowClause", ()):
             self.window(node["WindowDef"], scope, ctes)
         for clause in ("limitCount", "limitOffset"):
             if fields.get(clause):
                 # how many rows come back is an answer too
                 self.record(self.expr(fields[clause], scope, ctes).derived(), "other")
+        return grouped
 
     def ordering(
-        self, node: Fields, scope: Scope, ctes: dict[str, Item], outputs: list[Output], use: str
+        self,
+        node: Fields,
+        scope: Scope,
+        ctes: dict[str, Item],
+        outputs: list[Output],
+        use: str,
+        found: list[Flow] | None = None,
     ) -> None:
-        """One ORDER BY / GROUP BY item: an output position, an output name, or an expression."""
+        """One ORDER BY / GROUP BY item: an output position, an output name, or an
+        expression; the flows it reads are added to found (when given)."""
+        found = found if found is not None else []
         ((tag, fields),) = node.items()
         if tag == "A_Const" and "ival" in fields:
             position = fields["ival"].get("ival", 0)
@@ -724,9 +772,11 @@ class Lineage:
                     # may be any of the remaining outputs' columns
                     for _, rest in outputs[i:]:
                         self.record(rest, use)
+                        found.append(rest)
                     return
                 if i + 1 == position:
                     self.record(flow, use)
+                    found.append(flow)
                     return
             return
         if tag == "ColumnRef" and len(fields["fields"]) == 1:
@@ -734,13 +784,16 @@ class Lineage:
             for output, flow in outputs:
                 if name and output == name:
                     self.record(flow, use)
+                    found.append(flow)
                     return
         if tag in ("GroupingSet", "RowExpr", "List"):
             for item in fields.get("content", fields.get("args", fields.get("items", ()))):
-                self.ordering(item, scope, ctes, outputs, use)
+                self.ordering(item, scope, ctes, outputs, use, found)
             return
         flow = self.expr(node, scope, ctes)
-        self.record(flow if tag == "ColumnRef" else flow.derived(), use)
+        flow = flow if tag == "ColumnRef" else flow.derived()
+        self.record(flow, use)
+        found.append(flow)
 
     def window(self, fields: Fields, scope: Scope, ctes: dict[str, Item]) -> None:
         # a window's partitions are made by sorting on them (WindowAgg reads sorted input),
@@ -1505,6 +1558,24 @@ _TOTAL_NODES = frozenset(
 # XMLELEMENT / XMLFOREST escape any text; XMLCONCAT joins values already XML. Not here:
 # XMLPARSE (its error quotes the text), XMLPI (fails on "?>"), XMLROOT, IS DOCUMENT.
 _TOTAL_XML_OPS = frozenset({"IS_XMLELEMENT", "IS_XMLFOREST", "IS_XMLCONCAT"})
+
+
+def _ordered_by_outputs(fields: Fields, outputs: list[Output]) -> bool:
+    """Whether the SELECT's ORDER BY names every one of its outputs (by position or name)
+    and no window function reads its rows in the order they were grouped in: its rows
+    then come back in the order of their own values (rows tied on all of them are alike),
+    never in the order of what they were grouped by."""
+    if not outputs or "'over'" in repr(fields.get("targetList")):
+        return False
+    named: set[int] = set()
+    for node in fields.get("sortClause", ()):
+        ((tag, sort),) = node["SortBy"]["node"].items()
+        if tag == "A_Const" and "ival" in sort:
+            named.add(sort["ival"].get("ival", 0) - 1)
+        elif tag == "ColumnRef" and len(sort["fields"]) == 1:
+            name = _sval(sort["fields"][0])
+            named.update(i for i, (output, _) in enumerate(outputs) if name and output == name)
+    return all(name and i in named for i, (name, _) in enumerate(outputs))
 
 
 def _beside_values(nodes: list[Any]) -> bool:
