@@ -7,7 +7,9 @@ Owns the selection, so it can be re-run against any server and reviewed as a dif
 
 A name is listed when every overload of it in pg_catalog that SQL can call is immutable or
 stable (aggregates and window functions included), and the name is on none of the
-exclusion lists below; plus the reviewed HARMLESS_VOLATILE functions. Policy judges calls
+exclusion lists below; plus the reviewed HARMLESS_VOLATILE functions. Apart, the reviewed
+INFORMATION_SCHEMA_HELPERS that drivers call qualified with information_schema
+(`data.portcullis.postgres.reader_information_schema_functions`). Policy judges calls
 by name (pdp/sql/ cannot know argument types), so one overload that is not
 harmless keeps the name off the list. The lists are the review: each entry says why.
 
@@ -114,6 +116,33 @@ HARMLESS_VOLATILE = {
     "pg_advisory_unlock_shared": "releases one of this session's shared advisory locks",
 }
 
+# information_schema's helpers that drivers call by their qualified name: pgjdbc's
+# getPrimaryKeys, getIndexInfo and getBestRowIdentifier (so Metabase's, DBeaver's and
+# DataGrip's key and index lists) read `information_schema._pg_expandarray(i.indkey)`.
+# Reviewed one by one: SQL that initdb made, immutable, reading nothing but its arguments.
+# Listed (`data.portcullis.postgres.reader_information_schema_functions`) only where the
+# server has it as initdb made it (an OID below 16384, one overload, immutable, LANGUAGE
+# sql), apart from reader_functions: the policy admits such a name only called qualified
+# with information_schema (unqualified, or in a database that defines a function of its
+# name, user_functions, the server may run another one), and the proxy's facts deny it in
+# a database that changed it since initdb (shadowed_functions).
+INFORMATION_SCHEMA_HELPERS = {
+    "_pg_expandarray": "an array's elements with their positions: select $1[s], s - "
+    "array_lower($1, 1) + 1 from generate_series(array_lower($1, 1), array_upper($1, 1))",
+}
+
+HELPERS_QUERY = """
+SELECT p.proname
+FROM pg_catalog.pg_proc p
+JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+WHERE p.pronamespace = 'information_schema'::regnamespace
+AND p.proname = ANY (%s)
+GROUP BY p.proname
+HAVING count(*) = 1 AND bool_and(p.oid < '16384'::oid AND p.provolatile = 'i'
+                                 AND l.lanname = 'sql')
+ORDER BY 1
+"""
+
 # Overloads SQL cannot call: pseudo-type `internal` arguments (planner support, type
 # analysis) and the handlers only the server invokes (triggers, access methods).
 _UNCALLABLE_RETURNS = (
@@ -207,6 +236,16 @@ def from_server(dsn: str) -> dict[str, bool]:
     with psycopg.connect(dsn, autocommit=True) as conn:
         rows = conn.execute(CATALOG_QUERY).fetchall()
     return select(rows)
+
+
+def information_schema_from_server(dsn: str) -> dict[str, bool]:
+    """`data.portcullis.postgres.reader_information_schema_functions`: the
+    INFORMATION_SCHEMA_HELPERS the server dsn names has as initdb made them, {name: true}."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(HELPERS_QUERY, (list(INFORMATION_SCHEMA_HELPERS),)).fetchall()
+    return dict.fromkeys(sorted(str(r[0]) for r in rows), True)
 
 
 def write_into(
