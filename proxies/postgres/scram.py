@@ -2,12 +2,22 @@
 
 Owns the computations a proxy needs to log in to an upstream server with a credential it
 holds (RFC 5802 SCRAM, RFC 7677 SCRAM-SHA-256, as PostgreSQL uses them in its "SASL
-Authentication" section; MD5 as in AuthenticationMD5Password). It produces and checks the
-SASL payloads only; wrapping them in SASLInitialResponse / SASLResponse frames and any IO
-belong to the caller.
+Authentication" section; MD5 as in AuthenticationMD5Password), and the order in which a
+server may ask for them (UpstreamLogin: the answer to each Authentication request, or the
+refusal). IO belongs to the caller.
 
-No channel binding: the GS2 header is "n,," (the client does not support it), which is
-what libpq sends when it is not using TLS channel binding.
+An impostor at the upstream's address (a local user holding its port while the server
+restarts, anyone on the path) must not get a session's worth of trust: once SCRAM is
+chosen, AuthenticationOk counts only after an AuthenticationSASLFinal whose server
+signature proves the server knows the password; a second authentication request (SCRAM
+chosen, then MD5 or the password in clear: a downgrade) is refused, and so is anything out
+of order.
+
+Channel binding (RFC 5929 tls-server-end-point, PostgreSQL's SCRAM-SHA-256-PLUS): over TLS
+the proxy binds the exchange to the server's certificate when the server offers it, so a
+TLS-terminating man in the middle cannot relay the proof; when it does not, the GS2 header
+"y,," tells the server the client could have (a server that does support it refuses, so
+stripping PLUS from the offer is caught). Without TLS the header is "n,,", as libpq's.
 
 SASLprep: the password is prepared the way PostgreSQL's own ``pg_saslprep`` does it
 (RFC 4013 via Python's ``stringprep`` tables): ASCII passes unchanged; otherwise non-ASCII
@@ -28,8 +38,17 @@ import secrets
 import stringprep
 import unicodedata
 
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+
+from proxies.postgres import codec
+
 MECHANISM = "SCRAM-SHA-256"
-GS2_HEADER = b"n,,"
+MECHANISM_PLUS = "SCRAM-SHA-256-PLUS"
+GS2_HEADER = b"n,,"  # the client does not support channel binding (no TLS)
+GS2_HEADER_UNOFFERED = b"y,,"  # it does, but the server did not offer it
+GS2_HEADER_PLUS = b"p=tls-server-end-point,,"
 DEFAULT_MAX_ITERATIONS = 1_000_000  # the server picks the count; bound the work it can ask
 
 
@@ -121,13 +140,17 @@ def _b64decode(value: str, what: str) -> bytes:
 class ScramClient:
     """One SCRAM-SHA-256 exchange as the client (RFC 5802 section 3, RFC 7677).
 
-    Use: ``first_message()`` → SASLInitialResponse("SCRAM-SHA-256", it);
+    Use: ``first_message()`` → SASLInitialResponse(``mechanism``, it);
     ``final_message(AuthenticationSASLContinue.data)`` → SASLResponse(it);
     ``verify_server_final(AuthenticationSASLFinal.data)`` — raises ScramError unless the
     server proved it knows the password too. Then wait for AuthenticationOk.
 
     PostgreSQL ignores the SCRAM user name (the startup ``user`` counts); it is sent
     escaped for other servers' sake. ``nonce`` is for test vectors only.
+
+    channel_binding: the tls-server-end-point data of the connection's TLS (the mechanism
+    is then SCRAM-SHA-256-PLUS); tls without it: the connection is TLS but the server did
+    not offer binding ("y,,").
     """
 
     def __init__(
@@ -137,8 +160,17 @@ class ScramClient:
         *,
         nonce: str | None = None,
         max_iterations: int = DEFAULT_MAX_ITERATIONS,
+        channel_binding: bytes | None = None,
+        tls: bool = False,
     ) -> None:
         self._password = saslprep(password)
+        self._channel_binding = channel_binding or b""
+        if channel_binding is not None:
+            self.mechanism, self._gs2_header = MECHANISM_PLUS, GS2_HEADER_PLUS
+        elif tls:
+            self.mechanism, self._gs2_header = MECHANISM, GS2_HEADER_UNOFFERED
+        else:
+            self.mechanism, self._gs2_header = MECHANISM, GS2_HEADER
         if nonce is None:
             nonce = base64.b64encode(secrets.token_bytes(18)).decode("ascii")
         if not nonce.isascii() or not nonce.isprintable() or not nonce or "," in nonce:
@@ -152,7 +184,7 @@ class ScramClient:
 
     def first_message(self) -> bytes:
         """client-first-message: GS2 header + "n=<user>,r=<client nonce>"."""
-        return GS2_HEADER + self._client_first_bare
+        return self._gs2_header + self._client_first_bare
 
     def final_message(self, server_first: bytes) -> bytes:
         """client-final-message (with the proof) for the server-first-message received."""
@@ -179,7 +211,8 @@ class ScramClient:
         salted = hashlib.pbkdf2_hmac("sha256", self._password, salt, iterations)
         client_key = _hmac(salted, b"Client Key")
         stored_key = hashlib.sha256(client_key).digest()
-        channel_binding = base64.b64encode(GS2_HEADER).decode()  # "biws"
+        # "biws" for "n,,"; with PLUS the header and the certificate's hash
+        channel_binding = base64.b64encode(self._gs2_header + self._channel_binding).decode()
         without_proof = f"c={channel_binding},r={nonce}".encode()
         auth_message = self._client_first_bare + b"," + server_first + b"," + without_proof
         signature = _hmac(stored_key, auth_message)
@@ -204,3 +237,134 @@ class ScramClient:
                 "password (or the exchange was tampered with)"
             )
         self.completed = True
+
+
+def tls_server_end_point(certificate: bytes) -> bytes | None:
+    """RFC 5929 tls-server-end-point channel binding data of a server's DER certificate:
+    its hash by the certificate's signature hash (SHA-256 in place of MD5 and SHA-1), as
+    PostgreSQL computes it; None when the signature names no hash (Ed25519, RSA-PSS)."""
+    try:
+        algorithm = x509.load_der_x509_certificate(certificate).signature_hash_algorithm
+    except (ValueError, UnsupportedAlgorithm):
+        return None
+    if algorithm is None:
+        return None
+    if isinstance(algorithm, hashes.MD5 | hashes.SHA1):
+        algorithm = hashes.SHA256()
+    digest = hashes.Hash(algorithm)
+    digest.update(certificate)
+    return digest.finalize()
+
+
+class LoginRefused(ValueError):
+    """The upstream's authentication requests are not ones to answer; the message is safe
+    for the client (it names the step, never the secret nor the server's own words)."""
+
+
+class UpstreamLogin:
+    """The proxy's side of one upstream start-up's authentication, request by request.
+
+    ``answer(request)`` for each Authentication request the server sends: the message to
+    send back, or None (AuthenticationOk, accepted); raises LoginRefused when the request
+    must not be answered. ``authenticated`` once AuthenticationOk was accepted (the caller
+    takes no ReadyForQuery before).
+
+    One method per start-up: the first request chooses it (SCRAM-SHA-256, with channel
+    binding over TLS when offered; MD5; the password in clear only over TLS to a verified
+    server, ``tls_verified``); another request after that is refused. AuthenticationOk
+    after SCRAM was chosen counts only once the server's signature was verified.
+    ``tls_certificate``: the server's DER certificate when the connection is TLS.
+    """
+
+    def __init__(
+        self,
+        username: str,
+        password: str | bytes,
+        *,
+        tls_certificate: bytes | None = None,
+        tls_verified: bool = False,
+    ) -> None:
+        self._username = username
+        self._password = password
+        self._tls_certificate = tls_certificate
+        self._tls_verified = tls_verified
+        self._method: str | None = None
+        self._scram: ScramClient | None = None
+        self._server_first_answered = False
+        self.authenticated = False
+
+    def answer(self, request: codec.Authentication) -> codec.Message | None:
+        if self.authenticated:
+            raise LoginRefused("upstream asked for authentication after accepting it")
+        if isinstance(request, codec.AuthenticationOk):
+            if self._scram is not None and not self._scram.completed:
+                raise LoginRefused(
+                    "upstream accepted the session without proving it knows the password "
+                    "(no verified SCRAM server signature): refused"
+                )
+            self.authenticated = True
+            return None
+        if isinstance(request, codec.AuthenticationSASLContinue):
+            return self._server_first(request.data)
+        if isinstance(request, codec.AuthenticationSASLFinal):
+            self._server_final(request.data)
+            return None  # AuthenticationOk follows
+        if self._method is not None:
+            raise LoginRefused(
+                f"upstream asked for {type(request).__name__} after {self._method} was "
+                "chosen (a downgrade): refused"
+            )
+        if isinstance(request, codec.AuthenticationSASL):
+            self._method = "SCRAM"
+            return self._choose_scram(request.mechanisms)
+        if isinstance(request, codec.AuthenticationMD5Password):
+            self._method = "MD5"
+            return codec.PasswordMessage.from_password(
+                md5_password(self._username, self._password, request.salt)
+            )
+        if isinstance(request, codec.AuthenticationCleartextPassword):
+            if not self._tls_verified:
+                raise LoginRefused(
+                    "upstream asks for the password in clear over a connection that is "
+                    "not TLS to a verified server: refused (have the server use "
+                    "scram-sha-256, or connect with verified TLS)"
+                )
+            self._method = "the password in clear"
+            return codec.PasswordMessage.from_password(self._password)
+        raise LoginRefused(
+            f"upstream asks for {type(request).__name__}, which the proxy does not speak"
+        )
+
+    def _choose_scram(self, mechanisms: list[str]) -> codec.Message:
+        tls = self._tls_certificate is not None
+        if tls and MECHANISM_PLUS in mechanisms:
+            assert self._tls_certificate is not None
+            binding = tls_server_end_point(self._tls_certificate)
+            if binding is None:
+                raise LoginRefused(
+                    "upstream offers channel binding but its certificate's signature names "
+                    "no hash to bind to"
+                )
+            self._scram = ScramClient(self._username, self._password, channel_binding=binding)
+        elif MECHANISM in mechanisms:
+            self._scram = ScramClient(self._username, self._password, tls=tls)
+        else:
+            raise LoginRefused("upstream offers no SASL mechanism the proxy speaks")
+        return codec.SASLInitialResponse(self._scram.mechanism, self._scram.first_message())
+
+    def _server_first(self, data: bytes) -> codec.Message:
+        if self._scram is None or self._server_first_answered:
+            raise LoginRefused("upstream sent SASLContinue out of order")
+        self._server_first_answered = True
+        try:
+            return codec.SASLResponse(self._scram.final_message(data))
+        except ScramError:
+            raise LoginRefused("upstream SCRAM exchange failed") from None
+
+    def _server_final(self, data: bytes) -> None:
+        if self._scram is None or not self._server_first_answered or self._scram.completed:
+            raise LoginRefused("upstream sent SASLFinal out of order")
+        try:
+            self._scram.verify_server_final(data)
+        except ScramError:
+            raise LoginRefused("upstream server signature is wrong") from None
