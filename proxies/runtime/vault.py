@@ -13,6 +13,10 @@ in the background) and every lease it takes for a session:
 - `auth/token/create/<role>` → a Vault token issued per session from that token role (an
   HTTP credential for an upstream that checks Vault tokens), revoked at release.
 
+Vault is asked at `vault.addr` and nowhere else: a redirect (3xx) is refused, not followed
+(requests keeps the X-Vault-Token header on the way to another host, so whoever answered
+at the address would send the proxy's token where it liked).
+
 hvac is synchronous, so every call runs in a worker thread. Must not: log, raise, or repr
 a secret or a Vault token — errors name Vault's address, the reference and what failed,
 nothing Vault sent back. A Vault outage refuses new sessions (CredentialUnavailable) and
@@ -116,10 +120,14 @@ class VaultProvider:
         self.method = str(self._auth.get("method", "token"))
         self._settings = settings
         ca_cert = self._auth.get("ca_cert")
+        session = requests.Session()
+        session.hooks["response"].append(_refuse_redirect)
         self._client = hvac.Client(
             url=settings.addr,
             timeout=timeout,
             verify=str(settings.path(str(ca_cert))) if ca_cert else True,
+            allow_redirects=False,
+            session=session,
         )
         if _cleartext(settings.addr):
             log.warning(
@@ -532,7 +540,12 @@ class VaultProvider:
     ) -> CredentialUnavailable:
         """A client-safe error: names Vault, the reference and the failure class — no body."""
         step = f"logging in to Vault at {self.addr} ({self.method})" if login else ref
-        if isinstance(exc, requests.exceptions.RequestException):
+        if isinstance(exc, VaultRedirected):
+            message = (
+                f"Vault at {self.addr} answered with a redirect, which the proxy does not "
+                f"follow (its token goes to vault.addr only); cannot obtain {ref}"
+            )
+        elif isinstance(exc, requests.exceptions.RequestException):
             message = f"Vault at {self.addr} is unreachable; cannot obtain {ref}"
         elif isinstance(exc, hvac.exceptions.VaultDown):
             message = f"Vault at {self.addr} is sealed or unavailable; cannot obtain {ref}"
@@ -614,8 +627,21 @@ def _cleartext(addr: str) -> bool:
         return True
 
 
+class VaultRedirected(requests.exceptions.RequestException):
+    """Vault's address answered with a redirect (not followed)."""
+
+
+def _refuse_redirect(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    """requests' response hook: a redirect ends the call (where it points is not kept)."""
+    if response.is_redirect or 300 <= response.status_code < 400:
+        response.close()
+        raise VaultRedirected("Vault answered with a redirect")
+
+
 def _describe(exc: BaseException) -> str:
     """Names the failure without repeating anything Vault sent back."""
+    if isinstance(exc, VaultRedirected):
+        return "Vault redirected"
     if isinstance(exc, requests.exceptions.RequestException):
         return "Vault unreachable"
     return type(exc).__name__
