@@ -1,17 +1,23 @@
 """`portcullis approvals list | approve ID | deny ID`: approvers acting with their own token.
 
 Owns the command line of approving; every check (token, who may approve, never the
-requester) happens at the PDP, which this only asks over gRPC.
+requester) happens at the PDP, which this only asks over gRPC. The approver's token goes
+to the PDP over TLS whenever the PDP is configured for it (`proxies.pdp.ca_file`, or
+`--ca-file`; with a client certificate, `cert_file` + `key_file`, when the PDP asks for
+one), its certificate checked; a PDP this host reaches only over the network is never
+sent a token in clear (the token approves: anyone on the path could replay it).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -32,19 +38,74 @@ def _token(args: argparse.Namespace) -> str:
     return token
 
 
-async def _call(address: str, method: str, request: Any) -> Any:
-    async with grpc.aio.insecure_channel(address) as channel:
+async def _call(
+    address: str, method: str, request: Any, credentials: grpc.ChannelCredentials | None
+) -> Any:
+    channel = (
+        grpc.aio.insecure_channel(address)
+        if credentials is None
+        else grpc.aio.secure_channel(address, credentials)
+    )
+    async with channel:
         stub = pdp_pb2_grpc.DecisionServiceStub(channel)
         return await getattr(stub, method)(request, timeout=10)
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise SystemExit(
+            f"portcullis approvals: cannot read {what} {path}: {exc.strerror}"
+        ) from None
+
+
+def channel_credentials(config: Any, args: argparse.Namespace) -> grpc.ChannelCredentials | None:
+    """TLS to the PDP (None: in clear). --ca-file, --cert-file and --key-file, else
+    proxies.pdp's files; TLS too when the PDP of this configuration serves it (pdp.tls),
+    then checked against the system's roots unless a CA is given."""
+    given = config.proxies.pdp
+    ca = getattr(args, "ca_file", None) or given.ca_file
+    cert = getattr(args, "cert_file", None) or given.cert_file
+    key = getattr(args, "key_file", None) or given.key_file
+    if bool(cert) != bool(key):
+        raise SystemExit("portcullis approvals: a client certificate needs both its file and key")
+    if not (ca or cert or config.pdp.tls is not None):
+        return None
+    return grpc.ssl_channel_credentials(
+        root_certificates=_read(Path(ca), "the CA file") if ca else None,
+        private_key=_read(Path(key), "the key file") if key else None,
+        certificate_chain=_read(Path(cert), "the certificate file") if cert else None,
+    )
+
+
+def on_this_host(address: str) -> bool:
+    """Whether a gRPC target is this host's: a Unix socket, a loopback address, localhost."""
+    if address.startswith(("unix:", "unix-abstract:")):
+        return True
+    target = address.removeprefix("dns:///").removeprefix("ipv4:").removeprefix("ipv6:")
+    host = (target.rpartition(":")[0] if ":" in target else target).strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _run(args: argparse.Namespace, method: str, request: Any) -> Any:
     from pdp.cli import _config
 
     config = _config(args, strict=False)
-    address = args.pdp or config.pdp.address or config.pdp.listen
+    address = args.pdp or config.proxies.pdp.address or config.pdp.address or config.pdp.listen
+    credentials = channel_credentials(config, args)
+    if credentials is None and not on_this_host(address):
+        raise SystemExit(
+            f"portcullis approvals: refusing to send your token in clear to the PDP at "
+            f"{address}: give its CA (--ca-file, or proxies.pdp.ca_file) to reach it over TLS"
+        )
     try:
-        return asyncio.run(_call(address, method, request))
+        return asyncio.run(_call(address, method, request, credentials))
     except grpc.aio.AioRpcError as exc:
         print(f"portcullis approvals: {exc.details()}", file=sys.stderr)
         raise SystemExit(EXIT_REFUSED) from None
@@ -160,6 +221,9 @@ def register(sub: Any) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--token", default=None, help="your token (or PORTCULLIS_TOKEN)")
     common.add_argument("--pdp", default=None, help="PDP address (default: from the config)")
+    common.add_argument("--ca-file", default=None, help="CA of the PDP's TLS certificate")
+    common.add_argument("--cert-file", default=None, help="your client certificate (mTLS)")
+    common.add_argument("--key-file", default=None, help="its key")
     listing = asub.add_parser("list", parents=[common], help="approval requests")
     listing.add_argument("--pending", action="store_true", help="only undecided ones")
     listing.add_argument("--format", choices=["text", "json"], default="text")
