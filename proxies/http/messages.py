@@ -23,6 +23,7 @@ from urllib.parse import unquote
 
 from portcullis import strict_json
 from portcullis.http_target import Target
+from proxies.http import carried
 from proxies.http.codec import BadRequest, Head
 from proxies.http.codings import Undecodable, codings, decode_whole
 
@@ -614,13 +615,20 @@ def embedded_methods(body: bytes, seen: Any, media: str = "") -> list[str]:
         try:
             value = json.loads(body)
         except (ValueError, RecursionError):
-            value = None
+            # (lines of JSON: _bulk's action lines, each a method: carried.py)
+            value = carried.ndjson_values(body)
+            if value is None:  # (too many lines, or none of JSON: read by their bytes)
+                found.update(carried.unbounded_methods(body))
+    documents = value if isinstance(value, list) else [value]
+    found.update(m for d in documents if (m := carried.action_method(d)))
     stack: list[Any] = [value]
     walked = 0
     while stack and walked < MAX_EMBEDDED_WALK:
         item = stack.pop()
         walked += 1
         if isinstance(item, dict):
+            # (an operation of a JSON:API, JSON Patch or SCIM body: carried.py)
+            found.update(carried.object_methods(item))
             keys = {str(k).lower(): v for k, v in item.items()}
             method = keys.get("method")
             if (
@@ -640,6 +648,7 @@ def embedded_methods(body: bytes, seen: Any, media: str = "") -> list[str]:
     if stack:
         # too many values to walk: every `"method": "<a method>"` counts
         found.update(m.group(1).decode("ascii").upper() for m in _JSON_METHOD.finditer(body))
+        found.update(carried.unbounded_methods(body))
     return sorted("PATCH" if m == "MERGE" else m for m in found)
 
 

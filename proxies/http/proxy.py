@@ -55,7 +55,7 @@ from portcullis.masking import masking_key
 from portcullis.protocols import workers_of
 from portcullis.reuse import reuse_key
 from portcullis.verdict import VerdictKind
-from proxies.http import messages, request_words
+from proxies.http import carried, messages, request_words
 from proxies.http.client_io import ClientIO
 from proxies.http.codec import END, BadRequest, Body, End, Event, Head, RequestReader
 from proxies.http.codings import ContentDecoder, Undecodable, codings
@@ -907,11 +907,17 @@ class ClientConnection(UpstreamExchange):
             attributes["body_names_method"] = True
         if request.target.query and messages.hides_method(request.target.query):
             attributes["query_names_method"] = True
+        media = messages.media_type(head)
+        embedded: set[str] = set()
         if request.body and readable:
-            embedded = messages.embedded_methods(inspected, body, messages.media_type(head))
-            if embedded:
-                # (requests a batch carries: judged as methods of this one, http.rego)
-                attributes["embedded_methods"] = embedded
+            # (requests a batch carries, a bulk's actions, a body's operations)
+            embedded.update(messages.embedded_methods(inspected, body, media))
+        # (a GraphQL mutation in the target's query or the body: carried.py)
+        readable_body = inspected if request.body and readable else b""
+        embedded |= carried.graphql_methods(attributes["query"], body, readable_body, media)
+        if embedded:
+            # (judged as methods of this one, http.rego)
+            attributes["embedded_methods"] = sorted(embedded)
         return attributes
 
     # -- deciding ----------------------------------------------------------------------

@@ -72,9 +72,14 @@ http_line_method := upper(object.get(input, ["command", "http", "method"], ""))
 
 # the methods of the requests a body carries for the upstream to carry out itself (a
 # batch: Microsoft Graph's and Facebook's `{"method", "url"}` objects, Salesforce's
-# composite, OData's and Google's multipart batches of request lines), as the proxy read
-# them (proxies/http/messages.embedded_methods): each a method of this request, so a
-# reader's POST carrying a DELETE is the DELETE; one it could not read is none allowed
+# composite, OData's and Google's multipart batches of request lines), and the writes a
+# body or query carries as operations (Elasticsearch's _bulk actions, a `delete` a
+# DELETE; JSON:API's atomic `remove` a DELETE, `add` a POST, `update` a PATCH; JSON Patch
+# and SCIM operations a PATCH; a GraphQL mutation, in a GET's query too, or a persisted
+# query sent by its hash alone, a POST), as the proxy read them
+# (proxies/http/messages.embedded_methods, proxies/http/carried.py): each a method of
+# this request, so a reader's POST carrying a DELETE is the DELETE; one it could not
+# read is none allowed
 http_embedded_methods := {upper(m) |
 	some m in object.get(input, ["command", "http", "embedded_methods"], [])
 	is_string(m)
