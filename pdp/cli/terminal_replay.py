@@ -4,8 +4,15 @@ Owns the command-line side of terminal recordings (pdp.domain.casts builds them)
 terminal, `replay` plays each recorded shell after the session's timeline, with its
 timing (pauses capped, `--speed` to go faster); elsewhere it says how many there are.
 `--format asciicast` writes one recording as an asciicast v2 file for standard players
-(`asciinema play`), the first unless `--channel N` names another. What is played on the
-auditor's terminal is the recording's display only (DisplayOnly: no clipboard, links,
+(`asciinema play`), the first unless `--channel N` names another.
+
+By default a recording is shown as text, every byte of it (Visible): its control
+characters and sequences written as inert escapes (`\x1b[1A\x1b[2K`, `\r`, an OSC 52
+clipboard string whole), lines only where it sent a line feed. A recording replayed as a
+terminal draws it can erase and overwrite what it printed (`cat secret; printf
+'\r\x1b[2K'`, cursor up and erase): the auditor would read the screen the user wanted
+read, not what the shell printed. `--raw` plays it as a terminal draws it: then what is
+played on the auditor's terminal is the recording's display only (DisplayOnly: no clipboard, links,
 titles, sequences the terminal answers or modes that change what it sends), played
 below the timeline once that has scrolled out of reach, and every mode it left set is
 reset after it; an export is the recording exact. DisplayOnly is not proxies/ssh/stream's
@@ -34,6 +41,12 @@ EXIT_NOT_FOUND = 1
 def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--speed", type=float, default=1.0, help="terminal playback speed")
     parser.add_argument("--channel", type=int, default=None, help="which terminal recording")
+    parser.add_argument(
+        "--raw",
+        action="store_true",
+        help="play terminal recordings as a terminal draws them (colour, cursor moves, "
+        "erasing) instead of showing every byte, control sequences as escapes",
+    )
 
 
 def recorded(records: list[AuditRecord]) -> list[Cast]:
@@ -99,6 +112,19 @@ def after_timeline(
         )
         return
     speed = float(getattr(args, "speed", 1.0) or 1.0)
+    if not getattr(args, "raw", False):
+        for cast in casts:
+            out.write(f"--- terminal, channel {cast.channel} (decision {inert(cast.decision_id)})"
+                      ": every byte shown, control sequences as escapes (--raw to play it as"
+                      " a terminal draws it) ---\n")  # fmt: skip
+            shown = Visible()
+            for wait, data in cast.frames(speed):
+                if wait:
+                    sleep(wait)
+                out.write(shown.feed(data))
+                out.flush()
+            out.write(shown.end() + "\n--- end of recording ---\n")
+        return
     for cast in casts:
         # a screenful of new lines first: what was printed (the timeline) is then in the
         # scrollback, which no cursor movement or erase a recording may send can reach
@@ -120,6 +146,33 @@ def _rows(out: TextIO) -> int:
         return max(os.get_terminal_size(out.fileno()).lines, 1)
     except (OSError, ValueError):
         return 24
+
+
+class Visible:
+    """A recorded terminal's output as text an auditor reads whole (sans-IO, fed in pieces):
+    every character that acts on a terminal (C0 and C1 controls, ESC and so every escape
+    sequence's start, DEL, format characters) is written as its inert escape
+    (pdp.plumbing.rendering.inert), the rest of a sequence then being plain text; a line
+    break only for a line feed (CR LF is one line break; any other CR is shown as `\r`).
+    Nothing it writes moves the cursor back or erases: each byte's text stays on screen."""
+
+    def __init__(self) -> None:
+        self._cr = False  # the last piece ended in CR: a line feed may follow
+
+    def feed(self, data: str) -> str:
+        text = ("\r" if self._cr else "") + data
+        self._cr = text.endswith("\r")
+        if self._cr:
+            text = text[:-1]
+        lines = text.split("\n")
+        shown = [inert(line.removesuffix("\r")) for line in lines[:-1]]
+        shown.append(inert(lines[-1]))
+        return "\n".join(shown)
+
+    def end(self) -> str:
+        """What the recording left unsaid: a CR it ended with."""
+        held, self._cr = self._cr, False
+        return inert("\r") if held else ""
 
 
 # -- what a recorded terminal may do to the auditor's ---------------------------------------

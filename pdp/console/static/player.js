@@ -7,6 +7,10 @@
 // nothing from the auditor. Nor does an OSC string: the screen draws none of it (a window
 // title, a link's target), and one never ended drew nothing of what followed, the rest of
 // the recording (`printf '\e]0;'; cat /etc/shadow`); each is listed apart, inert, whole.
+// That screen is a choice ("Draw as a terminal"): by default every byte is shown as text,
+// each control character (ESC starting every sequence, CR, BS, BEL) as an inert escape and
+// a line break only for a line feed, so nothing recorded erases or overwrites what the
+// auditor reads (`cat secret; printf '\r\e[2K'`, cursor up and erase, CR and overwrite).
 "use strict";
 (function () {
   var MAX_IDLE = 2.0;   // a longer pause plays as this long (asciinema's idle_time_limit)
@@ -80,7 +84,21 @@
       else this.put(ch);
     }
   };
+  // every byte as text (the default view): a line break for LF (CR LF is one), every
+  // other control character inert; nothing moves the cursor back or erases
+  Screen.prototype.literal = function (data) {
+    for (var i = 0; i < data.length; i++) {
+      var point = data.codePointAt(i), ch = String.fromCodePoint(point);
+      if (point > 0xffff) i += 1;
+      if (this.cr) { this.cr = false; if (ch !== "\n") this.inert("\r"); }
+      if (ch === "\n") { this.newline(); continue; }
+      if (ch === "\r") { this.cr = true; continue; }
+      if (point !== 0x20 && INVISIBLE.test(ch)) { this.inert(ch); continue; }
+      this.put(ch);
+    }
+  };
   Screen.prototype.write = function (data) {
+    if (this.asText) { this.literal(data); return; }
     for (var i = 0; i < data.length; i++) {
       var c = data[i], code = data.charCodeAt(i);
       if (this.state === "esc") {
@@ -139,6 +157,10 @@
       flush();
       if (n < this.lines.length - 1) frag.appendChild(document.createTextNode("\n"));
     }, this);
+    if (this.cr) {  // a CR the next frame may follow with LF: shown meanwhile, kept pending
+      var cr = document.createElement("span"); cr.className = "ctl"; cr.textContent = "\\r";
+      frag.appendChild(cr);
+    }
     pre.replaceChildren(frag);
     pre.scrollTop = pre.scrollHeight;
   };
@@ -166,9 +188,11 @@
     this.speed = section.querySelector(".speed");
     this.position = section.querySelector(".position");
     this.clock = section.querySelector(".clock");
-    this.frames = []; this.at = 0; this.next = 0; this.timer = null; this.screen = new Screen();
+    this.draw = section.querySelector(".draw");
+    this.frames = []; this.at = 0; this.next = 0; this.timer = null; this.screen = this.fresh();
     var self = this;
     this.load(0);
+    if (this.draw) this.draw.addEventListener("change", function () { self.seek(self.at); });
     this.button.addEventListener("click", function () { self.timer ? self.pause() : self.play(); });
     this.position.addEventListener("input", function () {
       self.pause(); self.seek(self.duration() * self.position.value / 1000);
@@ -224,9 +248,15 @@
       note.render(pane);
     });
   };
+  // the screen of the view chosen: every byte as text unless "Draw as a terminal" is on
+  Player.prototype.fresh = function () {
+    var screen = new Screen();
+    screen.asText = !(this.draw && this.draw.checked);
+    return screen;
+  };
   Player.prototype.duration = function () { return this.frames.length ? this.frames[this.frames.length - 1].t : 0; };
   Player.prototype.seek = function (t) {
-    this.screen = new Screen(); this.next = 0; this.at = t;
+    this.screen = this.fresh(); this.next = 0; this.at = t;
     while (this.next < this.frames.length && this.frames[this.next].t <= t) this.screen.write(this.frames[this.next++].data);
     this.show();
   };

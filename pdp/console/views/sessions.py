@@ -6,8 +6,10 @@ does and summarises them with the same `summarize`; a replay is the same
 counts — never values — and result summaries; HTTP requests; SSH commands), and each
 recorded terminal is played in the browser from its asciicast v2 recording
 (`pdp.domain.casts`, the same file `replay --format asciicast` writes), its control
-characters interpreted by a tiny player that shows anything it does not know as an
-inert escape, and lists apart what it does not draw (OSC strings: titles, links).
+bytes shown as text, control characters as inert escapes (by default: nothing recorded
+erases or overwrites what it printed), or interpreted by a tiny player that shows anything
+it does not know as an inert escape, and lists apart what it does not draw (OSC strings:
+titles, links).
 
 Who sees what: auditors (ConsoleSettings.auditor_groups) every session; anyone else their
 own sessions only (subject and issuer of the session's identity), whatever the query
@@ -406,6 +408,10 @@ class SessionsView:
                   max="1000", value="0", step="1")
             + tag("span", "0.0s", class_="clock", aria_live="off")
             + tag("a", "Download asciicast", href=f"{src}?download=1")
+            # off (the default): every byte as text, control sequences as inert escapes,
+            # so nothing recorded erases or overwrites what it printed (static/player.js)
+            + tag("input", "", type="checkbox", id=f"{pid}-draw", class_="draw")
+            + tag("label", "Draw as a terminal (cursor moves, erasing)", for_=f"{pid}-draw")
         )  # fmt: skip
         screen = tag("pre", "", class_="screen", tabindex="0", role="log",
                      aria_label=f"Terminal output, channel {channel}")  # fmt: skip
