@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from proxies.postgres import codec
+from proxies.postgres.builtin_rows import BUILTIN_ROWS_SQL, changed_builtins
 from proxies.postgres.code_names import CodeNames, code_names
 from proxies.postgres.columns import VIEW_COLUMNS_SQL, renamed_view_columns
 from proxies.postgres.relations import RELATION_SOURCES_SQL, relation_sources
@@ -59,6 +60,7 @@ from proxies.postgres.user_code import (
     AFTER_INITDB,
     FIRST_NORMAL_OID,
     OVERLOADED_SQL,
+    QUESTION_FUNCTIONS,
     USER_CODE_SQL,
     user_code,
     xid_number,
@@ -250,6 +252,18 @@ async def read_facts(upstream: Upstream, ask: Ask = session_query) -> Facts | No
             ", ".join(sorted(set(overloaded))),
         )
         return None
+    builtins = await ask(upstream, PINNED_PATH + BUILTIN_ROWS_SQL)
+    if builtins is None:
+        return None
+    changed = changed_builtins(builtins, QUESTION_FUNCTIONS, _kept_boundary(upstream, columns))
+    if changed:
+        log.error(
+            "built-in catalogue rows the proxy's catalogue questions stand on were written"
+            " since initdb (%s): their answers may be the database's, so the catalogue is"
+            " not judged by (sessions are refused)",
+            ", ".join(changed[:20]),
+        )
+        return None
     rows: list[list[str]] = []
     for sql in FACT_QUERIES:
         found = await ask(upstream, FACTS_PLANNED + PINNED_PATH + sql)
@@ -281,6 +295,14 @@ def _marked(rows: list[str] | None, form: re.Pattern[str] = _MARK) -> str | None
     if rows is None or len(rows) != 1 or not form.fullmatch(rows[0]):
         return None
     return rows[0]
+
+
+def _kept_boundary(upstream: Upstream, columns_mark: str) -> int:
+    """The least initdb boundary read of this server (the columns mark's at the least)."""
+    found = _COLUMNS_MARK.fullmatch(columns_mark)
+    boundary = int(found.group(1)) if found else 0
+    kept = _BOUNDARIES.get(upstream.writer.get_extra_info("peername"))
+    return boundary if kept is None else min(kept, boundary)
 
 
 def _boundary_kept(upstream: Upstream, columns_mark: str) -> bool:

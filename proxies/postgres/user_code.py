@@ -168,6 +168,7 @@ QUESTION_FUNCTIONS = (
     "oidin",
     "pg_current_snapshot",
     "pg_snapshot_out",
+    "record_out",
     "regexp_matches",
     "regexp_replace",
     "sum",

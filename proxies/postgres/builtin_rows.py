@@ -1,0 +1,209 @@
+"""Whether the built-in catalogue rows the proxy's own catalogue questions stand on are
+still as initdb wrote them (no IO here).
+
+The questions (catalog_watch's marks, the facts of user_code.py, columns.py, relations.py,
+upstream.py) compare, join, aggregate and print through pg_catalog's operators, aggregates,
+casts and types. A superuser may write those rows in place, keeping their OIDs:
+`UPDATE pg_catalog.pg_operator SET oprcode = 'int8eq' WHERE oid = '>(int8,int8)'::
+regoperator` made every `xmin > boundary` of the questions false, so a built-in changed
+since initdb (CREATE OR REPLACE FUNCTION pg_catalog.age(timestamp) ... LANGUAGE plpgsql)
+was no longer named, and a reader's `SELECT age(...)` ran it unjudged; an aggregate's
+transition or final function, a type's input or output function, a cast's function or an
+index support function rewritten alike answers for the built-in.
+
+BUILTIN_ROWS_SQL reads every row of those catalogues whole, through no operator, function
+call, filter or aggregate (a scan, casts pg_cast holds binary ones of, and the record's
+own output): what it returns does not depend on the rows it checks. changed_builtins
+then decides here, in Python: every built-in row (an OID below 16384) of pg_operator,
+pg_aggregate, pg_type, pg_cast and pg_amproc, and the pg_proc rows of the functions the
+questions call (user_code.QUESTION_FUNCTIONS) and of every function those rows name, must
+have been written no later than initdb (xmin at most the boundary: template0's row, and
+no later than any database made since, as user_code.AFTER_INITDB says, here computed from
+the pg_database rows read alongside). Anything else, or rows that are not there, fails
+closed: catalog_watch.read_facts reads no facts (sessions refused).
+
+A built-in function of the internal language runs by its OID whatever its pg_proc row
+says (fmgr's built-in table), but the parser and planner read the row (its result type,
+strictness, support function), so the rows named count too.
+
+Left: a superuser who, before this proxy first reads the server, writes these rows and
+then every pg_database row again (the boundary moves past them; catalog_watch keeps the
+least boundary it read of a server, so not after).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+FIRST_NORMAL_OID = 16384
+PG_CATALOG = 11
+
+# kind letter → catalogue, and the column each of its rows names a function (or operator)
+# by: one arm of the UNION ALL each
+_ARMS = (
+    ("o", "pg_operator", "o.oid", "o.oprcode::pg_catalog.oid"),
+    ("a", "pg_aggregate", "o.aggfnoid::pg_catalog.oid", "o.aggtransfn::pg_catalog.oid"),
+    ("a", "pg_aggregate", "o.aggfnoid::pg_catalog.oid", "o.aggfinalfn::pg_catalog.oid"),
+    ("a", "pg_aggregate", "o.aggfnoid::pg_catalog.oid", "o.aggcombinefn::pg_catalog.oid"),
+    ("t", "pg_type", "o.oid", "o.typinput::pg_catalog.oid"),
+    ("t", "pg_type", "o.oid", "o.typoutput::pg_catalog.oid"),
+    ("c", "pg_cast", "o.oid", "o.castfunc"),
+    ("s", "pg_amproc", "o.oid", "o.amproc::pg_catalog.oid"),
+)
+CATALOGS = {kind: catalog for kind, catalog, _, _ in _ARMS} | {
+    "p": "pg_proc",
+    "d": "pg_database",
+}
+
+
+def _record(kind: str, oid: str, ref: str, name: str, catalog: str) -> str:
+    """One arm: each row as the text of its record (record_out: a record takes no cast,
+    CREATE CAST refuses a pseudo-type), so every answer is one column of text."""
+    return (
+        f"SELECT pg_catalog.textin(pg_catalog.record_out(ROW({kind}::pg_catalog.text, {oid},"
+        f" o.xmin, {ref}, {name}))) FROM pg_catalog.{catalog} o"
+    )
+
+
+BUILTIN_ROWS_SQL = " UNION ALL ".join(
+    [
+        _record("'p'", "o.oid", "o.pronamespace", "o.proname", "pg_proc"),
+        _record("'d'", "o.oid", "'0'::pg_catalog.oid", "o.datname", "pg_database"),
+    ]
+    + [
+        _record(f"'{kind}'", oid, ref, "NULL::pg_catalog.name", catalog)
+        for kind, catalog, oid, ref in _ARMS
+    ]
+)
+
+
+# One catalogue row as BUILTIN_ROWS_SQL gives it: its catalogue's letter, OID, xmin, the
+# function (or operator) it names (0: none), and a name (pg_proc's, pg_database's).
+Row = tuple[str, int, int, int, str]
+
+
+def record_fields(text: str) -> list[str] | None:
+    """The fields of a record as the server prints it (record_out): `(a,"b,c",)`, a field
+    quoted when it holds a delimiter (a quote or backslash doubled inside), an empty one
+    NULL (given as ""). None when the text is not one record."""
+    if len(text) < 2 or text[0] != "(" or text[-1] != ")":
+        return None
+    fields: list[str] = []
+    i, end = 1, len(text) - 1
+    while True:
+        current: list[str] = []
+        if i < end and text[i] == '"':
+            i += 1
+            while True:
+                if i >= end:
+                    return None
+                char = text[i]
+                if char in '"\\' and i + 1 < end and text[i + 1] == char:
+                    current.append(char)
+                    i += 2
+                elif char == '"':
+                    i += 1
+                    break
+                else:
+                    current.append(char)
+                    i += 1
+        while i < end and text[i] != ",":
+            current.append(text[i])
+            i += 1
+        fields.append("".join(current))
+        if i >= end:
+            return fields
+        i += 1  # the comma
+
+
+# a record none of whose fields is quoted (every built-in row's): read at once
+_PLAIN = re.compile(r"\(([a-z]),([0-9]+),([0-9]+),([0-9]*),([^\"\\,()]*)\)")
+
+
+def parse_rows(texts: list[str]) -> list[Row] | None:
+    rows = []
+    plain = _PLAIN.fullmatch
+    for text in texts:
+        found = plain(text)
+        if found is not None and found[1] in CATALOGS:
+            kind, oid, xmin, ref, name = found.groups()
+            rows.append((kind, int(oid), int(xmin), int(ref or 0), name))
+            continue
+        fields = record_fields(text)
+        if fields is None or len(fields) != 5 or fields[0] not in CATALOGS:
+            return None
+        kind, oid, xmin, ref, name = fields
+        if not (oid.isdigit() and xmin.isdigit() and (ref.isdigit() or ref == "")):
+            return None
+        rows.append((kind, int(oid), int(xmin), int(ref or 0), name))
+    return rows
+
+
+def initdb_boundary(rows: list[Row]) -> int | None:
+    """The last transaction initdb ran, as the pg_database rows say: template0's row, and
+    no later than any database made since (None without template0)."""
+    databases = [row for row in rows if row[0] == "d"]
+    template0 = [xmin for _, _, xmin, _, name in databases if name == "template0"]
+    if not template0:
+        return None
+    later = [xmin - 1 for _, oid, xmin, _, _ in databases if oid >= FIRST_NORMAL_OID]
+    return min(template0 + later)
+
+
+# the answers already weighed, by a digest of the rows themselves (the same rows, the same
+# answer: every session start reads them, and reading them whole takes tens of ms)
+_WEIGHED: dict[bytes, list[str]] = {}
+_WEIGHED_MAX = 8
+
+
+def changed_builtins(texts: list[str], questions: tuple[str, ...], bound: int) -> list[str]:
+    """The built-in rows the questions stand on written since initdb (or missing), by
+    catalogue and OID (pg_proc rows by name); empty when all are as initdb left them.
+    `bound` is the least boundary the proxy read otherwise (the columns mark's)."""
+    digest = hashlib.blake2b(f"{bound}\0{questions}\0".encode(), digest_size=32)
+    digest.update("\n".join(texts).encode())
+    key = digest.digest()
+    known = _WEIGHED.get(key)
+    if known is None:
+        known = _weigh(texts, questions, bound)
+        if len(_WEIGHED) >= _WEIGHED_MAX:
+            _WEIGHED.clear()
+        _WEIGHED[key] = known
+    return list(known)
+
+
+def _weigh(texts: list[str], questions: tuple[str, ...], bound: int) -> list[str]:
+    rows = parse_rows(texts)
+    if rows is None:
+        return ["the built-in rows could not be read"]
+    boundary = initdb_boundary(rows)
+    if boundary is None:
+        return ["pg_database has no template0"]
+    boundary = min(boundary, bound)
+    found: list[str] = []
+    procs = {row[1]: row for row in rows if row[0] == "p"}
+    called = [
+        (oid, name)
+        for _, oid, _, namespace, name in procs.values()
+        if oid < FIRST_NORMAL_OID and namespace == PG_CATALOG and name in questions
+    ]
+    needed = {oid for oid, _ in called}
+    missing = set(questions) - {name for _, name in called}
+    found += [f"pg_proc {name} (not there)" for name in sorted(missing)]
+    kinds = {row[0] for row in rows}
+    found += [f"{CATALOGS[kind]} (empty)" for kind in sorted(set(CATALOGS) - kinds)]
+    for kind, oid, xmin, ref, _ in rows:
+        if kind in "pd" or oid >= FIRST_NORMAL_OID:
+            continue
+        if xmin > boundary:
+            found.append(f"{CATALOGS[kind]} {oid}")
+        if ref:
+            needed.add(ref)
+    for oid in sorted(needed):
+        proc = procs.get(oid)
+        if proc is None:
+            found.append(f"pg_proc {oid} (not there)")
+        elif proc[2] > boundary:
+            found.append(f"pg_proc {proc[4]} ({oid})")
+    return sorted(set(found))
