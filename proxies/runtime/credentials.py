@@ -8,6 +8,7 @@ The policy may pick another reference only among the connection's
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -28,6 +29,10 @@ class CredentialLease:
     private_key: str = field(default="", repr=False)
     lease_id: str = ""
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
+    # done when the credential ends before the session lets it go (a lease its provider
+    # could not renew, or one at its maximum TTL): the session ends then, since the
+    # upstream connection would otherwise outlive what let it in (None: it cannot end so)
+    lost: asyncio.Future[None] | None = field(default=None, repr=False, compare=False)
 
     def secrets(self) -> list[str]:
         """Every secret string of the lease, for the never-exposed scanner."""

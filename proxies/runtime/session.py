@@ -253,6 +253,9 @@ class ProxyRuntime:
         return pdp_pb2.Connection(name=c.name, type=c.type, zone=c.zone, labels=c.labels)
 
 
+LeaseWatch = tuple["asyncio.Future[None]", Callable[["asyncio.Future[None]"], None]]
+
+
 class ProxySession:
     def __init__(self, runtime: ProxyRuntime, client_addr: str, client: str) -> None:
         self.runtime = runtime
@@ -290,6 +293,8 @@ class ProxySession:
         self._last_key: tuple[dict[str, Any], dict[str, Any], str, str] | None = None
         # its end at its grant's or token's expiry, in runtime.deadlines (end_at_expiry)
         self._expiry: int | None = None
+        # the callback end_at_expiry put on its lease's `lost` (stop_expiry takes it off)
+        self._lease_watch: LeaseWatch | None = None
 
     @property
     def id(self) -> str:
@@ -430,13 +435,24 @@ class ProxySession:
         — would go on under an identity nobody vouches for any more; so the session ends
         then (as a gateway that disconnects on an expired certificate does)."""
         end = self._end()
-        if end is None:
+        lost = self.lease.lost if self.lease is not None else None
+        if end is None and lost is None:
             return None
-        at, reason, text = end
-        deadlines = self.runtime.deadlines
         ends: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        key = deadlines.add(at, functools.partial(_session_ended, ends, reason, text, tell))
-        ends.add_done_callback(lambda _: deadlines.withdraw(key))
+        if end is not None:
+            at, reason, text = end
+            deadlines = self.runtime.deadlines
+            key = deadlines.add(at, functools.partial(_session_ended, ends, reason, text, tell))
+            ends.add_done_callback(lambda _: deadlines.withdraw(key))
+        if lost is not None:
+            told = functools.partial(_session_ended, ends, *CREDENTIAL_ENDED, tell)
+
+            def credential_ended(lost: asyncio.Future[None]) -> None:
+                if not lost.cancelled():
+                    told()
+
+            lost.add_done_callback(credential_ended)
+            ends.add_done_callback(lambda _: lost.remove_done_callback(credential_ended))
         return ends
 
     def end_at_expiry(self, end: Callable[[str, str], None]) -> bool:
@@ -445,11 +461,12 @@ class ProxySession:
         else): at the earlier of the grant's end and the token's expiry, `end(reason,
         text)` — tell the client `text`, close as `reason`. False: the session has
         neither. Withdrawn by stop_expiry() or the session's close."""
+        self.stop_expiry()
+        watched = self._watch_lease(end)
         found = self._end()
         if found is None:
-            return False
+            return watched
         at, reason, text = found
-        self.stop_expiry()
         self._expiry = self.runtime.deadlines.add(at, functools.partial(end, reason, text))
         return True
 
@@ -458,6 +475,26 @@ class ProxySession:
         if self._expiry is not None:
             self.runtime.deadlines.withdraw(self._expiry)
             self._expiry = None
+        watch, self._lease_watch = self._lease_watch, None
+        if watch is not None:
+            watch[0].remove_done_callback(watch[1])
+
+    def _watch_lease(self, end: Callable[[str, str], None]) -> bool:
+        """end(*CREDENTIAL_ENDED) once the session's credential ends before the session
+        does (its lease could not be renewed, or reached its maximum TTL); False: it
+        cannot end so."""
+        lost = self.lease.lost if self.lease is not None else None
+        if lost is None:
+            return False
+
+        def credential_ended(lost: asyncio.Future[None]) -> None:
+            self._lease_watch = None
+            if not lost.cancelled():
+                end(*CREDENTIAL_ENDED)
+
+        lost.add_done_callback(credential_ended)
+        self._lease_watch = (lost, credential_ended)
+        return True
 
     def _end(self) -> tuple[float, str, str] | None:
         grant = self.grant
@@ -967,6 +1004,14 @@ def spooled_reuses(kept: Any) -> list[tuple[str, int, float, float]]:
         ):
             out.append((one[0], one[1], float(one[2]), float(one[3])))
     return out
+
+
+# a session whose upstream credential ended under it: its close reason, what its client is told
+CREDENTIAL_ENDED = (
+    "credential_expired",
+    "the upstream credential of this session ended (its lease could not be renewed); "
+    "reconnect for a fresh one",
+)
 
 
 def session_end(grant_ends: float, token_expires: float) -> tuple[float, str, str] | None:

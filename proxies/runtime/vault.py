@@ -239,18 +239,23 @@ class VaultProvider:
         duration = int(response.get("lease_duration") or 0)
         if lease_id:
             duration = await self._bounded(lease_id, ref, duration, bool(response.get("renewable")))
+        lost: asyncio.Future[None] | None = None
+        if lease_id and duration > 0:
+            lost = asyncio.get_running_loop().create_future()
         lease = CredentialLease(
             ref=ref,
             username=str(data.get("username", "")),
             password=str(data.get("password", "")),
             lease_id=lease_id,
             extra={"lease_duration": duration},
+            lost=lost,
         )
         if lease_id:
             self._leases[lease_id] = ref
-            if response.get("renewable") and duration > 0:
+            if lost is not None:
+                renews = bool(response.get("renewable"))
                 self._renewers[lease_id] = asyncio.create_task(
-                    self._keep_lease(lease_id, ref, duration),
+                    self._keep_lease(lease_id, ref, duration, lost, renews=renews),
                     name=f"vault-lease-renewer:{session_id}",
                 )
         log.info(
@@ -314,16 +319,16 @@ class VaultProvider:
                 f"Vault issued a token for {ref} valid for {duration or 'unlimited'}s, not "
                 f"within {bound}s (credentials.lease_ttl): check the token role's period"
             )
-        if auth.get("renewable"):
 
-            def renew(increment: int) -> int:
-                answer = self._client.auth.token.renew(token, increment=increment)
-                return int((answer.get("auth") or {}).get("lease_duration") or 0)
+        def renew(increment: int) -> int:
+            answer = self._client.auth.token.renew(token, increment=increment)
+            return int((answer.get("auth") or {}).get("lease_duration") or 0)
 
-            self._renewers[lease_id] = asyncio.create_task(
-                self._keep_lease(lease_id, ref, duration, renew),
-                name=f"vault-token-renewer:{session_id}",
-            )
+        lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._renewers[lease_id] = asyncio.create_task(
+            self._keep_lease(lease_id, ref, duration, lost, renew, bool(auth.get("renewable"))),
+            name=f"vault-token-renewer:{session_id}",
+        )
         spec = self.connection.credentials
         return CredentialLease(
             ref=ref,
@@ -331,6 +336,7 @@ class VaultProvider:
             value=token,
             lease_id=lease_id,
             extra={"query": str(spec["query"])} if spec.get("query") else {},
+            lost=lost,
         )
 
     async def _ssh(self, target: VaultRef, ref: str, session_id: str) -> CredentialLease:
@@ -399,10 +405,20 @@ class VaultProvider:
     # -- keeping leases and the login alive ------------------------------------------------
 
     async def _keep_lease(
-        self, lease_id: str, ref: str, duration: int, renew: Callable[[int], int] | None = None
+        self,
+        lease_id: str,
+        ref: str,
+        duration: int,
+        lost: asyncio.Future[None],
+        renew: Callable[[int], int] | None = None,
+        renews: bool = True,
     ) -> None:
-        """Renew before expiry for as long as the session holds the lease (until release);
-        renew(increment) → seconds granted (default: sys/leases/renew of lease_id)."""
+        """Renew before expiry for as long as the session holds the lease (until release:
+        this task is cancelled); renew(increment) → seconds granted (default:
+        sys/leases/renew of lease_id). When it ends first — it could not be renewed in
+        time, it reached its maximum TTL, or it does not renew — `lost` is done: the
+        session holding it ends (Vault revokes the credential then, and a connection it
+        opened must not outlive it)."""
         if renew is None:
 
             def renew(increment: int) -> int:
@@ -411,34 +427,39 @@ class VaultProvider:
 
         expires = time.monotonic() + duration
         margin = duration * (1 - RENEW_AT)  # renew when this much of the lease is left
-        while True:
-            remaining = expires - time.monotonic()
-            if remaining <= 0:
-                log.error("Vault lease for %s expired: it could not be renewed in time", ref)
-                return
-            # on schedule: sleep until the margin; after a failed renewal: retry soon
-            wait = remaining - margin if remaining > margin else remaining / 3
-            await asyncio.sleep(max(wait, 0.1))
-            asked = time.monotonic()
-            try:
-                granted = await self._call(renew, duration)
-            except Exception as exc:
-                log.warning(
-                    "renewing the Vault lease for %s failed (%s); retrying while it is still valid",
-                    ref,
-                    _describe(exc),
-                )
-                continue
-            expires = asked + granted
-            if granted < duration:
-                log.warning(
-                    "Vault lease for %s reaches its max TTL in %ss; the upstream "
-                    "credential ends then",
-                    ref,
-                    granted,
-                )
-                if granted <= 1:
+        try:
+            while renews:
+                remaining = expires - time.monotonic()
+                if remaining <= 0:
+                    log.error("Vault lease for %s expired: it could not be renewed in time", ref)
                     return
+                # on schedule: sleep until the margin; after a failed renewal: retry soon
+                wait = remaining - margin if remaining > margin else remaining / 3
+                await asyncio.sleep(max(wait, 0.1))
+                asked = time.monotonic()
+                try:
+                    granted = await self._call(renew, duration)
+                except Exception as exc:
+                    log.warning(
+                        "renewing the Vault lease for %s failed (%s); retrying while it is "
+                        "still valid",
+                        ref,
+                        _describe(exc),
+                    )
+                    continue
+                expires = min(expires, asked + granted) if granted <= 0 else asked + granted
+                if granted < duration:
+                    log.warning(
+                        "Vault lease for %s reaches its max TTL in %ss; the upstream "
+                        "credential and its session end then",
+                        ref,
+                        granted,
+                    )
+                    break
+            await asyncio.sleep(max(expires - time.monotonic(), 0))
+        finally:
+            if not lost.done() and not _cancelling():
+                lost.set_result(None)
 
     async def _token_alive(self) -> bool:
         try:
@@ -636,6 +657,13 @@ def _refuse_redirect(response: requests.Response, *args: Any, **kwargs: Any) -> 
     if response.is_redirect or 300 <= response.status_code < 400:
         response.close()
         raise VaultRedirected("Vault answered with a redirect")
+
+
+def _cancelling() -> bool:
+    """Whether the running task is being cancelled (the lease released, the provider
+    closed): then the lease did not end under its session."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _describe(exc: BaseException) -> str:
