@@ -5,8 +5,10 @@ step 6): a SecretScanner is fed every byte the proxy sends to the client and rem
 whether any encoding of a secret went by. It looks for each secret's raw UTF-8 bytes
 (as set, and with its letters upper-cased, lower-cased or case-swapped: each of these
 forms too), its hex (lower and upper case), its base64 (standard and URL-safe, padded or not, at
-each of the three byte alignments it can have inside a longer encoded text), and its
-JSON-escaped and percent-encoded forms when those differ from the raw bytes.
+each of the three byte alignments it can have inside a longer encoded text), its
+JSON-escaped and percent-encoded forms when those differ from the raw bytes, every byte
+percent-encoded (%70%61..., either case of hex), and its UTF-16 (little and big endian:
+a Windows or Java upstream's text, a UCS-2 column).
 
 No IO here, and no secret ever leaves this object: findings name the form only, and the
 repr shows counts.
@@ -32,6 +34,7 @@ leave the proxy's memory (a core dump holds no past credential).
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -78,6 +81,12 @@ def _patterns(secret: bytes) -> dict[bytes, str]:
         for core in base64_cores(cased):
             add(core, "base64" + how)
             add(core.translate(bytes.maketrans(b"+/", b"-_")), "base64" + how)
+        for digits in (cased.hex(), cased.hex().upper()):
+            every = b"".join(b"%" + digits[i : i + 2].encode() for i in range(0, len(digits), 2))
+            add(every, "percent-encoded" + how)
+        with contextlib.suppress(UnicodeDecodeError):
+            for codec in ("utf-16-le", "utf-16-be"):
+                add(cased.decode("utf-8").encode(codec), "utf-16" + how)
     try:
         text = secret.decode("utf-8")
     except UnicodeDecodeError:
