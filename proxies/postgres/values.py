@@ -18,7 +18,9 @@ Owns the rule that masking never corrupts data and never fails open:
   `"password"=>"..."`: labelled_values, as the HTTP proxy reads a text body's labels) has
   that value masked by the field's rule in a text-like value and a text array's binary
   elements, and is sent as NULL in any other type (a text array literal included); a COPY
-  row's fields are read so too (masked_copy_row);
+  row's fields are read so too (masked_copy_row); a COPY row longer than the detectors
+  read (MAX_READ_CHARS) has its largest fields masked whole until it is not, its other
+  fields and its shape kept (_copy_row_within);
 - bytea (and bytea[]) is read as the text its bytes spell in UTF-8: a card number or a
   password stored as bytes (convert_to's) is text to whoever decodes it, so its hex or
   escape form (text format) or its raw bytes (binary format) are decoded first, and a
@@ -48,7 +50,7 @@ import re
 import struct
 from collections import Counter
 
-from portcullis.masking import REDACTED, Masker, luhn_valid
+from portcullis.masking import MAX_READ_CHARS, REDACTED, Masker, luhn_valid
 from portcullis.verdict import MaskRule
 from proxies.postgres import server_messages
 
@@ -874,11 +876,23 @@ def masked_copy_row(masker: Masker, row: str) -> tuple[str, Counter[str]] | None
     names (_copy_documents), then every label naming a masked field beside its value
     (labelled_values, read across the row's fields: a field's start and an escaped line
     break open a line); None when nothing changed. The detectors' pass over the whole row
-    is the caller's (Masker.mask_text)."""
-    found = _copy_documents(masker, row)
+    is the caller's (Masker.mask_text). A row longer than that pass reads has its largest
+    fields masked whole first (_copy_row_within, counted as `oversized`), so the pass reads
+    the rest and the client still gets the row's fields: Masker.mask_text masks a longer
+    text whole, one mask string for the row, its tabs, commas and line end gone."""
     counts: Counter[str] = Counter()
-    if found is not None:
-        row, counts = found
+    found: tuple[str, Counter[str]] | None = None
+    if len(row) > MAX_READ_CHARS:
+        within = _copy_row_within(row)
+        if within is not None:
+            row, cut = within
+            counts["oversized"] += cut
+            found = row, counts
+    documents = _copy_documents(masker, row)
+    if documents is not None:
+        row, more = documents
+        counts.update(more)
+        found = row, counts
     searched = _copy_search_fields(masker, row) if "'" in row else None
     if searched is not None:
         row, more = searched
@@ -892,6 +906,50 @@ def masked_copy_row(masker: Masker, row: str) -> tuple[str, Counter[str]] | None
             counts.update(named)
             return row, counts
     return found
+
+
+def _copy_row_within(row: str) -> tuple[str, int] | None:
+    """row with its largest fields masked whole, each the mask string, until it is no
+    longer than MAX_READ_CHARS, and how many were; None when it cannot be cut so. The COPY
+    format is not told: a row holding a tab is read as the text format (the server's CSV
+    quotes no tab, but a text field never holds one raw), one holding none as CSV where it
+    reads as CSV (a text-format row of one column then has parts of its one field masked),
+    else as one field. The row's line end stays."""
+    body = len(row) - 1 if row.endswith("\n") else len(row)
+    if row.find("\t", 0, body) >= 0:
+        spans = _tab_spans(row)
+    else:
+        spans = [(start, end) for start, end, _ in _csv_spans(row)] or [(0, body)]
+    excess = len(row) - MAX_READ_CHARS
+    chosen: list[tuple[int, int]] = []
+    for start, end in sorted(spans, key=lambda span: span[0] - span[1]):  # largest first
+        if excess <= 0 or end - start <= len(REDACTED):
+            break
+        chosen.append((start, end))
+        excess -= end - start - len(REDACTED)
+    if excess > 0:
+        return None
+    out: list[str] = []
+    last = 0
+    for start, end in sorted(chosen):
+        out += [row[last:start], REDACTED]
+        last = end
+    out.append(row[last:])
+    return "".join(out), len(chosen)
+
+
+def _tab_spans(row: str) -> list[tuple[int, int]]:
+    """(start, end) of each field of a text-format row, not read back."""
+    spans: list[tuple[int, int]] = []
+    end = len(row) - 1 if row.endswith("\n") else len(row)
+    start = 0
+    while True:
+        tab = row.find("\t", start, end)
+        if tab < 0:
+            spans.append((start, end))
+            return spans
+        spans.append((start, tab))
+        start = tab + 1
 
 
 def _labelled_fields(masker: Masker, row: str, counts: Counter[str]) -> str:
