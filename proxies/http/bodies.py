@@ -377,6 +377,8 @@ class BodyMask:
         self._pending = bytearray()
         self._names: list[str] = []  # a CSV body's column names (its first line)
         self._columns: dict[int, Any] | None = None  # their indices field rules name
+        # a CSV body whose first line holds values: no line names its columns (_row)
+        self._rowless = False
         self._named = masker.strictest_field_rule() is not None  # any field rule at all
         # (a text body's aligned columns: _carried)
         self._aligned = AlignedRows(masker) if kind == "lines" and self._named else None
@@ -406,6 +408,9 @@ class BodyMask:
         # {"phone": 0}}`, `["id", "phone"]`): the rows of the documents after it in the
         # stream (`["5550100"]` on the next line) are masked at them (_tabled)
         self._stream_at: dict[int, str] = {}
+        # whether the stream named its columns (`["id", "name"]` on its first line), if
+        # by names no rule masks: its rows are named, not _nameless
+        self._stream_named = False
         # the field the request's path ends in (`/customers/7/phone`): an answer that is a
         # bare value, with no name of its own, is that field's value. Its last segment
         # that names something: Express, Spring and others route `/phone/`, `/phone//`,
@@ -561,6 +566,8 @@ class BodyMask:
             # (a stream's documents one after another: a header line, then its rows)
             carried = self._stream_at
             named = [*columns, doc] if _column_names(doc) and _scalars(doc) else columns
+            if named and not (isinstance(doc, list) and _unnamed_row(doc)):
+                self._stream_named = True
             for names in named:
                 for index, name in enumerate(names[:MAX_COLUMNS]):
                     if field := self._phrase(name):
@@ -576,8 +583,67 @@ class BodyMask:
                 # "row", "values": [...]}`, after `{"columns": ["id", "phone"]}`)
                 doc = self._stream_rows(doc, widths, found, at)
         if not widths and not at and not any(self._phrase(n) for head in heads for n in head):
-            return doc  # (no table names a masked field: nothing to rebuild)
+            # (no table names a masked field: nothing to rebuild, but the tables that
+            # nothing names at all)
+            if (self._tables is not None and self._tables.known) or self._enclosing or positions:
+                return doc  # (columns named elsewhere, or by position: named rows)
+            if self.streams and (self._stream_named or carried):
+                return doc
+            return self._nameless(doc, found, {len(c) for c in columns})
         return self._rows_masked(doc, widths, found, at)
+
+    def _nameless(self, value: Any, found: Counter[str], widths: set[int], depth: int = 0) -> Any:
+        """Rows that nothing names (no column list, no row of names over them, no header,
+        no answer the request follows: `[[7, "5550100", "hunter2"]]`, `SELECT *` over
+        HTTP, a stream's row alone on its line): which cell is a masked field's cannot be
+        told, so every cell that may be one (_unnamed_value: a number of seven digits or
+        more, a string holding a digit or `@` but a short number or a date) is masked by
+        the strictest field rule. `widths`: those of the column lists the document has,
+        whose rows are named (by columns no rule names). Dates, short numbers, words
+        without a digit stay (a password of letters alone goes: the masks' bound)."""
+        if depth > 64:
+            raise Unmaskable("the JSON response is nested too deep; it cannot be masked")
+        if isinstance(value, dict):
+            return {k: self._nameless(v, found, widths, depth + 1) for k, v in value.items()}
+        if not isinstance(value, list) or not value:
+            return value
+        if depth == 0 and _unnamed_row(value) and (self.streams or _mixed(value)):
+            # (a stream's row on its line; a document that is one row, `[7, "5550100"]`:
+            # numbers and strings side by side, as a list of names or tags is not)
+            return self._unnamed_cells(value, found)
+        rows = [_cells(r) for r in value]
+        if all(r is not None and r and _unnamed_row(r) for r in rows):
+            first = rows[0] or []
+            header = all(isinstance(c, str) and not _unnamed_value(c) for c in first)
+            if not (header and len(value) > 1) and not {len(r or []) for r in rows} & widths:
+                return [
+                    self._unnamed_cells(row, found) if isinstance(row, list) else row
+                    for row in value
+                ]
+            return value
+        return [self._nameless(v, found, widths, depth + 1) for v in value]
+
+    def _literal_cell(self, cell: re.Match[str], found: Counter[str]) -> str:
+        """A quoted string or a number of rows printed as literals, masked as a cell of
+        _nameless rows is."""
+        text = cell.group(0)
+        quoted = text[0] in "'\""
+        value: Any = text[1:-1] if quoted else text.replace("_", "")
+        if not quoted:
+            try:
+                value = int(value)
+            except ValueError:
+                return text
+        if not _unnamed_value(value) or (rule := self.masker.strictest_field_rule()) is None:
+            return text
+        masked = str(self._as_field(rule.field, value, found))
+        return text[0] + masked + text[-1] if quoted else masked
+
+    def _unnamed_cells(self, row: list[Any], found: Counter[str]) -> list[Any]:
+        rule = self.masker.strictest_field_rule()
+        if rule is None:
+            return row
+        return [self._as_field(rule.field, c, found) if _unnamed_value(c) else c for c in row]
 
     def _stream_rows(
         self, doc: dict[str, Any], widths: dict[int, list[str]], found: Counter[str], at: dict
@@ -1581,6 +1647,16 @@ class BodyMask:
             row = next(csv.reader([line]))
         except (csv.Error, StopIteration):
             return self._text(line)
+        if self._columns is None and not self._given and _values_first(row):
+            # (a first line of values, not names: nothing names the columns)
+            self._columns, self._rowless = {}, True
+        if self._rowless:
+            unnamed: Counter[str] = Counter()
+            row = self._unnamed_cells(row, unnamed)
+            self.counts.update(unnamed)
+            out = io.StringIO()
+            csv.writer(out, lineterminator="").writerow(row)
+            return self._text(out.getvalue())
         if self._columns is None and (
             self._given
             or (
@@ -1728,6 +1804,12 @@ class BodyMask:
             return line
         if self._named and ("&" in line or "*" in line):
             self._yaml_aliases(line)
+        if self._named and _LITERAL_ROWS.fullmatch(line.strip()):
+            # (rows printed as a language's literals, `[(7, '5550100', 'hunter2')]`: a
+            # driver's fetchall() shown as text, which names no column)
+            literal: Counter[str] = Counter()
+            line = _LITERAL_CELL.sub(lambda m: self._literal_cell(m, literal), line)
+            self.counts.update(literal)
         shown_value, self._shown_value = self._shown_value, False
         if shown_value and self._names_label(line):
             # a label after its value (`- value: 5550100` then `  name: phone`: a
@@ -2288,6 +2370,77 @@ def _may_be_value(value: Any) -> bool:
     if isinstance(value, bool) or value is None:
         return False
     return not isinstance(value, str) or bool(_VALUE_LIKE.search(value))
+
+
+_PLAIN_NUMBER = re.compile(r"[-+]?[0-9]+(?:[.,][0-9]+)?%?")
+_ISO_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?"
+    r"(?:Z|[+-][0-9]{2}:?[0-9]{2})?)?"
+)
+MAX_PLAIN_DIGITS = 6  # (a phone number has seven: 5550100)
+
+
+def _unnamed_value(value: Any) -> bool:
+    """Whether a cell no name reaches may be a masked field's value: an integer (or a
+    float with no fraction) of seven digits or more, a string holding a digit or `@` but
+    a number of up to six digits (`12.50`, `-3`, `40%`) or an ISO 8601 date or time."""
+    if isinstance(value, bool) or value is None:
+        return False
+    if isinstance(value, int | float):
+        return float(value).is_integer() and abs(value) >= 10**MAX_PLAIN_DIGITS
+    if not isinstance(value, str) or not _VALUE_LIKE.search(value):
+        return False
+    text = value.strip()
+    if _ISO_TIME.fullmatch(text):
+        return False
+    digits = sum(c.isdigit() for c in text)
+    return not (_PLAIN_NUMBER.fullmatch(text) and digits <= MAX_PLAIN_DIGITS)
+
+
+# a line of rows printed as literals: a tuple or list of tuples or lists (Python's repr
+# of fetchall(), a REPL's), and its cells: quoted strings and whole numbers
+_LITERAL_ROWS = re.compile(r"[\[(]\s*[\[(][^\n]*,[^\n]*[\])]\s*[\])],?|\([^\n]*,[^\n]*\),?")
+_LITERAL_CELL = re.compile(
+    r"'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\"|(?<![\w.'\"])[-+]?[0-9][0-9_]*(?![\w.'\"])"
+)
+
+
+def nameless_csv(text: str) -> bool:
+    """Whether a text is comma-separated rows with no header: two lines or more, every
+    one as many cells (two or more), none opening as a literal or a document does, the
+    first a row of values (_values_first)."""
+    lines = [line for line in text.split("\n") if line.strip()]
+    if not 1 < len(lines) <= 100_000 or "," not in lines[0]:
+        return False
+    if any(line.lstrip()[:1] in ("[", "(", "{") for line in lines):
+        return False
+    try:
+        rows = list(csv.reader(lines))
+    except csv.Error:
+        return False
+    return len({len(r) for r in rows}) == 1 and len(rows[0]) > 1 and _values_first(rows[0])
+
+
+def _mixed(row: list[Any]) -> bool:
+    """Whether a list of scalars holds numbers and strings both."""
+    numbers = any(isinstance(v, int | float) and not isinstance(v, bool) for v in row)
+    return numbers and any(isinstance(v, str) for v in row)
+
+
+def _values_first(row: list[str]) -> bool:
+    """Whether a CSV body's first line is a row of values, not of names: a cell reading
+    as a value (_header_value) with an `@` or five digits or more (`5550100`, not
+    `q1_2024`), or a first cell that is a number."""
+    cells = [c.strip() for c in row]
+    return bool(cells) and (
+        any(_header_value(c) and ("@" in c or sum(d.isdigit() for d in c) >= 5) for c in cells)
+        or bool(_PLAIN_NUMBER.fullmatch(cells[0]))
+    )
+
+
+def _unnamed_row(value: list[Any]) -> bool:
+    """A list that may be a row of values: scalars, one at least that may be a value."""
+    return bool(value) and all(_scalar(v) for v in value) and any(map(_unnamed_value, value))
 
 
 def _flat_pairs(value: list[Any]) -> bool:

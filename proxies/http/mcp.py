@@ -58,6 +58,7 @@ from proxies.http.bodies import (
     masked_headers,
     masked_tables,
     name_words,
+    nameless_csv,
     one_label,
     path_end,
     unescaped_view,
@@ -1371,7 +1372,9 @@ def _masked_prose(text: str, masker: Masker, counts: Counter[str]) -> str:
         # such as "email" is a value, not a column, and the detectors read it later; a
         # sentence is read: `The password is hunter2.`)
         return text
-    body = BodyMask(masker, "csv" if _names_a_column(text, masker) else "lines")
+    # (a table: its header names a masked column, or no line names its columns)
+    table = _names_a_column(text, masker) or nameless_csv(text)
+    body = BodyMask(masker, "csv" if table else "lines")
     try:
         out = body.feed(text.encode("utf-8")) + body.finish()
     except Unmaskable:
