@@ -37,6 +37,7 @@ from aiohttp import web
 
 from pdp.cli.sessions import parse_time
 from pdp.cli.terminal_replay import recorded
+from pdp.console.literals import SQL_KINDS, sees_values, shown_sql
 from pdp.console.markup import Html, esc, join, tag, text_block
 from pdp.console.views.common import (
     badge,
@@ -282,7 +283,7 @@ class SessionsView:
         whole = _index(request.query.get("entry", "")) if "entry" in request.query else None
         content, casts = await asyncio.to_thread(
             self._replay_content, sid, first, opened, closed[0] if closed else None, events,
-            decisions, approvals, whole)  # fmt: skip
+            decisions, approvals, whole, sees_values(signed_in(request).groups))  # fmt: skip
         flash = (
             f"Records seq {', '.join(str(n) for n in forged[:10])} of this session have no"
             " valid record MAC (INSERTed into the store by someone else, or written before"
@@ -297,7 +298,8 @@ class SessionsView:
     def _replay_content(self, sid: str, first: int, opened: AuditRecord,
                         closed: AuditRecord | None, events: list[AuditRecord],
                         decisions: list[AuditRecord], approvals: list[AuditRecord],
-                        whole: int | None = None) -> tuple[Html, int]:  # fmt: skip
+                        whole: int | None = None,
+                        values: bool = False) -> tuple[Html, int]:  # fmt: skip
         """The replay page's content and how many terminal recordings it plays (run in a
         worker thread: a session of many commands takes seconds to build). Each entry's
         client text is cut to ENTRY_CHARS, with a link to the entry drawn whole alone
@@ -334,7 +336,7 @@ class SessionsView:
             limit, shown = ENTRY_CHARS, timeline.entries[first : first + ENTRIES_SHOWN]
             caption = "Timeline" if count <= ENTRIES_SHOWN else (
                 f"Timeline: entries {first + 1}\u2013{first + len(shown)} of {count}")  # fmt: skip
-        rows = [self._entry_row(e, sid, first + n, limit) for n, e in enumerate(shown)]
+        rows = [self._entry_row(e, sid, first + n, limit, values) for n, e in enumerate(shown)]
         entries = table(caption, ("At", "Direction", "What", "Command", "Verdict", "Why",
                                   "Result", "Masking"), rows, class_="timeline")  # fmt: skip
         pages = _pages(sid, first, count)
@@ -345,10 +347,16 @@ class SessionsView:
         return content, len(casts)
 
     @staticmethod
-    def _entry_row(e: Entry, sid: str, index: int, limit: int | None) -> list[Any]:
+    def _entry_row(
+        e: Entry, sid: str, index: int, limit: int | None, values: bool = False
+    ) -> list[Any]:
         """One timeline row, its client text cut to `limit` characters each (a cut one
-        links to the entry alone, whole)."""
+        links to the entry alone, whole). values: the reader is in pii-readers; else a
+        SQL statement's literals are masked as pdp.console.literals says."""
         cut = False
+        said = e.command
+        if said and not values and e.kind in SQL_KINDS:
+            said = shown_sql(said, e.verdict == "mask" or any(e.masking.values()))
 
         def kept(text: str) -> str:
             nonlocal cut
@@ -372,7 +380,7 @@ class SessionsView:
         ]
         if e.error:
             facts.append(kept(f"error: {e.error}"))
-        command = tag("pre", tag("code", text_block(kept(e.command)))) if e.command else esc("")
+        command = tag("pre", tag("code", text_block(kept(said)))) if said else esc("")
         reasons = bullet_list((kept(r) for r in e.reasons), "")
         if cut:
             command = Html(
