@@ -72,3 +72,23 @@ async def test_pii_readers_see_the_statement_as_recorded(pdp):
     page = await _replay(pdp, sid, "auditor,pii-readers")
     assert "123-45-6789" in page and "ann@example.com" in page
     assert "[masked]" not in page
+
+
+async def test_a_denied_commands_value_is_masked_on_the_decisions_page(pdp):
+    from pdp_harness import decide_sql
+
+    reader = token(pdp.config, "bob@example.com", ("readonly",))
+    async with pdp_stub(pdp.address) as stub:
+        sid = (await open_session(stub, reader)).session_id
+        denied = await decide_sql(stub, sid, "SELECT id FROM customers WHERE ssn LIKE '123-45-6789%'")
+        assert denied.verdict == pdp_pb2.DENY
+    async with _http() as http:
+        await sign_in(http, pdp.base, "ines@example.com", "auditor")
+        async with http.get(f"{pdp.base}/console/decisions/") as r:
+            page = await r.text()
+    assert "SELECT id FROM customers WHERE ssn LIKE [masked]" in page
+    assert "123-45-6789" not in page
+    async with _http() as http:
+        await sign_in(http, pdp.base, "ines@example.com", "auditor,pii-readers")
+        async with http.get(f"{pdp.base}/console/decisions/") as r:
+            assert "123-45-6789" in await r.text()

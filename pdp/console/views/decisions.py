@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from pdp.console.charts import bars, stacked_columns
+from pdp.console.literals import sees_values, shown_sql
 from pdp.console.markup import Html, join, tag, text_block
 from pdp.console.views.common import table
 from pdp.console.websession import signed_in
@@ -63,7 +64,7 @@ def routes(console: Console) -> list[web.RouteDef]:
                     if r.seq not in unvouched:
                         tally.add(r)
                 await asyncio.sleep(0)  # the decisions waiting on this loop come first
-        content = tally.content(window)
+        content = tally.content(window, sees_values(session.groups))
         flash = (
             f"{forged} records of this window have no valid record MAC (INSERTed into"
             " the store by someone else, or written before record MACs): not counted here;"
@@ -112,11 +113,13 @@ class _Tally:
         rev[1] = r.time if rev[1] is None else min(rev[1], r.time)
         rev[2] = r.time if rev[2] is None else max(rev[2], r.time)
 
-    def content(self, window: str) -> Html:
-        return _content(self, window)
+    def content(self, window: str, values: bool = False) -> Html:
+        """values: the reader is in pii-readers (else a value in a denied command is
+        masked: pdp.console.literals)."""
+        return _content(self, window, values)
 
 
-def _content(tally: _Tally, window: str) -> Html:
+def _content(tally: _Tally, window: str, values: bool = False) -> Html:
     since, bucket, buckets = tally.since, tally.bucket, tally.buckets
     labels = [rfc3339(since + i * bucket)[:16].replace("T", " ") for i in range(buckets)]
     by_verdict, by_connection, by_zone = tally.by_verdict, tally.by_connection, tally.by_zone
@@ -127,7 +130,8 @@ def _content(tally: _Tally, window: str) -> Html:
                       aria_current="page" if w == window else None)) for w in WINDOWS
     )), aria_label="Window", class_="windows")  # fmt: skip
     top_denied = table("Top denied commands", ("Count", "Command"), [
-        [str(n), tag("pre", tag("code", text_block(cmd)))] for cmd, n in denied.most_common(TOP)
+        [str(n), tag("pre", tag("code", text_block(cmd if values else shown_sql(cmd, False))))]
+        for cmd, n in denied.most_common(TOP)
     ], class_="denied") if denied else tag("p", "No denied command in this window.")  # fmt: skip
     history = table("Policy revisions (first and last decision under each)",
                     ("Revision", "Decisions", "First", "Last"), [
