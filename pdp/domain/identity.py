@@ -670,6 +670,12 @@ def _read_header(token: Any) -> dict[str, Any]:
         # RFC 7515 §4.1.11: a token naming an extension its reader must understand is
         # refused by a reader that understands none (PyJWT 2.10.1 read past it)
         raise TokenRejected("token header names a critical extension")
+    if any(name in header for name in _ENCRYPTION_HEADERS) or _nested(header.get("cty")):
+        # RFC 7516 §4.1.2-3: `enc` and `zip` belong to an encrypted token (a reader that
+        # honours `zip` inflates the payload first); RFC 7519 §5.2: `cty` JWT says the
+        # payload is another token, to verify in turn. Either is another reading of the
+        # same signed bytes than the claims this reads, so neither is an identity here
+        raise TokenRejected("token header names an encryption or a nested token")
     alg = header.get("alg")
     if not isinstance(alg, str) or not alg:
         raise TokenRejected("token header names no algorithm")
@@ -723,6 +729,17 @@ def canonical_token(token: str) -> str:
 def token_key(token: str) -> str:
     """What a token is remembered by: the SHA-256 of its canonical text (hex)."""
     return hashlib.sha256(canonical_token(token).encode("ascii", "replace")).hexdigest()
+
+
+_ENCRYPTION_HEADERS = ("enc", "zip", "epk", "apu", "apv", "iv", "tag", "p2s", "p2c")
+
+
+def _nested(cty: Any) -> bool:
+    """Whether a `cty` header says the payload is a JWT (RFC 7519 §5.2; RFC 7515 §4.1.10
+    lets it omit the application/ prefix, compared case-insensitively)."""
+    return cty is not None and (
+        not isinstance(cty, str) or cty.lower().removeprefix("application/") == "jwt"
+    )
 
 
 def _canonical_segment(segment: str) -> bytes:
