@@ -52,7 +52,14 @@ from proxies.runtime.pdp_client import (
     withdrawn_ruling,
 )
 from proxies.runtime.recorder import RecordingTick, SessionRecorder
-from proxies.runtime.spool import DEFAULT_MAX_BYTES, UNREACHABLE, Entry, Spool, SpoolFull
+from proxies.runtime.spool import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_SPOOL_DIR,
+    UNREACHABLE,
+    Entry,
+    Spool,
+    SpoolFull,
+)
 
 if TYPE_CHECKING:
     from proxies.runtime.process import ProcessRuntime
@@ -69,7 +76,6 @@ NO_ROOM = (
     "evidence spool full: the PDP cannot take this session's events now and the proxy "
     "has no room left to keep them — denied until the PDP has taken them"
 )
-DEFAULT_SPOOL_DIR = "var/spool"  # option spool_dir
 
 
 @dataclass

@@ -49,6 +49,7 @@ from typing import Any
 log = logging.getLogger("portcullis.spool")
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+DEFAULT_SPOOL_DIR = "var/spool"  # a connection's option spool_dir
 RETRY_SECONDS = 0.5
 
 # what delivering one entry came to

@@ -33,6 +33,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -52,6 +53,8 @@ from cryptography.hazmat.primitives.serialization import (
 
 from portcullis.config import ConnectionSettings, VaultSettings
 from proxies.runtime.credentials import CredentialLease, CredentialUnavailable
+from proxies.runtime.lease_ledger import LeaseLedger
+from proxies.runtime.spool import DEFAULT_SPOOL_DIR
 
 log = logging.getLogger("portcullis.vault")
 
@@ -142,6 +145,11 @@ class VaultProvider:
         self._leases: dict[str, str] = {}  # lease_id → ref, for revocation at close
         self._orphans: set[asyncio.Task[None]] = set()  # releases of leases nobody took
         self._issuing: set[asyncio.Future[CredentialLease]] = set()
+        # the leases held, on disk: what a crash leaves, the next start revokes
+        spool_dir = Path(str(connection.options.get("spool_dir", DEFAULT_SPOOL_DIR)))
+        self._ledger = LeaseLedger(spool_dir, connection.name)
+        self._ledger_open = False
+        self._unrevoked = 0  # revocations that failed: the ledger file stays for the next start
 
     def __repr__(self) -> str:
         return f"VaultProvider(addr={self.addr!r}, auth={self.method!r})"
@@ -209,6 +217,10 @@ class VaultProvider:
         self._renewers.clear()
         leases, self._leases = self._leases, {}
         await asyncio.gather(*(self._revoke(lid, ref) for lid, ref in leases.items()))
+        if self._unrevoked:
+            self._ledger.abandon()  # left for the next start to revoke
+        else:
+            self._ledger.close()
         if self._logged_in and self.method != "token":
             # a login token is ours alone; a configured token belongs to the operator
             with contextlib.suppress(Exception):
@@ -238,6 +250,7 @@ class VaultProvider:
         lease_id = str(response.get("lease_id") or "")
         duration = int(response.get("lease_duration") or 0)
         if lease_id:
+            self._ledger.issued(lease_id)
             duration = await self._bounded(lease_id, ref, duration, bool(response.get("renewable")))
         lost: asyncio.Future[None] | None = None
         if lease_id and duration > 0:
@@ -311,6 +324,7 @@ class VaultProvider:
             raise CredentialUnavailable(f"Vault issued no token for {ref!r}")
         lease_id = ACCESSOR_LEASE + accessor
         self._leases[lease_id] = ref
+        self._ledger.issued(lease_id)
         duration = int(auth.get("lease_duration") or 0)
         if not 0 < duration <= bound:  # a role's token_explicit_max_ttl/period cannot lengthen it
             await self._revoke(lease_id, ref)
@@ -481,6 +495,9 @@ class VaultProvider:
             except Exception as exc:
                 raise self._unavailable(ref, exc, login=True) from None
             self._logged_in = True
+            if not self._ledger_open:
+                self._ledger_open = True
+                await self._revoke_orphans()
             if self._token_task is not None:
                 self._token_task.cancel()
             if ttl > 0:
@@ -535,20 +552,45 @@ class VaultProvider:
                 )
                 ttl = max(int(ttl / 3), 3)
 
-    async def _revoke(self, lease_id: str, ref: str) -> None:
+    async def _revoke_orphans(self) -> None:
+        """Revoke the leases of this connection's proxies that are gone (killed before
+        they could), as their ledgers hold them."""
+        try:
+            orphans = self._ledger.open()
+        except OSError as exc:
+            log.warning(
+                "lease ledger in %s unusable (%s): leases a crash leaves end at their TTL",
+                self._ledger.directory,
+                exc.strerror or type(exc).__name__,
+            )
+            return
+        if orphans:
+            log.warning(
+                "revoking %d Vault leases of a proxy of %s that is gone",
+                len(orphans),
+                self.connection.name,
+            )
+        for lease_id in orphans:
+            await self._revoke(lease_id, "a lease of a proxy that is gone")
+
+    async def _revoke(self, lease_id: str, ref: str) -> bool:
         try:
             if lease_id.startswith(ACCESSOR_LEASE):  # a token issued per session
                 accessor = lease_id[len(ACCESSOR_LEASE) :]
                 await self._call(self._client.auth.token.revoke_accessor, accessor)
-                return
-            await self._call(self._client.sys.revoke_lease, lease_id=lease_id)
+            else:
+                await self._call(self._client.sys.revoke_lease, lease_id=lease_id)
         except Exception as exc:
+            self._unrevoked += 1
             log.warning(
                 "revoking the Vault lease for %s failed (%s); Vault revokes it when "
                 "its TTL runs out",
                 ref,
                 _describe(exc),
             )
+            return False
+        self._ledger.released(lease_id)
+        return True
 
     # -- plumbing -------------------------------------------------------------------------
 
