@@ -22,9 +22,11 @@ get_table_options: current_setting($1)) is reported with its patch in
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -34,6 +36,9 @@ from psycopg import pq
 from sqlalchemy import create_engine, inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 from usability_stacks import owner, serving
+
+from pdp.sql import reader_functions
+from tests.conftest import PG_ADMIN_DSN
 
 pytestmark = pytest.mark.integration
 
@@ -450,6 +455,16 @@ PGJDBC = [
         (),
     ),
 ]  # fmt: skip
+
+
+def test_the_information_schema_helpers_listed_are_the_reviewed_ones_the_server_has() -> None:
+    """data.portcullis.postgres.reader_information_schema_functions (what pgjdbc's key lists
+    call) is pdp/sql/reader_functions.py's review, as this server has each."""
+    data = json.loads((Path(__file__).resolve().parent.parent / "rego" / "data.json").read_text())
+    listed = data["portcullis"]["postgres"]["reader_information_schema_functions"]
+    assert listed == reader_functions.information_schema_from_server(PG_ADMIN_DSN)
+    assert listed == dict.fromkeys(sorted(reader_functions.INFORMATION_SCHEMA_HELPERS), True)
+
 
 # what pgjdbc sends that the gateway refuses a reader today (the patches' tests)
 REFUSED = {
