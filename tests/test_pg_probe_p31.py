@@ -92,14 +92,27 @@ def test_edits_the_questions_do_not_stand_on_still_read_the_facts(scratch: str) 
 def test_rows_that_are_not_all_there_refuse() -> None:
     """Read in Python, not by the server's operators: a row missing, an answer that is not
     a record, a database without template0, a function the questions call not there."""
-    template0 = "(d,4,700,0,template0)"
-    proc = "(p,1242,1,11,count)"
-    assert changed_builtins([template0, proc, "(o,1,1,1242,)"], ("count",), 800) == [
+    template0 = "(d,4,700,0,0,0,template0)"
+    proc = "(p,1242,1,11,0,0,count)"
+    operator = "(o,1,1,1242,26,26,)"
+    assert changed_builtins([template0, proc, operator], ("count",), 800) == [
         f"{c} (empty)" for c in ("pg_aggregate", "pg_amproc", "pg_cast", "pg_type")
     ]
-    assert changed_builtins([proc, "(o,1,1,1242,)"], ("count",), 800)
+    assert changed_builtins([proc, operator], ("count",), 800)
     assert changed_builtins(["garbage"], ("count",), 800)
     assert changed_builtins([template0], ("count",), 800)
+    # written since initdb: an operator on oid; one on money (790) is not the questions'
+    late = "(o,2,900,1242,26,26,)"
+    money = "(o,3,900,1242,790,790,)"
+    rest = [
+        "(a,1242,1,1242,0,0,)",
+        "(s,9,1,1242,26,26,)",
+        "(c,8,1,0,25,26,)",
+        "(t,26,1,1242,26,26,)",
+    ]
+    assert changed_builtins([template0, proc, operator, *rest], ("count",), 800) == []
+    assert changed_builtins([template0, proc, late, *rest], ("count",), 800) == ["pg_operator 2"]
+    assert changed_builtins([template0, proc, money, *rest], ("count",), 800) == []
     assert record_fields('(a,"b,""c\\\\",,d)') == ["a", 'b,"c\\', "", "d"]
 
 

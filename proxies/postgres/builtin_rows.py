@@ -15,9 +15,10 @@ BUILTIN_ROWS_SQL reads every row of those catalogues whole, through no operator,
 call, filter or aggregate (a scan, casts pg_cast holds binary ones of, and the record's
 own output): what it returns does not depend on the rows it checks. changed_builtins
 then decides here, in Python: every built-in row (an OID below 16384) of pg_operator,
-pg_aggregate, pg_type, pg_cast and pg_amproc, and the pg_proc rows of the functions the
-questions call (user_code.QUESTION_FUNCTIONS) and of every function those rows name, must
-have been written no later than initdb (xmin at most the boundary: template0's row, and
+pg_type, pg_cast and pg_amproc for the types the questions use (QUESTION_TYPES), of
+pg_aggregate for the aggregates they call, and the pg_proc rows of the functions they call
+(user_code.QUESTION_FUNCTIONS) and of every function those rows name, must have been
+written no later than initdb (xmin at most the boundary: template0's row, and
 no later than any database made since, as user_code.AFTER_INITDB says, here computed from
 the pg_database rows read alongside). Anything else, or rows that are not there, fails
 closed: catalog_watch.read_facts reads no facts (sessions refused).
@@ -25,6 +26,9 @@ closed: catalog_watch.read_facts reads no facts (sessions refused).
 A built-in function of the internal language runs by its OID whatever its pg_proc row
 says (fmgr's built-in table), but the parser and planner read the row (its result type,
 strictness, support function), so the rows named count too.
+
+A built-in row for other types (a money operator family's row written again: p20) is
+judged where a statement applies it (user_code's user_casts), not here.
 
 Left: a superuser who, before this proxy first reads the server, writes these rows and
 then every pg_database row again (the boundary moves past them; catalog_watch keeps the
@@ -39,48 +43,92 @@ import re
 FIRST_NORMAL_OID = 16384
 PG_CATALOG = 11
 
-# kind letter → catalogue, and the column each of its rows names a function (or operator)
-# by: one arm of the UNION ALL each
+# The built-in types the questions compare, join, convert or print (their catalogues'
+# columns, the constants they write, what they return), by OID (fixed since they were
+# made): bool, bytea, "char", name, int8, int2, int2vector, int4, regproc, text, oid, tid,
+# xid, cid, oidvector, json, pg_node_tree, float4, float8, unknown, aclitem, timestamptz,
+# numeric, regclass, regtype, cstring, record, "any", anyarray, anyelement, anynonarray,
+# pg_lsn, regnamespace, regrole, pg_snapshot, and the arrays of those catalogues hold.
+QUESTION_TYPES = frozenset(
+    {16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 114, 194, 700, 701, 705}
+    | {1033, 1184, 1700, 2205, 2206, 2275, 2249, 2276, 2277, 2283, 2776, 3220, 4089, 4096}
+    | {5038, 1000, 1002, 1003, 1005, 1007, 1009, 1016, 1021, 1028, 1034}
+)
+
+# kind letter → catalogue, the row's OID, the function it names, the types it is for (a
+# row for other types than QUESTION_TYPES is none of the questions' business): one arm of
+# the UNION ALL each
+_ZERO = "'0'::pg_catalog.oid"
 _ARMS = (
-    ("o", "pg_operator", "o.oid", "o.oprcode::pg_catalog.oid"),
+    ("o", "pg_operator", "o.oid", "o.oprcode::pg_catalog.oid", "o.oprleft", "o.oprright"),
     ("a", "pg_aggregate", "o.aggfnoid::pg_catalog.oid", "o.aggtransfn::pg_catalog.oid"),
     ("a", "pg_aggregate", "o.aggfnoid::pg_catalog.oid", "o.aggfinalfn::pg_catalog.oid"),
     ("a", "pg_aggregate", "o.aggfnoid::pg_catalog.oid", "o.aggcombinefn::pg_catalog.oid"),
-    ("t", "pg_type", "o.oid", "o.typinput::pg_catalog.oid"),
-    ("t", "pg_type", "o.oid", "o.typoutput::pg_catalog.oid"),
-    ("c", "pg_cast", "o.oid", "o.castfunc"),
-    ("s", "pg_amproc", "o.oid", "o.amproc::pg_catalog.oid"),
+    ("t", "pg_type", "o.oid", "o.typinput::pg_catalog.oid", "o.oid", "o.oid"),
+    ("t", "pg_type", "o.oid", "o.typoutput::pg_catalog.oid", "o.oid", "o.oid"),
+    ("c", "pg_cast", "o.oid", "o.castfunc", "o.castsource", "o.casttarget"),
+    (
+        "s",
+        "pg_amproc",
+        "o.oid",
+        "o.amproc::pg_catalog.oid",
+        "o.amproclefttype",
+        "o.amprocrighttype",
+    ),
 )
-CATALOGS = {kind: catalog for kind, catalog, _, _ in _ARMS} | {
-    "p": "pg_proc",
-    "d": "pg_database",
-}
+CATALOGS = {arm[0]: arm[1] for arm in _ARMS} | {"p": "pg_proc", "d": "pg_database"}
 
 
-def _record(kind: str, oid: str, ref: str, name: str, catalog: str) -> str:
+def _record(catalog: str, *fields: str) -> str:
     """One arm: each row as the text of its record (record_out: a record takes no cast,
     CREATE CAST refuses a pseudo-type), so every answer is one column of text."""
     return (
-        f"SELECT pg_catalog.textin(pg_catalog.record_out(ROW({kind}::pg_catalog.text, {oid},"
-        f" o.xmin, {ref}, {name}))) FROM pg_catalog.{catalog} o"
+        f"SELECT pg_catalog.textin(pg_catalog.record_out(ROW({', '.join(fields)})))"
+        f" FROM pg_catalog.{catalog} o"
     )
 
 
 BUILTIN_ROWS_SQL = " UNION ALL ".join(
     [
-        _record("'p'", "o.oid", "o.pronamespace", "o.proname", "pg_proc"),
-        _record("'d'", "o.oid", "'0'::pg_catalog.oid", "o.datname", "pg_database"),
+        _record(
+            "pg_proc",
+            "'p'::pg_catalog.text",
+            "o.oid",
+            "o.xmin",
+            "o.pronamespace",
+            _ZERO,
+            _ZERO,
+            "o.proname",
+        ),
+        _record(
+            "pg_database",
+            "'d'::pg_catalog.text",
+            "o.oid",
+            "o.xmin",
+            _ZERO,
+            _ZERO,
+            _ZERO,
+            "o.datname",
+        ),
     ]
     + [
-        _record(f"'{kind}'", oid, ref, "NULL::pg_catalog.name", catalog)
-        for kind, catalog, oid, ref in _ARMS
+        _record(
+            arm[1],
+            f"'{arm[0]}'::pg_catalog.text",
+            arm[2],
+            "o.xmin",
+            arm[3],
+            *(arm[4:] or (_ZERO, _ZERO)),
+            "NULL::pg_catalog.name",
+        )
+        for arm in _ARMS
     ]
 )
 
-
 # One catalogue row as BUILTIN_ROWS_SQL gives it: its catalogue's letter, OID, xmin, the
-# function (or operator) it names (0: none), and a name (pg_proc's, pg_database's).
-Row = tuple[str, int, int, int, str]
+# function it names (0: none; pg_proc's: its schema), the two types it is for (0: none),
+# and a name (pg_proc's, pg_database's).
+Row = tuple[str, int, int, int, int, int, str]
 
 
 def record_fields(text: str) -> list[str] | None:
@@ -118,25 +166,21 @@ def record_fields(text: str) -> list[str] | None:
 
 
 # a record none of whose fields is quoted (every built-in row's): read at once
-_PLAIN = re.compile(r"\(([a-z]),([0-9]+),([0-9]+),([0-9]*),([^\"\\,()]*)\)")
+_PLAIN = re.compile(r"\(([a-z]),([0-9]+),([0-9]+),([0-9]+),([0-9]+),([0-9]+),([^\"\\,()]*)\)")
 
 
 def parse_rows(texts: list[str]) -> list[Row] | None:
-    rows = []
+    rows: list[Row] = []
     plain = _PLAIN.fullmatch
     for text in texts:
         found = plain(text)
-        if found is not None and found[1] in CATALOGS:
-            kind, oid, xmin, ref, name = found.groups()
-            rows.append((kind, int(oid), int(xmin), int(ref or 0), name))
-            continue
-        fields = record_fields(text)
-        if fields is None or len(fields) != 5 or fields[0] not in CATALOGS:
+        fields = found.groups() if found is not None else record_fields(text)
+        if fields is None or len(fields) != 7 or fields[0] not in CATALOGS:
             return None
-        kind, oid, xmin, ref, name = fields
-        if not (oid.isdigit() and xmin.isdigit() and (ref.isdigit() or ref == "")):
+        kind, oid, xmin, ref, left, right, name = fields
+        if not all(n.isdigit() for n in (oid, xmin, ref, left, right)):
             return None
-        rows.append((kind, int(oid), int(xmin), int(ref or 0), name))
+        rows.append((kind, int(oid), int(xmin), int(ref), int(left), int(right), name))
     return rows
 
 
@@ -144,10 +188,10 @@ def initdb_boundary(rows: list[Row]) -> int | None:
     """The last transaction initdb ran, as the pg_database rows say: template0's row, and
     no later than any database made since (None without template0)."""
     databases = [row for row in rows if row[0] == "d"]
-    template0 = [xmin for _, _, xmin, _, name in databases if name == "template0"]
+    template0 = [row[2] for row in databases if row[6] == "template0"]
     if not template0:
         return None
-    later = [xmin - 1 for _, oid, xmin, _, _ in databases if oid >= FIRST_NORMAL_OID]
+    later = [row[2] - 1 for row in databases if row[1] >= FIRST_NORMAL_OID]
     return min(template0 + later)
 
 
@@ -184,18 +228,23 @@ def _weigh(texts: list[str], questions: tuple[str, ...], bound: int) -> list[str
     found: list[str] = []
     procs = {row[1]: row for row in rows if row[0] == "p"}
     called = [
-        (oid, name)
-        for _, oid, _, namespace, name in procs.values()
-        if oid < FIRST_NORMAL_OID and namespace == PG_CATALOG and name in questions
+        (row[1], row[6])
+        for row in procs.values()
+        if row[1] < FIRST_NORMAL_OID and row[3] == PG_CATALOG and row[6] in questions
     ]
     needed = {oid for oid, _ in called}
     missing = set(questions) - {name for _, name in called}
     found += [f"pg_proc {name} (not there)" for name in sorted(missing)]
     kinds = {row[0] for row in rows}
     found += [f"{CATALOGS[kind]} (empty)" for kind in sorted(set(CATALOGS) - kinds)]
-    for kind, oid, xmin, ref, _ in rows:
+    types = QUESTION_TYPES | {0}
+    for kind, oid, xmin, ref, left, right, _ in rows:
         if kind in "pd" or oid >= FIRST_NORMAL_OID:
             continue
+        if kind == "a" and oid not in needed:
+            continue  # an aggregate the questions do not call
+        if kind != "a" and (left not in types or right not in types):
+            continue  # for a type the questions do not use
         if xmin > boundary:
             found.append(f"{CATALOGS[kind]} {oid}")
         if ref:
@@ -205,5 +254,5 @@ def _weigh(texts: list[str], questions: tuple[str, ...], bound: int) -> list[str
         if proc is None:
             found.append(f"pg_proc {oid} (not there)")
         elif proc[2] > boundary:
-            found.append(f"pg_proc {proc[4]} ({oid})")
+            found.append(f"pg_proc {proc[6]} ({oid})")
     return sorted(set(found))

@@ -28,6 +28,11 @@ the poll (COLUMNS_MARK_SQL), not alongside each decision: those rows are read by
 Left: a verdict reused within POLL_SECONDS of a change no decision has asked about, and a
 built-in changed in place within POLL_SECONDS of a statement using it.
 
+Before any facts, the built-in rows the questions stand on must be as initdb wrote them
+(builtin_rows.changed_builtins: an operator, aggregate, type, cast or index support row,
+or a called function's row, written in place since leaves the catalogue unread: sessions
+refused).
+
 No policy here: this module says what the catalogue holds, never whether code may run.
 """
 
