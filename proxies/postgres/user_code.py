@@ -91,7 +91,11 @@ view_functions under the table's name (view_functions is
 what reading a relation runs), and a view's reading such a table. So are the functions
 the planner runs when it reads a relation's index expressions and predicates, statistics
 expressions and CHECKs: a call whose arguments are all constants, which it folds
-(`CREATE INDEX ... WHERE x > public.f(1)`: every SELECT of the table runs f).
+(`CREATE INDEX ... WHERE x > public.f(1)`: every SELECT of the table runs f). And a
+foreign table's wrapper handler (file_fdw_handler, postgres_fdw_handler): reading it runs
+code outside the database (file_fdw's `program` is a shell command, its `filename` a
+server file; postgres_fdw another server, with a user mapping's credentials), under the
+table's name, a partitioned table's holding it as a partition, and a view's reading it.
 
 And the enabled event triggers (`event_triggers`: "name on event (schema.function)"),
 which run the database's code on DDL whatever the statement names (an installed
@@ -421,9 +425,13 @@ USER_CODE_SQL = """WITH RECURSIVE extension_members AS (
   AND p.prolang = (SELECT oid FROM pg_catalog.pg_language WHERE lanname = 'sql')
   UNION SELECT rel, fn FROM opclass_calls
   UNION SELECT rel, fn FROM type_calls
+  UNION SELECT ft.ftrelid, w.fdwhandler FROM pg_catalog.pg_foreign_table ft
+  JOIN pg_catalog.pg_foreign_server fs ON fs.oid = ft.ftserver
+  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = fs.srvfdw
+  WHERE w.fdwhandler <> '0'::pg_catalog.oid
 ), read_reach(rel, target) AS (
   SELECT oid, oid FROM pg_catalog.pg_class
-  WHERE oid >= '16384'::pg_catalog.oid AND relkind IN ('r', 'p', 'm', 'i', 'I')
+  WHERE oid >= '16384'::pg_catalog.oid AND relkind IN ('r', 'p', 'm', 'i', 'I', 'f')
   UNION
   SELECT r.rel, i.inhrelid FROM read_reach r JOIN pg_catalog.pg_inherits i ON i.inhparent = r.target
 ), read_code(rel, fn) AS (
@@ -471,7 +479,7 @@ USER_CODE_SQL = """WITH RECURSIVE extension_members AS (
   JOIN pg_catalog.pg_class v ON v.oid = calls.view AND v.relkind = 'v'
   UNION
   SELECT o.rel, o.fn FROM read_code o
-  JOIN pg_catalog.pg_class t ON t.oid = o.rel AND t.relkind IN ('r', 'p', 'm')
+  JOIN pg_catalog.pg_class t ON t.oid = o.rel AND t.relkind IN ('r', 'p', 'm', 'f')
 ), view_calls AS (
   SELECT vn.nspname::pg_catalog.text || '.' || v.relname::pg_catalog.text AS name,
     json_agg(DISTINCT pn.nspname::pg_catalog.text || '.' || p.proname::pg_catalog.text
