@@ -80,7 +80,8 @@ async def test_a_denied_commands_value_is_masked_on_the_decisions_page(pdp):
     reader = token(pdp.config, "bob@example.com", ("readonly",))
     async with pdp_stub(pdp.address) as stub:
         sid = (await open_session(stub, reader)).session_id
-        denied = await decide_sql(stub, sid, "SELECT id FROM customers WHERE ssn LIKE '123-45-6789%'")
+        probing = "SELECT id FROM customers WHERE ssn LIKE '123-45-6789%'"
+        denied = await decide_sql(stub, sid, probing)
         assert denied.verdict == pdp_pb2.DENY
     async with _http() as http:
         await sign_in(http, pdp.base, "ines@example.com", "auditor")
