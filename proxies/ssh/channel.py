@@ -477,19 +477,20 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
                     asyncio.get_running_loop().call_later(REPORT_TIMEOUT, self._unreported)
                 return
             if self.report.sid is not None and not self._reaped:
-                self._reap_session(self.report.sid)
+                self._reap_session(self.report)
         elif self.kind != "ssh.subsystem" and running:
             with contextlib.suppress(Exception):
                 up.send_signal("KILL")
         self._close_upstream()
 
-    def _reap_session(self, sid: int) -> None:
-        """Every process of upstream session `sid` (this channel's) ended by the proxy's
-        reap (reaper.py), once; the channel's event waits for its outcome."""
-        if self._reaped:
+    def _reap_session(self, report: SessionReport) -> None:
+        """Every process of this channel's upstream session and audit session (as
+        `report`ed) ended by the proxy's reap (reaper.py), once; the channel's event waits
+        for its outcome."""
+        if self._reaped or report.sid is None:
             return
         self._reaped = True
-        self._reaping = self.client.reap(sid)
+        self._reaping = self.client.reap(report.sid, report.audit)
         # a reap that failed leaves the command running, its channel unclosed by sshd (its
         # close waits for the command): the channel ends without waiting for it, its
         # failure recorded (_serve)
@@ -712,7 +713,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         if self.kind == "ssh.shell" and report is not None and report.sid is not None:
             # a shell's session ends with it: what it left running (`nohup x &`, a job
             # in the background) ended as the proxy ends a command (reaper.py)
-            self._reap_session(report.sid)
+            self._reap_session(report)
         reap_failed = await self._reaped_or_why()
         self._flush_masks()
         if self._typed is not None and self.cast is not None:
@@ -977,8 +978,17 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
                 ended["upstream_session"] = self.report.sid
             if self._reap_outcome:
                 ended["reap_failed"] = self._reap_outcome
+            elif self._reap_outcome is not None and self.report.audit is not None:
+                ended["reaped"] = (
+                    "the proxy killed every process of that session and of its audit"
+                    f" session {self.report.audit} (what left the session too)"
+                )
             elif self._reap_outcome is not None:
-                ended["reaped"] = "the proxy killed every process of that session"
+                ended["reaped"] = (
+                    "the proxy killed every process of that session (the upstream gave the"
+                    " shell no audit session of its own: a process that left the session,"
+                    " setsid, may run on)"
+                )
         return (
             (truncation_facts(self.raw) if cut else {})
             | ended

@@ -72,7 +72,7 @@ from proxies.ssh.channel import (
 )
 from proxies.ssh.packets import without_chaff
 from proxies.ssh.passwords import quick_saslprep
-from proxies.ssh.reaper import reap_command
+from proxies.ssh.reaper import reap_command, sweep_command
 from proxies.ssh.remote_forward import relay_remote_forward
 from proxies.ssh.upstream import GatedChannel, Request, request_on, session_ahead
 
@@ -666,18 +666,19 @@ class ClientConnection(asyncssh.SSHServer):
             return f"the policy's {key} ({raw[:32]!r}) is no number of seconds"
         return ""
 
-    def reap(self, sid: int) -> asyncio.Future[str]:
+    def reap(self, sid: int, audit: int | None = None) -> asyncio.Future[str]:
         """End every process of upstream session `sid` (a command of this connection's that
-        sshd will not signal), by an exec of the proxy's on the same connection, on the
+        sshd will not signal) and of audit session `audit` (what left that session: None,
+        the upstream drew none), by an exec of the proxy's on the same connection, on the
         channel held for it (_reserve); the session's close waits for it before closing
         that connection. Its outcome: "", or why the session's processes may run on (the
         channel records it, then reap_failed)."""
-        task = asyncio.ensure_future(self._reap(sid))
+        task = asyncio.ensure_future(self._reap(sid, audit))
         self._reaps.add(task)
         task.add_done_callback(self._reaps.discard)
         return task
 
-    async def _reap(self, sid: int) -> str:
+    async def _reap(self, sid: int, audit: int | None) -> str:
         async with self._reaping:
             upstream = self.upstream
             if upstream is None:
@@ -686,7 +687,9 @@ class ClientConnection(asyncssh.SSHServer):
             if chan is None or chan.opening_failed():
                 chan = session_ahead(upstream)  # (refused when the upstream has no room)
             try:
-                why = await asyncio.wait_for(_reap_on(upstream, chan, sid), REAP_TIMEOUT)
+                line = sweep_command(audit) + reap_command(sid)  # what left the session first
+                reaping = _reap_on(upstream, chan, line)
+                why = await asyncio.wait_for(reaping, REAP_TIMEOUT)
             except (OSError, asyncssh.Error, TimeoutError) as exc:
                 why = type(exc).__name__
                 if isinstance(exc, asyncssh.ChannelOpenError):
@@ -782,15 +785,15 @@ _LIMITS = {"ssh.exec": EXEC_SECONDS, "ssh.shell": SHELL_SECONDS, "ssh.subsystem"
 
 
 async def _reap_on(
-    upstream: asyncssh.SSHClientConnection, chan: GatedChannel | None, sid: int
+    upstream: asyncssh.SSHClientConnection, chan: GatedChannel | None, line: str
 ) -> str:
-    """reaper.reap_command on `chan` (a channel of session_ahead; None: a channel of its
-    own): "" once it ended the session, else why not."""
+    """A reaper.reap_command `line` on `chan` (a channel of session_ahead; None: a channel
+    of its own): "" once it ended the session, else why not."""
     if chan is None:  # an asyncssh upstream.py does not know
-        result = await upstream.run(reap_command(sid), check=False)
+        result = await upstream.run(line, check=False)
         status = result.exit_status
     else:
-        request = Request(asyncssh.SSHClientSession, command=reap_command(sid))
+        request = Request(asyncssh.SSHClientSession, command=line)
         await request_on(chan, request)
         await chan.wait_closed()
         status = chan.get_exit_status()

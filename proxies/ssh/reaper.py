@@ -9,24 +9,41 @@ on for ever after its client, its session and its token were gone.
 
 What sshd does for every channel: it forks, calls setsid(), and runs the account's shell
 with `-c LINE`; everything that shell runs stays in that session (process id = session id)
-unless it calls setsid itself, which the shipped policy denies (a part's `via`). So, for
-such an account, the proxy sends upstream one line of its own before the client's:
+unless it makes a session of its own: setsid(1), daemon(3), a double fork with setsid,
+start-stop-daemon --background, a tmux or screen server. An exec's line may not (the
+shipped policy denies setsid, `&`: a part's `via`); a dba's shell may type anything. So
+the proxy sends upstream one line of its own before the client's:
 
-    printf '<nonce> %s\\n' "$$" >&2
+    if { printf %s "$(id -u)" >/proc/self/loginuid; } 2>/dev/null
+    then printf '<nonce> %s %s\n' "$$" "$(cat /proc/self/sessionid)" >&2
+    else printf '<nonce> %s -\n' "$$" >&2; fi
     <the client's line, byte for byte>
 
-The same shell (the session's leader: its pid is the session's id) reports its pid on
+The shell first gives itself an audit session of its own: writing a uid (the account's
+own) to /proc/self/loginuid is allowed once to a process whose login uid is unset, and
+draws a fresh audit session id (/proc/PID/sessionid, readable by all) that every process
+it starts inherits — through setsid, double forks and a reparent to init — and that no
+process without CAP_AUDIT_CONTROL may change or drop again. On an account whose login
+uid PAM already set (pam_loginuid: shared by every channel of the connection, and by
+sshd's own processes) an unprivileged shell cannot, and reports `-`; root can (a fresh id
+per channel), unless the kernel makes login uids immutable. Then the same shell (the
+session's leader: its pid is the session's id) reports its pid and its audit session on
 stderr (on the terminal when the channel has one), under a nonce drawn for the channel
 that the line cannot know, and then runs the client's line as it would have: the same
 shell, the same $0, startup files, environment and exec of its last command; only
-$BASH_EXECUTION_STRING holds the first line too and $LINENO counts one more. The proxy
-takes the report off the stream before anything else reads it (SessionReport: the client
-never sees it), and the channel's command event records that the line ran so
-(WRAPPED). To end the command, the proxy runs REAP on another channel of the same
-upstream connection: KILL to every process of that session, once the session's leader
-is known to be this connection's (its parent is the reap's own parent, the connection's
-sshd) or gone (a session id stays taken while a process of the session lives: no other
-session can hold it).
+$BASH_EXECUTION_STRING holds the first line too and $LINENO counts more. The proxy takes
+the report off the stream before anything else reads it (SessionReport: the client never
+sees it), and the channel's command event records that the line ran so (WRAPPED). To end
+the command, the proxy runs REAP on another channel of the same upstream connection: KILL
+to every process of that audit session (rounds until a scan of /proc finds none alive:
+what one forked while it was scanned is found by the next), then to every process of
+that session, once the session's leader is known to be this connection's (its parent is
+the reap's own parent, the connection's sshd) or gone (a session id stays taken while a
+process of the session lives: no other session can hold it).
+
+Not reached: what the session hands to a daemon that starts it (at, batch, cron,
+systemd-run, an ssh to another host), which no mark of the session's follows; and root,
+which may write its login uid again.
 
 An account whose shell does not run the report (not a POSIX shell) never sends it: the
 command is ended as soon as it is known not to come (fail closed).
@@ -42,10 +59,16 @@ import secrets
 # how much of the stream may come before the report (a startup file's output): past it
 # the report is not coming
 REPORT_WITHIN = 64 * 1024
+_REPORT = (
+    'if { printf %s "$(id -u)" >/proc/self/loginuid; } 2>/dev/null;'
+    ' then printf \'{tag} %s %s\\n\' "$$" "$(cat /proc/self/sessionid)" >&2;'
+    " else printf '{tag} %s -\\n' \"$$\" >&2; fi"
+)
 WRAPPED = (
-    "run as the proxy's line `printf '<nonce> %s\\n' \"$$\" >&2` and then the command as"
-    " sent: sshd sends no signal to a root account's session, so the proxy learns the"
-    " session's id to end it by other means"
+    "run after the proxy's line giving the shell an audit session of its own (its login"
+    " uid written) and reporting its pid and that audit session under a nonce: sshd sends"
+    " no signal to a root account's session, so the proxy learns which processes are the"
+    " command's to end them by other means"
 )
 # a shell, on any account: asked of sshd as an exec of this line (after the report), the
 # account's shell run again as a login shell in the same process (the session's leader
@@ -55,11 +78,19 @@ WRAPPED = (
 # shell puts each job in a group of its own)
 SHELL_LINE = 'exec "${SHELL:-/bin/sh}" -l'
 WRAPPED_SHELL = (
-    "run as the proxy's line `printf '<nonce> %s\\n' \"$$\" >&2` and then"
-    f" `{SHELL_LINE}` (the account's login shell): the proxy learns the session's id to"
-    " end what the shell left running (its jobs) with the shell"
+    "run after the proxy's line giving the shell an audit session of its own (its login"
+    " uid written) and reporting its pid and that audit session under a nonce, as"
+    f" `{SHELL_LINE}` (the account's login shell): the proxy learns which processes are"
+    " the shell's to end what it left running (its jobs, what left its session) with it"
 )
 _DIGITS = re.compile(rb"[0-9]{1,10}")
+# what the report says after the pid: the audit session's id, or `-` (none could be drawn)
+_AUDIT = re.compile(rb" ([0-9]{1,10}|-)")
+# the audit session id of a process that has none (AUDIT_SID_UNSET): never a mark
+UNSET_AUDIT = 4294967295
+# a scan of /proc that still finds processes of the audit session after this many rounds of
+# KILL (a fork bomb outrunning it, or a process the account may not signal): the reap fails
+REAP_ROUNDS = 50
 
 
 def nonce() -> str:
@@ -69,7 +100,28 @@ def nonce() -> str:
 
 def wrapped(raw: str, tag: str) -> str:
     """The line sent upstream for `raw` (the client's exec line, as decided)."""
-    return f"printf '{tag} %s\\n' \"$$\" >&2\n{raw}"
+    return _REPORT.replace("{tag}", tag) + "\n" + raw
+
+
+def sweep_command(audit: int | None) -> str:
+    """The line (to go before reap_command's) that KILLs every process of audit session
+    `audit` (None: the shell could draw none: nothing), in rounds until a scan of /proc
+    finds none alive (exit 4: some still are after REAP_ROUNDS rounds)."""
+    if audit is None:
+        return ""
+    a = int(audit)
+    if not 0 < a < UNSET_AUDIT:
+        raise ValueError(f"no audit session: {a}")
+    # each round KILLs every live process (not a zombie: Z, X) whose sessionid is a (a
+    # file without a newline: read fails having read it); a round that finds none ends it
+    return (
+        f"a={a}; n=0; while :; do left=; for f in /proc/[0-9]*/sessionid; do"
+        ' v=; read -r v 2>/dev/null <"$f"; [ "$v" = "$a" ] || continue; p=${f%/sessionid};'
+        ' p=${p#/proc/}; read -r st 2>/dev/null <"/proc/$p/stat" || continue;'
+        " set -- ${st##*') '}; case $1 in Z|X) continue;; esac;"
+        ' kill -KILL "$p" 2>/dev/null; left=1; done; [ -n "$left" ] || break;'
+        f" n=$((n+1)); [ $n -lt {REAP_ROUNDS} ] || exit 4; sleep 0.1; done; "
+    )
 
 
 def reap_command(sid: int) -> str:
@@ -86,12 +138,14 @@ def reap_command(sid: int) -> str:
 class SessionReport:
     """The wrapper's report read off one upstream stream: feed() returns what of the stream
     goes on (the report line removed, and nothing held but a tail that may begin it);
-    `sid` once read, `failed` once it cannot come (the stream ended, REPORT_WITHIN passed,
-    or a report line that is no pid)."""
+    `sid` once read, with `audit` (the shell's audit session, None when it drew none),
+    `failed` once it cannot come (the stream ended, REPORT_WITHIN passed, or a report line
+    that is no pid and audit session)."""
 
     def __init__(self, tag: str) -> None:
         self.prefix = f"{tag} ".encode()
         self.sid: int | None = None
+        self.audit: int | None = None
         self.failed = ""
         self._held = b""
         self._passed = 0
@@ -111,18 +165,22 @@ class SessionReport:
             return self._passing(out)
         end = held.find(b"\n", at)
         if end < 0:
-            if len(held) - at > len(self.prefix) + 16:
+            if len(held) - at > len(self.prefix) + 24:
                 self.failed = "the command's session report is malformed"
                 out, self._held = held, b""
                 return out
             out, self._held = held[:at], held[at:]
             return self._passing(out)
         line = held[at + len(self.prefix) : end].rstrip(b"\r")
-        if not _DIGITS.fullmatch(line) or int(line) < 2:
+        pid = _DIGITS.match(line)
+        audit = _AUDIT.fullmatch(line, pid.end()) if pid is not None else None
+        alone = pid is not None and pid.end() == len(line)  # (a pid alone: no audit session)
+        if pid is None or int(pid[0]) < 2 or not (alone or (audit and _usable(audit[1]))):
             self.failed = "the command's session report is malformed"
             self._held = b""
             return held
-        self.sid = int(line)
+        self.sid = int(pid[0])
+        self.audit = None if audit is None or audit[1] == b"-" else int(audit[1])
         self._held = b""
         return held[:at] + held[end + 1 :]
 
@@ -138,3 +196,8 @@ class SessionReport:
             self.failed = "the upstream did not report the command's session"
         held, self._held = self._held, b""
         return held
+
+
+def _usable(audit: bytes) -> bool:
+    """An audit session the report may name: `-`, or an id drawn (neither 0 nor unset)."""
+    return audit == b"-" or 0 < int(audit) < UNSET_AUDIT
