@@ -12,7 +12,9 @@ for both twins, as it is for the same token presented twice.
 
 from __future__ import annotations
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.utils import base64url_decode, base64url_encode
 
 from pdp.domain.identity import _EC_ORDERS, canonical_token, token_key
@@ -51,3 +53,17 @@ async def test_tokens_differ_in_their_keys(idp, verifier):
 def test_a_malformed_token_is_its_own_text():
     for text in ("", "a.b", "x.y.z", "eyJhbGciOiJFUzI1NiJ9.e30.AAAA", "...."):
         assert canonical_token(text) == text
+
+
+@pytest.mark.parametrize(
+    ("alg", "curve"),
+    [("ES256", ec.SECP256R1()), ("ES384", ec.SECP384R1()), ("ES512", ec.SECP521R1())],
+)
+def test_every_curves_twin_is_read_as_one(alg, curve):
+    """The twin verifies (so the curve's order is right) and both read as one text."""
+    key = ec.generate_private_key(curve)
+    for n in range(8):
+        token = jwt.encode({"n": n}, key, algorithm=alg)
+        other = twin(token, alg)
+        jwt.decode(other, key.public_key(), algorithms=[alg])
+        assert canonical_token(token) == canonical_token(other)
