@@ -604,6 +604,10 @@ class BodyMask:
         if depth > 64:
             raise Unmaskable("the JSON response is nested too deep; it cannot be masked")
         if isinstance(value, dict):
+            if value and all(_index(k) is not None for k in value) and _rows(list(value.values())):
+                # (rows keyed by their number, `{"0": [7, ...]}`: PHP's json_encode)
+                rows = self._nameless(list(value.values()), found, widths, depth + 1)
+                return dict(zip(value, rows, strict=True))
             return {k: self._nameless(v, found, widths, depth + 1) for k, v in value.items()}
         if not isinstance(value, list) or not value:
             return value
@@ -611,17 +615,21 @@ class BodyMask:
             # (a stream's row on its line; a document that is one row, `[7, "5550100"]`:
             # numbers and strings side by side, as a list of names or tags is not)
             return self._unnamed_cells(value, found)
-        rows = [_cells(r) for r in value]
-        if all(r is not None and r and _unnamed_row(r) for r in rows):
-            first = rows[0] or []
-            header = all(isinstance(c, str) and not _unnamed_value(c) for c in first)
-            if not (header and len(value) > 1) and not {len(r or []) for r in rows} & widths:
-                return [
-                    self._unnamed_cells(row, found) if isinstance(row, list) else row
-                    for row in value
-                ]
-            return value
-        return [self._nameless(v, found, widths, depth + 1) for v in value]
+        if not _rows(value):
+            return [self._nameless(v, found, widths, depth + 1) for v in value]
+        first = value[0]
+        header = all(isinstance(c, str) and not _unnamed_value(c) for c in first)
+        if (header and len(value) > 1) or {len(r) for r in value} & widths:
+            return value  # (a row of names over them, or columns named elsewhere)
+        return [
+            [
+                self._unnamed_cells([c], found)[0]
+                if _scalar(c)
+                else self._nameless(c, found, widths, depth + 1)
+                for c in row
+            ]
+            for row in value
+        ]
 
     def _literal_cell(self, cell: re.Match[str], found: Counter[str]) -> str:
         """A quoted string or a number of rows printed as literals, masked as a cell of
