@@ -37,6 +37,10 @@ async def _recorded(pdp) -> str:
         {"time": now + 0.1, "direction": "upstream", "type": "command", "verdict": "allow",
          "command": OTHER_STATEMENT,
          "details": {"tag": "SELECT 0", "rows": 0, "protocol": "simple"}},
+        {"time": now + 0.2, "direction": "upstream", "type": "command", "verdict": "allow",
+         "command": "SELECT id FROM customers WHERE id = $1",
+         "details": {"protocol": "extended", "error": "22P02 invalid input syntax for type"
+                     " integer: \"123-45-6789\""}},
     ]  # fmt: skip
     async with pdp_stub(pdp.address) as stub:
         opened = await open_session(stub, user)
@@ -57,7 +61,7 @@ async def _replay(pdp, sid: str, groups: str, entry: str = "") -> str:
 
 async def test_an_auditor_outside_pii_readers_sees_no_masked_value(pdp):
     sid = await _recorded(pdp)
-    for entry in ("", "0", "1"):
+    for entry in ("", "0", "1", "2"):
         page = await _replay(pdp, sid, "auditor", entry)
         assert "123-45-6789" not in page and "4242" not in page
         assert "ann@example.com" not in page and "ann@example" not in page

@@ -11,7 +11,9 @@ read the value the result kept from them. So, for such a reader:
 - any other statement shows each literal a value detector (email, card, SSN, token,
   phone: portcullis.masking) finds a value in as MASKED;
 - a statement that does not lex (an unterminated quote) is not shown at all when it
-  would have been masked whole, else with the detectors' spans masked.
+  would have been masked whole, else with the detectors' spans masked;
+- an error the server answered a SQL statement with (`invalid input syntax for type
+  integer: "123-45-6789"` quotes the value) shows the detectors' spans masked.
 
 Members of `pii-readers` see statements as recorded. Nothing here decides; no IO.
 """
@@ -42,7 +44,8 @@ def _detected(text: str) -> bool:
     return any(d.precheck(text) and next(iter(d.find(text)), None) for d in DETECTORS.values())
 
 
-def _detected_spans_masked(text: str) -> str:
+def detected_masked(text: str) -> str:
+    """`text` with every span a value detector finds in it as MASKED."""
     spans = sorted(
         (s[0], s[1])
         for d in DETECTORS.values()
@@ -65,7 +68,7 @@ def shown_sql(sql: str, masked_result: bool) -> str:
     try:
         tokens = parser.scan(sql)
     except Exception:  # pglast's lexer error: an unterminated quote or comment, a NUL
-        return UNLEXED if masked_result else _detected_spans_masked(sql)
+        return UNLEXED if masked_result else detected_masked(sql)
     out: list[str] = []
     at = 0
     for token in tokens:
@@ -73,7 +76,7 @@ def shown_sql(sql: str, masked_result: bool) -> str:
             continue
         start, end = token.start, token.end + 1  # (pglast: character offsets, end inclusive)
         if start < at or end > len(sql):
-            return UNLEXED if masked_result else _detected_spans_masked(sql)
+            return UNLEXED if masked_result else detected_masked(sql)
         if masked_result or _detected(sql[start:end]):
             out += [sql[at:start], MASKED]
             at = end

@@ -37,7 +37,7 @@ from aiohttp import web
 
 from pdp.cli.sessions import parse_time
 from pdp.cli.terminal_replay import recorded
-from pdp.console.literals import SQL_KINDS, sees_values, shown_sql
+from pdp.console.literals import SQL_KINDS, detected_masked, sees_values, shown_sql
 from pdp.console.markup import Html, esc, join, tag, text_block
 from pdp.console.views.common import (
     badge,
@@ -379,7 +379,8 @@ class SessionsView:
             if not isinstance(v, dict | list) and not (e.command and k in CLIENT_FACTS)
         ]
         if e.error:
-            facts.append(kept(f"error: {e.error}"))
+            error = e.error if values or e.kind not in SQL_KINDS else detected_masked(e.error)
+            facts.append(kept(f"error: {error}"))
         command = tag("pre", tag("code", text_block(kept(said)))) if said else esc("")
         reasons = bullet_list((kept(r) for r in e.reasons), "")
         if cut:
