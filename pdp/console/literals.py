@@ -5,8 +5,8 @@ result's statement often names the very value it masked (`WHERE ssn = '123-45-67
 `WHERE email = 'ann@example.com'`): an auditor outside that group reading the statement
 read the value the result kept from them. So, for such a reader:
 
-- a statement whose result the PDP masked (verdict `mask`, or a masking count recorded)
-  shows every literal (string, escape, Unicode, bit and numeric constants, as PostgreSQL's
+- a statement values of whose result were masked (a masking count recorded) shows
+  every literal (string, escape, Unicode, bit and numeric constants, as PostgreSQL's
   own lexer reads them: pglast.parser.scan) as MASKED, keeping the statement's shape;
 - any other statement shows each literal a value detector (email, card, SSN, token,
   phone: portcullis.masking) finds a value in as MASKED;

@@ -356,7 +356,9 @@ class SessionsView:
         cut = False
         said = e.command
         if said and not values and e.kind in SQL_KINDS:
-            said = shown_sql(said, e.verdict == "mask" or any(e.masking.values()))
+            # masked whole where values of its result were masked (a `mask` verdict alone
+            # is every reader's statement on a table with sensitive columns)
+            said = shown_sql(said, any(n > 0 for n in e.masking.values()))
 
         def kept(text: str) -> str:
             nonlocal cut
