@@ -179,3 +179,29 @@ def test_the_wrapped_line_gives_the_shell_an_audit_session_its_children_keep() -
         report.feed(run.stderr.encode())
         child, pid = run.stdout.split()
         assert report.sid == int(pid) and report.audit == int(child), (shell, run)
+
+
+def _reported(script: str) -> SessionReport:
+    run = subprocess.run(
+        ["setpriv", "--reuid=postgres", "--regid=postgres", "--clear-groups", "sh", "-c", script],
+        capture_output=True, text=True, check=False, cwd="/",
+    )  # fmt: skip
+    report = SessionReport("portcullis-ab")
+    report.feed(run.stderr.encode())
+    assert report.sid is not None, run
+    return report
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runs the line as the postgres account")
+def test_an_audit_session_the_shell_drew_before_the_line_is_still_its_own() -> None:
+    # the account's startup file (~/.bashrc, which a dba with a shell may write) draws the
+    # audit session before the proxy's line: the line's write then fails, and it reported
+    # `-` (session only: setsid escaped again). The shell's own id (not its parent's) is
+    # its channel's alone, and is reported
+    drawn = _reported("printf 101 >/proc/self/loginuid; " + wrapped(":", "portcullis-ab"))
+    assert drawn.audit is not None
+    # one its parent holds too (PAM's pam_loginuid: the connection's, sshd's and every
+    # channel's) is not the channel's: `-`
+    line = wrapped(":", "portcullis-ab").replace("'", "'\\''")
+    shared = _reported(f"printf 101 >/proc/self/loginuid; sh -c '{line}'; :")
+    assert shared.audit is None

@@ -14,19 +14,23 @@ start-stop-daemon --background, a tmux or screen server. An exec's line may not 
 shipped policy denies setsid, `&`: a part's `via`); a dba's shell may type anything. So
 the proxy sends upstream one line of its own before the client's:
 
-    if { printf %s "$(id -u)" >/proc/self/loginuid; } 2>/dev/null
-    then printf '<nonce> %s %s\n' "$$" "$(cat /proc/self/sessionid)" >&2
-    else printf '<nonce> %s -\n' "$$" >&2; fi
+    { printf %s "$(id -u)" >/proc/self/loginuid; } 2>/dev/null
+    printf '<nonce> %s %s\n' "$$" "$(a=$(cat /proc/self/sessionid 2>/dev/null);
+      [ "${a:-4294967295}" != 4294967295 ]
+      && [ "$a" != "$(cat /proc/$PPID/sessionid 2>/dev/null)" ] && echo "$a" || echo -)" >&2
     <the client's line, byte for byte>
 
 The shell first gives itself an audit session of its own: writing a uid (the account's
 own) to /proc/self/loginuid is allowed once to a process whose login uid is unset, and
 draws a fresh audit session id (/proc/PID/sessionid, readable by all) that every process
 it starts inherits — through setsid, double forks and a reparent to init — and that no
-process without CAP_AUDIT_CONTROL may change or drop again. On an account whose login
-uid PAM already set (pam_loginuid: shared by every channel of the connection, and by
-sshd's own processes) an unprivileged shell cannot, and reports `-`; root can (a fresh id
-per channel), unless the kernel makes login uids immutable. Then the same shell (the
+process without CAP_AUDIT_CONTROL may change or drop again. The shell's audit session is
+reported when it is not its parent's (sshd's): drawn by this write, or by the account's
+startup file before it (a ~/.bashrc writing it first: still the shell's alone). On an
+account whose login uid PAM already set (pam_loginuid: one audit session for the
+connection, its sshd processes and every channel) an unprivileged shell cannot draw one,
+and reports `-` (its session alone is reaped, as before); root can (a fresh id per
+channel), unless the kernel makes login uids immutable. Then the same shell (the
 session's leader: its pid is the session's id) reports its pid and its audit session on
 stderr (on the terminal when the channel has one), under a nonce drawn for the channel
 that the line cannot know, and then runs the client's line as it would have: the same
@@ -60,9 +64,10 @@ import secrets
 # the report is not coming
 REPORT_WITHIN = 64 * 1024
 _REPORT = (
-    'if { printf %s "$(id -u)" >/proc/self/loginuid; } 2>/dev/null;'
-    ' then printf \'{tag} %s %s\\n\' "$$" "$(cat /proc/self/sessionid)" >&2;'
-    " else printf '{tag} %s -\\n' \"$$\" >&2; fi"
+    '{ printf %s "$(id -u)" >/proc/self/loginuid; } 2>/dev/null;'
+    ' printf \'{tag} %s %s\\n\' "$$" "$(a=$(cat /proc/self/sessionid 2>/dev/null);'
+    ' [ "${a:-4294967295}" != 4294967295 ]'
+    ' && [ "$a" != "$(cat /proc/$PPID/sessionid 2>/dev/null)" ] && echo "$a" || echo -)" >&2'
 )
 WRAPPED = (
     "run after the proxy's line giving the shell an audit session of its own (its login"
