@@ -470,6 +470,9 @@ class TokenVerifier:
         refetch_interval: float = REFETCH_INTERVAL,
     ) -> None:
         self.settings = settings
+        # identity.authorized_parties: read where the configuration defines it
+        parties = getattr(settings, "authorized_parties", ())
+        self._parties = tuple(p for p in parties if isinstance(p, str) and p)
         self.dev_issuer = (dev_issuer or DevIssuer(settings)) if settings.dev else None
         self._session: aiohttp.ClientSession | None = None
         has_keys = settings.jwks_url or settings.jwks_file
@@ -576,7 +579,11 @@ class TokenVerifier:
         # proxy may replay it
         if audience and audience != self.settings.audience and self.settings.audience in named:
             raise TokenRejected("wrong audience", "also issued for identity.audience")
-        _check_party(claims, named, audience or self.settings.audience)
+        # identity.authorized_parties (when the configuration has it): the other clients
+        # whose tokens for our audience a session may use (a CLI that asks the IdP for a
+        # token to the portcullis resource); never for an approver's own audience
+        others = () if audience and audience != self.settings.audience else self._parties
+        _check_party(claims, named, audience or self.settings.audience, others)
         return self._identity(claims, issuer)
 
     def _identity(self, claims: dict[str, Any], issuer: str) -> Identity:
@@ -620,17 +627,20 @@ class TokenVerifier:
         )
 
 
-def _check_party(claims: dict[str, Any], named: list[Any], client_id: str) -> None:
+def _check_party(
+    claims: dict[str, Any], named: list[Any], client_id: str, others: tuple[str, ...] = ()
+) -> None:
     """OIDC Core §3.1.3.7 (steps 4 and 5) and §2 `azp`: a token is ours only when it was
     issued to us. Our client id is the audience we check (identity.audience, or
     approvals.audience for an approver's token). A token naming several audiences is one
     another client of the same issuer asked for and had ours added to: it must name the
     party it was issued to, `azp`, and that must be us; an `azp` naming anyone else is
-    another client's token, whatever its audience says. No allow-list of other parties:
-    DESIGN.md names none, and one would let a client we do not know hand us its tokens."""
+    another client's token, whatever its audience says, unless the operator named that
+    client in identity.authorized_parties (`others`: DESIGN.md names no such list, so it
+    is empty unless configured)."""
     if "azp" in claims:
         azp = claims["azp"]
-        if not isinstance(azp, str) or azp != client_id:
+        if not isinstance(azp, str) or (azp != client_id and azp not in others):
             raise TokenRejected("token issued to another client (azp)", f"azp {azp!r}")
     elif len(named) > 1:
         raise TokenRejected(
