@@ -7,7 +7,9 @@ other work shares the cores (a load average of 8 on 2 cores gave the same policy
 callgrind, once with no evaluations and once with N passes over the inputs, for each
 policy, and prints (instructions(N) - instructions(0)) / (N x inputs): the instructions
 of one evaluation (OpaEvalDocument on input JSON bytes: input parsing, evaluation, the
-answer's JSON), the engine's loading and compiling left out by the difference. The Go
+answer's JSON), the engine's loading and compiling left out by the difference (and run
+uninstrumented: callgrind starts counting after the child's warm pass, --instr-atstart=no,
+so a run takes a fraction of the time it took with the compiler instrumented). The Go
 collector is off in these runs (GOGC=off): how many times it runs in N evaluations is
 a whole number that moves the counts by several percent between runs of one policy,
 while with it off they repeat; what a policy allocates is still counted (the allocator's
@@ -70,6 +72,7 @@ CLIENT_REQUESTS = """
 #include <valgrind/callgrind.h>
 void policy_ir_zero(void) { CALLGRIND_ZERO_STATS; }
 void policy_ir_dump(const char *label) { CALLGRIND_DUMP_STATS_AT(label); }
+void policy_ir_start(void) { CALLGRIND_START_INSTRUMENTATION; }
 """
 
 GO_UNDER_CALLGRIND = {
@@ -100,13 +103,19 @@ def loaded(policy: str) -> tuple[Any, str]:
 
 
 def child(policy: str, inputs: Path, passes: int) -> None:
-    """Evaluate every input once (to warm) and then `passes` times: what callgrind counts."""
+    """Evaluate every input once (to warm) and then `passes` times: what callgrind counts.
+    Callgrind starts counting (CALLGRIND_START_INSTRUMENTATION, the helper named by
+    POLICY_IR_HELPER) only after the warm pass: loading and compiling the policy run
+    uninstrumented, several times faster than under instrumentation."""
+    import ctypes
+
     from pdp.engine.opa import raw_evaluate
 
     engine, path = loaded(policy)
     encoded = [line.encode() for line in inputs.read_text().splitlines() if line]
     for raw in encoded:
         raw_evaluate(engine, path, raw)
+    ctypes.CDLL(os.environ["POLICY_IR_HELPER"]).policy_ir_start()
     for _ in range(passes):
         for raw in encoded:
             raw_evaluate(engine, path, raw)
@@ -127,6 +136,7 @@ def blocks_child(helper: str, inputs: Path, passes: int, rounds: int, policies: 
         for _ in range(passes + 1):  # as counted (the first counted block ran high)
             for raw in encoded:
                 raw_evaluate(engine, path, raw)
+    requests.policy_ir_start()  # loading, compiling and warming ran uninstrumented
     order = list(range(len(engines)))
     for round_ in range(rounds):
         for k in order if round_ % 2 == 0 else order[::-1]:
@@ -164,6 +174,7 @@ def per_evaluation_blocks(
         [
             "valgrind",
             "--tool=callgrind",
+            "--instr-atstart=no",  # blocks_child starts it after loading and warming
             f"--callgrind-out-file={out}.%p",
             sys.executable,
             str(Path(__file__).resolve()),
@@ -210,11 +221,12 @@ def counted(policy: str, inputs: Path, passes: int, workdir: Path) -> int:
     out = workdir / f"callgrind.{os.getpid()}.{abs(hash((policy, str(inputs), passes)))}"
     # no .pyc written: a module another process edited is compiled again by whichever run
     # imports it first, which moved one run's count by ~1G instructions (a negative figure)
-    env = {**os.environ, **GO_UNDER_CALLGRIND}
+    env = {**os.environ, **GO_UNDER_CALLGRIND, "POLICY_IR_HELPER": str(client_requests(workdir))}
     done = subprocess.run(
         [
             "valgrind",
             "--tool=callgrind",
+            "--instr-atstart=no",  # child starts it after loading and its warm pass
             f"--callgrind-out-file={out}",
             sys.executable,
             str(Path(__file__).resolve()),
@@ -334,6 +346,7 @@ def main() -> None:
             for label in files
             for name, policy in policies.items()
         }
+        client_requests(workdir)  # built once, before the runs that load it in parallel
         with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
             futures = {
                 key: pool.submit(per_evaluation, policy, path, passes[key[0]], workdir)
