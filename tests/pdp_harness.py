@@ -200,9 +200,11 @@ async def decide_sql(
     return response.decision
 
 
-def replay_on_a_terminal(config_path: Path, session_id: str, rows: int | None = None) -> bytes:
-    """`portcullis replay SESSION` with its output on a pseudo-terminal (of `rows` lines
-    when given), as an auditor runs it: what the auditor's terminal is sent."""
+def replay_on_a_terminal(
+    config_path: Path, session_id: str, rows: int | None = None, *options: str
+) -> bytes:
+    """`portcullis replay SESSION [options]` with its output on a pseudo-terminal (of
+    `rows` lines when given), as an auditor runs it: what the auditor's terminal is sent."""
     import fcntl
     import pty
     import struct
@@ -216,7 +218,7 @@ def replay_on_a_terminal(config_path: Path, session_id: str, rows: int | None = 
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'proto'}", "TERM": "xterm"}
     process = subprocess.Popen(
         [sys.executable, "-m", "pdp.cli", "-c", str(config_path), "replay", session_id,
-         "--speed", "1000"],
+         "--speed", "1000", *options],
         stdout=slave, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env,
     )  # fmt: skip
     os.close(slave)

@@ -269,7 +269,8 @@ async def test_replay_keeps_the_timeline_out_of_a_recording_s_reach(tmp_path):
     recorded = "".join(LINGERING) + "\x1b[3J\x1b[?1049h\x1b[?25l\x1b[2;5r\x1b(0\x1b[Hqqq"
     async with running_pdp(env.config) as app:
         sid = await _recorded_session(app, [[0.1, "o", recorded]])
-    shown = await asyncio.to_thread(replay_on_a_terminal, env.config_path, sid, 30)
+    # played as a terminal draws it (--raw; by default every byte is shown as text)
+    shown = await asyncio.to_thread(replay_on_a_terminal, env.config_path, sid, 30, "--raw")
     timeline, played = shown.split(b"--- terminal, channel 0", 1)
     assert timeline.endswith(b"\r\n" * 30)  # the pty writes LF as CR LF
     for sequence in (*LINGERING, "\x1b[3J"):
@@ -399,6 +400,7 @@ async def test_the_player_hides_nothing_behind_a_clear_screen_or_echo_off(pdp):
     ])  # fmt: skip
     pw, browser, page = await _browser_page(pdp, f"/console/sessions/{sid}")
     try:
+        await page.get_by_label("Draw as a terminal (cursor moves, erasing)").check()
         screen = page.get_by_role("log", name="Terminal output, channel 0")
         await expect(screen).to_contain_text("[screen cleared]")
         shown = await screen.inner_text()

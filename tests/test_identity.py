@@ -96,8 +96,10 @@ async def test_other_asymmetric_algorithms_accepted(idp, make_verifier, alg):
 
 
 async def test_audience_list_containing_ours_accepted(idp, make_verifier):
+    # OIDC Core 3.1.3.7: with several audiences the token names us as its azp
+    # (tests/test_identity_probe_p7.py: without it, or naming another client, refused)
     verifier = make_verifier(idp.settings())
-    identity = await verifier.verify(idp.token(aud=["other-api", "portcullis"]))
+    identity = await verifier.verify(idp.token(aud=["other-api", "portcullis"], azp="portcullis"))
     assert identity.subject == "alice@example.com"
 
 

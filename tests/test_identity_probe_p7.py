@@ -10,14 +10,13 @@ and be our client id; an `azp` naming another client is refused whatever `aud` s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import replace
 
 import grpc
 import pytest
 from pdp_harness import open_session, pdp_config, pdp_stub, running_pdp
 
 from pdp.domain.identity import TokenRejected, TokenVerifier
-from portcullis.config import IdentitySettings
 
 
 async def reason(verifier: TokenVerifier, tok: str) -> str:
@@ -74,18 +73,8 @@ async def test_the_pdp_opens_no_session_for_another_clients_token(idp, tmp_path)
         assert (await open_session(stub, ours)).session_id
 
 
-@dataclass(frozen=True)
-class _WithParties(IdentitySettings):
-    """IdentitySettings naming identity.authorized_parties (a field of the configuration
-    once /work/notes/idsec6-authorized-parties.patch is applied)."""
-
-    authorized_parties: tuple[str, ...] = ()
-
-
 async def test_a_client_the_operator_names_may_hand_its_tokens_to_sessions(idp):
-    base = idp.settings(algorithms=["RS256"])
-    settings = _WithParties(**{f.name: getattr(base, f.name) for f in fields(base)},
-                            authorized_parties=("psql-cli",))  # fmt: skip
+    settings = replace(idp.settings(algorithms=["RS256"]), authorized_parties=("psql-cli",))
     verifier = TokenVerifier(settings)
     try:
         named = idp.token(aud=["portcullis", "account"], azp="psql-cli")

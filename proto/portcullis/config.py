@@ -152,6 +152,9 @@ class IdentitySettings:
     # clock skew allowed on exp/nbf/iat, the same at session open and during the session
     leeway_seconds: int = 2
     dev_key: Path = Path("var/dev-issuer.key")
+    # other clients of the issuer whose tokens (`azp`) for our audience open sessions; by
+    # default none: OIDC Core 3.1.3.7, azp must be our client id (pdp.domain.identity)
+    authorized_parties: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -685,6 +688,7 @@ def _identity(raw: dict[str, Any], base_dir: Path) -> IdentitySettings:
             "algorithms",
             "leeway_seconds",
             "dev_key",
+            "authorized_parties",
         },
     )
     dev = _bool(raw, key, "dev", False)
@@ -717,7 +721,17 @@ def _identity(raw: dict[str, Any], base_dir: Path) -> IdentitySettings:
         algorithms=tuple(algorithms) if algorithms else defaults.algorithms,
         leeway_seconds=_leeway(raw, key),
         dev_key=_path(base_dir, _str(raw, key, "dev_key", "var/dev-issuer.key")),
+        authorized_parties=_parties(raw.get("authorized_parties"), f"{key}.authorized_parties"),
     )
+
+
+def _parties(value: Any, key: str) -> tuple[str, ...]:
+    """identity.authorized_parties: client ids (a list of non-empty strings), or none."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(key, "must be a list of client ids (the azp other clients' tokens name)")
+    return tuple(value)
 
 
 MAX_LEEWAY_SECONDS = 60

@@ -55,7 +55,7 @@ from portcullis.masking import masking_key
 from portcullis.protocols import workers_of
 from portcullis.reuse import reuse_key
 from portcullis.verdict import VerdictKind
-from proxies.http import carried, messages, request_words
+from proxies.http import carried, messages, request_words, token_key
 from proxies.http.client_io import ClientIO
 from proxies.http.codec import END, BadRequest, Body, End, Event, Head, RequestReader
 from proxies.http.codings import ContentDecoder, Undecodable, codings
@@ -335,7 +335,7 @@ class HttpProxy:
 
     async def session_for(self, token: str, client_addr: str, client: str) -> AgentSession:
         """The token's open session, or a new one (raises SessionRefused)."""
-        key = hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+        key = token_key.session_key(token)  # an ECDSA token's twin is the same token
         agent = self.sessions.get(key)
         if agent is not None and agent.session.grant is not None:
             return agent
