@@ -1059,7 +1059,7 @@ class _Relay(Relay):
     column names, the chunk is finished in a task while that side is held (Relay.wait).
     """
 
-    __slots__ = ("conn", "enforcer", "parser", "tracker")
+    __slots__ = ("chunks", "conn", "enforcer", "parser", "tracker")
 
     def __init__(
         self,
@@ -1072,6 +1072,7 @@ class _Relay(Relay):
         self.conn = conn
         self.enforcer = enforcer
         self.tracker = tracker
+        self.chunks = 0  # the client's chunks so far (progress of a batch left open)
         assert conn.upstream is not None
         self.parser = conn.upstream.parser  # the server's messages
 
@@ -1119,14 +1120,38 @@ class _Relay(Relay):
 
     # -- the statement watchdog (Relay.arm_watchdog) -----------------------------------------
 
+    # A batch of the extended protocol left open (Execute, then Flush and no Sync) keeps
+    # its implicit transaction, snapshot and locks while the client says nothing, and the
+    # server arms its idle_in_transaction_session_timeout only before a ReadyForQuery,
+    # which only a Sync brings: the watchdog watches it too, and a batch the client left
+    # open for the statement bound, the server having answered all of it, ends the session
+    # as the server ends one idle in a transaction.
+
     def busy(self) -> bool:
-        return not self.tracker.idle
+        return not self.tracker.idle or self._left_open()
+
+    def _left_open(self) -> bool:
+        """A batch the client left open: something of it went upstream, no Sync yet, and
+        the proxy is not deciding what came next (an approval may take minutes)."""
+        return self.enforcer.batch_forwarded and not self.waiting(CLIENT)
 
     def progress(self) -> int:
-        return self.tracker.readies
+        return self.tracker.readies + self.chunks
 
     def overdue(self) -> None:
         conn = self.conn
+        if self.tracker.idle and self._left_open():
+            if conn.session is not None:
+                conn.session.record_response(
+                    error="idle_in_transaction_timeout", limit=self._statement_limit
+                )
+            conn.fatal(
+                "portcullis: terminating connection due to idle-in-transaction timeout"
+                " (an extended-protocol batch left without Sync)",
+                "25P03",
+            )
+            self.end("idle_in_transaction_timeout")
+            return
         if conn.key is None:
             return
         if conn.session is not None:
@@ -1142,6 +1167,7 @@ class _Relay(Relay):
         if self._client.waiting is not None:
             self._client.queue(data)
             return
+        self.chunks += 1
         conn, enforcer = self.conn, self.enforcer
         catalog = conn.known.catalog
         newest = catalog.facts
