@@ -157,6 +157,7 @@ async def until_held(health, count: int) -> None:
 
 
 NOBODY = 65534  # a local user other than the proxy's
+AS_NOBODY = ("setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups")
 SEND_KEY = """
 import socket, struct, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -199,9 +200,11 @@ def _route_connection(worker: int, name: str) -> ConnectionSettings:
 
 
 async def _as_nobody(code: str, *args: str) -> asyncio.subprocess.Process:
-    # the system's interpreter: the tests' may sit where another user cannot read it
+    # the system's interpreter: the tests' may sit where another user cannot read it; the
+    # user changed by setpriv after exec, not by this process's fork (user= forks, and a
+    # fork runs gRPC's fork handlers, which have crashed the child)
     return await asyncio.create_subprocess_exec(
-        "/usr/bin/python3", "-c", code, *args, user=NOBODY, stdout=asyncio.subprocess.PIPE
+        *AS_NOBODY, "/usr/bin/python3", "-c", code, *args, stdout=asyncio.subprocess.PIPE
     )
 
 

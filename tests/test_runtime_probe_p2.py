@@ -47,9 +47,19 @@ else:
 def _squat_as_nobody(port: int) -> str:
     """What another local user gets trying to listen on [::1]:port."""
     result = subprocess.run(
-        [PYTHON, "-I", "-c", SQUAT, str(port)],
-        user=NOBODY,
-        group=NOBODY,
+        # setpriv changes user after exec: user= would fork this process, running gRPC's
+        # fork handlers in the child (they have crashed it with SIGSEGV)
+        [
+            "setpriv",
+            f"--reuid={NOBODY}",
+            f"--regid={NOBODY}",
+            "--clear-groups",
+            PYTHON,
+            "-I",
+            "-c",
+            SQUAT,
+            str(port),
+        ],
         capture_output=True,
         text=True,
         timeout=30,
