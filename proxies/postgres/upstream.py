@@ -17,7 +17,7 @@ import ssl
 from dataclasses import dataclass, field
 
 from proxies.postgres import codec
-from proxies.postgres.scram import ScramClient, ScramError, md5_password
+from proxies.postgres.scram import LoginRefused, UpstreamLogin
 from proxies.postgres.startup import pooler_refusal_message, pooler_settings_sql, unheld_pins
 from proxies.runtime.credentials import CredentialLease
 from proxies.runtime.relay import open_stream
@@ -84,71 +84,52 @@ async def _messages(upstream: Upstream) -> list[codec.Message]:
 
 
 async def _authenticate(upstream: Upstream, lease: CredentialLease, verified: bool) -> None:
-    """verified: the connection is TLS to a server whose certificate was checked. Only
-    then does the password go in clear when the server asks so: whoever answers on a plain
-    connection (a local user holding the upstream's port while it restarts, anyone on the
-    path) would be handed it by asking; SCRAM and md5 prove it without sending it."""
-    scram: ScramClient | None = None
-    while True:
-        messages = await _messages(upstream)
-        for i, message in enumerate(messages):
-            if isinstance(message, codec.ErrorResponse):
-                upstream.writer.close()
-                text = message.fields.get("M", "error")
-                raise UpstreamError(f"upstream refused the session: {text}", message)
-            if isinstance(message, codec.AuthenticationOk):
-                continue
-            if isinstance(message, codec.AuthenticationCleartextPassword):
-                if not verified:
-                    upstream.writer.close()
+    """verified: the connection is TLS to a server whose certificate was checked (only
+    then does the password go in clear when the server asks so). What each request is
+    answered with, and which are refused — an impostor's AuthenticationOk before a
+    verified SCRAM signature, a second method after the first (a downgrade), anything
+    out of order — is proxies.postgres.scram.UpstreamLogin's; over TLS it binds SCRAM to
+    the server's certificate."""
+    ssl_object = upstream.writer.get_extra_info("ssl_object")
+    certificate = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    login = UpstreamLogin(
+        lease.username,
+        lease.password,
+        tls_certificate=certificate if ssl_object is not None else None,
+        tls_verified=verified,
+    )
+    try:
+        while True:
+            messages = await _messages(upstream)
+            for i, message in enumerate(messages):
+                if isinstance(message, codec.ErrorResponse):
+                    text = message.fields.get("M", "error")
+                    raise UpstreamError(f"upstream refused the session: {text}", message)
+                if isinstance(message, codec.Authentication):
+                    answer = login.answer(message)
+                    if answer is not None:
+                        upstream.writer.write(answer.encode())
+                elif isinstance(message, codec.NoticeResponse | codec.NegotiateProtocolVersion):
+                    continue  # dropped during start-up
+                elif not login.authenticated:
                     raise UpstreamError(
-                        "upstream asks for the password in clear over a connection that is "
-                        "not TLS to a verified server: refused (have the server use "
-                        "scram-sha-256, or connect with verified TLS)"
+                        f"upstream sent {type(message).__name__} before authentication "
+                        "succeeded: refused"
                     )
-                upstream.writer.write(codec.PasswordMessage.from_password(lease.password).encode())
-            elif isinstance(message, codec.AuthenticationMD5Password):
-                upstream.writer.write(
-                    codec.PasswordMessage.from_password(
-                        md5_password(lease.username, lease.password, message.salt)
-                    ).encode()
-                )
-            elif isinstance(message, codec.AuthenticationSASL):
-                if "SCRAM-SHA-256" not in message.mechanisms:
-                    raise UpstreamError("upstream offers no SASL mechanism the proxy speaks")
-                scram = ScramClient(lease.username, lease.password)
-                upstream.writer.write(
-                    codec.SASLInitialResponse("SCRAM-SHA-256", scram.first_message()).encode()
-                )
-            elif isinstance(message, codec.AuthenticationSASLContinue):
-                if scram is None:
-                    raise UpstreamError("upstream sent SASLContinue out of order")
-                try:
-                    upstream.writer.write(
-                        codec.SASLResponse(scram.final_message(message.data)).encode()
-                    )
-                except ScramError:
-                    raise UpstreamError("upstream SCRAM exchange failed") from None
-            elif isinstance(message, codec.AuthenticationSASLFinal):
-                if scram is None:
-                    raise UpstreamError("upstream sent SASLFinal out of order")
-                try:
-                    scram.verify_server_final(message.data)
-                except ScramError:
-                    raise UpstreamError("upstream server signature is wrong") from None
-            elif isinstance(message, codec.Authentication):
-                raise UpstreamError(
-                    f"upstream asks for {type(message).__name__}, which the proxy does not speak"
-                )
-            elif isinstance(message, codec.ParameterStatus):
-                upstream.parameters.append(message)
-            elif isinstance(message, codec.BackendKeyData):
-                upstream.key = message
-            elif isinstance(message, codec.ReadyForQuery):
-                upstream.status = message.status
-                upstream.pending = messages[i + 1 :]
-                return
-            # NoticeResponse and NegotiateProtocolVersion during start-up are dropped
+                elif isinstance(message, codec.ParameterStatus):
+                    upstream.parameters.append(message)
+                elif isinstance(message, codec.BackendKeyData):
+                    upstream.key = message
+                elif isinstance(message, codec.ReadyForQuery):
+                    upstream.status = message.status
+                    upstream.pending = messages[i + 1 :]
+                    return
+    except LoginRefused as exc:
+        upstream.writer.close()
+        raise UpstreamError(str(exc)) from None
+    except UpstreamError:
+        upstream.writer.close()
+        raise
 
 
 # Functions the database defines (made after initdb: OID 16384 and up) named like one in
