@@ -15,8 +15,8 @@ returned 3, 1, 2, 4: the ids in their passwords' order ('aaa' < 'hunter2-ada' < 
 makes every output of a grouping SELECT carry what it was grouped by (pdp/sql/lineage.py
 Lineage.grouped_outputs): a computed one (min(id), count(*), a window function over the
 groups) is masked whole where that is masked, a stored column shown beside a sensitive
-grouped value it is not (`SELECT DISTINCT id, ssn`) orders by that value, refused as ORDER
-BY of it is. A SELECT whose ORDER BY names every output (and no window function) returns
+grouped value it is not (`SELECT DISTINCT id, ssn`) is a `sequence` of that value, refused
+(postgres_lineage.rego). A SELECT whose ORDER BY names every output (and no window function) returns
 its rows in their own order, so `count(*) ... GROUP BY password ORDER BY 1` still counts.
 """
 

@@ -262,6 +262,39 @@ _KEEPING_FUNCTIONS = frozenset(
     }
 )  # fmt: skip
 _CASTS = frozenset({"text", "varchar"})
+# Functions of pg_catalog computing a number, time or truth value from numbers and times
+# (no variant takes text, which the server never casts to their types unasked: round(note)
+# does not exist), the analysts' date_trunc, extract and round: what they make of a column
+# is no text the value detectors would have read, so they keep (changed only where their
+# arguments were: round(length(note)) is masked as length(note) is). Those with a text
+# argument naming a unit or zone keep only when it is a constant (date_part(note, ts)
+# answers about note). They compute (`arithmetic`): round(num, -4) of a card kept as a
+# number hides it from the detectors as num - 1 does.
+_NUMBER_FUNCTIONS = frozenset(
+    {
+        "round", "trunc", "floor", "ceil", "ceiling", "abs", "sign", "date_trunc",
+        "date_part", "extract", "date_bin", "timezone", "stddev", "stddev_pop",
+        "stddev_samp", "variance", "var_pop", "var_samp", "percentile_cont", "corr",
+        "covar_pop", "covar_samp", "bool_and", "bool_or", "every", "isfinite",
+    }
+)  # fmt: skip
+# ... the argument positions naming a unit or zone (text), each a constant where they keep
+_UNIT_ARGUMENTS = {"date_trunc": (0, 2), "date_part": (0,), "extract": (0,), "timezone": (0,)}
+# what lineage reads as giving a number (count, sum, avg and _NUMBER_FUNCTIONS): a cast of
+# one to a number or time type changes no text
+_NUMBER_RESULTS = _NUMBER_FUNCTIONS | {"count", "sum", "avg"}
+# cast targets a number or time is made into without text: numbers, and times
+_NUMBER_CASTS = frozenset(
+    {
+        "int2", "int4", "int8", "smallint", "integer", "bigint", "numeric", "decimal",
+        "float4", "float8", "real", "date", "timestamp", "timestamptz",
+    }
+)  # fmt: skip
+# ... and those a stored column's whole value may be read as without hiding what the value
+# detectors read in it: a date or time shows the digits its text had (a number cast from
+# text drops an SSN's leading zero and is read by no detector; an interval or a time
+# renders digits otherwise)
+_TIME_CASTS = frozenset({"date", "timestamp", "timestamptz"})
 # arithmetic: no operator of pg_catalog computes text from text with these; JSON
 # extraction gives a part of a document as it is
 _KEEPING_OPERATORS = frozenset({"+", "-", "*", "/", "%", "->", "->>", "#>", "#>>"})
@@ -526,7 +559,8 @@ class Lineage:
     """The walk of one statement: collects predicates while computing outputs."""
 
     __slots__ = (
-        "arguments", "branches", "documents", "predicates", "shadows", "sorting", "written",
+        "arguments", "branches", "documents", "matching", "predicates", "shadows", "sorting",
+        "written",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -553,6 +587,11 @@ class Lineage:
         self.arguments: list[tuple[str, Flow]] = []
         # inside a FULL JOIN's condition: its comparisons are orderings (Lineage.record)
         self.sorting = False
+        # per SELECT being walked (outermost first), the values compared column to column
+        # in it or in a sub-query of it (a join's, IN (SELECT ...)'s, a correlated
+        # EXISTS's): a hash or merge join returns rows in the order of those values or of
+        # their hashes (Lineage.grouped_outputs)
+        self.matching: list[list[Flow]] = []
 
     # --- entry points -------------------------------------------------------
 
@@ -624,7 +663,7 @@ class Lineage:
         if use == "group":
             if flow.kind in _COMPUTED:
                 use = "other"
-        elif use not in ("order", "partial", "choice") and flow.kind != PLAIN:
+        elif use not in ("order", "partial", "choice", "sequence") and flow.kind != PLAIN:
             use = "other"
         for column in flow.columns:
             key = (column, use)
@@ -673,16 +712,32 @@ class Lineage:
             return self.values(fields["valuesLists"], outer, ctes)
         items: list[Item] = []
         scope = [items, *outer]
-        for node in fields.get("fromClause", ()):
-            self.from_item(node, scope, ctes, items)
-        outputs = self.targets(fields.get("targetList", ()), scope, ctes)
-        where = fields.get("whereClause")
-        if where:
-            self.predicate(where, scope, ctes, False)
-        grouped = self.clauses(fields, scope, ctes, outputs)
-        if grouped and not _ordered_by_outputs(fields, outputs):
+        self.matching.append([])
+        try:
+            for node in fields.get("fromClause", ()):
+                self.from_item(node, scope, ctes, items)
+            outputs = self.targets(fields.get("targetList", ()), scope, ctes)
+            where = fields.get("whereClause")
+            if where:
+                self.predicate(where, scope, ctes, False)
+            grouped = [g for g in self.clauses(fields, scope, ctes, outputs) if g.user]
+        finally:
+            matched = self.matching.pop()
+        if not grouped and matched and not _one_row(fields, outputs):
+            # no grouping reorders the joined rows: they come back as the join left them
+            grouped = matched
+        if grouped and not _ordered_by_outputs(fields, outputs, grouped):
             outputs = self.grouped_outputs(outputs, grouped)
         return outputs
+
+    def matched(self, flows: list[Flow]) -> None:
+        """Values compared with each other, column to column (two or more of flows reach
+        columns): every SELECT being walked returns its rows in their order."""
+        reaching = [f for f in flows if f.columns or f.tables]
+        if len(reaching) > 1:
+            for matching in self.matching:
+                # (the catalog tables drivers read hold no masked value: _CATALOG)
+                matching.extend(f for f in reaching if f.user)
 
     def grouped_outputs(self, outputs: list[Output], grouped: list[Flow]) -> list[Output]:
         """The outputs of a SELECT that groups its rows (GROUP BY, DISTINCT), each carrying
@@ -693,28 +748,28 @@ class Lineage:
         changes: its own text was not changed by what it was grouped by (count(*) stays a
         count), so the policy masks it where those columns are masked. A stored column as
         it is (plain) is masked by its own name only, so it cannot carry them: the grouped
-        values it does not carry are an ordering (`SELECT DISTINCT id, ssn`), as ORDER BY
-        of them would be."""
+        values it does not carry are a `sequence` (`SELECT DISTINCT id, ssn`): the rows
+        come back in their order. The same for the values a join compares (self.matching)
+        where no grouping reorders its rows."""
         carried = _merge(EXPRESSION, grouped, keeps=True)
         if not carried.columns and not carried.tables:
             return outputs
         result: list[Output] = []
         for name, flow in outputs:
-            if all(c in flow.columns for c in carried.columns) and all(
-                t in flow.tables for t in carried.tables
-            ):
+            if _carries(flow, carried):
                 result.append((name, flow))  # nothing it does not carry already
             elif flow.kind in (PLAIN, STAR):
                 for other in grouped:
                     if any(c not in flow.columns for c in other.columns) or any(
                         t not in flow.tables for t in other.tables
                     ):
-                        self.record(other, "order")
+                        self.record(other, "sequence")
                 result.append((name, flow))
             else:
                 merged = _merge(EXPRESSION, [flow, carried], keeps=True)
                 merged.changed = flow.changed
                 merged.arithmetic = flow.arithmetic
+                merged.user = flow.user  # whether its own text is the database's
                 result.append((name, merged))
         return result
 
@@ -1010,6 +1065,7 @@ class Lineage:
                     use = "other"
                 for flow in flows:
                     self.record(flow, use)
+                self.matched(flows)
             merged.append((name, _merge(EXPRESSION, flows, keeps=True)))
             for item in left + right:
                 item.hidden.add(name)
@@ -1122,6 +1178,13 @@ class Lineage:
             flow = self.expr(fields["arg"], scope, ctes)
             type_name = fields.get("typeName", {}).get("TypeName", fields.get("typeName", {}))
             names = [_sval(n).lower() for n in type_name.get("names", ())]
+            if _number_cast(fields["arg"], names, type_name):
+                # `avg(total)::int`, `date_trunc('day', ts)::date`, `created_at::date`: a
+                # number or time made a number or time (it may fail: partial), no text
+                # changed on the way (a text column's whole value read as a date, the
+                # digits it shows)
+                self.partial(flow)
+                return flow.derived()
             if names[-1:] and names[-1] in _DOCUMENT_TYPES:
                 # (text that is no JSON fails: whether it is a document, no question
                 # about the text a value detector reads inside it, so keyed)
@@ -1300,7 +1363,7 @@ class Lineage:
         written = _sval(fields["funcname"][-1]) if fields.get("funcname") else ""
         keeps = (
             builtin and written in _KEEPING_FUNCTIONS and (written not in _CASTS or len(args) == 1)
-        )
+        ) or (builtin and _number_call(fields))
         called = written if builtin else ".".join(_sval(p) for p in fields["funcname"])
         self.arguments.extend(
             (called, flow) for flow in flows[: len(args)] if flow.tables or flow.changed
@@ -1321,7 +1384,8 @@ class Lineage:
             # fact knows it) may read any table: its value may carry any of their columns
             flows.append(Flow(EXPRESSION, tables={"*": None}, changed=True))
         kind = AGGREGATE if aggregate else EXPRESSION
-        flow = _merge(kind, flows + any_key, keeps, computes=written in _COMPUTING_FUNCTIONS)
+        computes = written in _COMPUTING_FUNCTIONS or (keeps and written in _NUMBER_FUNCTIONS)
+        flow = _merge(kind, flows + any_key, keeps, computes=computes)
         if builtin and name in _DOCUMENT_FUNCTIONS:
             flow = flow.as_document()  # jsonb_in(notes::cstring): text read as JSON
         if name in _QUESTIONS:
@@ -1423,6 +1487,8 @@ class Lineage:
         self.record(_bare(left, test), use)
         for _, flow in outputs:
             self.record(flow, use)
+        if use in ("equality", "join"):
+            self.matched([left, *(f for _, f in outputs)])
         return _merge(EXPRESSION, [left, *(f for _, f in outputs)])
 
     def case(self, fields: Fields, scope: Scope, ctes: dict[str, Item]) -> Flow:
@@ -1505,6 +1571,8 @@ class Lineage:
                 > 1
             ):
                 use = "join"
+        if use in ("equality", "join"):
+            self.matched([f for _, f in operands])
         if operator in _JSON_PATH_OPERATORS and operands and _jsonpath_keys(fields.get("rexpr")):
             operands[0] = (operands[0][0], operands[0][1].taken_part())
         named: dict[str, None] | None = None
@@ -1560,13 +1628,68 @@ _TOTAL_NODES = frozenset(
 _TOTAL_XML_OPS = frozenset({"IS_XMLELEMENT", "IS_XMLFOREST", "IS_XMLCONCAT"})
 
 
-def _ordered_by_outputs(fields: Fields, outputs: list[Output]) -> bool:
+def _number_call(fields: Fields) -> bool:
+    """Whether a FuncCall (its fields, a function of pg_catalog) is one of
+    _NUMBER_FUNCTIONS with a constant at each of its unit or zone positions."""
+    funcname = fields.get("funcname") or ()
+    name = _sval(funcname[-1]) if funcname else ""
+    if name not in _NUMBER_FUNCTIONS:
+        return False
+    args = fields.get("args", ())
+    return all(i >= len(args) or "A_Const" in args[i] for i in _UNIT_ARGUMENTS.get(name, ()))
+
+
+def _number_cast(arg: Any, names: list[str], type_name: Fields) -> bool:
+    """Whether a cast of arg to the type `names` makes a number or time of a number or
+    time (a count, sum, avg or _NUMBER_FUNCTIONS call of pg_catalog), or a date or
+    timestamp of a stored column's whole value: no text changed on the way."""
+    if (
+        not names
+        or names[-1] not in _NUMBER_CASTS
+        or names[:-1] not in ([], ["pg_catalog"])
+        or type_name.get("arrayBounds")
+        or not isinstance(arg, dict)
+    ):
+        return False
+    if "ColumnRef" in arg:
+        fields = arg["ColumnRef"].get("fields", ())
+        return names[-1] in _TIME_CASTS and not any("A_Star" in f for f in fields)
+    call = arg.get("FuncCall")
+    if not call or "over" in call:
+        return False
+    funcname = call.get("funcname") or ()
+    qualified = [_sval(part).lower() for part in funcname[:-1]]
+    name = _sval(funcname[-1]) if funcname else ""
+    if qualified not in ([], ["pg_catalog"]):
+        return False
+    if name in _CHOOSING:
+        # max(created_at)::date: one of the column's stored values, as it is
+        args = call.get("args", ())
+        return len(args) == 1 and _number_cast(args[0], names, type_name)
+    if name not in _NUMBER_RESULTS:
+        return False
+    return name in ("count", "sum", "avg") or _number_call(call)
+
+
+def _one_row(fields: Fields, outputs: list[Output]) -> bool:
+    """Whether a SELECT without GROUP BY aggregates its rows into one (every output an
+    aggregate or a constant, no window function): no order to show."""
+    if fields.get("groupClause") or "'over'" in repr(fields.get("targetList")):
+        return False
+    return bool(outputs) and all(
+        flow.kind == AGGREGATE or not (flow.columns or flow.tables) for _, flow in outputs
+    )
+
+
+def _ordered_by_outputs(fields: Fields, outputs: list[Output], grouped: list[Flow]) -> bool:
     """Whether the SELECT's ORDER BY names every one of its outputs (by position or name)
-    and no window function reads its rows in the order they were grouped in: its rows
-    then come back in the order of their own values (rows tied on all of them are alike),
-    never in the order of what they were grouped by."""
+    but those carrying all it grouped or joined by (masked where any of that is), and no
+    window function reads its rows in the order they were grouped in: its rows then come
+    back in the order of what they show (rows tied on all of it look alike), never in the
+    order of what they were grouped by."""
     if not outputs or "'over'" in repr(fields.get("targetList")):
         return False
+    carried = _merge(EXPRESSION, grouped)
     named: set[int] = set()
     for node in fields.get("sortClause", ()):
         ((tag, sort),) = node["SortBy"]["node"].items()
@@ -1575,7 +1698,16 @@ def _ordered_by_outputs(fields: Fields, outputs: list[Output]) -> bool:
         elif tag == "ColumnRef" and len(sort["fields"]) == 1:
             name = _sval(sort["fields"][0])
             named.update(i for i, (output, _) in enumerate(outputs) if name and output == name)
-    return all(name and i in named for i, (name, _) in enumerate(outputs))
+    return all(
+        (name and i in named) or _carries(flow, carried) for i, (name, flow) in enumerate(outputs)
+    )
+
+
+def _carries(flow: Flow, carried: Flow) -> bool:
+    """Whether flow reaches every column and table carried does."""
+    return all(c in flow.columns for c in carried.columns) and all(
+        t in flow.tables for t in carried.tables
+    )
 
 
 def _beside_values(nodes: list[Any]) -> bool:

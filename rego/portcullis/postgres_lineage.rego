@@ -823,6 +823,38 @@ pg_chosen_questioned(column) if {
 
 pg_chosen_questioned(column) if pg_wide_number(column)
 
+# A SELECT grouping or joining its rows on a column returns them in the order of its values
+# (a sort or merge) or of their hashes: another output telling the rows apart (an id beside
+# `GROUP BY password, B'1'::varbit`, which cannot be hashed; `c.id ... WHERE EXISTS (SELECT
+# 1 ... WHERE d.ssn = c.ssn)`) answers how the hidden values compare. Lineage gives the
+# grouped or compared columns a stored column output beside them does not carry as
+# `sequence` (a computed output carries them, and is masked where they are), unless the
+# statement's ORDER BY names every output. Denied for a sensitive column, a whole row and
+# a whole document; any other column's order shows no masked value (the value detectors
+# mask inside a free-text column's text, which the row beside it does not hold).
+pg_lineage_unindexed contains pg_sequence_reason(p) if {
+	some s in input.command.postgres.statements
+	some p in s.predicates
+	p.use == "sequence"
+	pg_sequenced(p)
+	not pii_reader
+}
+
+pg_sequenced(p) if pg_sensitive_column(p.column)
+
+pg_sequenced(p) if p.column == "*"
+
+pg_sequenced(p) if {
+	"{}" in input.command.postgres.view_columns[p.column]
+	not p.keyed
+}
+
+pg_sequence_reason(p) := sprintf("the rows come back in the order of %s or of their hashes (grouped or joined on beside another output), which answers how those values compare: denied to everyone not in pii-readers; name every output in ORDER BY, or leave the other outputs out", [pg_sequence_label(p.column)])
+
+pg_sequence_label(column) := "whole rows" if {
+	column == "*"
+} else := sprintf("the values of column %s", [column])
+
 # The uses of a column in a condition that answer questions about its values are the two
 # deny rules above: pattern, range, order, other and partial always, equality unless
 # data.portcullis.oracle.equality allows it (a literal set and the data flag, tested in

@@ -120,6 +120,21 @@ test_equality_group_and_join_are_allowed if {
 	}
 }
 
+test_a_sequence_of_a_sensitive_column_is_denied if {
+	d := lineage_decision(["readonly"], selecting([out("id", "plain", ["id"])], [{"column": "ssn", "use": "sequence"}]))
+	d.verdict == "deny"
+	"the rows come back in the order of the values of column ssn or of their hashes (grouped or joined on beside another output), which answers how those values compare: denied to everyone not in pii-readers; name every output in ORDER BY, or leave the other outputs out" in d.reasons
+	lineage_decision(["dba"], selecting([], [{"column": "*", "use": "sequence"}])).verdict == "deny"
+}
+
+test_a_sequence_of_other_columns_is_allowed if {
+	every column in ["id", "note", "customer_id"] {
+		lineage_decision(["readonly"], selecting([out("id", "plain", ["id"])], [{"column": column, "use": "sequence"}])).verdict != "deny"
+	}
+	d := portcullis.decision with input as pg_input(["readonly", "pii-readers"], [selecting([], [{"column": "ssn", "use": "sequence"}])])
+	d.verdict != "deny"
+}
+
 test_equality_is_denied_when_the_oracle_setting_says_so if {
 	s := selecting([], [{"column": "email", "use": "equality"}])
 	d := portcullis.decision with input as pg_input(["readonly"], [s]) with data.portcullis.oracle.equality as false
