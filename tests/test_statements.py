@@ -510,7 +510,10 @@ def test_qualified_and_cased_function_names():
         ("select * from current_setting('config_file')", ["config_file"], False),
         ("select \"current_setting\"('search_path')", ["search_path"], False),
         ("select current_setting(name) from pg_settings", None, True),
-        ("select current_setting($1)", None, True),
+        ("select current_setting($1 || '')", None, True),
+        ("select current_setting($1::varchar(3))", None, True),
+        ("select current_setting($1::name)", None, True),
+        ("select current_setting(setting_name => $1)", None, True),
         ("select current_setting('jit'::text)", None, True),
         ("select current_setting(setting_name => 'jit')", None, True),
         ("select 1 where current_setting('a') = current_setting('b')", ["a", "b"], False),
@@ -525,6 +528,24 @@ def test_current_setting_reads(sql, read, dynamic):
     entry = one(sql)
     assert entry.get("read_settings") == read
     assert entry.get("dynamic_read_settings", False) is dynamic
+
+
+@pytest.mark.parametrize(
+    ("sql", "parameters"),
+    [
+        ("select current_setting($1)", [1]),
+        ("SELECT current_setting($2::VARCHAR, true)", [2]),
+        ("select current_setting(CAST($1 AS pg_catalog.text))", [1]),
+        ("select current_setting($1::character varying)", [1]),
+        ("select current_setting($1), current_setting($3::text)", [1, 3]),
+    ],
+)
+def test_current_setting_of_a_parameter(sql, parameters):
+    """current_setting($n), $n as it is or cast to text or varchar without a length: the
+    setting is the value bound to parameter n (read_setting_parameters), judged at Bind."""
+    entry = one(sql)
+    assert entry.get("read_setting_parameters") == parameters
+    assert "dynamic_read_settings" not in entry and "read_settings" not in entry
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,8 @@ from pdp.sql.entries import (
     BETWEEN_OPERATORS,
     DDL_VALUE_TAGS,
     NOT_NESTED_TAGS,
+    PARAMETER,
+    PARAMETER_CASTS,
     RELATION_OBJECTS,
     TRUE_WORDS,
     VALUE_NODES,
@@ -292,7 +294,7 @@ def _classify_json(tag: str, fields: dict[str, Any], nested: bool = False) -> li
         elif child_tag == "FuncCall":
             args = child.get("args")
             name = [_json_sval(p) for p in child.get("funcname", ())]
-            found.call(name, _json_const(args[0]) if args else None)
+            found.call(name, _json_first(args[0]) if args else None)
             if values and reads_anything(name):
                 entry["value_expressions"] = True
         elif child_tag in _NAMES_CODE:
@@ -454,6 +456,22 @@ def _json_const(node: dict[str, Any]) -> Const | None:
         if key in fields:
             return (key, const_text(fields[key].get(key, default)))
     raise _Ambiguous("A_Const without a value")
+
+
+def _json_first(node: dict[str, Any]) -> Const | None:
+    """A call's first argument as pdp.sql.entries.Findings.call reads it: a constant, or a
+    bound parameter as it is or cast to text or varchar without a length (PARAMETER)."""
+    cast = node.get("TypeCast")
+    if cast is not None:
+        type_name = cast.get("typeName", {})
+        names = tuple(_json_sval(n) for n in type_name.get("names", ()))
+        if names not in PARAMETER_CASTS or type_name.get("typmods") or type_name.get("arrayBounds"):
+            return _json_const(node)
+        node = cast.get("arg", {})
+    param = node.get("ParamRef")
+    if param is not None and isinstance(param.get("number"), int) and param["number"] > 0:
+        return (PARAMETER, str(param["number"]))
+    return _json_const(node) if cast is None else None
 
 
 def _json_option(fields: dict[str, Any]) -> tuple[str, Const | None]:

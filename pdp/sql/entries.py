@@ -164,6 +164,7 @@ class Findings:
         "operators",
         "qualified",
         "read_dynamic",
+        "read_parameters",
         "read_settings",
         "settings",
         "tables",
@@ -182,6 +183,7 @@ class Findings:
         self.operators: dict[str, None] = {}
         self.type_names: dict[str, None] = {}
         self.read_settings: dict[str, None] = {}
+        self.read_parameters: dict[int, None] = {}
         self.dynamic = False
         self.read_dynamic = False
         self.locking = False
@@ -217,9 +219,13 @@ class Findings:
                 self.dynamic = True
         elif name == "current_setting":
             # current_setting(name[, missing_ok]) is SHOW name in a function call: which
-            # setting it reads is known only when its first argument is a string literal.
+            # setting it reads is known only when its first argument is a string literal,
+            # or once the value a parameter ($n, as it is or cast to text or varchar:
+            # PARAMETER) is bound to is known (SQLAlchemy's reflection binds it).
             if first is not None and first[0] == "sval":
                 self.read_settings[first[1].lower()] = None
+            elif first is not None and first[0] == PARAMETER:
+                self.read_parameters[int(first[1])] = None
             else:
                 self.read_dynamic = True
 
@@ -273,6 +279,9 @@ class Findings:
         self.operators.update(dict.fromkeys(inner.get("operators", ())))
         self.type_names.update(dict.fromkeys(inner.get("type_names", ())))
         self.read_settings.update(dict.fromkeys(inner.get("read_settings", ())))
+        # a DO block's code has no parameters: its $1 is a PL/pgSQL function's argument
+        if inner.get("read_setting_parameters"):
+            self.read_dynamic = True
         self.dynamic = self.dynamic or inner.get("dynamic_settings", False)
         self.read_dynamic = self.read_dynamic or inner.get("dynamic_read_settings", False)
         self.locking = self.locking or inner.get("locking", False)
@@ -299,6 +308,8 @@ class Findings:
             entry["dynamic_settings"] = True
         if self.read_dynamic:
             entry["dynamic_read_settings"] = True
+        if self.read_parameters:
+            entry["read_setting_parameters"] = list(self.read_parameters)
         if self.locking:
             entry["locking"] = True
 
@@ -306,6 +317,16 @@ class Findings:
 # A constant as both trees can say it: (the A_Const field that holds it, its text), the
 # field one of sval, ival, fval, boolval, bsval, isnull.
 Const = tuple[str, str]
+
+# The kind of Const a function's first argument is when it is a bound parameter `$n` as it
+# is, or cast to text or varchar without a length (the value is then the setting's name
+# as bound; a length would cut it): (PARAMETER, "n").
+PARAMETER = "param"
+
+# the casts of a parameter that keep its text as bound, by the type names the parser gives
+PARAMETER_CASTS = frozenset(
+    [("text",), ("pg_catalog", "text"), ("varchar",), ("pg_catalog", "varchar")]
+)
 
 
 def const_text(value: Any) -> str:

@@ -24,6 +24,8 @@ from pdp.sql.entries import (
     BETWEEN_OPERATORS,
     DDL_VALUE_TAGS,
     NOT_NESTED_TAGS,
+    PARAMETER,
+    PARAMETER_CASTS,
     RELATION_OBJECTS,
     TRUE_WORDS,
     VALUE_NODES,
@@ -104,7 +106,7 @@ def _classify_statement(node: ast.Node, nested: bool = False) -> list[Entry]:
                 tables[f"{child.schemaname}.{child.relname}".lower()] = None
         elif isinstance(child, ast.FuncCall):
             parts = [str(getattr(p, "sval", p)) for p in child.funcname or ()]
-            found.call(parts, _const(child.args[0]) if child.args else None)
+            found.call(parts, _first(child.args[0]) if child.args else None)
             if values and reads_anything(parts):
                 entry["value_expressions"] = True
         elif isinstance(child, ast.SelectStmt) and child.lockingClause:
@@ -149,6 +151,24 @@ def _const(node: Any) -> Const | None:
         return ("isnull", "")
     key = _CONST_FIELDS[type(node.val)]
     return (key, const_text(getattr(node.val, key)))
+
+
+def _first(node: Any) -> Const | None:
+    """A call's first argument as pdp.sql.entries.Findings.call reads it: a constant, or a
+    bound parameter as it is or cast to text or varchar without a length (PARAMETER)."""
+    if isinstance(node, ast.TypeCast):
+        type_name = node.typeName
+        if type_name is None:
+            return None
+        names = tuple(str(getattr(n, "sval", n)) for n in type_name.names or ())
+        if names not in PARAMETER_CASTS or type_name.typmods or type_name.arrayBounds:
+            return None
+        node = node.arg
+        if not isinstance(node, ast.ParamRef):
+            return None
+    if isinstance(node, ast.ParamRef):
+        return (PARAMETER, str(node.number)) if node.number and node.number > 0 else None
+    return _const(node)
 
 
 def _describe(node: ast.Node) -> Entry:

@@ -689,6 +689,69 @@ pg_reader_denials contains "current_setting with a setting name that is not a li
 	some s in input.command.postgres.statements
 	some "current_setting" in s.functions
 	not s.read_settings
+	not s.read_setting_parameters
+}
+
+# current_setting($n), the name bound as a value (SQLAlchemy's reflection sends
+# `current_setting($1::VARCHAR)`; the classifier's read_setting_parameters: $n as it is or
+# cast to text or varchar without a length). Which setting it reads is the value bound to
+# parameter n, known only at Bind. A Parse of it (phase "parse") needs approval: the proxy
+# then asks again at each Bind, with the values (input.command.postgres.parameters; the
+# PDP makes no approval request at the parse phase), where the value is judged as a
+# literal name is, and no person is asked: a readable name is allowed, any other denied.
+# A value counts only as bound exactly: text as it is, or binary (asyncpg's) whose bytes
+# are the text shown. Only a top-level SELECT: in PREPARE, DECLARE, EXPLAIN or a DO block
+# `$n` is not the Bind's value, and nowhere else are values known: denied.
+pg_reader_approval contains [i, sprintf("current_setting reads the setting bound to $%d: judged with its value at Bind", [n])] if {
+	input.command.postgres.phase == "parse"
+	input.command.postgres.has.settings
+	some i, s in input.command.postgres.statements
+	some n in s.read_setting_parameters
+	pg_bound_statement(s)
+}
+
+pg_reader_denials contains sprintf("current_setting may not read %s for readers", [name]) if {
+	input.command.postgres.has.settings
+	some s in input.command.postgres.statements
+	some n in s.read_setting_parameters
+	name := pg_bound_setting(n)
+	not data.portcullis.postgres.reader_readable_settings[name]
+}
+
+pg_reader_denials contains sprintf("current_setting reads the setting bound to $%d, whose value is not known here: what it reads cannot be judged", [n]) if {
+	input.command.postgres.has.settings
+	some s in input.command.postgres.statements
+	some n in s.read_setting_parameters
+	not pg_bound_setting(n)
+	not input.command.postgres.phase == "parse"
+}
+
+pg_reader_denials contains sprintf("current_setting reads the setting bound to $%d in a %s statement, where $%d is not the value bound: what it reads cannot be judged", [n, s.type, n]) if {
+	input.command.postgres.has.settings
+	some s in input.command.postgres.statements
+	some n in s.read_setting_parameters
+	not pg_bound_statement(s)
+}
+
+pg_bound_statement(s) if {
+	s.type == "select"
+	not s.nested
+	count(input.command.postgres.statements) == 1
+}
+
+# the setting name bound to $n: a text value as bound, or a binary one spelling the text
+# shown byte for byte (portcullis/parameters.py: "NULL" is SQL NULL, which reads nothing)
+pg_bound_setting(n) := lower(v) if {
+	v := input.command.postgres.parameters[n - 1]
+	is_string(v)
+	v != "NULL"
+} else := lower(v.shown) if {
+	v := input.command.postgres.parameters[n - 1]
+	v.format == "binary"
+	not v.cut
+	is_string(v.shown)
+	v.bytes == sprintf("%d", [count(v.shown)])
+	regex.match(`^[A-Za-z0-9_.]+$`, v.shown)
 }
 
 pg_reader_may_set(s) if data.portcullis.postgres.reader_settings[s.setting]

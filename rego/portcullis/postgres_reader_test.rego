@@ -408,6 +408,62 @@ test_current_setting_of_a_name_not_written_is_denied_to_readers if {
 	verdict(["dba"], [s]) != "deny"
 }
 
+# current_setting($n): the name bound at Bind
+
+bound_setting_query(groups, s, postgres) := object.union(pg_input(groups, [s]), {"command": {"postgres": postgres}})
+
+bound_setting_call := stmt_with("select", {"functions": ["current_setting"], "read_setting_parameters": [1]})
+
+bound_setting_verdict(s, postgres) := d.verdict if {
+	d := portcullis.decision with input as bound_setting_query(["readonly"], s, postgres)
+}
+
+test_a_parse_of_current_setting_of_a_parameter_waits_for_its_value if {
+	d := portcullis.decision with input as bound_setting_query(["readonly"], bound_setting_call, {"protocol": "extended", "phase": "parse"})
+	d.verdict == "require_approval"
+	"current_setting reads the setting bound to $1: judged with its value at Bind" in d.reasons
+}
+
+test_current_setting_of_a_readable_name_bound_is_allowed if {
+	every value in ["timezone", "TimeZone", "default_table_access_method", {"shown": "TimeZone", "format": "binary", "bytes": "8", "sha256": "-"}] {
+		bound_setting_verdict(bound_setting_call, {"protocol": "extended", "parameters": [value]}) in {"allow", "mask"}
+	}
+}
+
+test_current_setting_of_any_other_name_bound_is_denied if {
+	d := portcullis.decision with input as bound_setting_query(["readonly"], bound_setting_call, {"protocol": "extended", "parameters": ["primary_conninfo"]})
+	d.verdict == "deny"
+	"current_setting may not read primary_conninfo for readers" in d.reasons
+	every value in [
+		"pgusable2.secret", "NULL", {"shown": "timezone", "format": "binary", "bytes": "9", "sha256": "-"},
+		{"shown": "timezone", "cut": true, "bytes": "5000", "sha256": "-"},
+		{"shown": "timezone", "bytes": "8", "sha256": "-"}, 5,
+	] {
+		bound_setting_verdict(bound_setting_call, {"protocol": "extended", "parameters": [value]}) == "deny"
+	}
+	# $2 with one value bound, no values at all
+	two := stmt_with("select", {"functions": ["current_setting"], "read_setting_parameters": [2]})
+	bound_setting_verdict(two, {"protocol": "extended", "parameters": ["timezone"]}) == "deny"
+	bound_setting_verdict(bound_setting_call, {"protocol": "extended"}) == "deny"
+	bound_setting_verdict(bound_setting_call, {"protocol": "simple"}) == "deny"
+}
+
+test_current_setting_of_a_parameter_outside_a_plain_select_is_denied_even_at_parse if {
+	every s in [
+		stmt_with("prepare", {"functions": ["current_setting"], "read_setting_parameters": [1]}),
+		stmt_with("declare", {"functions": ["current_setting"], "read_setting_parameters": [1]}),
+		stmt_with("select", {"functions": ["current_setting"], "read_setting_parameters": [1], "nested": true}),
+	] {
+		bound_setting_verdict(s, {"protocol": "extended", "phase": "parse"}) == "deny"
+		bound_setting_verdict(s, {"protocol": "extended", "parameters": ["timezone"]}) == "deny"
+	}
+}
+
+test_current_setting_of_a_parameter_is_the_dbas_own if {
+	d := portcullis.decision with input as bound_setting_query(["dba", "pii-readers"], bound_setting_call, {"protocol": "extended", "phase": "parse"})
+	d.verdict == "allow"
+}
+
 test_settings_functions_that_list_every_setting_are_not_reader_callable if {
 	every f in ["pg_show_all_settings", "pg_config"] {
 		verdict(["readonly"], [stmt_with("select", {"functions": [f]})]) == "deny"
