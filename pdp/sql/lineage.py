@@ -101,6 +101,10 @@ _AGGREGATES = frozenset(
     ]
 )
 
+# information_schema's functions read as built-ins, whose result derives from their
+# arguments alone (pdp/sql/reader_functions.py INFORMATION_SCHEMA_HELPERS reviews them)
+_INFORMATION_SCHEMA_BUILTINS = frozenset(["_pg_expandarray"])
+
 # Functions whose result answers a question about their input beyond its value: the
 # set-returning functions of pg_catalog that take values (how many rows), and pattern,
 # position and JSON path tests (NULL or not, true or false).
@@ -109,6 +113,7 @@ _QUESTIONS = frozenset(
         "generate_series",
         "generate_subscripts",
         "unnest",
+        "_pg_expandarray",  # information_schema's unnest with positions (pgjdbc)
         "regexp_matches",
         "regexp_split_to_table",
         "string_to_table",
@@ -1319,7 +1324,12 @@ class Lineage:
         flows = [self.expr(arg, scope, ctes) for arg in args]
         name = _sval(fields["funcname"][-1]).lower() if fields.get("funcname") else ""
         qualified = [_sval(part).lower() for part in fields.get("funcname", ())[:-1]]
-        builtin = qualified in ([], ["pg_catalog"])  # public.upper is anyone's function
+        # public.upper is anyone's function; information_schema's helpers that readers may
+        # call (postgres.reader_information_schema_functions: SQL initdb made over its
+        # arguments alone; the policy denies one the database changed or made again)
+        builtin = qualified in ([], ["pg_catalog"]) or (
+            qualified == ["information_schema"] and name in _INFORMATION_SCHEMA_BUILTINS
+        )
         if builtin and len(flows) > 1 and name in _PATH_TESTS and _jsonpath_keys(args[1]):
             # `$.tags[*] ? (@ == "ci")`: whether tags holds ci. A path query's value (and
             # jsonb_extract_path_text(profile, 'contact')) may be a document holding masked

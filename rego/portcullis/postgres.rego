@@ -521,6 +521,7 @@ pg_reader_calls contains [i, sprintf("function %s is not one readers may call", 
 	some f in s.functions
 	not data.portcullis.postgres.reader_functions[f]
 	f != "set_config"
+	not pg_information_schema_helper(s, f)
 }
 
 pg_reader_calls contains [i, sprintf("function %s is not in pg_catalog; readers may call only functions there", [f])] if {
@@ -528,6 +529,28 @@ pg_reader_calls contains [i, sprintf("function %s is not in pg_catalog; readers 
 	some i, s in input.command.postgres.statements
 	some f in s.qualified_functions
 	not pg_catalog_function(f)
+	not pg_information_schema_call(f)
+}
+
+# information_schema's helpers that drivers call qualified (pgjdbc's getPrimaryKeys and
+# getIndexInfo: information_schema._pg_expandarray(i.indkey)), in
+# postgres.reader_information_schema_functions (pdp/sql/reader_functions.py says why each is
+# harmless): only called with that schema (unqualified, the server looks the name up over
+# the search path, where the database may have its own), and not in a database that
+# defines a function of that name (input.command.postgres.user_functions: an overload of
+# its own in information_schema may be the one the server picks). One the database changed
+# since initdb is among its shadowed_functions, denied above.
+pg_information_schema_helper(s, f) if {
+	data.portcullis.postgres.reader_information_schema_functions[f]
+	not f in object.get(s, "unqualified_functions", [])
+	not f in object.get(input.command.postgres, "user_functions", [])
+}
+
+pg_information_schema_call(f) if {
+	startswith(f, "information_schema.")
+	name := substring(f, 19, -1)
+	data.portcullis.postgres.reader_information_schema_functions[name]
+	not name in object.get(input.command.postgres, "user_functions", [])
 }
 
 # A built-in name the database also defines outside pg_catalog (the proxy reads which at

@@ -559,3 +559,50 @@ test_execute_of_a_statement_prepared_before_the_code_changed_is_denied if {
 		e.verdict != "deny"
 	}
 }
+
+# --- information_schema's helpers drivers call qualified ---------------------------------
+
+# pgjdbc's getPrimaryKeys: information_schema._pg_expandarray(con.conkey)
+expandarray_call(qualified, unqualified) := stmt_with("select", {
+	"tables": ["pg_catalog.pg_constraint"],
+	"functions": ["current_database", "_pg_expandarray"],
+	"qualified_functions": qualified,
+	"unqualified_functions": unqualified,
+})
+
+expandarray_query(groups, s, facts) := object.union(pg_input(groups, [s]), {"command": {"postgres": facts}})
+
+test_information_schema_expandarray_called_qualified_is_allowed_to_readers if {
+	s := expandarray_call(["information_schema._pg_expandarray"], ["current_database"])
+	verdict(["readonly"], [s]) == "mask"
+}
+
+test_information_schema_expandarray_unqualified_or_elsewhere_is_denied if {
+	every call in [
+		[[], ["current_database", "_pg_expandarray"]],
+		[["pg_catalog._pg_expandarray"], ["current_database", "_pg_expandarray"]],
+		[["information_schema._pg_expandarray"], ["current_database", "_pg_expandarray"]],
+		[["public._pg_expandarray"], ["current_database"]],
+		[["information_schema.x._pg_expandarray"], ["current_database"]],
+	] {
+		verdict(["readonly"], [expandarray_call(call[0], call[1])]) == "deny"
+	}
+}
+
+test_other_information_schema_functions_stay_denied if {
+	s := stmt_with("select", {
+		"functions": ["_pg_char_max_length"],
+		"qualified_functions": ["information_schema._pg_char_max_length"],
+	})
+	"function information_schema._pg_char_max_length is not in pg_catalog; readers may call only functions there" in reasons(["readonly"], [s])
+}
+
+test_information_schema_expandarray_denied_where_the_database_made_or_changed_one if {
+	s := expandarray_call(["information_schema._pg_expandarray"], ["current_database"])
+	made := portcullis.decision with input as expandarray_query(["readonly"], s, {"user_functions": ["_pg_expandarray"]})
+	made.verdict == "deny"
+	"function information_schema._pg_expandarray is not in pg_catalog; readers may call only functions there" in made.reasons
+	changed := portcullis.decision with input as expandarray_query(["readonly"], s, {"shadowed_functions": ["_pg_expandarray"]})
+	changed.verdict == "deny"
+	"function _pg_expandarray is also defined outside pg_catalog in this database, so the call may not run the built-in" in changed.reasons
+}
