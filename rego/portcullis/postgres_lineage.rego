@@ -79,11 +79,24 @@ pg_output_label(o) := sprintf("output %s", [o.name]) if {
 	not o.name in {"", "?column?"}
 } else := "an unnamed output"
 
-# Both open with input.command.postgres.types, an input reference the evaluator's rule
-# index reads: every other kind of command skips them without working out the reasons (a
-# postgres command without it is denied, postgres.rego).
+# Each opens with the flag or type every pg_derived_reasons rule opens with (has.computed,
+# types.fetch, types.execute), input references the evaluator's rule index reads: a query
+# with none of them (most: a plain SELECT, a write) and every other kind of command skip
+# them without looking up pg_derived_reasons (a postgres command without `has` or `types`
+# is denied, postgres.rego). A pg_derived_reasons rule opening with anything else needs
+# its own rule here and below.
 mask_rules contains pg_derived_rule if {
-	input.command.postgres.types
+	input.command.postgres.has.computed
+	count(pg_derived_reasons) > 0
+}
+
+mask_rules contains pg_derived_rule if {
+	input.command.postgres.types.fetch
+	count(pg_derived_reasons) > 0
+}
+
+mask_rules contains pg_derived_rule if {
+	input.command.postgres.types.execute
 	count(pg_derived_reasons) > 0
 }
 
@@ -132,7 +145,17 @@ pg_output_masked(o) if {
 }
 
 mask_reasons contains reason if {
-	input.command.postgres.types
+	input.command.postgres.has.computed
+	some reason in pg_derived_reasons
+}
+
+mask_reasons contains reason if {
+	input.command.postgres.types.fetch
+	some reason in pg_derived_reasons
+}
+
+mask_reasons contains reason if {
+	input.command.postgres.types.execute
 	some reason in pg_derived_reasons
 }
 
@@ -726,6 +749,7 @@ pg_lineage_unindexed contains pg_predicate_reason(p) if {
 	some s in input.command.postgres.statements
 	some p in s.predicates
 	p.use in {"pattern", "range", "order", "other", "partial"}
+	pg_questionable(p)
 	pg_questioned_predicate(p)
 	not pii_reader
 }
@@ -737,9 +761,25 @@ pg_lineage_unindexed contains pg_predicate_reason(p) if {
 	some s in input.command.postgres.statements
 	some p in s.predicates
 	p.use == "equality"
+	pg_questionable(p)
 	pg_questioned_predicate(p)
 	not pii_reader
 }
+
+# A predicate pg_questioned_predicate may hold for: a column sensitive_columns names, one
+# the proxy sent facts for (view_columns: a view column, a document, free text, a wide
+# number), a whole row, a column read as a document. Four one-line bodies, asked first by
+# the two rules above: most predicates name a plain column (an id, a status, a date),
+# for which this fails at once where pg_questioned_predicate's six bodies (and
+# pg_sensitive_column's two) were each tried. It must hold wherever any body of
+# pg_questioned_predicate does.
+pg_questionable(p) if p.column in data.portcullis.sensitive_columns
+
+pg_questionable(p) if input.command.postgres.view_columns[p.column]
+
+pg_questionable(p) if p.column == "*"
+
+pg_questionable(p) if p.document
 
 # Each body opens with the test that fails for most columns (a lookup in the column's
 # facts): a negation such as `not p.keyed` costs the evaluator more, and every predicate of
