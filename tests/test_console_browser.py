@@ -379,7 +379,8 @@ async def test_a_recorded_terminal_plays_with_control_characters_inert(stack):
     page = await signed_in(stack, "ines@example.com", f"/console/sessions/{opened.session_id}")
     player = page.locator(".player")
     screen = player.get_by_role("log", name="Terminal output, channel 0")
-    await player.get_by_label("Draw as a terminal (cursor moves, erasing)").check()  # as a terminal draws it
+    # as a terminal draws it
+    await player.get_by_label("Draw as a terminal (cursor moves, erasing)").check()
     # the player shows the whole recording once loaded, then plays it again from the start
     await expect(screen).to_contain_text("red file\\x07")
     await expect(screen).to_contain_text("evil\\u202etxt.exe")

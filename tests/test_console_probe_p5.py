@@ -111,7 +111,8 @@ async def test_an_osc_string_hides_no_output_from_the_player(pdp):
     ])  # fmt: skip
     pw, browser, page = await _browser_page(pdp, f"/console/sessions/{sid}")
     try:
-        await page.get_by_label("Draw as a terminal (cursor moves, erasing)").check()  # the screen a terminal draws
+        # the screen a terminal draws
+        await page.get_by_label("Draw as a terminal (cursor moves, erasing)").check()
         screen = page.get_by_role("log", name="Terminal output, channel 0")
         await expect(screen).to_contain_text("cat /etc/shadow")
         await expect(screen).to_contain_text("link")
