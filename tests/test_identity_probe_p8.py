@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.utils import base64url_decode, base64url_encode
 
-from pdp.domain.identity import _EC_ORDERS, canonical_token, token_key
+from portcullis.token_text import EC_ORDERS, canonical_token, token_key
 
 
 def twin(token: str, alg: str) -> str:
@@ -26,7 +26,7 @@ def twin(token: str, alg: str) -> str:
     raw = base64url_decode(signature)
     size = len(raw) // 2
     s = int.from_bytes(raw[size:], "big")
-    other = (_EC_ORDERS[alg] - s).to_bytes(size, "big")
+    other = (EC_ORDERS[alg] - s).to_bytes(size, "big")
     return f"{head}.{body}.{base64url_encode(raw[:size] + other).decode()}"
 
 

@@ -43,6 +43,7 @@ from jwt.utils import base64url_decode
 
 from pdp.plumbing.keys import load_or_create_ed25519
 from portcullis.config import IdentitySettings
+from portcullis.token_text import token_key
 
 log = logging.getLogger("portcullis.identity")
 
@@ -693,52 +694,6 @@ def _read_header(token: Any) -> dict[str, Any]:
     if kid is not None and not isinstance(kid, str):
         raise TokenRejected("malformed token")
     return header
-
-
-# the order n of each ECDSA curve's group (SEC 2 §2.4.2, §2.5.1, §2.6.1; FIPS 186-4 D.1.2)
-_EC_ORDERS = {
-    "ES256": 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551,
-    "ES384": int(
-        "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFC7634D81F4372DDF581A0DB248B0A77AECEC196ACCC52973",
-        16,
-    ),
-    "ES512": int(
-        "01FF" + "FFFFFFFF" * 7 + "FFFFFFFA"
-        "51868783BF2F966B7FCC0148F709A5D03BB5C9B8899C47AEBB6FB71E91386409",
-        16,
-    ),
-}
-
-
-def canonical_token(token: str) -> str:
-    """The one text of a token whose signature has twins: an ECDSA signature (r, s)
-    verifies as (r, n - s) too, so anyone holding an ES256/384/512 token holds a second
-    valid text of it. Which of the two the issuer wrote is chance (OpenSSL, Go, Java and
-    cryptography do not prefer the low s), so refusing the high one would refuse half of
-    an honest issuer's tokens; instead every text is read as the one with the low s
-    (s <= n / 2, as Bitcoin's BIP 62 fixes it), and what remembers a token (token_key)
-    sees one token. Any other token, or one that is not a well-formed ECDSA JWS, is its
-    own canonical text (verification refuses the malformed ones)."""
-    try:
-        head, body, signature = token.split(".")
-        alg = json.loads(base64url_decode(head)).get("alg")
-        raw = base64url_decode(signature)
-    except (ValueError, TypeError, AttributeError, RecursionError):
-        return token
-    order = _EC_ORDERS.get(alg) if isinstance(alg, str) else None
-    if order is None or len(raw) % 2:
-        return token
-    size = len(raw) // 2
-    r, s = raw[:size], int.from_bytes(raw[size:], "big")
-    if not 0 < s < order or s <= order // 2:
-        return token
-    low = (order - s).to_bytes(size, "big")
-    return f"{head}.{body}.{_b64url(r + low)}"
-
-
-def token_key(token: str) -> str:
-    """What a token is remembered by: the SHA-256 of its canonical text (hex)."""
-    return hashlib.sha256(canonical_token(token).encode("ascii", "replace")).hexdigest()
 
 
 _ENCRYPTION_HEADERS = ("enc", "zip", "epk", "apu", "apv", "iv", "tag", "p2s", "p2c")

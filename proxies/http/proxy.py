@@ -54,8 +54,9 @@ from portcullis.http_target import Target, TargetRefused, normalise
 from portcullis.masking import masking_key
 from portcullis.protocols import workers_of
 from portcullis.reuse import reuse_key
+from portcullis.token_text import token_key
 from portcullis.verdict import VerdictKind
-from proxies.http import carried, messages, request_words, token_key
+from proxies.http import carried, messages, request_words
 from proxies.http.client_io import ClientIO
 from proxies.http.codec import END, BadRequest, Body, End, Event, Head, RequestReader
 from proxies.http.codings import ContentDecoder, Undecodable, codings
@@ -335,7 +336,7 @@ class HttpProxy:
 
     async def session_for(self, token: str, client_addr: str, client: str) -> AgentSession:
         """The token's open session, or a new one (raises SessionRefused)."""
-        key = token_key.session_key(token)  # an ECDSA token's twin is the same token
+        key = token_key(token)  # an ECDSA token's twin is the same token
         agent = self.sessions.get(key)
         if agent is not None and agent.session.grant is not None:
             return agent
