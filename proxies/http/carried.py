@@ -5,7 +5,9 @@ OpenSearch's `_bulk` action lines (NDJSON: `{"delete": {"_id": "7"}}`), JSON:API
 Atomic Operations (`{"atomic:operations": [{"op": "remove", "ref": ...}]}`), JSON Patch
 and SCIM's PatchOp operations (`{"op": "remove", "path": ...}`) and GraphQL mutations
 (in the `query` of a GET's target, of a JSON body, of a batch of them, or a body typed
-`application/graphql`; a persisted query sent by its hash alone, which may be one).
+`application/graphql`; a persisted query sent by its hash or id alone, an operation
+named or given variables without its text, and a multipart upload's `operations`,
+which may be one).
 Each is a method of the request (http.rego judges it as one: a reader's POST carrying a
 delete is the DELETE). Reads more, never less: what may be such an operation counts.
 """
@@ -26,6 +28,17 @@ RESOURCE_OPS = {"add": "POST", "update": "PATCH", "remove": "DELETE"}
 PATCH_OPS = frozenset({"add", "remove", "replace", "move", "copy"})
 MAX_LINES = 10_000  # NDJSON lines read for action lines
 MAX_GRAPHQL = 1024 * 1024  # characters of a GraphQL document read for its operations
+
+# GraphQL parameters that name an operation the proxy is not shown (no `query` text beside
+# them): a persisted document by its id (Relay's `doc_id`, the GraphQL-over-HTTP draft's
+# `documentId`, `queryId`), or an operation chosen by name or given variables, which a
+# server's stored documents (an allow-list of operations) answer; any may be a mutation
+PERSISTED_NAMES = frozenset(
+    {"doc_id", "documentid", "document_id", "queryid", "query_id", "operationname", "variables"}
+)
+# the GraphQL multipart request (file uploads): its `operations` part carries the
+# operations, uploads are mutations
+_MULTIPART_OPERATIONS = re.compile(rb'(?i)content-disposition:[^\r\n]*name\s*=\s*"?operations\b')
 
 _BULK_LINE = re.compile(
     rb'(?im)^\s*\{\s*"(index|create|update|delete)"\s*:\s*\{'
@@ -138,7 +151,7 @@ def _query_methods(fields: dict[Any, Any]) -> set[str]:
     if not any(isinstance(t, str) and t.strip() for t in texts):
         extensions = named.get("extensions")
         given = extensions if isinstance(extensions, list) else [extensions]
-        if any(_persisted(e) for e in given):
+        if any(_persisted(e) for e in given) or not PERSISTED_NAMES.isdisjoint(named):
             return {"POST"}
     return set()
 
@@ -155,6 +168,8 @@ def graphql_methods(query: dict[str, Any], seen: Any, body: bytes, media: str) -
         except (ValueError, RecursionError):
             seen = None
     if media == "application/graphql" and graphql_mutation(body.decode("utf-8", "replace")):
+        found.add("POST")
+    if media == "multipart/form-data" and _MULTIPART_OPERATIONS.search(body):
         found.add("POST")
     operations = seen if isinstance(seen, list) else [seen]
     for operation in operations:
