@@ -403,7 +403,7 @@ class ClientConnection:
 
     __slots__ = ("_draining", "_params", "_relay", "_watch_params", "client_addr", "facts",
                  "key", "known", "outbound", "output", "parser", "proxy", "reader", "session",
-                 "session_settings", "to_client", "to_upstream", "upstream",
+                 "session_settings", "to_client", "to_upstream", "transaction_limit", "upstream",
                  "writer")  # fmt: skip
 
     def __init__(
@@ -433,6 +433,7 @@ class ClientConnection:
         # the catalogue watch's: the same but for the settings the client chose
         self._watch_params: dict[str, str] | None = None
         self.session_settings: dict[str, str] = _NO_SETTINGS
+        self.transaction_limit = 0.0  # seconds one transaction may stay open (0: no bound)
         # the catalogue facts its statements are judged with (catalog_watch.Facts): names
         # of pg_catalog functions also defined elsewhere in the database, view columns
         # and what they carry (columns.py), operator and type names the database defines
@@ -587,9 +588,11 @@ class ClientConnection:
         grant = self.session.grant
         assert grant is not None
         shared = self.proxy.shared
-        self.session_settings = shared(
-            session_pins(dict(grant.ruling.verdict.session_settings), self.proxy.pooler)
+        chosen = dict(grant.ruling.verdict.session_settings)
+        self.transaction_limit = statement_limit(
+            {k.lower(): v for k, v in chosen.items()}, "transaction_timeout"
         )
+        self.session_settings = shared(session_pins(chosen, self.proxy.pooler))
         self._params = shared(
             upstream_params(
                 lease.username, database, requested, self.session_settings, self.proxy.pooler
@@ -1059,7 +1062,8 @@ class _Relay(Relay):
     column names, the chunk is finished in a task while that side is held (Relay.wait).
     """
 
-    __slots__ = ("chunks", "conn", "enforcer", "parser", "tracker")
+    __slots__ = ("_transaction_began", "_transaction_idles", "chunks", "conn", "enforcer",
+                 "parser", "tracker", "transaction_limit")  # fmt: skip
 
     def __init__(
         self,
@@ -1073,6 +1077,11 @@ class _Relay(Relay):
         self.enforcer = enforcer
         self.tracker = tracker
         self.chunks = 0  # the client's chunks so far (progress of a batch left open)
+        # a transaction's age (startup.PROXY_KEPT): the bound, and since when the open one
+        # is counted (the first client chunk after the tracker's idles last moved)
+        self.transaction_limit = conn.transaction_limit
+        self._transaction_idles = -1
+        self._transaction_began = 0.0
         assert conn.upstream is not None
         self.parser = conn.upstream.parser  # the server's messages
 
@@ -1158,6 +1167,25 @@ class _Relay(Relay):
             conn.session.record_response(error="statement_timeout", limit=self._statement_limit)
         conn.cancel_statement()
 
+    def _transaction_overdue(self) -> bool:
+        """Whether the open transaction is older than policy's transaction_timeout; if so
+        the session ends as PostgreSQL 17 ends one (FATAL 25P04), before this chunk goes
+        on. Its age counts from the client's first chunk inside it: a transaction kept
+        open by a statement every minute ends at the first one past the bound (a quiet
+        one sooner, by the idle bound the server keeps)."""
+        tracker, now = self.tracker, time.monotonic()
+        if self._transaction_idles != tracker.idles:
+            self._transaction_idles, self._transaction_began = tracker.idles, now
+            return False
+        if now - self._transaction_began <= self.transaction_limit:
+            return False
+        conn = self.conn
+        if conn.session is not None:
+            conn.session.record_response(error="transaction_timeout", limit=self.transaction_limit)
+        conn.fatal("portcullis: terminating connection due to transaction timeout", "25P04")
+        self.end("transaction_timeout")
+        return True
+
     # -- client → server ---------------------------------------------------------------
 
     def _client_data(self, data: bytes) -> None:
@@ -1168,6 +1196,8 @@ class _Relay(Relay):
             self._client.queue(data)
             return
         self.chunks += 1
+        if self.transaction_limit and self.tracker.status != "I" and self._transaction_overdue():
+            return
         conn, enforcer = self.conn, self.enforcer
         catalog = conn.known.catalog
         newest = catalog.facts

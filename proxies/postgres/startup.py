@@ -153,6 +153,15 @@ TIGHTENED = ("statement_timeout", "idle_in_transaction_session_timeout")
 IDLE_IN_TRANSACTION = "idle_in_transaction_session_timeout"
 
 
+# What policy may bound that the proxy keeps itself, never sent upstream:
+# transaction_timeout (PostgreSQL 17's name; older servers refuse it in a start-up packet)
+# bounds how long one transaction stays open. A reader that says something every minute
+# kept one transaction, its snapshot (vacuum waits for it everywhere) and its locks for as
+# long as it liked, each wait shorter than the idle bound; the relay ends the session at
+# the first message of a transaction older than the bound (proxy._Relay).
+PROXY_KEPT = frozenset({"transaction_timeout"})
+
+
 def session_pins(session_settings: dict[str, str], pooler: str = "") -> dict[str, str]:
     """The settings the proxy pins for a session: what policy chose, and for a session it
     bounds per statement (a statement_timeout), a transaction left idle bounded as well:
@@ -161,7 +170,7 @@ def session_pins(session_settings: dict[str, str], pooler: str = "") -> dict[str
     ALTER, and the writers queued behind it, wait) as long as the client says nothing.
     Behind a pooler, only what policy chose (each pin must hold through the role's own
     configuration there, role_pins)."""
-    pins = dict(session_settings)
+    pins = {k: v for k, v in session_settings.items() if k.lower() not in PROXY_KEPT}
     lowered = {name.lower() for name in pins}
     bound = {k.lower(): v for k, v in pins.items()}.get("statement_timeout")
     if bound is not None and IDLE_IN_TRANSACTION not in lowered and not pooler:

@@ -291,6 +291,9 @@ class ResponseTracker:
         # reports it off until the proxy puts it back
         self.lifted = False
         self.readies = 0  # ReadyForQuery messages seen: the statement watchdog's clock
+        # of those, the ones saying no transaction is open: a transaction's age is
+        # counted from the first client message after the last of them (the relay's)
+        self.idles = 0
         # the Query, or the Sync of the prepared run, whose whole answer plain() read last
         # in one chunk (its own lanes, below): of the Query, or the run's four
         # expectations, it changed only the parts of the one that completed, so their
@@ -670,8 +673,10 @@ class ResponseTracker:
         """ReadyForQuery: the new status; True if what it ended was swallowed."""
         self.status = status
         self.readies += 1
-        if self._wrote and status == "I":
-            self._written()
+        if status == "I":
+            self.idles += 1
+            if self._wrote:
+                self._written()
         self._discarding_to_sync = False
         self.in_copy_out = False
         # what it ends comes off the queue: every answer owed up to the Query, Sync or
@@ -699,8 +704,10 @@ class ResponseTracker:
         ReadyForQuery ends (its Query or Sync)."""
         self.status = status
         self.readies += 1
-        if self._wrote and status == "I":
-            self._written()
+        if status == "I":
+            self.idles += 1
+            if self._wrote:
+                self._written()
         self._discarding_to_sync = False
         self.in_copy_out = False
         self.queue.popleft()

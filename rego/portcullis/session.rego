@@ -99,10 +99,14 @@ deny contains sprintf("%s already holds %d sessions on %s (at most %d)", [subjec
 
 # Server settings the proxy pins for the session (in its start-up packet, so RESET ALL
 # and DISCARD ALL return to them): readers run read-only at the server, a second line
-# behind the classifier, and with a bound on every statement.
+# behind the classifier, and with a bound on every statement; and one on how long a
+# transaction stays open (transaction_timeout, PostgreSQL 17's name, which the proxy keeps
+# itself on every server: a statement every minute kept one snapshot and its locks open
+# for good; postgres.reader_transaction_timeout_ms, ten minutes where data names none).
 session_settings := {
 	"default_transaction_read_only": "on",
 	"statement_timeout": sprintf("%d", [data.portcullis.postgres.reader_statement_timeout_ms]),
+	"transaction_timeout": sprintf("%d", [object.get(data.portcullis.postgres, "reader_transaction_timeout_ms", 600000)]),
 } if {
 	input.command.kind == "session.open"
 	connection.type == "postgres"

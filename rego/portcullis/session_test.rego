@@ -57,10 +57,22 @@ test_command_kind_must_fit_connection if {
 test_reader_sessions_pin_read_only_and_a_timeout if {
 	d := portcullis.decision with input as session_input("orders-db", ["readonly"])
 	d.verdict == "allow"
-	d.session_settings == {"default_transaction_read_only": "on", "statement_timeout": "60000"}
+	d.session_settings == {
+		"default_transaction_read_only": "on",
+		"statement_timeout": "60000",
+		"transaction_timeout": "600000",
+	}
 	timeout := portcullis.decision with input as session_input("orders-db", ["readonly"])
 		with data.portcullis.postgres.reader_statement_timeout_ms as 5000
+		with data.portcullis.postgres.reader_transaction_timeout_ms as 30000
 	timeout.session_settings.statement_timeout == "5000"
+	timeout.session_settings.transaction_timeout == "30000"
+}
+
+test_a_reader_transaction_is_bounded_where_data_names_no_bound if {
+	d := portcullis.decision with input as session_input("orders-db", ["readonly"])
+		with data.portcullis.postgres as object.remove(data.portcullis.postgres, ["reader_transaction_timeout_ms"])
+	d.session_settings.transaction_timeout == "600000"
 }
 
 test_privileged_and_other_protocol_sessions_pin_nothing if {
