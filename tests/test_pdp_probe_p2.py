@@ -333,7 +333,10 @@ async def test_replaying_a_recorded_terminal_sends_the_auditor_s_terminal_displa
             )
         )
         session_id = opened.session_id
-    shown = await asyncio.to_thread(replay_on_a_terminal, env.config_path, session_id)
+    # played as a terminal draws it (--raw; by default every byte is shown as text)
+    shown = await asyncio.to_thread(
+        replay_on_a_terminal, env.config_path, session_id, None, "--raw"
+    )
     played = shown.split(b"--- terminal, channel 0", 1)[1]
     assert b"\x1b[31mred\x1b[0m ok" in played and b"\x1b[2J\x1b[Hdone" in played
     for acting in (b"\x1b]", b"\xc2\x9d", b"\x1b[21t", b"\x1b[6n", b"\x1b[c", b"\x1b[>c",
