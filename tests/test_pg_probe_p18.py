@@ -239,7 +239,8 @@ def test_a_built_in_cast_changed_in_place_is_a_cast_of_the_database(tmp_path: Pa
             watched(arena)
             answer = c.query("SELECT 5::int8")
             assert denied(answer), answer.messages
-            assert "integer -> bigint by public.noisy_cast" in answer.errors[0]
+            # a built-in row written in place refuses the facts (p31): denied, unjudged
+            assert "catalogue could not be read" in answer.errors[0], answer.errors
         finally:
             c.close()
 

@@ -539,6 +539,11 @@ class CatalogWatch:
                 return known
         facts = await read_facts(upstream)
         if facts is None:
+            # the facts known are no longer the catalogue's, and none could be read (a
+            # built-in row written in place refuses them): forgotten, so that no later
+            # question whose mark has not moved (a decision's, without the columns) is
+            # answered with them; asked again, they are read again or refused
+            self.facts = self._seen = None
             self._close()
             return None
         known = self.facts
