@@ -36,6 +36,16 @@ LOCKS = (
 )
 
 
+def assert_locks_released(arena: Arena) -> None:
+    """No lock on orders is left: the server's backend goes once the proxy closes it."""
+    with arena.admin() as admin:
+        for _ in range(100):
+            if admin.execute(LOCKS).fetchone() == (0,):
+                break
+            admin.execute("SELECT pg_sleep(0.05)")
+        assert admin.execute(LOCKS).fetchone() == (0,)
+
+
 @pytest.fixture(scope="module")
 def arena(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Arena]:
     policies = tmp_path_factory.mktemp("rego")
@@ -65,12 +75,7 @@ def test_a_batch_left_without_sync_ends_at_the_bound(arena: Arena) -> None:
         ended = c._until((codec.ReadyForQuery,))  # none comes: the session is ended
         assert ended.closed, ended.messages
         assert any("idle-in-transaction" in e for e in ended.errors), ended.messages
-        with arena.admin() as admin:
-            for _ in range(100):  # the server's backend goes once the proxy closes it
-                if admin.execute(LOCKS).fetchone() == (0,):
-                    break
-                admin.execute("SELECT pg_sleep(0.05)")
-            assert admin.execute(LOCKS).fetchone() == (0,)
+        assert_locks_released(arena)
     finally:
         c.close()
 

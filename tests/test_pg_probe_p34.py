@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 from adversary import Answer, Arena, ready_client, running_arena
 from pdp_harness import REGO
+from test_pg_probe_p33 import LOCKS, assert_locks_released
 
 from proxies.postgres import codec
 from proxies.postgres.startup import session_pins, upstream_params
@@ -33,10 +34,6 @@ from proxies.postgres.startup import session_pins, upstream_params
 pytestmark = pytest.mark.integration
 
 BOUND = 2.0
-LOCKS = (
-    "SELECT count(*) FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a USING (pid)"
-    " WHERE a.datname = current_database() AND l.relation = 'public.orders'::regclass"
-)
 
 
 @pytest.fixture(scope="module")
@@ -70,12 +67,7 @@ def test_a_transaction_kept_open_by_statements_ends_at_the_bound(arena: Arena) -
         assert ended is not None and ended.closed, ended
         assert any("transaction timeout" in e for e in ended.errors), ended.messages
         assert "25P04" in _codes(ended)
-        with arena.admin() as admin:
-            for _ in range(100):  # the server's backend goes once the proxy closes it
-                if admin.execute(LOCKS).fetchone() == (0,):
-                    break
-                admin.execute("SELECT pg_sleep(0.05)")
-            assert admin.execute(LOCKS).fetchone() == (0,)
+        assert_locks_released(arena)
     finally:
         c.close()
 
