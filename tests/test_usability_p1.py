@@ -38,6 +38,8 @@ from sqlalchemy import MetaData, Table, create_engine, func, inspect, select, te
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from usability_stacks import owner, serving
+from usability_stacks import reader_dsn as dsn
+from usability_stacks import reader_url as url
 
 pytestmark = pytest.mark.integration
 
@@ -49,17 +51,6 @@ MASKED = "[REDACTED]"
 def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     with serving("postgres", tmp_path_factory.mktemp("pg")) as info:
         yield info
-
-
-def url(info: dict[str, Any], driver: str = "postgresql") -> str:
-    """The reader's URL through the proxy (driver: a SQLAlchemy dialect+driver name)."""
-    return (
-        f"{driver}://agent:{info['tokens']['reader']}@127.0.0.1:{info['port']}/{info['database']}"
-    )
-
-
-def dsn(info: dict[str, Any]) -> str:
-    return url(info) + "?sslmode=disable"
 
 
 # ------------------------------------------------------------------ statements, one by one

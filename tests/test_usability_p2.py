@@ -36,6 +36,8 @@ from psycopg import pq
 from sqlalchemy import create_engine, inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 from usability_stacks import owner, serving
+from usability_stacks import reader_dsn as dsn
+from usability_stacks import reader_url as url
 
 from pdp.sql import reader_functions
 from tests.conftest import PG_ADMIN_DSN
@@ -50,17 +52,6 @@ VARCHAR = 1043  # the type pgjdbc declares for a String parameter
 def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     with serving("postgres", tmp_path_factory.mktemp("pg")) as info:
         yield info
-
-
-def url(info: dict[str, Any], driver: str = "postgresql") -> str:
-    """The reader's URL through the proxy (driver: a SQLAlchemy dialect+driver name)."""
-    return (
-        f"{driver}://agent:{info['tokens']['reader']}@127.0.0.1:{info['port']}/{info['database']}"
-    )
-
-
-def dsn(info: dict[str, Any]) -> str:
-    return url(info) + "?sslmode=disable"
 
 
 def direct_dsn(info: dict[str, Any]) -> str:

@@ -282,3 +282,16 @@ def owner(role: str, database: str) -> psycopg.Connection:
     """The database owner's own connection, straight to PostgreSQL (what the proxy's answer
     is compared with)."""
     return psycopg.connect(f"postgresql://{role}@127.0.0.1:5432/{database}", autocommit=True)
+
+
+def reader_url(info: dict[str, Any], driver: str = "postgresql") -> str:
+    """The reader's URL through the proxy of a `serving("postgres")` stack (driver: a
+    SQLAlchemy dialect+driver name)."""
+    return (
+        f"{driver}://agent:{info['tokens']['reader']}@127.0.0.1:{info['port']}/{info['database']}"
+    )
+
+
+def reader_dsn(info: dict[str, Any]) -> str:
+    """The reader's libpq URL through the proxy, without TLS (the test proxy has none)."""
+    return reader_url(info) + "?sslmode=disable"
