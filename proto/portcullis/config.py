@@ -44,7 +44,11 @@ class EngineSettings:
     policies: Path = Path("rego")
     url: str = ""  # remote: OPA server base URL
     workers: int = 0  # embedded: evaluation worker processes; 0 means one per core
-    timeout_ms: int = 250  # deadline for one evaluation
+    # deadline for one evaluation, its wait for a free worker included: the shipped
+    # policy takes ~1 ms of CPU, but a 2-core host shared with its proxies and database
+    # can hold a runnable worker off the CPU for hundreds of ms (a spurious deny); under
+    # the proxies' 2 s call deadline, so an overrun is still the PDP's own deny
+    timeout_ms: int = 1000
     reload: bool = True  # embedded: watch the policy directory and hot-reload
     # embedded: an OPA bundle to load instead of `policies` — a .tar.gz file (watched like
     # the directory) or an http(s) URL polled every poll_seconds with If-None-Match
