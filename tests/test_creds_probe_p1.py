@@ -403,7 +403,9 @@ def test_vault_over_plain_http_to_another_host_is_logged(caplog: pytest.LogCaptu
         for addr in ("http://127.0.0.1:8200", "http://localhost:8200", "https://vault:8200"):
             VaultProvider(connection, VaultSettings(addr, auth))
         assert "plain HTTP" not in caplog.text
-        VaultProvider(connection, VaultSettings("http://vault:8200", auth))
+        # refused at start since probe p9 unless opted out by name; then still warned
+        opted_out = {**auth, "insecure_plain_http_to_remote_vault": True}
+        VaultProvider(connection, VaultSettings("http://vault:8200", opted_out))
     assert "Vault at http://vault:8200 is plain HTTP" in caplog.text
     assert "never-logged" not in caplog.text
 

@@ -168,8 +168,8 @@ def test_the_login_refuses_what_is_out_of_order_or_a_second_method() -> None:
         login.answer(codec.AuthenticationSASLContinue(b"r=" + nonce + b"x,s=AAAA,i=1"))
     with pytest.raises(LoginRefused):
         UpstreamLogin("u", "pw").answer(codec.AuthenticationSASLContinue(b"r=x"))
-    # MD5 first, then SCRAM: a second method too
-    login = UpstreamLogin("u", "pw")
+    # MD5 first, then SCRAM: a second method too (md5 listed: the default refuses it, p10)
+    login = UpstreamLogin("u", "pw", allowed=frozenset({"md5", "scram-sha-256"}))
     login.answer(codec.AuthenticationMD5Password(b"salt"))
     with pytest.raises(LoginRefused):
         login.answer(codec.AuthenticationSASL(["SCRAM-SHA-256"]))

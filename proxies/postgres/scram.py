@@ -43,6 +43,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 
 from proxies.postgres import codec
+from proxies.runtime.credentials import DEFAULT_UPSTREAM_AUTH
 
 MECHANISM = "SCRAM-SHA-256"
 MECHANISM_PLUS = "SCRAM-SHA-256-PLUS"
@@ -274,6 +275,9 @@ class UpstreamLogin:
     server, ``tls_verified``); another request after that is refused. AuthenticationOk
     after SCRAM was chosen counts only once the server's signature was verified.
     ``tls_certificate``: the server's DER certificate when the connection is TLS.
+    ``allowed``: the methods the credential may be proven by (libpq's require_auth names,
+    proxies.runtime.credentials.UPSTREAM_AUTH_METHODS; "none" is a server that asks for
+    nothing); a request for another is refused before anything is sent.
     """
 
     def __init__(
@@ -283,7 +287,9 @@ class UpstreamLogin:
         *,
         tls_certificate: bytes | None = None,
         tls_verified: bool = False,
+        allowed: frozenset[str] = DEFAULT_UPSTREAM_AUTH,
     ) -> None:
+        self._allowed = allowed
         self._username = username
         self._password = password
         self._tls_certificate = tls_certificate
@@ -302,6 +308,8 @@ class UpstreamLogin:
                     "upstream accepted the session without proving it knows the password "
                     "(no verified SCRAM server signature): refused"
                 )
+            if self._method is None:
+                self._require("none", "lets the session in without asking for the password")
             self.authenticated = True
             return None
         if isinstance(request, codec.AuthenticationSASLContinue):
@@ -315,14 +323,17 @@ class UpstreamLogin:
                 "chosen (a downgrade): refused"
             )
         if isinstance(request, codec.AuthenticationSASL):
+            self._require("scram-sha-256", "asks for SCRAM")
             self._method = "SCRAM"
             return self._choose_scram(request.mechanisms)
         if isinstance(request, codec.AuthenticationMD5Password):
+            self._require("md5", "asks for an MD5 hash of the password")
             self._method = "MD5"
             return codec.PasswordMessage.from_password(
                 md5_password(self._username, self._password, request.salt)
             )
         if isinstance(request, codec.AuthenticationCleartextPassword):
+            self._require("password", "asks for the password in clear")
             if not self._tls_verified:
                 raise LoginRefused(
                     "upstream asks for the password in clear over a connection that is "
@@ -334,6 +345,14 @@ class UpstreamLogin:
         raise LoginRefused(
             f"upstream asks for {type(request).__name__}, which the proxy does not speak"
         )
+
+    def _require(self, method: str, what: str) -> None:
+        if method not in self._allowed:
+            raise LoginRefused(
+                f"upstream {what} ({method}), which the connection's "
+                f"credentials.upstream_auth does not allow: refused (allowed: "
+                f"{', '.join(sorted(self._allowed))})"
+            )
 
     def _choose_scram(self, mechanisms: list[str]) -> codec.Message:
         tls = self._tls_certificate is not None

@@ -2,7 +2,8 @@
 
 Owns the upstream side of start-up: TCP (and TLS when configured), the StartupMessage
 (its parameters come from proxies.postgres.startup), and authentication — SCRAM-SHA-256, md5 or
-cleartext, whichever the server asks. The credential lives only in this process's
+cleartext, whichever the server asks among those the connection's credentials.upstream_auth
+allows (default: SCRAM, or nothing asked). The credential lives only in this process's
 memory; nothing here logs it, and errors name the server and the step, never the secret.
 Also what the proxy asks the server on the session's own connection before the client is
 let in (session_query: the catalog; pooler_refusal: behind a transaction pooler, whether
@@ -97,6 +98,7 @@ async def _authenticate(upstream: Upstream, lease: CredentialLease, verified: bo
         lease.password,
         tls_certificate=certificate if ssl_object is not None else None,
         tls_verified=verified,
+        allowed=lease.upstream_auth,
     )
     try:
         while True:

@@ -12,11 +12,35 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from portcullis.config import ConnectionSettings, VaultSettings
+from portcullis.config import ConfigError, ConnectionSettings, VaultSettings
 
 
 class CredentialUnavailable(Exception):
     """No credential could be had; the reason is safe to show the client (no secret in it)."""
+
+
+# How an upstream may have a password credential proven to it (`credentials.upstream_auth`,
+# libpq's require_auth names): scram-sha-256 (the server proves it knows the password
+# too), md5 (an impostor gets a salted hash it can crack offline), password (the password
+# itself, and then only over TLS to a verified server, whatever is configured), none (a
+# server that asks for nothing: trust; nothing is sent). What is not listed is refused.
+UPSTREAM_AUTH_METHODS = ("scram-sha-256", "md5", "password", "none")
+DEFAULT_UPSTREAM_AUTH = frozenset({"scram-sha-256", "none"})
+
+
+def upstream_auth(connection: ConnectionSettings) -> frozenset[str]:
+    """The connection's `credentials.upstream_auth` (default: scram-sha-256 and none);
+    ConfigError, at start, for anything but a non-empty list of the names above."""
+    given = connection.credentials.get("upstream_auth")
+    if given is None:
+        return DEFAULT_UPSTREAM_AUTH
+    key = f"{connection.key or 'connection ' + connection.name}.credentials.upstream_auth"
+    if not isinstance(given, list) or not given:
+        raise ConfigError(key, f"must be a non-empty list of {', '.join(UPSTREAM_AUTH_METHODS)}")
+    unknown = [m for m in given if m not in UPSTREAM_AUTH_METHODS]
+    if unknown:
+        raise ConfigError(key, f"{unknown[0]!r} is not one of {', '.join(UPSTREAM_AUTH_METHODS)}")
+    return frozenset(given)
 
 
 @dataclass(frozen=True)
@@ -29,6 +53,8 @@ class CredentialLease:
     private_key: str = field(default="", repr=False)
     lease_id: str = ""
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
+    # how an upstream may have `password` proven to it (credentials.upstream_auth)
+    upstream_auth: frozenset[str] = DEFAULT_UPSTREAM_AUTH
     # done when the credential ends before the session lets it go (a lease its provider
     # could not renew, or one at its maximum TTL): the session ends then, since the
     # upstream connection would otherwise outlive what let it in (None: it cannot end so)
@@ -63,6 +89,7 @@ class StaticProvider:
             private_key=str(key_file or ""),
             # an HTTP credential sent as a query parameter of this name instead of a header
             extra={"query": str(spec["query"])} if spec.get("query") else {},
+            upstream_auth=upstream_auth(connection),
         )
 
     async def acquire(self, ref: str, session_id: str) -> CredentialLease:

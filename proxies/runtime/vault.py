@@ -20,7 +20,8 @@ at the address would send the proxy's token where it liked).
 hvac is synchronous, so every call runs in a worker thread. Must not: log, raise, or repr
 a secret or a Vault token — errors name Vault's address, the reference and what failed,
 nothing Vault sent back. A Vault outage refuses new sessions (CredentialUnavailable) and
-leaves sessions that already hold a credential alone.
+leaves sessions that already hold a credential alone. A `vault.addr` that is plain HTTP to
+another host stops the proxy at start (ConfigError) unless vault.auth opts out by name.
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ from cryptography.hazmat.primitives.serialization import (
     load_ssh_public_identity,
 )
 
-from portcullis.config import ConnectionSettings, VaultSettings
-from proxies.runtime.credentials import CredentialLease, CredentialUnavailable
+from portcullis.config import ConfigError, ConnectionSettings, VaultSettings
+from proxies.runtime.credentials import CredentialLease, CredentialUnavailable, upstream_auth
 from proxies.runtime.lease_ledger import LeaseLedger
 from proxies.runtime.spool import DEFAULT_SPOOL_DIR
 
@@ -73,6 +74,9 @@ SSH_CLOCK_SKEW = 60
 # longest a dynamic secret's lease runs unrenewed (credentials.lease_ttl): what a proxy
 # killed before it could revoke leaves behind; a role's default_ttl beyond it is cut to it
 LEASE_SECONDS = 900
+# the opt-out (vault.auth) from refusing a vault.addr that is plain HTTP beyond this host:
+# only the literal true, never a string an environment variable expanded to
+INSECURE_PLAIN_HTTP = "insecure_plain_http_to_remote_vault"
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,7 @@ class VaultProvider:
         self._auth = dict(settings.auth)
         self.method = str(self._auth.get("method", "token"))
         self._settings = settings
+        self._upstream_auth = upstream_auth(connection)
         ca_cert = self._auth.get("ca_cert")
         session = requests.Session()
         session.hooks["response"].append(_refuse_redirect)
@@ -133,10 +138,18 @@ class VaultProvider:
             session=session,
         )
         if _cleartext(settings.addr):
+            if self._auth.get(INSECURE_PLAIN_HTTP) is not True:
+                raise ConfigError(
+                    "vault.addr",
+                    f"{settings.addr} is plain HTTP to another host: the proxy's Vault token "
+                    "and every credential it fetches would cross the network in clear; use "
+                    f"https:// (or, knowing that, set vault.auth.{INSECURE_PLAIN_HTTP}: true)",
+                )
             log.warning(
-                "Vault at %s is plain HTTP to another host: the proxy's Vault token and every "
-                "credential it fetches cross the network in clear; use https://",
+                "Vault at %s is plain HTTP to another host (vault.auth.%s): the proxy's Vault "
+                "token and every credential it fetches cross the network in clear; use https://",
                 settings.addr,
+                INSECURE_PLAIN_HTTP,
             )
         self._login_lock = asyncio.Lock()
         self._logged_in = False
@@ -261,6 +274,7 @@ class VaultProvider:
             password=str(data.get("password", "")),
             lease_id=lease_id,
             extra={"lease_duration": duration},
+            upstream_auth=self._upstream_auth,
             lost=lost,
         )
         if lease_id:
@@ -305,6 +319,7 @@ class VaultProvider:
                 "version": (response.get("data") or {}).get("metadata", {}).get("version"),
                 **({"query": str(spec["query"])} if spec.get("query") else {}),
             },
+            upstream_auth=self._upstream_auth,
         )
 
     async def _token(self, target: VaultRef, ref: str, session_id: str) -> CredentialLease:
