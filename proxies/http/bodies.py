@@ -4,16 +4,18 @@ Owns how a body's bytes become masked bytes, with no IO: a JSON document
 (`application/json`, `*+json`) is gathered up to a bound and masked whole (the proxy then
 fixes Content-Length); newline-delimited JSON (`application/x-ndjson`, `jsonl`) is masked
 line by line and a `text/event-stream` event by event as they pass, so a stream is never
-held whole. Other text (HTML, CSV, XML, plain: a representation an agent may ask for
-instead of JSON) is masked line by line by the detectors; text in a charset they cannot
-read (UTF-16) is `unreadable`, and refused. Field rules name JSON keys anywhere in a
-document (`email`, `user.email`) or a JSON pointer (`/user/email`: masked wherever that
-trail of keys ends, array indices ignored — more, never less); detectors run over every
-other string. What cannot be masked (a JSON body that does not parse or outgrows the
-bound, a record too large, text holding NUL bytes: UTF-16 or binary under a text type)
-raises `Unmaskable`: the proxy fails closed. Under a mask, only what the masker reads is
-forwarded (`answer_kind`, an allow-list): a body without a Content-Type, with more than
-one, or of a type the masker does not read (binary, multipart, unknown) is `withheld`.
+held whole (lines of JSON typed as one document, Elasticsearch's, as NDJSON). Other text
+(HTML, CSV, TSV, XML, plain: a representation an agent may ask for instead of JSON) is
+masked line by line by the detectors, CSV and TSV by their columns too; text in a
+charset they cannot read (UTF-16) is `unreadable`, and refused. Field rules name JSON
+keys anywhere in a document (`email`, `user.email`) or a JSON pointer (`/user/email`:
+masked wherever that trail of keys ends, array indices ignored — more, never less);
+detectors run over every other string. What cannot be masked (a JSON body that does not
+parse or outgrows the bound, a record too large, text holding NUL bytes: UTF-16 or binary
+under a text type) raises `Unmaskable`: the proxy fails closed. Under a mask, only what
+the masker reads is forwarded (`answer_kind`, an allow-list): a body without a
+Content-Type, with more than one, or of a type the masker does not read (binary,
+multipart, unknown) is `withheld`.
 """
 
 from __future__ import annotations
@@ -84,6 +86,8 @@ _TEXT_TYPES = frozenset(
 # a media type naming JSON that the cases above do not know: never passed as binary
 _JSON_NAMED = re.compile(r"json", re.I)
 _JSON_DOCUMENT = re.compile(r"^application/(?:x-)?(?:[a-z0-9.\-]+[.\-])?json(?:-[0-9.]+)?$")
+# tab-separated values (IANA's text/tab-separated-values: no quoting, a cell holds no tab)
+TSV_TYPES = frozenset({"text/tab-separated-values", "text/tsv", "application/tsv"})
 _READABLE_CHARSETS = frozenset({"", "utf-8", "utf8", "us-ascii", "ascii"})
 _CHARSET = re.compile(r";\s*charset\*?\s*=\s*\"?([^\";\s]*)", re.I)
 
@@ -108,8 +112,8 @@ def body_kind(content_type: str | None) -> str:
         "application/x-jsonlines",
     ):
         found = "lines"
-    elif kind in ("text/csv", "application/csv"):
-        found = "csv"  # lines, whose first names the columns
+    elif kind in ("text/csv", "application/csv") or kind in TSV_TYPES:
+        found = "csv"  # lines, whose first names the columns (TSV: parted by tabs)
     elif kind.startswith("text/") or kind in _TEXT_TYPES or kind.endswith("+xml"):
         found = "lines"  # (a line that is not JSON is masked by the detectors)
     elif _JSON_NAMED.search(kind):
@@ -375,6 +379,8 @@ class BodyMask:
         self.limit = limit
         self.counts: Counter[str] = Counter()
         self._pending = bytearray()
+        # a CSV body's cells are parted by commas, a TSV body's by tabs (_cells, _joined)
+        self._tabbed = media in TSV_TYPES
         self._names: list[str] = []  # a CSV body's column names (its first line)
         self._columns: dict[int, Any] | None = None  # their indices field rules name
         # a CSV body whose first line holds values: no line names its columns (_row)
@@ -478,6 +484,8 @@ class BodyMask:
         try:
             doc = json.loads(data, object_pairs_hook=_unique_names)
         except ValueError:
+            if _json_lines(data):
+                return self._lines_of_json(data)
             raise Unmaskable("the JSON response does not parse; it cannot be masked") from None
         except RecursionError:
             raise Unmaskable("the JSON response is nested too deep; it cannot be masked") from None
@@ -489,6 +497,18 @@ class BodyMask:
         masked, counts = self._mask_doc(doc)
         self.counts.update(counts)
         return _dump(masked)
+
+    def _lines_of_json(self, data: bytes) -> bytes:
+        """An answer typed as one JSON document that is lines of JSON (Elasticsearch's
+        and OpenSearch's NDJSON under application/json): masked as an NDJSON answer is,
+        line by line, the columns one line names carried to the rows after it."""
+        lines = BodyMask(
+            self.masker, "lines", self.limit, self.media, tables=self._tables, columns=self._given
+        )
+        lines.path_field = self.path_field
+        out = lines.feed(data) + lines.finish()
+        self.counts.update(lines.counts)
+        return out
 
     def _mask_doc(self, doc: Any, depth: int = 0) -> tuple[Any, Counter[str]]:
         """mask_json, then what it reads by keys alone, in one walk (_named_values)."""
@@ -618,7 +638,7 @@ class BodyMask:
         if not _rows(value):
             return [self._nameless(v, found, widths, depth + 1) for v in value]
         first = value[0]
-        header = all(isinstance(c, str) and not _unnamed_value(c) for c in first)
+        header = _names_row(first) and not any(map(_unnamed_value, first))
         if (header and len(value) > 1) or {len(r) for r in value} & widths:
             return value  # (a row of names over them, or columns named elsewhere)
         return [
@@ -1647,12 +1667,8 @@ class BodyMask:
         (JSON, `name: value` lines labelled CSV)."""
         if not line.strip():
             return line
-        if line.count('"') % 2:
-            # a quoted field across lines: read line by line, its row's later values
-            # would shift out of the columns the rules name
-            raise Unmaskable("a CSV field across lines cannot be masked")
         try:
-            row = next(csv.reader([line]))
+            row = self._cells(line)
         except (csv.Error, StopIteration):
             return self._text(line)
         if self._columns is None and not self._given and _values_first(row):
@@ -1662,9 +1678,7 @@ class BodyMask:
             unnamed: Counter[str] = Counter()
             row = self._unnamed_cells(row, unnamed)
             self.counts.update(unnamed)
-            out = io.StringIO()
-            csv.writer(out, lineterminator="").writerow(row)
-            return self._text(out.getvalue())
+            return self._text(self._joined(row))
         if self._columns is None and (
             self._given
             or (
@@ -1711,9 +1725,7 @@ class BodyMask:
                     before = [n for n in named if n < i] or named
                     if i not in self._columns and _header_value(cell):
                         row[i] = self._value(row[before[-1]].strip(), cell, text=True)
-                out = io.StringIO()
-                csv.writer(out, lineterminator="").writerow(row)
-                return self._text(out.getvalue())
+                return self._text(self._joined(row))
             return self._text(line)
         if not self._columns:
             if any(is_composite(cell) for cell in row):
@@ -1721,9 +1733,7 @@ class BodyMask:
                 whole: Counter[str] = Counter()
                 row = [self._string(cell, whole, 0) for cell in row]
                 self.counts.update(whole)
-                out = io.StringIO()
-                csv.writer(out, lineterminator="").writerow(row)
-                return self._text(out.getvalue())
+                return self._text(self._joined(row))
             return self._line(line)
         found: Counter[str] = Counter()
         for index, cell in enumerate(row):
@@ -1733,9 +1743,30 @@ class BodyMask:
                 # (a cell holding a document or pairs of its own: `{"phone": ...}`)
                 row[index] = self._string(cell, found, 0)
         self.counts.update(found)
+        return self._text(self._joined(row))
+
+    def _cells(self, line: str) -> list[str]:
+        """A CSV or TSV line's cells. CSV: as Python's csv reads them; a quoted field
+        across lines is Unmaskable (read line by line, its row's later values would
+        shift out of the columns the rules name). TSV: parted at each tab; a cell that
+        opens a quote it does not close there is Unmaskable (a reader taking TSV for
+        CSV with tabs, pandas', reads a quoted tab inside it: other columns)."""
+        if not self._tabbed:
+            if line.count('"') % 2:
+                raise Unmaskable("a CSV field across lines cannot be masked")
+            return next(csv.reader([line]))
+        cells = line.split("\t")
+        if any(c.startswith('"') and (len(c) < 2 or not c.endswith('"')) for c in cells):
+            raise Unmaskable("a TSV cell quoted across a tab cannot be masked")
+        return cells
+
+    def _joined(self, row: list[str]) -> str:
+        """A row's cells written back as its line was (_cells)."""
+        if self._tabbed:
+            return "\t".join(row)
         out = io.StringIO()
         csv.writer(out, lineterminator="").writerow(row)
-        return self._text(out.getvalue())
+        return out.getvalue()
 
     def _prose(self, text: str) -> str:
         """Text that names a field in words and gives a value beside it (`the phone is
@@ -2413,17 +2444,22 @@ _LITERAL_CELL = re.compile(
 )
 
 
-def nameless_csv(text: str) -> bool:
+def nameless_csv(text: str, delimiter: str = ",") -> bool:
     """Whether a text is comma-separated rows with no header: two lines or more, every
     one as many cells (two or more), none opening as a literal or a document does, the
-    first a row of values (_values_first)."""
+    first a row of values (_values_first). `delimiter` `\t`: tab-separated (TSV: no
+    quoting, cells parted at each tab)."""
     lines = [line for line in text.split("\n") if line.strip()]
-    if not 1 < len(lines) <= 100_000 or "," not in lines[0]:
+    if not 1 < len(lines) <= 100_000 or delimiter not in lines[0]:
         return False
     if any(line.lstrip()[:1] in ("[", "(", "{") for line in lines):
         return False
     try:
-        rows = list(csv.reader(lines))
+        rows = (
+            [line.rstrip("\r").split("\t") for line in lines]
+            if delimiter == "\t"
+            else list(csv.reader(lines, delimiter=delimiter))
+        )
     except csv.Error:
         return False
     return len({len(r) for r in rows}) == 1 and len(rows[0]) > 1 and _values_first(rows[0])
@@ -2438,12 +2474,38 @@ def _mixed(row: list[Any]) -> bool:
 def _values_first(row: list[str]) -> bool:
     """Whether a CSV body's first line is a row of values, not of names: a cell reading
     as a value (_header_value) with an `@` or five digits or more (`5550100`, not
-    `q1_2024`), or a first cell that is a number."""
+    `q1_2024`), a first cell that is a number, or cells that are no row of names
+    (_names_row; a first cell may be empty: pandas' index column)."""
     cells = [c.strip() for c in row]
     return bool(cells) and (
         any(_header_value(c) and ("@" in c or sum(d.isdigit() for d in c) >= 5) for c in cells)
         or bool(_PLAIN_NUMBER.fullmatch(cells[0]))
+        or not _names_row(cells[1:] if len(cells) > 1 and not cells[0] else cells)
     )
+
+
+# what a row's cell holds where a value is missing: no column is so named
+_PLACEHOLDERS = frozenset(
+    {"", "-", "--", "?", "n/a", "na", "none", "null", "nil", "undefined", "unknown", "tbd",
+     "empty", "missing", "redacted", "hidden", "private", "withheld", "not set", "no", "nan"}
+)  # fmt: skip
+
+
+def _names_row(row: list[Any]) -> bool:
+    """Whether a row may be a row of names over others (a header), not a row of data
+    whose cells hold no digit: strings, each a name (none empty, nor what a row holds
+    where a value is missing: `""`, `n/a`, `none`), no two the same. A first row of data
+    of letters alone (a customer whose phone is empty, ordered first) read as names
+    would leave every row under it unmasked."""
+    seen = set()
+    for cell in row:
+        if not isinstance(cell, str):
+            return False
+        name = cell.strip().casefold()
+        if name in _PLACEHOLDERS or name in seen:
+            return False
+        seen.add(name)
+    return bool(row)
 
 
 def _unnamed_row(value: list[Any]) -> bool:
@@ -2837,6 +2899,21 @@ def _rows(value: Any) -> bool:
 def _lf(data: bytes) -> bytes:
     """Lines ended by CRLF or a lone CR (as SSE and many readers take them) ended by LF."""
     return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n") if b"\r" in data else data
+
+
+def _json_lines(data: bytes) -> bool:
+    """Whether a body is lines of JSON (NDJSON): two lines or more, or one ended by a
+    newline, each a JSON value read one way only (no line that is not)."""
+    text = data.rstrip(b" \t\r")
+    if b"\n" not in text.rstrip(b"\n") and not text.endswith(b"\n"):
+        return False
+    lines = [line for line in data.split(b"\n") if line.strip(b" \t\r")]
+    try:
+        for line in lines:
+            json.loads(line, object_pairs_hook=_unique_names)
+    except (ValueError, RecursionError, Unmaskable):
+        return False
+    return bool(lines)
 
 
 def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

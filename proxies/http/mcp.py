@@ -1372,9 +1372,16 @@ def _masked_prose(text: str, masker: Masker, counts: Counter[str]) -> str:
         # such as "email" is a value, not a column, and the detectors read it later; a
         # sentence is read: `The password is hunter2.`)
         return text
-    # (a table: its header names a masked column, or no line names its columns)
-    table = _names_a_column(text, masker) or nameless_csv(text)
-    body = BodyMask(masker, "csv" if table else "lines")
+    # (a table: its header names a masked column, or no line names its columns; TSV
+    # when its first line is parted by tabs, else CSV)
+    if "\t" in text.partition("\n")[0] and (
+        _names_a_column(text, masker, "\t") or nameless_csv(text, "\t")
+    ):
+        body = BodyMask(masker, "csv", media="text/tab-separated-values")
+    elif _names_a_column(text, masker) or nameless_csv(text):
+        body = BodyMask(masker, "csv")
+    else:
+        body = BodyMask(masker, "lines")
     try:
         out = body.feed(text.encode("utf-8")) + body.finish()
     except Unmaskable:
@@ -1390,14 +1397,14 @@ _PROSE_SEPARATORS = re.compile(r"[\n:=<,|\t;&]")
 _PROSE_SPACE = re.compile(r"\s")
 
 
-def _names_a_column(text: str, masker: Masker) -> bool:
-    """Whether a text opens with a CSV header (RFC 4180) naming a column a field rule
-    names, over at least one more line."""
+def _names_a_column(text: str, masker: Masker, delimiter: str = ",") -> bool:
+    """Whether a text opens with a CSV header (RFC 4180; TSV's when `delimiter` is a
+    tab) naming a column a field rule names, over at least one more line."""
     first, newline, _ = text.partition("\n")
-    if not newline or "," not in first:
+    if not newline or delimiter not in first:
         return False
     try:
-        names = next(csv.reader([first]))
+        names = first.rstrip("\r").split("\t") if delimiter == "\t" else next(csv.reader([first]))
     except (csv.Error, StopIteration):
         return False
     return len(names) > 1 and bool(masker.columns_to_mask([n.strip() for n in names]))

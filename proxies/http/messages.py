@@ -456,7 +456,16 @@ def policy_body(head: Head, body: bytes) -> tuple[Any, bool]:
         return None, True
     content_type = media_type(head)
     if "json" in content_type:
-        return json_body(head.get("content-type") or "", body), False
+        try:
+            return json_body(head.get("content-type") or "", body), False
+        except BadRequest:
+            # lines of JSON (Elasticsearch's _bulk and _msearch, typed application/json
+            # or x-ndjson): shown as the list of its lines' values, each read one way
+            # only, or refused as before
+            lines = ndjson_body(head.get("content-type") or "", body)
+            if lines is None:
+                raise
+            return lines, False
     if content_type == "application/x-www-form-urlencoded":
         if _charset(head.get("content-type") or "") not in ("", "utf-8", "utf8", "us-ascii"):
             # Django and ASP.NET decode a form in the charset it names: in UTF-16,
@@ -534,6 +543,26 @@ def json_body(content_type: str, body: bytes) -> Any:
     except (ValueError, RecursionError):
         raise BadRequest("a body typed as JSON that is not JSON") from None
     return value
+
+
+MAX_NDJSON_LINES = 10_000
+
+
+def ndjson_body(content_type: str, body: bytes) -> list[Any] | None:
+    """A body of newline-delimited JSON (two lines or more, or one ended by a newline)
+    as the list of its lines' values, each as every parser reads it (json_body: a line
+    that is not JSON, or that parsers read differently, refuses the body), or None when it
+    is not so written. What a parser reading the first value alone acts on is shown too
+    (more, never less)."""
+    if b"\n" not in body.rstrip(b" \t\r\n") and not body.rstrip(b" \t\r").endswith(b"\n"):
+        return None
+    lines = [line for line in body.split(b"\n") if line.strip(b" \t\r")]
+    if not lines or len(lines) > MAX_NDJSON_LINES:
+        return None
+    try:
+        return [json_body(content_type, line.rstrip(b"\r")) for line in lines]
+    except BadRequest:
+        return None
 
 
 def names_method(body: bytes, seen: Any, form: bool = False) -> bool:

@@ -1,0 +1,163 @@
+"""Probing the HTTP proxy's masks (P26): TSV bodies, rows under a first row of data read
+as names, and lines of JSON typed as one document (Elasticsearch).
+
+Real PDP with the shipped policy, the HTTP proxy, a raw upstream answering each path with
+the body the case names, raw clients: a reader outside pii-readers (`phone`,
+`password`, `ssn` masked by name; the detectors).
+
+- A TSV answer (`text/tab-separated-values`) was read as lines of text: rows nothing
+  names (`Ann<TAB>5550100`) went whole where the same CSV was masked, and a header
+  naming a masked column (`id<TAB>phone`) was refused (502) where CSV's was masked. TSV
+  is now read as CSV is, its cells parted at tabs (a cell quoted across a tab: 502).
+- JSON rows (and CSV) whose first row holds no digit were read as a row of names over
+  the rest, which then went unmasked: a first customer whose phone is empty
+  (`[["Ann", ""], ["Bob", "5550100"]]`, `SELECT *` ordered by name) handed every other
+  row's phone and bare SSN over. A row with an empty cell, a placeholder (`n/a`,
+  `none`) or a name twice is no row of names now.
+- Lines of JSON typed `application/json` (Elasticsearch's NDJSON under that type) were
+  a 502 for a masked reader ("does not parse"); they are masked line by line as
+  `application/x-ndjson` is. A line that does not read one way only is still a 502.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from http_upstream import exchange, http_stack, raw_server, status
+from pdp_harness import token
+
+pytestmark = pytest.mark.integration
+
+TSV = "text/tab-separated-values"
+HIDDEN = ("5550100", "5550101", "hunter2", "078051120")
+
+# path: (Content-Type, body); each must come back without HIDDEN, as 200 unless named 502
+LEAKED_BEFORE = {
+    "tsv-nameless": (TSV, "Ann\t5550100\nBob\t5550101\n"),
+    "tsv-nameless-ids": (TSV, "7\tAnn\t5550100\n8\tBob\thunter2x1\n"),
+    "json-rows-empty-first": (
+        "application/json",
+        json.dumps([["Ann", ""], ["Bob", "5550100"], ["Cy", "078051120"]]),
+    ),
+    "json-rows-placeholder-first": (
+        "application/json",
+        json.dumps({"rows": [["Ann", "n/a"], ["Bob", "5550101"]]}),
+    ),
+    "csv-empty-first": ("text/csv", "Ann,,x\nBob,5550100,078051120\n"),
+}
+REFUSED_BEFORE = {
+    "tsv-header": (TSV, "id\tphone\n7\t5550100\n"),
+    "tsv-header-words": (TSV + "; charset=utf-8", "id\tname\tPassword\n7\tAnn\thunter2\n"),
+    "ndjson-as-json": (
+        "application/json",
+        '{"index":{"_id":"1"}}\n{"name":"Ann","phone":"5550100"}\n',
+    ),
+    "ndjson-columns-as-json": ("application/json", '["id","phone"]\n[7,"5550100"]\n'),
+}
+STILL_REFUSED = {
+    "tsv-quoted-tab": (TSV, 'id\tnote\tphone\n7\t"a\tb"\t5550100\n'),
+    "ndjson-repeated-name": ("application/json", '{"a":1}\n{"phone":"x","phone":"5550100"}\n'),
+    "ndjson-a-line-not-json": ("application/json", '{"a":1}\nphone 5550100\n'),
+}
+KEPT = {
+    "tsv-names": (TSV, "id\tname\n7\tAnn\n"),
+    "json-rows-names": ("application/json", '[["id","name"],[7,"ann"]]'),
+    "csv-pandas-index": ("text/csv", ",name,city\n0,Ann,Paris\n"),
+    "ndjson-as-json-clean": ("application/json", '{"took":1}\n{"took":2,"errors":false}\n'),
+}
+CASES = {**LEAKED_BEFORE, **REFUSED_BEFORE, **STILL_REFUSED, **KEPT}
+
+
+async def _answers() -> Any:
+    async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        kind, body = CASES[head.split(b" ")[1].decode().strip("/")]
+        data = body.encode()
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s"
+            % (kind.encode(), len(data), data)
+        )
+        await writer.drain()
+
+    return raw_server(converse)
+
+
+async def _read_all(tmp_path: Any) -> dict[str, tuple[int, bytes]]:
+    got = {}
+    async with (
+        await _answers() as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+    ):
+        for n, path in enumerate(CASES):
+            # (one reader each: a session whose answers keep being refused is ended)
+            bearer = token(s.config, f"reader{n}@example.com", ("readonly",))
+            raw = (
+                f"GET /{path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {bearer}\r\n"
+                "Connection: close\r\n\r\n"
+            ).encode()
+            answer = await exchange(s.proxy.port, raw)
+            got[path] = (status(answer), answer.partition(b"\r\n\r\n")[2])
+    return got
+
+
+async def test_tsv_rows_and_lines_of_json_are_masked_not_passed_nor_refused(tmp_path: Any) -> None:
+    got = await _read_all(tmp_path)
+    leaked = {p: body for p, (_, body) in got.items() if any(h.encode() in body for h in HIDDEN)}
+    assert leaked == {}, leaked
+    codes = {p: code for p, (code, _) in got.items()}
+    expected = {p: 502 if p in STILL_REFUSED else 200 for p in CASES}
+    assert codes == expected
+    # masked where the value was, the rest as it came
+    assert got["tsv-header"][1] == b"id\tphone\n7\t[REDACTED]\n"
+    assert got["tsv-nameless"][1] == b"Ann\t[REDACTED]\nBob\t[REDACTED]\n"
+    assert got["tsv-header-words"][1] == b"id\tname\tPassword\n7\tAnn\t[REDACTED]\n"
+    assert got["ndjson-as-json"][1] == (
+        b'{"index":{"_id":"1"}}\n{"name":"Ann","phone":"[REDACTED]"}\n'
+    )
+    assert got["ndjson-columns-as-json"][1] == b'["id","phone"]\n[7,"[REDACTED]"]\n'
+    for path in KEPT:
+        assert got[path][1] == CASES[path][1].encode(), path
+
+
+BULK = b'{"index":{"_index":"logs","_id":"1"}}\n{"msg":"hello"}\n'
+
+
+def _request(stack: Any, who: str, line: str, kind: str, body: bytes) -> bytes:
+    groups = ("dba",) if who.startswith("dba") else ("readonly",)
+    bearer = token(stack.config, f"{who}@example.com", groups)
+    return (
+        f"{line} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {bearer}\r\n"
+        f"Content-Type: {kind}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode() + body
+
+
+async def test_a_bulk_request_of_json_lines_is_read_not_refused(tmp_path: Any) -> None:
+    """Elasticsearch's _bulk (typed application/json or x-ndjson) was a 400 for everyone
+    ("a body typed as JSON that is not JSON"); its lines are read now, each one way only:
+    a dba's goes, a reader's carrying an index action is that PUT (not a read), and a
+    line naming a member twice is still a 400."""
+    async with http_stack(tmp_path) as s:
+        cases = {
+            "dba0 json": ("dba0", "POST /echo/_bulk", "application/json", BULK),
+            "dba1 ndjson": ("dba1", "POST /echo/_bulk", "application/x-ndjson", BULK),
+            "reader GET bulk": ("reader0", "GET /echo/_bulk", "application/json", BULK),
+            "dba2 repeated": (
+                "dba2",
+                "POST /echo/_bulk",
+                "application/json",
+                b'{"index":{}}\n{"a":1,"a":2}\n',
+            ),
+        }
+        got = {}
+        for name, (who, line, kind, body) in cases.items():
+            answer = await exchange(s.proxy.port, _request(s, who, line, kind, body))
+            got[name] = (status(answer), answer.partition(b"\r\n\r\n")[2])
+        reached = [seen["body"] for seen in s.upstream.seen]
+    assert got["dba0 json"][0] == 200 and got["dba1 ndjson"][0] == 200, got
+    assert json.loads(got["dba0 json"][1])["body"] == BULK.decode()
+    assert got["reader GET bulk"][0] in (202, 403), got["reader GET bulk"]
+    assert got["dba2 repeated"][0] == 400, got["dba2 repeated"]
+    assert reached == [BULK, BULK]
