@@ -5,6 +5,8 @@ A proxy sent its credential to the PDP over a plain gRPC channel wherever the PD
 path could take it and speak to the PDP as the proxy (open sessions, record and close
 them). The Vault provider warns of the same for Vault; now the proxy does for the PDP.
 No connection is made here: the warning comes as the process's PDP client is built.
+Since probe p5 (tests/test_runtime_probe_p5.py) such a proxy does not start at all
+unless proxies.pdp.insecure_plaintext_to_remote_pdp says so.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 import pytest
 from pdp_harness import pdp_config
 
+from portcullis.config import ConfigError
 from proxies.runtime.pdp_auth import with_credential
 from proxies.runtime.process import ProcessRuntime
 
@@ -27,19 +30,18 @@ def _warned(caplog: pytest.LogCaptureFixture) -> list[str]:
     "address",
     ["pdp.example:7000", "10.0.0.5:7000", "dns:///pdp.example:7000", "[2001:db8::1]:7000"],
 )
-def test_a_credential_sent_in_clear_beyond_this_host_is_warned_of(
+def test_a_credential_sent_in_clear_beyond_this_host_is_refused(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, address: str
 ) -> None:
     config = with_credential(pdp_config(tmp_path, connections=[]), "secret-credential-1234")
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.WARNING), pytest.raises(ConfigError, match="in clear") as no:
         ProcessRuntime.build(address, config)
-    warned = _warned(caplog)
-    assert len(warned) == 1 and "in clear" in warned[0]
-    assert "secret-credential-1234" not in caplog.text
+    assert "secret-credential-1234" not in caplog.text + str(no.value)
 
 
 @pytest.mark.parametrize(
-    "address", ["127.0.0.1:7000", "localhost:7000", "[::1]:7000", "unix:/run/pdp.sock"]
+    "address",
+    ["127.0.0.1:7000", "localhost:7000", "[::1]:7000", "unix:/run/pdp.sock", "0.0.0.0:7000"],
 )
 def test_a_credential_sent_on_this_host_is_not(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, address: str

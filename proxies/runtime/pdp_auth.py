@@ -8,7 +8,9 @@ the PDP writes at start, `pdp.proxy_credential_file`). Never logs a credential.
 
 A credential sent without TLS to a PDP beyond this host crosses the network in clear
 (anyone on the path may then speak to the PDP as this proxy, and read the clients' tokens
-the session calls carry): logged loudly at start, as the Vault provider does for Vault.
+the session calls carry): the proxy refuses to start (ConfigError naming proxies.pdp.ca_file),
+as the Vault provider does for Vault, unless `proxies.pdp.insecure_plaintext_to_remote_pdp`
+is true (then it is logged loudly at every start).
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from portcullis.config import Config, ConfigError
 from portcullis.wire import CREDENTIAL_METADATA
 
 log = logging.getLogger("portcullis.pdp_auth")
+
+# proxies.pdp's opt-out from refusing a credential sent in clear beyond this host
+INSECURE_PLAINTEXT = "insecure_plaintext_to_remote_pdp"
 
 
 def pdp_address(config: Config, override: str = "") -> str:
@@ -72,6 +77,15 @@ def client_auth(config: Config, address: str = "") -> dict[str, Any]:
             ) from None
     out["metadata"] = ((CREDENTIAL_METADATA, credential),)
     if address and "credentials" not in out and _beyond_this_host(address):
+        # (getattr: the configuration names the opt-out from its own release on)
+        if getattr(settings, INSECURE_PLAINTEXT, False) is not True:
+            raise ConfigError(
+                "proxies.pdp.ca_file",
+                f"the PDP at {address} is beyond this host and reached without TLS: the "
+                "proxy credential and every client's token would cross the network in "
+                "clear; set proxies.pdp.ca_file (see `portcullis certs`), or, knowing "
+                f"that, proxies.pdp.{INSECURE_PLAINTEXT}: true",
+            )
         log.warning(
             "the proxy credential goes to the PDP at %s in clear (no proxies.pdp.ca_file): "
             "anyone on the path may speak to the PDP as this proxy; use TLS "
@@ -92,6 +106,8 @@ def _beyond_this_host(address: str) -> bool:
     if host == "localhost":
         return False
     try:
-        return not ipaddress.ip_address(host).is_loopback
+        ip = ipaddress.ip_address(host)
     except ValueError:
         return True
+    # (0.0.0.0 and :: reach this host: pdp.listen when the PDP listens everywhere)
+    return not (ip.is_loopback or ip.is_unspecified)
