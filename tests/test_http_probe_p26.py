@@ -71,10 +71,10 @@ KEPT = {
 CASES = {**LEAKED_BEFORE, **REFUSED_BEFORE, **STILL_REFUSED, **KEPT}
 
 
-async def _answers() -> Any:
+async def _answers(cases: dict[str, tuple[str, str]]) -> Any:
     async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
-        kind, body = CASES[head.split(b" ")[1].decode().strip("/")]
+        kind, body = cases[head.split(b" ")[1].decode().strip("/")]
         data = body.encode()
         writer.write(
             b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s"
@@ -85,13 +85,15 @@ async def _answers() -> Any:
     return raw_server(converse)
 
 
-async def _read_all(tmp_path: Any) -> dict[str, tuple[int, bytes]]:
+async def _read_all(
+    tmp_path: Any, cases: dict[str, tuple[str, str]] = CASES
+) -> dict[str, tuple[int, bytes]]:
     got = {}
     async with (
-        await _answers() as port,
+        await _answers(cases) as port,
         http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
     ):
-        for n, path in enumerate(CASES):
+        for n, path in enumerate(cases):
             # (one reader each: a session whose answers keep being refused is ended)
             bearer = token(s.config, f"reader{n}@example.com", ("readonly",))
             raw = (
@@ -161,3 +163,23 @@ async def test_a_bulk_request_of_json_lines_is_read_not_refused(tmp_path: Any) -
     assert got["reader GET bulk"][0] in (202, 403), got["reader GET bulk"]
     assert got["dba2 repeated"][0] == 400, got["dba2 repeated"]
     assert reached == [BULK, BULK]
+
+
+LISTS = {
+    "list-of-strings": ("application/json", json.dumps(["Ann", "5550100"])),
+    "list-of-strings-spaced": ("application/json", json.dumps(["Ann", "+1 555 0101", "Bob"])),
+}
+NAMES = ["v1.2.3", "bucket_2024", "order-17", "2024-01-05", "6b1e8a1c-54a4-4f7e-9a8b-0d4c2c1f0a11"]
+
+
+async def test_a_list_of_strings_holding_a_value_is_masked(tmp_path: Any) -> None:
+    """A document that is a list of strings (`["Ann", "5550100"]`: one row of strings)
+    went whole: a row was masked only with numbers beside strings. A string reading as a
+    value (seven digits or more, more digits than letters) is masked; names, tags, dates
+    and UUIDs stay."""
+    names = ("application/json", json.dumps(NAMES, separators=(",", ":")))
+    got = await _read_all(tmp_path, {**LISTS, "list-of-names": names})
+    for path in LISTS:
+        code, body = got[path]
+        assert code == 200 and b"555" not in body and b"Ann" in body, (path, body)
+    assert got["list-of-names"] == (200, json.dumps(NAMES, separators=(",", ":")).encode())

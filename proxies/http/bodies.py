@@ -635,6 +635,15 @@ class BodyMask:
             # (a stream's row on its line; a document that is one row, `[7, "5550100"]`:
             # numbers and strings side by side, as a list of names or tags is not)
             return self._unnamed_cells(value, found)
+        if depth == 0 and all(isinstance(v, str) for v in value) and any(map(_bare_value, value)):
+            # (a document that is a list of strings, `["Ann", "5550100"]`: a row of
+            # strings, or a list of names or tags; what reads as a value a mask hides,
+            # and as no name nor tag, is masked)
+            rule = self.masker.strictest_field_rule()
+            if rule is not None:
+                return [
+                    self._as_field(rule.field, v, found) if _bare_value(v) else v for v in value
+                ]
         if not _rows(value):
             return [self._nameless(v, found, widths, depth + 1) for v in value]
         first = value[0]
@@ -2506,6 +2515,25 @@ def _names_row(row: list[Any]) -> bool:
             return False
         seen.add(name)
     return bool(row)
+
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
+BARE_DIGITS = MAX_PLAIN_DIGITS + 1  # (a telephone number's, an account's)
+
+
+def _bare_value(value: str) -> bool:
+    """Whether a string in a list of strings reads as a masked field's value, not a name
+    or a tag: an `@` between words (an address), or seven digits or more, more digits
+    than letters and no `_` (`+1 555 0100`, `5550100`, an IBAN; not a date nor a UUID:
+    `v1.2.3`, `bucket_2024`, `order-17` are names)."""
+    text = value.strip()
+    if "@" in text and re.search(r"\w@\w", text):
+        return True
+    if _ISO_TIME.fullmatch(text) or _UUID.fullmatch(text):
+        return False
+    digits = sum(c.isdigit() for c in text)
+    letters = sum(c.isalpha() for c in text)
+    return digits >= BARE_DIGITS and digits > letters and "_" not in text
 
 
 def _unnamed_row(value: list[Any]) -> bool:
