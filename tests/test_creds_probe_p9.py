@@ -96,3 +96,14 @@ def test_loopback_and_https_start_without_a_word(
     with caplog.at_level(logging.WARNING, logger="portcullis.vault"):
         VaultProvider(CONNECTION, VaultSettings(addr, {"method": "token", "token": TOKEN}))
     assert "plain HTTP" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "addr", ["https://admin:p9-addr-secret@vault:8200", "https://p9-addr-secret@vault:8200"]
+)
+def test_a_vault_address_carrying_a_password_stops_the_start(addr: str) -> None:
+    """Every "Vault at <addr> is unreachable" (logged, and told to the client refused a
+    session) carried the password written into the address."""
+    with pytest.raises(ConfigError, match="user or password") as refused:
+        VaultProvider(CONNECTION, VaultSettings(addr, {"method": "token", "token": TOKEN}))
+    assert "p9-addr-secret" not in str(refused.value)

@@ -137,6 +137,12 @@ class VaultProvider:
             allow_redirects=False,
             session=session,
         )
+        if urlsplit(settings.addr).username is not None:
+            # (requests would send it as Basic auth, and every error naming Vault's address
+            # — to clients too — would carry it)
+            raise ConfigError(
+                "vault.addr", "must not carry a user or password (user:password@); use vault.auth"
+            )
         if _cleartext(settings.addr):
             if self._auth.get(INSECURE_PLAIN_HTTP) is not True:
                 raise ConfigError(
