@@ -50,6 +50,7 @@ from proxies.postgres.columns import (
 from proxies.postgres.commands import COMPUTED, VIEW_COMPUTED
 from proxies.postgres.driver import EnforcerDriver, carry_out
 from proxies.postgres.enforcer import Enforcer
+from proxies.postgres.frame_budget import BUDGET, LARGE
 from proxies.postgres.startup import (
     StartupRefused,
     pinned_settings,
@@ -88,6 +89,8 @@ _QUERY = ord("Q")  # a simple Query's type byte
 _NO_SETTINGS: dict[str, str] = {}  # (never changed: a session's settings are replaced)
 
 READ_SIZE = 256 * 1024
+FRAMES = "frames"  # a hold: the process's budget of large frames is spent (frame_budget)
+FRAMES_POLL = 0.05  # how often a session holding large frames looks whether they went
 CATALOG_TTL = 60.0
 # after the catalog could not be read for masking, how long results mask the columns
 # they cannot name without asking again (no connection attempt per result)
@@ -772,6 +775,7 @@ class ClientConnection:
                 draining.cancel()
                 await asyncio.gather(draining, return_exceptions=True)
             await relay.stop()
+            relay.forget_frames()
             if not relay.close(SERVER) and self.upstream is not None:
                 self.upstream.writer.close()  # the relay never took it
             if self.key is not None:
@@ -1062,8 +1066,9 @@ class _Relay(Relay):
     column names, the chunk is finished in a task while that side is held (Relay.wait).
     """
 
-    __slots__ = ("_transaction_began", "_transaction_idles", "chunks", "conn", "enforcer",
-                 "parser", "tracker", "transaction_limit")  # fmt: skip
+    __slots__ = ("_frames_held", "_frames_poll", "_frames_waiter", "_transaction_began",
+                 "_transaction_idles", "chunks", "conn", "enforcer", "parser", "tracker",
+                 "transaction_limit")  # fmt: skip
 
     def __init__(
         self,
@@ -1084,6 +1089,11 @@ class _Relay(Relay):
         self._transaction_began = 0.0
         assert conn.upstream is not None
         self.parser = conn.upstream.parser  # the server's messages
+        # bytes of large frames this session holds (frame_budget.BUDGET), the check that
+        # gives them back as the client reads them, and what the budget calls to grant more
+        self._frames_held = 0
+        self._frames_poll: asyncio.TimerHandle | None = None
+        self._frames_waiter = self._frames_granted
 
     def start(self) -> None:
         """Take both sockets over from their streams (what a stream already holds first).
@@ -1313,6 +1323,62 @@ class _Relay(Relay):
     # -- server → client ---------------------------------------------------------------
 
     def _server_data(self, data: bytes) -> None:
+        self._server_chunk(data)
+        if self._frames_held or self.parser.pending_frame >= LARGE:
+            self._account_frames()
+
+    # -- large frames: memory the proxy holds for a session (frame_budget) -----------------
+
+    def _account_frames(self) -> None:
+        """Take from the process's budget what the frame under way and the client's unsent
+        output hold beyond LARGE, or stop reading the server until it can be taken; give
+        back what was sent. Checked again while anything is held (the client reading
+        makes no callback here)."""
+        if self.ended.done():
+            self.forget_frames()
+            return
+        pending = self.parser.pending_frame
+        transport = self._client.transport
+        unsent = transport.get_write_buffer_size() if transport is not None else 0
+        want = (pending if pending >= LARGE else 0) + (unsent if unsent >= LARGE else 0)
+        held = self._frames_held
+        if want > held:
+            if not BUDGET.take(want - held, self._frames_waiter):
+                # wait for all of it (holding part while waiting for more could wait forever)
+                self.hold(SERVER, FRAMES)
+                if held:
+                    self._frames_held = 0
+                    BUDGET.give(held)
+                return
+            self._frames_held = want
+        elif want < held:
+            self._frames_held = want
+            BUDGET.give(held - want)
+        if FRAMES in self.holds(SERVER):
+            self.release(SERVER, FRAMES)
+        if self._frames_held and self._frames_poll is None:
+            loop = asyncio.get_running_loop()
+            self._frames_poll = loop.call_later(FRAMES_POLL, self._frames_polled)
+
+    def _frames_polled(self) -> None:
+        self._frames_poll = None
+        self._account_frames()
+
+    def _frames_granted(self) -> None:
+        # (the budget calls this inside another session's callback: take in a fresh one)
+        asyncio.get_running_loop().call_soon(self._account_frames)
+
+    def forget_frames(self) -> None:
+        """The session ended: what it held or waited for goes back to the budget."""
+        if self._frames_poll is not None:
+            self._frames_poll.cancel()
+            self._frames_poll = None
+        BUDGET.forget(self._frames_waiter)
+        held, self._frames_held = self._frames_held, 0
+        if held:
+            BUDGET.give(held)
+
+    def _server_chunk(self, data: bytes) -> None:
         # held_back("server", data), spelt out: asked for every chunk
         if self.ended.done():
             return

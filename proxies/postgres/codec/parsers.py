@@ -385,6 +385,12 @@ class _StreamParser:
         """Bytes received but not yet part of a complete message."""
         return len(self._buf)
 
+    @property
+    def pending_frame(self) -> int:
+        """The length of the frame still arriving (its declared size, counting its type
+        byte), 0 when none is."""
+        return self._need if self._buf else 0
+
     def feed(self, data: bytes) -> list[Message]:
         """Add ``data``; return every message completed by it, in order.
 
