@@ -183,3 +183,20 @@ async def test_a_list_of_strings_holding_a_value_is_masked(tmp_path: Any) -> Non
         code, body = got[path]
         assert code == 200 and b"555" not in body and b"Ann" in body, (path, body)
     assert got["list-of-names"] == (200, json.dumps(NAMES, separators=(",", ":")).encode())
+
+
+ASTRAY = {
+    "csv-row-wider": ("text/csv", "id,phone\n7,Ann,5550100\n"),
+    "tsv-row-wider": (TSV, "id\tphone\n7\t5550100\textra\t5550101\n"),
+    "csv-unmasked-header-wider": ("text/csv", "id,note\n7,5550100,x\n"),
+}
+
+
+async def test_a_row_wider_than_its_header_is_masked_as_unnamed(tmp_path: Any) -> None:
+    """A CSV or TSV row with more cells than its header names: the cells past the
+    header's went whole, and pandas reads such a row's first cell as the index and the
+    rest one column to the left (`7,Ann,5550100` under `id,phone`: phone 5550100), where
+    the mask had masked `Ann`. A row of another width is masked as rows nothing names."""
+    got = await _read_all(tmp_path, ASTRAY)
+    for path, (code, body) in got.items():
+        assert code == 200 and b"555" not in body and b"7" in body, (path, body)

@@ -1743,6 +1743,8 @@ class BodyMask:
                 row = [self._string(cell, whole, 0) for cell in row]
                 self.counts.update(whole)
                 return self._text(self._joined(row))
+            if self._names and len(row) != len(self._names):
+                line = self._joined(self._astray(row))
             return self._line(line)
         found: Counter[str] = Counter()
         for index, cell in enumerate(row):
@@ -1752,7 +1754,19 @@ class BodyMask:
                 # (a cell holding a document or pairs of its own: `{"phone": ...}`)
                 row[index] = self._string(cell, found, 0)
         self.counts.update(found)
+        if len(row) != len(self._names):
+            row = self._astray(row)
         return self._text(self._joined(row))
+
+    def _astray(self, row: list[str]) -> list[str]:
+        """A row of another width than its header's: a reader puts its cells under other
+        columns than the header's places say (pandas reads one cell more as the index,
+        and the rest one column to the left), so none is named: each that may be a
+        masked field's value is masked as rows nothing names are (_unnamed_cells)."""
+        found: Counter[str] = Counter()
+        row = self._unnamed_cells(row, found)
+        self.counts.update(found)
+        return row
 
     def _cells(self, line: str) -> list[str]:
         """A CSV or TSV line's cells. CSV: as Python's csv reads them; a quoted field
