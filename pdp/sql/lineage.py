@@ -316,14 +316,89 @@ _COMPUTING_FUNCTIONS = frozenset({"sum", "avg"})
 # the database's own tables. An expression over their columns changes no stored free text.
 # Not the statistics views, pg_proc or comments, which hold text others wrote, nor pg_roles
 # or pg_authid (a role's settings, a password's hash: text the value detectors may know).
-# pg_database (psql's \l): names, owners, encodings, locales and ACLs.
+# pg_database (psql's \l): names, owners, encodings, locales and ACLs; pg_policy and
+# pg_auth_members (psql's \dp and \du): row security policies as DDL declared them (a
+# constraint's or default's expression is pg_constraint's and pg_attrdef's), role grants;
+# pg_language (\dL): names, owners, flags, handlers.
 _CATALOG_TABLES = frozenset((
     "pg_type", "pg_namespace", "pg_class", "pg_attribute", "pg_range", "pg_enum",
     "pg_index", "pg_constraint", "pg_attrdef", "pg_am", "pg_collation", "pg_inherits",
     "pg_opclass", "pg_operator", "pg_cast", "pg_depend", "pg_tablespace", "pg_extension",
-    "pg_database",
+    "pg_database", "pg_policy", "pg_auth_members", "pg_language", "pg_ts_config",
+    "pg_ts_dict", "pg_ts_parser", "pg_ts_template",
 ))  # fmt: skip
 _CATALOG = _CATALOG_TABLES | {f"pg_catalog.{t}" for t in _CATALOG_TABLES}
+# Columns of the server's own views (and pg_proc's) that hold names, types, flags and
+# owners, never text others wrote (a comment, a function's body, a setting: rolconfig,
+# column_default and view_definition are left out): what a query makes of them (Grafana's
+# quote_ident(table_name), psql's \du member list) changes no data of the database's own
+# tables. The views' are among the columns proxies/postgres/columns.py SYSTEM_VIEW_COLUMNS
+# reads as stored (tests/test_usability_p5.py checks it). pg_catalog's by either
+# name (nothing can be made there: only shadows elsewhere, denied as _CATALOG's);
+# information_schema's only qualified, and only while initdb's view is there (a view
+# replaced, dropped or made again there: the proxy lists its columns to the policy as
+# carrying any column, columns.py UNTRUSTED_SQL).
+_SYSTEM_VIEWS = {
+    "pg_roles": "rolname rolsuper rolinherit rolcreaterole rolcreatedb rolcanlogin "
+    "rolreplication rolconnlimit rolvaliduntil rolbypassrls oid",
+    "pg_user": "usename usesysid usecreatedb usesuper userepl usebypassrls valuntil",
+    "pg_tables": "schemaname tablename tableowner tablespace hasindexes hasrules "
+    "hastriggers rowsecurity",
+    "pg_views": "schemaname viewname viewowner",
+    "pg_matviews": "schemaname matviewname matviewowner tablespace hasindexes ispopulated",
+    # a catalog table, but for the names and flags (not prosrc, probin, proconfig: a
+    # function's body and settings are text others wrote): pgjdbc's getFunctions and
+    # getProcedures (`p.proname || '_' || p.oid`)
+    "pg_proc": "oid proname pronamespace proowner prolang procost prorows provariadic "
+    "prosupport prokind prosecdef proleakproof proisstrict proretset provolatile "
+    "proparallel pronargs pronargdefaults prorettype proargtypes proallargtypes "
+    "proargmodes proargnames protrftypes proacl",
+}
+# Every other column of these starts so (the server's own, fixed by its version): a bare
+# name that does not (`format_type(castsource, NULL)` beside pg_proc in psql's \dC) is
+# not one of them
+_COLUMN_PREFIX = {"pg_proc": "pro", "pg_roles": "rol"}
+_INFORMATION_SCHEMA_VIEWS = {
+    "schemata": "catalog_name schema_name schema_owner",
+    "tables": "table_catalog table_schema table_name table_type is_insertable_into "
+    "is_typed commit_action",
+    "columns": "table_catalog table_schema table_name column_name ordinal_position "
+    "is_nullable data_type character_maximum_length character_octet_length "
+    "numeric_precision numeric_precision_radix numeric_scale datetime_precision "
+    "udt_catalog udt_schema udt_name dtd_identifier is_identity is_generated "
+    "is_updatable collation_name",
+    "views": "table_catalog table_schema table_name check_option is_updatable is_insertable_into",
+    "table_constraints": "constraint_catalog constraint_schema constraint_name "
+    "table_catalog table_schema table_name constraint_type is_deferrable "
+    "initially_deferred",
+    "key_column_usage": "constraint_catalog constraint_schema constraint_name "
+    "table_catalog table_schema table_name column_name ordinal_position "
+    "position_in_unique_constraint",
+    "referential_constraints": "constraint_catalog constraint_schema constraint_name "
+    "unique_constraint_catalog unique_constraint_schema unique_constraint_name "
+    "match_option update_rule delete_rule",
+    "constraint_column_usage": "table_catalog table_schema table_name column_name "
+    "constraint_catalog constraint_schema constraint_name",
+}
+SYSTEM_VIEW_COLUMNS: dict[str, frozenset[str]] = {
+    **{v: frozenset(c.split()) for v, c in _SYSTEM_VIEWS.items()},
+    **{f"pg_catalog.{v}": frozenset(c.split()) for v, c in _SYSTEM_VIEWS.items()},
+    **{
+        f"information_schema.{v}": frozenset(c.split())
+        for v, c in _INFORMATION_SCHEMA_VIEWS.items()
+    },
+}
+# names a relation made outside pg_catalog may not take: it would be read in the place of
+# a catalog table or view lineage trusts (pg_temp is searched first)
+_SHADOWED_NAMES = _CATALOG_TABLES | frozenset(_SYSTEM_VIEWS)
+
+
+def _trusted(table: str, column: str) -> bool:
+    """Column `column` of relation `table` (as written) holds catalogue names and flags,
+    no data of the database's own tables (_CATALOG, SYSTEM_VIEW_COLUMNS)."""
+    return table in _CATALOG or column.lower() in SYSTEM_VIEW_COLUMNS.get(table, ())
+
+
 # casts that take text as it is, uncut (varchar(n), char, char(n), name cut it)
 _KEEPING_TYPES = frozenset({"text", "varchar", "citext", "unknown"})
 
@@ -486,7 +561,9 @@ class Item:
     relation (subquery, CTE, VALUES, function) whose outputs are known, or known only as
     one opaque flow every name reaches."""
 
-    __slots__ = ("hidden", "members", "names", "opaque", "outputs", "positions", "table")
+    __slots__ = (
+        "exact", "hidden", "members", "names", "opaque", "outputs", "positions", "table",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -495,9 +572,14 @@ class Item:
         outputs: list[Output] | None = None,
         opaque: Flow | None = None,
         members: list[Item] | None = None,
+        exact: bool = True,
     ) -> None:
         self.names = names
         self.table = table
+        # the table's name was written in lower case, as the catalog's are: a quoted
+        # "INFORMATION_SCHEMA".tables is another schema's (one renamed to that), never
+        # the catalog's, though `table` (lower case) reads alike
+        self.exact = exact
         self.outputs = outputs or []
         self.opaque = opaque
         self.members = members  # the items a JOIN ... AS alias stands for
@@ -518,6 +600,16 @@ class Item:
             return [("", self.opaque)]
         return self.outputs
 
+    def trusted(self, name: str, bare: bool = False) -> bool:
+        """Column name of this table holds catalogue names and flags only (_trusted); for a
+        bare name (bare), also: no column of this catalog relation is named so."""
+        if self.table is None or not self.exact:
+            return False
+        prefix = _COLUMN_PREFIX.get(self.table.removeprefix("pg_catalog."))
+        if bare and prefix and name.lower() != "oid" and not name.lower().startswith(prefix):
+            return True
+        return _trusted(self.table, name)
+
     def visible(self) -> list[Output]:
         """What an unqualified `*` over this item stands for: merged join columns once."""
         if not self.hidden:
@@ -530,7 +622,7 @@ class Item:
             for output, renamed in self.outputs:  # names an alias column list gave
                 if output == name:
                     return renamed
-            return Flow(PLAIN, {name.lower(): None}, user=self.table not in _CATALOG)
+            return Flow(PLAIN, {name.lower(): None}, user=not self.trusted(name))
         if self.members is not None:
             for output, renamed in self.outputs:  # names a join's alias column list gave
                 if output == name:
@@ -650,8 +742,11 @@ class Lineage:
         read in the catalog table's place (pg_temp is searched first, and search_path
         may put any schema before pg_catalog), and lineage trusts those tables' columns."""
         name = str(relation.get("relname", "")).lower()
-        if name in _CATALOG_TABLES and relation.get("schemaname") != "pg_catalog":
+        schema = relation.get("schemaname")
+        if name in _SHADOWED_NAMES and schema != "pg_catalog":
             self.shadows.append(name)
+        elif isinstance(schema, str) and schema.lower() == "information_schema":
+            self.shadows.append(f"information_schema.{name}")
 
     def record(self, flow: Flow, use: str) -> None:
         """Columns of flow used as use; a computed value is compared or grouped as `other`
@@ -1025,6 +1120,9 @@ class Lineage:
             colnames = [_sval(c) for c in alias.get("colnames", ())] if alias else []
             label = alias["aliasname"] if alias else (names[0] if names else "")
             outputs = [(c, flow) for c in colnames] or [(label, flow)]
+            constant = _constant_rows(fields.get("functions", ()), flow)
+            if constant:  # the server's own words: no column reaches them
+                outputs = [(c, Flow(EXPRESSION)) for c in colnames or constant]
             item = Item((label,), outputs=outputs, opaque=flow)
             item.positions = bool(names) and all(n in _POSITION_FUNCTIONS for n in names)
             items.append(item)
@@ -1681,6 +1779,30 @@ def _number_cast(arg: Any, names: list[str], type_name: Fields) -> bool:
     return name in ("count", "sum", "avg") or _number_call(call)
 
 
+# set-returning functions of pg_catalog taking nothing, whose rows are the server's own
+# constants, by their output columns: pgjdbc's getSQLKeywords reads string_agg(word, ',')
+# FROM pg_catalog.pg_get_keywords() (a function of that name made elsewhere is one readers
+# may not call: postgres.rego)
+_CONSTANT_ROWS = {"pg_get_keywords": ("word", "catcode", "barelabel", "catdesc", "baredesc")}
+
+
+def _constant_rows(functions: Any, flow: Flow) -> tuple[str, ...]:
+    """The output names of a FROM item that is one call of a _CONSTANT_ROWS function with
+    no arguments (flow: what the call reads, nothing); empty for any other."""
+    if flow.columns or flow.tables or len(functions) != 1:
+        return ()
+    items = functions[0].get("List", {}).get("items", [])  # the call, its column list
+    fields = items[0].get("FuncCall") if items and isinstance(items[0], dict) else None
+    if len(items) > 1 and items[1]:  # AS (word text, ...): names the server checks
+        return ()
+    if not fields or fields.get("args") or fields.get("agg_star") or fields.get("over"):
+        return ()
+    names = [_sval(part) for part in fields.get("funcname", ())]
+    if not names or names[:-1] not in ([], ["pg_catalog"]):
+        return ()
+    return _CONSTANT_ROWS.get(names[-1], ())
+
+
 def _one_row(fields: Fields, outputs: list[Output]) -> bool:
     """Whether a SELECT without GROUP BY aggregates its rows into one (every output an
     aggregate or a constant, no window function): no order to show."""
@@ -1802,8 +1924,8 @@ def _bare_name(name: str, scope: Scope) -> Flow:
             if name in item.names:
                 return item.whole()
         if level:
-            tables = [item.table for item in level if item.table is not None]
-            user = not tables or any(t not in _CATALOG for t in tables)
+            tables = [item for item in level if item.table is not None]
+            user = not tables or any(not item.trusted(name, bare=True) for item in tables)
             flows = [Flow(PLAIN, {name.lower(): None}, user=user)]
             for item in level:
                 if item.table is None:
@@ -1916,7 +2038,10 @@ def _table_item(fields: Fields) -> Item:
     # over it is one over the whole row)
     renamed = [_sval(c) for c in alias.get("colnames", ())] if alias else []
     outputs = [(c, Flow(STAR, tables={table: None})) for c in renamed]
-    return Item(names, table=table, outputs=outputs)
+    written = ".".join(
+        p for p in (fields.get(k) for k in ("catalogname", "schemaname", "relname")) if p
+    )
+    return Item(names, table=table, outputs=outputs, exact=written == table)
 
 
 def _relation(fields: Fields) -> str:

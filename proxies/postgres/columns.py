@@ -414,6 +414,34 @@ def resolve(
     return out
 
 
+# information_schema's columns of SYSTEM_VIEW_COLUMNS whose view is not the one initdb made
+# or reads something made since (SYSTEM_VIEW_SQL fails): replaced (CREATE OR REPLACE VIEW
+# information_schema.tables AS SELECT note AS table_name ...), dropped and made again, or
+# gone. Lineage trusts these columns (pdp/sql/lineage.py SYSTEM_VIEW_COLUMNS: what a query
+# makes of them, quote_ident(table_name), is not masked), so each such name comes, in one
+# row, as a view column carrying any column ("*": masked and questioned as a sensitive
+# one wherever it is met). pg_catalog's views cannot be replaced (no relation is made
+# there without allow_system_table_mods).
+INFORMATION_SCHEMA_COLUMNS = tuple(
+    sorted(c for c in SYSTEM_VIEW_COLUMNS if c.startswith("information_schema."))
+)
+UNTRUSTED = "untrusted"
+UNTRUSTED_SQL = f"""
+UNION ALL
+SELECT pg_catalog.textin(pg_catalog.json_out(json_build_array(0, '',
+  json_agg(json_build_array(0, pg_catalog.split_part(l.name, '.', 3))), NULL, false,
+  '{UNTRUSTED}')))
+FROM pg_catalog.unnest(ARRAY[{",".join(f"'{c}'" for c in INFORMATION_SCHEMA_COLUMNS)}]
+  ::pg_catalog.text[]) AS l(name)
+WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+  WHERE {SYSTEM_VIEW_SQL}
+  AND n.nspname::pg_catalog.text || '.' || c.relname::pg_catalog.text || '.'
+    || a.attname::pg_catalog.text = l.name)
+HAVING count(*) > 0"""
+
+
 # Every view's columns, stored query, the table columns it reads and whether it runs code
 # made after initdb (a function, or an operator's, OID from 16384: FirstNormalObjectId),
 # one JSON row per view (the session's own connection reads it once, before the client is
@@ -490,6 +518,7 @@ AND (a.atttypid IN ({_oids(*DOCUMENT_TYPES)})
   OR {_STRING.format(t="t")} OR {_STRING.format(t="e")} OR {_WIDE_NUMBER}
   OR (a.atttypid >= {_FIRST} AND {_holds_document("a.atttypid")}))) d
 GROUP BY d.kind"""
+    + UNTRUSTED_SQL
 )
 
 
@@ -526,6 +555,9 @@ def renamed_view_columns(rows: list[str]) -> dict[str, list[str]]:
             texts.update(name.lower() for _, name in found[2])
         elif len(found) > 5 and found[5] == "number":
             numbers.update(name.lower() for _, name in found[2])
+        elif len(found) > 5 and found[5] == UNTRUSTED:
+            for _, name in found[2]:
+                renamed.setdefault(name.lower(), set()).add("*")
         else:
             parsed.append(found)
     for name in documents:
