@@ -525,7 +525,13 @@ async def test_upstream_scram_md5_and_cleartext_authentication(tmp_path):
                 "listen": f"127.0.0.1:{free_port()}",
                 "upstream": f"127.0.0.1:{port}",
                 "database": "postgres",
-                "credentials": {"provider": "static", "username": user, "password": password},
+                "credentials": {
+                    "provider": "static",
+                    "username": user,
+                    "password": password,
+                    # md5 only where listed (tests/test_creds_probe_p10.py)
+                    "upstream_auth": ["scram-sha-256", "md5", "password"],
+                },
             }
             for i, (user, password, _) in enumerate(cases)
         ]

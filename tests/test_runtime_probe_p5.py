@@ -56,3 +56,27 @@ def test_a_proxy_that_would_send_its_credential_in_clear_does_not_start(
             assert secret_text and secret_text not in ran.stderr + ran.stdout
     finally:
         stack.close()
+
+
+def test_the_named_opt_out_starts_and_is_still_warned_of(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """proxies.pdp.insecure_plaintext_to_remote_pdp: true (the compose and Kubernetes
+    examples): the proxy starts, the warning stays; the opt-out is a YAML boolean."""
+    import logging
+
+    from pdp_harness import pdp_config
+
+    from portcullis.config import ConfigError
+    from proxies.runtime.pdp_auth import with_credential
+    from proxies.runtime.process import ProcessRuntime
+
+    config = with_credential(
+        pdp_config(tmp_path, proxies={"pdp": {"insecure_plaintext_to_remote_pdp": True}}),
+        "secret-credential-5678",
+    )
+    with caplog.at_level(logging.WARNING):
+        ProcessRuntime.build("pdp.example:7000", config)
+    assert "in clear" in caplog.text and "secret-credential-5678" not in caplog.text
+    with pytest.raises(ConfigError, match="insecure_plaintext_to_remote_pdp"):
+        pdp_config(tmp_path, proxies={"pdp": {"insecure_plaintext_to_remote_pdp": "true"}})

@@ -125,6 +125,9 @@ class ProxyPDPSettings:
     credential_file: Path | None = None
     # a credential handed over in memory by `portcullis up` (never read from the file)
     credential: str = field(default="", repr=False)
+    # a proxy refuses to send its credential (and clients' tokens) without TLS to a PDP
+    # beyond this host (proxies.runtime.pdp_auth) unless this says it knowingly does
+    insecure_plaintext_to_remote_pdp: bool = False
 
 
 @dataclass(frozen=True)
@@ -545,7 +548,15 @@ def _proxies(raw: dict[str, Any], base_dir: Path) -> ProxiesSettings:
         raise ConfigError("proxies.drain_seconds", "must be a number of seconds, 0 or more")
     key = "proxies.pdp"
     pdp = _section(raw, "pdp") if "pdp" in raw else {}
-    _known(pdp, key, {"address", "ca_file", "cert_file", "key_file", "credential_file"})
+    _known(
+        pdp,
+        key,
+        {"address", "ca_file", "cert_file", "key_file", "credential_file"}
+        | {"insecure_plaintext_to_remote_pdp"},
+    )
+    insecure = pdp.get("insecure_plaintext_to_remote_pdp", False)
+    if not isinstance(insecure, bool):
+        raise ConfigError(f"{key}.insecure_plaintext_to_remote_pdp", "must be true or false")
     files: dict[str, Path | None] = {}
     for name in ("ca_file", "cert_file", "key_file", "credential_file"):
         value = _str(pdp, key, name)
@@ -563,6 +574,7 @@ def _proxies(raw: dict[str, Any], base_dir: Path) -> ProxiesSettings:
             cert_file=files["cert_file"],
             key_file=files["key_file"],
             credential_file=files["credential_file"],
+            insecure_plaintext_to_remote_pdp=insecure,
         ),
         drain_seconds=float(drain),
     )
