@@ -200,3 +200,22 @@ async def test_a_row_wider_than_its_header_is_masked_as_unnamed(tmp_path: Any) -
     got = await _read_all(tmp_path, ASTRAY)
     for path, (code, body) in got.items():
         assert code == 200 and b"555" not in body and b"7" in body, (path, body)
+
+
+async def test_a_method_named_in_an_object_of_a_list_body_is_no_read(tmp_path: Any) -> None:
+    """A reader's GET whose JSON body is a list (a batch, or lines of JSON) with an object
+    naming `_method` went upstream as a read: the policy reads a method's field in an
+    object body only. It now counts as a body naming a method (no read)."""
+    bodies = {
+        "array": b'[{"_method":"DELETE"}]',
+        "lines": b'{"q":1}\n{"_method":"DELETE"}\n',
+        "lines override": b'{"q":1}\n{"X-HTTP-Method-Override":"DELETE"}\n',
+    }
+    async with http_stack(tmp_path) as s:
+        got = {}
+        for n, (name, body) in enumerate(bodies.items()):
+            request = _request(s, f"reader{n}", "GET /echo/x", "application/json", body)
+            got[name] = status(await exchange(s.proxy.port, request))
+        reached = len(s.upstream.seen)
+    assert all(code in (202, 403) for code in got.values()), got
+    assert reached == 0

@@ -572,6 +572,14 @@ def names_method(body: bytes, seen: Any, form: bool = False) -> bool:
     JSON-escaped, or a multipart field whose name a framework reads as `_method`. A form
     the policy sees: a pair it shows under another name that a framework reads as
     `_method` (hides_method). A JSON body the policy sees shows its own `_method`."""
+    if isinstance(seen, list):
+        # (lines of JSON, or a JSON array: a parser reading the first value alone, or a
+        # framework reading each object of a batch, may read an object's `_method`,
+        # which the policy reads in an object body only)
+        return any(
+            isinstance(item, dict) and any(reads_as_method(str(key)) for key in item)
+            for item in seen
+        )
     if seen is not None:
         return form and hides_method(body.decode("latin-1"))
     if form and any(
