@@ -7,10 +7,11 @@ of the server's own views and of pg_proc come back as computed (Grafana's
 `quote_ident(table_name)`, psql's \\du and \\dp: tests/test_usability_p5.py), as it let
 those of pg_class and pg_type. Each way to make a trusted name read a table's text is
 tried here:
-- a superuser replaces information_schema.schemata with a view whose schema_name is a
-  customer's note: the proxy lists the columns of an information_schema view that is not
-  initdb's (proxies/postgres/columns.py UNTRUSTED_SQL) as carrying any column, so what a
-  reader computes from schema_name is masked or refused, as a sensitive column's is;
+- a superuser replaces information_schema.schemata (or pg_catalog.pg_user: CREATE OR
+  REPLACE VIEW works in pg_catalog too) with a view whose schema_name (usename) is a
+  customer's note: the proxy lists the columns of a listed view that is not initdb's
+  (proxies/postgres/columns.py UNTRUSTED_SQL) as carrying any column, so what a reader
+  computes from them is masked or refused, as a sensitive column's is;
 - a schema renamed "INFORMATION_SCHEMA" (another schema: quoted, in capitals) holding a
   view `tables` over the notes is not information_schema;
 - a relation made under a trusted view's name (pg_roles, pg_user, pg_proc: read in its
@@ -91,6 +92,45 @@ def replaced_schemata(arena: Arena) -> Iterator[None]:
 )
 def test_a_replaced_information_schema_view_is_not_trusted(
     arena: Arena, replaced_schemata: None, sql: str
+) -> None:
+    c = ready_client(arena, ("readonly",), "mask-p19-replaced")
+    try:
+        assert_hidden(c, sql)
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def replaced_pg_user(arena: Arena) -> Iterator[None]:
+    """pg_catalog.pg_user replaced by the superuser (CREATE OR REPLACE VIEW works there
+    too) to show the notes as user names, put back after."""
+    with arena.admin() as admin:
+        (definition,) = admin.execute(
+            "SELECT pg_get_viewdef('pg_catalog.pg_user'::regclass)"
+        ).fetchone()  # type: ignore[misc]
+        admin.execute(
+            "CREATE OR REPLACE VIEW pg_catalog.pg_user AS SELECT"
+            ' (note COLLATE "C")::name AS usename, 1::oid AS usesysid, true AS usecreatedb,'
+            " true AS usesuper, true AS userepl, true AS usebypassrls, '***'::text AS passwd,"
+            " now() AS valuntil, ('{}' COLLATE \"C\")::text[] AS useconfig FROM customers"
+        )
+    try:
+        yield
+    finally:
+        with arena.admin() as admin:
+            admin.execute(f"CREATE OR REPLACE VIEW pg_catalog.pg_user AS {definition}")
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT reverse(usename) FROM pg_user",
+        "SELECT translate(usename, '0123456789', 'abcdefghij') FROM pg_catalog.pg_user",
+        "SELECT quote_ident(usename) || '' FROM pg_user",
+    ],
+)
+def test_a_replaced_pg_catalog_view_is_not_trusted(
+    arena: Arena, replaced_pg_user: None, sql: str
 ) -> None:
     c = ready_client(arena, ("readonly",), "mask-p19-replaced")
     try:

@@ -414,24 +414,22 @@ def resolve(
     return out
 
 
-# information_schema's columns of SYSTEM_VIEW_COLUMNS whose view is not the one initdb made
-# or reads something made since (SYSTEM_VIEW_SQL fails): replaced (CREATE OR REPLACE VIEW
-# information_schema.tables AS SELECT note AS table_name ...), dropped and made again, or
-# gone. Lineage trusts these columns (pdp/sql/lineage.py SYSTEM_VIEW_COLUMNS: what a query
-# makes of them, quote_ident(table_name), is not masked), so each such name comes, in one
-# row, as a view column carrying any column ("*": masked and questioned as a sensitive
-# one wherever it is met). pg_catalog's views cannot be replaced (no relation is made
-# there without allow_system_table_mods).
-INFORMATION_SCHEMA_COLUMNS = tuple(
-    sorted(c for c in SYSTEM_VIEW_COLUMNS if c.startswith("information_schema."))
-)
+# The columns of SYSTEM_VIEW_COLUMNS whose view is not the one initdb made or reads
+# something made since (SYSTEM_VIEW_SQL fails): replaced (CREATE OR REPLACE VIEW
+# information_schema.tables AS SELECT note AS table_name ..., and a superuser may replace
+# pg_catalog's views too: pg_user's usename a note cast to name), dropped and made again,
+# or gone. Lineage trusts these columns (pdp/sql/lineage.py SYSTEM_VIEW_COLUMNS: what a
+# query makes of them, quote_ident(table_name), is not masked), so each such name comes,
+# in one row, as a view column carrying any column ("*": masked and questioned as a
+# sensitive one wherever it is met).
+LISTED_COLUMNS = tuple(sorted(SYSTEM_VIEW_COLUMNS))
 UNTRUSTED = "untrusted"
 UNTRUSTED_SQL = f"""
 UNION ALL
 SELECT pg_catalog.textin(pg_catalog.json_out(json_build_array(0, '',
   json_agg(json_build_array(0, pg_catalog.split_part(l.name, '.', 3))), NULL, false,
   '{UNTRUSTED}')))
-FROM pg_catalog.unnest(ARRAY[{",".join(f"'{c}'" for c in INFORMATION_SCHEMA_COLUMNS)}]
+FROM pg_catalog.unnest(ARRAY[{",".join(f"'{c}'" for c in LISTED_COLUMNS)}]
   ::pg_catalog.text[]) AS l(name)
 WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
