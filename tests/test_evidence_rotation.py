@@ -4,7 +4,8 @@ Before it, a PDP's signing key could not be replaced: a new key file (scheduled 
 or a key feared stolen) made every checkpoint and credential statement the old key signed
 fail `audit verify` ("signed by key X, not by Y"), and `audit export` refused the store,
 for good. Now the old key signs the hand-over into the chain (and the new key signs it
-too), an auditor pinning either key verifies the whole chain and every bundle, and a
+too), an auditor pinning the current key verifies the whole chain and every bundle (the
+old key alone vouches for no key after it: test_evidence_probe_p8), and a
 signature by a key outside the seqs it signed for — a retired key still held by a PDP,
 or stolen — fails, as does a rotation made with any other key.
 
@@ -69,23 +70,28 @@ async def test_a_rotated_key_keeps_every_signature_verifying(backend, tmp_path, 
     new_pem = _pem(tmp_path, "new.pem", new)
 
     await _work(config)  # the PDP restarted with the new key
-    for pinned in ((), ("--public-key", str(old_pem)), ("--public-key", str(new_pem))):
+    for pinned in ((), ("--public-key", str(new_pem))):
         result = await asyncio.to_thread(audit, config_path, "verify", *pinned)
         assert result.returncode == 0, (pinned, result.stdout + result.stderr)
         assert f"signing keys: {old.key_id} (seq 1.." in result.stdout, result.stdout
         assert f"then {new.key_id} (seq " in result.stdout, result.stdout
+    # the retired key vouches for no key after it (its thief could sign a hand-over too:
+    # tests/test_evidence_probe_p8.py): pinned alone, it is refused
+    only_old = await asyncio.to_thread(audit, config_path, "verify", "--public-key", str(old_pem))
+    assert only_old.returncode == 1, only_old.stdout
+    assert "PDP's current key" in only_old.stdout
     # signatures of both keys were checked: two sessions' statements, checkpoints of each
     assert "2 signed credential-never-exposed statements" in result.stdout
 
     bundle = tmp_path / "evidence.tar.gz"
     exported = await asyncio.to_thread(audit, config_path, "export", "--out", str(bundle))
     assert exported.returncode == 0, exported.stdout + exported.stderr
-    for pem in (old_pem, new_pem):
+    for pem, code in ((old_pem, 1), (new_pem, 0)):
         offline = await asyncio.to_thread(
             audit, config_path, "verify", "--bundle", str(bundle), "--public-key", str(pem)
         )
-        assert offline.returncode == 0, offline.stdout + offline.stderr
-        assert "signing keys:" in offline.stdout
+        assert offline.returncode == code, offline.stdout + offline.stderr
+    assert "signing keys:" in offline.stdout
     stranger = _pem(tmp_path, "stranger.pem", Signer(load_or_create_ed25519(tmp_path / "x.key")))
     refused = await asyncio.to_thread(
         audit, config_path, "verify", "--bundle", str(bundle), "--public-key", str(stranger)

@@ -509,11 +509,19 @@ async def _rotate_key(args: argparse.Namespace) -> int:
         await store.close()
     retired = key_path.with_name(f"{key_path.name}.{old_id}.pub")
     retired.write_bytes(public_pem(old_public))
+    # what auditors pin from now on: a pin of the old key verifies nothing after this
+    # rotation (its thief could sign a hand-over too: pdp.evidence.rotation)
+    announced = key_path.with_name(f"{key_path.name}.{new.key_id}.pub")
+    announced.write_bytes(new.public_pem())
     os.replace(next_path, key_path)  # the old private key is gone: it signs no more
     print(
         f"rotated the signing key {old_id} -> {new.key_id} at seq {record.seq}"
         + (" (the old key declared lost: signed by the new key alone)" if lost else "")
         + f" (old public key kept in {retired}); restart every PDP with {key_path} now:"
         " one still holding the old key signs no more checkpoints"
+    )
+    print(
+        f"give auditors the new public key {announced} out of band: audit verify"
+        " --public-key takes the current key only"
     )
     return 0

@@ -23,12 +23,14 @@ file is exactly what records.jsonl implies. It names the first bad record.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
 import tarfile
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,7 +42,12 @@ from pdp.domain.recordings import EVENTS_KIND, batch_events
 from pdp.evidence.checkpoints import Counted, Problem, SignedRecordChecker, verify_store
 from pdp.evidence.controls import STREAMS, manifest_controls, manifest_streams
 from pdp.evidence.event_times import EventTimes
-from pdp.evidence.rotation import ROTATION_KIND, KeyHistory, key_history
+from pdp.evidence.rotation import (
+    ROTATION_KIND,
+    KeyHistory,
+    key_history,
+    trusted_retired_problem,
+)
 from pdp.evidence.signing import Signer, key_id_of, load_public_pem, signature_problem
 from pdp.plumbing.rendering import inert
 from pdp.plumbing.timestamps import rfc3339
@@ -407,6 +414,62 @@ class _Scanned:
     digests: dict[str, str] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     offsets: dict[str, int] = field(default_factory=dict)  # where each hashed one starts
+    listed: set[str] | None = None  # what manifest.json's `files` names, when it is first
+
+
+# one read of the archive's bytes past this is a header (a pax or GNU long-name member's
+# data, which tarfile reads whole into memory): none of the export's is near it
+MAX_HEADER_BYTES = 1 << 20
+
+
+class ArchiveTooLarge(tarfile.ReadError):
+    """A bundle's archive past _BoundedArchive's bounds: nothing past it is read."""
+
+
+class _BoundedArchive(io.RawIOBase):
+    """The decompressed bytes of a bundle, for tarfile: no more than MAX_BUNDLE_BYTES (and
+    a few blocks of headers) are ever decompressed, skipped members included (tarfile
+    skips one by seeking, which in a gzip stream decompresses everything on the way), and
+    no single read is larger than MAX_HEADER_BYTES (tarfile reads a pax or long-name
+    header's data whole, before any member reaches the checks). ArchiveTooLarge past
+    either."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+        self._limit = MAX_BUNDLE_BYTES + MAX_BUNDLE_BYTES // 16  # and the members' headers
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return int(self._raw.tell())
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        target = offset if whence == io.SEEK_SET else self.tell() + offset
+        if whence not in (io.SEEK_SET, io.SEEK_CUR) or target > self._limit:
+            raise ArchiveTooLarge(f"the archive reaches past {MAX_BUNDLE_BYTES} bytes")
+        return int(self._raw.seek(target))
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0 or size > max(MAX_HEADER_BYTES, CHUNK):
+            raise ArchiveTooLarge(f"an archive header or read past {MAX_HEADER_BYTES} bytes")
+        if self.tell() + size > self._limit:
+            raise ArchiveTooLarge(f"the archive reaches past {MAX_BUNDLE_BYTES} bytes")
+        return bytes(self._raw.read(size))
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+@contextmanager
+def _open_archive(path: Path) -> Iterator[tarfile.TarFile]:
+    """The bundle at `path` for reading, within _BoundedArchive's bounds."""
+    with _BoundedArchive(gzip.open(path, "rb")) as raw, tarfile.open(fileobj=raw, mode="r:") as tar:
+        yield tar
 
 
 def _scan(path: Path) -> _Scanned:
@@ -419,9 +482,19 @@ def _scan(path: Path) -> _Scanned:
     decompression bomb costs the auditor that much reading, never that much memory)."""
     scanned = _Scanned()
     problems = scanned.problems
-    listed: set[str] | None = None
+    try:
+        _scan_members(path, scanned)
+    except ArchiveTooLarge as exc:
+        problems.append(_file_problem(f"archive: {exc}: the rest is not read"))
+    if "manifest.json" in scanned.kept and scanned.listed is None:
+        problems.append(_file_problem("manifest.json: not the archive's first member"))
+    return scanned
+
+
+def _scan_members(path: Path, scanned: _Scanned) -> None:
+    problems = scanned.problems
     read = 0
-    with tarfile.open(path, "r:gz") as tar:
+    with _open_archive(path) as tar:
         for n, member in enumerate(tar):
             name = member.name
             if not member.isfile() or "/" in name or name.startswith("."):
@@ -434,7 +507,7 @@ def _scan(path: Path) -> _Scanned:
             if member.size > limit:
                 problems.append(_file_problem(f"{name}: larger than {limit}"))
                 continue
-            if listed is not None and name not in listed:
+            if scanned.listed is not None and name not in scanned.listed:
                 problems.append(_file_problem(f"{name}: not a file the manifest lists"))
                 continue
             if read + member.size > MAX_BUNDLE_BYTES:
@@ -447,10 +520,7 @@ def _scan(path: Path) -> _Scanned:
             if data is not None:
                 scanned.kept[name] = data
             if n == 0 and name == "manifest.json":
-                listed = _listed_files(scanned.kept[name])
-    if "manifest.json" in scanned.kept and listed is None:
-        problems.append(_file_problem("manifest.json: not the archive's first member"))
-    return scanned
+                scanned.listed = _listed_files(scanned.kept[name])
 
 
 def _read_member(
@@ -481,7 +551,7 @@ def _record_lines(path: Path, digest: str, offset: int, problems: list[Problem])
     hashed, at `offset`: not another of that name), none held past its own check; a line past
     MAX_LINE_BYTES ends the reading as a problem, and bytes that differ from the scan's
     (the file replaced between the passes) are one too."""
-    with tarfile.open(path, "r:gz") as tar:
+    with _open_archive(path) as tar:
         member = next(
             (m for m in tar if m.name == RECORDS and m.isfile() and m.offset_data == offset), None
         )
@@ -509,7 +579,7 @@ def _listed_files(manifest: bytes) -> set[str] | None:
     """The names a manifest's `files` lists (the manifest itself besides), or None when it
     lists none (its own check reports that)."""
     try:
-        listed = json.loads(manifest).get("payload", {}).get("files")
+        listed = strict_json(manifest).get("payload", {}).get("files")
     except (ValueError, AttributeError):
         return None
     if not isinstance(listed, dict):
@@ -517,13 +587,29 @@ def _listed_files(manifest: bytes) -> set[str] | None:
     return {str(name) for name in listed} | {"manifest.json"}
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        raise ValueError("a key named twice")
+    return found
+
+
+def strict_json(data: bytes | str) -> Any:
+    """JSON whose objects name each key once. A signature covers the payload as parsed,
+    not the file's bytes: a manifest.json or chain_head.json given a second "payload"
+    (or "files", "record_macs") before the signed one still verified here, where the
+    last one counts, and read as the first to a reader where the first counts (SQLite's
+    json_extract, some streaming parsers): one signed file, two contents. ValueError."""
+    return json.loads(data, object_pairs_hook=_unique_keys)
+
+
 def _json_lines(name: str, data: bytes, problems: list[Problem]) -> list[Any]:
     out = []
     for n, raw in enumerate(data.rstrip(b"\n").split(b"\n") if data else [], start=1):
         try:
-            out.append(json.loads(raw))
+            out.append(strict_json(raw))
         except ValueError:
-            problems.append(_file_problem(f"{name} line {n}: not JSON"))
+            problems.append(_file_problem(f"{name} line {n}: not JSON, or a key named twice"))
     return out
 
 
@@ -555,6 +641,9 @@ def verify_bundle(path: Path, pinned_key: Ed25519PublicKey | None = None) -> Bun
             )
         )
         return report
+    retired = trusted_retired_problem(keys)
+    if retired is not None:
+        problems.append(Problem(retired[0], ROTATION_KIND, "", retired[1]))
     manifest = _check_manifest(files, scanned.digests, key, problems)
     check = _RecordsCheck(SignedRecordChecker(keys), keys.rotation_hashes, problems)
     if RECORDS in scanned.digests:
@@ -618,7 +707,7 @@ class _RecordsCheck:
     def feed(self, raw: bytes) -> None:
         self.n += 1
         try:
-            line = json.loads(raw.decode("utf-8", "replace"))
+            line = strict_json(raw.decode("utf-8", "replace"))
         except ValueError:
             line = None
         if not a_record(line):
@@ -725,9 +814,9 @@ def _check_manifest(
     problems: list[Problem],
 ) -> dict[str, Any]:
     try:
-        doc = json.loads(files.get("manifest.json", b""))
+        doc = strict_json(files.get("manifest.json", b""))
     except ValueError:
-        problems.append(_file_problem("manifest.json: missing or not JSON"))
+        problems.append(_file_problem("manifest.json: missing, not JSON, or a key named twice"))
         return {}
     bad = signature_problem(doc, key)
     if bad:
@@ -803,7 +892,7 @@ def _exported(manifest: dict[str, Any], head: bytes) -> str:
         f" {bound(since, 'from the first')} to {bound(until, 'the last')}"
     )
     try:
-        payload = json.loads(head).get("payload", {})
+        payload = strict_json(head).get("payload", {})
         store = payload.get("store_head", {})
         if type(store.get("seq")) is int:
             later = store["seq"] - int(payload.get("seq") or 0)
@@ -896,9 +985,9 @@ def _check_head(
     problems: list[Problem],
 ) -> None:
     try:
-        doc = json.loads(data)
+        doc = strict_json(data)
     except ValueError:
-        problems.append(_file_problem("chain_head.json: missing or not JSON"))
+        problems.append(_file_problem("chain_head.json: missing, not JSON, or a key named twice"))
         return
     bad = signature_problem(doc, key)
     if bad:

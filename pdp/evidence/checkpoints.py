@@ -39,6 +39,7 @@ from pdp.evidence.rotation import (
     as_history,
     key_history,
     read_rotation,
+    trusted_retired_problem,
 )
 from pdp.evidence.signing import Signer, signature_problem
 from pdp.plumbing.rendering import inert
@@ -1101,6 +1102,7 @@ async def _verify_read(
     batch_macs = getattr(store, "batch_macs", None)
     rotations = [r for r in await store.query(kind=ROTATION_KIND) if r.seq <= top]
     keys, _ = key_history(public_key, [(r.seq, r.body) for r in rotations])
+    retired = trusted_retired_problem(keys)
     foreign = None
     batches = 0
     if record_key is not None and batch_macs is not None:
@@ -1141,6 +1143,8 @@ async def _verify_read(
                 foreign.feed(r.seq, r.id, r.kind, r.body)
         after = page[-1].seq
     problems = list(checker.problems)
+    if retired is not None:  # (_named fills in its kind and id)
+        problems.append(Problem(retired[0], "", "", retired[1]))
     if not chain.ok and chain.first_bad_seq is not None:
         # first of the problems at its seq: what the chain says of a record (its body is
         # not JSON, it was changed) says more than that no MAC spans it

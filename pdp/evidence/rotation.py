@@ -12,11 +12,17 @@ key over the same payload:
      "new_signature": new key's}
 
 So the old key says "from here on, this key signs for me", and the new key says "I take
-over from that key at this head" — an auditor who trusts either key (the one kept from
-before, or the one in use now) learns the other from the chain itself, and records signed
-by the old key keep verifying after it is destroyed. Each key is in force from the seq
+over from that key at this head" — an auditor who trusts the key in use now learns the
+one before from the chain itself, and records signed by the old key keep verifying after
+it is destroyed. Each key is in force from the seq
 after the rotation that brought it in to the rotation that retires it: a signature made
 by a key outside its range (a retired key still held by a PDP, or stolen) fails.
+
+Trust runs backwards only. An auditor who pins an old key learns from the chain when it
+was retired, never that the key after it is the PDP's (`trusted_retired_problem`): the
+old key's thief could have signed that hand-over, to a key of their own, as well. So a
+verifier pins the PDP's current key, announced out of band, and the bundle or store must
+end at it.
 
 `KeyHistory` walks the rotations from the key the verifier trusts, backwards and
 forwards; a rotation record outside that walk (made with a key of one's own, or by a
@@ -172,6 +178,20 @@ class KeyHistory:
                 return key, self._starts[n], end
         return None, 0, None
 
+    def trusted_retired(self) -> Rotation | None:
+        """The rotation that retired the trusted key, or None when it is the newest key.
+
+        A verifier follows such a rotation only to learn the trusted key's range (what it
+        signed after being retired fails), never to trust the key it names: a holder of a
+        retired key, kept or stolen, signs a hand-over to a key of their own as easily as
+        the real one, and all the new key signs after it. Only the key the history ends at,
+        announced out of band, vouches for what the chain holds past a rotation."""
+        trusted_id = key_id_of(self.trusted)
+        for n, key in enumerate(self._keys[:-1]):
+            if key_id_of(key) == trusted_id:
+                return self.rotations[n]
+        return None
+
     def describe(self) -> str:
         """For the report: each key and the seqs it signed for."""
         parts = []
@@ -187,6 +207,22 @@ class KeyHistory:
                 )
             parts.append(f"{key_id_of(key)} (seq {self._starts[n]}{end}{lost})")
         return ", then ".join(parts)
+
+
+def trusted_retired_problem(keys: KeyHistory) -> tuple[int, str] | None:
+    """(seq, why) when the key a verifier trusts is not the newest of the history: what
+    the keys after it signed is vouched for by nobody the verifier trusts."""
+    r = keys.trusted_retired()
+    if r is None:
+        return None
+    return (
+        r.seq,
+        f"the key trusted, {r.old_id}, was retired at seq {r.seq} (rotated to {r.new_id},"
+        " a hand-over it signed): a holder of a retired key, kept or stolen, signs such a"
+        f" hand-over to a key of their own as easily, so what {r.new_id} and any key after"
+        " it signed is not vouched for; give --public-key with the PDP's current key,"
+        " announced out of band",
+    )
 
 
 def as_history(keys: Ed25519PublicKey | KeyHistory) -> KeyHistory:
