@@ -35,6 +35,15 @@ if TYPE_CHECKING:
     from pdp.app import PDPApp
 
 
+def label(value: object) -> str:
+    """A label value in Prometheus' text format, quoted and escaped (backslash, double
+    quote, line feed): a policy revision is the bundle's own text, and a quote or a line
+    feed in it would otherwise write metric lines of its own (a forged
+    `portcullis_signing_key_unknown 0` after the real one)."""
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{text}"'
+
+
 def metrics_text(app: PDPApp) -> str:
     stats = app.decider.stats
     streams = app.service.streams
@@ -44,7 +53,7 @@ def metrics_text(app: PDPApp) -> str:
         "# TYPE portcullis_decisions_total counter",
     ]
     for verdict, count in sorted((stats.by_verdict or {}).items()):
-        lines.append(f'portcullis_decisions_total{{verdict="{verdict}"}} {count}')
+        lines.append(f"portcullis_decisions_total{{verdict={label(verdict)}}} {count}")
     lines += [
         "# HELP portcullis_engine_errors_total Evaluations that failed or overran (denied).",
         "# TYPE portcullis_engine_errors_total counter",
@@ -74,7 +83,8 @@ def metrics_text(app: PDPApp) -> str:
         f"portcullis_open_sessions {len(app.sessions)}",
         "# HELP portcullis_policy_info The policy revision in force.",
         "# TYPE portcullis_policy_info gauge",
-        f'portcullis_policy_info{{revision="{app.engine.revision}",engine="{app.engine.name}"}} 1',
+        f"portcullis_policy_info{{revision={label(app.engine.revision)},"
+        f"engine={label(app.engine.name)}}} 1",
         "# HELP portcullis_checkpoints_refused_total Signed checkpoints not written: the"
         " records since the last one could not be checked (see the log).",
         "# TYPE portcullis_checkpoints_refused_total counter",
