@@ -628,6 +628,11 @@ class BodyMask:
                 # (rows keyed by their number, `{"0": [7, ...]}`: PHP's json_encode)
                 rows = self._nameless(list(value.values()), found, widths, depth + 1)
                 return dict(zip(value, rows, strict=True))
+            if depth <= 1 and list(value) == ["result"] and isinstance(value["result"], list):
+                # (a value that is no object, as the MCP SDK wraps a tool's structured
+                # output, `{"result": ["Ann", "5550100"]}`, the document or a tool
+                # result's structuredContent: read as the document it is)
+                return {"result": self._nameless(value["result"], found, widths)}
             return {k: self._nameless(v, found, widths, depth + 1) for k, v in value.items()}
         if not isinstance(value, list) or not value:
             return value
@@ -2548,6 +2553,16 @@ def _bare_value(value: str) -> bool:
     digits = sum(c.isdigit() for c in text)
     letters = sum(c.isalpha() for c in text)
     return digits >= BARE_DIGITS and digits > letters and "_" not in text
+
+
+def bare_value(value: str) -> bool:
+    """_bare_value, for the MCP exchange's text items (mcp._content_row)."""
+    return _bare_value(value)
+
+
+def unnamed_value(value: Any) -> bool:
+    """_unnamed_value, for the MCP exchange's text items (mcp._content_row)."""
+    return _unnamed_value(value)
 
 
 def _unnamed_row(value: list[Any]) -> bool:

@@ -50,6 +50,7 @@ from proxies.http.bodies import (
     BodyMask,
     Unmaskable,
     as_read,
+    bare_value,
     coded_label,
     column_names,
     field_words,
@@ -62,6 +63,7 @@ from proxies.http.bodies import (
     one_label,
     path_end,
     unescaped_view,
+    unnamed_value,
     worded_field,
 )
 from proxies.http.mcp_columns import Ambiguous, masked_columns
@@ -997,6 +999,7 @@ def _mask_tree(
     FastMCP makes of a dict) masked as JSON, then fields and detectors over everything;
     `tables`: the columns the session's earlier results named (bodies.masked_tables)."""
     source = value
+    value = _content_row(value, masker, counts)
     value = _json_texts(masked_aliases(masker, value, counts), masker, counts)
     masked, found = masker.mask_json(value)
     counts.update(found)
@@ -1004,6 +1007,53 @@ def _mask_tree(
     # the positions the value as it came gives them, pairs)
     tables = tables if tables is not None else _SESSION_TABLES.get()
     return masked_tables(masker, masked, counts, source, tables)
+
+
+def _content_row(value: Any, masker: Masker, counts: Counter[str]) -> Any:
+    """A result whose content is two text items or more: the SDK makes one text item of
+    each element of a list a tool returns (`["Ann", "5550100"]`, a row's cells, rows
+    flattened), so the items are a row nothing names. An item that is a bare value (one
+    line holding a value a mask hides: seven digits or more, an address; beside numbers,
+    one word holding a digit other than a short number or a date) is masked by the
+    strictest field rule, as a top-level list is (bodies.BodyMask._nameless)."""
+    if not isinstance(value, dict) or not isinstance(value.get("content"), list):
+        return value
+    content = value["content"]
+    texts = [i for i, c in enumerate(content) if _text_item(c)]
+    rule = masker.strictest_field_rule()
+    if len(texts) < 2 or rule is None:
+        return value
+    # (numbers beside strings: a row, whose cells are read as rows nothing names are;
+    # strings alone: a row or a list of names, whose values alone are)
+    mixed = any(_NUMBER_ITEM.fullmatch(content[i]["text"].strip()) for i in texts)
+    out = list(content)
+    for i in texts:
+        text = content[i]["text"]
+        if _bare_item(text, mixed):
+            masked, found = masker.mask_json({rule.field: text})
+            counts.update(found)
+            out[i] = {**content[i], "text": str(masked[rule.field])}
+    return {**value, "content": out}
+
+
+def _text_item(item: Any) -> bool:
+    return (
+        isinstance(item, dict) and item.get("type") == "text" and isinstance(item.get("text"), str)
+    )
+
+
+def _bare_item(text: str, mixed: bool) -> bool:
+    """A text item that is one value alone: one line, and a value as bare_value reads a
+    string of a list or, beside numbers (`mixed`), one word that may be a masked field's
+    (unnamed_value), as in a row of a list."""
+    line = text.strip()
+    if not line or "\n" in line or len(line) > MAX_BARE_ITEM:
+        return False
+    return bare_value(line) or (mixed and len(line.split()) == 1 and unnamed_value(line))
+
+
+MAX_BARE_ITEM = 128
+_NUMBER_ITEM = re.compile(r"[-+]?[0-9]{1,6}(?:\.[0-9]+)?")  # (a count, an id: not a value)
 
 
 # what a JSON Schema says of a property's values (JSON Schema Validation §6.1.2-6.1.3,
