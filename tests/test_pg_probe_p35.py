@@ -161,3 +161,30 @@ def wait_used_zero() -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def test_the_budget_grants_in_turn_and_lets_a_lone_giant_through() -> None:
+    budget = frame_budget.FrameBudget(100)
+    called: list[str] = []
+
+    def a() -> None:
+        called.append("a")
+
+    def b() -> None:
+        called.append("b")
+
+    assert budget.take(60, a)
+    assert not budget.take(60, b)  # does not fit: b waits
+    assert not budget.take(10, a)  # fits, but b waits before it: a queues behind b
+    assert budget.waiting == 2
+    budget.give(60)
+    assert called == ["b"]  # the first waiter is asked
+    assert budget.take(60, b) and called == ["b", "a"]  # and then the next
+    assert budget.take(10, a) and budget.used == 70 and budget.waiting == 0
+    budget.give(70)
+    assert budget.take(500, a) and budget.used == 500  # larger than the budget, alone
+    assert not budget.take(1, b)
+    budget.forget(b)
+    assert budget.waiting == 0
+    budget.give(500)
+    assert budget.used == 0
