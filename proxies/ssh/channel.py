@@ -490,7 +490,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         if self._reaped or report.sid is None:
             return
         self._reaped = True
-        self._reaping = self.client.reap(report.sid, report.audit)
+        self._reaping = self.client.reap(report.sid, report.audit, report.shared)
         # a reap that failed leaves the command running, its channel unclosed by sshd (its
         # close waits for the command): the channel ends without waiting for it, its
         # failure recorded (_serve)
@@ -982,6 +982,12 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
                 ended["reaped"] = (
                     "the proxy killed every process of that session and of its audit"
                     f" session {self.report.audit} (what left the session too)"
+                )
+            elif self._reap_outcome is not None and self.report.shared is not None:
+                ended["reaped"] = (
+                    "the proxy killed every process of that session and of the connection's"
+                    f" audit session {self.report.shared} but the connection's live channels'"
+                    " and sshd's (what left a session too)"
                 )
             elif self._reap_outcome is not None:
                 ended["reaped"] = (

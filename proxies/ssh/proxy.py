@@ -666,19 +666,22 @@ class ClientConnection(asyncssh.SSHServer):
             return f"the policy's {key} ({raw[:32]!r}) is no number of seconds"
         return ""
 
-    def reap(self, sid: int, audit: int | None = None) -> asyncio.Future[str]:
+    def reap(
+        self, sid: int, audit: int | None = None, shared: int | None = None
+    ) -> asyncio.Future[str]:
         """End every process of upstream session `sid` (a command of this connection's that
         sshd will not signal) and of audit session `audit` (what left that session: None,
-        the upstream drew none), by an exec of the proxy's on the same connection, on the
-        channel held for it (_reserve); the session's close waits for it before closing
-        that connection. Its outcome: "", or why the session's processes may run on (the
-        channel records it, then reap_failed)."""
-        task = asyncio.ensure_future(self._reap(sid, audit))
+        the upstream drew none), or of the connection's audit session `shared` but its live
+        channels' and sshd's (reaper.sweep_command), by an exec of the proxy's on the same
+        connection, on the channel held for it (_reserve); the session's close waits for it
+        before closing that connection. Its outcome: "", or why the session's processes may
+        run on (the channel records it, then reap_failed)."""
+        task = asyncio.ensure_future(self._reap(sid, audit, shared))
         self._reaps.add(task)
         task.add_done_callback(self._reaps.discard)
         return task
 
-    async def _reap(self, sid: int, audit: int | None) -> str:
+    async def _reap(self, sid: int, audit: int | None, shared: int | None) -> str:
         async with self._reaping:
             upstream = self.upstream
             if upstream is None:
@@ -687,7 +690,11 @@ class ClientConnection(asyncssh.SSHServer):
             if chan is None or chan.opening_failed():
                 chan = session_ahead(upstream)  # (refused when the upstream has no room)
             try:
-                line = sweep_command(audit) + reap_command(sid)  # what left the session first
+                # what left the session first
+                if audit is None and shared is not None:
+                    line = sweep_command(shared, shared_by=sid) + reap_command(sid)
+                else:
+                    line = sweep_command(audit) + reap_command(sid)
                 reaping = _reap_on(upstream, chan, line)
                 why = await asyncio.wait_for(reaping, REAP_TIMEOUT)
             except (OSError, asyncssh.Error, TimeoutError) as exc:

@@ -16,8 +16,9 @@ the proxy sends upstream one line of its own before the client's:
 
     { printf %s "$(id -u)" >/proc/self/loginuid; } 2>/dev/null
     printf '<nonce> %s %s\n' "$$" "$(a=$(cat /proc/self/sessionid 2>/dev/null);
-      [ "${a:-4294967295}" != 4294967295 ]
-      && [ "$a" != "$(cat /proc/$PPID/sessionid 2>/dev/null)" ] && echo "$a" || echo -)" >&2
+      if [ "${a:-4294967295}" = 4294967295 ]; then echo -;
+      elif [ "$a" = "$(cat /proc/$PPID/sessionid 2>/dev/null)" ]; then echo "=$a";
+      else echo "$a"; fi)" >&2
     <the client's line, byte for byte>
 
 The shell first gives itself an audit session of its own: writing a uid (the account's
@@ -28,9 +29,19 @@ process without CAP_AUDIT_CONTROL may change or drop again. The shell's audit se
 reported when it is not its parent's (sshd's): drawn by this write, or by the account's
 startup file before it (a ~/.bashrc writing it first: still the shell's alone). On an
 account whose login uid PAM already set (pam_loginuid: one audit session for the
-connection, its sshd processes and every channel) an unprivileged shell cannot draw one,
-and reports `-` (its session alone is reaped, as before); root can (a fresh id per
-channel), unless the kernel makes login uids immutable. Then the same shell (the
+connection, its sshd processes and every channel) an unprivileged shell cannot draw one
+(root can, a fresh id per channel, unless the kernel makes login uids immutable); it
+reports the connection's as `=ID`. That id is still this upstream connection's alone (one
+per client connection, none shared), so the reap sweeps it too, sparing only what is
+still the connection's: sshd's two processes (the reap's parent and the parent's parent,
+the privileged monitor) and every process of a session whose leader is a child of that
+sshd (a live channel's shell, the reap's own) other than the channel reaped. What left a
+channel's session (setsid, a daemon, a tmux server) is in no such session, and ends at
+the next reap of that connection (a shell's end, the client's leaving), whichever
+channel it came from. (A cgroup per channel would mark it as well, but only sshd or a
+PAM module, as root, can place a channel in one: sshd_config and PAM, not the proxy.)
+Only `-` (no audit session at all, the kernel's audit off) leaves the session alone to
+reap, as before. Then the same shell (the
 session's leader: its pid is the session's id) reports its pid and its audit session on
 stderr (on the terminal when the channel has one), under a nonce drawn for the channel
 that the line cannot know, and then runs the client's line as it would have: the same
@@ -66,8 +77,9 @@ REPORT_WITHIN = 64 * 1024
 _REPORT = (
     '{ printf %s "$(id -u)" >/proc/self/loginuid; } 2>/dev/null;'
     ' printf \'{tag} %s %s\\n\' "$$" "$(a=$(cat /proc/self/sessionid 2>/dev/null);'
-    ' [ "${a:-4294967295}" != 4294967295 ]'
-    ' && [ "$a" != "$(cat /proc/$PPID/sessionid 2>/dev/null)" ] && echo "$a" || echo -)" >&2'
+    ' if [ "${a:-4294967295}" = 4294967295 ]; then echo -;'
+    ' elif [ "$a" = "$(cat /proc/$PPID/sessionid 2>/dev/null)" ]; then echo "=$a";'
+    ' else echo "$a"; fi)" >&2'
 )
 WRAPPED = (
     "run after the proxy's line giving the shell an audit session of its own (its login"
@@ -89,8 +101,9 @@ WRAPPED_SHELL = (
     " the shell's to end what it left running (its jobs, what left its session) with it"
 )
 _DIGITS = re.compile(rb"[0-9]{1,10}")
-# what the report says after the pid: the audit session's id, or `-` (none could be drawn)
-_AUDIT = re.compile(rb" ([0-9]{1,10}|-)")
+# what the report says after the pid: the audit session's id, `=` and the connection's
+# (its own could not be drawn), or `-` (none at all)
+_AUDIT = re.compile(rb" (=?[0-9]{1,10}|-)")
 # the audit session id of a process that has none (AUDIT_SID_UNSET): never a mark
 UNSET_AUDIT = 4294967295
 # a scan of /proc that still finds processes of the audit session after this many rounds of
@@ -108,22 +121,42 @@ def wrapped(raw: str, tag: str) -> str:
     return _REPORT.replace("{tag}", tag) + "\n" + raw
 
 
-def sweep_command(audit: int | None) -> str:
+def sweep_command(audit: int | None, shared_by: int | None = None) -> str:
     """The line (to go before reap_command's) that KILLs every process of audit session
     `audit` (None: the shell could draw none: nothing), in rounds until a scan of /proc
-    finds none alive (exit 4: some still are after REAP_ROUNDS rounds)."""
+    finds none alive (exit 4: some still are after REAP_ROUNDS rounds). `shared_by`: the
+    audit session is the connection's (the report's `=ID`), and this reap is session
+    `shared_by`'s: sshd's processes and the sessions of the connection's other live
+    channels (a leader whose parent is the reap's parent, sshd) are spared."""
     if audit is None:
         return ""
     a = int(audit)
     if not 0 < a < UNSET_AUDIT:
         raise ValueError(f"no audit session: {a}")
+    spared = ""
+    if shared_by is not None:
+        s = int(shared_by)
+        # m: the connection's sshd (the reap's parent), g: its privileged monitor; a
+        # process whose session (field 4 after the name) is not the reaped one and whose
+        # leader's parent is m is a live channel's (the reap's own included)
+        spared = (
+            ' case $p in "$m"|"$g") continue;; esac; l=$4;'
+            f' if [ "$l" != {s} ] && read -r ls 2>/dev/null <"/proc/$l/stat"; then'
+            ' set -- ${ls##*\') \'}; [ "$2" = "$m" ] && continue; fi;'
+        )
+        head = (
+            'm=$PPID; g=; read -r st 2>/dev/null <"/proc/$m/stat" &&'
+            " { set -- ${st##*') '}; g=$2; }; "
+        )
+    else:
+        head = ""
     # each round KILLs every live process (not a zombie: Z, X) whose sessionid is a (a
     # file without a newline: read fails having read it); a round that finds none ends it
     return (
-        f"a={a}; n=0; while :; do left=; for f in /proc/[0-9]*/sessionid; do"
+        f"{head}a={a}; n=0; while :; do left=; for f in /proc/[0-9]*/sessionid; do"
         ' v=; read -r v 2>/dev/null <"$f"; [ "$v" = "$a" ] || continue; p=${f%/sessionid};'
         ' p=${p#/proc/}; read -r st 2>/dev/null <"/proc/$p/stat" || continue;'
-        " set -- ${st##*') '}; case $1 in Z|X) continue;; esac;"
+        f" set -- ${{st##*') '}}; case $1 in Z|X) continue;; esac;{spared}"
         ' kill -KILL "$p" 2>/dev/null; left=1; done; [ -n "$left" ] || break;'
         f" n=$((n+1)); [ $n -lt {REAP_ROUNDS} ] || exit 4; sleep 0.1; done; "
     )
@@ -143,14 +176,16 @@ def reap_command(sid: int) -> str:
 class SessionReport:
     """The wrapper's report read off one upstream stream: feed() returns what of the stream
     goes on (the report line removed, and nothing held but a tail that may begin it);
-    `sid` once read, with `audit` (the shell's audit session, None when it drew none),
-    `failed` once it cannot come (the stream ended, REPORT_WITHIN passed, or a report line
+    `sid` once read, with `audit` (the shell's audit session, None when it drew none) and
+    `shared` (the connection's audit session, which the shell's is: None unless it drew
+    none), `failed` once it cannot come (the stream ended, REPORT_WITHIN passed, or a report line
     that is no pid and audit session)."""
 
     def __init__(self, tag: str) -> None:
         self.prefix = f"{tag} ".encode()
         self.sid: int | None = None
         self.audit: int | None = None
+        self.shared: int | None = None
         self.failed = ""
         self._held = b""
         self._passed = 0
@@ -185,7 +220,9 @@ class SessionReport:
             self._held = b""
             return held
         self.sid = int(pid[0])
-        self.audit = None if audit is None or audit[1] == b"-" else int(audit[1])
+        said = b"-" if audit is None else audit[1]
+        self.audit = None if said == b"-" or said.startswith(b"=") else int(said)
+        self.shared = int(said[1:]) if said.startswith(b"=") else None
         self._held = b""
         return held[:at] + held[end + 1 :]
 
@@ -204,5 +241,6 @@ class SessionReport:
 
 
 def _usable(audit: bytes) -> bool:
-    """An audit session the report may name: `-`, or an id drawn (neither 0 nor unset)."""
-    return audit == b"-" or 0 < int(audit) < UNSET_AUDIT
+    """An audit session the report may name: `-`, or an id drawn (neither 0 nor unset),
+    the shell's or (`=`) the connection's."""
+    return audit == b"-" or 0 < int(audit.removeprefix(b"=")) < UNSET_AUDIT
