@@ -66,6 +66,7 @@ KEPT = {
     "tsv-names": (TSV, "id\tname\n7\tAnn\n"),
     "json-rows-names": ("application/json", '[["id","name"],[7,"ann"]]'),
     "csv-pandas-index": ("text/csv", ",name,city\n0,Ann,Paris\n"),
+    "csv-a-column-named-no": ("text/csv", "No,Order\n1,ORD-2024-0001\n"),
     "ndjson-as-json-clean": ("application/json", '{"took":1}\n{"took":2,"errors":false}\n'),
 }
 CASES = {**LEAKED_BEFORE, **REFUSED_BEFORE, **STILL_REFUSED, **KEPT}

@@ -2515,7 +2515,7 @@ def _values_first(row: list[str]) -> bool:
 # what a row's cell holds where a value is missing: no column is so named
 _PLACEHOLDERS = frozenset(
     {"", "-", "--", "?", "n/a", "na", "none", "null", "nil", "undefined", "unknown", "tbd",
-     "empty", "missing", "redacted", "hidden", "private", "withheld", "not set", "no", "nan"}
+     "empty", "missing", "redacted", "hidden", "private", "withheld", "not set", "nan"}
 )  # fmt: skip
 
 
