@@ -11,7 +11,9 @@ tried here:
   REPLACE VIEW works in pg_catalog too) with a view whose schema_name (usename) is a
   customer's note: the proxy lists the columns of a listed view that is not initdb's
   (proxies/postgres/columns.py UNTRUSTED_SQL) as carrying any column, so what a reader
-  computes from them is masked or refused, as a sensitive column's is;
+  computes from them is masked or refused, as a sensitive column's is; so is one whose
+  rule or columns were written since initdb (a column renamed: pg_views' definition
+  named viewname);
 - a schema renamed "INFORMATION_SCHEMA" (another schema: quoted, in capitals) holding a
   view `tables` over the notes is not information_schema;
 - a relation made under a trusted view's name (pg_roles, pg_user, pg_proc: read in its
@@ -137,6 +139,28 @@ def test_a_replaced_pg_catalog_view_is_not_trusted(
         assert_hidden(c, sql)
     finally:
         c.close()
+
+
+def test_a_view_column_renamed_in_the_catalogue_is_not_trusted(arena: Arena) -> None:
+    """ALTER VIEW works on pg_catalog's views too: pg_views' definition (text others wrote)
+    renamed viewname was read as a trusted name, reversed past the value detectors."""
+    with arena.admin() as admin:
+        admin.execute(
+            "CREATE VIEW public.pgm_p19_card AS SELECT 'card 4111 1111 1111 1111' AS c;"
+            "ALTER VIEW pg_catalog.pg_views RENAME COLUMN viewname TO pgm_p19_name;"
+            "ALTER VIEW pg_catalog.pg_views RENAME COLUMN definition TO viewname"
+        )
+    c = ready_client(arena, ("readonly",), "mask-p19-renamed")
+    try:
+        assert_hidden(c, "SELECT reverse(viewname) FROM pg_views WHERE schemaname = 'public'")
+    finally:
+        c.close()
+        with arena.admin() as admin:
+            admin.execute(
+                "ALTER VIEW pg_catalog.pg_views RENAME COLUMN viewname TO definition;"
+                "ALTER VIEW pg_catalog.pg_views RENAME COLUMN pgm_p19_name TO viewname;"
+                "DROP VIEW public.pgm_p19_card"
+            )
 
 
 def test_a_schema_named_information_schema_in_capitals_is_not_the_catalog(

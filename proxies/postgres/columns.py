@@ -20,6 +20,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from proxies.postgres.user_code import AFTER_INITDB, xid_number
+
 # views and materialized views: their columns are resolved through their stored query
 VIEW_KINDS = frozenset({"v", "m"})
 MAX_VIEW_DEPTH = 8
@@ -419,15 +421,18 @@ def resolve(
 # information_schema.tables AS SELECT note AS table_name ..., and a superuser may replace
 # pg_catalog's views too: pg_user's usename a note cast to name), dropped and made again,
 # or gone. Lineage trusts these columns (pdp/sql/lineage.py SYSTEM_VIEW_COLUMNS: what a
-# query makes of them, quote_ident(table_name), is not masked), so each such name comes,
-# in one row, as a view column carrying any column ("*": masked and questioned as a
-# sensitive one wherever it is met).
+# query makes of them, quote_ident(table_name), is not masked), so each such column's name
+# comes (in one row, as schema.view.column) as a view column carrying any column ("*":
+# masked and questioned as a sensitive one wherever it is met). A view whose rule or
+# column was written since initdb (xmin after user_code.AFTER_INITDB) counts too: CREATE OR
+# REPLACE VIEW reading only catalogs, ALTER VIEW pg_catalog.pg_roles RENAME COLUMN
+# rolconfig TO rolname.
 LISTED_COLUMNS = tuple(sorted(SYSTEM_VIEW_COLUMNS))
 UNTRUSTED = "untrusted"
 UNTRUSTED_SQL = f"""
 UNION ALL
 SELECT pg_catalog.textin(pg_catalog.json_out(json_build_array(0, '',
-  json_agg(json_build_array(0, pg_catalog.split_part(l.name, '.', 3))), NULL, false,
+  json_agg(json_build_array(0, l.name)), NULL, false,
   '{UNTRUSTED}')))
 FROM pg_catalog.unnest(ARRAY[{",".join(f"'{c}'" for c in LISTED_COLUMNS)}]
   ::pg_catalog.text[]) AS l(name)
@@ -436,7 +441,10 @@ WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
   JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
   WHERE {SYSTEM_VIEW_SQL}
   AND n.nspname::pg_catalog.text || '.' || c.relname::pg_catalog.text || '.'
-    || a.attname::pg_catalog.text = l.name)
+    || a.attname::pg_catalog.text = l.name
+  AND {xid_number("a.xmin")} OPERATOR(pg_catalog.<=) {AFTER_INITDB}
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite w WHERE w.ev_class = c.oid
+    AND {xid_number("w.xmin")} OPERATOR(pg_catalog.>) {AFTER_INITDB}))
 HAVING count(*) > 0"""
 
 
@@ -553,9 +561,9 @@ def renamed_view_columns(rows: list[str]) -> dict[str, list[str]]:
             texts.update(name.lower() for _, name in found[2])
         elif len(found) > 5 and found[5] == "number":
             numbers.update(name.lower() for _, name in found[2])
-        elif len(found) > 5 and found[5] == UNTRUSTED:
-            for _, name in found[2]:
-                renamed.setdefault(name.lower(), set()).add("*")
+        elif len(found) > 5 and found[5] == UNTRUSTED:  # schema.view.column
+            for _, listed in found[2]:
+                renamed.setdefault(listed.rsplit(".", 1)[-1].lower(), set()).add("*")
         else:
             parsed.append(found)
     for name in documents:
