@@ -58,7 +58,15 @@ process of the session lives: no other session can hold it).
 
 Not reached: what the session hands to a daemon that starts it (at, batch, cron,
 systemd-run, an ssh to another host), which no mark of the session's follows; and root,
-which may write its login uid again.
+which may write its login uid again. Nor the account's own startup files: sshd runs
+~/.ssh/rc (PermitUserRC) and then `$SHELL -c LINE`, and bash reads BASH_ENV and, run by
+sshd (Debian's SSH_SOURCE_BASHRC, SHLVL below 2), ~/.bashrc before the first byte of
+LINE; there a function may take the name of every builtin (`builtin`, `command`, `exec`,
+`unset`, `enable`, printf) and a DEBUG trap runs before each command, so no line the
+proxy sends can check or undo what they did: they may forge this report (`-`, another
+id) or change what a decided command runs. Keeping them the account's is the upstream
+host's part: dotfiles the account cannot write, PermitUserRC no, no AcceptEnv, or an
+account whose shell is dash (which reads no startup file for `-c`).
 
 An account whose shell does not run the report (not a POSIX shell) never sends it: the
 command is ended as soon as it is known not to come (fail closed).
