@@ -220,3 +220,24 @@ async def test_a_method_named_in_an_object_of_a_list_body_is_no_read(tmp_path: A
         reached = len(s.upstream.seen)
     assert all(code in (202, 403) for code in got.values()), got
     assert reached == 0
+
+
+async def test_a_readers_msearch_of_json_lines_is_a_read(tmp_path: Any) -> None:
+    """With the PDP reading lines of JSON as the proxy does (pdp/domain/policy_input.py
+    _json_lines), a reader's GET _msearch is a read; a line naming a masked field still
+    needs approval."""
+    msearch = b'{"index":"logs"}\n{"query":{"match_all":{}}}\n'
+    named = b'{"index":"logs"}\n{"query":{"wildcard":{"phone":"555*"}}}\n'
+    async with http_stack(tmp_path) as s:
+        got = {}
+        for n, (kind, body) in enumerate(
+            [
+                ("application/json", msearch),
+                ("application/x-ndjson", msearch),
+                ("application/json", named),
+            ]
+        ):
+            line = "GET /echo/logs/_msearch"
+            answer = await exchange(s.proxy.port, _request(s, f"reader{n}", line, kind, body))
+            got[n] = status(answer)
+    assert got == {0: 200, 1: 200, 2: 202}, got

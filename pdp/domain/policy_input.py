@@ -403,9 +403,33 @@ def http_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, A
         try:
             details["body"] = strict_json.loads(body)
         except (ValueError, RecursionError):
-            for key in ("body", "path", "query"):
-                details.pop(key, None)
+            # lines of JSON (Elasticsearch's _bulk and _msearch, typed application/json
+            # or x-ndjson): the list of their values, each read one way only, as the
+            # proxy's messages.ndjson_body shows them; else no path
+            lines = _json_lines(body)
+            if lines is None:
+                for key in ("body", "path", "query"):
+                    details.pop(key, None)
+            else:
+                details["body"] = lines
     return details
+
+
+MAX_JSON_LINES = 10_000  # (the proxy's messages.MAX_NDJSON_LINES)
+
+
+def _json_lines(body: str) -> list[Any] | None:
+    """A body of newline-delimited JSON (two lines or more, or one ended by a newline) as
+    its lines' values, each read one way only (strict_json), or None."""
+    if "\n" not in body.rstrip(" \t\r\n") and not body.rstrip(" \t\r").endswith("\n"):
+        return None
+    lines = [line for line in body.split("\n") if line.strip(" \t\r")]
+    if not lines or len(lines) > MAX_JSON_LINES:
+        return None
+    try:
+        return [strict_json.loads(line.rstrip("\r")) for line in lines]
+    except (ValueError, RecursionError):
+        return None
 
 
 # the second now_text() wrote last: (unix second, its RFC 3339 text up to the seconds)
