@@ -342,7 +342,8 @@ class GroupCommitStore:
         if not isinstance(body, dict):
             raise TypeError("body must be a dict")
         body_json = canonical_json_with(body, encoded) if encoded else canonical_json(body)
-        body_json.encode()  # lone surrogates cannot be hashed: fail here, not in the writer
+        if not body_json.isascii():  # lone surrogates cannot be hashed: fail here, not
+            body_json.encode()  # in the writer (an ASCII text has none: no copy made)
         if not self._accepting:
             raise StoreUnavailable("store is not running")
         if self._queue.qsize() >= self.max_backlog:
@@ -455,8 +456,7 @@ class GroupCommitStore:
         PDP now writes on the shorter chain. The chain alone would verify, and the anchor
         names only the last checkpoint, so the cut is written into the chain itself: an
         `audit.tail_cut` record (MAC'd, then checkpointed), which `audit verify` names."""
-        first = min(r.seq for r in records)
-        newest = max(records, key=lambda r: r.seq)
+        first, newest = records[0].seq, records[-1]  # sealed in seq order (chain.seal)
         lost_seq, lost_hash = self._committed
         self._committed = (newest.seq, newest.hash)  # after a cut: the chain written on
         if first > lost_seq:

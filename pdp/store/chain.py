@@ -184,12 +184,11 @@ def sealed_hash(
     Spells out canonical_json() of the record object: its keys in sorted order, the body
     spliced in verbatim (it is canonical JSON itself), every other value through
     canonical_json(). A test holds the two equal."""
-    content = (
-        f'{{"body":{body_json},"id":{canonical_json(id)},"kind":{canonical_json(kind)},'
-        f'"seq":{seq},"session_id":{canonical_json(session_id)},'
-        f'"subject":{canonical_json(subject)},"time":{time_us}}}'
-    )
-    return hashlib.sha256(f"{prev_hash}\n{content}".encode()).hexdigest()
+    c = canonical_json
+    return hashlib.sha256(
+        f'{prev_hash}\n{{"body":{body_json},"id":{c(id)},"kind":{c(kind)},"seq":{seq},'
+        f'"session_id":{c(session_id)},"subject":{c(subject)},"time":{time_us}}}'.encode()
+    ).hexdigest()
 
 
 def seal(drafts: Iterable[Draft], head_seq: int, head_hash: str) -> list[AuditRecord]:

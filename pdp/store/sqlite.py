@@ -100,6 +100,7 @@ class _Connection:
         self.timeout = timeout
         self.synchronous = synchronous
         self.conn: sqlite3.Connection | None = None
+        self._cursor: sqlite3.Cursor | None = None
         self._inode: tuple[int, int] | None = None
         self._wal: int | None = None  # a descriptor of the WAL file, for sync_wal()
 
@@ -118,6 +119,14 @@ class _Connection:
             )
             self._inode = (st.st_dev, st.st_ino)
         return self.conn
+
+    def cursor(self) -> sqlite3.Cursor:
+        """A cursor of get()'s connection, kept while it is open: the writer's statements
+        run on it (Connection.execute makes and drops a cursor for every statement)."""
+        conn = self.get()
+        if self._cursor is None or self._cursor.connection is not conn:
+            self._cursor = conn.cursor()
+        return self._cursor
 
     def sync_wal(self) -> None:
         """Make every commit so far durable: fdatasync the WAL, as synchronous=FULL does
@@ -139,6 +148,7 @@ class _Connection:
 
     def close(self) -> None:
         self._close_wal()
+        self._cursor = None
         if self.conn is not None:
             try:
                 self.conn.close()
@@ -426,17 +436,20 @@ class SQLiteAuditStore(RecordReads, GroupCommitStore):
         return self._write_transaction(drafts, explicit_ids)
 
     def _write_transaction(self, drafts: list[Draft], look_up: set[str]) -> BatchResult:
-        conn = self._wconn.get()
-        conn.execute("BEGIN IMMEDIATE")  # takes the write lock before reading the head
+        cursor = self._wconn.cursor()
+        cursor.execute("BEGIN IMMEDIATE")  # takes the write lock before reading the head
         try:
-            duplicates = _existing_ids(conn, look_up) if look_up else set()
+            duplicates = _existing_ids(cursor.connection, look_up) if look_up else set()
             fresh = [d for d in drafts if d.id not in duplicates]
-            records, rows = self._sealed(fresh, conn.execute(HEAD_SQL).fetchone())
-            conn.executemany(_INSERT, rows)
-            conn.execute("COMMIT")
+            records, rows = self._sealed(fresh, cursor.execute(HEAD_SQL).fetchone())
+            if len(rows) == 1:  # a lone decision's batch, as a rule at a low pace
+                cursor.execute(_INSERT, rows[0])
+            else:
+                cursor.executemany(_INSERT, rows)
+            cursor.execute("COMMIT")
         except BaseException:
             try:
-                conn.execute("ROLLBACK")
+                cursor.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
             raise
