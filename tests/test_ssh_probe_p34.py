@@ -164,3 +164,42 @@ def test_the_report_names_the_connections_audit_session_when_the_shell_cannot_dr
         broken.feed(bad)
         assert broken.failed and broken.sid is None, bad
     assert "$m" in sweep_command(7, shared_by=9) and "$m" not in sweep_command(7)
+
+
+def _reported_under(monitor_draws: bool, where: Path) -> tuple[SessionReport, str]:
+    """The wrapped line run as ACCOUNT by a shell whose parent (sshd's child, P) and its
+    parent (the monitor, M) are as sshd's, under a listener (L) holding an audit session of
+    its own: M draws another (pam_loginuid) or not (sshd started from a login, no PAM)."""
+    (where / "line.sh").write_text(wrapped(":", "portcullis-ab") + "\n")
+    draw = "printf 0 >/proc/self/loginuid; "
+    (where / "m.sh").write_text(
+        (draw if monitor_draws else "")
+        + f"setpriv --reuid={ACCOUNT} --regid={ACCOUNT} --clear-groups"
+        f" sh -c 'sh {where}/line.sh; :'; :\n"
+    )
+    for name in ("line.sh", "m.sh"):
+        (where / name).chmod(0o644)
+    run = subprocess.run(
+        ["sh", "-c", f"{draw}cat /proc/self/sessionid; sh {where}/m.sh; :"],
+        capture_output=True, text=True, check=False, cwd="/",
+    )  # fmt: skip
+    report = SessionReport("portcullis-ab")
+    report.feed(run.stderr.encode())
+    assert report.sid is not None and report.audit is None, run
+    return report, run.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runs the line as the postgres account")
+def test_an_audit_session_sshds_listener_holds_is_never_the_connections() -> None:
+    # sshd started from an administrator's login without pam_loginuid: every connection
+    # and whatever else that login started (a server of the same account) share the
+    # listener's audit session; the sweep of `=ID` would have killed them: `-`
+    where = Path(tempfile.mkdtemp(prefix="portcullis-p34-"))
+    where.chmod(0o755)
+    try:
+        shared, listeners = _reported_under(monitor_draws=False, where=where)
+        assert shared.shared is None, (shared.shared, listeners)
+        drawn, listeners = _reported_under(monitor_draws=True, where=where)
+        assert drawn.shared is not None and drawn.shared != int(listeners)
+    finally:
+        shutil.rmtree(where, ignore_errors=True)

@@ -17,7 +17,9 @@ the proxy sends upstream one line of its own before the client's:
     { printf %s "$(id -u)" >/proc/self/loginuid; } 2>/dev/null
     printf '<nonce> %s %s\n' "$$" "$(a=$(cat /proc/self/sessionid 2>/dev/null);
       if [ "${a:-4294967295}" = 4294967295 ]; then echo -;
-      elif [ "$a" = "$(cat /proc/$PPID/sessionid 2>/dev/null)" ]; then echo "=$a";
+      elif [ "$a" = "$(cat /proc/$PPID/sessionid 2>/dev/null)" ]; then
+        <the audit session of sshd's listener, $PPID's grandparent, as l>;
+        [ -n "$l" ] && [ "$l" != "$a" ] && echo "=$a" || echo -;
       else echo "$a"; fi)" >&2
     <the client's line, byte for byte>
 
@@ -31,18 +33,21 @@ startup file before it (a ~/.bashrc writing it first: still the shell's alone). 
 account whose login uid PAM already set (pam_loginuid: one audit session for the
 connection, its sshd processes and every channel) an unprivileged shell cannot draw one
 (root can, a fresh id per channel, unless the kernel makes login uids immutable); it
-reports the connection's as `=ID`. That id is still this upstream connection's alone (one
-per client connection, none shared), so the reap sweeps it too, sparing only what is
-still the connection's: sshd's two processes (the reap's parent and the parent's parent,
-the privileged monitor) and every process of a session whose leader is a child of that
-sshd (a live channel's shell, the reap's own) other than the channel reaped. What left a
-channel's session (setsid, a daemon, a tmux server) is in no such session, and ends at
-the next reap of that connection (a shell's end, the client's leaving), whichever
-channel it came from. (A cgroup per channel would mark it as well, but only sshd or a
-PAM module, as root, can place a channel in one: sshd_config and PAM, not the proxy.)
-Only `-` (no audit session at all, the kernel's audit off) leaves the session alone to
-reap, as before. Then the same shell (the
-session's leader: its pid is the session's id) reports its pid and its audit session on
+reports the connection's as `=ID` when sshd's listener (the grandparent of the shell's
+parent) is not in it: drawn for this upstream connection alone (one per client
+connection, none shared). An audit session the listener holds too (sshd started from an
+administrator's login, no pam_loginuid) is that login's, with whatever else it started
+(a database server of the same account): `-`, never swept. The reap sweeps `=ID`,
+sparing only what is still the connection's: sshd's two processes (the reap's parent and
+the parent's parent, the privileged monitor) and every process of a session whose leader
+is a child of that sshd (a live channel's shell, the reap's own) other than the channel
+reaped. What left a channel's session (setsid, a daemon, a tmux server) is in no such
+session, and ends at the next reap of that connection (a shell's end, the client's
+leaving), whichever channel it came from. (A cgroup per channel would mark it as well,
+but only sshd or a PAM module, as root, can place a channel in one: sshd_config and PAM,
+not the proxy.) `-` (no audit session, or the listener's) leaves the session alone to
+reap, as before. Then the same shell (the session's leader: its pid is the session's
+id) reports its pid and its audit session on
 stderr (on the terminal when the channel has one), under a nonce drawn for the channel
 that the line cannot know, and then runs the client's line as it would have: the same
 shell, the same $0, startup files, environment and exec of its last command; only
@@ -86,7 +91,11 @@ _REPORT = (
     '{ printf %s "$(id -u)" >/proc/self/loginuid; } 2>/dev/null;'
     ' printf \'{tag} %s %s\\n\' "$$" "$(a=$(cat /proc/self/sessionid 2>/dev/null);'
     ' if [ "${a:-4294967295}" = 4294967295 ]; then echo -;'
-    ' elif [ "$a" = "$(cat /proc/$PPID/sessionid 2>/dev/null)" ]; then echo "=$a";'
+    ' elif [ "$a" = "$(cat /proc/$PPID/sessionid 2>/dev/null)" ]; then l=;'
+    " read -r st 2>/dev/null </proc/$PPID/stat && set -- ${st##*') '} &&"
+    " read -r st 2>/dev/null </proc/$2/stat && set -- ${st##*') '} &&"
+    " l=$(cat /proc/$2/sessionid 2>/dev/null);"
+    ' [ -n "$l" ] && [ "$l" != "$a" ] && echo "=$a" || echo -;'
     ' else echo "$a"; fi)" >&2'
 )
 WRAPPED = (
