@@ -418,15 +418,23 @@ class GroupCommitStore:
         if result.records:
             self._seen_head(result.records)
         by_id = {r.id: r for r in result.records}
+        late: list[str] = []
         for p in unique:
             record = by_id.get(p.draft.id)
             if record is not None:
                 if not p.future.done():
                     p.future.set_result(record)
+                elif not p.future.cancelled() and isinstance(p.future.exception(), TimeoutError):
+                    # its append's deadline (2 x timeout) ended while this batch committed:
+                    # the caller was answered as unrecorded (a decision: deny) and the
+                    # record, with its verdict, is in the chain all the same
+                    late.append(p.draft.id)
             elif p.draft.id in result.duplicate_ids:
                 _fail(p, DuplicateRecordId(f"record id {p.draft.id!r} is already in use"))
             else:
                 _fail(p, StoreUnavailable("backend did not return the record"))
+        if late:
+            self._in_background(self._note_late(late))
 
     # -- commits that land late -------------------------------------------------------
 
