@@ -351,15 +351,20 @@ async def test_jwt_login(bao):
         await provider.close()
 
 
-async def test_unreachable_vault_and_missing_config_fail_clearly():
+async def test_unreachable_vault_and_missing_config_fail_clearly(caplog):
     settings = VaultSettings("http://127.0.0.1:9", {"method": "token", "token": "s.secret"})
     provider = VaultProvider(vault_connection(ref="database/creds/x"), settings)
     try:
-        with pytest.raises(CredentialUnavailable) as err:
+        with (
+            caplog.at_level(logging.WARNING, logger="portcullis.vault"),
+            pytest.raises(CredentialUnavailable) as err,
+        ):
             await provider.acquire("database/creds/x", "s1")
     finally:
         await provider.close()
     assert "unreachable" in str(err.value) and "s.secret" not in str(err.value)
+    # what a refused client is told leaves Vault's address out (the operator's log has it)
+    assert "127.0.0.1:9" not in str(err.value) and "Vault at http://127.0.0.1:9" in caplog.text
     with pytest.raises(CredentialUnavailable, match="no vault: section"):
         provider_for(vault_connection(ref="database/creds/x"))
 

@@ -622,17 +622,18 @@ class VaultProvider:
     def _unavailable(
         self, ref: str, exc: BaseException, login: bool = False
     ) -> CredentialUnavailable:
-        """A client-safe error: names Vault, the reference and the failure class — no body."""
-        step = f"logging in to Vault at {self.addr} ({self.method})" if login else ref
+        """A client-safe error: names Vault, the reference and the failure class — no body,
+        and not Vault's address (the internal layout is the operator's: it is logged)."""
+        step = f"logging in to Vault{{at}} ({self.method})" if login else ref
         if isinstance(exc, VaultRedirected):
             message = (
-                f"Vault at {self.addr} answered with a redirect, which the proxy does not "
+                "Vault{at} answered with a redirect, which the proxy does not "
                 f"follow (its token goes to vault.addr only); cannot obtain {ref}"
             )
         elif isinstance(exc, requests.exceptions.RequestException):
-            message = f"Vault at {self.addr} is unreachable; cannot obtain {ref}"
+            message = f"Vault{{at}} is unreachable; cannot obtain {ref}"
         elif isinstance(exc, hvac.exceptions.VaultDown):
-            message = f"Vault at {self.addr} is sealed or unavailable; cannot obtain {ref}"
+            message = f"Vault{{at}} is sealed or unavailable; cannot obtain {ref}"
         elif isinstance(exc, hvac.exceptions.Forbidden):
             message = f"Vault denied {step}: permission denied"
         elif isinstance(exc, hvac.exceptions.InvalidPath):
@@ -641,8 +642,8 @@ class VaultProvider:
             message = f"Vault could not serve {step} ({type(exc).__name__})"
         else:
             message = f"Vault request for {step} failed ({type(exc).__name__})"
-        log.warning("credential unavailable: %s", message)
-        return CredentialUnavailable(message)
+        log.warning("credential unavailable: %s", message.replace("{at}", f" at {self.addr}"))
+        return CredentialUnavailable(message.replace("{at}", ""))
 
 
 def _check_certificate(text: str, ref: str, principal: str, asked: float, ttl: int) -> str:
