@@ -18,17 +18,13 @@ detector's). Before the fixes:
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
-import test_mcp_proxy
-from mcp.server.mcpserver import MCPServer
-from test_mcp_proxy import agent, mcp_stack
-
-from portcullis.masking import Masker, MaskRule
-from proxies.http import mcp
+from mcp_tool_rows import answering, readers_results
+from mcp_tool_rows import masked_text as _text
+from mcp_tool_rows import shown as show
 
 P, W = "5550100", "hunter2"
 
@@ -41,44 +37,15 @@ SHAPES: dict[str, Any] = {
 }
 
 
-def _server(up: Any) -> MCPServer:
-    server = MCPServer("billing")
-
-    @server.tool()
-    def find_customer(name: str) -> Any:
-        up.calls.append(name)
-        return SHAPES[name]
-
-    return server
-
-
-def _shown(result: Any) -> str:
-    return repr([c.model_dump() for c in result.content]) + repr(result.structured_content)
-
-
 @pytest.mark.integration
 async def test_tsv_rows_and_rows_under_a_row_of_data_are_masked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(test_mcp_proxy, "mcp_server", _server)
-    async with mcp_stack(tmp_path) as stack:
-        reader = stack.token("mallory@example.com", "readonly")
-        async with agent(stack, reader) as client:
-            results = {
-                name: await client.call_tool("find_customer", {"name": name}) for name in SHAPES
-            }
+    results, _ = await readers_results(tmp_path, monkeypatch, answering(SHAPES), SHAPES)
     for name, result in results.items():
-        shown = _shown(result)
+        shown = show(result)
         assert P not in shown and W not in shown and "5550101" not in shown, (name, shown)
         assert "Ann" in shown, (name, shown)  # (masked, not withheld)
-
-
-MASKER = Masker([MaskRule(field="phone"), MaskRule(field="password")], b"k" * 32)
-
-
-def _text(text: str) -> str:
-    value = {"content": [{"type": "text", "text": text}]}
-    return mcp._mask_tree(value, MASKER, Counter())["content"][0]["text"]
 
 
 def test_tsv_is_masked_as_csv_is_and_names_stay() -> None:

@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import test_mcp_proxy
-from mcp.server.mcpserver import MCPServer
-from test_mcp_proxy import agent, mcp_stack
+from mcp_tool_rows import answering, readers_results
+from mcp_tool_rows import shown as show
 
 P, W = "5550100", "hunter2"
 LISTS: dict[str, Any] = {
@@ -33,43 +32,26 @@ LISTS: dict[str, Any] = {
 }
 
 
-def _server(up: Any) -> MCPServer:
-    server = MCPServer("billing")
-
-    @server.tool()
-    def find_customer(name: str) -> Any:
-        up.calls.append(name)
-        return LISTS[name]
-
-    @server.tool()
-    def get_invoice(invoice_id: int) -> list[str]:
-        up.calls.append("get_invoice")
-        return ["Ann", P, "paid", "v1.2", "2024-01-05"]
-
-    return server
-
-
-def _shown(result: Any) -> str:
-    return repr([c.model_dump() for c in result.content]) + repr(result.structured_content)
+def get_invoice(invoice_id: int) -> list[str]:
+    return ["Ann", P, "paid", "v1.2", "2024-01-05"]
 
 
 @pytest.mark.integration
 async def test_a_list_a_tool_returns_is_masked_as_a_row(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(test_mcp_proxy, "mcp_server", _server)
-    async with mcp_stack(tmp_path) as stack:
-        reader = stack.token("mallory@example.com", "readonly")
-        async with agent(stack, reader) as client:
-            results = {
-                name: await client.call_tool("find_customer", {"name": name}) for name in LISTS
-            }
-            typed = await client.call_tool("get_invoice", {"invoice_id": 7})
+    results, typed = await readers_results(
+        tmp_path,
+        monkeypatch,
+        answering(LISTS, get_invoice),
+        LISTS,
+        also=lambda client: client.call_tool("get_invoice", {"invoice_id": 7}),
+    )
     for name, result in results.items():
-        shown = _shown(result)
+        shown = show(result)
         assert P not in shown and W not in shown and "5550101" not in shown, (name, shown)
         assert not result.is_error, (name, shown)
-    shown = _shown(typed)
+    shown = show(typed)
     assert P not in shown, shown
     # (names, words, versions and dates stay)
     assert typed.structured_content == {
