@@ -354,10 +354,108 @@ _SYSTEM_VIEWS = {
     "proparallel pronargs pronargdefaults prorettype proargtypes proallargtypes "
     "proargmodes proargnames protrftypes proacl",
 }
-# Every other column of these starts so (the server's own, fixed by its version): a bare
-# name that does not (`format_type(castsource, NULL)` beside pg_proc in psql's \dC) is
-# not one of them
-_COLUMN_PREFIX = {"pg_proc": "pro", "pg_roles": "rol"}
+# The columns of the catalog relations lineage trusts (PostgreSQL 15's; a table's system
+# columns too): a bare name none of a FROM list's catalogs has is an outer query's column
+# (`SELECT (SELECT reverse(note) FROM pg_class LIMIT 1) FROM customers` reads the note),
+# looked up there (_bare_name); one a catalog has is that catalog's. A column a later
+# version adds is looked up outside (masked: the safe mistake); one it renames or drops
+# (daticulocale, colliculocale in 17) is still claimed: an outer query's column of that
+# very name would be read as the catalog's (regenerate the lists for another version).
+_SYSTEM_COLUMNS = frozenset(("ctid", "xmin", "xmax", "cmin", "cmax", "tableoid"))
+_CATALOG_VIEWS = frozenset(("pg_roles", "pg_user", "pg_tables", "pg_views", "pg_matviews"))
+_CATALOG_COLUMN_NAMES = {
+    "pg_am": "oid amname amhandler amtype",
+    "pg_attrdef": "oid adrelid adnum adbin",
+    "pg_attribute": (
+        "attrelid attname atttypid attstattarget attlen attnum attndims attcacheoff atttypmod "
+        "attbyval attalign attstorage attcompression attnotnull atthasdef atthasmissing "
+        "attidentity attgenerated attisdropped attislocal attinhcount attcollation attacl "
+        "attoptions attfdwoptions attmissingval"
+    ),
+    "pg_auth_members": "roleid member grantor admin_option",
+    "pg_cast": "oid castsource casttarget castfunc castcontext castmethod",
+    "pg_class": (
+        "oid relname relnamespace reltype reloftype relowner relam relfilenode reltablespace "
+        "relpages reltuples relallvisible reltoastrelid relhasindex relisshared relpersistence "
+        "relkind relnatts relchecks relhasrules relhastriggers relhassubclass relrowsecurity "
+        "relforcerowsecurity relispopulated relreplident relispartition relrewrite relfrozenxid "
+        "relminmxid relacl reloptions relpartbound"
+    ),
+    "pg_collation": (
+        "oid collname collnamespace collowner collprovider collisdeterministic collencoding "
+        "collcollate collctype colliculocale collversion"
+    ),
+    "pg_constraint": (
+        "oid conname connamespace contype condeferrable condeferred convalidated conrelid "
+        "contypid conindid conparentid confrelid confupdtype confdeltype confmatchtype conislocal "
+        "coninhcount connoinherit conkey confkey conpfeqop conppeqop conffeqop confdelsetcols "
+        "conexclop conbin"
+    ),
+    "pg_database": (
+        "oid datname datdba encoding datlocprovider datistemplate datallowconn datconnlimit "
+        "datfrozenxid datminmxid dattablespace datcollate datctype daticulocale datcollversion "
+        "datacl"
+    ),
+    "pg_depend": "classid objid objsubid refclassid refobjid refobjsubid deptype",
+    "pg_enum": "oid enumtypid enumsortorder enumlabel",
+    "pg_extension": (
+        "oid extname extowner extnamespace extrelocatable extversion extconfig extcondition"
+    ),
+    "pg_index": (
+        "indexrelid indrelid indnatts indnkeyatts indisunique indnullsnotdistinct indisprimary "
+        "indisexclusion indimmediate indisclustered indisvalid indcheckxmin indisready indislive "
+        "indisreplident indkey indcollation indclass indoption indexprs indpred"
+    ),
+    "pg_inherits": "inhrelid inhparent inhseqno inhdetachpending",
+    "pg_language": (
+        "oid lanname lanowner lanispl lanpltrusted lanplcallfoid laninline lanvalidator lanacl"
+    ),
+    "pg_matviews": (
+        "schemaname matviewname matviewowner tablespace hasindexes ispopulated definition"
+    ),
+    "pg_namespace": "oid nspname nspowner nspacl",
+    "pg_opclass": (
+        "oid opcmethod opcname opcnamespace opcowner opcfamily opcintype opcdefault opckeytype"
+    ),
+    "pg_operator": (
+        "oid oprname oprnamespace oprowner oprkind oprcanmerge oprcanhash oprleft oprright "
+        "oprresult oprcom oprnegate oprcode oprrest oprjoin"
+    ),
+    "pg_policy": "oid polname polrelid polcmd polpermissive polroles polqual polwithcheck",
+    "pg_proc": (
+        "oid proname pronamespace proowner prolang procost prorows provariadic prosupport prokind "
+        "prosecdef proleakproof proisstrict proretset provolatile proparallel pronargs "
+        "pronargdefaults prorettype proargtypes proallargtypes proargmodes proargnames "
+        "proargdefaults protrftypes prosrc probin prosqlbody proconfig proacl"
+    ),
+    "pg_range": "rngtypid rngsubtype rngmultitypid rngcollation rngsubopc rngcanonical rngsubdiff",
+    "pg_roles": (
+        "rolname rolsuper rolinherit rolcreaterole rolcreatedb rolcanlogin rolreplication "
+        "rolconnlimit rolpassword rolvaliduntil rolbypassrls rolconfig oid"
+    ),
+    "pg_tables": (
+        "schemaname tablename tableowner tablespace hasindexes hasrules hastriggers rowsecurity"
+    ),
+    "pg_tablespace": "oid spcname spcowner spcacl spcoptions",
+    "pg_ts_config": "oid cfgname cfgnamespace cfgowner cfgparser",
+    "pg_ts_dict": "oid dictname dictnamespace dictowner dicttemplate dictinitoption",
+    "pg_ts_parser": "oid prsname prsnamespace prsstart prstoken prsend prsheadline prslextype",
+    "pg_ts_template": "oid tmplname tmplnamespace tmplinit tmpllexize",
+    "pg_type": (
+        "oid typname typnamespace typowner typlen typbyval typtype typcategory typispreferred "
+        "typisdefined typdelim typrelid typsubscript typelem typarray typinput typoutput "
+        "typreceive typsend typmodin typmodout typanalyze typalign typstorage typnotnull "
+        "typbasetype typtypmod typndims typcollation typdefaultbin typdefault typacl"
+    ),
+    "pg_user": (
+        "usename usesysid usecreatedb usesuper userepl usebypassrls passwd valuntil useconfig"
+    ),
+    "pg_views": "schemaname viewname viewowner definition",
+}
+_CATALOG_COLUMNS = {
+    name: frozenset(columns.split()) | (frozenset() if name in _CATALOG_VIEWS else _SYSTEM_COLUMNS)
+    for name, columns in _CATALOG_COLUMN_NAMES.items()
+}
 _INFORMATION_SCHEMA_VIEWS = {
     "schemata": "catalog_name schema_name schema_owner",
     "tables": "table_catalog table_schema table_name table_type is_insertable_into "
@@ -600,15 +698,16 @@ class Item:
             return [("", self.opaque)]
         return self.outputs
 
-    def trusted(self, name: str, bare: bool = False) -> bool:
-        """Column name of this table holds catalogue names and flags only (_trusted); for a
-        bare name (bare), also: no column of this catalog relation is named so."""
+    def trusted(self, name: str) -> bool:
+        """Column name of this table holds catalogue names and flags only (_trusted)."""
+        return self.table is not None and self.exact and _trusted(self.table, name)
+
+    def lacks(self, name: str) -> bool:
+        """This is a catalog relation known to have no column name (_CATALOG_COLUMNS)."""
         if self.table is None or not self.exact:
             return False
-        prefix = _COLUMN_PREFIX.get(self.table.removeprefix("pg_catalog."))
-        if bare and prefix and name.lower() != "oid" and not name.lower().startswith(prefix):
-            return True
-        return _trusted(self.table, name)
+        known = _CATALOG_COLUMNS.get(self.table.removeprefix("pg_catalog."))
+        return known is not None and name not in known
 
     def visible(self) -> list[Output]:
         """What an unqualified `*` over this item stands for: merged join columns once."""
@@ -1923,9 +2022,13 @@ def _bare_name(name: str, scope: Scope) -> Flow:
         for item in level:
             if name in item.names:
                 return item.whole()
+        if level and all(item.lacks(name) for item in level):
+            continue  # a column of an outer query's (the catalogs here have none so named)
         if level:
             tables = [item for item in level if item.table is not None]
-            user = not tables or any(not item.trusted(name, bare=True) for item in tables)
+            user = not tables or any(
+                not item.trusted(name) for item in tables if not item.lacks(name)
+            )
             flows = [Flow(PLAIN, {name.lower(): None}, user=user)]
             for item in level:
                 if item.table is None:
