@@ -464,7 +464,7 @@ REFUSED = {
 
 # answers the gateway masks (a catalogue value read as possibly sensitive text: masked
 # whole), or that other sessions change (the databases of the cluster): shape only
-MASKED_WHOLE = {"getIndexInfo"}  # COLUMN_NAME, ASC_OR_DESC: pg_get_indexdef() text
+MASKED_WHOLE: set[str] = set()  # none since pgusable3 (getIndexInfo answers whole)
 CHANGING = {"getCatalogs"}
 
 RUNS = [q for q in PGJDBC if q[0] not in REFUSED]

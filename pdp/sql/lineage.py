@@ -1445,7 +1445,9 @@ class Lineage:
                 )
             names = [_sval(s).lower() for s in steps if "String" in s]
             if flow.kind == WHOLE_ROW and names and len(names) == len(steps):
-                return Flow(EXPRESSION, {names[-1]: None})  # (c).email: one field of a row
+                # (c).email: one field of a row; of a row of the catalogs' (pgjdbc's
+                # (information_schema._pg_expandarray(i.indkey)).n), the catalogs' value
+                return Flow(EXPRESSION, {names[-1]: None}, user=flow.user)
             indices = [self.expr(s, scope, ctes) for s in steps if "A_Indices" in s]
             for index in indices:
                 # an element chosen by a value (NULL past the end, which a mask keeps)
@@ -1464,7 +1466,7 @@ class Lineage:
             ]
             # profile['contact'], (info).doc: the value under a key or field may be a
             # document holding masked keys itself (the document is met whole)
-            fields_named = Flow(EXPRESSION, dict.fromkeys(names))
+            fields_named = Flow(EXPRESSION, dict.fromkeys(names), user=flow.user)
             keyed = [fields_named, _keys_flow(bounds, path=False)] if bounds else [fields_named]
             computed = [
                 bound
