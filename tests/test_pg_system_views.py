@@ -123,9 +123,11 @@ async def test_a_system_view_replaced_or_made_again_is_masked_as_any_view(tmp_pa
             admin.execute("GRANT SELECT ON information_schema.views TO PUBLIC")
         answered = 0
         for group, token in _readers(gw).items():
+            # (not ordered: a replaced view's columns may hold anything, so ordering by
+            # them is an order use of a sensitive column, refused outside pii-readers)
             for sql in (
-                "SELECT schema_name FROM information_schema.schemata ORDER BY 1",
-                "SELECT table_name FROM information_schema.views ORDER BY 1",
+                "SELECT schema_name FROM information_schema.schemata",
+                "SELECT table_name FROM information_schema.views",
             ):
                 try:
                     _, rows = await _answer(gw, token, sql)
