@@ -23,17 +23,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
-from pdp_harness import free_port, pdp_config, running_pdp, token
+from pdp_harness import free_port
 from pg_cluster import throwaway_cluster
 from pg_harness import gateway_on, scratch_database
 from test_creds_probe_p2 import _error, _everything_sent, serving
 from test_creds_probe_p4 import _frame, _ready
+from upstream_logins import check_logins
 
 from portcullis.config import ConfigError, ConnectionSettings
 from proxies.postgres import codec
-from proxies.postgres.proxy import PostgresProxy
 from proxies.postgres.scram import LoginRefused, UpstreamLogin
 from proxies.runtime.credentials import StaticProvider
 
@@ -101,32 +100,9 @@ async def test_the_upstream_login_takes_only_the_methods_the_connection_allows(
     tmp_path: Path, cluster: int
 ) -> None:
     connections = [_connection(i, cluster, r, m) for i, (r, m, _) in enumerate(CASES)]
-    policies = tmp_path / "policy"  # the shipped data names no such connections
-    policies.mkdir()
-    (policies / "p.rego").write_text(
-        'package portcullis\n\ndecision := {"verdict": "allow", "reasons": ["test"]}\n'
+    await check_logins(
+        tmp_path, connections, [(role, PASSWORDS[role], refusal) for role, _, refusal in CASES]
     )
-    config = pdp_config(tmp_path, connections=connections, policies=policies)
-    async with running_pdp(config) as pdp:
-        proxies = [PostgresProxy(c, config, pdp.address) for c in config.connections]
-        for proxy in proxies:
-            await proxy.start()
-        try:
-            tok = token(config, "dana", DBA)
-            for proxy, (role, methods, refusal) in zip(proxies, CASES, strict=True):
-                dsn = f"postgresql://agent:{tok}@127.0.0.1:{proxy.port}/postgres"
-                if not refusal:
-                    conn = await asyncpg.connect(dsn, ssl=False)
-                    assert await conn.fetchval("SELECT current_user") == role
-                    await conn.close()
-                    continue
-                with pytest.raises(asyncpg.PostgresError) as err:
-                    await asyncpg.connect(dsn, ssl=False)
-                assert refusal in str(err.value), (role, methods, str(err.value))
-                assert PASSWORDS[role] not in str(err.value)
-        finally:
-            for proxy in proxies:
-                await proxy.stop()
 
 
 def _asking_md5(given: list[bytes]) -> Any:

@@ -17,6 +17,7 @@ import psycopg
 import pytest
 from pdp_harness import REGO, token
 from pg_harness import running_gateway
+from upstream_logins import check_logins
 
 from pdp.domain.recordings import EVENTS_KIND, session_events
 from portcullis.v1 import pdp_pb2
@@ -493,10 +494,8 @@ async def test_session_close_is_recorded_with_summary(tmp_path):
 
 
 async def test_upstream_scram_md5_and_cleartext_authentication(tmp_path):
-    from pdp_harness import free_port, pdp_config, running_pdp, token
+    from pdp_harness import free_port
     from pg_cluster import throwaway_cluster
-
-    from proxies.postgres.proxy import PostgresProxy
 
     hba = (
         "host all md5user 127.0.0.1/32 md5\n"
@@ -535,33 +534,7 @@ async def test_upstream_scram_md5_and_cleartext_authentication(tmp_path):
             }
             for i, (user, password, _) in enumerate(cases)
         ]
-        # the shipped data names no such connections: a policy that allows everything
-        policies = tmp_path / "policy"
-        policies.mkdir()
-        (policies / "p.rego").write_text(
-            'package portcullis\n\ndecision := {"verdict": "allow", "reasons": ["test"]}\n'
-        )
-        config = pdp_config(tmp_path, connections=connections, policies=policies)
-        async with running_pdp(config) as pdp:
-            proxies = [PostgresProxy(c, config, pdp.address) for c in config.connections]
-            for proxy in proxies:
-                await proxy.start()
-            try:
-                tok = token(config, "dana", DBA)
-                for proxy, (user, password, refusal) in zip(proxies, cases, strict=True):
-                    dsn = f"postgresql://agent:{tok}@127.0.0.1:{proxy.port}/postgres"
-                    if not refusal:
-                        conn = await asyncpg.connect(dsn, ssl=False)
-                        assert await conn.fetchval("SELECT current_user") == user
-                        await conn.close()
-                    else:
-                        with pytest.raises(asyncpg.PostgresError) as err:
-                            await asyncpg.connect(dsn, ssl=False)
-                        assert refusal in str(err.value), err.value
-                        assert password not in str(err.value)
-            finally:
-                for proxy in proxies:
-                    await proxy.stop()
+        await check_logins(tmp_path, connections, cases)
 
 
 async def test_tls_to_clients_with_a_configured_certificate(tmp_path):
