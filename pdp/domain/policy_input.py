@@ -415,19 +415,14 @@ def http_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, A
     return details
 
 
-MAX_JSON_LINES = 10_000  # (the proxy's messages.MAX_NDJSON_LINES)
-
-
 def _json_lines(body: str) -> list[Any] | None:
-    """A body of newline-delimited JSON (two lines or more, or one ended by a newline) as
-    its lines' values, each read one way only (strict_json), or None."""
-    if "\n" not in body.rstrip(" \t\r\n") and not body.rstrip(" \t\r").endswith("\n"):
-        return None
-    lines = [line for line in body.split("\n") if line.strip(" \t\r")]
-    if not lines or len(lines) > MAX_JSON_LINES:
+    """A body of newline-delimited JSON (strict_json.lines_of) as its lines' values, each
+    read one way only, or None."""
+    lines = strict_json.lines_of(body)
+    if lines is None:
         return None
     try:
-        return [strict_json.loads(line.rstrip("\r")) for line in lines]
+        return [strict_json.loads(line) for line in lines]
     except (ValueError, RecursionError):
         return None
 

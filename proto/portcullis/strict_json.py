@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 from decimal import Decimal
-from typing import Any
+from typing import Any, AnyStr, cast
 
 
 class RepeatedName(ValueError):
@@ -74,3 +74,24 @@ def _exact(text: str) -> int:
     if not -_EXACT <= number <= _EXACT:
         raise Inexact(text)
     return number
+
+
+MAX_LINES = 10_000  # lines of JSON read as one body's values, at most
+
+
+def lines_of(body: AnyStr) -> list[AnyStr] | None:
+    """A body written as newline-delimited JSON (two lines or more, or one ended by a
+    newline; Elasticsearch's _bulk and _msearch): its non-blank lines, each without a
+    trailing CR, or None when it is not so written or holds more than MAX_LINES. The one
+    split both the HTTP proxy (messages.ndjson_body) and the PDP (the body re-read from the
+    command text) make; each then reads every line as it reads a JSON body."""
+    if isinstance(body, bytes):
+        nl, cr, blank = cast("tuple[AnyStr, AnyStr, AnyStr]", (b"\n", b"\r", b" \t\r"))
+    else:
+        nl, cr, blank = cast("tuple[AnyStr, AnyStr, AnyStr]", ("\n", "\r", " \t\r"))
+    if nl not in body.rstrip(blank + nl) and not body.rstrip(blank).endswith(nl):
+        return None
+    lines = [line.rstrip(cr) for line in body.split(nl) if line.strip(blank)]
+    if not lines or len(lines) > MAX_LINES:
+        return None
+    return lines

@@ -545,22 +545,16 @@ def json_body(content_type: str, body: bytes) -> Any:
     return value
 
 
-MAX_NDJSON_LINES = 10_000
-
-
 def ndjson_body(content_type: str, body: bytes) -> list[Any] | None:
-    """A body of newline-delimited JSON (two lines or more, or one ended by a newline)
-    as the list of its lines' values, each as every parser reads it (json_body: a line
-    that is not JSON, or that parsers read differently, refuses the body), or None when it
-    is not so written. What a parser reading the first value alone acts on is shown too
-    (more, never less)."""
-    if b"\n" not in body.rstrip(b" \t\r\n") and not body.rstrip(b" \t\r").endswith(b"\n"):
-        return None
-    lines = [line for line in body.split(b"\n") if line.strip(b" \t\r")]
-    if not lines or len(lines) > MAX_NDJSON_LINES:
+    """A body of newline-delimited JSON (strict_json.lines_of) as the list of its lines'
+    values, each as every parser reads it (json_body: a line that is not JSON, or that
+    parsers read differently, refuses the body), or None when it is not so written. What a
+    parser reading the first value alone acts on is shown too (more, never less)."""
+    lines = strict_json.lines_of(body)
+    if lines is None:
         return None
     try:
-        return [json_body(content_type, line.rstrip(b"\r")) for line in lines]
+        return [json_body(content_type, line) for line in lines]
     except BadRequest:
         return None
 
