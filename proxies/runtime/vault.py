@@ -624,26 +624,28 @@ class VaultProvider:
     ) -> CredentialUnavailable:
         """A client-safe error: names Vault, the reference and the failure class — no body,
         and not Vault's address (the internal layout is the operator's: it is logged)."""
-        step = f"logging in to Vault{{at}} ({self.method})" if login else ref
-        if isinstance(exc, VaultRedirected):
-            message = (
-                "Vault{at} answered with a redirect, which the proxy does not "
-                f"follow (its token goes to vault.addr only); cannot obtain {ref}"
-            )
-        elif isinstance(exc, requests.exceptions.RequestException):
-            message = f"Vault{{at}} is unreachable; cannot obtain {ref}"
-        elif isinstance(exc, hvac.exceptions.VaultDown):
-            message = f"Vault{{at}} is sealed or unavailable; cannot obtain {ref}"
-        elif isinstance(exc, hvac.exceptions.Forbidden):
-            message = f"Vault denied {step}: permission denied"
-        elif isinstance(exc, hvac.exceptions.InvalidPath):
-            message = f"Vault has nothing at {step}"
-        elif isinstance(exc, hvac.exceptions.VaultError):
-            message = f"Vault could not serve {step} ({type(exc).__name__})"
-        else:
-            message = f"Vault request for {step} failed ({type(exc).__name__})"
-        log.warning("credential unavailable: %s", message.replace("{at}", f" at {self.addr}"))
-        return CredentialUnavailable(message.replace("{at}", ""))
+
+        def said(at: str) -> str:  # at: where Vault is, or "" for what the client hears
+            step = f"logging in to Vault{at} ({self.method})" if login else ref
+            if isinstance(exc, VaultRedirected):
+                return (
+                    f"Vault{at} answered with a redirect, which the proxy does not "
+                    f"follow (its token goes to vault.addr only); cannot obtain {ref}"
+                )
+            if isinstance(exc, requests.exceptions.RequestException):
+                return f"Vault{at} is unreachable; cannot obtain {ref}"
+            if isinstance(exc, hvac.exceptions.VaultDown):
+                return f"Vault{at} is sealed or unavailable; cannot obtain {ref}"
+            if isinstance(exc, hvac.exceptions.Forbidden):
+                return f"Vault denied {step}: permission denied"
+            if isinstance(exc, hvac.exceptions.InvalidPath):
+                return f"Vault has nothing at {step}"
+            if isinstance(exc, hvac.exceptions.VaultError):
+                return f"Vault could not serve {step} ({type(exc).__name__})"
+            return f"Vault request for {step} failed ({type(exc).__name__})"
+
+        log.warning("credential unavailable: %s", said(f" at {self.addr}"))
+        return CredentialUnavailable(said(""))
 
 
 def _check_certificate(text: str, ref: str, principal: str, asked: float, ttl: int) -> str:
