@@ -52,6 +52,34 @@ async def verifier(idp):  # type: ignore[no-untyped-def]
     await made.close()
 
 
+@pytest.fixture
+def bao():  # type: ignore[no-untyped-def]
+    """A real OpenBao server (tests/openbao.py) on a free port, in dev mode, for one test."""
+    from openbao import running_openbao
+
+    with running_openbao() as server:
+        yield server
+
+
+@pytest.fixture
+def vault_admin() -> Iterator[tuple[str, str]]:
+    """A Postgres superuser with a password, for OpenBao's database secrets engine."""
+    from openbao import vault_admin_role
+
+    with vault_admin_role() as admin:
+        yield admin
+
+
+@pytest.fixture
+def dyn_role() -> Iterator[str]:
+    """A fresh dynamic-role name; any login OpenBao could not revoke is dropped afterwards."""
+    from openbao import drop_dynamic_roles
+
+    role = "dr" + secrets.token_hex(3)  # OpenBao keeps 8 characters of it in a login name
+    yield role
+    drop_dynamic_roles(role)
+
+
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Iterator[None]:
     """The scratch databases handed to tests/pg_drops.py are dropped before the run ends;

@@ -22,7 +22,6 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -35,9 +34,7 @@ from openbao import (
     OpenBao,
     configure_database,
     drop_dynamic_roles,
-    running_openbao,
     ssh_ca_role,
-    vault_admin_role,
 )
 from pg_harness import running_gateway
 from test_cli import write_config
@@ -47,12 +44,6 @@ from proxies.launcher import announce_unrecorded
 from proxies.runtime.credentials import CredentialUnavailable
 from proxies.runtime.spool import Entry, Spool, SpoolFull, SpoolUnsafe
 from proxies.runtime.vault import VaultProvider
-
-
-@pytest.fixture
-def bao() -> Iterator[OpenBao]:
-    with running_openbao() as server:
-        yield server
 
 
 def _provider(bao: OpenBao, **credentials: object) -> VaultProvider:
@@ -189,12 +180,6 @@ def test_spool_directory_others_may_only_read_is_used(tmp_path: Path) -> None:
 
 
 # -- a dynamic database login left behind by a proxy killed before it revoked ----------------
-
-
-@pytest.fixture
-def vault_admin() -> Iterator[tuple[str, str]]:
-    with vault_admin_role() as admin:
-        yield admin
 
 
 @pytest.mark.integration

@@ -15,15 +15,13 @@ PostgreSQL, a PDP and the Postgres proxy in process, asyncpg as the client.
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
-from collections.abc import Iterator, Sized
+from collections.abc import Sized
 from pathlib import Path
 
 import asyncpg
 import pytest
-from openbao import OpenBao, configure_database, drop_dynamic_roles, running_openbao
-from openbao import vault_admin_role as admin_role
+from openbao import OpenBao, configure_database
 from pg_harness import running_gateway
 
 pytestmark = pytest.mark.integration
@@ -38,25 +36,6 @@ CREATION = [
     "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'; "
     'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{{name}}";'
 ]
-
-
-@pytest.fixture
-def bao() -> Iterator[OpenBao]:
-    with running_openbao() as server:
-        yield server
-
-
-@pytest.fixture
-def vault_admin() -> Iterator[tuple[str, str]]:
-    with admin_role() as admin:
-        yield admin
-
-
-@pytest.fixture
-def dyn_role() -> Iterator[str]:
-    role = "rs2" + secrets.token_hex(3)
-    yield role
-    drop_dynamic_roles(role)
 
 
 async def _ended(conn: asyncpg.Connection, sessions: Sized, within: float) -> bool:

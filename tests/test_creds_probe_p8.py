@@ -18,15 +18,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from openbao import OpenBao, configure_database, drop_dynamic_roles, running_openbao
-from openbao import vault_admin_role as admin_role
+from openbao import OpenBao, configure_database
 from pg_harness import scratch_database
 from test_vault import role_exists, wait_gone
 
@@ -48,25 +45,6 @@ async def main():
     os._exit(9)
 asyncio.run(main())
 """
-
-
-@pytest.fixture
-def bao() -> Iterator[OpenBao]:
-    with running_openbao() as server:
-        yield server
-
-
-@pytest.fixture
-def vault_admin() -> Iterator[tuple[str, str]]:
-    with admin_role() as admin:
-        yield admin
-
-
-@pytest.fixture
-def dyn_role() -> Iterator[str]:
-    role = "rs2k" + secrets.token_hex(3)
-    yield role
-    drop_dynamic_roles(role)
 
 
 async def test_a_restarted_proxy_revokes_the_leases_its_killed_predecessor_held(

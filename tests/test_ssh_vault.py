@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.serialization import SSHCertificate, load_ssh_public_identity
-from openbao import OpenBao, running_openbao, ssh_ca_role
+from openbao import OpenBao, ssh_ca_role
 from pdp_harness import pdp_raw
 from ssh_harness import Sshd
 from test_ssh_proxy import ssh_connection, ssh_stack
@@ -21,12 +20,6 @@ from proxies.runtime.vault import VaultProvider
 
 pytestmark = pytest.mark.integration
 TTL_SECONDS = 300
-
-
-@pytest.fixture
-def bao() -> Iterator[OpenBao]:
-    with running_openbao() as server:
-        yield server
 
 
 def ssh_ca(bao: OpenBao, user: str) -> str:

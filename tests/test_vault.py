@@ -14,7 +14,7 @@ import logging
 import secrets
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -33,10 +33,7 @@ from openbao import (
     ADMIN_DSN,
     OpenBao,
     configure_database,
-    drop_dynamic_roles,
-    running_openbao,
     ssh_ca_role,
-    vault_admin_role,
 )
 from pg_harness import Gateway, running_gateway
 from test_pg_proxy import Tap
@@ -48,26 +45,6 @@ from proxies.runtime.vault import VaultProvider, parse_ref
 pytestmark = pytest.mark.integration
 
 DBA = ("dba", "pii-readers")  # no masking: `current_user` comes back as written
-
-
-@pytest.fixture
-def bao() -> Iterator[OpenBao]:
-    with running_openbao() as server:
-        yield server
-
-
-@pytest.fixture
-def vault_admin() -> Iterator[tuple[str, str]]:
-    with vault_admin_role() as admin:
-        yield admin
-
-
-@pytest.fixture
-def dyn_role() -> Iterator[str]:
-    """A fresh dynamic-role name; any login OpenBao could not revoke is dropped afterwards."""
-    role = "ro" + secrets.token_hex(3)
-    yield role
-    drop_dynamic_roles(role)
 
 
 @contextlib.asynccontextmanager
