@@ -118,10 +118,10 @@ def after_timeline(
                       ": every byte shown, control sequences as escapes (--raw to play it as"
                       " a terminal draws it) ---\n")  # fmt: skip
             shown = Visible()
-            for wait, data in cast.frames(speed):
+            for wait, kind, data in cast.plays(speed):
                 if wait:
                     sleep(wait)
-                out.write(shown.feed(data))
+                out.write(shown.feed(data) if kind == "o" else _typed(data))
                 out.flush()
             out.write(shown.end() + "\n--- end of recording ---\n")
         return
@@ -133,12 +133,23 @@ def after_timeline(
                   " ---\n")  # fmt: skip
         out.flush()
         display = DisplayOnly()
-        for wait, data in cast.frames(speed):
+        unechoed = []
+        for wait, kind, data in cast.plays(speed):
             if wait:
                 sleep(wait)
+            if kind == "typed":
+                unechoed.append(data)  # listed after it: drawing may overwrite anything
+                continue
             out.write(display.feed(data))
             out.flush()
         out.write(display.end() + "\x1b[0m\n--- end of recording ---\n")
+        out.write("".join(_typed(line).lstrip("\n") for line in unechoed))
+
+
+def _typed(line: str) -> str:
+    """A line typed that the terminal did not echo (pdp.domain.casts.Unechoed), shown
+    inert on a line of its own: what ran under `stty -echo` is not hidden from the replay."""
+    return f"\n[typed, not echoed: {inert(line)}]\n"
 
 
 def _rows(out: TextIO) -> int:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,14 +50,25 @@ class Cast:
 
     def frames(self, speed: float = 1.0, max_idle: float = MAX_IDLE) -> Iterator[tuple[float, str]]:
         """(seconds to wait, output to write) for playing it back; input and resizes are
-        not written (the output already shows what the terminal echoed)."""
+        not written (the output shows what the terminal echoed; plays() what it did not)."""
+        return ((wait, data) for wait, kind, data in self.plays(speed, max_idle) if kind == "o")
+
+    def plays(
+        self, speed: float = 1.0, max_idle: float = MAX_IDLE
+    ) -> Iterator[tuple[float, str, str]]:
+        """frames() as (wait, "o", output), with each line typed that the terminal did not
+        echo (`Unechoed`) as (0, "typed", line) where the next key was (or at the end)."""
+        unechoed = Unechoed()
         previous = 0.0
         for at, code, data in self.events:
-            if code != "o":
-                continue
-            wait = min(max(float(at) - previous, 0.0), max_idle) / max(speed, 0.01)
-            previous = float(at)
-            yield wait, str(data)
+            if code == "i":
+                yield from ((0.0, "typed", line) for line in unechoed.typed(str(data)))
+            elif code == "o":
+                unechoed.output(str(data))
+                wait = min(max(float(at) - previous, 0.0), max_idle) / max(speed, 0.01)
+                previous = float(at)
+                yield wait, "o", str(data)
+        yield from ((0.0, "typed", line) for line in unechoed.end())
 
     @property
     def output(self) -> str:
@@ -146,3 +158,76 @@ def _seconds(value: Any) -> float | None:
         return float(value) if number and math.isfinite(value) and value >= 0 else None
     except OverflowError:  # an integer no double holds
         return None
+
+
+# a key's or a terminal's escape sequence (CSI, SS3, two-character): no character of a line
+_SEQUENCE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|O.|.)?", re.DOTALL)
+
+
+class Unechoed:
+    """Lines typed into a recorded terminal that it did not echo (sans-IO, fed the input
+    and output events in recorded order).
+
+    The text replay shows output only, which holds what was typed as far as the terminal
+    echoed it; a shell whose echo is off (`stty -echo`, a program that turns it off) runs
+    commands the output never shows. A typed line (input up to CR or LF, or MAX_LINE of
+    it) is judged at the next input (or end()), when its echo has had time to come: it
+    counts as echoed when the text it leaves (erasures applied, key sequences dropped)
+    stands whole in the output recorded from its first key on, as the screen got it
+    (erasures applied, sequences, CR and LF dropped). Any other line is handed back, so
+    the replay shows it, marked. Editing keys and tab completion make a line's keys differ
+    from its echo: such a line is shown too (over-showing is the safe side)."""
+
+    MAX_LINE = 4096
+
+    def __init__(self) -> None:
+        self._keys: list[str] = []  # of the line being typed
+        self._pending: list[str] = []  # lines ended, not yet judged
+        self._seen: list[str] = []  # output since the first key of the oldest of those
+
+    def output(self, data: str) -> None:
+        if self._keys or self._pending:
+            self._seen.append(data)
+
+    def typed(self, data: str) -> list[str]:
+        """The lines typed before this input that were not echoed by now."""
+        done = self._judged() if self._pending else []
+        for char in data:
+            if char in "\r\n" or len(self._keys) >= self.MAX_LINE:
+                if self._keys:
+                    self._pending.append("".join(self._keys))
+                    self._keys.clear()
+                if char in "\r\n":
+                    continue
+            self._keys.append(char)
+        return done
+
+    def end(self) -> list[str]:
+        """The lines typed that were never echoed, the one typed last included."""
+        if self._keys:
+            self._pending.append("".join(self._keys))
+            self._keys.clear()
+        return self._judged()
+
+    def _judged(self) -> list[str]:
+        screen = _erased(_SEQUENCE.sub("", "".join(self._seen)).replace("\r", "").replace("\n", ""))
+        unechoed = [
+            line for line in self._pending if _erased(_SEQUENCE.sub("", line)) not in screen
+        ]
+        self._pending.clear()
+        if not self._keys:
+            self._seen.clear()
+        return unechoed
+
+
+def _erased(text: str) -> str:
+    """text as it stands once its backspaces and DELs took back a character each, with no
+    other control character."""
+    kept: list[str] = []
+    for char in text:
+        if char in "\b\x7f":
+            if kept:
+                kept.pop()
+        elif char >= " " or char == "\t":
+            kept.append(char)
+    return "".join(kept)

@@ -49,9 +49,12 @@ For ssh.shell, ssh.forward and ssh.subsystem the proxy's attributes (terminal, t
 and port, subsystem name) are what the request said on the wire; they pass as sent, in a
 fixed set of keys. For ssh.sftp (one SFTP request of an allowed sftp subsystem) they are
 the operation, the path and a rename's / link's second path (`target`), normalised by the
-proxy (absolute, `.`, `..` and duplicate slashes resolved), and an open's flags. The
-proxy then resolves symlinks on the server (REALPATH) and asks again with the resolved
-paths where they differ; the upstream receives the resolved paths.
+proxy (absolute, `.`, `..` and duplicate slashes resolved), an open's flags, the mode
+bits and owner ("uid:gid") its ATTRS set (`mode`, `owner`), and the upstream account's
+`homes` (the server's start directory, the account's home as the server names it:
+ssh.rego holds writes to the login files there). The proxy then resolves symlinks on the
+server (REALPATH) and asks again with the resolved paths where they differ; the upstream
+receives the resolved paths.
 
 No IO here; called by the PDP's command_input() through the `ssh` protocol declaration.
 """
@@ -182,7 +185,7 @@ ATTRIBUTE_KEYS = {
     "ssh.shell": ("term", "cols", "rows"),
     "ssh.forward": ("direction", "host", "port", "origin"),
     "ssh.subsystem": ("subsystem",),
-    "ssh.sftp": ("operation", "path", "target", "flags"),
+    "ssh.sftp": ("operation", "path", "target", "flags", "homes", "mode", "owner"),
 }
 
 

@@ -87,6 +87,12 @@ TERMINAL_REFUSED = "a command with a terminal is interactive, as a shell is: "
 # a terminal type the upstream sets as TERM for what runs there: a terminfo name, nothing
 # else (no path, no shell metacharacter, no control character)
 TERM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
+# the terminal mode ECHO (RFC 4254 section 8, opcode 53): the upstream's terminal starts
+# with it on, whatever the client's pty-req said. With ECHO off there the account's shell
+# echoed nothing typed (readline honours it): the recording's output, which `portcullis
+# replay` plays, showed prompts and results and no command. A program of the shell may
+# still turn it off (a password prompt; `stty -echo`, typed and so seen)
+ECHO_MODE = 53
 # the least maximum packet size a client's channel may ask of the proxy: asyncssh sends
 # what is relayed in packets of at most that size, each framed, encrypted and written
 # apart in one run of the event loop, so a channel opened with a maximum of 1 byte had an
@@ -235,7 +241,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             return False
         self.term = term_type or "xterm"
         self.size = tuple(term_size)
-        self.modes = dict(term_modes)
+        self.modes = {**dict(term_modes), ECHO_MODE: 1}
         return True
 
     def shell_requested(self) -> bool:

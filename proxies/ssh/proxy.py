@@ -624,7 +624,13 @@ class ClientConnection(asyncssh.SSHServer):
         lease = self.session.lease if self.session is not None else None
         if lease is None:
             return False
-        return (lease.username or getpass.getuser()) == "root"
+        return self.upstream_account() == "root"
+
+    def upstream_account(self) -> str:
+        """The upstream account's name: the credential's, else the local user's (whom
+        asyncssh logs in as when the credential names none)."""
+        lease = self.session.lease if self.session is not None else None
+        return (lease.username if lease is not None else "") or getpass.getuser()
 
     def shell_reaped(self) -> bool:
         """Whether a shell runs after the proxy's report line, to be reaped at its end

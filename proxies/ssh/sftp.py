@@ -6,11 +6,15 @@ read and written by sftp_codec (sans-IO), the decisions are the session's.
 
 - Start: the client's INIT is answered by the proxy after it spoke to the upstream itself
   (INIT version 3, then REALPATH "." for the home directory every relative path is
-  normalised against); the VERSION the client sees offers only the extensions the relay
-  understands (sftp_codec.EXTENSIONS).
+  normalised against, and, when the server offers the `home-directory` extension, the
+  upstream account's home as the server names it: both are the account's `homes`, given
+  with every request, so that the policy holds a write to the files its sshd and shell
+  read at every login, `~/.ssh/rc`, `~/.bashrc`, ...); the VERSION the client sees offers
+  only the extensions the relay understands (sftp_codec.EXTENSIONS).
 - Requests, in the order the client sent them: each one that names a path is decided as
   its own command (kind `ssh.sftp`: operation, normalised path, a rename's / link's
-  second path as `target`, an open's flags) and recorded in the session's events;
+  second path as `target`, an open's flags, the mode bits and owner its ATTRS set: an
+  open's, a setstat's, an fsetstat's, a mkdir's) and recorded in the session's events;
   allowed, it goes upstream with the normalised paths in place of the client's (what was
   decided is what the server acts on); denied (or not approved), the client gets
   SSH_FX_PERMISSION_DENIED with the reason and nothing reaches the upstream. A request on
@@ -153,10 +157,21 @@ class Operation:
     flags: tuple[str, ...] = ()
     forwarded_paths: tuple[str, ...] = ()  # the request's path fields, normalised, in order
     requested: str = ""  # decided on resolved paths: the path the client named
+    # what its ATTRS set (open, setstat, fsetstat, lsetstat, mkdir): the mode bits (the
+    # set-user-ID ones the policy holds) and an owner "uid:gid" (a chown)
+    mode: int | None = None
+    owner: str = ""
 
     @property
     def raw(self) -> str:
-        return shlex.join([self.operation, self.path, *([self.target] if self.target else [])])
+        """The request as the approver reads it: its operation and paths, and what it sets
+        beyond ordinary permissions (set-user-ID, set-group-ID, sticky bits; an owner)."""
+        words = [self.operation, self.path, *([self.target] if self.target else [])]
+        if self.mode is not None and self.mode & 0o7000:
+            words.append(f"mode={self.mode:04o}")
+        if self.owner:
+            words.append(f"owner={self.owner}")
+        return shlex.join(words)
 
     @property
     def decided(self) -> tuple[str, str]:
@@ -170,7 +185,24 @@ class Operation:
             out["requested_path"] = self.requested
         if self.operation in ("read", "write"):
             out["flags"] = list(self.flags)
+        if self.mode is not None:
+            out["mode"] = self.mode
+        if self.owner:
+            out["owner"] = self.owner
         return out
+
+
+def attrs_of(request: codec.Request) -> dict[str, Any]:
+    """The Operation fields of what a request's ATTRS set (none: no ATTRS, or nothing the
+    policy decides on)."""
+    out: dict[str, Any] = {}
+    for attrs in request.values("attrs"):
+        mode, owner = codec.attrs_set(attrs)
+        if mode is not None:
+            out["mode"] = mode
+        if owner is not None:
+            out["owner"] = f"{owner[0]}:{owner[1]}"
+    return out
 
 
 def operation_of(request: codec.Request, home: str) -> Operation:
@@ -191,10 +223,11 @@ def operation_on(
     """The Operation of a path request over these paths (its path fields, in order);
     `forwarded`: what goes upstream in their place, when not the same."""
     sent = paths if forwarded is None else forwarded
+    attrs = attrs_of(request)
     if request.kind == codec.OPEN:
         flags = codec.open_flags(request.number(1))
         writes = request.number(1) & codec.WRITING_FLAGS
-        return Operation("write" if writes else "read", paths[0], "", tuple(flags), sent)
+        return Operation("write" if writes else "read", paths[0], "", tuple(flags), sent, **attrs)
     if request.kind == codec.SYMLINK:
         return Operation("symlink", paths[1], paths[0], (), sent)
     if request.kind == codec.EXTENDED:
@@ -204,7 +237,8 @@ def operation_on(
     if operation == "link":
         # hardlink@openssh.com: the existing file, then the new name
         return Operation("link", paths[1], paths[0], (), sent)
-    return Operation(operation, paths[0], paths[1] if len(paths) > 1 else "", (), sent)
+    target = paths[1] if len(paths) > 1 else ""
+    return Operation(operation, paths[0], target, (), sent, **attrs)
 
 
 def resolution_of(request: codec.Request) -> tuple[str, ...]:
@@ -270,7 +304,10 @@ class SftpRelay:
     def __init__(self, channel: Channel, session: ProxySession) -> None:
         self.channel = channel
         self.session = session
-        self.home = ""
+        self.home = ""  # the server's start directory: relative paths are relative to it
+        # the account's home directories (its start directory and its home as the server
+        # names it): given with every request, whose writes there the policy holds
+        self.homes: list[str] = []
         self.handles: dict[bytes, OpenFile] = {}
         self.outstanding: dict[int, Pending] = {}
         self.operations = 0
@@ -279,8 +316,9 @@ class SftpRelay:
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._queued = 0
         self._paused = False
-        self._phase = "init"  # init → version → home → relay
+        self._phase = "init"  # init → version → home (→ account) → relay
         self._offered: list[tuple[bytes, bytes]] = []
+        self._named_home = False  # the upstream offered home-directory
         self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._resolving: dict[int, asyncio.Future[codec.Reply]] = {}  # the proxy's REALPATHs
         self._resolver_id = RESOLVER_IDS
@@ -479,7 +517,7 @@ class SftpRelay:
             data = request.values("string")[0]
             opened.written_bytes += len(data)
         elif request.kind == codec.FSETSTAT:
-            ruling = await self._decide(Operation("setstat", opened.path))
+            ruling = await self._decide(Operation("setstat", opened.path, **attrs_of(request)))
             if not ruling.verdict.allowed:
                 self._deny(request.id, ruling)
                 return
@@ -504,13 +542,14 @@ class SftpRelay:
 
         # the channel's own wait: the client leaving withdraws this request (not another
         # channel's of the session)
+        attributes = {**operation.attributes(), "homes": self.homes}
         ruling: Ruling = await self.channel.decide_or_wait(
-            session, KIND, operation.raw, operation.attributes(), tell, shape_of=None
+            session, KIND, operation.raw, attributes, tell, shape_of=None
         )
         if ruling.kind is VerdictKind.MASK and "read" in (operation.operation, *operation.flags):
             ruling = Ruling(Verdict.deny(MASK_REFUSED), ruling.decision_id,
                             ruling.policy_revision)  # fmt: skip
-        session.record_command(operation.raw, ruling, kind=KIND, **operation.attributes())
+        session.record_command(operation.raw, ruling, kind=KIND, **attributes)
         return ruling
 
     def _deny(
@@ -566,6 +605,7 @@ class SftpRelay:
             if reply.kind != codec.VERSION or reply.version != codec.VERSION_SPOKEN:
                 raise SftpFailed("the upstream does not speak SFTP version 3")
             self._offered = [(n, d) for n, d in reply.extensions if n in codec.EXTENSIONS]
+            self._named_home = any(n == codec.HOME_DIRECTORY for n, _ in reply.extensions)
             self._phase = "home"
             self._upstream(codec.realpath(HOME_REQUEST, b"."))
             return
@@ -573,9 +613,23 @@ class SftpRelay:
             if reply.kind != codec.NAME or reply.id != HOME_REQUEST or not reply.names:
                 raise SftpFailed("the upstream did not name the home directory")
             self.home = codec.normalise(reply.names[0], "/")
-            self._phase = "relay"
-            if not self._ready.done():
-                self._ready.set_result(None)
+            self.homes = [self.home]
+            if self._named_home:
+                self._phase = "account"
+                account = self.channel.client.upstream_account().encode("utf-8")
+                self._upstream(codec.home_directory(HOME_REQUEST, account))
+                return
+            self._relaying()
+            return
+        if self._phase == "account":
+            # a server that cannot name it (no such entry: a failure) leaves the start
+            # directory alone; one that answers otherwise does not speak SFTP
+            if reply.id != HOME_REQUEST or reply.kind not in (codec.NAME, codec.STATUS):
+                raise SftpFailed("the upstream did not answer home-directory")
+            if reply.kind == codec.NAME and reply.names:
+                named = codec.normalise(reply.names[0], "/")
+                self.homes = sorted({self.home, named})
+            self._relaying()
             return
         if reply.id is not None and reply.id in self._resolving:
             waiter = self._resolving.pop(reply.id)
@@ -595,6 +649,11 @@ class SftpRelay:
             self._to_client(self._masked_names(body, pending.names, pending.decision_id))
             return
         self._to_client(codec.frame(body))
+
+    def _relaying(self) -> None:
+        self._phase = "relay"
+        if not self._ready.done():
+            self._ready.set_result(None)
 
     def _masked_names(self, body: bytes, masker: Masker, decision_id: str) -> bytes:
         """A NAME answer with each filename and longname masked as a screen shows it, or

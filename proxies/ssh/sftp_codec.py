@@ -19,7 +19,8 @@ of OpenSSH's source). No sockets, no asyncio here.
   that (proxies/ssh/sftp.py), and a symlink's creation is decided on both of its paths.
 - `read_reply()`: what the relay needs of an upstream packet (type, id, a HANDLE's handle,
   a DATA's length); `read_names()` a NAME's entries whole (the relay masks names); encoders
-  for the packets the proxy writes itself (INIT, VERSION, STATUS, REALPATH, NAME).
+  for the packets the proxy writes itself (INIT, VERSION, STATUS, REALPATH, NAME, and the
+  `home-directory` extension's request).
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ ATTR_EXTENDED = 0x80000000
 ATTR_KNOWN = ATTR_SIZE | ATTR_UIDGID | ATTR_PERMISSIONS | ATTR_ACMODTIME | ATTR_EXTENDED
 
 VERSION_SPOKEN = 3
+# the extension an upstream names the account's home by (home_directory); asked by the
+# proxy itself, never relayed for a client
+HOME_DIRECTORY = b"home-directory"
 MAX_CLIENT_PACKET = 260 * 1024  # OpenSSH's sftp-server takes at most 256 KiB
 MAX_UPSTREAM_PACKET = 1024 * 1024
 MAX_ATTR_EXTENSIONS = 64
@@ -379,6 +383,26 @@ def status(request_id: int, code: int, message: str) -> bytes:
 def realpath(request_id: int, path: bytes) -> bytes:
     """SSH_FXP_REALPATH (filexfer-02 section 6.9)."""
     return packet(REALPATH, _u32(request_id) + _string(path))
+
+
+def attrs_set(attrs: bytes) -> tuple[int | None, tuple[int, int] | None]:
+    """What an ATTRS (as read_request validated it) sets that the policy decides on: its
+    permissions (the mode bits, set-user-ID ones included) and its owner (uid, gid), each
+    None when not given."""
+    reader = _Reader(attrs, 0)
+    flags = reader.u32()
+    if flags & ATTR_SIZE:
+        reader.take(8)
+    owner = (reader.u32(), reader.u32()) if flags & ATTR_UIDGID else None
+    mode = reader.u32() if flags & ATTR_PERMISSIONS else None
+    return mode, owner
+
+
+def home_directory(request_id: int, username: bytes) -> bytes:
+    """SSH_FXP_EXTENDED `home-directory` (draft-ietf-secsh-filexfer-extensions-00 section
+    5; OpenSSH's sftp-server answers it since 9.0): the account's home, answered by NAME."""
+    body = _u32(request_id) + _string(HOME_DIRECTORY) + _string(username)
+    return packet(EXTENDED, body)
 
 
 def open_flags(pflags: int) -> list[str]:

@@ -33,8 +33,11 @@
 # are allowed to the privileged groups; so are writes (write, remove, rename, mkdir, rmdir,
 # setstat, symlink, link), except that a write touching a path under
 # data.portcullis.ssh.sftp.approval_paths — by either of its paths: a symlink pointing
-# into /etc is a write under /etc — needs approval. An operation the policy does not know,
-# or a request without an absolute path, is denied.
+# into /etc is a write under /etc — needs approval. So does, whatever the groups and paths,
+# a write to the upstream account's login files (its home, the dot files in it, ~/bin) or
+# to any account's .ssh, and a request setting a set-user-ID or set-group-ID bit or an
+# owner (below). An operation the policy does not know, or a request without an absolute
+# path, is denied.
 #
 # The reasons an exec's rules give go into ssh_denials and ssh_approvals, which
 # decision.rego joins into deny and needs_approval for an ssh.exec (for the evaluator's
@@ -1241,6 +1244,101 @@ needs_approval contains sprintf("SFTP %s of %s: writes under %s need approval", 
 	some path in [input.command.ssh.path, object.get(input.command.ssh, "target", "")]
 	some under in data.portcullis.ssh.sftp.approval_paths
 	ssh_path_under(path, under)
+}
+
+# The upstream account's login files: sshd runs ~/.ssh/rc for every channel and logs in
+# whoever holds a key of ~/.ssh/authorized_keys (past the proxy), and the account's shell
+# reads its startup files before every line the proxy sends (bash run by sshd ~/.bashrc, a
+# login shell ~/.profile and what that puts on PATH, Debian's ~/bin): a function or a
+# DEBUG trap there runs in place of every command decided, any session's, readers' too,
+# and forges what the proxy reads back. The proxy gives every SFTP request the account's
+# `homes` (the server's start directory, and the account's home as the server names it);
+# a write to one of them itself (or a directory above it), to a dot entry in it or
+# anything under one, or to its bin/ needs approval, whatever the groups, approval_paths and write_paths say. (A dot
+# file that is a symlink already, the target elsewhere, is written there as its target's
+# path: keep the account's login files its own, not links, on the upstream host.)
+needs_approval contains sprintf("SFTP %s of %s: the upstream account's login files (its home %s, the dot files in it, ~/.ssh, ~/bin) are read by its sshd and shell before every command decided, any session's; a write there needs approval", [op, path, home]) if {
+	input.command.kind == "ssh.sftp"
+	op := input.command.ssh.operation
+	op in ssh_sftp_writes
+	some path in [input.command.ssh.path, object.get(input.command.ssh, "target", "")]
+	some home in object.get(input.command.ssh, "homes", [])
+	ssh_login_file(path, home)
+}
+
+# Any account's ~/.ssh (authorized_keys, rc, environment), wherever its home: a key added
+# there logs in to the server past the proxy, as that account.
+needs_approval contains sprintf("SFTP %s of %s: an account's .ssh directory (authorized_keys: a login past the proxy) needs approval", [op, path]) if {
+	input.command.kind == "ssh.sftp"
+	op := input.command.ssh.operation
+	op in ssh_sftp_writes
+	some path in [input.command.ssh.path, object.get(input.command.ssh, "target", "")]
+	".ssh" in split(path, "/")
+}
+
+ssh_login_file(path, home) if path == home
+
+# a directory above the home (a rename of /home, its files edited elsewhere, renamed back)
+ssh_login_file(path, home) if {
+	startswith(path, "/")
+	startswith(home, concat("", [trim_right(path, "/"), "/"]))
+}
+
+ssh_login_file(path, home) if {
+	prefix := concat("", [trim_right(home, "/"), "/"])
+	startswith(path, prefix)
+	entry := split(substring(path, count(prefix), -1), "/")[0]
+	ssh_login_entry(entry)
+}
+
+ssh_login_entry(entry) if startswith(entry, ".")
+
+ssh_login_entry("bin")
+
+# What a request's ATTRS set (open, setstat, mkdir, lsetstat; an fsetstat as a setstat of
+# its handle's path): `mode`, the permission bits, and `owner`, "uid:gid". A set-user-ID
+# or set-group-ID bit makes the file run as its owner (the upstream account: root's, for
+# a root account) for whoever runs it: a masked dba's upload to /tmp (allowed without
+# approval, write_paths) chmod 4755 was a root shell for every local user of the server.
+# A change of owner gives the file to another account. Either needs approval, whatever
+# the groups and paths; a mode that is no number too.
+needs_approval contains sprintf("SFTP %s of %s: it sets the set-user-ID or set-group-ID bit (mode %v, decimal): the file would run as its owner, the upstream account, for whoever runs it; it needs approval", [op, path, mode]) if {
+	input.command.kind == "ssh.sftp"
+	op := input.command.ssh.operation
+	path := object.get(input.command.ssh, "path", "")
+	mode := input.command.ssh.mode
+	not ssh_plain_mode(mode)
+}
+
+ssh_plain_mode(mode) if {
+	is_number(mode)
+	bits.and(mode, 3072) == 0 # 0o6000
+}
+
+needs_approval contains sprintf("SFTP %s of %s: it gives the file to owner %v (uid:gid); it needs approval", [op, path, owner]) if {
+	input.command.kind == "ssh.sftp"
+	op := input.command.ssh.operation
+	path := object.get(input.command.ssh, "path", "")
+	owner := input.command.ssh.owner
+}
+
+# A write whose request does not say the account's homes (no proxy of this version sent
+# it) cannot be held by the rule above: it needs approval.
+needs_approval contains sprintf("SFTP %s of %s: the request does not name the upstream account's home, whose login files a write may change; it needs approval", [op, path]) if {
+	input.command.kind == "ssh.sftp"
+	op := input.command.ssh.operation
+	op in ssh_sftp_writes
+	path := object.get(input.command.ssh, "path", "")
+	not ssh_homes_named
+}
+
+ssh_homes_named if {
+	homes := input.command.ssh.homes
+	is_array(homes)
+	count(homes) > 0
+	every home in homes {
+		startswith(home, "/")
+	}
 }
 
 # Outside pii-readers (a dba whose answers are masked, who gets no shell: 75065d9), a write

@@ -192,12 +192,76 @@ test_ssh_shell_output_masked_for_dba_without_pii_when_allowed_by_name if {
 	r.verdict == "deny"
 }
 
+# the proxy names the upstream account's homes with every request (here /home/deploy)
 ssh_sftp(groups, op) := d if {
 	d := portcullis.decision with input as {
 		"identity": {"subject": "alice@example.com", "groups": groups},
 		"connection": {"name": "web-1", "type": "ssh"},
-		"command": {"kind": "ssh.sftp", "raw": concat(" ", [object.get(op, "operation", ""), object.get(op, "path", "")]), "ssh": op},
+		"command": {"kind": "ssh.sftp", "raw": concat(" ", [object.get(op, "operation", ""), object.get(op, "path", "")]), "ssh": object.union({"homes": ["/home/deploy"]}, op)},
 	}
+}
+
+test_ssh_sftp_writes_to_the_accounts_login_files_need_approval if {
+	every op in ["write", "remove", "rename", "mkdir", "rmdir", "setstat", "symlink", "link"] {
+		every path in ["/home/deploy/.bashrc", "/home/deploy/.ssh", "/home/deploy/.ssh/authorized_keys", "/home/deploy/.config/systemd/user/x.service", "/home/deploy/bin", "/home/deploy/bin/df", "/home/deploy", "/home", "/"] {
+			d := ssh_sftp(["dba", "pii-readers"], {"operation": op, "path": path})
+			d.verdict == "require_approval"
+			some reason in d.reasons
+			contains(reason, "login files")
+		}
+		# the second path of a rename / link / symlink too
+		ssh_sftp(["dba", "pii-readers"], {"operation": op, "path": "/tmp/x", "target": "/home/deploy/.profile"}).verdict == "require_approval"
+		# what is not read at login, as before
+		ssh_sftp(["dba", "pii-readers"], {"operation": op, "path": "/home/deploy/dump.sql"}).verdict == "allow"
+		ssh_sftp(["dba", "pii-readers"], {"operation": op, "path": "/home/deploy/binaries/x"}).verdict == "allow"
+		ssh_sftp(["dba", "pii-readers"], {"operation": op, "path": "/home/deployment/.bashrc"}).verdict == "allow"
+		ssh_sftp(["dba", "pii-readers"], {"operation": op, "path": "/home/deployment"}).verdict == "allow"
+		ssh_sftp(["dba", "pii-readers"], {"operation": op, "path": "/home/dep"}).verdict == "allow"
+	}
+	# any account's .ssh, wherever its home
+	every path in ["/home/alice/.ssh", "/home/alice/.ssh/authorized_keys", "/srv/git/.ssh/authorized_keys2"] {
+		d := ssh_sftp(["dba", "pii-readers"], {"operation": "write", "path": path})
+		d.verdict == "require_approval"
+		some reason in d.reasons
+		contains(reason, "past the proxy")
+	}
+	ssh_sftp(["dba", "pii-readers"], {"operation": "write", "path": "/home/alice/.sshx"}).verdict == "allow"
+	# reads are not held
+	ssh_sftp(["dba", "pii-readers"], {"operation": "read", "path": "/home/deploy/.bashrc"}).verdict == "allow"
+	ssh_sftp(["dba", "pii-readers"], {"operation": "read", "path": "/home/alice/.ssh/id_ed25519"}).verdict == "allow"
+	# every home named counts
+	ssh_sftp(["dba", "pii-readers"], {"operation": "write", "path": "/srv/h/.bashrc", "homes": ["/home/deploy", "/srv/h"]}).verdict == "require_approval"
+}
+
+test_ssh_sftp_set_user_id_modes_and_owners_need_approval if {
+	every groups in [["dba"], ["dba", "pii-readers"]] {
+		every op in ["write", "setstat", "mkdir"] {
+			every mode in [2541, 3565, 1517, 3072, "4755"] { # 04755, 06755, 02755, 06000, no number
+				d := ssh_sftp(groups, {"operation": op, "path": "/tmp/x", "mode": mode})
+				d.verdict == "require_approval"
+				some reason in d.reasons
+				contains(reason, "set-user-ID")
+			}
+			ssh_sftp(groups, {"operation": op, "path": "/tmp/x", "owner": "1000:1000"}).verdict == "require_approval"
+			# ordinary permissions, sticky included, as before
+			every mode in [420, 493, 511, 1023] { # 0644, 0755, 0777, 01777
+				ssh_sftp(groups, {"operation": op, "path": "/tmp/x", "mode": mode}).verdict == "allow"
+			}
+		}
+	}
+}
+
+test_ssh_sftp_writes_without_the_accounts_homes_need_approval if {
+	every homes in [[], [""], ["relative"]] {
+		ssh_sftp(["dba", "pii-readers"], {"operation": "write", "path": "/tmp/x", "homes": homes}).verdict == "require_approval"
+	}
+	d := portcullis.decision with input as {
+		"identity": {"subject": "alice@example.com", "groups": ["dba", "pii-readers"]},
+		"connection": {"name": "web-1", "type": "ssh"},
+		"command": {"kind": "ssh.sftp", "raw": "write /tmp/x", "ssh": {"operation": "write", "path": "/tmp/x"}},
+	}
+	d.verdict == "require_approval"
+	ssh_sftp(["dba", "pii-readers"], {"operation": "read", "path": "/tmp/x", "homes": []}).verdict == "allow"
 }
 
 test_ssh_sftp_reads_allowed_for_dba_anywhere if {
