@@ -13,7 +13,7 @@ buffers read: the sizes of the values the statement computed and never sent.
 printed `Sort Method: external merge  Disk: 2168kB` where the password as it is gave
 2552kB: how many of Ada's characters are in a-m, and over substr(password, k, 1) which
 set each character is in (100 kB apart; translate over a sensitive column is refused since
-p12, over a note's free text it runs, and the password as it is measures its length).
+p12, over a note's free text since p37, and the password as it is measures its length).
 rego/portcullis/postgres_lineage.rego now holds
 EXPLAIN ANALYZE of a statement reading a table for approval under the masks, as CLUSTER is;
 EXPLAIN without ANALYZE (the plan alone) runs as before, and a pii-reader's runs.
@@ -33,7 +33,7 @@ client = probe_client("mask-p13")
 MEASURED = [
     "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT password"
     " FROM customers, generate_series(1, 100000) g WHERE id = 1 ORDER BY g",
-    "EXPLAIN ANALYZE SELECT translate(substr(note, 6, 1), '0123', '') FROM customers,"
+    "EXPLAIN ANALYZE SELECT substr(note, 6, 1) FROM customers,"
     " generate_series(1, 100000) g WHERE id = 1 ORDER BY g",
     "EXPLAIN (ANALYZE, BUFFERS) SELECT count(*) FROM customers WHERE password IS NOT NULL",
     "explain (analyze true, format json) select ssn from customers order by id",

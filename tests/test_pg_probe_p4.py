@@ -80,30 +80,40 @@ def computed_values(answer: Answer) -> list[bytes | None]:
     return [value for row in answer.rows for value in row]
 
 
+# A computation over free text that can fail for some values (translate, replace, a cast
+# that parses, a value beside another: tests/test_pg_probe_p37.py) is refused before the
+# server since whether it failed answers about the text; what cannot fail is masked whole.
+REFUSED = "can fail for some of its values"
+
+
+def assert_masked_or_refused(answer: Answer) -> None:
+    assert_no_card(answer)
+    if answer.errors:
+        assert REFUSED in answer.errors[0], answer.errors
+        assert not answer.rows, answer.rows
+        return
+    values = computed_values(answer)
+    assert values, answer.messages
+    # every value is the mask: the redact string in text, NULL in any other type
+    assert set(values) <= {b"[REDACTED]", None}, values
+
+
 @pytest.mark.parametrize("sql", TRANSFORMS)
 def test_an_expression_changing_free_text_is_masked_whole(arena, sql: str) -> None:
     for groups in (("readonly",), ("dba",)):
         c = client(arena, groups)
         try:
-            answer = c.query(sql)
-            assert not answer.errors, answer.errors
-            assert_no_card(answer)
-            values = computed_values(answer)
-            assert values, answer.messages
-            # every value is the mask: the redact string in text, NULL in any other type
-            assert set(values) <= {b"[REDACTED]", None}, values
+            assert_masked_or_refused(c.query(sql))
         finally:
             c.close()
 
 
-@pytest.mark.parametrize("sql", TRANSFORMS[:6])
+@pytest.mark.parametrize("sql", TRANSFORMS[:10])  # reverse, the cuts, upper run
 def test_an_expression_changing_free_text_in_binary_format(arena, sql: str) -> None:
     c = client(arena)
     try:
         answer = c.send(parse("", sql), bind("", "", result_format=1), execute(), sync())
-        assert not answer.errors, answer.errors
-        assert_no_card(answer)
-        assert set(computed_values(answer)) <= {b"[REDACTED]", None}
+        assert_masked_or_refused(answer)
     finally:
         c.close()
 
@@ -112,7 +122,7 @@ def test_an_expression_changing_free_text_through_a_cursor(arena) -> None:
     c = client(arena)
     try:
         answer = c.query(
-            "BEGIN; DECLARE k CURSOR FOR SELECT translate(note, '0123456789', 'abcdefghij')"
+            "BEGIN; DECLARE k CURSOR FOR SELECT reverse(note)"
             " FROM customers; FETCH ALL FROM k; COMMIT"
         )
         assert not answer.errors, answer.errors

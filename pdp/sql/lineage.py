@@ -1388,9 +1388,14 @@ class Lineage:
                 self.partial(flow)
                 return flow.derived()
             if names[-1:] and names[-1] in _DOCUMENT_TYPES:
-                # (text that is no JSON fails: whether it is a document, no question
-                # about the text a value detector reads inside it, so keyed)
-                self.partial(flow.taken_part())
+                # (a stored column's text that is no JSON fails: whether it is a document,
+                # no question about the text a value detector reads inside it, so keyed.
+                # Not text computed first: `('[' || substr(note, 6, 1) || ']')::jsonb`
+                # fails unless the sixth character is a digit, `'[0' || ...` unless it is
+                # none, and '[1e' prefixes place it against the exponent's limit: the parse
+                # answers about the part taken, a character at a time)
+                bare = flow.kind == PLAIN and _unwrap(fields["arg"])[0] == "ColumnRef"
+                self.partial(flow.taken_part() if bare else flow)
                 return flow.transformed().as_document()  # `notes::jsonb`: read as JSON
             if (
                 names[-1:]

@@ -181,14 +181,25 @@ COMPOSITE_SQL = _holds_composite("a.atttypid")
 # as a document wherever lineage meets the column whole rather than through a constant key.
 DOCUMENT = "{}"
 # A column of a string type (text, varchar, char, citext, a domain over one, an array of
-# one) may hold free text the value detectors mask inside it (a note with 'SSN:
-# 078-05-1120' in it): a question about its text (`note LIKE '%078-05%'`, `note > 'SSN:
-# 07'`, `ORDER BY note`) answers about what the detectors masked in its answers. Listed to
+# one) or of bytea or tsvector may hold free text the value detectors mask inside it (a
+# note with 'SSN: 078-05-1120' in it): a question about its text (`note LIKE '%078-05%'`,
+# `note > 'SSN: 07'`, `ORDER BY note`) answers about what the detectors masked in its
+# answers. Listed to
 # the policy as a column carrying FREE_TEXT, which judges such questions as a sensitive
 # column's unless the team lists the name as holding none (postgres.plain_text_columns).
 FREE_TEXT = "''"
-# a string type (pg_type alias t), but `name`: an identifier's, 63 bytes (usename)
-_STRING = "({t}.typcategory = 'S' AND {t}.oid <> '19'::pg_catalog.oid)"
+# a string type (pg_type alias t), but `name`: an identifier's, 63 bytes (usename); and
+# bytea, tsvector and tsquery (or a domain over one: a domain has its base type's output
+# function, byteaout, tsvectorout, tsqueryout, compared as oids: a superuser's operators
+# may make regproc's `=` ambiguous, test_pg_probe_p29), which the value detectors read as
+# text (the text its bytes spell, the words: proxies/postgres/values.py), so `blob LIKE
+# '%4111%'::bytea`, `1/(get_byte(blob, 5) - 52)`, `words @@ '4111'::tsquery` ask about
+# the card they mask in it as a note's questions do
+_STRING = (
+    "(({t}.typcategory = 'S' AND {t}.oid <> '19'::pg_catalog.oid)"
+    " OR {t}.typoutput::pg_catalog.oid IN ('31'::pg_catalog.oid, '3611'::pg_catalog.oid,"
+    " '3613'::pg_catalog.oid))"
+)
 # A column of a number type that can hold 13 or more digits (bigint, numeric unconstrained
 # or with precision - scale >= 13, double precision, money, a domain over one, an array or a
 # range of one) may hold a card number: the value detectors read it as it is stored, but
@@ -502,9 +513,9 @@ AND """
     # document, in one row (a built-in type's, which pg_depend does not record: read from
     # pg_attribute, from the first relation made after initdb on, by its index; a type made
     # since, a domain or an array of one, followed to what it holds); and in another, those
-    # holding free text (a string type but name: text, varchar, char, citext, a domain over
-    # one, an array of one), and in a third those holding wide numbers (NUMBER), read in
-    # the same pass
+    # holding free text (a string type but name: text, varchar, char, citext; bytea,
+    # tsvector, tsquery; a domain over one, an array of one), and in a third those holding
+    # wide numbers (NUMBER), read in the same pass
     + f"""
 UNION ALL
 SELECT pg_catalog.textin(pg_catalog.json_out(json_build_array(0, '', json_agg(json_build_array(0,
@@ -541,7 +552,8 @@ def renamed_view_columns(rows: list[str]) -> dict[str, list[str]]:
     A column holding a JSON or XML document (its own type says so: a table's or a view's)
     carries DOCUMENT too: a question about the whole of it is one about the values its
     masked keys hold; so does a view column carrying a column of that name
-    (`profile::text AS ptext`, by name: the safe mistake).
+    (`profile::text AS ptext`, by name: the safe mistake). Likewise NUMBER; and one carrying
+    a free-text column carries FREE_TEXT followed by that column's name ("''note").
 
     The policy reads these names as the columns they carry wherever lineage meets them
     (a predicate, an expression), since the PDP sees only the statement's text."""
@@ -603,5 +615,10 @@ def renamed_view_columns(rows: list[str]) -> dict[str, list[str]]:
             carried_names.add(DOCUMENT)
         if carried_names & numbers:
             carried_names.add(NUMBER)
+        # a view column computed from free text (`ascii(substr(note, 6, 1)) AS code`, an
+        # int): FREE_TEXT + the name of each it carries ("''note"), so that the policy asks
+        # `code > 52` as `note > ...` unless it lists note (postgres.plain_text_columns:
+        # the PDP is sent the facts of a statement's own names only)
+        carried_names.update(FREE_TEXT + name for name in carried_names & texts)
         renamed.setdefault(name.lower(), set()).update(carried_names)
     return {name: sorted(carried) for name, carried in sorted(renamed.items())}

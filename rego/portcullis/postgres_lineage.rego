@@ -809,34 +809,54 @@ pg_questioned_predicate(p) if {
 	not p.keyed
 }
 
-# ...and so is a column of free text (a string type: the proxy lists it in view_columns as
-# carrying "''", proxies/postgres/columns.py FREE_TEXT): the value detectors mask what they
-# find inside its text in every answer (a note holding 'SSN: 078-05-1120' reads 'SSN:
-# [REDACTED]'), so `note LIKE '%078-05%'`, `note ~ '078'`, `note > 'SSN: 07'`, `ORDER BY
-# note` or `length(note) = 30` answer about what they masked, a row count at a time. Not
-# its partial uses (a computation that may fail: `note::bytea`, `format('%s', note)`,
-# outputs included, which lineage cannot tell from a condition's), nor when met only
-# keyed: a document's key named like a text column is none of its text (the document
-# rules judge it), and a text column read as a document is met whole where its
-# text is asked about (p.document). An allow-list of the names the team says hold no such
+# ...and so is a column of free text (a string type or bytea: the proxy lists it in
+# view_columns as carrying "''", proxies/postgres/columns.py FREE_TEXT): the value
+# detectors mask what they find inside its text in every answer (a note holding 'SSN:
+# 078-05-1120' reads 'SSN: [REDACTED]'), so `note LIKE '%078-05%'`, `note ~ '078'`, `note >
+# 'SSN: 07'`, `ORDER BY note` or `length(note) = 30` answer about what they masked, a row
+# count at a time; and so do its partial uses (a computation that may fail, outputs
+# included: whether `1/(ascii(substr(note, 6, 1)) - 52)` divided by zero, or `repeat(...,
+# 1073741823)` of a character translated away or not passed 1 GB, answers which digit the
+# detectors masked, a character at a time; such an output was masked whole anyway). Not
+# when met only keyed: a document's key named like a text column is none of its text (the
+# document rules judge it), a stored text parsed whole as JSON asks only whether it is
+# JSON, and a text column read as a document is met whole where its text is asked about
+# (p.document). An allow-list of the names the team says hold no such
 # text (postgres.plain_text_columns: names, titles, statuses) keeps their questions;
 # pii-readers are never asked.
 pg_questioned_predicate(p) if {
-	"''" in input.command.postgres.view_columns[p.column]
+	pg_free_text(p.column)
 	not p.keyed
-	p.use != "partial"
-	not data.portcullis.postgres.plain_text_columns[p.column]
+}
+
+# A column of free text, or a view's column computed from one (`ascii(substr(note, 6, 1))
+# AS code`, an int the proxy lists as carrying "''note": `code > 52` asks about the text
+# as `note > ...` does), unless postgres.plain_text_columns lists it (or every free-text
+# column it carries).
+pg_free_text(column) if {
+	"''" in input.command.postgres.view_columns[column]
+	not data.portcullis.postgres.plain_text_columns[column]
+}
+
+pg_free_text(column) if {
+	some carried in input.command.postgres.view_columns[column]
+	startswith(carried, "''")
+	not data.portcullis.postgres.plain_text_columns[substring(carried, 2, -1)]
+	not data.portcullis.postgres.plain_text_columns[column]
+	carried != "''"
 }
 
 # ...and so is a wide number column (the proxy lists it as carrying "0": a card kept as a
 # bigint is sent as NULL, the value detectors reading it as one): `num > 4111111111111110`,
 # `ORDER BY num` beside a constant, `num % 1000 = 111` ask about the number they masked,
-# a row count at a time. Unless postgres.plain_number_columns lists the name (ids, counts,
-# amounts), or the database fills the column (identity, nextval(): never listed).
+# a row count at a time; so does arithmetic that may fail (`1/(num - 4111111111111111)`,
+# `num + (9223372036854775807 - 4111111111111111)` overflowing exactly when num is larger:
+# lineage's partial; what it makes is masked whole anyway: pg_derived_reasons). Unless
+# postgres.plain_number_columns lists the name (ids, counts, amounts), or the database
+# fills the column (identity, nextval(): never listed).
 pg_questioned_predicate(p) if {
 	"0" in input.command.postgres.view_columns[p.column] # pg_wide_number(p.column), written out
 	not p.keyed
-	p.use != "partial"
 	not data.portcullis.postgres.plain_number_columns[p.column]
 }
 
@@ -902,6 +922,10 @@ pg_sequence_label(column) := "whole rows" if {
 
 pg_predicate_reason(p) := sprintf("a whole row used in a condition or ordering (%s) may reveal sensitive columns: denied to everyone not in pii-readers", [p.use]) if {
 	p.column == "*"
+} else := sprintf("%s column %s goes into a computation that can fail for some of its values (arithmetic, a cast that parses text, a function not known never to fail, a value grown past 1 GB), so its error would answer questions about what the value detectors mask in it: denied to everyone not in pii-readers (list the column in postgres.%s if it holds no such value)", [pg_partial_kind(p.column), p.column, pg_partial_list(p.column)]) if {
+	p.use == "partial"
+	not pg_sensitive_column(p.column)
+	pg_partial_kind(p.column)
 } else := sprintf("%s use of number column %s in a condition or ordering answers questions about a card number the value detectors mask when it is selected: denied to everyone not in pii-readers (list the column in postgres.plain_number_columns if it holds none)", [p.use, p.column]) if {
 	not pg_sensitive_column(p.column)
 	pg_wide_number(p.column)
@@ -916,6 +940,19 @@ pg_predicate_reason(p) := sprintf("a whole row used in a condition or ordering (
 } else := sprintf("sensitive column %s goes into a computation that can fail for some of its values (arithmetic, a cast that parses text, a function not known never to fail), so its error would answer questions about the value: denied to everyone not in pii-readers", [p.column]) if {
 	p.use == "partial"
 } else := sprintf("%s use of sensitive column %s in a condition or ordering answers questions about its values: denied to everyone not in pii-readers", [p.use, p.column])
+
+# what a partial use of a column neither sensitive nor a document questions (free text's
+# or a wide number's: pg_questioned_predicate), and where the team lists such a column
+pg_partial_kind(column) := "number" if {
+	pg_wide_number(column)
+} else := "free-text" if {
+	pg_free_text(column)
+	not "{}" in input.command.postgres.view_columns[column]
+}
+
+pg_partial_list(column) := "plain_number_columns" if {
+	pg_wide_number(column)
+} else := "plain_text_columns"
 
 # DDL under the masks (privileged, not in pii-readers: a dba masked like a reader). Code-
 # and lineage-changing DDL stores or computes a masked column's values where they are read
