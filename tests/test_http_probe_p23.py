@@ -115,7 +115,18 @@ def test_tables_with_names_or_no_values_stay(case: str) -> None:
     assert json.loads(_masked("application/json", json.dumps(doc))) == doc
 
 
-def test_a_csv_with_its_header_or_a_stream_with_names_stays() -> None:
-    assert _masked("text/csv", f"id,name\n7,{P}\n") == f"id,name\n7,{P}\n".encode()
-    text = f'["id","name"]\n[7,"{P}"]\n'
+def test_a_csv_said_to_have_its_header_or_a_stream_with_a_column_list_stays() -> None:
+    """A first line naming no masked column may as well be a row whose cells hold no
+    digit (`Ann,Smith`, P27): the rows under it are masked as rows nothing names are,
+    unless the Content-Type says `header=present` (RFC 4180) or a column list names
+    them (fail closed)."""
+    assert _masked("text/csv", f"id,name\n7,{P}\n") == b"id,name\n7,[REDACTED]\n"
+    said = BodyMask(
+        masker_for(READER_MASKS, b"k" * 32), "csv", media="text/csv", csv_header=True
+    )
+    body = f"id,name\n7,{P}\n".encode()
+    assert said.feed(body) + said.finish() == body
+    text = f'{{"columns":["id","name"]}}\n[7,"{P}"]\n'
     assert _masked("application/x-ndjson", text) == text.encode()
+    text = f'["id","name"]\n[7,"{P}"]\n'
+    assert _masked("application/x-ndjson", text) == b'["id","name"]\n[7,"[REDACTED]"]\n'

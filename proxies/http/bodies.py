@@ -6,8 +6,14 @@ fixes Content-Length); newline-delimited JSON (`application/x-ndjson`, `jsonl`) 
 line by line and a `text/event-stream` event by event as they pass, so a stream is never
 held whole (lines of JSON typed as one document, Elasticsearch's, as NDJSON). Other text
 (HTML, CSV, TSV, XML, plain: a representation an agent may ask for instead of JSON) is
-masked line by line by the detectors, CSV and TSV by their columns too; text in a
-charset they cannot read (UTF-16) is `unreadable`, and refused. Field rules name JSON
+masked line by line by the detectors, CSV and TSV by their columns too (a first line is
+names only as far as it can be told: the cells under it no masked name heads are masked
+as rows nothing names are, unless the Content-Type says `header=present`); text in a
+charset they cannot read (UTF-16) is `unreadable`, and refused. An answer, a line or an
+element's text that is one bare value (`5550100`) is masked as a cell nothing names is;
+text is read as a browser renders it too (a value split by tags or emphasis), and a
+stream's events or JSON lines whose texts a client puts together (an LLM's tokens) are
+held while a value may go on across them. Field rules name JSON
 keys anywhere in a document (`email`, `user.email`) or a JSON pointer (`/user/email`:
 masked wherever that trail of keys ends, array indices ignored — more, never less);
 detectors run over every other string. What cannot be masked (a JSON body that does not
@@ -128,6 +134,25 @@ def body_kind(content_type: str | None) -> str:
     if any(charset.lower() not in _READABLE_CHARSETS for charset in charsets):
         return "unreadable"
     return found
+
+
+_HEADER_PARAMETER = re.compile(r";\s*header\s*=\s*\"?([a-z]*)", re.I)
+
+
+def csv_header(content_types: list[str]) -> bool | None:
+    """What a CSV answer's Content-Type says of its first line (RFC 4180, RFC 7111's
+    `header=present` or `header=absent`): True, False, or None when it says neither
+    (or, said more than once, both)."""
+    said = {
+        found.lower()
+        for content_type in content_types
+        for found in _HEADER_PARAMETER.findall(content_type)
+    }
+    if said == {"present"}:
+        return True
+    if said == {"absent"}:
+        return False
+    return None
 
 
 WITHHELD = "withheld"
@@ -360,6 +385,7 @@ class BodyMask:
         path: str = "",
         tables: TableView | None = None,
         columns: list[str] | None = None,
+        csv_header: bool | None = None,
     ) -> None:
         self.masker = masker
         self.kind = kind
@@ -385,6 +411,13 @@ class BodyMask:
         self._columns: dict[int, Any] | None = None  # their indices field rules name
         # a CSV body whose first line holds values: no line names its columns (_row)
         self._rowless = False
+        # what the answer's Content-Type says of a CSV body's first line (RFC 4180's
+        # `header=present` / `header=absent`; None: it does not say, csv_header)
+        self._csv_header = csv_header
+        # a CSV body's first line read as names that name no masked column, and no
+        # Content-Type said it is a header: it may be a row of data (`Ann,Smith`) read
+        # as names, so the rows under it are masked as rows nothing names are, too (_row)
+        self._unclear = False
         self._named = masker.strictest_field_rule() is not None  # any field rule at all
         # (a text body's aligned columns: _carried)
         self._aligned = AlignedRows(masker) if kind == "lines" and self._named else None
@@ -414,6 +447,10 @@ class BodyMask:
         # {"phone": 0}}`, `["id", "phone"]`): the rows of the documents after it in the
         # stream (`["5550100"]` on the next line) are masked at them (_tabled)
         self._stream_at: dict[int, str] = {}
+        # events held while a value may go on in the next (an LLM's tokens: _released),
+        # each with its texts by place; and whether the body's end is being read
+        self._pieces: list[tuple[str, dict[tuple[Any, ...], str]]] = []
+        self._finishing = False
         # whether the stream named its columns (`["id", "name"]` on its first line), if
         # by names no rule masks: its rows are named, not _nameless
         self._stream_named = False
@@ -468,6 +505,7 @@ class BodyMask:
             data = _lf(data)
         if self.kind == "json":
             return self._document(data)
+        self._finishing = True
         if self._document_text:
             # a JSON document typed as text, on several lines (pretty-printed): masked
             # as the document it is, its structure and all (a table's column on one
@@ -476,6 +514,9 @@ class BodyMask:
                 return self._document(data)
             except Unmaskable:
                 pass
+        if not data and self._pieces:
+            ends = "\n\n" if self.kind == "sse" else "\n"
+            return "".join(e + ends for e in self._held_events()).encode("utf-8")
         return self._records(data) if data else b""
 
     def _document(self, data: bytes) -> bytes:
@@ -495,6 +536,11 @@ class BodyMask:
             self.counts.update(found)
             return _dump(masked)
         masked, counts = self._mask_doc(doc)
+        if not counts and not isinstance(doc, dict | list) and self._named:
+            # an answer that is a bare value (`"5550100"`, `5550100`, `"078051120"`): no
+            # name, no row, and the detectors read no value in it — masked as a cell of
+            # rows nothing names is, when it may be a masked field's value
+            masked = self._unnamed_cells([doc], counts)[0]
         self.counts.update(counts)
         return _dump(masked)
 
@@ -531,6 +577,8 @@ class BodyMask:
                 raise Unmaskable(
                     "the JSON response is nested too deep; it cannot be masked"
                 ) from None
+        if depth == 0:
+            masked = self._rendered_doc(masked, found)
         return masked, found
 
     def _tabled(
@@ -586,7 +634,11 @@ class BodyMask:
             # (a stream's documents one after another: a header line, then its rows)
             carried = self._stream_at
             named = [*columns, doc] if _column_names(doc) and _scalars(doc) else columns
-            if named and not (isinstance(doc, list) and _unnamed_row(doc)):
+            if columns and not (isinstance(doc, list) and _unnamed_row(doc)):
+                # (named by a column list, `{"columns": ["id", "name"]}`: its rows are
+                # named, if by names no rule masks. A line that is a list of words alone,
+                # `["Ann", "Smith"]`, may as well be a row whose cells hold no digit:
+                # the rows after it are read as rows nothing names)
                 self._stream_named = True
             for names in named:
                 for index, name in enumerate(names[:MAX_COLUMNS]):
@@ -652,17 +704,23 @@ class BodyMask:
         if not _rows(value):
             return [self._nameless(v, found, widths, depth + 1) for v in value]
         first = value[0]
-        header = _names_row(first) and not any(map(_unnamed_value, first))
-        if (header and len(value) > 1) or {len(r) for r in value} & widths:
-            return value  # (a row of names over them, or columns named elsewhere)
+        if {len(r) for r in value} & widths:
+            return value  # (columns named elsewhere: by names no rule masks)
+        # a first row that may be names (`["id", "name"]`) names no masked field (else
+        # _tabled read the rows under it), and may as well be a row of data whose
+        # cells hold no digit (`["Ann", "Smith"]`, ordered first): shown as it came, the
+        # rows under it masked as rows nothing names are
+        header = _names_row(first) and not any(map(_unnamed_value, first)) and len(value) > 1
         return [
-            [
+            row
+            if header and n == 0
+            else [
                 self._unnamed_cells([c], found)[0]
                 if _scalar(c)
                 else self._nameless(c, found, widths, depth + 1)
                 for c in row
             ]
-            for row in value
+            for n, row in enumerate(value)
         ]
 
     def _literal_cell(self, cell: re.Match[str], found: Counter[str]) -> str:
@@ -1207,7 +1265,38 @@ class BodyMask:
         # split by colour codes or overstrike is masked, as in SSH output
         masked, counts = mask_shown(self.masker, text)
         self.counts.update({f"detector:{k}": v for k, v in counts.items()})
-        return masked
+        return self._rendered_clear(masked, self.counts)
+
+    def _rendered_clear(self, masked: str, found: Counter[str]) -> str:
+        """A masked text read as a browser or a Markdown viewer renders it too (its tags,
+        comments and emphasis marks unseen): a value split by markup (`4111 <em>1111</em>
+        1111 1111`, a search's highlight of the term asked for; `bob<!-- -->@example.com`,
+        `078-05-**1120**`) shows whole where the detectors read its pieces apart. When the
+        rendered text holds what the detectors find, it goes rendered and masked (the
+        markup of that text lost), as mask_shown does with a terminal's escapes."""
+        if not _MARKUP.search(masked):
+            return masked
+        seen = _MARKUP.sub("", masked)
+        if not self.masker.may_detect(seen.encode("utf-8")):
+            return masked
+        again, counts = self.masker.mask_text(seen)
+        if not counts:
+            return masked
+        found.update({f"detector:{k}": v for k, v in counts.items()})
+        return again
+
+    def _rendered_doc(self, value: Any, found: Counter[str], depth: int = 0) -> Any:
+        """A masked document's strings read as rendered (_rendered_clear): an API's
+        highlights (Elasticsearch's `"highlight": {"card": ["4111 <em>1111</em> ..."]}`)."""
+        if depth > 64:
+            raise Unmaskable("the JSON response is nested too deep; it cannot be masked")
+        if isinstance(value, str):
+            return self._rendered_clear(value, found)
+        if isinstance(value, list):
+            return [self._rendered_doc(v, found, depth + 1) for v in value]
+        if isinstance(value, dict):
+            return {k: self._rendered_doc(v, found, depth + 1) for k, v in value.items()}
+        return value
 
     def _records(self, data: bytes) -> bytes:
         if b"\x00" in data:
@@ -1228,11 +1317,91 @@ class BodyMask:
 
     def _records_read(self, text: str) -> str:
         if self.kind == "lines":
-            return "\n".join(self._carried(line) for line in text.split("\n"))
+            *lines, last = text.split("\n")
+            shown = [shown for line in lines for shown in self._released(self._carried(line))]
+            if last or self._finishing:
+                shown += self._held_events()  # (the body's end: what is held goes)
+            return "".join(line + "\n" for line in shown) + (self._carried(last) if last else "")
         if self.kind == "csv":
             return "\n".join(self._row(line) for line in text.split("\n"))
-        events = text.split("\n\n")
-        return "\n\n".join(self._event(event) for event in events)
+        *whole, tail = text.split("\n\n")
+        shown = [shown for event in whole for shown in self._released(self._event(event))]
+        if tail or self._finishing:
+            # (the stream's end: what is held goes, then an event its end cut short)
+            shown += self._held_events()
+        out = "".join(event + "\n\n" for event in shown)
+        return out + (self._event(tail) if tail else "")
+
+    def _released(self, event: str) -> list[str]:
+        """The events that go once `event` (masked) is read. A value may come across
+        events (an LLM's tokens, each event a piece of one text the client puts together:
+        OpenAI's `delta.content`, Anthropic's `delta.text`, Ollama's `response`: `4111`,
+        ` 1111 1111`, ` 1111`), where the detectors read each piece apart. The texts of
+        such pieces (its data as text; in its JSON, an LLM's piece of text: _doc_pieces)
+        are put together by their place (a trail of keys) and read by the detectors: a
+        value found across them is masked whole into the first event holding a piece of
+        it, the pieces after it emptied. So the events from the one where a text's end
+        may still be the start of a value (an LLM's piece: a word, or digits and their
+        separators, _GROWING_TAIL; data as text: digits, or a word with an `@`,
+        _VALUE_TAIL, so a feed's messages are not held) are held until a later event ends
+        it; those before go. Held up to MAX_HELD_EVENTS events or MAX_HELD_CHARS
+        characters; what is held goes when the body ends."""
+        texts = _event_texts(event) if self.kind == "sse" else _line_texts(event)
+        self._pieces.append((event, texts))
+        self._spans_masked()
+        keep = len(self._pieces)  # (the first event still held)
+        for place in dict.fromkeys(p for _, held in self._pieces for p in held):
+            pieces = [i for i, (_, held) in enumerate(self._pieces) if place in held]
+            joined = "".join(self._pieces[i][1][place] for i in pieces)
+            tail = (_GROWING_TAIL if place else _VALUE_TAIL).search(joined)
+            if tail is None:
+                continue
+            at = 0
+            for i in pieces:  # (the event the tail starts in)
+                at += len(self._pieces[i][1][place])
+                if at > tail.start():
+                    keep = min(keep, i)
+                    break
+        size = sum(len(held) for held, _ in self._pieces)
+        if (
+            len(self._pieces) >= MAX_HELD_EVENTS
+            or size >= MAX_HELD_CHARS
+            or _TEXT_ENDS.search(event)
+        ):
+            # (and once the stream says its text is whole: a client waiting for that
+            # end, and a server waiting for the client, would wait for each other)
+            keep = len(self._pieces)
+        shown = [held for held, _ in self._pieces[:keep]]
+        self._pieces = self._pieces[keep:]
+        return shown
+
+    def _held_events(self) -> list[str]:
+        shown = [event for event, _ in self._pieces]
+        self._pieces = []
+        return shown
+
+    def _spans_masked(self) -> None:
+        """The held events' texts at each place put together and read by the detectors
+        (_released): a value found across them masked into the first piece's event."""
+        places = dict.fromkeys(place for _, texts in self._pieces for place in texts)
+        for place in places:
+            pieces = [i for i, (_, texts) in enumerate(self._pieces) if place in texts]
+            if len(pieces) < 2:
+                continue
+            joined = "".join(self._pieces[i][1][place] for i in pieces)
+            masked, counts = mask_shown(self.masker, joined)
+            if not counts:
+                continue
+            self.counts.update({f"detector:{k}": v for k, v in counts.items()})
+            for n, i in enumerate(pieces):
+                event, texts = self._pieces[i]
+                text = masked if n == 0 else ""
+                held = (
+                    _event_with(event, place, text)
+                    if self.kind == "sse"
+                    else _line_with(event, place, text)
+                )
+                self._pieces[i] = (held, {**texts, place: text})
 
     def _coded_runs(self, text: str) -> str:
         """Base64 in a line of text (`data=eyJwaG9uZSI6...`, a cell, an element's text):
@@ -1685,8 +1854,15 @@ class BodyMask:
             row = self._cells(line)
         except (csv.Error, StopIteration):
             return self._text(line)
-        if self._columns is None and not self._given and _values_first(row):
-            # (a first line of values, not names: nothing names the columns)
+        known = None if self._given else self._known_width(len(row))
+        if (
+            self._columns is None
+            and not self._given
+            and not known
+            and (_values_first(row) or self._csv_header is False)
+        ):
+            # (a first line of values, not names, or one its Content-Type says is no
+            # header: nothing names the columns)
             self._columns, self._rowless = {}, True
         if self._rowless:
             unnamed: Counter[str] = Counter()
@@ -1694,22 +1870,23 @@ class BodyMask:
             self.counts.update(unnamed)
             return self._text(self._joined(row))
         if self._columns is None and (
-            self._given
-            or (
-                self._known_width(len(row))
-                and any(c.strip() and c.strip()[0] in "0123456789@-+" for c in row)
-                and not any(self._phrase(c) for c in row)
-            )
+            self._given or (known and (self._csv_header or not any(self._phrase(c) for c in row)))
         ):
             # columns the answer's head names (`X-Columns`), or an answer the request
             # follows named for rows this wide: this line is a row, unless it repeats them
-            names = self._given or self._known_width(len(row)) or []
+            # or its Content-Type says it is a header (shown as it came, the rows under
+            # it masked at the columns known). A first line of letters alone is a row
+            # too (`Ann,hunter`: a row whose password holds no digit), not names of its
+            # own that would leave the known columns unmasked
+            names = self._given or known or []
             self._names = list(names)
             self._columns = {
                 **{i: True for i, name in enumerate(names) if self._phrase(name)},
                 **self.masker.columns_to_mask(names),
             }
-            if [c.strip().lower() for c in row] == [n.strip().lower() for n in names]:
+            if [c.strip().lower() for c in row] == [n.strip().lower() for n in names] or (
+                known and self._csv_header
+            ):
                 return self._text(line)
         if self._columns is None:
             row = [cell.removeprefix("\ufeff") for cell in row]
@@ -1720,6 +1897,11 @@ class BodyMask:
             }
             if not self._columns:
                 self._unresolved(line)  # (columns split by `;` or tabs: not read as such)
+            # nothing says it is names: maybe a row of data whose cells hold no digit
+            # (`Ann,Smith`; `phone,unlisted`, a kind of contact and its value), read as
+            # names over the rest; the cells under it that no masked name heads are read
+            # as rows nothing names are, too
+            self._unclear = not self._csv_header
             if (
                 not self._columns
                 or _json_texts(line) is not None
@@ -1750,6 +1932,8 @@ class BodyMask:
                 return self._text(self._joined(row))
             if self._names and len(row) != len(self._names):
                 line = self._joined(self._astray(row))
+            elif self._unclear:
+                line = self._joined(self._astray(row))  # (as rows nothing names are)
             return self._line(line)
         found: Counter[str] = Counter()
         for index, cell in enumerate(row):
@@ -1758,6 +1942,9 @@ class BodyMask:
             elif self._named:
                 # (a cell holding a document or pairs of its own: `{"phone": ...}`)
                 row[index] = self._string(cell, found, 0)
+                if self._unclear and row[index] == cell and not self.masker.mask_text(cell)[1]:
+                    # (what the detectors find they mask as they do, after: _text)
+                    row[index] = self._unnamed_cells([cell], found)[0]
         self.counts.update(found)
         if len(row) != len(self._names):
             row = self._astray(row)
@@ -1883,6 +2070,25 @@ class BodyMask:
             # record's attribute in YAML or properties): the value went before the name
             raise Unmaskable("text naming a masked field after a line that may hold its value")
         masked = self._carried_line(line, carry)
+        rule = self.masker.strictest_field_rule()
+        if rule is not None and (lone_value(masked) or (">" in masked and "<" in masked)):
+            # a line, or an element's text (`<td>5550100</td>`, `<v>5550100</v>`), that
+            # is one value and nothing else (a text/plain answer `5550100`, `+15550100`,
+            # `078051120`, one a line; a table's cell nothing names): the detectors read
+            # no value in it; masked when it reads as a masked field's value (lone_value)
+            lone: Counter[str] = Counter()
+
+            def alone(text: str) -> str:
+                token = text.strip().strip("\"'")
+                return text.replace(token, str(self._as_field(rule.field, token, lone)))
+
+            if lone_value(masked):
+                masked = alone(masked)
+            else:
+                masked = _ELEMENT_TEXT.sub(
+                    lambda m: ">" + alone(m[1]) + "<" if lone_value(m[1]) else m[0], masked
+                )
+            self.counts.update(lone)
         self._shown_value = bool(_VALUE_LIKE.search(masked))
         return masked
 
@@ -2084,6 +2290,13 @@ class BodyMask:
                 masked, counts = self._mask_doc(doc)
                 self.counts.update(counts)
                 masked_lines.append("data: " + _dump(masked).decode("utf-8"))
+            if (
+                len(docs) == 1
+                and not isinstance(docs[0], dict | list | str)
+                and masked_lines[0] == "data: " + _dump(docs[0]).decode("utf-8")
+            ):
+                # (a number as it came, ` 1111` a piece of a text: _released)
+                masked_lines = [f"data: {d}" for d in data]
         self._data_value = any(_VALUE_LIKE.search(ln[6:]) for ln in masked_lines)
         return "\n".join(others + masked_lines)
 
@@ -2472,11 +2685,12 @@ _LITERAL_CELL = re.compile(
 )
 
 
-def nameless_csv(text: str, delimiter: str = ",") -> bool:
-    """Whether a text is comma-separated rows with no header: two lines or more, every
-    one as many cells (two or more), none opening as a literal or a document does, the
-    first a row of values (_values_first). `delimiter` `\t`: tab-separated (TSV: no
-    quoting, cells parted at each tab)."""
+def table_shaped(text: str, delimiter: str = ",") -> bool:
+    """Whether a text is comma-separated rows (tab-separated: `delimiter` `\t`) whatever
+    its first line holds: two lines or more, every one as many cells (two or more), none
+    opening as a literal or a document does. Its first line may be names or a row: which
+    cannot be told when it names no masked column (BodyMask._row reads the rows under it
+    as rows nothing names, too)."""
     lines = [line for line in text.split("\n") if line.strip()]
     if not 1 < len(lines) <= 100_000 or delimiter not in lines[0]:
         return False
@@ -2490,7 +2704,135 @@ def nameless_csv(text: str, delimiter: str = ",") -> bool:
         )
     except csv.Error:
         return False
-    return len({len(r) for r in rows}) == 1 and len(rows[0]) > 1 and _values_first(rows[0])
+    return len({len(r) for r in rows}) == 1 and len(rows[0]) > 1
+
+
+MAX_HELD_EVENTS = 32  # events of a stream held while a value may go on (_released)
+MAX_HELD_CHARS = 64 * 1024
+# the end of a text a value may go on from: a word (an address, a token), or digits
+# and what parts them (a card's, a phone number's groups, an SSN's)
+_GROWING_TAIL = re.compile(r"[\w@.+\-]+\Z|[+(0-9][0-9 ().\-]*\Z")
+# an event or a line saying an LLM's text is whole (OpenAI's `finish_reason` and
+# `[DONE]`, Anthropic's `stop_reason` and `message_stop`, the Responses API's `.done`
+# and `response.completed`, Ollama's `"done": true`): what is held goes with it
+_TEXT_ENDS = re.compile(
+    r'"(?:finish_reason|stop_reason)"\s*:\s*"|"done"\s*:\s*true'
+    r'|"type"\s*:\s*"(?:message_stop|content_block_stop|response\.completed|[\w.]*\.done)"'
+    r"|^data: ?\[DONE\]",
+    re.M,
+)
+# the end of data as text a value may go on from: digits and their separators, or a
+# word holding an `@` (a feed's words are not held)
+_VALUE_TAIL = re.compile(r"[+(0-9][0-9 ().\-]*\Z|[\w.+\-]*@[\w.\-]*\Z")
+# the keys an LLM's pieces of text go by at the end of their trail (Anthropic's tool
+# input `partial_json`, TGI's `generated_text`), and beside a `done` flag (Ollama's
+# `response`, `message.content`)
+_PIECE_ENDS = frozenset({"partial_json", "generated_text"})
+_DONE_PIECES = frozenset({"response", "content", "thinking"})
+
+
+def _piece(doc: Any, place: tuple[Any, ...]) -> bool:
+    """Whether a string at `place` in a streamed document is a piece of an LLM's text,
+    which the client puts together with the next: under a `delta` (OpenAI's chat and
+    Responses events, Anthropic's, Mistral's), a candidate's part (Gemini's), a token
+    (TGI's `token.text`), or a piece key (_PIECE_ENDS; beside a `done` flag:
+    _DONE_PIECES)."""
+    keys = [k for k in place if isinstance(k, str)]
+    if not keys:
+        return False
+    if "delta" in keys or keys[-1] in _PIECE_ENDS:
+        return True
+    if keys[-1] == "text" and ("candidates" in keys or keys[0] == "token"):
+        return True
+    done = isinstance(doc, dict) and isinstance(doc.get("done"), bool)
+    return done and keys[-1] in _DONE_PIECES
+
+
+def _event_texts(event: str) -> dict[tuple[Any, ...], str]:
+    """An SSE event's texts by place: its data read as JSON, each piece of an LLM's text
+    by its trail of keys and indices (_doc_texts); else its data as text, at (); {} for
+    an event with no data."""
+    data = [ln[5:].removeprefix(" ") for ln in event.split("\n") if ln.startswith("data:")]
+    if not data:
+        return {}
+    value = "\n".join(data)
+    try:
+        doc = json.loads(value)
+    except (ValueError, RecursionError):
+        return {(): value}
+    if isinstance(doc, str):
+        return {(): doc}
+    if not isinstance(doc, dict | list):
+        return {(): value}  # (a number, `true`: the data as text)
+    return _doc_texts(doc)
+
+
+def _line_texts(line: str) -> dict[tuple[Any, ...], str]:
+    """A line's texts by place when it is a JSON object or array (a stream's document:
+    Ollama's `{"response": "4111"}`), as _event_texts; {} for a line of text (a client
+    shows lines apart, it does not put them together)."""
+    if line.lstrip()[:1] not in ("{", "["):
+        return {}
+    try:
+        doc = json.loads(line)
+    except (ValueError, RecursionError):
+        return {}
+    return _doc_texts(doc) if isinstance(doc, dict | list) else {}
+
+
+def _line_with(line: str, place: tuple[Any, ...], text: str) -> str:
+    """A line (masked) whose JSON has its text at `place` made `text` (_line_texts)."""
+    doc = json.loads(line)
+    _put_at(doc, place, text)
+    return _dump(doc).decode("utf-8")
+
+
+def _put_at(doc: Any, place: tuple[Any, ...], text: str) -> None:
+    """`text` put in a JSON document at `place` (a trail of keys and indices)."""
+    node = doc
+    for key in place[:-1]:
+        node = node[key]
+    node[place[-1]] = text
+
+
+def _doc_texts(doc: Any) -> dict[tuple[Any, ...], str]:
+    """A streamed document's pieces of an LLM's text by place (_piece)."""
+    texts: dict[tuple[Any, ...], str] = {}
+
+    def walk(node: Any, place: tuple[Any, ...]) -> None:
+        if len(place) > 32:
+            return
+        if isinstance(node, str):
+            if _piece(doc, place):
+                texts[place] = node
+        elif isinstance(node, dict):
+            for key, child in node.items():
+                walk(child, (*place, key))
+        elif isinstance(node, list):
+            for index, child in enumerate(node):
+                walk(child, (*place, index))
+
+    walk(doc, ())
+    return texts
+
+
+def _event_with(event: str, place: tuple[Any, ...], text: str) -> str:
+    """An SSE event (masked) with its text at `place` (_event_texts) made `text`: its
+    other lines as they were, its data written again."""
+    lines = event.split("\n")
+    data = [ln[5:].removeprefix(" ") for ln in lines if ln.startswith("data:")]
+    others = [ln for ln in lines if not ln.startswith("data:")]
+    value = "\n".join(data)
+    try:
+        doc = json.loads(value)
+    except (ValueError, RecursionError):
+        doc = None
+    if not isinstance(doc, dict | list | str):
+        return "\n".join(others + [f"data: {line}" for line in text.split("\n")])
+    if not place:
+        return "\n".join([*others, "data: " + _dump(text).decode("utf-8")])
+    _put_at(doc, place, text)
+    return "\n".join([*others, "data: " + _dump(doc).decode("utf-8")])
 
 
 def _mixed(row: list[Any]) -> bool:
@@ -2536,6 +2878,12 @@ def _names_row(row: list[Any]) -> bool:
     return bool(row)
 
 
+# what a browser or a Markdown viewer does not show of a text: tags, comments, emphasis
+_MARKUP = re.compile(r"<!--.*?-->|</?[A-Za-z][^<>]*>|\*\*|__|~~|`", re.S)
+# an element's text between its tags (`<td>5550100</td>`)
+_ELEMENT_TEXT = re.compile(r">([^<>]*)<")
+# a line of text that is one value alone: no space within it, no markup
+_LONE_VALUE = re.compile(r"\s*([\"']?)[^\s<>&\[\]{}(),;=\"']+\1\s*")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
 BARE_DIGITS = MAX_PLAIN_DIGITS + 1  # (a telephone number's, an account's)
 
@@ -2553,6 +2901,20 @@ def _bare_value(value: str) -> bool:
     digits = sum(c.isdigit() for c in text)
     letters = sum(c.isalpha() for c in text)
     return digits >= BARE_DIGITS and digits > letters and "_" not in text
+
+
+MAX_LONE_VALUE = 34  # (an IBAN's longest; a card's 19, a phone number's 15 and signs)
+
+
+def lone_value(text: str) -> bool:
+    """Whether a text is one value alone that may be a masked field's: one word (no
+    space, no markup, no brackets), quoted or not, that reads as a value (_bare_value:
+    not a name, a tag, a date or a UUID), at most MAX_LONE_VALUE characters unless an
+    address (a digest's hex is no one's phone)."""
+    if not _LONE_VALUE.fullmatch(text):
+        return False
+    token = text.strip().strip("\"'")
+    return _bare_value(token) and (len(token) <= MAX_LONE_VALUE or "@" in token)
 
 
 def bare_value(value: str) -> bool:

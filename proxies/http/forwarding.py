@@ -31,6 +31,7 @@ from proxies.http.bodies import (
     BodyMask,
     Unmaskable,
     answer_kind,
+    csv_header,
     masked_headers,
     masker_for,
 )
@@ -383,13 +384,14 @@ class UpstreamExchange:
                 path=request.target.path,
                 tables=request.agent.tables.view(asked),
                 columns=header_columns([(f[2], f[3]) for f in fields.fields]),
+                csv_header=csv_header(fields.getall("content-type")),
             )
             mask.counts.update(head_counts)
         if not head.keep_alive:
             headers.append(("connection", "close"))
         if masker is not None or decoder is not None:
             # what described the upstream's bytes does not describe the masked ones
-            headers = [(n, v) for n, v in headers if n.lower() not in messages.BODY_DIGESTS]
+            headers = [(n, v) for n, v in headers if not messages.describes_body(n)]
         if decoder is not None:
             headers = messages.decoded_headers(headers)
         body = response.content.iter_any()

@@ -55,13 +55,14 @@ from proxies.http.bodies import (
     column_names,
     field_words,
     labelled_field,
+    lone_value,
     masked_aliases,
     masked_headers,
     masked_tables,
     name_words,
-    nameless_csv,
     one_label,
     path_end,
+    table_shaped,
     unescaped_view,
     unnamed_value,
     worded_field,
@@ -999,7 +1000,7 @@ def _mask_tree(
     FastMCP makes of a dict) masked as JSON, then fields and detectors over everything;
     `tables`: the columns the session's earlier results named (bodies.masked_tables)."""
     source = value
-    value = _content_row(value, masker, counts)
+    value = _bare_results(_content_row(value, masker, counts), masker, counts)
     value = _json_texts(masked_aliases(masker, value, counts), masker, counts)
     masked, found = masker.mask_json(value)
     counts.update(found)
@@ -1034,6 +1035,56 @@ def _content_row(value: Any, masker: Masker, counts: Counter[str]) -> Any:
             counts.update(found)
             out[i] = {**content[i], "text": str(masked[rule.field])}
     return {**value, "content": out}
+
+
+def _bare_results(value: Any, masker: Masker, counts: Counter[str]) -> Any:
+    """A result that is one bare value (a tool returning `"5550100"`: one text item, the
+    SDK's `structuredContent` `{"result": "5550100"}`; a resource whose text is
+    `078051120`, embedded in a tool's result or read): no name, no row, and the detectors
+    read no value in it. Masked by the strictest field rule when it reads as a masked
+    field's value (bare_value: seven digits or more, an address; a number of seven digits
+    or more), as the HTTP proxy masks an answer that is a bare value."""
+    rule = masker.strictest_field_rule()
+    if not isinstance(value, dict) or rule is None:
+        return value
+
+    def bare(text: Any) -> bool:
+        if isinstance(text, str):
+            return lone_value(text)
+        return type(text) in (int, float) and unnamed_value(text)
+
+    def masked(text: Any) -> Any:
+        out, found = masker.mask_json({rule.field: text})
+        counts.update(found)
+        return out[rule.field]
+
+    out = dict(value)
+    content = value.get("content")
+    if isinstance(content, list):
+        texts = [i for i, c in enumerate(content) if _text_item(c)]
+        items = list(content)
+        if len(texts) == 1 and bare(content[texts[0]]["text"]):
+            items[texts[0]] = {**content[texts[0]], "text": masked(content[texts[0]]["text"])}
+        for i, item in enumerate(content):
+            # (an embedded resource: the whole of what it holds)
+            inner = item.get("resource") if isinstance(item, dict) else None
+            if item is not None and isinstance(inner, dict) and bare(inner.get("text")):
+                items[i] = {**item, "resource": {**inner, "text": masked(inner["text"])}}
+        out["content"] = items
+    contents = value.get("contents")  # (resources/read)
+    if isinstance(contents, list):
+        out["contents"] = [
+            {**c, "text": masked(c["text"])} if isinstance(c, dict) and bare(c.get("text")) else c
+            for c in contents
+        ]
+    structured = value.get("structuredContent")
+    if (
+        isinstance(structured, dict)
+        and list(structured) == ["result"]
+        and bare(structured["result"])
+    ):
+        out["structuredContent"] = {"result": masked(structured["result"])}
+    return out
 
 
 def _text_item(item: Any) -> bool:
@@ -1425,10 +1476,12 @@ def _masked_prose(text: str, masker: Masker, counts: Counter[str]) -> str:
     # (a table: its header names a masked column, or no line names its columns; TSV
     # when its first line is parted by tabs, else CSV)
     if "\t" in text.partition("\n")[0] and (
-        _names_a_column(text, masker, "\t") or nameless_csv(text, "\t")
+        _names_a_column(text, masker, "\t") or table_shaped(text, "\t")
     ):
         body = BodyMask(masker, "csv", media="text/tab-separated-values")
-    elif _names_a_column(text, masker) or nameless_csv(text):
+    elif _names_a_column(text, masker) or table_shaped(text):
+        # (a table whose first line names no masked column: maybe a row of letters,
+        # `Ann,Smith`, read as names; the rows under it are read as rows nothing names)
         body = BodyMask(masker, "csv")
     else:
         body = BodyMask(masker, "lines")
@@ -1795,6 +1848,12 @@ def _masked_blob(blob: str, masker: Masker, counts: Counter[str]) -> str:
             masked, hits = masker.mask_text(prose)
             found.update(hits)
             pieces.append(masked)
+    rule = masker.strictest_field_rule()
+    if not found and rule is not None and lone_value(text):
+        # (a blob that is one bare value, `NTU1MDEwMA==`: a resource's whole content,
+        # masked as a result that is one is, _bare_results)
+        masked_value, found = masker.mask_json({rule.field: text.strip()})
+        pieces = [str(masked_value[rule.field])]
     if not found:
         return blob
     counts.update(found)

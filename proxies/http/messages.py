@@ -138,6 +138,28 @@ REASONS = {
 }
 # response headers that describe the body's exact bytes: dropped when the body is masked
 BODY_DIGESTS = frozenset({"etag", "content-md5", "digest", "content-digest", "repr-digest"})
+# the words of a header's name (parted at `-`, `_`, `.`) that say it describes the body's
+# bytes, their length or a range of them, under whatever vendor's name: an object store's
+# hash of the upstream's bytes (`x-goog-hash`, `x-amz-checksum-sha256`,
+# `x-ms-content-crc64`) is an oracle for a guessed body as an ETag is; its length
+# (`x-goog-stored-content-length`, `X-Content-Length`, `OC-FileSize`, `Content-Range:
+# bytes */49` on a HEAD) tells the unmasked length of a secret the masked body hides
+_BODY_WORDS = frozenset(
+    {"etag", "digest", "checksum", "hash", "md5", "sha", "sha1", "sha256", "sha512", "crc",
+     "crc32", "crc32c", "crc64", "length", "size", "filesize", "range", "ranges", "bytes"}
+)  # fmt: skip
+_NAME_WORDS = re.compile(r"[-_.]+")
+
+
+def describes_body(name: str) -> bool:
+    """Whether a response header describes the upstream's body bytes (a digest, a length,
+    a range of them): dropped when the body goes masked or decoded, a HEAD's as a GET's."""
+    lowered = name.strip().lower()
+    return lowered in BODY_DIGESTS or any(
+        word in _BODY_WORDS for word in _NAME_WORDS.split(lowered)
+    )
+
+
 BODY_IN_RAW = 16 * 1024  # a request body shown whole in the command text up to this size
 INSPECTED_BODY = 64 * 1024  # a JSON body handed to the policy up to this size
 INSPECTED_CODED = 16 * 1024 * 1024  # a compressed request body read up to this, decoded
