@@ -346,3 +346,74 @@ def request(
 def status(answer: bytes) -> int:
     """The status code of a raw answer's status line."""
     return int(answer.split(b" ", 2)[1])
+
+
+Cases = dict[str, tuple[str, str]]  # path -> (Content-Type, body)
+
+
+def canned_server(cases: Cases, piece: int = 0) -> contextlib.AbstractAsyncContextManager[int]:
+    """A raw upstream answering `GET /<path>` with that case's Content-Type and body: whole
+    with a Content-Length, or (piece > 0) chunked in pieces of that many bytes, each
+    written on its own as a stream's would be. Yields the port."""
+
+    async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        kind, body = cases[head.split(b" ")[1].decode().strip("/")]
+        data = body.encode()
+        if not piece:
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s"
+                % (kind.encode(), len(data), data)
+            )
+            await writer.drain()
+            return
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nTransfer-Encoding: chunked\r\n\r\n"
+            % kind.encode()
+        )
+        for at in range(0, len(data), piece):
+            chunk = data[at : at + piece]
+            writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    return raw_server(converse)
+
+
+def reader_get(stack: Any, n: int, line: str) -> bytes:
+    """`line` as reader number n (one reader each: a session whose answers keep being
+    refused is ended), with Connection: close."""
+    bearer = token(stack.config, f"reader{n}@example.com", ("readonly",))
+    return (
+        f"{line} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {bearer}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+
+
+async def read_cases(tmp: Any, cases: Cases, piece: int = 0) -> dict[str, tuple[int, bytes]]:
+    """Each case of canned_server(cases, piece) read through an HTTP stack's proxy by a
+    reader of its own: its status and body (a chunked one put together)."""
+    got = {}
+    async with (
+        canned_server(cases, piece) as port,
+        http_stack(tmp, upstream_url=f"http://127.0.0.1:{port}") as s,
+    ):
+        for n, path in enumerate(cases):
+            answer = await exchange(s.proxy.port, reader_get(s, n, f"GET /{path}"))
+            head, _, body = answer.partition(b"\r\n\r\n")
+            chunked = b"transfer-encoding: chunked" in head.lower()
+            got[path] = (status(answer), unchunked(body) if chunked else body)
+    return got
+
+
+def unchunked(body: bytes) -> bytes:
+    """A chunked body's data, put together (trailers dropped)."""
+    out = b""
+    while body:
+        size, _, rest = body.partition(b"\r\n")
+        n = int(size, 16)
+        if n == 0:
+            break
+        out, body = out + rest[:n], rest[n + 2 :]
+    return out

@@ -21,12 +21,11 @@ the body the case names, raw clients: a reader outside pii-readers (`phone`,
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
 import pytest
-from http_upstream import exchange, http_stack, raw_server, status
+from http_upstream import exchange, http_stack, read_cases, status
 from pdp_harness import token
 
 pytestmark = pytest.mark.integration
@@ -74,38 +73,10 @@ KEPT = {
 CASES = {**LEAKED_BEFORE, **REFUSED_BEFORE, **STILL_REFUSED, **KEPT}
 
 
-async def _answers(cases: dict[str, tuple[str, str]]) -> Any:
-    async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        kind, body = cases[head.split(b" ")[1].decode().strip("/")]
-        data = body.encode()
-        writer.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s"
-            % (kind.encode(), len(data), data)
-        )
-        await writer.drain()
-
-    return raw_server(converse)
-
-
 async def _read_all(
     tmp_path: Any, cases: dict[str, tuple[str, str]] = CASES
 ) -> dict[str, tuple[int, bytes]]:
-    got = {}
-    async with (
-        await _answers(cases) as port,
-        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
-    ):
-        for n, path in enumerate(cases):
-            # (one reader each: a session whose answers keep being refused is ended)
-            bearer = token(s.config, f"reader{n}@example.com", ("readonly",))
-            raw = (
-                f"GET /{path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {bearer}\r\n"
-                "Connection: close\r\n\r\n"
-            ).encode()
-            answer = await exchange(s.proxy.port, raw)
-            got[path] = (status(answer), answer.partition(b"\r\n\r\n")[2])
-    return got
+    return await read_cases(tmp_path, cases)
 
 
 async def test_tsv_rows_and_lines_of_json_are_masked_not_passed_nor_refused(tmp_path: Any) -> None:

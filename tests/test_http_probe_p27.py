@@ -35,8 +35,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from http_upstream import exchange, http_stack, raw_server, status
-from pdp_harness import token
+from http_upstream import exchange, http_stack, raw_server, read_cases, reader_get, status
 from test_http_probe_p5 import app_upstream, bearer
 
 pytestmark = pytest.mark.integration
@@ -79,40 +78,10 @@ KEPT = {
 CASES = {**LEAKED_BEFORE, **KEPT}
 
 
-async def _answers(cases: dict[str, tuple[str, str]]) -> Any:
-    async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        kind, body = cases[head.split(b" ")[1].decode().strip("/")]
-        data = body.encode()
-        writer.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s"
-            % (kind.encode(), len(data), data)
-        )
-        await writer.drain()
-
-    return raw_server(converse)
-
-
-def _get(stack: Any, n: int, line: str) -> bytes:
-    # (one reader each: a session whose answers keep being refused is ended)
-    bearer_token = token(stack.config, f"reader{n}@example.com", ("readonly",))
-    return (
-        f"{line} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {bearer_token}\r\n"
-        "Connection: close\r\n\r\n"
-    ).encode()
-
-
 async def test_rows_under_a_first_row_of_letters_and_bare_values_are_masked(
     tmp_path: Path,
 ) -> None:
-    got = {}
-    async with (
-        await _answers(CASES) as port,
-        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
-    ):
-        for n, path in enumerate(CASES):
-            answer = await exchange(s.proxy.port, _get(s, n, f"GET /{path}"))
-            got[path] = (status(answer), answer.partition(b"\r\n\r\n")[2])
+    got = await read_cases(tmp_path, CASES)
     leaked = {p: body for p, (_, body) in got.items() if any(h.encode() in body for h in HIDDEN)}
     assert leaked == {}, leaked
     assert {p: code for p, (code, _) in got.items()} == {p: 200 for p in CASES}
@@ -195,7 +164,7 @@ async def test_a_heads_fields_tell_nothing_of_the_unmasked_body(tmp_path: Path) 
         http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
     ):
         for n, line in enumerate(["HEAD /o", "HEAD /o-range", "GET /o", "GET /o-range"]):
-            answer = await exchange(s.proxy.port, _get(s, n, line))
+            answer = await exchange(s.proxy.port, reader_get(s, n, line))
             heads[line] = answer
     assert seen == ["HEAD", "HEAD", "GET", "GET"]
     for line, answer in heads.items():

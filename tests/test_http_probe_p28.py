@@ -22,14 +22,12 @@ pii-readers (the detectors: cards, e-mails, SSNs partly masked). Before the fixe
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from http_upstream import exchange, http_stack, raw_server, status
-from pdp_harness import token
+from http_upstream import read_cases
 
 pytestmark = pytest.mark.integration
 
@@ -88,53 +86,8 @@ KEPT = {
 }
 
 
-async def _streaming(cases: dict[str, tuple[str, str]]) -> Any:
-    async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        kind, body = cases[head.split(b" ")[1].decode().strip("/")]
-        writer.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nTransfer-Encoding: chunked\r\n\r\n"
-            % kind.encode()
-        )
-        data = body.encode()
-        for at in range(0, len(data), 11):  # (in pieces as a stream comes)
-            piece = data[at : at + 11]
-            writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
-            await writer.drain()
-        writer.write(b"0\r\n\r\n")
-        await writer.drain()
-
-    return raw_server(converse)
-
-
-def _unchunked(body: bytes) -> bytes:
-    out = b""
-    while body:
-        size, _, rest = body.partition(b"\r\n")
-        n = int(size, 16)
-        if n == 0:
-            break
-        out, body = out + rest[:n], rest[n + 2 :]
-    return out
-
-
 async def _read_all(tmp_path: Path, cases: dict[str, tuple[str, str]]) -> dict[str, Any]:
-    got = {}
-    async with (
-        await _streaming(cases) as port,
-        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
-    ):
-        for n, path in enumerate(cases):
-            bearer = token(s.config, f"reader{n}@example.com", ("readonly",))
-            raw = (
-                f"GET /{path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {bearer}\r\n"
-                "Connection: close\r\n\r\n"
-            ).encode()
-            answer = await exchange(s.proxy.port, raw)
-            head, _, body = answer.partition(b"\r\n\r\n")
-            chunked = b"transfer-encoding: chunked" in head.lower()
-            got[path] = (status(answer), _unchunked(body) if chunked else body)
-    return got
+    return await read_cases(tmp_path, cases, piece=11)  # (in pieces as a stream comes)
 
 
 def _put_together(path: str, body: str) -> str:
