@@ -25,11 +25,15 @@ package portcullis
 # alone. OPA 1.20.2 keeps, for its rule lookups, one slot per rule position any lookup has
 # returned (a rule's position: its place among the rules of its set, in file order), and
 # walks every slot again on each lookup, ~330 instructions a slot, ~30 lookups a decision:
-# so no set returns more than 8 rules for a postgres command, and the rules a postgres
-# command meets come within the first 8 of their set (deny_unindexed's 12 rules, allow's
+# so no set returns more than 6 rules for a postgres command, and the rules a postgres
+# command meets come within the first 6 of their set (deny_unindexed's 12 rules, allow's
 # rule at place 14, the function rules of pg_denials and pg_lineage_denials at 12-16:
-# 15 -> 9 slots for an agent's query). A deny rule written into any of these sets, or into
-# deny itself, denies alike.
+# 15 -> 9 slots for an agent's query; then needs_approval's postgres rule at place 8,
+# pg_uncached's rule of constant keys at 7, the privileged's function approval at 8:
+# 9 -> 6). Each rule the index cannot skip is returned on every lookup: deny_unindexed
+# holds 6, deny 6 (the next two rules, postgres.rego's, were deny_unindexed's), and
+# pg_lineage_unindexed 6. A deny rule written into any of these sets, or into deny itself,
+# denies alike.
 deny contains reason if {
 	some reason in deny_unindexed
 }
@@ -46,6 +50,20 @@ deny contains reason if {
 	some reason in pg_lineage_unindexed
 }
 
+# Two rules of postgres.rego, which every command meets, written here (they were
+# deny_unindexed's) so that no set returns more than 6 rules for a postgres command
+# (above): a postgres command whose statements were not classified, and the denials of
+# everyone not privileged (pg_reader_denials).
+deny contains "the statements of this query were not classified" if {
+	input.command.kind in {"postgres.query", "postgres.function_call"}
+	not input.command.postgres.statements
+}
+
+deny contains reason if {
+	not privileged
+	some reason in pg_reader_denials
+}
+
 # ssh.rego's rules of an exec (its command line's parts) keep their reasons in sets of
 # their own too, ssh_denials and ssh_approvals: among every module's deny and
 # needs_approval rules in file order they came at places 29-35 and 9-25 (above).
@@ -57,6 +75,14 @@ deny contains reason if {
 needs_approval contains reason if {
 	input.command.kind == "ssh.exec"
 	some reason in ssh_approvals
+}
+
+# postgres.rego's: a query with a statement that needs approval (pg_approval) needs it.
+# Written here for the rule index alone, as allow's rule below is (it came 9th among the
+# needs_approval rules of every module, and is asked on every postgres command).
+needs_approval contains reason if {
+	input.command.kind in {"postgres.query", "postgres.function_call"}
+	some [_, reason] in pg_approval
 }
 
 # postgres.rego's allow: a query whose every statement is allowed (pg_allowed). Written here
@@ -179,7 +205,8 @@ session_part := {"session_settings": session_settings}
 #   - set_config: the setting it changes is its first argument, a literal;
 #   - current_setting: the setting it reads is its first argument, a literal.
 # An answer that used an approval is never cached: it belongs to that one request.
-# pg_uncached says which; nor is a query holding a statement without a type.
+# pg_uncached says which; nor is a query holding a statement without a type, nor one whose
+# answer depends on a constant key (postgres.rego's "reuse by shape").
 cache_part := {"cache_ttl_seconds": data.portcullis.decision_cache_ttl_seconds, "cache_key": "shape"} if {
 	input.command.kind == "postgres.query"
 	input.command.postgres.statements # a query not classified is not cached
@@ -210,6 +237,14 @@ cache_part := {"cache_ttl_seconds": data.portcullis.decision_cache_ttl_seconds, 
 # A postgres query whose answer is not cached (above). Each rule opens with an input
 # reference, which the evaluator's rule index reads: for a query with none of these only
 # the index is consulted, where six negations in the cache hint were each evaluated.
+# The rule the index cannot skip, postgres.rego's "reuse by shape" (a statement reading a
+# constant key), comes first: it is the one every query meets (at place 8 it left the
+# index a slot more to walk on every lookup, above).
+pg_uncached if {
+	some s in input.command.postgres.statements
+	s.literal_keys
+}
+
 pg_uncached if input.approval
 
 pg_uncached if input.command.postgres.types.unparseable

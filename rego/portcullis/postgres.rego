@@ -84,10 +84,8 @@ package portcullis
 
 # --- denied for everyone ---------------------------------------------------
 
-deny_unindexed contains "the statements of this query were not classified" if {
-	input.command.kind in {"postgres.query", "postgres.function_call"}
-	not input.command.postgres.statements
-}
+# A postgres command whose statements were not classified is denied: decision.rego's deny
+# rule (written there for the rule index).
 
 # input.command.postgres.types (a departure from DESIGN.md's input contract, added by the
 # PDP: pdp/domain/policy_input.py, from the statements it classified; never a proxy's):
@@ -135,6 +133,21 @@ pg_denials contains sprintf("function %s returns the rows of the database's tabl
 	not pii_reader
 }
 
+# The other rule of the set a query calling functions meets, next to the first for the rule
+# index (decision.rego).
+pg_denials contains sprintf("function %s reaches outside the database or runs SQL text", [f]) if {
+	input.command.postgres.has.functions
+	some s in input.command.postgres.statements
+	some f in s.functions
+	pg_dangerous_function(f)
+}
+
+# Listed by name or by prefix: one deny rule asks both, so every query enters one rule
+# where it entered two (a rule entered costs the evaluator more than this call per function).
+pg_dangerous_function(f) if data.portcullis.dangerous_functions[f]
+
+pg_dangerous_function(f) if strings.any_prefix_match(f, data.portcullis.dangerous_function_prefixes)
+
 # Attribute notation: `c.f` (and `(expr).f`, `schema.table.f`) is the column f of the row
 # c, or, when c has no column f, the call f(c) on the whole row. Which one only the catalog
 # knows; the classifier reports every such name (attribute_names) and lineage reads it as a
@@ -179,19 +192,6 @@ pg_denials contains sprintf("prepared statement %s was prepared before the datab
 	s.type == "execute"
 	s.name in object.get(input.command.postgres, "stale_prepared", [])
 }
-
-pg_denials contains sprintf("function %s reaches outside the database or runs SQL text", [f]) if {
-	input.command.postgres.has.functions
-	some s in input.command.postgres.statements
-	some f in s.functions
-	pg_dangerous_function(f)
-}
-
-# Listed by name or by prefix: one deny rule asks both, so every query enters one rule
-# where it entered two (a rule entered costs the evaluator more than this call per function).
-pg_dangerous_function(f) if data.portcullis.dangerous_functions[f]
-
-pg_dangerous_function(f) if strings.any_prefix_match(f, data.portcullis.dangerous_function_prefixes)
 
 pg_denials contains sprintf("SET %s is pinned for every session: the policy must read SQL as the server does", [upper(s.setting)]) if {
 	input.command.postgres.types.set
@@ -262,6 +262,9 @@ deny_unindexed contains sprintf("no rule allows %v statement (%v) for %s", [type
 	# without asking pg_allowed (with its privileged and pg_reads: three rule lookups)
 	input.command.postgres.statements != false
 	allowed := pg_allowed # once, not once per statement: each reference is a lookup
+	# pg_allowed holds statements' indexes only: as many as the statements, none is left
+	# (most queries end here, without a negation per statement)
+	count(allowed) != count(input.command.postgres.statements)
 	some i, s in input.command.postgres.statements
 	not i in allowed
 	not i in pg_approvable
@@ -271,9 +274,19 @@ deny_unindexed contains sprintf("no rule allows %v statement (%v) for %s", [type
 
 # --- privileged groups (dba) -----------------------------------------------
 
-pg_allowed contains i if {
-	input.command.kind in {"postgres.query", "postgres.function_call"}
+# The statements allowed: the privileged's or the reader's, chosen by the session's standing
+# (an equality the rule index reads, where asking `privileged` and `not privileged` were
+# two lookups and a negation on every postgres command), or without one by `privileged`.
+pg_allowed := pg_privileged_allowed if {
+	input.standing.privileged == true
+} else := pg_reader_allowed if {
+	input.standing.privileged == false
+} else := pg_privileged_allowed if {
 	privileged
+} else := pg_reader_allowed
+
+pg_privileged_allowed contains i if {
+	input.command.kind in {"postgres.query", "postgres.function_call"}
 	some i, s in input.command.postgres.statements
 	s.type != "unparseable"
 }
@@ -283,59 +296,6 @@ pg_allowed contains i if {
 pg_approval contains entry if {
 	privileged
 	some entry in pg_privileged_approval
-}
-
-pg_privileged_approval contains [i, sprintf("DROP %s needs approval", [upper(s.object)])] if {
-	input.command.postgres.types.drop
-	some i, s in input.command.postgres.statements
-	s.type == "drop"
-	s.object in {"database", "schema"}
-}
-
-# SQL PREPARE keeps a statement for EXECUTE, which is decided as a read: a privileged
-# identity's statement that needs approval, prepared once approved, ran again at every
-# EXECUTE, past its approval's time and after the session changed what its names resolve
-# to (PREPARE p AS DELETE FROM orders approved for scratch.orders, then SET search_path =
-# public; EXECUTE p emptied public.orders). Run such a statement directly. (A reader's
-# EXECUTE runs read-only at the server: its approved PREPARE writes nothing.)
-pg_denials contains sprintf("a statement that needs approval is not prepared with PREPARE, since EXECUTE would run it again without one (%s): run it directly", [reason]) if {
-	input.command.postgres.types.prepare
-	privileged
-	some s in input.command.postgres.statements
-	s.type == "prepare"
-	some [_, reason] in pg_approval
-}
-
-pg_privileged_approval contains [i, "TRUNCATE needs approval"] if {
-	input.command.postgres.types.truncate
-	some i, s in input.command.postgres.statements
-	s.type == "truncate"
-}
-
-# One rule per type, each opening with its type: a query without one skips it.
-pg_privileged_approval contains [i, "UPDATE without WHERE needs approval"] if {
-	input.command.postgres.types.update
-	some i, s in input.command.postgres.statements
-	s.type == "update"
-	s.has_where == false
-}
-
-pg_privileged_approval contains [i, "DELETE without WHERE needs approval"] if {
-	input.command.postgres.types.delete
-	some i, s in input.command.postgres.statements
-	s.type == "delete"
-	s.has_where == false
-}
-
-# ALTER SYSTEM writes the server's configuration, which reaches outside the database as
-# nothing else here may (COPY to a file, pg_read_file and lo_export are denied to all):
-# log_directory and log_filename with log_statement = 'all' and pg_reload_conf() write
-# files of the statements' text wherever the server's OS user may (~/.ssh/authorized_keys),
-# archive_command and restore_command run programs. Approval for every privileged identity.
-pg_privileged_approval contains [i, "ALTER SYSTEM changes the server's configuration files (file writes, programs) and needs approval"] if {
-	input.command.postgres.types.alter_system
-	some i, s in input.command.postgres.statements
-	s.type == "alter_system"
 }
 
 # What reaches past the database, or makes a way in that bypasses the gateway, needs
@@ -380,6 +340,72 @@ pg_privileged_approval contains [i, "a function whose body is a string is code t
 	some i, s in input.command.postgres.statements
 	s.tag == "CreateFunctionStmt"
 	s.body_text
+}
+
+# postgres_user_code.rego's: a privileged identity outside pii-readers calling a function
+# not known to have no side effects (its calls of the database's functions). Written here,
+# after the rules of the set every privileged identity's query meets, for the rule index
+# (decision.rego); a rule of the set, it is asked for privileged identities alone.
+pg_privileged_approval contains [i, sprintf("function %s is not known to have no side effects (not in postgres.reader_functions or postgres.masked_admin_functions): what it keeps or sends is read past the masks, so calling it needs approval for everyone not in pii-readers", [f])] if {
+	input.command.postgres.has.functions
+	not pii_reader
+	some i, s in input.command.postgres.statements
+	some f in s.functions
+	not data.portcullis.postgres.reader_functions[f]
+	not data.portcullis.postgres.masked_admin_functions[f]
+}
+
+# SQL PREPARE keeps a statement for EXECUTE, which is decided as a read: a privileged
+# identity's statement that needs approval, prepared once approved, ran again at every
+# EXECUTE, past its approval's time and after the session changed what its names resolve
+# to (PREPARE p AS DELETE FROM orders approved for scratch.orders, then SET search_path =
+# public; EXECUTE p emptied public.orders). Run such a statement directly. (A reader's
+# EXECUTE runs read-only at the server: its approved PREPARE writes nothing.)
+pg_denials contains sprintf("a statement that needs approval is not prepared with PREPARE, since EXECUTE would run it again without one (%s): run it directly", [reason]) if {
+	input.command.postgres.types.prepare
+	privileged
+	some s in input.command.postgres.statements
+	s.type == "prepare"
+	some [_, reason] in pg_approval
+}
+
+# One rule per type, each opening with its type: a query without one skips it.
+pg_privileged_approval contains [i, "UPDATE without WHERE needs approval"] if {
+	input.command.postgres.types.update
+	some i, s in input.command.postgres.statements
+	s.type == "update"
+	s.has_where == false
+}
+
+pg_privileged_approval contains [i, "DELETE without WHERE needs approval"] if {
+	input.command.postgres.types.delete
+	some i, s in input.command.postgres.statements
+	s.type == "delete"
+	s.has_where == false
+}
+
+pg_privileged_approval contains [i, sprintf("DROP %s needs approval", [upper(s.object)])] if {
+	input.command.postgres.types.drop
+	some i, s in input.command.postgres.statements
+	s.type == "drop"
+	s.object in {"database", "schema"}
+}
+
+pg_privileged_approval contains [i, "TRUNCATE needs approval"] if {
+	input.command.postgres.types.truncate
+	some i, s in input.command.postgres.statements
+	s.type == "truncate"
+}
+
+# ALTER SYSTEM writes the server's configuration, which reaches outside the database as
+# nothing else here may (COPY to a file, pg_read_file and lo_export are denied to all):
+# log_directory and log_filename with log_statement = 'all' and pg_reload_conf() write
+# files of the statements' text wherever the server's OS user may (~/.ssh/authorized_keys),
+# archive_command and restore_command run programs. Approval for every privileged identity.
+pg_privileged_approval contains [i, "ALTER SYSTEM changes the server's configuration files (file writes, programs) and needs approval"] if {
+	input.command.postgres.types.alter_system
+	some i, s in input.command.postgres.statements
+	s.type == "alter_system"
 }
 
 # A DO block whose SQL cannot all be seen (dynamic EXECUTE, another language) could run
@@ -480,18 +506,17 @@ pg_writes contains [i, "SELECT ... FOR UPDATE/SHARE locks rows and needs approva
 	s.type != "explain"
 }
 
-pg_allowed contains i if {
-	not privileged
+pg_reader_allowed contains i if {
 	some i in pg_reads
 }
 
-pg_allowed contains i if {
+pg_reader_allowed contains i if {
 	input.command.postgres.types.set
 	some i, s in input.command.postgres.statements
 	s.type == "set"
 	pg_reader_may_set(s)
-	not privileged
 }
+
 
 pg_approval contains entry if {
 	not privileged
@@ -508,6 +533,23 @@ pg_write_statements := {i | some [i, _] in pg_writes}
 pg_reader_approval contains [i, reason] if {
 	some [i, reason] in pg_reader_calls
 	i in pg_write_statements
+}
+
+# Matched on the last component, so pg_catalog.pg_authid and "PG_AUTHID" count too; a
+# name without a dot is its own last component, and is looked up without splitting it.
+# Two rules, not a function of the name: a function call costs the evaluator more.
+pg_reader_denials contains sprintf("%s holds secrets; only privileged groups may read it", [t]) if {
+	some s in input.command.postgres.statements
+	some t in s.tables
+	data.portcullis.postgres.secret_catalogs[t]
+}
+
+pg_reader_denials contains sprintf("%s holds secrets; only privileged groups may read it", [t]) if {
+	some s in input.command.postgres.statements
+	some t in s.tables
+	contains(t, ".")
+	parts := split(t, ".")
+	data.portcullis.postgres.secret_catalogs[parts[count(parts) - 1]]
 }
 
 pg_reader_denials contains reason if {
@@ -582,10 +624,8 @@ pg_catalog_function(f) if {
 	not contains(substring(f, 11, -1), ".")
 }
 
-deny_unindexed contains reason if {
-	not privileged
-	some reason in pg_reader_denials
-}
+# A reader's denials (pg_reader_denials) are denials: decision.rego's deny says so (a rule
+# every command meets, written there for the rule index).
 
 # set_config is SET in a function call, and judged as SET is, in any statement: an
 # approved write must not change the session's settings for what follows.
@@ -615,23 +655,6 @@ pg_reader_denials contains sprintf("%s would make the transaction read-write; re
 	input.command.postgres.has.read_write
 	some s in input.command.postgres.statements
 	s.read_write
-}
-
-# Matched on the last component, so pg_catalog.pg_authid and "PG_AUTHID" count too; a
-# name without a dot is its own last component, and is looked up without splitting it.
-# Two rules, not a function of the name: a function call costs the evaluator more.
-pg_reader_denials contains sprintf("%s holds secrets; only privileged groups may read it", [t]) if {
-	some s in input.command.postgres.statements
-	some t in s.tables
-	data.portcullis.postgres.secret_catalogs[t]
-}
-
-pg_reader_denials contains sprintf("%s holds secrets; only privileged groups may read it", [t]) if {
-	some s in input.command.postgres.statements
-	some t in s.tables
-	contains(t, ".")
-	parts := split(t, ".")
-	data.portcullis.postgres.secret_catalogs[parts[count(parts) - 1]]
 }
 
 # A relation the database defines over a catalog shows that catalog's rows under its own
@@ -836,7 +859,10 @@ pg_timeout_ms(value) := ms if {
 # Settings a client asks for in its start-up packet (the proxy unpacks `options` into
 # them, and refuses the lexing ones itself) are judged as SET is: a reader starts with
 # only what it could SET. The read-only settings are the proxy's to pin, never a reader's.
-pg_denials contains sprintf("start-up parameter %s is not a setting readers may choose", [name]) if {
+# A rule of deny itself, not of pg_denials: it opens with the command kind, which deny's
+# rule index reads for every rule of its own (in pg_denials it was a test more for every
+# postgres command's lookup of the set).
+deny contains sprintf("start-up parameter %s is not a setting readers may choose", [name]) if {
 	input.command.kind == "session.open"
 	some name, value in object.get(input.session, ["attributes", "settings"], {})
 	not privileged
@@ -883,12 +909,9 @@ pg_approvable := {i | some [i, _] in pg_approval}
 # with membership in a literal set (`in {...}`) is evaluated and fails at that line, one
 # cheap test.
 # A query whose every statement is allowed (count(pg_allowed)) is allowed by decision.rego's
-# allow rule, written there to come first among the allow rules for the rule index.
-
-needs_approval contains reason if {
-	input.command.kind in {"postgres.query", "postgres.function_call"}
-	some [_, reason] in pg_approval
-}
+# allow rule, and one whose statement needs approval needs it by decision.rego's
+# needs_approval rule (some reason of pg_approval), both written there to come first among
+# their sets' rules for the rule index.
 
 # Sensitive columns by name and the detectors (over text answers of every kind that returns
 # any) are masked for everyone not in pii-readers: decision.rego's command_masks.
@@ -901,8 +924,5 @@ needs_approval contains reason if {
 # reader's `SELECT profile->'status' FROM c`, allowed unmasked and reused for its shape,
 # answered `SELECT profile->'password' FROM c` with the password in clear. The classifier
 # flags every statement of such a text (`literal_keys`, found by where the constant stands,
-# so every text of one shape alike); decision.rego offers no reuse by shape for it.
-pg_uncached if {
-	some s in input.command.postgres.statements
-	s.literal_keys
-}
+# so every text of one shape alike); decision.rego offers no reuse by shape for it (its first
+# pg_uncached rule, there for the rule index: it is the rule of the set every query meets).

@@ -299,6 +299,28 @@ pg_lineage_denials contains sprintf("function %s reads a large object's contents
 	not pii_reader
 }
 
+# Third of the set, after the two above: a query calling functions meets these three, which
+# come first among the set's rules for the rule index (decision.rego). A function may keep
+# what it is given where no mask reads it: setval's value is the sequence's last_value,
+# an advisory lock's key is in pg_locks, the name given to pg_replication_origin_create is
+# a row of pg_replication_origin, a function of the database's may INSERT it. A value a
+# query changed on the way (translate(note, '0123456789', 'abcdefghij'), ascii(substr(note,
+# 6, 1))) then comes back past the value
+# detectors, which read stored text only. The classifier gives such values as arguments
+# (pdp/sql/lineage.py: {function, columns, tables}, for a value whole rows reach or
+# columns reach changed); only the functions readers may call (postgres.reader_functions:
+# no side effects, generated from pg_proc) are given them outside pii-readers, dba
+# included. A column as it is (pg_terminate_backend(pid)) is not an argument here:
+# wherever it is kept it reads as the stored text the detectors know, and a sensitive
+# column going into any function not known never to fail is denied already (partial).
+pg_lineage_denials contains sprintf("function %s may keep what it is given where no mask reads it, and is given a value computed from %s that the value detectors could not recognise: denied to everyone not in pii-readers", [a.function, pg_argument_origin(a)]) if {
+	input.command.postgres.has.functions
+	not pii_reader
+	some s in input.command.postgres.statements
+	some a in s.arguments
+	not data.portcullis.postgres.reader_functions[a.function]
+}
+
 # A cast the database made with a function (input.command.postgres.user_casts, the proxy's
 # start-up facts) runs wherever its types meet, named nowhere in the statement: with CREATE
 # CAST (integer AS text) WITH FUNCTION public.f(integer), `SELECT 1::text` returns what f
@@ -367,26 +389,6 @@ pg_lineage_denials contains sprintf("the statement stores text computed from col
 	count(w.columns) > 0
 	not w.keeps
 	not pii_reader
-}
-
-# A function may keep what it is given where no mask reads it: setval's value is the
-# sequence's last_value, an advisory lock's key is in pg_locks, the name given to
-# pg_replication_origin_create is a row of pg_replication_origin, a function of the
-# database's may INSERT it. A value a query changed on the way (translate(note,
-# '0123456789', 'abcdefghij'), ascii(substr(note, 6, 1))) then comes back past the value
-# detectors, which read stored text only. The classifier gives such values as arguments
-# (pdp/sql/lineage.py: {function, columns, tables}, for a value whole rows reach or
-# columns reach changed); only the functions readers may call (postgres.reader_functions:
-# no side effects, generated from pg_proc) are given them outside pii-readers, dba
-# included. A column as it is (pg_terminate_backend(pid)) is not an argument here:
-# wherever it is kept it reads as the stored text the detectors know, and a sensitive
-# column going into any function not known never to fail is denied already (partial).
-pg_lineage_denials contains sprintf("function %s may keep what it is given where no mask reads it, and is given a value computed from %s that the value detectors could not recognise: denied to everyone not in pii-readers", [a.function, pg_argument_origin(a)]) if {
-	input.command.postgres.has.functions
-	not pii_reader
-	some s in input.command.postgres.statements
-	some a in s.arguments
-	not data.portcullis.postgres.reader_functions[a.function]
 }
 
 # A number computed from a wide number column, stored, is denied as changed text is (the
