@@ -223,8 +223,9 @@ _TOTAL_OPERATORS = frozenset({"||", "->", "->>", "#>", "#>>"})
 # whether the first character is in a-m, a character at a time. So a column's value goes
 # into them as a total use only beside constants written in the statement (a frame holds
 # 64 MB of them: never enough); beside any other value (another column, a function's
-# result, a parameter) it is used `partial`. (A value the reader makes large holds no
-# column; one grown from a column is partial where it grew.)
+# result, a parameter) it is used `partial`, but beside stored columns as they are (below).
+# (A value the reader makes large holds no column; one grown from a column is partial where
+# it grew.)
 _COMBINING_FUNCTIONS = frozenset(
     {
         "concat", "concat_ws", "array_to_string", "json_build_array", "jsonb_build_array",
@@ -232,6 +233,20 @@ _COMBINING_FUNCTIONS = frozenset(
     }
 )  # fmt: skip
 _COMBINING_OPERATORS = frozenset({"||"})
+# ...and beside stored columns as they are: `first_name || ' ' || last_name`, `concat(city,
+# ', ', country)`, `coalesce(a, '') || ' ' || coalesce(b, '')` join values no reader sizes
+# (Lineage.joined). What they make is at most the stored values' sizes, each operand
+# counted, and short constants: a reader chooses only how many operands to write, at most
+# _JOINED_COLUMNS column operands and _JOINED_OPERANDS in all, constants of at most
+# _JOINED_CONSTANT characters together (beside one column too: _constants_length says
+# why), so it can pass 1 GB only for stored values of more than
+# 1 GB / _JOINED_COLUMNS together, and then answers that size, never a part, position or
+# character class of a value (no function, cast that cuts or pads, sub-query, parameter or
+# value made in FROM is an operand: `note || x` beside `repeat('x', ...) AS x` stays
+# partial, as does the 1 GB oracle of p37, and string_agg, repeat, lpad and recursion).
+_JOINED_COLUMNS = 16
+_JOINED_OPERANDS = 32
+_JOINED_CONSTANT = 256
 _COMBINING_NODES = frozenset({"RowExpr", "A_ArrayExpr", "XmlExpr"})
 # Those multiplying one input by another (the replacement at each match, the fill repeated,
 # a character mapped to a longer one) or by the rows (an aggregate joining every row's
@@ -755,11 +770,16 @@ class Lineage:
     """The walk of one statement: collects predicates while computing outputs."""
 
     __slots__ = (
-        "arguments", "branches", "documents", "matching", "predicates", "shadows", "sorting",
-        "written",
+        "arguments", "branches", "documents", "joins", "matching", "predicates", "shadows",
+        "sorting", "written",
     )  # fmt: skip
 
-    def __init__(self) -> None:
+    def __init__(self, joins: bool = True) -> None:
+        # whether `joined` may find stored columns by name: not in a statement with a FROM
+        # function, XMLTABLE or JSON_TABLE, whose columns (`json_to_record(...) AS x(a
+        # text)`, jsonb_each_text's value) a bare name falls back to a table's column for,
+        # though the reader sized them (repeat('x', 1073741800) inside)
+        self.joins = joins
         # (column, use) → whether every such use reached the column only keyed (Flow.keyed)
         self.predicates: dict[tuple[str, str], bool] = {}
         # the (column, use) of predicates that met a column made a document (Flow.documents)
@@ -1351,7 +1371,13 @@ class Lineage:
                 or not builtin
                 or (
                     operator in _COMBINING_OPERATORS
-                    and _beside_values([fields.get(side) for side in ("lexpr", "rexpr")])
+                    and (
+                        _constants_length([node]) > _JOINED_CONSTANT
+                        or (
+                            _beside_values([fields.get(side) for side in ("lexpr", "rexpr")])
+                            and not self.joined([node], scope)
+                        )
+                    )
                 )
             ):
                 for flow in operands:
@@ -1504,6 +1530,65 @@ class Lineage:
             return flow.as_document()  # XMLPARSE(DOCUMENT notes): text read as XML
         return flow
 
+    def joined(self, nodes: list[Any], scope: Scope) -> bool:
+        """Whether nodes join stored columns as they are and short constants written in
+        the statement only, by `||`, concat, concat_ws (a constant separator) and COALESCE,
+        within the counts above (_JOINED_COLUMNS): a value whose size no reader chooses."""
+        if not self.joins:
+            return False
+        counts = [0, 0]  # column operands, operands
+        stack = list(nodes)
+        while stack:
+            node = stack.pop()
+            if not isinstance(node, dict) or len(node) != 1:
+                return False
+            ((tag, fields),) = node.items()
+            if tag == "A_Const":
+                counts[1] += 1  # (their length: _constants_length)
+            elif tag == "TypeCast" and "arg" in fields:
+                # `id::text`: its whole text (not varchar(n), char(n): cut or padded to n)
+                type_name = fields.get("typeName", {}).get("TypeName", fields.get("typeName", {}))
+                names = [_sval(n).lower() for n in type_name.get("names", ())]
+                if (
+                    names[-1:] not in (["text"], ["varchar"])
+                    or names[:-1] not in ([], ["pg_catalog"])
+                    or type_name.get("typmods")
+                    or type_name.get("arrayBounds")
+                ):
+                    return False
+                stack.append(fields["arg"])
+            elif tag == "ColumnRef":
+                flow = self.column(fields["fields"], scope)
+                if flow.kind != PLAIN or not flow.columns or flow.tables or flow.changed:
+                    return False  # a value made in FROM, a whole row
+                counts[0] += 1
+                counts[1] += 1
+            elif tag == "A_Expr":
+                names = [_sval(n) for n in fields.get("name", ())]
+                if fields.get("kind", "AEXPR_OP") != "AEXPR_OP" or names != ["||"]:
+                    return False
+                stack.extend(fields.get(side) for side in ("lexpr", "rexpr"))
+            elif tag == "CoalesceExpr":
+                stack.extend(fields.get("args", ()))
+            elif tag == "FuncCall":
+                qualified = [_sval(part).lower() for part in fields.get("funcname", ())]
+                args = list(fields.get("args", ()))
+                if (
+                    qualified[:-1] not in ([], ["pg_catalog"])
+                    or qualified[-1:] not in (["concat"], ["concat_ws"])
+                    or any(k in fields for k in _CALL_MODIFIERS)
+                    or not args
+                ):
+                    return False
+                if qualified[-1] == "concat_ws" and not _written_constant(args[0]):
+                    return False  # the separator is repeated between every value
+                stack.extend(args)
+            else:
+                return False
+            if counts[0] > _JOINED_COLUMNS or counts[1] > _JOINED_OPERANDS:
+                return False
+        return _constants_length(nodes) <= _JOINED_CONSTANT
+
     def generic(self, value: Any, scope: Scope, ctes: dict[str, Item], keeps: bool = False) -> Flow:
         """Any other node: computed from every expression found inside it, each node
         judged by `expr` (so one that can fail marks what flows into it `partial`);
@@ -1547,7 +1632,13 @@ class Lineage:
             self.partial(flow)
         if builtin and (
             name in _MULTIPLYING_FUNCTIONS
-            or (name in _COMBINING_FUNCTIONS and _beside_values(args))
+            or (
+                name in _COMBINING_FUNCTIONS
+                and (
+                    _constants_length([{"FuncCall": fields}]) > _JOINED_CONSTANT
+                    or (_beside_values(args) and not self.joined([{"FuncCall": fields}], scope))
+                )
+            )
         ):
             self.partial(_merge(EXPRESSION, flows))  # it fails past 1 GB: the tables'
         aggregate = name in _AGGREGATES or any(
@@ -1953,6 +2044,61 @@ def _beside_values(nodes: list[Any]) -> bool:
     the statement (a column's value beside another value the statement computes: its size
     may be the reader's choice)."""
     return sum(1 for node in nodes if node is not None and not _written_constant(node)) > 1
+
+
+def _constants_length(nodes: list[Any]) -> int:
+    """The characters of the constants written in a value joined by `||`, concat,
+    concat_ws and COALESCE (a whole tree of them, however nested), what else it joins
+    left out: a long constant beside a column is sized by the reader as a value beside
+    it is. A tsvector's lexemes are at most 1 MB together, and `words || '<1 MB of
+    lexemes> 4111'` reports the size it would have made, 4 bytes less when 4111 is among
+    the masked card's words (merged): whether it is, whatever the tsvector's size."""
+    total = 0
+    stack = list(nodes)
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, dict) or len(node) != 1:
+            continue
+        ((tag, fields),) = node.items()
+        if tag == "A_Const":
+            for key, value in fields.items():
+                if key != "location" and isinstance(value, dict):
+                    total += sum(len(str(v)) for v in value.values())
+        elif tag in ("TypeCast", "NamedArgExpr", "CollateClause"):
+            stack.append(fields.get("arg"))
+        elif tag == "A_Expr" and [_sval(n) for n in fields.get("name", ())][-1:] == ["||"]:
+            stack.extend(fields.get(side) for side in ("lexpr", "rexpr"))
+        elif tag == "CoalesceExpr" or (
+            tag == "FuncCall" and _sval(fields["funcname"][-1]).lower() in _COMBINING_FUNCTIONS
+        ):
+            stack.extend(fields.get("args", ()))
+    return total
+
+
+# FROM items whose columns the PDP cannot name (a table's, a sub-query's and a CTE's it can)
+_MADE_RELATIONS = ("RangeFunction", "RangeTableFunc", "JsonTable")
+
+
+def _makes_relations(fields: Fields) -> bool:
+    """Whether a statement's tree holds a FROM function, XMLTABLE or JSON_TABLE anywhere."""
+    stack: list[Any] = [fields]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if any(tag in item for tag in _MADE_RELATIONS):
+                return True
+            stack.extend(v for v in item.values() if isinstance(v, dict | list))
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+# what makes a call more than its function over its arguments (VARIADIC spreads an array,
+# an aggregate or window joins rows)
+_CALL_MODIFIERS = (
+    "func_variadic", "agg_star", "agg_distinct", "agg_order", "agg_filter", "over",
+    "agg_within_group",
+)  # fmt: skip
 
 
 def _written_constant(node: Any) -> bool:
@@ -2636,7 +2782,7 @@ def lineage_fields(tag: str, fields: Fields) -> dict[str, Any]:
     reach or that columns reach changed on the way (not as they are), as {function,
     columns, tables}, the function named as the server looks it up (`setval`,
     `public.f`)."""
-    walk = Lineage()
+    walk = Lineage(joins=not _makes_relations(fields))
     try:
         outputs = walk.statement(tag, fields)
     except RecursionError:
