@@ -1319,6 +1319,10 @@ class BodyMask:
         if self.kind == "lines":
             *lines, last = text.split("\n")
             shown = [shown for line in lines for shown in self._released(self._carried(line))]
+            if last and self._finishing:
+                # (the body's last line, no newline after it: read with those held)
+                shown += self._released(self._carried(last)) + self._held_events()
+                return "".join(line + "\n" for line in shown)[:-1]
             if last or self._finishing:
                 shown += self._held_events()  # (the body's end: what is held goes)
             return "".join(line + "\n" for line in shown) + (self._carried(last) if last else "")
@@ -1326,6 +1330,10 @@ class BodyMask:
             return "\n".join(self._row(line) for line in text.split("\n"))
         *whole, tail = text.split("\n\n")
         shown = [shown for event in whole for shown in self._released(self._event(event))]
+        if tail and self._finishing:
+            # (the stream's last event, cut short by its end: read with those held)
+            shown += self._released(self._event(tail)) + self._held_events()
+            return "".join(event + "\n\n" for event in shown)[:-2]
         if tail or self._finishing:
             # (the stream's end: what is held goes, then an event its end cut short)
             shown += self._held_events()
@@ -1342,23 +1350,26 @@ class BodyMask:
         value found across them is masked whole into the first event holding a piece of
         it, the pieces after it emptied. So the events from the one where a text's end
         may still be the start of a value (an LLM's piece: a word, or digits and their
-        separators, _GROWING_TAIL; data as text: digits, or a word with an `@`,
-        _VALUE_TAIL, so a feed's messages are not held) are held until a later event ends
-        it; those before go. Held up to MAX_HELD_EVENTS events or MAX_HELD_CHARS
-        characters; what is held goes when the body ends."""
+        separators, _GROWING_TAIL; data as text: those, or a word with an `@`,
+        _VALUE_TAIL; a text body's line: digits and their separators, _DIGITS_TAIL, its
+        lines read together with a newline between, and as one line) are held until a
+        later event ends it; those before go. Held up to MAX_HELD_EVENTS events or
+        MAX_HELD_CHARS characters; what is held goes when the body ends."""
         texts = _event_texts(event) if self.kind == "sse" else _line_texts(event)
         self._pieces.append((event, texts))
         self._spans_masked()
         keep = len(self._pieces)  # (the first event still held)
         for place in dict.fromkeys(p for _, held in self._pieces for p in held):
             pieces = [i for i, (_, held) in enumerate(self._pieces) if place in held]
-            joined = "".join(self._pieces[i][1][place] for i in pieces)
-            tail = (_GROWING_TAIL if place else _VALUE_TAIL).search(joined)
+            sep = self._piece_separator(place)
+            joined = sep.join(self._pieces[i][1][place] for i in pieces)
+            ends = _GROWING_TAIL if place else _VALUE_TAIL if self.kind == "sse" else _DIGITS_TAIL
+            tail = ends.search(joined)
             if tail is None:
                 continue
             at = 0
             for i in pieces:  # (the event the tail starts in)
-                at += len(self._pieces[i][1][place])
+                at += len(self._pieces[i][1][place]) + len(sep)
                 if at > tail.start():
                     keep = min(keep, i)
                     break
@@ -1386,22 +1397,48 @@ class BodyMask:
         places = dict.fromkeys(place for _, texts in self._pieces for place in texts)
         for place in places:
             pieces = [i for i, (_, texts) in enumerate(self._pieces) if place in texts]
-            if len(pieces) < 2:
+            sep = self._piece_separator(place)
+            joined = sep.join(self._pieces[i][1][place] for i in pieces)
+            if len(pieces) < 2 and "\n" not in joined:
                 continue
-            joined = "".join(self._pieces[i][1][place] for i in pieces)
             masked, counts = mask_shown(self.masker, joined)
+            if sep:
+                # (a text body's lines, each masked already: what they show read again
+                # is no new value; only one the lines read together find is masked)
+                apart = sum(
+                    sum(mask_shown(self.masker, self._pieces[i][1][place])[1].values())
+                    for i in pieces
+                )
+                if sum(counts.values()) <= apart:
+                    masked, counts = joined, Counter()
+            if "\n" in joined:
+                # (a value parted by a newline: an event's `data:` lines, which SSE joins
+                # with one, a text body's lines, a piece of text holding one — `4111
+                # 1111\n1111 1111` — read as one line too; the newlines kept where the
+                # mask keeps the value's length)
+                flat, flat_counts = mask_shown(self.masker, joined.replace("\n", " "))
+                if sum(flat_counts.values()) > max(sum(counts.values()), apart if sep else 0):
+                    masked, counts = _newlines_back(joined, flat), flat_counts
+                elif len(pieces) < 2:
+                    continue
             if not counts:
                 continue
             self.counts.update({f"detector:{k}": v for k, v in counts.items()})
-            for n, i in enumerate(pieces):
+            parts = masked.split(sep) if sep else []
+            if len(parts) != len(pieces):
+                parts = [masked] + [""] * (len(pieces) - 1)
+            for i, text in zip(pieces, parts, strict=True):
                 event, texts = self._pieces[i]
-                text = masked if n == 0 else ""
-                held = (
-                    _event_with(event, place, text)
-                    if self.kind == "sse"
-                    else _line_with(event, place, text)
-                )
+                if self.kind == "sse":
+                    held = _event_with(event, place, text)
+                else:
+                    held = _line_with(event, place, text) if place else text
                 self._pieces[i] = (held, {**texts, place: text})
+
+    def _piece_separator(self, place: tuple[Any, ...]) -> str:
+        """What parts the held texts at `place` as a client shows them (_released): the
+        lines of a text body a newline; an LLM's pieces, a stream's data as text nothing."""
+        return "\n" if self.kind == "lines" and not place else ""
 
     def _coded_runs(self, text: str) -> str:
         """Base64 in a line of text (`data=eyJwaG9uZSI6...`, a cell, an element's text):
@@ -2721,9 +2758,12 @@ _TEXT_ENDS = re.compile(
     r"|^data: ?\[DONE\]",
     re.M,
 )
-# the end of data as text a value may go on from: digits and their separators, or a
-# word holding an `@` (a feed's words are not held)
-_VALUE_TAIL = re.compile(r"[+(0-9][0-9 ().\-]*\Z|[\w.+\-]*@[\w.\-]*\Z")
+# the end of data as text a value may go on from: digits and their separators, a word
+# (what may start an address: `bob`, then `@example.com`), a word holding an `@`
+_VALUE_TAIL = re.compile(r"[+(0-9][0-9 ().\-]*\Z|[\w.+\-]*@[\w.\-]*\Z|[\w.+\-]+\Z")
+# the end of a text body's line a value may go on from on the next line (a card's, a
+# phone number's, an SSN's groups parted by a newline: `4111 1111\n1111 1111`)
+_DIGITS_TAIL = re.compile(r"[+(0-9][0-9 ().\-\n]*\Z")
 # the keys an LLM's pieces of text go by at the end of their trail (Anthropic's tool
 # input `partial_json`, TGI's `generated_text`), and beside a `done` flag (Ollama's
 # `response`, `message.content`)
@@ -2769,15 +2809,25 @@ def _event_texts(event: str) -> dict[tuple[Any, ...], str]:
 
 def _line_texts(line: str) -> dict[tuple[Any, ...], str]:
     """A line's texts by place when it is a JSON object or array (a stream's document:
-    Ollama's `{"response": "4111"}`), as _event_texts; {} for a line of text (a client
-    shows lines apart, it does not put them together)."""
+    Ollama's `{"response": "4111"}`), as _event_texts; a line of text at () (read with
+    the lines next to it, a newline between: a value's groups parted by one); {} for a
+    line of JSON that does not parse."""
     if line.lstrip()[:1] not in ("{", "["):
-        return {}
+        return {(): line}  # (a line of text: read with the next, a newline between)
     try:
         doc = json.loads(line)
     except (ValueError, RecursionError):
         return {}
     return _doc_texts(doc) if isinstance(doc, dict | list) else {}
+
+
+def _newlines_back(joined: str, flat: str) -> str:
+    """`flat`, `joined` masked with its newlines read as spaces, with the newlines put back
+    where `joined` had them, when the mask kept its length (a card's, an SSN's digits
+    masked one for one); else as it is, on one line."""
+    if len(flat) != len(joined):
+        return flat
+    return "".join("\n" if j == "\n" and f == " " else f for j, f in zip(joined, flat, strict=True))
 
 
 def _line_with(line: str, place: tuple[Any, ...], text: str) -> str:

@@ -391,7 +391,7 @@ class UpstreamExchange:
             headers.append(("connection", "close"))
         if masker is not None or decoder is not None:
             # what described the upstream's bytes does not describe the masked ones
-            headers = [(n, v) for n, v in headers if not messages.describes_body(n)]
+            headers = messages.undescribed_headers(headers)
         if decoder is not None:
             headers = messages.decoded_headers(headers)
         body = response.content.iter_any()

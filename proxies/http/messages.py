@@ -160,6 +160,47 @@ def describes_body(name: str) -> bool:
     )
 
 
+def undescribed_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A masked or decoded answer's headers without what describes the upstream's body
+    bytes (describes_body), and a Content-Disposition without its `size` parameter (RFC
+    2183's `attachment; filename=card.txt; size=49`: the unmasked length); one whose
+    quoting cannot be read, naming a size, is dropped whole."""
+    kept = []
+    for name, value in headers:
+        if describes_body(name):
+            continue
+        if name.strip().lower() == "content-disposition":
+            sizeless = _sizeless_disposition(value)
+            if sizeless is None:
+                continue
+            value = sizeless
+        kept.append((name, value))
+    return kept
+
+
+def _sizeless_disposition(value: str) -> str | None:
+    """A Content-Disposition value without its `size` (or `size*`) parameters; None when
+    its quoting cannot be read and it may name one."""
+    parts, part, quoted, escaped = [], "", False, False
+    for char in value:
+        if escaped:
+            escaped = False
+        elif quoted and char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == ";" and not quoted:
+            parts.append(part)
+            part = ""
+            continue
+        part += char
+    parts.append(part)
+    if quoted or escaped:
+        return None if "size" in value.lower() else value
+    kept = [p for p in parts if p.partition("=")[0].strip().lower().rstrip("*").strip() != "size"]
+    return value if len(kept) == len(parts) else ";".join(kept)
+
+
 BODY_IN_RAW = 16 * 1024  # a request body shown whole in the command text up to this size
 INSPECTED_BODY = 64 * 1024  # a JSON body handed to the policy up to this size
 INSPECTED_CODED = 16 * 1024 * 1024  # a compressed request body read up to this, decoded
