@@ -11,7 +11,7 @@ pii-readers (the detectors: cards, e-mails, SSNs partly masked). Before the fixe
   pieces together, the detectors read each event apart, so a card in three pieces
   (`My card is 4111`, ` 1111 1111`, ` 1111`) or an address in two (`bob`,
   `@example.com`) went whole. An event whose piece ends as a value may go on (an LLM's
-  piece: a word, digits; data as text: digits or a word, tests/test_http_probe_p29.py) is now held while the
+  piece: a word, digits; data as text: digits or a word, p29) is now held while the
   next adds to it, and a value found across the pieces is masked into the first piece's
   event, the pieces after it emptied (bodies.BodyMask._released);
 - a value split by markup (`4111 <em>1111</em> 1111 1111`, a search's highlight of the

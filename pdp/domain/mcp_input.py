@@ -11,9 +11,11 @@ method asks whether a `tools/list` (`prompts/list`, `resources/list`) answer may
 tool (prompt, resource), not to call (get, read) it. From the proxy
 it takes only whether the message was a notification (the id the text leaves out says
 so). The roots a client declares to the server (its answer to `roots/list`, or one of a
-request's `inputResponses`) are shown as `roots`, their URIs. The headers the proxy bound
-into the text (`"headers": [[name, value], ...]`: those it forwards that a server may act
-on) are shown as `headers`. Text that is not such a
+request's `inputResponses`) are shown as `roots`, their URIs; the tools running when the
+server asked what a response answers (the session's calls in flight) as `during`, and an
+elicitation's answer that gives nothing (declined, cancelled) as `declined`. The
+headers the proxy bound into the text (`"headers": [[name, value], ...]`: those it
+forwards that a server may act on) are shown as `headers`. Text that is not such a
 message is handed to the policy as `malformed`, which the shipped policy denies.
 
 No IO here; called by the PDP's command_input() through the `mcp` protocol declaration.
@@ -32,6 +34,8 @@ MALFORMED = {"message": "malformed", "method": "", "malformed": True}
 LISTED = frozenset({"tools/call", "prompts/get", "resources/read"})
 # an HTTP request that carries no message: what it asks
 HTTP_MESSAGES = {"GET": "stream", "DELETE": "end"}
+# an answer to an elicitation that gives nothing: the user declined or cancelled
+_DECLINED = ({"action": "decline"}, {"action": "cancel"})
 
 
 def mcp_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, Any]:
@@ -76,10 +80,21 @@ def _shown(message: dict[str, Any], endpoint: str, attributes: dict[str, Any]) -
         return {"message": HTTP_MESSAGES[message["http"]], "method": "", "endpoint": endpoint}
     if "method" not in message:
         answers = message.pop("answers", None)
+        during = message.pop("during", [])
+        if not isinstance(during, list) or not all(isinstance(tool, str) for tool in during):
+            return dict(MALFORMED)
         if set(message) in ({"result"}, {"error"}) and isinstance(answers, str):
             answer: dict[str, Any] = {
                 "message": "response", "method": "", "endpoint": endpoint, "answers": answers
             }  # fmt: skip
+            if during:
+                # the tools the session's calls in flight ran when the server's request
+                # reached the client: what an answer to it may steer
+                answer["during"] = during
+            if answers == "elicitation/create" and message.get("result") in _DECLINED:
+                # the user said no (MCP Client → Elicitation: decline, cancel), and nothing
+                # else: a tool is given nothing to act on
+                answer["declined"] = True
             if answers == "roots/list" and "result" in message:
                 roots = _roots([message["result"]])
                 if roots is None:

@@ -19,6 +19,9 @@ as one document, an event stream one event at a time.
 - `tools/list` answers list only the tools the policy would let this client call (the PDP
   is asked per tool, `listing: true`), so an agent never sees a tool it may not call.
 - `Mcp-Session-Id`s belong to the token they were handed to (mcp_sessions.py).
+- A client's answer to the server's own request (an elicitation, a sampling) is decided
+  with the tools the session's calls in flight ran when the request reached the client
+  (`during`): what a write tool asks its user is what it then acts on, as its arguments.
 - Fail closed on the way back: an answer that must be read (masked, a tool list) and
   cannot be is replaced by a JSON-RPC error; an answer to no request of the session is
   dropped; while such an answer is owed, every stream of the session is read.
@@ -102,6 +105,8 @@ class Handling:
     completes: str | None = None
     # the request as the session's memory of tables tells it (a tool and its arguments)
     asked: Asked | None = None
+    # tools/call: the tool it runs (a server's request while it runs is asked `during` it)
+    tool: str | None = None
 
     @property
     def reads(self) -> bool:
@@ -302,7 +307,10 @@ class McpExchange:
             if message.kind == "notification" and message.method == "notifications/cancelled":
                 # a request this session holds for an approval stops waiting (withdrawn)
                 mcp.cancel_held(message.params.get("requestId"))
-        commands = [m.command(target, mcp.asking(m.id) or "", carried) for m in parsed.messages]
+        commands = [
+            m.command(target, mcp.asking(m.id) or "", carried, mcp.during(m.id))
+            for m in parsed.messages
+        ]
         rulings = [
             await self._ruling(session, mcp, m, raw, wait)
             for m, raw in zip(parsed.messages, commands, strict=True)
@@ -336,6 +344,7 @@ class McpExchange:
                     message.method if message.method in codec.LISTINGS else "",
                     _completed_argument(message),
                     _asked(message),
+                    message.target if message.method == "tools/call" else None,
                 )
                 mcp.expect(message.id, handling)
         # an answer owed to an earlier request that must be read may come on any stream of
@@ -371,9 +380,11 @@ class McpExchange:
         wait: float | None,
     ) -> Ruling:
         attributes = message.attributes or None
-        if wait is None or message.kind != "request" or message.id is None:
+        if wait is None or message.kind == "notification" or message.id is None:
             return await session.decide(KIND, raw, attributes, _exact)
-        held = mcp.hold(message.id, session)  # until decided, or cancelled by the client
+        # a request is held until decided, or cancelled by the client; a client's answer
+        # (one to a write tool's question needs an approval too) until decided
+        held = mcp.hold(message.id, session) if message.kind == "request" else None
         try:
             return await asyncio.wait_for(
                 session.decide_or_wait(KIND, raw, attributes, _exact, lambda _: None),
@@ -383,7 +394,8 @@ class McpExchange:
             # the request stays pending; once approved, the same call goes through
             return await session.decide(KIND, raw, attributes, _exact)
         finally:
-            mcp.release(held)
+            if held is not None:
+                mcp.release(held)
 
     def _enforced(self, ruling: Ruling) -> tuple[Ruling, Masker | None]:
         """The ruling as enforced, with the masker of a mask verdict: a mask that cannot be
@@ -533,7 +545,7 @@ class Forward:
             if kind == "text/event-stream":
                 # passed as it comes, its event ids noted: what this client may resume from
                 return Reply(status, headers, self._watched(chunks))
-            return Reply(status, headers, chunks)
+            return Reply(status, headers, self._passed(chunks))
         if kind not in ("application/json", "text/event-stream"):
             if self.reads or status < 400:
                 async for chunk in chunks:
@@ -625,21 +637,39 @@ class Forward:
                     self._asked_in(event.data)
             yield chunk
 
+    async def _passed(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """An answer that is no event stream passed as it comes: once it has, nothing of
+        its request is in flight any more (what the server asks later is not asked during
+        it)."""
+        async for chunk in chunks:
+            yield chunk
+        for request in self.parsed.requests if self.parsed else ():
+            if not getattr(self.mcp.owed(request.id), "reads", True):
+                self.mcp.answered(request.id)
+
     def _asked_in(self, data: str) -> None:
-        """The server's requests in an event passed unread (what the client may answer)."""
-        if '"method"' not in data:
+        """The server's requests in an event passed unread (what the client may answer),
+        and its answers (their requests no longer in flight)."""
+        if '"method"' not in data and '"id"' not in data:
             return
         try:
             document = json.loads(data)
         except (ValueError, RecursionError):
             return
         for message in codec.response_messages(document) or ():
-            self._asked(message)
+            if "method" in message:
+                self._asked(message)
+            elif not getattr(self.mcp.owed(message.get("id")), "reads", True):
+                self.mcp.answered(message.get("id"))
 
     def _asked(self, message: dict[str, Any]) -> None:
-        """A server's message reaches the client: if a request, the client may answer it."""
+        """A server's message reaches the client: if a request, the client may answer it,
+        and its answer is decided with the tools the session's calls in flight run (on
+        whichever stream it came: a tool's question to its user, `ctx.elicit`, is what
+        the tool then acts on, as its arguments are)."""
         if "id" in message and isinstance(message.get("method"), str):
-            self.mcp.ask(message["id"], message["method"])
+            running = {h.tool for h in self.mcp.pending.values() if h.tool is not None}
+            self.mcp.ask(message["id"], message["method"], tuple(sorted(running)))
 
     def _handed(self, event: codec.SseEvent) -> None:
         for name, value in event.fields:

@@ -95,17 +95,25 @@ class Message:
         return params if isinstance(params, dict) else {}
 
     def command(
-        self, endpoint: str, answers: str = "", headers: Sequence[tuple[str, str]] = ()
+        self,
+        endpoint: str,
+        answers: str = "",
+        headers: Sequence[tuple[str, str]] = (),
+        during: Sequence[str] = (),
     ) -> str:
         """The command text the PDP decides: the endpoint (path and query) it was posted
         to and the message, canonical JSON without the id or `_meta.progressToken`; a
-        response with the method of the server's request it `answers`; the `headers` the
+        response with the method of the server's request it `answers` and the tools
+        running `during` it (the session's calls in flight when it reached the client,
+        which an answer may steer: an elicitation's amount); the `headers` the
         request carries upstream that a server may act on, as [name, value] pairs in their
         order (an approval binds them, its approver is shown them)."""
         bound = {"headers": [[n, v] for n, v in headers]} if headers else {}
         if self.kind == "response":
             shown = {k: v for k, v in self.body.items() if k in ("result", "error")}
             shown["answers"] = answers
+            if during:
+                shown["during"] = list(during)
         else:
             params = dict(self.params)
             meta = params.get("_meta")

@@ -89,17 +89,30 @@ class McpSession:
     # the server's requests passed to this client (sampling, elicitation, roots): request
     # id → method, what a client's answer answers; an answer to none is not forwarded
     asked: OrderedDict[Hashable, str] = field(default_factory=OrderedDict)
+    # request id → the tools of the session's calls in flight when it reached the client
+    # (what the client's answer to it may act on: a tool's question to its user)
+    asked_during: dict[Hashable, tuple[str, ...]] = field(default_factory=dict)
 
-    def ask(self, request_id: Any, method: str) -> None:
-        """A server's request of this id reached the client: it may answer it once."""
+    def ask(self, request_id: Any, method: str, during: tuple[str, ...] = ()) -> None:
+        """A server's request of this id reached the client, while the tools `during` ran:
+        it may answer it once."""
         if isinstance(request_id, str) and len(request_id) > MAX_ID:
             return  # (not noted, so not answered: a client's answer with it is refused)
         if isinstance(request_id, str | int) and not isinstance(request_id, bool):
             key = _id_key(request_id)
             self.asked.pop(key, None)
             self.asked[key] = method
+            self.asked_during[key] = during
             while len(self.asked) > MAX_PENDING:
-                self.asked.popitem(last=False)
+                gone, _ = self.asked.popitem(last=False)
+                self.asked_during.pop(gone, None)
+
+    def during(self, request_id: Any) -> tuple[str, ...]:
+        """The tools that were running when the server's request of this id reached the
+        client (the calls of the session in flight then)."""
+        if not (isinstance(request_id, str | int) and not isinstance(request_id, bool)):
+            return ()
+        return self.asked_during.get(_id_key(request_id), ())
 
     def asking(self, request_id: Any) -> str | None:
         """The method of the server's request a client's answer of this id answers, or
@@ -112,6 +125,7 @@ class McpSession:
         """The client's answer to the server's request went upstream: it is answered."""
         if isinstance(request_id, str | int) and not isinstance(request_id, bool):
             self.asked.pop(_id_key(request_id), None)
+            self.asked_during.pop(_id_key(request_id), None)
 
     def handed(self, event_id: str) -> None:
         """An event of this id reached the client: it may resume from it."""

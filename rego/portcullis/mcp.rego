@@ -1,6 +1,6 @@
 # mcp.call: every JSON-RPC message an agent sends an MCP server through an HTTP connection
 # with `mcp: true` (or of type mcp). input.command.mcp = {message, method, endpoint, tool |
-# prompt | uri, arguments, listing, answers, roots}, read by the PDP from the message itself; `message` is
+# prompt | uri, arguments, listing, answers, during, roots}, read by the PDP from the message itself; `message` is
 # request, notification, response (the client answering the server), stream (a GET: the
 # server's own event stream), end (a DELETE: the end of a session) or malformed.
 #
@@ -108,6 +108,25 @@ deny contains sprintf("an answer to the MCP server's %q: not a request clients a
 	input.command.kind == "mcp.call"
 	mcp_command.message == "response"
 	not object.get(mcp_command, "answers", "") in mcp_server_requests
+}
+
+# a server's question to the user while a tool runs (an elicitation: the amount of a
+# refund, the account to act on) is answered with what the tool then acts on, as its
+# arguments are: `during` names the tools the session's calls in flight ran when the
+# question reached the client. While a write or dangerous tool runs, the answer needs
+# the approval the call did (the approver sees the call and the answer), but from the
+# privileged; a read tool's is answered as any other, and so is a user's no (an
+# elicitation declined or cancelled, with nothing in it: `declined`), a ping's answer (a
+# keep-alive, nothing a tool acts on) and a roots/list's (its roots judged above).
+needs_approval contains sprintf("an answer to the MCP server's %s while tool %q runs: it needs approval", [mcp_command.answers, tool]) if {
+	input.command.kind == "mcp.call"
+	mcp_command.message == "response"
+	not mcp_command.declined
+	not mcp_command.answers in {"ping", "roots/list"}
+	some tool in object.get(mcp_command, "during", [])
+	some class in ["write", "dangerous"]
+	tool in object.get(mcp_tools, class, [])
+	not privileged
 }
 
 # -- roots: the directories and files a client declares a server may operate on (MCP

@@ -87,6 +87,20 @@ test_mcp_protocol_methods_allowed_for_members if {
 	mcp_decision(["readonly"], {"endpoint": "/mcp", "message": "response", "method": "", "answers": "elicitation/create"}).verdict == "allow"
 }
 
+test_mcp_an_answer_while_a_write_tool_runs_needs_approval if {
+	answer := {"endpoint": "/mcp", "message": "response", "method": "", "answers": "elicitation/create"}
+	d := mcp_decision(["readonly"], object.union(answer, {"during": ["get_invoice", "refund_order"]}))
+	d.verdict == "require_approval"
+	"an answer to the MCP server's elicitation/create while tool \"refund_order\" runs: it needs approval" in d.reasons
+	mcp_decision(["readonly"], object.union(answer, {"during": ["get_invoice"]})).verdict == "allow"
+	mcp_decision(["dba"], object.union(answer, {"during": ["refund_order"]})).verdict == "allow"
+	mcp_decision(["readonly"], object.union(answer, {"during": ["refund_order"], "declined": true})).verdict == "allow"
+	pong := {"endpoint": "/mcp", "message": "response", "method": "", "answers": "ping", "during": ["refund_order"]}
+	mcp_decision(["readonly"], pong).verdict == "allow"
+	sampled := object.union(pong, {"answers": "sampling/createMessage"})
+	mcp_decision(["readonly"], sampled).verdict == "require_approval"
+}
+
 test_mcp_answers_only_to_the_requests_a_client_answers if {
 	every m in ["sampling/createMessage", "elicitation/create", "roots/list", "ping"] {
 		mcp_decision(["readonly"], {"endpoint": "/mcp", "message": "response", "method": "", "answers": m}).verdict == "allow"
