@@ -121,9 +121,7 @@ def test_a_csv_said_to_have_its_header_or_a_stream_with_a_column_list_stays() ->
     unless the Content-Type says `header=present` (RFC 4180) or a column list names
     them (fail closed)."""
     assert _masked("text/csv", f"id,name\n7,{P}\n") == b"id,name\n7,[REDACTED]\n"
-    said = BodyMask(
-        masker_for(READER_MASKS, b"k" * 32), "csv", media="text/csv", csv_header=True
-    )
+    said = BodyMask(masker_for(READER_MASKS, b"k" * 32), "csv", media="text/csv", csv_header=True)
     body = f"id,name\n7,{P}\n".encode()
     assert said.feed(body) + said.finish() == body
     text = f'{{"columns":["id","name"]}}\n[7,"{P}"]\n'
