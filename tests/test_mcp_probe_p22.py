@@ -123,18 +123,29 @@ async def _session(stack: Any, tok: str) -> str:
     return session_id
 
 
+async def _approved(stack: Any, tok: str, session_id: str, call: dict[str, Any]) -> dict:
+    """Call `call` (a write tool: refused for approval), then approve it; the refusal."""
+    _, _, answer = await post(stack, tok, rpc(2, "tools/call", call), session_id)
+    error = messages_of(answer)[0]["error"]
+    await stack.pdp.approvals.decide(error["data"]["approval_id"], APPROVER, True, "ok")
+    return dict(error)
+
+
+@pytest.fixture
+def asking(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The MCP stacks of these tests run asking_server (its tools ask their user)."""
+    monkeypatch.setattr(test_mcp_proxy, "mcp_server", asking_server)
+
+
 @pytest.mark.integration
 async def test_a_write_tools_question_is_not_answered_past_its_approval(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, asking: None
 ) -> None:
-    monkeypatch.setattr(test_mcp_proxy, "mcp_server", asking_server)
     async with mcp_stack(tmp_path) as stack:
         alice = stack.token()
         session_id = await _session(stack, alice)
-        _, _, answer = await post(stack, alice, rpc(2, "tools/call", REFUND), session_id)
-        error = messages_of(answer)[0]["error"]
+        error = await _approved(stack, alice, session_id, REFUND)
         assert error["code"] == APPROVAL_REQUIRED
-        await stack.pdp.approvals.decide(error["data"]["approval_id"], APPROVER, True, "ok")
         accept = {"action": "accept", "content": {"amount": 900}}
         got, rest = await _answer_while_it_runs(stack, alice, session_id, REFUND, accept)
         pending = [r for r in stack.pdp.approvals.requests.values() if r.state == "pending"]
@@ -156,15 +167,12 @@ async def _approve_when_asked(stack: Any) -> None:
 
 @pytest.mark.integration
 async def test_an_answer_held_with_prefer_wait_goes_once_approved(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, asking: None
 ) -> None:
-    monkeypatch.setattr(test_mcp_proxy, "mcp_server", asking_server)
     async with mcp_stack(tmp_path) as stack:
         alice = stack.token()
         session_id = await _session(stack, alice)
-        _, _, answer = await post(stack, alice, rpc(2, "tools/call", REFUND), session_id)
-        error = messages_of(answer)[0]["error"]
-        await stack.pdp.approvals.decide(error["data"]["approval_id"], APPROVER, True, "ok")
+        await _approved(stack, alice, session_id, REFUND)
         accept = {"action": "accept", "content": {"amount": 900}}
         approving = asyncio.ensure_future(_approve_when_asked(stack))
         got, rest = await _answer_while_it_runs(
@@ -179,10 +187,7 @@ async def test_an_answer_held_with_prefer_wait_goes_once_approved(
 
 
 @pytest.mark.integration
-async def test_a_read_tools_question_is_answered_as_before(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(test_mcp_proxy, "mcp_server", asking_server)
+async def test_a_read_tools_question_is_answered_as_before(tmp_path: Path, asking: None) -> None:
     async with mcp_stack(tmp_path) as stack:
         alice = stack.token()
         session_id = await _session(stack, alice)
@@ -209,19 +214,14 @@ def test_the_policy_reads_what_an_answer_was_given_during() -> None:
 
 
 @pytest.mark.integration
-async def test_a_write_tool_that_ran_is_no_longer_running(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_write_tool_that_ran_is_no_longer_running(tmp_path: Path, asking: None) -> None:
     # a pii-reader's session is read by nothing (no mask): the answers pass as they come,
     # and the write tool, once answered, runs no more when a read tool asks its question
-    monkeypatch.setattr(test_mcp_proxy, "mcp_server", asking_server)
     async with mcp_stack(tmp_path) as stack:
         pat = stack.token("pat@example.com", "readonly", "pii-readers")
         session_id = await _session(stack, pat)
         create = {"name": "create_invoice", "arguments": {"customer": "Ann"}}
-        _, _, answer = await post(stack, pat, rpc(2, "tools/call", create), session_id)
-        error = messages_of(answer)[0]["error"]
-        await stack.pdp.approvals.decide(error["data"]["approval_id"], APPROVER, True, "ok")
+        await _approved(stack, pat, session_id, create)
         _, _, answer = await post(stack, pat, rpc(3, "tools/call", create), session_id)
         assert messages_of(answer)[0]["result"]["content"][0]["text"] == "invoice for Ann"
         call = {"name": "get_invoice", "arguments": {"invoice_id": 7}}
