@@ -892,26 +892,52 @@ pg_chosen_questioned(column) if pg_wide_number(column)
 # grouped or compared columns a stored column output beside them does not carry as
 # `sequence` (a computed output carries them, and is masked where they are), unless the
 # statement's ORDER BY names every output. Denied for a sensitive column, a whole row and
-# a whole document; any other column's order shows no masked value (the value detectors
-# mask inside a free-text column's text, which the row beside it does not hold).
+# a whole document.
+#
+# ...and the grouped or compared value itself where the masks show it in part (`arranged`,
+# one body below, in this rule: the set's rules are all entered, test_pdp_perf_rule_
+# positions): a free-text column (the value detectors mask a card inside its text, the
+# rest shows) or a whole document (its masked keys hidden, the others shown). Where the
+# groups come back in their order (a sort: `GROUP BY note, B'1'::varbit`, which cannot be
+# hashed, a large input, an index), 'card **** **** **** 1111 on file' landing between
+# the notes 'card 41 x' and 'card 42 x' told the card's first digits, as the refused ORDER
+# BY note would. Lineage gives what a SELECT grouped (GROUP BY, DISTINCT) or joined by as
+# `arranged` unless its ORDER BY names every output or it aggregates into one row.
+# Sensitive columns are masked whole (their order shows nothing beside themselves); the
+# team's plain_text_columns keep their groupings.
 pg_lineage_unindexed contains pg_sequence_reason(p) if {
 	some s in input.command.postgres.statements
 	some p in s.predicates
-	p.use == "sequence"
+	p.use in {"sequence", "arranged"}
 	pg_sequenced(p)
 	not pii_reader
 }
 
-pg_sequenced(p) if pg_sensitive_column(p.column)
+pg_sequenced(p) if {
+	p.use == "sequence"
+	pg_sensitive_column(p.column)
+}
 
-pg_sequenced(p) if p.column == "*"
+pg_sequenced(p) if {
+	p.use == "sequence"
+	p.column == "*"
+}
 
 pg_sequenced(p) if {
 	"{}" in input.command.postgres.view_columns[p.column]
 	not p.keyed
 }
 
-pg_sequence_reason(p) := sprintf("the rows come back in the order of %s or of their hashes (grouped or joined on beside another output), which answers how those values compare: denied to everyone not in pii-readers; name every output in ORDER BY, or leave the other outputs out", [pg_sequence_label(p.column)])
+pg_sequenced(p) if {
+	p.use == "arranged"
+	pg_free_text(p.column)
+	not p.keyed
+	not pg_sensitive_column(p.column)
+}
+
+pg_sequence_reason(p) := sprintf("the rows come back in the order of the values of column %s or of their hashes (grouped, made DISTINCT or joined on), which the masks show only in part, so where a masked value lands among the others answers how it compares: denied to everyone not in pii-readers; name every output in ORDER BY, aggregate into one row, or list the column in postgres.plain_text_columns if it holds no such text", [p.column]) if {
+	p.use == "arranged"
+} else := sprintf("the rows come back in the order of %s or of their hashes (grouped or joined on beside another output), which answers how those values compare: denied to everyone not in pii-readers; name every output in ORDER BY, or leave the other outputs out", [pg_sequence_label(p.column)])
 
 pg_sequence_label(column) := "whole rows" if {
 	column == "*"

@@ -1012,3 +1012,26 @@ test_a_question_about_a_wide_number_is_denied if {
 	portcullis.decision.verdict != "deny" with input as number_predicate_input(["readonly"], [{"column": "num", "use": "partial", "keyed": true}])
 	portcullis.decision.verdict != "deny" with input as number_predicate_input(["pii-readers"], [{"column": "num", "use": "order"}])
 }
+
+# --- groups in the order of a value the masks show in part (arranged) -----------------
+
+test_groups_arranged_by_free_text_or_a_document_are_denied if {
+	every column in ["note", "profile"] {
+		s := selecting([out("note", "plain", ["note"])], [{"column": column, "use": "arranged"}])
+		d := with_views(["readonly"], s, {"note": ["''"], "profile": ["{}"]})
+		d.verdict == "deny"
+		some r in d.reasons
+		startswith(r, sprintf("the rows come back in the order of the values of column %s or of their hashes (grouped, made DISTINCT or joined on), which the masks show only in part", [column]))
+	}
+}
+
+test_groups_arranged_by_other_columns_keyed_documents_or_for_pii_readers_are_allowed if {
+	views := {"note": ["''"], "profile": ["{}"], "name": ["''"]}
+	every column in ["id", "status", "name", "email"] {
+		s := selecting([], [{"column": column, "use": "arranged"}])
+		with_views(["readonly"], s, views).verdict != "deny"
+	}
+	keyed := selecting([], [{"column": "profile", "use": "arranged", "keyed": true}])
+	with_views(["readonly"], keyed, views).verdict != "deny"
+	with_views(["pii-readers"], selecting([], [{"column": "note", "use": "arranged"}]), views).verdict == "allow"
+}
