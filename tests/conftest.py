@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
+import warm_workers
 from pg_drops import drop_later, wait_for_drops
 
 PG_ADMIN_DSN = os.environ.get("PORTCULLIS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -78,6 +79,38 @@ def dyn_role() -> Iterator[str]:
     role = "dr" + secrets.token_hex(3)  # OpenBao keeps 8 characters of it in a login name
     yield role
     drop_dynamic_roles(role)
+
+
+_WARM: list[warm_workers.WarmWorkers] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Test PDPs take evaluation workers started ahead for their policy (warm_workers;
+    PORTCULLIS_TEST_COLD_WORKERS=1: every PDP starts its own, for comparison)."""
+    if os.environ.get("PORTCULLIS_TEST_COLD_WORKERS") != "1":
+        _WARM.append(warm_workers.install())
+
+
+    config.addinivalue_line(
+        "markers", "cold_workers: no evaluation worker started ahead (the test counts them)"
+    )
+
+
+@pytest.fixture(autouse=True)
+def _cold_workers(request: pytest.FixtureRequest) -> Iterator[None]:
+    if request.node.get_closest_marker("cold_workers") is None or not _WARM:
+        yield
+        return
+    _WARM[0].pause()
+    try:
+        yield
+    finally:
+        _WARM[0].resume()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    while _WARM:
+        _WARM.pop().close()
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)

@@ -7,11 +7,15 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
 from pdp_harness import REGO
 
 from pdp.engine import EngineError
 from pdp.engine.embedded import EmbeddedEngine
 from portcullis.config import EngineSettings
+
+# these tests count the evaluation worker processes this process started
+pytestmark = pytest.mark.cold_workers
 
 
 def worker_pids() -> set[int]:

@@ -13,6 +13,9 @@ from test_engine_pool import echo_engine, worker_pids
 
 GAP_OF_A_LOW_PACE_NS = 5_000_000  # evaluations 5 ms apart: 200/s, bench_decide's lone pace
 
+# these tests count the evaluation worker processes this process started
+pytestmark = pytest.mark.cold_workers
+
 
 async def test_a_workers_timer_slack_outlasts_the_gap_between_evaluations_at_a_low_pace(
     tmp_path,

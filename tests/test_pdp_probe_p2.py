@@ -459,7 +459,9 @@ async def test_large_requests_cannot_stop_approvers_listing_others(tmp_path):
     RESOURCE_EXHAUSTED, for good: the book keeps decided requests. Now a listing holds
     what fits under the limit, pending requests first, then the newest: another
     identity's request is still listed, and the call succeeds."""
-    config = pdp_config(tmp_path)
+    # (each request is seconds of parsing: on a loaded VM the sessions fell silent past
+    # the test default's 30 s and were closed, "session ... is not open")
+    config = pdp_config(tmp_path, session_timeout=600)
     alice = token(config, "alice@example.com", ("readonly",))
     bob = token(config, "bob@example.com", ("readonly",))
     sam = token(config, "sam@example.com", ("security",))
