@@ -26,7 +26,14 @@ from __future__ import annotations
 from typing import Any
 
 from portcullis import strict_json
-from portcullis.mcp import TARGETS, URI_METHODS, WITH_ARGUMENTS, params_problem, uri_problem
+from portcullis.mcp import (
+    TARGETS,
+    URI_METHODS,
+    WITH_ARGUMENTS,
+    params_problem,
+    template_problem,
+    uri_problem,
+)
 
 MALFORMED = {"message": "malformed", "method": "", "malformed": True}
 # what a `listing` question may ask of a listed item: calling a tool, getting a prompt,
@@ -145,6 +152,9 @@ def _shown(message: dict[str, Any], endpoint: str, attributes: dict[str, Any]) -
         if named is None or not isinstance(completed, str):
             return {**out, "malformed": True}
         out[named[1]] = completed
+        if named[1] == "uri" and template_problem(completed) is not None:
+            # a template a server may resolve to another than the one a prefix matched
+            return {**out, "malformed": True}
     if "inputResponses" in params:
         # the client's answers to the server's input requests (2026-07-28), roots among
         # them: an answer is not told by its method there, so any holding `roots` is one

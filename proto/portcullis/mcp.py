@@ -8,6 +8,8 @@ methods that carry arguments, and which resource URIs are read one way only. No 
 from __future__ import annotations
 
 import re
+import unicodedata
+from urllib.parse import unquote, unquote_to_bytes
 
 # method → the params key that names what it acts on, and the key it is shown under
 TARGETS = {
@@ -72,19 +74,70 @@ _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 _NOT_ESCAPED = frozenset(
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~/\\%\x00"
 )
+# what an escaped character may not turn into where a server folds it: a dot, a slash or
+# a backslash under NFKC (the fullwidth full stop, solidus and reverse solidus, the one
+# dot leader) or a Windows best-fit mapping (the division slash U+2215, fraction slash,
+# big solidus, set minus ...)
+_SEPARATORS = "./\\"
+_LOOKALIKES = frozenset("\u2215\u2044\u29f8\u29f5\u29f9\u2216\ufe68\uff0e\uff0f\uff3c\u2024")
+# what a server may strip from a segment's end before it resolves it (Windows drops
+# trailing dots and spaces: `..%20` is `..` there)
+_STRIPPED = " \t\r\n\x0b\x0c"
+# RFC 6570 expressions of a URI template (completion/complete names a template)
+_EXPRESSION = re.compile(r"\{[^{}]*\}")
+# a URI's path: after its scheme and its authority (`//` up to a `/`, `?` or `#`, RFC
+# 3986 §3.2), up to its query or fragment
+_PATH = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:(?://[^/?#]*)?([^?#]*)")
 
 
 def uri_problem(uri: str) -> str | None:
     """Why a resource URI is not read one way only, or None. A policy matches a URI by
     prefix (rego/portcullis/mcp.rego), so the URI must be the one a server resolves: an
-    RFC 3986 URI with a scheme, in which no segment is a dot segment (`.`, `..`, which a
-    server's URL parser or path join removes with the segment before) and no octet is
+    RFC 3986 URI with a scheme, in which no segment is a dot segment (`.`, `..`, `...`,
+    `..%20`: which a server's URL parser or path join removes with the segment before)
+    and no segment of its path is empty (`file:///srv/public//etc/passwd`: a server
+    joining what follows its base reads `/etc/passwd`, an absolute path), and no octet is
     percent-encoded that a server may decode into a separator, a dot, a NUL or another
-    escape, nor one its normal form leaves unescaped (%2F, %5C, %2E, %00, %25, %41...)."""
+    escape, nor one its normal form leaves unescaped (%2F, %5C, %2E, %00, %25, %41...),
+    nor UTF-8 of a character that folds into a dot or a slash (%EF%BC%8E, %E2%88%95)."""
     if not _URI.fullmatch(uri) or not _SCHEME.match(uri):
         return "a resource URI is an RFC 3986 URI with a scheme"
     if any(chr(int(code, 16)) in _NOT_ESCAPED for code in _ESCAPE.findall(uri)):
         return "a resource URI escapes a character its normal form does not"
-    if any(part in (".", "..") for part in re.split(r"[/?#;]", uri)):
+    if "%" in uri and not _utf8(uri):
+        return "a resource URI escapes bytes that are not UTF-8 (%C0%AE: a dot to some)"
+    if "%" in uri and _folds_into_separator(unquote(uri)):
+        return "a resource URI escapes a character that reads as a dot or a slash"
+    if any(_dot_segment(part) for part in re.split(r"[/?#;]", uri)):
         return "a resource URI holds a dot segment"
+    path = _PATH.match(uri)
+    if path is not None and "//" in path.group(1):
+        return "a resource URI's path holds an empty segment"
     return None
+
+
+def template_problem(template: str) -> str | None:
+    """Why a URI template (RFC 6570, as completion/complete names one) is not read one
+    way only, or None: the URI it is with each expression as a plain word."""
+    return uri_problem(_EXPRESSION.sub("x", template))
+
+
+def _dot_segment(part: str) -> bool:
+    core = re.sub(r"%([0-9A-Fa-f]{2})", lambda m: chr(int(m.group(1), 16)), part)
+    core = core.strip(_STRIPPED)
+    return part != "" and (core == "" or set(core) <= {"."}) and "." in part
+
+
+def _folds_into_separator(decoded: str) -> bool:
+    if any(ch in _LOOKALIKES for ch in decoded):
+        return True
+    folded = unicodedata.normalize("NFKC", decoded)
+    return any(folded.count(ch) != decoded.count(ch) for ch in _SEPARATORS)
+
+
+def _utf8(uri: str) -> bool:
+    try:
+        unquote_to_bytes(uri).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

@@ -1386,6 +1386,17 @@ class BodyMask:
         self._pieces = self._pieces[keep:]
         return shown
 
+    def released(self, event: str) -> list[str]:
+        """The events that go once `event` (masked already) is read, for a stream whose
+        pieces come apart (a WebSocket's messages, each as an event of its data:
+        websocket.MaskedFrames): those from the one where a value may go on in the next
+        are held, a value found across them masked into its first (_released)."""
+        return self._released(event)
+
+    def held_events(self) -> list[str]:
+        """The events `released` holds, to go now (the stream ended, or waited enough)."""
+        return self._held_events()
+
     def _held_events(self) -> list[str]:
         shown = [event for event, _ in self._pieces]
         self._pieces = []
@@ -1540,6 +1551,10 @@ class BodyMask:
         labels = [m["text"] for m in _CELL.finditer(line)]
         if "|" in line or "\t" in line:
             labels += re.split(r"[|\t]", line)
+        if "," in line and all(_HEADER_CELL.fullmatch(c) for c in line.split(",")):
+            # (a CSV header in a text body, `name,Phone Number`: a column its rows' values
+            # are in, which lines of text do not tell)
+            labels += line.split(",")
         labels += [m["text"] for m in _QUOTED_LABEL.finditer(line)]
         alone = _LABEL_ALONE.fullmatch(line)
         if alone is not None:
@@ -2744,6 +2759,9 @@ def table_shaped(text: str, delimiter: str = ",") -> bool:
     return len({len(r) for r in rows}) == 1 and len(rows[0]) > 1
 
 
+# a cell of a line of names parted by commas (a CSV header in a text body): a name of up
+# to three words (letters first), quoted or not
+_HEADER_CELL = re.compile(r' *"?[^\W\d][\w.\-/#()]{0,31}(?: [\w.\-/#()]{1,32}){0,2}"? *')
 MAX_HELD_EVENTS = 32  # events of a stream held while a value may go on (_released)
 MAX_HELD_CHARS = 64 * 1024
 # the end of a text a value may go on from: a word (an address, a token), or digits
@@ -2838,11 +2856,30 @@ def _line_with(line: str, place: tuple[Any, ...], text: str) -> str:
 
 
 def _put_at(doc: Any, place: tuple[Any, ...], text: str) -> None:
-    """`text` put in a JSON document at `place` (a trail of keys and indices)."""
+    """`text` put in a JSON document at `place` (a trail of keys and indices, an item of
+    a list named by its `index` member as _doc_texts names it)."""
     node = doc
     for key in place[:-1]:
-        node = node[key]
-    node[place[-1]] = text
+        node = node[_placed_at(node, key)]
+    node[_placed_at(node, place[-1])] = text
+
+
+def _placed_at(node: Any, key: Any) -> Any:
+    """Where `key` of a place is in `node`: a list's item named by its `index` member
+    (`("index", 1)`: the one whose `index` is 1), else the key itself."""
+    if isinstance(key, tuple):
+        return next(n for n, item in enumerate(node) if _item_index(item) == key[1])
+    return key
+
+
+def _item_index(item: Any) -> int | None:
+    """A streamed list item's own `index` member (OpenAI's choices and tool calls: the
+    client puts an item's pieces together by it, not by where the item is in the list)."""
+    if isinstance(item, dict):
+        index = item.get("index")
+        if isinstance(index, int) and not isinstance(index, bool):
+            return index
+    return None
 
 
 def _doc_texts(doc: Any) -> dict[tuple[Any, ...], str]:
@@ -2859,8 +2896,13 @@ def _doc_texts(doc: Any) -> dict[tuple[Any, ...], str]:
             for key, child in node.items():
                 walk(child, (*place, key))
         elif isinstance(node, list):
-            for index, child in enumerate(node):
-                walk(child, (*place, index))
+            # (items naming their own index, each once: placed by it, as a client puts
+            # their pieces together — `n: 2` interleaves two choices' texts, each event
+            # holding either first)
+            named = [_item_index(child) for child in node]
+            by_index = None not in named and len(set(named)) == len(named)
+            for position, child in enumerate(node):
+                walk(child, (*place, ("index", named[position]) if by_index else position))
 
     walk(doc, ())
     return texts

@@ -616,7 +616,7 @@ class Forward:
         except codec.SseTooLarge:
             self.session.record_response(kind="mcp.refused", reason="an event too large")
             for request in self.parsed.requests if self.parsed else ():
-                if self.mcp.answered(request.id) is not None:
+                if self.mcp.abandoned(request.id) is not None:
                     error = codec.error_response(
                         request.id, codec.NOT_INSPECTABLE, "portcullis: an event too large"
                     )
@@ -668,8 +668,7 @@ class Forward:
         whichever stream it came: a tool's question to its user, `ctx.elicit`, is what
         the tool then acts on, as its arguments are)."""
         if "id" in message and isinstance(message.get("method"), str):
-            running = {h.tool for h in self.mcp.pending.values() if h.tool is not None}
-            self.mcp.ask(message["id"], message["method"], tuple(sorted(running)))
+            self.mcp.ask(message["id"], message["method"], self.mcp.running())
 
     def _handed(self, event: codec.SseEvent) -> None:
         for name, value in event.fields:

@@ -39,7 +39,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from portcullis import strict_json
-from portcullis.mcp import TARGETS, URI_METHODS, WITH_ARGUMENTS, params_problem, uri_problem
+from portcullis.mcp import (
+    TARGETS,
+    URI_METHODS,
+    WITH_ARGUMENTS,
+    params_problem,
+    template_problem,
+    uri_problem,
+)
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_BATCH = 64
@@ -363,6 +370,11 @@ def _check_params(message: Message) -> None:
         raise Refused(f"{message.method} names its {named[0]} as a string")
     if message.method in URI_METHODS:
         problem = uri_problem(params["uri"])
+        if problem is not None:
+            raise Refused(problem)
+    ref = params.get("ref") if message.method == "completion/complete" else None
+    if isinstance(ref, dict) and isinstance(ref.get("uri"), str):
+        problem = template_problem(ref["uri"])
         if problem is not None:
             raise Refused(problem)
     if message.method in WITH_ARGUMENTS and not isinstance(params.get("arguments", {}), dict):

@@ -39,6 +39,9 @@ MAX_SESSIONS = 10_000
 MAX_SESSIONS_PER_IDENTITY = 64  # of one subject, whatever tokens it holds
 IDLE_SECONDS = 600.0  # a session unused this long gives way to its identity's next one
 MAX_PENDING = 256
+# tools named by forgotten calls, kept for the session (each a tool the policy let it
+# call: a handful)
+MAX_FORGOTTEN_TOOLS = 1024
 MAX_SESSION_ID = 256
 MAX_EVENT_IDS = 256  # per session, the latest (as MAX_PENDING requests)
 MAX_EVENT_ID = 256  # characters: a longer id is not noted, so not resumed from
@@ -92,6 +95,9 @@ class McpSession:
     # request id → the tools of the session's calls in flight when it reached the client
     # (what the client's answer to it may act on: a tool's question to its user)
     asked_during: dict[Hashable, tuple[str, ...]] = field(default_factory=dict)
+    # the tools of calls forgotten from `pending` (past MAX_PENDING) before their answer
+    # came: they may still run, for the rest of the session (running)
+    forgotten_tools: set[str] = field(default_factory=set)
 
     def ask(self, request_id: Any, method: str, during: tuple[str, ...] = ()) -> None:
         """A server's request of this id reached the client, while the tools `during` ran:
@@ -142,10 +148,35 @@ class McpSession:
 
     def expect(self, request_id: str | int, handling: Any) -> None:
         key = _id_key(request_id)
-        self.pending.pop(key, None)
+        # (a request of an id still in flight, which a session read by nothing may send:
+        # the call it takes the place of may still run upstream)
+        self._forgot(self.pending.pop(key, None))
         self.pending[key] = handling
         while len(self.pending) > MAX_PENDING:
-            self.pending.popitem(last=False)
+            self._forgot(self.pending.popitem(last=False)[1])
+
+    def abandoned(self, request_id: Any) -> Any:
+        """A request whose answer the proxy gave up reading (its stream cut short): as
+        answered(), but its call may still run upstream (running)."""
+        handling = self.answered(request_id)
+        self._forgot(handling)
+        return handling
+
+    def _forgot(self, handling: Any) -> None:
+        tool = getattr(handling, "tool", None)
+        if isinstance(tool, str) and len(self.forgotten_tools) < MAX_FORGOTTEN_TOOLS:
+            # (its call may still run upstream: what the server asks from now on may be
+            # asked during it)
+            self.forgotten_tools.add(tool)
+
+    def running(self) -> tuple[str, ...]:
+        """The tools the session's calls in flight run: those whose answer is still owed,
+        and those of calls forgotten before their answer came (past MAX_PENDING, or their
+        id taken by a later request: a client leaving requests unanswered, dropping their
+        streams or sending an id again cannot make a write tool's call look ended while
+        it runs)."""
+        tools = {getattr(h, "tool", None) for h in self.pending.values()}
+        return tuple(sorted({t for t in tools if isinstance(t, str)} | self.forgotten_tools))
 
     def hold(self, request_id: str | int, waiter: Any) -> Hashable:
         """A request held for an approval (Prefer: wait) by its session (`waiter`, with

@@ -18,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -160,6 +162,11 @@ def frame_header(buf: bytearray) -> tuple[int, int, bytes] | None:
 WEBSOCKET_HELD = 4
 MAX_MASKED_MESSAGE = 1024 * 1024  # a message towards the client held whole to be masked
 MAX_CONTROL = 125  # a control frame's payload at most (RFC 6455 §5.5)
+# a message whose end may go on as a value in the next (`4111 1111`, then ` 1111 1111`:
+# an LLM's tokens, a client putting the messages together) is held for the next at
+# most this long: a client waiting for it before it sends again would otherwise wait
+# for a server waiting for the client (bodies.BodyMask.released bounds the rest)
+HELD_SECONDS = 0.5
 
 
 class MaskedFrames:
@@ -171,13 +178,25 @@ class MaskedFrames:
     masked field where its value cannot be told) raises FrameRefused: the WebSocket ends
     there."""
 
-    def __init__(self, masker: Masker, limit: int = MAX_MASKED_MESSAGE) -> None:
+    def __init__(
+        self,
+        masker: Masker,
+        limit: int = MAX_MASKED_MESSAGE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.masker = masker
         self.limit = limit
         self.counts: Counter[str] = Counter()
         self._buffer = bytearray()
         self._opcode: int | None = None  # the data message being gathered
         self._message = bytearray()
+        # the messages masked, read as the pieces of one text too (each an event of its
+        # data: BodyMask.released): those from one whose end may go on as a value in the
+        # next are held (their opcodes and when they came, in order), until one ends
+        # it, the bounds, or HELD_SECONDS after the first of them
+        self._clock = clock
+        self._pieces = BodyMask(masker, "sse", limit=limit)
+        self._held: list[tuple[int, float]] = []
 
     def feed(self, data: bytes) -> bytes:
         self._buffer += data
@@ -188,6 +207,8 @@ class MaskedFrames:
                 return bytes(out)
             opcode, fin, payload = frame
             if opcode in (8, 9, 10):  # close, ping, pong: inside a message or not
+                if opcode == 8:
+                    out += self.release()  # (what is held goes before the close)
                 out += _frame_bytes(opcode, self._control(opcode, fin, payload))
                 continue
             if opcode == 0:
@@ -205,7 +226,34 @@ class MaskedFrames:
             if fin:
                 kind, message = self._opcode, bytes(self._message)
                 self._opcode, self._message = None, bytearray()
-                out += _frame_bytes(kind, self._masked(kind, message))
+                out += self._pieced(kind, self._masked(kind, message))
+
+    def due(self) -> float | None:
+        """Seconds until the held messages go whatever comes (release), None if none is."""
+        if not self._held:
+            return None
+        return max(0.0, self._held[0][1] + HELD_SECONDS - self._clock())
+
+    def release(self) -> bytes:
+        """The held messages' frames, to go now (the socket ends, or they waited enough)."""
+        return self._framed(self._pieces.held_events())
+
+    def _pieced(self, opcode: int, payload: bytes) -> bytes:
+        """A masked message read with those held before it (BodyMask.released): the frames
+        of the messages that go now."""
+        text = payload.decode("utf-8")
+        self._held.append((opcode, self._clock()))
+        event = "\n".join("data: " + line for line in text.split("\n"))
+        return self._framed(self._pieces.released(event))
+
+    def _framed(self, events: list[str]) -> bytes:
+        self.counts.update(self._pieces.counts)
+        self._pieces.counts.clear()
+        out = bytearray()
+        for event in events:
+            data = [ln[5:].removeprefix(" ") for ln in event.split("\n") if ln.startswith("data:")]
+            out += _frame_bytes(self._held.pop(0)[0], "\n".join(data).encode("utf-8"))
+        return bytes(out)
 
     def _frame(self) -> tuple[int, bool, bytes] | None:
         buf = self._buffer
@@ -483,21 +531,34 @@ async def _relay(
             if not pending:
                 return
 
+    async def to_client(data: bytes) -> None:
+        record("server", data)
+        messages_read.write(frames["server"].take_payload())
+        guard.write(data)
+        await conn.io.drain()
+
     async def server_to_client() -> None:
         while True:
-            data = await up_reader.read(64 * 1024)
+            due = masking.due() if masking is not None else None
+            try:
+                data = await asyncio.wait_for(up_reader.read(64 * 1024), due)
+            except TimeoutError:
+                # (messages held while a value might go on in the next: none came)
+                assert masking is not None
+                await to_client(masking.release())
+                continue
             if not data:
+                if masking is not None and (held := masking.release()):
+                    await to_client(held)
                 guard.flush()
                 return
             if masking is not None:
-                # what the client gets, and is recorded: each message masked whole
+                # what the client gets, and is recorded: each message masked whole, those
+                # whose end may go on as a value in the next held for it
                 data = masking.feed(data)
                 if not data:
                     continue
-            record("server", data)
-            messages_read.write(frames["server"].take_payload())
-            guard.write(data)
-            await conn.io.drain()
+            await to_client(data)
 
     tasks = [asyncio.ensure_future(client_to_server()), asyncio.ensure_future(server_to_client())]
     try:
