@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import os
 import sys
@@ -231,15 +232,31 @@ def _service_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-UP_HELP = """Start the Policy Decision Point and a proxy for every configured connection that this
-build serves (today: postgres), in one process tree, until SIGINT or SIGTERM. The PDP
+UP_HELP = """Start the Policy Decision Point and a proxy for every configured connection (postgres,
+http, ssh), in one process tree, until SIGINT or SIGTERM. The PDP
 listens on pdp.listen (gRPC) and pdp.http_listen (/metrics, /healthz, /readyz); each
 proxy on its connection's listen address. A connection's `${NAME}` secrets are read
 only here, where its proxy starts. Check a configuration first with
 `portcullis config check`."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+# The modules that add the other commands (`policy`: its build, diff and masks), imported
+# only for a command line that names one of their commands (or none: then all, for the
+# full help): `portcullis audit verify` does not load the approvals and sessions clients
+# (~1 s of imports of the ~1.2 s a command took before it ran).
+COMMAND_MODULES: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("policy",), "pdp.cli.policybundle"),  # policy build | policy diff
+    (("policy",), "pdp.cli.policymasks"),  # policy masks
+    (("sessions", "replay"), "pdp.cli.sessions"),
+    (("audit",), "pdp.cli.audit"),
+    (("approvals",), "pdp.cli.approvals"),
+    (("config", "status", "metrics"), "pdp.cli.ops"),
+    (("certs",), "pdp.cli.certs"),
+    (("discover",), "pdp.cli.discover"),
+)
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="portcullis", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -299,42 +316,17 @@ def build_parser() -> argparse.ArgumentParser:
     preader.add_argument("--dsn", required=True, help="libpq DSN of the server to read")
     preader.add_argument("--write", default=None, help="data file to update (rego/data.json)")
     preader.set_defaults(func=cmd_policy_reader_functions)
-    from pdp.cli.policybundle import register as register_policy_bundle
-
-    register_policy_bundle(psub)  # policy build | policy diff
-    from pdp.cli.policymasks import register as register_policy_masks
-
-    register_policy_masks(psub)  # policy masks
-
-    from pdp.cli.sessions import register as register_sessions
-
-    register_sessions(sub)
-
-    from pdp.cli.audit import register as register_audit
-
-    register_audit(sub)
-
-    from pdp.cli.approvals import register as register_approvals
-
-    register_approvals(sub)
-
-    from pdp.cli.ops import register as register_ops
-
-    register_ops(sub)
-
-    from pdp.cli.certs import register as register_certs
-
-    register_certs(sub)
-
-    from pdp.cli.discover import register as register_discover
-
-    register_discover(sub)
+    named = set(sys.argv[1:] if argv is None else argv)
+    every = not named & {name for names, _ in COMMAND_MODULES for name in names}
+    for names, module in COMMAND_MODULES:
+        if every or named & set(names):
+            importlib.import_module(module).register(psub if "policy" in names else sub)
     _add_config_option(parser, top=True)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     if not hasattr(args, "verbose"):
         args.verbose = False
     return exit_status("portcullis", lambda: args.func(args))
