@@ -41,7 +41,7 @@ from proxies.runtime.exposure import ClientOutput
 from proxies.runtime.pdp_client import Ruling, withdrawn_ruling
 from proxies.ssh.reaper import SHELL_LINE, WRAPPED, WRAPPED_SHELL, SessionReport, nonce, wrapped
 from proxies.ssh.sftp import SftpRelay
-from proxies.ssh.stream import Cast, MaskedOutput, Unreadable
+from proxies.ssh.stream import Cast, MaskedOutput, Unreadable, terminal_size
 from proxies.ssh.upstream import (
     GatedChannel,
     Request,
@@ -240,7 +240,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             log.info("pty-req refused: a terminal type that is not a terminfo name")
             return False
         self.term = term_type or "xterm"
-        self.size = tuple(term_size)
+        self.size = terminal_size(*term_size)
         self.modes = {**dict(term_modes), ECHO_MODE: 1}
         return True
 
@@ -367,11 +367,12 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             self.up.send_signal(signal_name)
 
     def terminal_size_changed(self, width: int, height: int, pixwidth: int, pixheight: int) -> None:
-        self.size = (width, height, pixwidth, pixheight)
+        # bounded as the pty-req's size is: the upstream draws for the size recorded
+        self.size = terminal_size(width, height, pixwidth, pixheight)
         if self.cast is not None:
-            self.cast.resize(time.time(), width, height)
+            self.cast.resize(time.time(), self.size[0], self.size[1])
         if self.up is not None:
-            self.up.change_terminal_size(width, height, pixwidth, pixheight)
+            self.up.change_terminal_size(*self.size)
 
     def pause_writing(self) -> None:
         if self.up is not None:

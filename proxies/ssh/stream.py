@@ -30,7 +30,8 @@ Owns two sans-IO pieces (no sockets, no asyncio; the proxy's channel calls them)
   it); the rest is counted, and the recording says how much was left out where it was
   ("[portcullis: N bytes not recorded]"), so a `cat` of a large file in a shell cannot
   swell the session's evidence; likewise at most RESIZES_PER_SECOND resize events (a
-  flood of window-change requests), the second's last size kept.
+  flood of window-change requests), the second's last size kept. A size is at most
+  MAX_COLUMNS x MAX_ROWS (`terminal_size`: the channel gives the upstream the same).
 
 `shown()` is not pdp/cli/terminal_replay's DisplayOnly on purpose: masking must read the
 text a screen ends up showing (sequences out, cursor moves applied), where replay keeps
@@ -92,6 +93,16 @@ TAB_STOP = 8
 CAST_VERSION = 2
 RECORDED_PER_SECOND = 64 * 1024
 RESIZES_PER_SECOND = 16
+# The largest terminal the proxy gives the upstream and records: a client's pty-req or
+# window-change names any size up to 2^32-1 columns and rows, and 100000x100000 went into
+# the recording's header and resize events as sent (a web player sizes its screen from
+# them: ten billion cells) and to the upstream, whose sshd cut it to 16 bits (34464: the
+# program drew for a size the recording does not say). Wider than any screen's text (an
+# 8K display in a 6-pixel font: 1280 columns), taller than any (about 400 rows); the
+# pixel size (told to the upstream only) to the kernel's 16 bits.
+MAX_COLUMNS = 2000
+MAX_ROWS = 1000
+MAX_PIXELS = 0xFFFF
 
 
 class Unreadable(Exception):
@@ -363,15 +374,30 @@ def _complete(data: bytes) -> int:
     return len(data)
 
 
+def terminal_size(
+    width: int, height: int, pixwidth: int = 0, pixheight: int = 0
+) -> tuple[int, int, int, int]:
+    """A client's terminal size within MAX_COLUMNS x MAX_ROWS (and its pixels within
+    MAX_PIXELS): what the upstream is given and the recording says. 0 stays 0 (RFC 4254:
+    not given)."""
+    return (
+        min(max(int(width), 0), MAX_COLUMNS),
+        min(max(int(height), 0), MAX_ROWS),
+        min(max(int(pixwidth), 0), MAX_PIXELS),
+        min(max(int(pixheight), 0), MAX_PIXELS),
+    )
+
+
 class Cast:
     """One interactive channel as asciicast v2: header, then timed events."""
 
     def __init__(self, width: int, height: int, term: str, started: float) -> None:
         self.started = started
+        width, height, _, _ = terminal_size(width, height)
         self.header: dict[str, Any] = {
             "version": CAST_VERSION,
-            "width": max(int(width), 1),
-            "height": max(int(height), 1),
+            "width": max(width, 1),
+            "height": max(height, 1),
             "timestamp": int(started),
             "env": {"TERM": term or "", "SHELL": ""},
         }
@@ -406,7 +432,8 @@ class Cast:
         if second != self._second:
             self._left_out(now)
             self._second, self._used = second, {"o": 0, "i": 0}
-        size = f"{int(width)}x{int(height)}"
+        width, height, _, _ = terminal_size(width, height)
+        size = f"{width}x{height}"
         if self._resizes >= RESIZES_PER_SECOND:
             self.resizes_skipped += 1
             self._resizes_held += 1

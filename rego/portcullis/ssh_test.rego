@@ -470,13 +470,47 @@ test_ssh_output_modes_by_allow_list if {
 		["journalctl", "-o", "cat"],
 		["journalctl", "-ocat", "-u", "json"],
 		["journalctl", "-fo", "short-iso"],
-		["journalctl", "--output=verbose"],
 		["journalctl", "--output", "with-unit"],
 		["journalctl", "-u", "o", "-n", "json"],
 		["systemctl", "status", "-o", "short-iso"],
 	] {
 		ssh_verdict(["pii-readers"], argv) == "allow"
 	}
+	# every field of an entry: to the privileged groups (below)
+	ssh_verdict(["dba", "pii-readers"], ["journalctl", "--output=verbose"]) == "allow"
+}
+
+test_ssh_every_journal_field_to_the_privileged_only if {
+	every argv in [
+		["journalctl", "-o", "verbose"],
+		["journalctl", "--output=export"],
+		["journalctl", "-aoverbose"],
+		["journalctl", "-fo", "export"],
+		["systemctl", "status", "sshd", "-o", "verbose"],
+		["journalctl", "-F", "COREDUMP_ENVIRON"],
+		["journalctl", "-FCOREDUMP_ENVIRON"],
+		["journalctl", "--field=_CMDLINE"],
+		["journalctl", "--field", "COREDUMP"],
+		["journalctl", "-o", "cat", "--output-fields=MESSAGE,COREDUMP_ENVIRON"],
+		["journalctl", "-o", "cat", "--output-fields", "COREDUMP_PROC_MAPS"],
+	] {
+		d := ssh_decision(["pii-readers"], [ssh_part(argv)])
+		d.verdict == "require_approval"
+		ssh_decision(["readonly"], [ssh_part(argv)]).verdict == "require_approval"
+		ssh_verdict(["dba", "pii-readers"], argv) == "allow"
+	}
+	every argv in [
+		["journalctl", "-o", "cat", "--output-fields=MESSAGE,_PID"],
+		["journalctl", "-F", "_SYSTEMD_UNIT"],
+		["journalctl", "--field=SYSLOG_IDENTIFIER"],
+		["journalctl", "-o", "short-iso", "-u", "verbose"],
+		["journalctl", "--fields"],
+	] {
+		ssh_verdict(["pii-readers"], argv) == "allow"
+	}
+	# the fields are policy data
+	o := ssh_decision(["pii-readers"], [ssh_part(["journalctl", "-F", "_CMDLINE"])]) with data.portcullis.ssh.journal_fields as {"_CMDLINE"}
+	o.verdict == "allow"
 }
 
 test_ssh_forward_allowed_is_said_unread if {
