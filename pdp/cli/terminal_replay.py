@@ -16,7 +16,7 @@ played on the auditor's terminal is the recording's display only (DisplayOnly: n
 titles, sequences the terminal answers or modes that change what it sends), played
 below the timeline once that has scrolled out of reach, and every mode it left set is
 reset after it; an export is the recording exact, but for its terminal sizes, bounded
-(`bounded`: a player sizes its screen from them). DisplayOnly is not proxies/ssh/stream's
+(Cast.to_asciicast: a player sizes its screen from them). DisplayOnly is not proxies/ssh/stream's
 `shown()` on purpose: replay keeps the sequences that draw (colour, cursor, modes) for a
 real terminal, fed in pieces, where masking flattens a line into the text a screen shows.
 """
@@ -71,40 +71,8 @@ def export(casts: list[Cast], args: argparse.Namespace, out: TextIO = sys.stdout
         print(f"portcullis: {len(casts)} terminal recordings (channels {channels}); "
               f"writing channel {chosen[0].channel} (--channel N for another)",
               file=sys.stderr)  # fmt: skip
-    out.write(_json_escaped(bounded(chosen[0]).to_asciicast()))
+    out.write(_json_escaped(chosen[0].to_asciicast()))
     return 0
-
-
-# The largest terminal an export says (proxies/ssh/stream.py bounds what the proxy records
-# alike, since part 39): a recording made before that may say 100000x100000 in its header
-# or a resize event, as its client asked, and a player sizes its screen from them.
-MAX_COLUMNS = 2000
-MAX_ROWS = 1000
-_SIZE = re.compile(r"([0-9]+)x([0-9]+)")
-
-
-def bounded(cast: Cast) -> Cast:
-    """The recording with its sizes (header, resize events) within MAX_COLUMNS x MAX_ROWS;
-    a resize that names no size is left out, a header size that is no number is 80x24's.
-    The rest as recorded."""
-    header = dict(cast.header)
-    for key, default, most in (("width", 80, MAX_COLUMNS), ("height", 24, MAX_ROWS)):
-        value = header.get(key, default)
-        value = value if isinstance(value, int) and not isinstance(value, bool) else default
-        header[key] = min(max(value, 1), most)
-    events: list[list[Any]] = []
-    for event in cast.events:
-        if event[1] == "r":
-            size = _SIZE.fullmatch(str(event[2]))
-            if size is None:
-                continue
-            cols, rows = (
-                min(int(n), most)
-                for n, most in zip(size.groups(), (MAX_COLUMNS, MAX_ROWS), strict=True)
-            )
-            event = [event[0], "r", f"{cols}x{rows}"]
-        events.append(event)
-    return Cast(cast.channel, cast.decision_id, header, events)
 
 
 # what JSON may hold raw (json.dumps(ensure_ascii=False)) and a terminal reads: DEL, the C1

@@ -31,6 +31,10 @@ from typing import Any
 from pdp.domain.recordings import CLOCK_SKEW_SECONDS
 
 KIND = "ssh.asciicast"
+# the largest terminal a recording's asciicast says (proxies/ssh/stream.py records no more)
+MAX_COLUMNS = 2000
+MAX_ROWS = 1000
+_SIZE = re.compile(r"([0-9]+)x([0-9]+)")
 MAX_IDLE = 2.0  # a pause longer than this plays as this long (asciinema's idle_time_limit)
 
 
@@ -42,10 +46,22 @@ class Cast:
     events: list[list[Any]] = field(default_factory=list)
 
     def to_asciicast(self) -> str:
-        """The recording as an asciicast v2 file."""
+        """The recording as an asciicast v2 file, its terminal sizes (header, resize
+        events) within MAX_COLUMNS x MAX_ROWS: a player sizes its screen from them, and a
+        recording made before the SSH proxy bounded them (tests/test_ssh_probe_p39.py) says
+        what its client asked, 100000x100000; a resize naming no size is left out."""
         header = {"version": 2, "width": 80, "height": 24, **self.header}
+        header["width"] = _bounded(header["width"], 80, MAX_COLUMNS)
+        header["height"] = _bounded(header["height"], 24, MAX_ROWS)
         lines = [json.dumps(header, ensure_ascii=False)]
-        lines.extend(json.dumps(e, ensure_ascii=False) for e in self.events)
+        for event in self.events:
+            if event[1] == "r":
+                size = _SIZE.fullmatch(str(event[2]))
+                if size is None:
+                    continue
+                cols, rows = min(int(size[1]), MAX_COLUMNS), min(int(size[2]), MAX_ROWS)
+                event = [event[0], "r", f"{cols}x{rows}"]
+            lines.append(json.dumps(event, ensure_ascii=False))
         return "\n".join(lines) + "\n"
 
     def frames(self, speed: float = 1.0, max_idle: float = MAX_IDLE) -> Iterator[tuple[float, str]]:
@@ -231,3 +247,9 @@ def _erased(text: str) -> str:
         elif char >= " " or char == "\t":
             kept.append(char)
     return "".join(kept)
+
+
+def _bounded(value: Any, default: int, most: int) -> int:
+    """A header's size: a whole number within 1..most, else `default`."""
+    number = value if isinstance(value, int) and not isinstance(value, bool) else default
+    return min(max(number, 1), most)
