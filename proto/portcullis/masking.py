@@ -1042,6 +1042,8 @@ def _both_derived(a: MaskRule, b: MaskRule) -> MaskRule:
 # the longest text the detectors read (mask_text); a longer one is masked whole: a reader's
 # megabytes of digit groups held a proxy's event loop seconds per megabyte
 MAX_READ_CHARS = 1024 * 1024
+# times a masked text is read again for a value its masks' kept characters make (_mask_text)
+RESCANS = 3
 
 
 class Masker:
@@ -1244,6 +1246,24 @@ class Masker:
         return self._mask_text(value, counts, ""), counts
 
     def _mask_text(self, value: str, counts: Counter[str], prefix: str) -> str:
+        masked = self._mask_once(value, counts, prefix)
+        # What a mask keeps (a card's last four digits) may join what follows it into a
+        # value no pass found: `4111 1111111111114111 1111 1111 1111` masked its 16-digit
+        # group as ************4111, and the 4111 kept began the card 4111 1111 1111 1111,
+        # which no group of the text began, shown whole. The masked text is read again
+        # until nothing more is found; one that still changes after RESCANS goes whole.
+        for _ in range(RESCANS):
+            if masked is value or masked == value:
+                return masked
+            found: Counter[str] = Counter()
+            again = self._mask_once(masked, found, prefix)
+            if again is masked or again == masked:
+                return masked
+            counts.update(found)
+            value, masked = masked, again
+        return masked if masked == value else REDACTED
+
+    def _mask_once(self, value: str, counts: Counter[str], prefix: str) -> str:
         if not self._detectors or not value:
             return value
         hits: list[tuple[int, int, int]] = []
