@@ -34,7 +34,14 @@ the figure an A/B of the PDP's code reads on a machine too busy for its times
 the same load runs with the PDP's event loop under cProfile (PREFIX.0.prof): where the
 Python goes.
 
+With `--tree DIR` given twice or more, each configuration's PDP is started from each
+source tree in turn (A B, then B A, then A B: a drift of the machine weighs on both), the
+figures are printed tree by tree and the issue 27 ratios side by side: a change's before
+and after from the same run (copy the checkout before the change; the client side, this
+process, is this checkout's in both).
+
     python bench/pdp/bench_decide.py [--seconds 10] [--workers 2] [--runs 3]
+    python bench/pdp/bench_decide.py --tree /tmp/before --tree . [--seconds 3 --runs 2]
     python bench/pdp/bench_decide.py --callgrind 640 [--callgrind-keep out.cg]
     python bench/pdp/bench_decide.py --profile /tmp/pdp [--callgrind 3000]
 """
@@ -398,13 +405,17 @@ def run_pdp(
     synchronous: str = "full",
     runs: int = 1,
     policies: Path = REPO / "rego",
+    tree: Path = REPO,
 ) -> dict[str, dict[str, float]]:
-    """Start a PDP (evaluation reuse on or off, the decision log's sync mode) and run the
-    open-loop rates, the ServerInfo ceiling if asked, and the 32-caller maximum."""
+    """Start a PDP (evaluation reuse on or off, the decision log's sync mode) of the
+    source tree `tree` and run the open-loop rates, the ServerInfo ceiling if asked, and
+    the 32-caller maximum."""
     listen = f"127.0.0.1:{free_port()}"
     path, token, agents = pdp_config(tmp, listen, workers, reuse, synchronous, policies)
     cli = [sys.executable, "-m", "pdp.cli", "-c", str(path)]
-    pdp = subprocess.Popen([*cli, "pdp"], stderr=subprocess.DEVNULL)
+    pdp = subprocess.Popen(
+        [*cli, "pdp"], stderr=subprocess.DEVNULL, env=tree_env(tree), cwd=str(tree)
+    )
     try:
         grpc.channel_ready_future(grpc.insecure_channel(listen)).result(timeout=60)
         credential = (Path(tmp) / "var" / "proxy.credential").read_text().strip()
@@ -423,6 +434,23 @@ def run_pdp(
     finally:
         pdp.terminate()
         pdp.wait(timeout=30)
+
+
+def tree_env(tree: Path) -> dict[str, str]:
+    """The environment that runs `python -m pdp.cli` from the source tree `tree` (a copy of
+    this checkout as it was before a change, say: `--tree`)."""
+    path = [str(tree), str(tree / "proto")]
+    if os.environ.get("PYTHONPATH"):
+        kept = [p for p in os.environ["PYTHONPATH"].split(os.pathsep) if not _in_a_tree(p)]
+        path += kept
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+
+
+def _in_a_tree(entry: str) -> bool:
+    """Whether a PYTHONPATH entry is a source tree's root or proto directory (this
+    checkout's, as the README sets it): the tree being measured takes its place."""
+    p = Path(entry or ".").resolve()
+    return (p / "pdp" / "cli").is_dir() or (p.name == "proto" and (p.parent / "pdp").is_dir())
 
 
 def pdp_config(
@@ -597,8 +625,18 @@ def main() -> None:
     parser.add_argument(
         "--policies",
         type=Path,
-        default=REPO / "rego",
-        help="the policy directory the PDP loads (a policy change's before and after)",
+        default=None,
+        help="the policy directory the PDP loads (a policy change's before and after; "
+        "default: each tree's rego/)",
+    )
+    parser.add_argument(
+        "--tree",
+        type=Path,
+        action="append",
+        default=[],
+        help="a source tree whose PDP is measured (repeat: each configuration runs tree "
+        "after tree, alternating, and the issue 27 ratios are printed side by side; "
+        "default: this checkout). The client side (this process) is this checkout's",
     )
     parser.add_argument(
         "--runs", type=int, default=3, help="open-loop runs per rate (medians are printed)"
@@ -630,14 +668,22 @@ def main() -> None:
     if args.profile:
         with tempfile.TemporaryDirectory() as tmp:
             profiled_evaluated(
-                tmp, args.callgrind or 640, args.workers or 2, args.policies, args.profile
+                tmp,
+                args.callgrind or 640,
+                args.workers or 2,
+                args.policies or REPO / "rego",
+                args.profile,
             )
         print(f"profile of the PDP's event loop: {args.profile}.0.prof")
         return
     if args.callgrind:
         with tempfile.TemporaryDirectory() as tmp:
             per = callgrind_evaluated(
-                tmp, args.callgrind, args.workers or 2, args.policies, args.callgrind_keep
+                tmp,
+                args.callgrind,
+                args.workers or 2,
+                args.policies or REPO / "rego",
+                args.callgrind_keep,
             )
         print(
             f"PDP process, every decision evaluated, 32 agents over DecideStream: "
@@ -645,43 +691,62 @@ def main() -> None:
         )
         return
 
-    eval_p50, eval_p99 = in_process_eval_us(policies=args.policies)
+    eval_p50, eval_p99 = in_process_eval_us(policies=args.policies or REPO / "rego")
+    trees = args.tree or [REPO]
+    measured: dict[Path, dict[str, dict[str, dict[str, float]]]] = {t: {} for t in trees}
     with tempfile.TemporaryDirectory() as tmp:
         floor = machine_floor(tmp)
-        results = run_pdp(
-            tmp,
-            args.workers,
-            args.seconds,
-            True,
-            (500, 1000),
-            info=True,
-            runs=args.runs,
-            policies=args.policies,
+        # each configuration's PDPs tree after tree, the order turned round from one
+        # configuration to the next (A B, B A, A B), so a drift of the machine's speed
+        # weighs on every tree alike
+        configurations = (
+            # evaluation reused: open loop at 500 and 1,000/s beside ServerInfo, 32 callers
+            ("results", True, (500, 1000), True, "full"),
+            # every decision evaluated: open loop beside ServerInfo on the same server (the
+            # uncached decision's latency against gRPC's own) at EVALUATED_RATE, and 32
+            # callers unary and over DecideStream
+            ("evaluated", False, (EVALUATED_RATE,), True, "full"),
+            ("unsynced", True, (1000,), False, "normal"),
         )
-        # every decision evaluated: open loop beside ServerInfo on the same server (the
-        # uncached decision's latency against gRPC's own) at EVALUATED_RATE, and 32
-        # callers unary and over DecideStream
-        evaluated = run_pdp(
-            tmp,
-            args.workers,
-            args.seconds,
-            False,
-            (EVALUATED_RATE,),
-            info=True,
-            runs=args.runs,
-            policies=args.policies,
+        for turn, (name, reuse, rates, info, synchronous) in enumerate(configurations):
+            for tree in trees if turn % 2 == 0 else trees[::-1]:
+                measured[tree][name] = run_pdp(
+                    tmp,
+                    args.workers,
+                    args.seconds,
+                    reuse,
+                    rates,
+                    info=info,
+                    synchronous=synchronous,
+                    runs=args.runs,
+                    policies=args.policies or tree / "rego",
+                    tree=tree,
+                )
+    ratios = {}
+    for tree in trees:
+        if len(trees) > 1:
+            print(f"== tree {tree}")
+        ratios[tree] = report(args, floor, eval_p50, eval_p99, **measured[tree])
+    if len(trees) > 1:
+        print(
+            "issue 27 ratios, tree by tree (same run; targets: >= 0.5, <= 1.3x, <= 1.3x, <= 1.3x)"
         )
-        unsynced = run_pdp(
-            tmp,
-            args.workers,
-            args.seconds,
-            True,
-            (1000,),
-            synchronous="normal",
-            runs=args.runs,
-            policies=args.policies,
-        )
+        for name in ratios[trees[0]]:
+            print(f"  {name:<58} " + "  ".join(f"{ratios[t][name]:6.2f}" for t in trees))
+        print("  trees: " + ", ".join(str(t) for t in trees))
 
+
+def report(
+    args: argparse.Namespace,
+    floor: dict[str, float],
+    eval_p50: float,
+    eval_p99: float,
+    results: dict[str, dict[str, float]],
+    evaluated: dict[str, dict[str, float]],
+    unsynced: dict[str, dict[str, float]],
+) -> dict[str, float]:
+    """Print one tree's figures (`results`: evaluation reused); returns its issue 27
+    ratios by name."""
     print(
         f"PDP Decide benchmark ({os.cpu_count()} cores, {args.seconds:g}s per phase, "
         f"SQLite decision log, readonly SELECT → mask)"
@@ -787,6 +852,17 @@ def main() -> None:
         "  targets (issue 27, ratios): evaluated/reused >= 0.5; the p50 and p99 ratios to "
         "ServerInfo above <= 1.3x"
     )
+    return {
+        "evaluated / DecideStream reused, 32 callers, DecideStream": every_streamed / streamed,
+        f"evaluated Decide p50 / ServerInfo p50 @ {EVALUATED_RATE}/s": uncached["p50"]
+        / floor_info["p50"],
+        f"evaluated DecideStream p50 / ServerInfo p50 @ {EVALUATED_RATE}/s": streamed_uncached[
+            "p50"
+        ]
+        / floor_info["p50"],
+        "DecideStream p99 / ServerInfo p99 @ 1000/s (reused)": stream_1000["p99"]
+        / info_1000["p99"],
+    }
 
 
 if __name__ == "__main__":

@@ -78,5 +78,5 @@ async def _keep_input(self: Any, policy_input: dict[str, Any], *args: Any, **kwa
 EmbeddedEngine.evaluate = _marked("eval", _keep_input)  # type: ignore[method-assign]
 DecisionService.Decide = _marked("decide", DecisionService.Decide, first=True)  # type: ignore[method-assign]
 Decider._record = _marked("record", Decider._record)  # type: ignore[method-assign]
-SQLiteAuditStore._synced_by_kernel = _marked("sync", SQLiteAuditStore._synced_by_kernel)  # type: ignore[method-assign]
+SQLiteAuditStore._await_sync = _marked("sync", SQLiteAuditStore._await_sync)  # type: ignore[method-assign]
 SQLiteAuditStore._write_sync = _committing(SQLiteAuditStore._write_sync)  # type: ignore[method-assign]

@@ -8,7 +8,11 @@ must fail closed (the PDP answers deny).
 Group commit: `append()` queues a draft and waits; one writer task takes everything
 queued (up to `max_batch`), and the backend seals it onto the chain and writes it in ONE
 transaction, reading the chain head inside that transaction. If the transaction fails,
-every caller in the batch gets `StoreUnavailable` and the head does not move. Record
+every caller in the batch gets `StoreUnavailable` and the head does not move. A backend
+may commit a batch and leave its sync under way (SQLite's native AIO fdatasync): the
+writer then commits the next batch meanwhile (MAX_SYNCING at most under way), and each
+batch is answered only once its own sync and every earlier one are done; a failed or
+overdue sync fails its batch and every batch after it. Record
 bytes and hashing live in `chain.py`, the reads both SQL backends share in `reads.py`;
 backends live in `sqlite.py` and `postgres.py` (imported lazily, so the SQLite store
 never imports asyncpg).
@@ -17,6 +21,7 @@ never imports asyncpg).
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import time as _time
@@ -64,6 +69,9 @@ LATE_COMMIT_KIND = "audit.late_commit"
 # the PDP found the chain's head below a record it had committed itself: records were
 # deleted from the end of the chain while it ran (GroupCommitStore._seen_head)
 TAIL_CUT_KIND = "audit.tail_cut"
+# batches whose syncs may be under way at once (a backend that starts them: SQLite's
+# native AIO): the writer commits the next batch while the disk syncs the last ones
+MAX_SYNCING = 8
 
 
 # the records whose `egress` (a proxy's report of rows and bytes, tagged with the PDP that
@@ -263,6 +271,8 @@ class GroupCommitStore:
         self._writer: asyncio.Task[None] | None = None
         self._accepting = False
         self._notes: set[asyncio.Future[None]] = set()  # late-commit work under way
+        # batches committed whose syncs are under way, in commit order (_answer_synced)
+        self._syncing: collections.deque[asyncio.Future[bool]] = collections.deque()
         # the newest record this process committed (seq, hash): the chain's head never
         # goes below it unless records were deleted from its end
         self._committed: tuple[int, str] = (0, "")
@@ -386,6 +396,8 @@ class GroupCommitStore:
                 item = self._queue.get_nowait()
             if batch:
                 await self._commit(batch)
+        while self._syncing:  # the last batches' answers, before the store closes
+            await self._syncing.popleft()
 
     async def _commit(self, batch: list[_Pending]) -> None:
         seen: set[str] = set()
@@ -399,11 +411,19 @@ class GroupCommitStore:
         explicit = {p.draft.id for p in unique if p.explicit_id}
         loop = self._loop
         assert loop is not None  # the writer runs on it
+        syncing = self._syncing
+        while syncing and syncing[0].done():
+            syncing.popleft()
+        deadline = loop.time() + self.timeout
         try:
             # no task made for every commit; timeout_at: no loop looked up (a getpid)
-            async with asyncio.timeout_at(loop.time() + self.timeout):
-                result = await self._write_batch([p.draft for p in unique], explicit)
+            async with asyncio.timeout_at(deadline):
+                result, sync = await self._write_batch_then_sync(
+                    [p.draft for p in unique], explicit
+                )
         except Exception as exc:  # any backend failure: nobody in the batch is committed
+            while syncing:  # the batches before it first: none is reset under their syncs
+                await syncing.popleft()
             reason = _describe(exc)
             log.warning("audit batch of %d records not written: %s", len(unique), reason)
             try:
@@ -415,6 +435,53 @@ class GroupCommitStore:
             if isinstance(exc, TimeoutError):  # cut off while writing: it may land yet
                 self._failed_batch([p.draft.id for p in unique])
             return
+        if sync is None:  # durable already: answered once the batches before it are
+            while syncing:
+                await syncing.popleft()
+            self._answer(unique, result)
+            return
+        # its sync under way, the writer goes on to the next batch: that one commits and
+        # starts its own sync meanwhile (syncs in flight together cost the disk about
+        # one), and each batch is answered after its own sync and every earlier one
+        previous = syncing[-1] if syncing else None
+        syncing.append(
+            asyncio.ensure_future(self._answer_synced(unique, result, sync, previous, deadline))
+        )
+        if len(syncing) >= MAX_SYNCING:
+            await syncing.popleft()
+
+    async def _answer_synced(
+        self,
+        unique: list[_Pending],
+        result: BatchResult,
+        sync: asyncio.Future[None],
+        previous: asyncio.Future[bool] | None,
+        deadline: float,
+    ) -> bool:
+        """Answer a committed batch once its sync is done, and every sync before it:
+        True when all were. A batch whose own sync failed or overran its deadline, or
+        that follows one that did, is answered as unrecorded (StoreUnavailable); one
+        durable after all (its sync done, an earlier one that overran landing later) is
+        named by a late-commit record, as a batch cut off by its deadline is."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._await_sync(sync, result)
+        except Exception as exc:
+            reason = _describe(exc)
+            log.warning("audit batch of %d records not made durable: %s", len(unique), reason)
+            for p in unique:
+                _fail(p, StoreUnavailable(reason))
+            return False
+        if previous is not None and not await previous:
+            for p in unique:
+                _fail(p, StoreUnavailable("an earlier batch was not made durable"))
+            self._in_background(self._note_late([r.id for r in result.records]))
+            return False
+        self._answer(unique, result)
+        return True
+
+    def _answer(self, unique: list[_Pending], result: BatchResult) -> None:
+        """Answer the callers of a batch committed and durable."""
         if result.records:
             self._seen_head(result.records)
         by_id = {r.id: r for r in result.records}
@@ -519,6 +586,17 @@ class GroupCommitStore:
         raise NotImplementedError
 
     async def _write_batch(self, drafts: list[Draft], explicit_ids: set[str]) -> BatchResult:
+        raise NotImplementedError
+
+    async def _write_batch_then_sync(
+        self, drafts: list[Draft], explicit_ids: set[str]
+    ) -> tuple[BatchResult, asyncio.Future[None] | None]:
+        """_write_batch, or a commit whose sync is under way: its future, done when the
+        batch is durable (_await_sync waits for it). None: durable already."""
+        return await self._write_batch(drafts, explicit_ids), None
+
+    async def _await_sync(self, sync: asyncio.Future[None], committed: BatchResult) -> None:
+        """Wait for a sync _write_batch_then_sync started (raises as a failed write)."""
         raise NotImplementedError
 
     async def _reset(self) -> None:

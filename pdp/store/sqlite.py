@@ -8,9 +8,11 @@ and one that finds the write lock taken by another process commit on the writer 
 which may wait. With `synchronous: full` (the default) the WAL is then fdatasynced before
 anyone is answered: what SQLite's FULL does inside the commit, but only the wait for the
 disk leaves the loop's thread, not the commit's own work. After a commit on the loop's
-thread the kernel does that sync (Linux native AIO, pdp.store.disksync), with no thread
-of ours woken for it; after one on the writer thread, or without native AIO, that thread
-does. The WAL is checkpointed on the reading thread once enough has been written, never
+thread or on the writer thread the kernel does that sync (Linux native AIO,
+pdp.store.disksync), with no thread of ours woken for it, and the next batch commits
+while it runs (GroupCommitStore answers each batch once it and those before it are
+synced); without native AIO, or when a checkpoint is to be finished, the writer thread
+does it. The WAL is checkpointed on the reading thread once enough has been written, never
 inside a commit: SQLite's automatic checkpoint would run in whichever commit crossed the
 threshold and hold every decision waiting on it for tens of milliseconds.
 
@@ -196,8 +198,8 @@ class SQLiteAuditStore(RecordReads, GroupCommitStore):
         self._writes: ThreadPoolExecutor | None = None
         self._reads: ThreadPoolExecutor | None = None
         # the writer's commits never wait for the disk inside SQLite: with "full",
-        # _write_batch syncs the WAL itself before anyone is answered. Nor do they wait
-        # for a lock (busy timeout 0): see _write_waiting
+        # the WAL is synced by this store before anyone is answered (_write_batch_then_sync).
+        # Nor do they wait for a lock (busy timeout 0): see _write_retrying
         self._wconn = _Connection(self.path, 0.0, "normal")
         self._rconn = _Connection(self.path, timeout)
         self._unchecked = 0  # body bytes written since the last checkpoint started
@@ -265,9 +267,21 @@ class SQLiteAuditStore(RecordReads, GroupCommitStore):
     # -- writing (writer thread) -----------------------------------------------------
 
     async def _write_batch(self, drafts: list[Draft], explicit_ids: set[str]) -> BatchResult:
+        result, sync = await self._write_batch_then_sync(drafts, explicit_ids)
+        if sync is not None:
+            await self._await_sync(sync, result)
+        return result
+
+    async def _write_batch_then_sync(
+        self, drafts: list[Draft], explicit_ids: set[str]
+    ) -> tuple[BatchResult, asyncio.Future[None] | None]:
+        """Commit the batch; with synchronous "full", its fdatasync is started by the
+        kernel (native AIO) and its future returned, for _await_sync, or done here on the
+        writer thread (None: durable already)."""
         if self._unsynced is not None:
             raise StoreUnavailable(self._unsynced)
         result = None
+        sync = None
         if len(drafts) <= INLINE_BATCH and self._writes:
             try:
                 result = self._write_sync(drafts, explicit_ids)  # no disk wait: no thread hop
@@ -275,17 +289,24 @@ class SQLiteAuditStore(RecordReads, GroupCommitStore):
                 if not _busy(exc):
                     raise
             else:
-                by_kernel = self.synchronous == "full" and not self._catch_up and self._disk
-                synced = bool(by_kernel) and await self._synced_by_kernel(result)
-                if not synced and (self._catch_up or self.synchronous == "full"):
+                if self.synchronous == "full" and not self._catch_up and self._disk:
+                    sync = self._sync_by_kernel()
+                if sync is None and (self._catch_up or self.synchronous == "full"):
                     await self._on_writer(result, self._settle)  # the thread waits instead
         if result is None:
-            result = await self._on_writer(None, self._write_waiting, drafts, explicit_ids)
+            if self.synchronous == "full" and not self._catch_up and self._disk:
+                # committed on the writer thread, synced by the kernel as the loop's are
+                result = await self._on_writer(None, self._write_retrying, drafts, explicit_ids)
+                sync = self._sync_by_kernel()
+                if sync is None:
+                    await self._on_writer(result, self._settle)
+            else:
+                result = await self._on_writer(None, self._write_waiting, drafts, explicit_ids)
         self._unchecked += sum(len(d.body_json) for d in drafts)
         if self._unchecked >= CHECKPOINT_BYTES and self._checkpoint is None:
             self._unchecked = 0
             self._checkpoint = asyncio.ensure_future(self._checkpoint_wal())
-        return result
+        return result, sync
 
     async def _on_writer(
         self, committed: BatchResult | None, fn: Callable[..., T], *args: Any
@@ -317,36 +338,38 @@ class SQLiteAuditStore(RecordReads, GroupCommitStore):
         if ids:
             self._in_background(self._note_late(ids))
 
-    async def _synced_by_kernel(self, committed: BatchResult) -> bool:
-        """_settle's fdatasync, done by the kernel while the loop goes on (see
-        pdp.store.disksync); a batch whose deadline ends the wait is named if it lands,
-        as in _on_writer. False: the kernel would not take it, and the writer thread
-        syncs from now on."""
+    def _sync_by_kernel(self) -> asyncio.Future[None] | None:
+        """_settle's fdatasync, started by the kernel while the loop goes on (see
+        pdp.store.disksync): its future. None: the kernel would not take it, and the
+        writer thread syncs from now on."""
         assert self._disk is not None
         try:
             wal = self._wconn.wal()
         except OSError as exc:
             self._sync_failed(exc)
         try:
-            synced = self._disk.fdatasync(wal)
+            return self._disk.fdatasync(wal)
         except OSError as exc:  # not taken (nothing synced, nothing failed)
             log.warning("native AIO refused a sync (%s): the writer thread syncs", exc)
             self._retired, self._disk = self._disk, None  # closed at shutdown, when
             # nothing of its (a late sync) can still be in flight to wait for
-            return False
+            return None
+
+    async def _await_sync(self, sync: asyncio.Future[None], committed: BatchResult) -> None:
+        """Wait for a sync _sync_by_kernel started; a batch whose deadline ends the wait
+        is named if it lands, as in _on_writer."""
         # the deadline must not cancel the sync's future: the wait is on a future of its
         # own, to which the sync's future relays its outcome (what asyncio.shield does,
         # without its wrapping: callgrind, an AIO sync awaited, 45.3k -> 36.4k instructions)
-        waited: asyncio.Future[None] = synced.get_loop().create_future()
-        synced.add_done_callback(functools.partial(_relay, waited))
+        waited: asyncio.Future[None] = sync.get_loop().create_future()
+        sync.add_done_callback(functools.partial(_relay, waited))
         try:
             await waited
         except asyncio.CancelledError:
-            synced.add_done_callback(lambda done: self._synced_late(done, committed))
+            sync.add_done_callback(lambda done: self._synced_late(done, committed))
             raise
         except OSError as exc:
             self._sync_failed(exc)
-        return True
 
     def _synced_late(self, done: asyncio.Future[None], committed: BatchResult) -> None:
         exc = None if done.cancelled() else done.exception()
@@ -371,10 +394,16 @@ class SQLiteAuditStore(RecordReads, GroupCommitStore):
             self._checkpoint = None
 
     def _write_waiting(self, drafts: list[Draft], explicit_ids: set[str]) -> BatchResult:
-        """_write_sync then _settle, on the writer thread, waiting for a write lock another
-        process holds (a VACUUM, say): the loop's thread, which must keep answering, tries
-        once and hands the batch here. It waits half the batch's timeout at most, so it
-        gives up before the batch is reported unwritten, never commits after."""
+        """_write_retrying then _settle, on the writer thread."""
+        result = self._write_retrying(drafts, explicit_ids)
+        self._settle()
+        return result
+
+    def _write_retrying(self, drafts: list[Draft], explicit_ids: set[str]) -> BatchResult:
+        """_write_sync on the writer thread, waiting for a write lock another process
+        holds (a VACUUM, say): the loop's thread, which must keep answering, tries once
+        and hands the batch here. It waits half the batch's timeout at most, so it gives
+        up before the batch is reported unwritten, never commits after."""
         deadline = time.monotonic() + self.timeout / 2
         pause = 0.001
         while True:
@@ -386,7 +415,6 @@ class SQLiteAuditStore(RecordReads, GroupCommitStore):
                     raise
             time.sleep(pause)
             pause = min(pause * 2, 0.05)
-        self._settle()
         return result
 
     def _settle(self) -> None:
