@@ -459,6 +459,12 @@ class ApprovalRPCs:
         approver = await self._approver(request.token, context)
         if not request.approval_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "approval_id: required")
+        if not request.reason.strip():
+            # as the HTTP API, the console and `portcullis approvals` ask: an approval's
+            # evidence says why a person let the command run (or kept it from running)
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "reason: required (kept with the record)"
+            )
         book: ApprovalBook = self.approvals
         decided = await _settled_by(
             context, book.decide(request.approval_id, approver, request.approve, request.reason)

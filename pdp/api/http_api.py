@@ -325,7 +325,7 @@ def build_http_app(pdp: PDPApp) -> web.Application:
         except ValueError:
             body = {}
         reason = str(body.get("reason", "")) if isinstance(body, dict) else ""
-        if not reason:
+        if not reason.strip():
             raise web.HTTPBadRequest(
                 text=json.dumps({"title": "reason is required"}),
                 content_type="application/problem+json",

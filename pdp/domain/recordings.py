@@ -31,6 +31,7 @@ from portcullis.events import (
     masked_counts_ok,
     truncation_facts,
 )
+from portcullis.strict_json import RepeatedName, unique_names
 
 EVENTS_KIND = "session.events"
 
@@ -175,6 +176,22 @@ def _made_readable(value: Any) -> Any:
     return value
 
 
+def names_a_member_twice(body: dict[str, Any]) -> bool:
+    """Whether a stored batch's JSON text names a member twice in one object (recorded
+    before RecordEvents refused one, or INSERTed): Python's reader, every reader here,
+    keeps the last, other readers of the same record the first."""
+    text = body.get("events_json")
+    if not isinstance(text, str):
+        return False
+    try:
+        json.loads(text, object_pairs_hook=unique_names)
+    except RepeatedName:
+        return True
+    except (ValueError, RecursionError):
+        return False
+    return False
+
+
 def batch_events(body: dict[str, Any]) -> list[Any]:
     """The events of one `session.events` record body, whichever shape it was stored in,
     each repeated event expanded, each as every reader holds it (readable)."""
@@ -281,11 +298,44 @@ def _recorder_batch_size(text: str, max_events: int, max_command: int) -> int | 
 
 def _recorder_batch_times(text: str, max_events: int, max_command: int) -> list[float] | None:
     """Each event's time, when text is a batch of the recorder's command and response
-    events (their number is the batch's count)."""
+    events (their number is the batch's count) naming no member twice in one object."""
     if len(text) > max_command or _RECORDER_BATCH.fullmatch(text) is None:
         return None  # (a command is no longer than the text that holds it)
+    if _names_a_member_twice(text):
+        return None  # (the full check refuses it, naming the problem)
     times = [float(t) for t in _EVENT_TIME.findall(text)]
     return times if len(times) <= max_events else None
+
+
+# in a batch of the recorder's grammar (a quote inside a JSON string is escaped, so none
+# of these starts inside one): a member's name, a details.masked object (flat: names and
+# whole numbers), where an event's details open, and where the next event opens
+_MEMBER_NAME = re.compile(r'[{,]"([^"\\]*)":')
+_COUNT_NAME = re.compile(r'"([^"\\]*)":')
+_MASKED_OBJECT = re.compile(r'"' + MASKED + r'":\{([^{}]*)\}')
+_DETAILS_OPEN = '"details":{'
+_NEXT_EVENT = ',{"time":'
+
+
+def _names_a_member_twice(text: str) -> bool:
+    """Whether a batch the recorder's grammar matched names a member twice in one object.
+    The grammar fixes an event's own members (each once, in order, details last) but not
+    the names of its details or of their masked counts: `"rows":0,"rows":500` or
+    `"masked":{"email":3},"masked":{}` read as the last to Python and as the first to
+    other readers (a SIEM's, an auditor's jq of the bundle): one record, two recordings.
+    Linear in the text."""
+    if f'"{MASKED}":{{' in text:
+        for counts in _MASKED_OBJECT.findall(text):
+            names = _COUNT_NAME.findall(counts)
+            if len(set(names)) != len(names):
+                return True
+        text = _MASKED_OBJECT.sub(f'"{MASKED}":0', text)
+    for event in text.split(_NEXT_EVENT):
+        # the details' names: from their `{` to the event's end (details come last)
+        names = _MEMBER_NAME.findall(event, event.find(_DETAILS_OPEN) + len(_DETAILS_OPEN) - 1)
+        if len(set(names)) != len(names):
+            return True
+    return False
 
 
 def checked_batch(text: str, max_events: int, max_command: int) -> int:
@@ -314,9 +364,9 @@ def bounded_batch_times(
     if fast is not None:
         return len(fast), text, fast
     try:
-        events = json.loads(text)
+        events = json.loads(text, object_pairs_hook=unique_names)
     except (ValueError, RecursionError):
-        events = None  # the full check names the problem
+        events = None  # the full check names the problem (a name given twice too)
     if isinstance(events, list) and _bound_commands(events, max_command):
         text = json.dumps(events, separators=(",", ":"), ensure_ascii=False)
     count = _fully_checked_batch(text, max_events, max_command)
@@ -409,6 +459,13 @@ def _fully_checked_batch(text: str, max_events: int, max_command: int) -> int:
                 f"events_json[{i}].repeat_us: must be at most {MAX_REPEAT} gaps, each a whole"
                 " number of microseconds below 10**10, or for a command [gap, command text]"
             )
+    try:
+        json.loads(text, object_pairs_hook=unique_names)
+    except RepeatedName:
+        # Python's reader keeps the last of `"verdict":"allow",...,"verdict":"deny"`, other
+        # readers of the stored text (a SIEM's, an auditor's own tools) the first: a batch
+        # is one recording, read one way
+        raise MalformedEvents("events_json: an object names a member twice") from None
     if constants:
         for i, event in enumerate(events):
             try:

@@ -187,6 +187,9 @@ class SessionTable:
         # opens being decided and recorded, by the id they give their session: a call
         # naming one (the close of an open whose answer was lost) waits for its outcome
         self._opening: dict[str, asyncio.Future[Any]] = {}
+        # proposed ids id_taken found free, until their open is under way (opening): a
+        # second open proposing one meanwhile finds it taken
+        self._claimed: set[str] = set()
 
     def sealed(self, session: Session) -> dict[str, Any]:
         """session.to_record() with its MAC: what a session.open record keeps."""
@@ -225,17 +228,30 @@ class SessionTable:
 
     def opening(self, session_id: str, work: asyncio.Future[Any]) -> None:
         """An open of session_id under way until work is done."""
+        self._claimed.discard(session_id)
         self._opening[session_id] = work
         work.add_done_callback(lambda _: self._opening.pop(session_id, None))
 
     async def id_taken(self, session_id: str) -> bool:
         """Whether an open under way, held or recorded (whatever its verdict) already has
-        this id: StoreUnavailable if the store cannot be read."""
+        this id: StoreUnavailable if the store cannot be read. An id found free is claimed
+        for the caller's open (opening) from then on: two opens proposing one id at once
+        (each reading the store before either was under way) were both decided and
+        recorded, two session.open records and two identities for one session, the later
+        caller told it was open while the table held the other's identity under its id."""
         if session_id in self._opening or session_id in self._open:
             return True
-        if session_id in self._recently_closed:
+        if session_id in self._recently_closed or session_id in self._claimed:
             return True
-        return bool(await self.store.query(kind="session.open", session_id=session_id, limit=1))
+        self._claimed.add(session_id)
+        try:
+            recorded = await self.store.query(kind="session.open", session_id=session_id, limit=1)
+        except BaseException:
+            self._claimed.discard(session_id)
+            raise
+        if recorded:
+            self._claimed.discard(session_id)
+        return bool(recorded)
 
     def add(self, session: Session) -> None:
         if session.id in self._open:

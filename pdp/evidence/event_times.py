@@ -52,6 +52,7 @@ from pdp.domain.recordings import (
     LATE_SECONDS,
     RECEIVED,
     batch_events,
+    names_a_member_twice,
 )
 from pdp.domain.sessions import closed_by_reaper
 from pdp.domain.timeline import (
@@ -114,6 +115,10 @@ class EventTimes:
         self.unnamed_runs = 0  # runs again of a Parse's decision naming no statement
         self.portal_again = 0  # a Bind's portal executed again, answering no row: no run
         self.numbers = RecordedNumbers()  # the batch numbers of sessions whose open was read
+        # batches whose JSON names a member twice in one object: read here as the last,
+        # by other readers of the record as the first (RecordEvents refuses them now)
+        self.twice = 0
+        self.twice_named: list[str] = []
 
     def feed(
         self, seq: int, kind: str, time: float, session_id: Any, body: Any, record_id: Any = ""
@@ -147,6 +152,10 @@ class EventTimes:
             return
         if session_id in self.opened and not self.numbers.feed(session_id, body):
             return  # (a batch stored again: its events are read once)
+        if names_a_member_twice(body):
+            self.twice += 1
+            if len(self.twice_named) < NAMED_AT_MOST:
+                self.twice_named.append(f"seq {seq} (session {inert(session_id[:64])})")
         received_us = body.get(RECEIVED)
         if type(received_us) is int:
             received = received_us / 1_000_000
@@ -314,9 +323,20 @@ class EventTimes:
                 " prepared statement (recorded by a proxy that did not name it): taken as"
                 " runs of the statement its Parse prepared"
             )
+        twice = (
+            f"{self.twice} batches name a member of an event twice (a verdict, a detail,"
+            " masked counts): read here as the last, by other readers of the same record"
+            " as the first, so what they recorded has two readings: "
+            + "; ".join(self.twice_named)
+            + (", ..." if self.twice > len(self.twice_named) else "")
+            if self.twice
+            else ""
+        )
+        if twice:
+            untexted += f"; {twice}"
         if not self.disputed:
             if not self.opened:
-                return ""
+                return twice
             return (
                 "every command recorded as let through names a decision of its session"
                 " that let that very command through" + untexted
