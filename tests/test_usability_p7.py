@@ -27,15 +27,14 @@ about 600 bytes, with one column beside one constant.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
 import psycopg
 import pytest
 from test_usability_p2 import pg  # noqa: F401  (fixture)
-from usability_stacks import owner
 from usability_stacks import reader_dsn as dsn
+from usability_stacks import table_fixtures
 
 pytestmark = pytest.mark.integration
 
@@ -121,21 +120,7 @@ REFUSED = {
 }
 
 
-@pytest.fixture(scope="module")
-def people(pg: dict[str, Any]) -> Iterator[dict[str, Any]]:  # noqa: F811
-    with owner(pg["role"], pg["database"]) as direct:
-        direct.execute(PEOPLE)
-    try:
-        yield pg
-    finally:
-        with owner(pg["role"], pg["database"]) as direct:
-            direct.execute("DROP TABLE pgusable5_people")
-
-
-@pytest.fixture(scope="module")
-def reader(people: dict[str, Any]) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(dsn(people), autocommit=True) as conn:
-        yield conn
+people, reader = table_fixtures(PEOPLE, "pgusable5_people")
 
 
 def no_secret(rows: list[tuple[Any, ...]]) -> None:

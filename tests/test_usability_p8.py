@@ -19,15 +19,14 @@ another schema's `lower`, and a long constant inside one.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
 import psycopg
 import pytest
 from test_usability_p2 import pg  # noqa: F401  (fixture)
-from usability_stacks import owner
 from usability_stacks import reader_dsn as dsn
+from usability_stacks import table_fixtures
 
 pytestmark = pytest.mark.integration
 
@@ -70,21 +69,7 @@ REFUSED = {
 }
 
 
-@pytest.fixture(scope="module")
-def people(pg: dict[str, Any]) -> Iterator[dict[str, Any]]:  # noqa: F811
-    with owner(pg["role"], pg["database"]) as direct:
-        direct.execute(PEOPLE)
-    try:
-        yield pg
-    finally:
-        with owner(pg["role"], pg["database"]) as direct:
-            direct.execute("DROP TABLE pgattack13_people")
-
-
-@pytest.fixture(scope="module")
-def reader(people: dict[str, Any]) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(dsn(people), autocommit=True) as conn:
-        yield conn
+people, reader = table_fixtures(PEOPLE, "pgattack13_people")
 
 
 @pytest.mark.parametrize("sql", ANSWERED, ids=[str(i) for i in range(len(ANSWERED))])

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 from aiohttp import web
 from pdp_harness import free_port, pdp_config, pdp_raw, running_pdp, token
 from pg_harness import gateway_on, scratch_database
@@ -295,3 +296,27 @@ def reader_url(info: dict[str, Any], driver: str = "postgresql") -> str:
 def reader_dsn(info: dict[str, Any]) -> str:
     """The reader's libpq URL through the proxy, without TLS (the test proxy has none)."""
     return reader_url(info) + "?sslmode=disable"
+
+
+def table_fixtures(create: str, table: str) -> tuple[Any, Any]:
+    """A module's `people` fixture (the table `create` makes in the postgres stack's
+    database, by its owner, dropped after the module; the test module imports the stack's
+    `pg` fixture) and `reader` fixture (a psycopg connection of the stack's reader through
+    the proxy, autocommit)."""
+
+    @pytest.fixture(scope="module")
+    def people(pg: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        with owner(pg["role"], pg["database"]) as direct:
+            direct.execute(create)
+        try:
+            yield pg
+        finally:
+            with owner(pg["role"], pg["database"]) as direct:
+                direct.execute(f"DROP TABLE {table}")
+
+    @pytest.fixture(scope="module")
+    def reader(people: dict[str, Any]) -> Iterator[psycopg.Connection]:
+        with psycopg.connect(reader_dsn(people), autocommit=True) as conn:
+            yield conn
+
+    return people, reader
