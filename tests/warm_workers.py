@@ -19,7 +19,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import threading
 import weakref
 from collections import OrderedDict
@@ -76,16 +75,7 @@ def _receive(sock: socket.socket, count: int) -> bytes:
 
 def _start_loaded(bundle: PolicyBundle, environ: dict[str, str]) -> _Ready | None:
     """What EmbeddedEngine._spawn does, blocking: None when the policy does not load."""
-    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        popen = subprocess.Popen(
-            [sys.executable, "-m", "pdp.engine.worker", str(child.fileno())],
-            pass_fds=(child.fileno(),),
-            stdin=subprocess.DEVNULL,
-            env=environ,
-        )
-    finally:
-        child.close()
+    popen, parent = embedded.start_worker_process(environ)
     ready = _Ready(popen, parent, "")
     try:
         parent.settimeout(LOAD_TIMEOUT_SECONDS)

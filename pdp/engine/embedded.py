@@ -147,6 +147,25 @@ def input_to_json(policy_input: dict[str, Any]) -> bytes:
     return "".join(_c_input(policy_input, 0)).encode()
 
 
+def start_worker_process(environ: dict[str, str]) -> tuple[subprocess.Popen[bytes], socket.socket]:
+    """A worker process started with `environ`, and the parent's end of its socket."""
+    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        # subprocess.Popen, not the event loop's subprocess support: under uvloop that is
+        # libuv's uv_spawn, a fork() of this process with gRPC's threads running (gRPC logs
+        # "fork_posix.cc ... skipping fork() handlers"), while CPython's Popen execs
+        # through vfork, so no fork handler runs and nothing is copied
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pdp.engine.worker", str(child.fileno())],
+            pass_fds=(child.fileno(),),
+            stdin=subprocess.DEVNULL,
+            env=environ,
+        )
+    finally:
+        child.close()
+    return proc, parent
+
+
 class _Process:
     """A child process started by Popen, waited for without blocking the event loop."""
 
@@ -263,20 +282,7 @@ class _WorkerProcess:
 
     @classmethod
     async def spawn(cls) -> _WorkerProcess:
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            # subprocess.Popen, not the event loop's subprocess support: under uvloop that
-            # is libuv's uv_spawn, a fork() of this process with gRPC's threads running
-            # (gRPC logs "fork_posix.cc ... skipping fork() handlers"), while CPython's
-            # Popen execs through vfork, so no fork handler runs and nothing is copied
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "pdp.engine.worker", str(child.fileno())],
-                pass_fds=(child.fileno(),),
-                stdin=subprocess.DEVNULL,
-                env={**GO_RUNTIME, **os.environ},
-            )
-        finally:
-            child.close()
+        proc, parent = start_worker_process({**GO_RUNTIME, **os.environ})
         loop = asyncio.get_running_loop()
         _, channel = await loop.create_unix_connection(_Channel, sock=parent)
         return cls(_Process(proc), channel)
