@@ -184,6 +184,11 @@ def masked_headers(
     counts: Counter[str] = Counter()
     values = BodyMask(masker, "lines")  # (a value's named parts: a Location's `phone=...`)
     for name, value in headers:
+        if _name_holds_data(masker, values, name):
+            # (`X-4111111111111111`, `X-Phone-5550100`: an object store's metadata key, a
+            # name an API made of a value; a name cannot be masked and stay one: dropped)
+            counts["detector:header_name"] += 1
+            continue
         key = name.lower().removeprefix("x-").replace("-", "_")
         rule = key if masker.rule_for((key,)) is not None else values._field(name) or None
         if rule is None and (seen := as_read(name[2:] if key != name.lower() else name)):
@@ -229,6 +234,23 @@ def masked_headers(
     return out, dict(counts)
 
 
+def _name_holds_data(masker: Masker, values: BodyMask, name: str) -> bool:
+    """Whether a header's name holds what the masks hide: read by the detectors as written
+    and with its `-` and `_` as spaces (`X-123-45-6789`: what they find holds a digit or
+    an `@`, or is a token of 16 characters or more), and as prose (`X Phone 5550100`: a
+    value after a masked field's name), its counts left as they were."""
+    spaced = name.replace("-", " ").replace("_", " ")
+    if (len(name) > 16 or "@" in name or any(c.isdigit() for c in name)) and any(
+        masker.mask_text(text)[1] for text in (name, spaced)
+    ):
+        return True
+    counted = Counter(values.counts)
+    shown = values._prose(spaced)
+    values.counts.clear()
+    values.counts.update(counted)
+    return shown != spaced
+
+
 def _header_readings(value: str) -> list[str]:
     """A header value (its bytes as Latin-1) as readers read it: as_read of it, and of
     its bytes as UTF-8 when they are (aiohttp, browsers, fetch read them so)."""
@@ -263,8 +285,9 @@ _PERCENT_LAYERS = 3
 
 def _coded_clear(masker: Masker, text: str) -> None:
     """Unmaskable when what a header value says decoded holds what the masks hide: its
-    percent-escapes undone (up to three layers: `p=%7B%22phone%22%3A...`), the text of
-    each base64 run in it or in those (`session=eyJwaG9uZSI6...`, a JWT's payload), each
+    percent-escapes undone (up to three layers: `p=%7B%22phone%22%3A...`), its RFC 2047
+    encoded words decoded (`=?utf-8?q?ann=40example.com?=`), the text of each base64 or
+    hex run in it or in those (`session=eyJwaG9uZSI6...`, a JWT's payload), each
     read by the field rules and detectors as a line of text is (`{"phone": ...}`,
     `phone=...`). The value as written was masked already; a reader decoding it sees
     these."""
@@ -276,16 +299,58 @@ def _coded_clear(masker: Masker, text: str) -> None:
         views.append(undone)
         seen = undone
     for written in [text, *views]:
+        views.extend(_encoded_words(written))
+    for written in [text, *views]:
         for run in _CODED_RUN.findall(written):  # (a JWT's parts apart: `.` ends a run)
             decoded = _base64_text(run)
             if decoded is not None:
                 views.append(_UNPRINTABLE.sub(" ", decoded[0]))
+            hexed = _hex_text(run)  # (text written as hex, read so in a body too)
+            if hexed is not None:
+                views.append(hexed)
     for view in views:
         body = BodyMask(masker, "lines")
         body.feed(view.encode("utf-8"))
         body.finish()
         if body.counts:
             raise Unmaskable("a header whose decoded value holds what the mask hides")
+
+
+# an RFC 2047 encoded word (`=?utf-8?q?ann=40example.com?=`, `=?utf-16?b?...?=`): what a
+# mail-minded reader (Python's email.header, a browser's filename) shows decoded
+_ENCODED_WORD = re.compile(
+    r"=\?(?P<charset>[^?\s*]+)(?:\*[^?\s]*)?\?(?P<coding>[BbQq])\?(?P<text>[^?\s]*)\?="
+)
+_Q_ESCAPE = re.compile(r"=([0-9A-Fa-f]{2})")
+_ADJACENT_WORDS = re.compile(r"(?<=\?=)\s+(?==\?[^?\s*]+(?:\*[^?\s]*)?\?[BbQq]\?)")
+
+
+def _encoded_words(text: str) -> list[str]:
+    """A header value with each RFC 2047 encoded word in it decoded by its coding (B:
+    base64, Q: `=XX` escapes and `_` for a space) and its charset (UTF-8 in its place when
+    the charset is none Python knows), what does not decode replaced, and the white space
+    between two adjacent words dropped (§6.2: `=?utf-8?q?ann?= =?utf-8?q?=40example.com?=`
+    reads `ann@example.com`); [] when it holds none."""
+    if _ENCODED_WORD.search(text) is None:
+        return []
+    joined = _ADJACENT_WORDS.sub("", text)
+    return [_UNPRINTABLE.sub(" ", _ENCODED_WORD.sub(_decoded_word, joined))]
+
+
+def _decoded_word(word: re.Match[str]) -> str:
+    coded = word["text"]
+    if word["coding"] in "Qq":
+        escaped = coded.replace("_", " ")
+        raw = _Q_ESCAPE.sub(lambda m: chr(int(m[1], 16)), escaped).encode("latin-1", "replace")
+    else:
+        try:
+            raw = base64.b64decode(coded + "=" * (-len(coded) % 4))
+        except (binascii.Error, ValueError):
+            return word[0]
+    try:
+        return raw.decode(word["charset"], "replace")
+    except (LookupError, UnicodeError):
+        return raw.decode("utf-8", "replace")
 
 
 # a label alone on its line, its value on the next (`Phone Number:`, `- Mobile phone:`)
@@ -328,10 +393,41 @@ _NAME_CLOSES = frozenset("<>\t|,;\"']}/*")  # and what it is followed by
 _TAG_NAME_PART = re.compile(r"[\w.\-]")  # what _names_a_tag reads back over
 
 
+# what a document says of its own charset, which its parser reads before the Content-Type's
+# (an XML declaration's `encoding`, XML 1.0 §4.3.3; an HTML `<meta charset>` or its
+# http-equiv Content-Type, which a parser given bytes honours: lxml, BeautifulSoup), and
+# an XML document opening `<?xm` in EBCDIC (XML 1.0 Appendix F: detected without one)
+_DECLARED_CHARSET = re.compile(
+    rb"""<\?xml\b[^>]*?\bencoding\s*=\s*["']?(?P<xml>[^"'\s?>]*)"""
+    rb"""|<meta\b[^>]*?\bcharset\s*=\s*["']?(?P<html>[^"'\s;/>]*)""",
+    re.I,
+)
+_EBCDIC_XML = b"\x4c\x6f\xa7\x94"  # `<?xm` in EBCDIC
+# what the masks read a document as (UTF-8, and Latin-1 and Windows-1252: legacy_readings)
+_DECLARED_READABLE = _READABLE_CHARSETS | {
+    "iso-8859-1", "iso8859-1", "latin1", "latin-1", "l1", "windows-1252", "cp1252",
+}  # fmt: skip
+
+
+def _declares_unreadable(data: bytes) -> bool:
+    """Whether text says it is in a charset the masks do not read it as (EBCDIC, UTF-7,
+    ISO-2022-JP, Shift_JIS: `<?xml version="1.0" encoding="cp037"?>` and the e-mail
+    after it, which an XML parser shows and the masks' UTF-8 or Latin-1 reading misses)."""
+    if _EBCDIC_XML in data:
+        return True
+    if b"<" not in data:
+        return False
+    return any(
+        (found["xml"] or found["html"] or b"").decode("latin-1").lower() not in _DECLARED_READABLE
+        for found in _DECLARED_CHARSET.finditer(data)
+    )
+
+
 def legacy_readings(data: bytes) -> list[str]:
     """How a reader may read bytes no charset names: UTF-8 (invalid bytes replaced) and,
     when they are no UTF-8, Latin-1 and Windows-1252 too (`ex\xe4mple.com` is
-    `exämple.com` to Python's requests and a browser, `ex\ufffdmple.com` as UTF-8)."""
+    `exämple.com` to Python's requests and a browser, `ex\ufffdmple.com` as UTF-8), and
+    EBCDIC (IBM's code page 037: a mainframe's text, which no ASCII reading shows)."""
     try:
         return [data.decode("utf-8")]
     except UnicodeDecodeError:
@@ -340,6 +436,7 @@ def legacy_readings(data: bytes) -> list[str]:
         data.decode("utf-8", "replace"),
         data.decode("latin-1"),
         data.decode("cp1252", "replace"),
+        data.decode("cp037"),
     ]
 
 
@@ -798,9 +895,9 @@ class BodyMask:
                 else:
                     members[k] = self._rows_masked(v, widths, found, at)
             return members
-        if not isinstance(value, list):
-            return value
-        if value and all(isinstance(r, str) for r in value):
+        if not isinstance(value, list) or not value:
+            return value  # (an empty list beside a table, `"tags": []`: no row to read)
+        if all(isinstance(r, str) for r in value):
             # (rows written as delimited strings, `["7,5550100"]`, or CSV lines in a list)
             spelt = self._spelt_rows(value, widths, found, at or {})
             if spelt is not None:
@@ -1303,6 +1400,8 @@ class BodyMask:
             # UTF-16 or UTF-32 text with no charset named (a NUL beside every ASCII
             # letter), or binary under a text type: no detector reads it as text
             raise Unmaskable("text holding NUL bytes (UTF-16, binary) cannot be masked")
+        if self.kind != "sse" and _declares_unreadable(data):
+            raise Unmaskable("text naming a charset the masks cannot read cannot be masked")
         try:
             return self._records_read(data.decode("utf-8")).encode("utf-8")
         except UnicodeDecodeError:

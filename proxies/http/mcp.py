@@ -73,6 +73,7 @@ from proxies.http.bodies import (
 from proxies.http.mcp_columns import Ambiguous, masked_columns
 from proxies.http.mcp_schema import Unconformable, conform_message, relaxed_output_schema
 from proxies.http.mcp_sessions import McpSession, SessionBinding, owner_of, valid_session_id
+from proxies.http.messages import undescribed_headers
 from proxies.http.packed import Unopenable, packed_kind, unpacked
 from proxies.http.table_memory import MAX_WORDS, Asked, TableView, mcp_asked, schema_columns
 from proxies.runtime.pdp_client import Ruling
@@ -538,7 +539,12 @@ class Forward:
             kept = {SESSION_HEADER, "content-type"}
             shown = [(k, v) for k, v in headers if k.lower() not in kept]
             masked, counts = masked_headers(masker, shown)
-            headers = [(k, v) for k, v in headers if k.lower() in kept] + masked
+            # (and what describes the server's bytes, an ETag, a Content-MD5, an object
+            # store's checksum, does not go: a digest of the unmasked answer tells which
+            # guess of what the mask hides is right)
+            headers = [(k, v) for k, v in headers if k.lower() in kept] + undescribed_headers(
+                masked
+            )
             if counts:
                 self.session.record_masking(counts, "")
         if not (self.reads or self.stream):
@@ -557,7 +563,9 @@ class Forward:
                 # answer) and comes in another type is not passed unread
                 return self._unreadable("an answer neither JSON nor an event stream")
             return Reply(status, headers, chunks)  # an error page of the server's own
-        rest = [(k, v) for k, v in headers if k.lower() not in ("content-length",)]
+        # (the answer read is written anew: what described the server's bytes, their
+        # length, an ETag, a digest, describes them no more)
+        rest = undescribed_headers(headers)
         if kind == "text/event-stream":
             return Reply(status, rest, self._events(chunks))
         return await self._document(status, rest, chunks)
@@ -1827,10 +1835,10 @@ def _masked_blob(blob: str, masker: Masker, counts: Counter[str]) -> str:
     """A resource's `blob` or an image's `data` (base64): text inside it is masked like
     any text (JSON as JSON) and encoded again. Bytes that are not UTF-8 text (an image,
     an archive) go as they came unless a detector finds something in them read byte for
-    byte as Latin-1, with or without their NUL bytes (text in UTF-16 or UTF-32) — they
-    cannot be masked in place without breaking the file, so such a blob is withheld
-    (replaced by an empty one), as is one that is not base64 (RFC 4648 §4, line breaks
-    aside) at all."""
+    byte as Latin-1, with or without their NUL bytes (text in UTF-16 or UTF-32), or as
+    EBCDIC — they cannot be masked in place without breaking the file, so such a blob is
+    withheld (replaced by an empty one), as is one that is not base64 (RFC 4648 §4, line
+    breaks aside) at all."""
     try:
         data = base64.b64decode(_BASE64_SPACE.sub("", blob), validate=True)
     except (binascii.Error, ValueError):
@@ -1854,7 +1862,11 @@ def _masked_blob(blob: str, masker: Masker, counts: Counter[str]) -> str:
     except UnicodeDecodeError:
         text = None
     if text is None or "\x00" in text:
-        views = (data.decode("latin-1"), data.replace(b"\x00", b"").decode("latin-1"))
+        views = (
+            data.decode("latin-1"),
+            data.replace(b"\x00", b"").decode("latin-1"),
+            data.decode("cp037"),  # (EBCDIC: a mainframe's text, which no ASCII reading shows)
+        )
         # (and by the field rules, as text in a legacy charset reads: `phone: 5550100`
         # in Latin-1 is the text between its control characters)
         if not any(masker.mask_text(view)[1] or _names_masked(view, masker) for view in views):

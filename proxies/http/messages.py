@@ -147,13 +147,20 @@ _BODY_WORDS = frozenset(
      "crc32", "crc32c", "crc64", "length", "size", "filesize", "range", "ranges", "bytes"}
 )  # fmt: skip
 _NAME_WORDS = re.compile(r"[-_.]+")
+# the words of a digest's name that name one written into a word with others as well:
+# rclone's `X-Amz-Meta-Md5chksum`, `X-Sha256sum`, `X-ContentMD5` (a length or a size is
+# named by its word alone: `bytesize` is rare, `filesize` is listed)
+_DIGEST_WORDS = ("etag", "digest", "checksum", "md5", "sha1", "sha2", "sha3", "sha5", "crc")
 
 
 def describes_body(name: str) -> bool:
     """Whether a response header describes the upstream's body bytes (a digest, a length,
     a range of them): dropped when the body goes masked or decoded, a HEAD's as a GET's."""
     # (ETag, Content-MD5, Digest, Content-Digest, Repr-Digest among them, by their words)
-    return any(word in _BODY_WORDS for word in _NAME_WORDS.split(name.strip().lower()))
+    words = _NAME_WORDS.split(name.strip().lower())
+    return any(word in _BODY_WORDS for word in words) or any(
+        digest in word for word in words for digest in _DIGEST_WORDS
+    )
 
 
 def undescribed_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -482,10 +482,13 @@ def answer_head(head: ResponseHead, masking: MaskedFrames | None) -> bytes:
         reason = ""
         shown = []
         for name, value in fields:
-            if name.lower() not in _HANDSHAKE:
-                [(name, value)], counts = masked_headers(masking.masker, [(name, value)])
-                masking.counts.update(counts)
-            shown.append((name, value))
+            if name.lower() in _HANDSHAKE:
+                shown.append((name, value))
+                continue
+            # (a field whose name holds what the masks hide does not go at all)
+            masked, counts = masked_headers(masking.masker, [(name, value)])
+            masking.counts.update(counts)
+            shown += masked
         fields = shown
     return messages.response_head(head.status, reason, fields)
 
