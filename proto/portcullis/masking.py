@@ -888,7 +888,10 @@ FIELD_ALIASES: dict[tuple[str, ...], tuple[tuple[str, ...], ...]] = {
     ("api", "key"): (("apikey",), ("access", "key"), ("secret", "key"), ("private", "key")),
     ("token",): (("jwt",), ("bearer",), ("authorization",), ("session", "id")),
     ("ssn",): (("social", "security"), ("social", "security", "number")),
-    ("phone",): (("tel",), ("telephone",), ("mobile",), ("msisdn",), ("cellphone",)),
+    ("phone",): (
+        ("tel",), ("telephone",), ("mobile",), ("msisdn",), ("cellphone",),
+        ("phonenumber",), ("mobilephone",),
+    ),
     ("card", "number"): (("ccn",), ("cc", "number"), ("credit", "card")),
     ("email",): (("e", "mail"), ("mail", "address")),
 }  # fmt: skip
