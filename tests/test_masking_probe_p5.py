@@ -55,3 +55,12 @@ def test_a_text_masked_once_is_left_as_it_was_masked():
     assert counts == {"credit_card": 1, "email": 1}
     assert masked != REDACTED and masked.startswith("card ") and "ann@example.com" not in masked
     assert REDACT.mask_text("nothing to see") == ("nothing to see", {})
+
+
+@pytest.mark.parametrize("name", ["phonenumber", "PhoneNumber", "mobilephone", "phone_number"])
+def test_a_phone_field_named_as_one_word_is_masked(name):
+    """`phone` is too short to be read inside a joined word: `phonenumber` and
+    `mobilephone` went as they came under a phone field rule (webmask15)."""
+    masker = Masker([MaskRule(field="phone", strategy="redact")], b"k" * 32)
+    out, _ = masker.mask_json({name: "5550100", "city": "Oslo"})
+    assert out[name] != "5550100" and out["city"] == "Oslo", out
