@@ -120,14 +120,19 @@ def scratch() -> Iterator[str]:
 
 
 class _Writer:
+    def __init__(self, database: str) -> None:
+        self.database = database
+
     def get_extra_info(self, name: str) -> object:
-        return (DATABASE, name)  # the server the boundary is kept of: this database's
+        return (self.database, name)  # the server the boundary is kept of: this database's
 
 
 class _Upstream:
-    """What read_facts reads of its upstream besides the answers: the server's address."""
+    """What read_facts reads of its upstream besides the answers: the server's address
+    (a scratch database's own, so each keeps its own boundary)."""
 
-    writer = _Writer()
+    def __init__(self, dsn: str) -> None:
+        self.writer = _Writer(dsn.rsplit("dbname=", 1)[-1])
 
 
 def _facts(dsn: str) -> Facts:
@@ -148,7 +153,7 @@ def _read(dsn: str) -> Facts | None:
             rows = cur.fetchall()
             return [str(row[0]) if row and row[0] is not None else "" for row in rows]
 
-    return asyncio.run(read_facts(_Upstream(), ask))  # type: ignore[arg-type]
+    return asyncio.run(read_facts(_Upstream(dsn), ask))  # type: ignore[arg-type]
 
 
 def _snapshot(dsn: str) -> str:

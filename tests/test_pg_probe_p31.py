@@ -63,7 +63,7 @@ EDITS = [
 
 @pytest.fixture
 def scratch() -> Iterator[str]:
-    yield from _scratch("pgattack9_p29")  # (p29's harness keeps its boundary by this name)
+    yield from _scratch("pgattack11_p31")  # (not p29's: the two files may run at once)
 
 
 @pytest.mark.parametrize("edit", EDITS)

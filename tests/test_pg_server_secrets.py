@@ -140,6 +140,9 @@ READS = {
 }
 
 
+FILTERED = {"pg_settings", "pg_settings_oracle"}
+
+
 @pytest.mark.parametrize("groups", [READER, PII_READER], ids=["readonly", "pii-readers"])
 @pytest.mark.parametrize("case", list(READS))
 def test_reader_cannot_read_what_only_superusers_see(arena, hidden, case, groups):
@@ -148,7 +151,10 @@ def test_reader_cannot_read_what_only_superusers_see(arena, hidden, case, groups
         with arena.admin() as admin:
             data_directory = admin.execute("SHOW data_directory").fetchone()[0]
         was_refused, seen = refused(conn, READS[case])
-        assert was_refused, f"{READS[case]!r} ran for a reader: {seen[:200]}"
+        # pg_settings is read through a row filter of the readable settings: no row
+        # (test_usability_p9)
+        filtered = case in FILTERED and seen in ("[]", "[(0,)]")
+        assert was_refused or filtered, f"{READS[case]!r} ran for a reader: {seen[:200]}"
         assert data_directory not in seen and UM_SECRET not in seen
 
 

@@ -166,7 +166,8 @@ def test_values_are_constants_the_deparser_quotes_never_pasted_text():
     assert done.sql.count(" OR ") == 1
     assert raw.stmt is not None
     listed = {"orders": (RowCondition("tenant_id", "in", ("a", "b")), RowCondition("n", "<", 3))}
-    assert "orders.tenant_id IN ('a', 'b') AND orders.n < 3" in (
+    # (an `in` list reads its table in a subselect kept apart: test_pg_probe_p38)
+    assert f"{INNER_ALIAS}.tenant_id IN ('a', 'b') AND {INNER_ALIAS}.n < 3 OFFSET 0" in (
         rewrite("SELECT * FROM orders", listed).sql
     )
     for bad in ("caf\u00e9", "back\\slash", "nul\x00"):

@@ -370,6 +370,10 @@ _SYSTEM_VIEWS = {
     "hastriggers rowsecurity",
     "pg_views": "schemaname viewname viewowner",
     "pg_matviews": "schemaname matviewname matviewowner tablespace hasindexes ispopulated",
+    # the server's settings as SHOW prints them (readers: the rows of the settings they may
+    # read, a row filter), not sourcefile and sourceline (the configuration files' paths)
+    "pg_settings": "name setting unit category short_desc extra_desc context vartype source "
+    "min_val max_val enumvals boot_val reset_val pending_restart",
     # a catalog table, but for the names and flags (not prosrc, probin, proconfig: a
     # function's body and settings are text others wrote): pgjdbc's getFunctions and
     # getProcedures (`p.proname || '_' || p.oid`)
@@ -1122,7 +1126,41 @@ class Lineage:
             else:
                 item.outputs = _renamed(self.query(tag, query, outer, ctes), colnames)
                 ctes[name] = item
+            item.outputs = self.search_and_cycle(cte, item.outputs)
         return ctes
+
+    def search_and_cycle(self, cte: Fields, outputs: list[Output]) -> list[Output]:
+        """A recursive CTE's SEARCH and CYCLE columns, which the server adds to its outputs:
+        SEARCH ... BY note SET ord makes ord of the named columns (an array of their rows),
+        to ORDER BY ord in their order; CYCLE note SET c USING path makes path the same and
+        c whether a row's are among them (an equality). Unread, `ORDER BY ord` gave a
+        reader the ids in the order of their e-mail addresses (a sensitive column) and of
+        the notes whose cards the value detectors masked, and `path` came back as a column
+        of no table, the addresses in it masked only by the value detectors (a***@...)
+        and a password by nothing. Each is a value computed from the columns it names
+        (masked whole; ordering by it orders by them); a name no output has stands for
+        every output (the safe mistake)."""
+        named = {name.lower(): flow for name, flow in outputs}
+
+        def made_of(columns: Any) -> Flow:
+            flows = [named.get(_sval(c).lower()) for c in columns or ()]
+            if not flows or any(f is None for f in flows):
+                flows = [f for _, f in outputs]
+            return _merge(EXPRESSION, [f for f in flows if f is not None]).transformed()
+
+        added: list[Output] = []
+        search = cte.get("search_clause")
+        if isinstance(search, dict):
+            added.append(
+                (str(search.get("search_seq_column", "")), made_of(search.get("search_col_list")))
+            )
+        cycle = cte.get("cycle_clause")
+        if isinstance(cycle, dict):
+            flow = made_of(cycle.get("cycle_col_list"))
+            self.record(flow, "equality")  # the cycle's check: a row's values among those before
+            added.append((str(cycle.get("cycle_mark_column", "")), flow))
+            added.append((str(cycle.get("cycle_path_column", "")), flow))
+        return [*outputs, *added] if added else outputs
 
     def query(self, tag: str, fields: Fields, outer: Scope, ctes: dict[str, Item]) -> list[Output]:
         if tag == "SelectStmt":
@@ -2857,9 +2895,93 @@ def lineage_fields(tag: str, fields: Fields) -> dict[str, Any]:
         entry["shadows"] = walk.shadows
     if tag == "SelectStmt" and not fields.get("intoClause") and _one_column_each(fields):
         entry["exact"] = True
+    if tag == "SelectStmt" and _settings_rows(fields):
+        entry["settings_rows"] = True
     if tag in _NAMING:
         del entry["outputs"], entry["predicates"]  # none: only what it names
     return entry
+
+
+def _settings_rows(fields: Fields) -> bool:
+    """Whether every current_setting of a SELECT reads the setting of a pg_settings row
+    (psql's \\dconfig: `SELECT s.name, pg_catalog.current_setting(s.name) FROM
+    pg_catalog.pg_settings s WHERE ...`, \\dconfig+ joining pg_parameter_acl): each call
+    an output of the SELECT itself, its one argument `<alias>.name` of the one
+    pg_catalog.pg_settings its FROM reads (schema-qualified: no CTE or relation of
+    another schema takes the name), alone or LEFT JOINed to pg_catalog.pg_parameter_acl.
+    A reader reads pg_settings through a row filter of the settings readers may read
+    (rego/portcullis/guards.rego), so such a call reads only those; any other name
+    (`current_setting(x.name)` of a VALUES list or a LATERAL constant, a call in a
+    condition or sub-query) is a name the policy cannot read."""
+    if fields.get("op", "SETOP_NONE") != "SETOP_NONE" or fields.get("withClause"):
+        return False
+    alias = _settings_alias(fields.get("fromClause") or [])
+    if alias is None:
+        return False
+    direct = 0
+    for target in fields.get("targetList") or ():
+        value = target.get("ResTarget", {}).get("val", {})
+        call = value.get("FuncCall") if isinstance(value, dict) else None
+        if call is None or not _current_setting(call):
+            continue
+        args = call.get("args") or []
+        refs = [_sval(f) for f in args[0].get("ColumnRef", {}).get("fields", ())] if args else []
+        if len(args) != 1 or refs != [alias, "name"] or any(k in call for k in _CALL_MODIFIERS):
+            return False
+        direct += 1
+    return direct > 0 and direct == _count_current_setting(fields)
+
+
+def _settings_alias(items: list[Any]) -> str | None:
+    """The name pg_catalog.pg_settings goes by in a FROM of it alone, or LEFT JOINed to
+    pg_catalog.pg_parameter_acl (None for any other FROM)."""
+    if len(items) != 1 or not isinstance(items[0], dict):
+        return None
+    item = items[0]
+    if "JoinExpr" in item:
+        join = item["JoinExpr"]
+        acl = join.get("rarg", {}).get("RangeVar", {})
+        if (
+            join.get("jointype") != "JOIN_LEFT"
+            or (acl.get("schemaname"), acl.get("relname")) != ("pg_catalog", "pg_parameter_acl")
+            or acl.get("alias", {}).get("colnames")
+            or join.get("usingClause")
+            or join.get("isNatural")
+        ):
+            return None
+        item = join.get("larg", {})
+    relation = item.get("RangeVar") if isinstance(item, dict) else None
+    if not relation or (relation.get("schemaname"), relation.get("relname")) != (
+        "pg_catalog",
+        "pg_settings",
+    ):
+        return None
+    alias = relation.get("alias") or {}
+    if alias.get("colnames") or not relation.get("inh", True):
+        return None
+    return str(alias.get("aliasname") or "pg_settings")
+
+
+def _current_setting(call: Fields) -> bool:
+    names = [_sval(n).lower() for n in call.get("funcname", ())]
+    return names in (["current_setting"], ["pg_catalog", "current_setting"])
+
+
+def _count_current_setting(node: Any) -> int:
+    """How many calls of current_setting (in any schema, any case) the tree holds."""
+    count = 0
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            call = item.get("FuncCall")
+            if isinstance(call, dict) and call.get("funcname"):
+                last = _sval(call["funcname"][-1]).lower()
+                count += last == "current_setting"
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
 
 
 def _predicate(column: str, use: str, keyed: bool, document: bool) -> dict[str, Any]:

@@ -287,7 +287,7 @@ class _Rewriter:
         if item.alias is not None and item.alias.colnames:
             return False  # renamed columns: the subselect's inner alias reads the table's
         found = self._conditions(item)
-        if found is None:
+        if found is None or _fenced(found[1]):
             return False
         name, conditions = found
         qualifier = str(item.alias.aliasname if item.alias is not None else item.relname)
@@ -323,6 +323,8 @@ class _Rewriter:
         assert isinstance(select, ast.SelectStmt)
         select.fromClause = (inner,)
         select.whereClause = _predicate(conditions, INNER_ALIAS)
+        if _fenced(conditions):
+            select.limitOffset = ast.A_Const(isnull=False, val=ast.Integer(ival=0))
         self.applied[name] = None
         alias = item.alias or ast.Alias(aliasname=item.relname)
         return ast.RangeSubselect(lateral=False, subquery=select, alias=alias)
@@ -426,6 +428,19 @@ _FROM_ITEMS = frozenset(
 
 
 # -- the predicate ---------------------------------------------------------------------
+
+
+def _fenced(conditions: Sequence[RowCondition]) -> bool:
+    """Whether the filter's subselect must be read whole before any condition of the
+    statement's: one with an `in` list. The planner runs a scan's conditions cheapest
+    first, and n values cost n/2 comparisons (hashed: one, as `=` does), so a reader's
+    cheaper `1/(ascii(s.setting) - 47) = 1`, in the same WHERE or pushed down into the
+    subselect, ran on rows the filter hides (pg_settings' data_directory): its division by
+    zero told their values. `OFFSET 0` keeps the subselect apart (never pulled up, no
+    condition pushed into it), so the statement's conditions, outputs and functions meet
+    only the rows the filter admits; an `=` filter keeps the plans it had (one comparison,
+    first among equals, where a tenant's index is used)."""
+    return any(c.op == "in" for c in conditions)
 
 
 def _predicate(conditions: Sequence[RowCondition], qualifier: str) -> Any:

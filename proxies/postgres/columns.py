@@ -85,6 +85,11 @@ SYSTEM_VIEW_COLUMNS = frozenset(
         "pg_catalog.pg_roles": "rolname rolsuper rolinherit rolcreaterole rolcreatedb "
         "rolcanlogin rolreplication rolconnlimit rolvaliduntil rolbypassrls oid",
         "pg_catalog.pg_user": "usename usesysid usecreatedb usesuper userepl usebypassrls valuntil",
+        # the server's own settings, as SHOW prints them to whoever may read them (readers:
+        # the rows of postgres.reader_readable_settings, a row filter); not sourcefile and
+        # sourceline, the configuration files' paths (refused to readers, postgres.rego)
+        "pg_catalog.pg_settings": "name setting unit category short_desc extra_desc "
+        "context vartype source min_val max_val enumvals boot_val reset_val pending_restart",
     }.items()
     for column in columns.split()
 )

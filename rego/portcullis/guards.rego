@@ -31,7 +31,31 @@ package portcullis
 # read from data by the group's name. The usual standing, a budget and a breaker and
 # nothing else, is read without the pass (its comprehension and function calls cost an
 # agent's query ~39,000 evaluator instructions): the same object.
-command_guards := {"budget": budget, "breaker": breaker} if {
+command_guards := object.union(guards, {"row_filter": object.union(object.get(guards, "row_filter", {}), reader_settings_filter)}) if {
+	input.command.postgres.has.pg_names # a relation name holding pg_: most statements have none
+	count(reader_settings_filter) > 0
+	guards := standing_command_guards
+} else := standing_command_guards
+
+# Readers read pg_settings (pgjdbc's getImportedKeys reads max_index_keys there, psql's
+# \dconfig lists it) through a row filter of the settings they may read: the names in
+# postgres.reader_readable_settings, what PostgreSQL shows a role without
+# pg_read_all_settings (the upstream role may be a superuser, shown data_directory,
+# primary_conninfo). Put on a statement naming pg_settings, in any schema and case (the
+# filter applies to every schema's pg_settings: the safe mistake); a relation the database
+# defines over it is denied to readers (postgres.rego), as are its columns sourcefile and
+# sourceline. The filter's `in` list reads the catalog in a subselect kept apart
+# (pdp/sql/rowfilter.py), so no condition of the statement meets a row it hides.
+reader_settings_filter["pg_settings"] := [{"column": "name", "op": "in", "value": names}] if {
+	not privileged
+	some s in input.command.postgres.statements
+	some t in s.tables
+	parts := split(lower(t), ".")
+	parts[count(parts) - 1] == "pg_settings"
+	names := [name | some name, _ in data.portcullis.postgres.reader_readable_settings]
+}
+
+standing_command_guards := {"budget": budget, "breaker": breaker} if {
 	startswith(input.command.kind, "postgres.")
 	guards := input.standing.guards
 	budget := data.portcullis.budgets[guards.budget]

@@ -55,8 +55,9 @@
 #                              denied to everyone not in pii-readers, dba included.
 #   postgres.secret_catalogs   catalogs readers may not read at all (password verifiers,
 #                              user-mapping options, large objects, column statistics that
-#                              hold sample values, other sessions' SQL text, server files,
-#                              pg_settings: its superuser-only rows answer conditions).
+#                              hold sample values, other sessions' SQL text, server
+#                              files). pg_settings is read through a row filter of
+#                              reader_readable_settings (guards.rego), not listed here.
 #
 # For everyone, dba included: postgres.lexing_settings (client_encoding, and the settings
 # that change how the server reads a string literal) may not be SET or set_config'd, since
@@ -687,6 +688,87 @@ pg_reader_denials contains sprintf("%s shows the rows of %s, which holds secrets
 	name != "pg_stat_activity"
 }
 
+# pg_settings: readers read the rows of the settings they may read (postgres.
+# reader_readable_settings, what PostgreSQL shows a role without pg_read_all_settings),
+# through a row filter of those names the PDP puts on every statement naming it
+# (guards.rego), never the rows of the settings only superusers are shown (data_directory,
+# primary_conninfo). A relation the database defines over it is read with no filter: denied
+# to readers, as over a secret catalog (named here, whether or not secret_catalogs lists it).
+pg_reader_denials contains sprintf("%s shows the rows of %s, which holds secrets (settings only superusers are shown); read pg_settings itself", [t, src]) if {
+	input.command.postgres.relation_sources
+	some [t, src] in pg_shown_relations
+	pg_settings_relation(src)
+}
+
+# ...and of the readable rows, not where the file setting each was read from: sourcefile
+# and sourceline, shown to superusers only (the upstream role may be one), name the
+# configuration file's path (config_file, data_directory: settings readers may not read).
+# Denied where the statement names pg_settings and reads either column (any relation's
+# column of that name: the safe mistake), or pg_settings' rows whole (`*`, row_to_json(s)).
+pg_reader_denials contains sprintf("%s: its columns sourcefile and sourceline (and so its rows whole) name the configuration files only superusers are shown; select the columns you need, but those", [t]) if {
+	input.command.postgres.has.pg_names
+	some s in input.command.postgres.statements
+	some t in s.tables
+	pg_settings_relation(t)
+	pg_settings_file_read(s)
+}
+
+# The settings the database keeps for roles and databases (ALTER ROLE ... SET, ALTER
+# DATABASE ... SET: pg_db_role_setting.setconfig, pg_roles.rolconfig, pg_user.useconfig)
+# hold any setting a superuser stored, credentials of an application's own settings
+# among them (app.api_key), which readers may not read as settings (current_setting reads
+# only postgres.reader_readable_settings). Selected they come back masked whole (text
+# others wrote, not a catalogue name: pdp/sql/lineage.py), but `SELECT count(*) FROM
+# pg_db_role_setting WHERE array_to_string(setconfig, ',') LIKE '%hunter2%'` answered 1:
+# any use of them in a condition, grouping or computation is denied to readers (by the
+# columns' names, any relation's: the safe mistake).
+pg_reader_denials contains sprintf("%s use of column %s, the settings the database keeps for roles and databases (which may hold credentials), answers questions about them: denied to readers", [p.use, p.column]) if {
+	input.command.postgres.has.pg_names
+	some s in input.command.postgres.statements
+	some p in s.predicates
+	p.column in {"setconfig", "rolconfig", "useconfig"}
+}
+
+pg_settings_relation(t) if {
+	parts := split(lower(t), ".")
+	parts[count(parts) - 1] == "pg_settings"
+}
+
+pg_settings_file_read(s) if {
+	some o in s.outputs
+	some c in o.columns
+	c in {"sourcefile", "sourceline"}
+}
+
+pg_settings_file_read(s) if {
+	some o in s.outputs
+	o.kind in {"star", "whole_row"}
+	some t in o.tables
+	pg_settings_relation(t)
+}
+
+pg_settings_file_read(s) if {
+	some p in s.predicates
+	p.column in {"sourcefile", "sourceline", "*"}
+}
+
+pg_settings_file_read(s) if {
+	some w in s.writes
+	some c in w.columns
+	c in {"sourcefile", "sourceline"}
+}
+
+pg_settings_file_read(s) if {
+	some w in s.writes
+	count(w.tables) > 0
+}
+
+pg_settings_file_read(s) if {
+	some a in s.arguments
+	some c in a.columns
+	c in {"sourcefile", "sourceline"}
+}
+
 pg_denials contains sprintf("%s shows the rows of %s, which holds values of every column (sample values, large objects, TOAST chunks) under no column's name: denied to everyone not in pii-readers", [t, src]) if {
 	input.command.postgres.relation_sources
 	some [t, src] in pg_shown_relations
@@ -726,7 +808,13 @@ pg_reader_denials contains "current_setting with a setting name that is not a li
 	input.command.postgres.has.settings
 	some s in input.command.postgres.statements
 	s.dynamic_read_settings
+	not s.settings_rows
 }
+
+# ...but a SELECT whose every current_setting reads the setting of the pg_settings row it
+# returns (psql's \dconfig: `pg_catalog.current_setting(s.name) FROM pg_catalog.pg_settings
+# s`, lineage's settings_rows) reads only the settings a reader may read: its rows are
+# those of reader_readable_settings (a row filter, guards.rego).
 
 # The classifier always says what a current_setting call reads; an entry that does not is
 # judged as the call whose name cannot be read.
@@ -736,6 +824,7 @@ pg_reader_denials contains "current_setting with a setting name that is not a li
 	some "current_setting" in s.functions
 	not s.read_settings
 	not s.read_setting_parameters
+	not s.settings_rows
 }
 
 # current_setting($n), the name bound as a value (SQLAlchemy's reflection sends

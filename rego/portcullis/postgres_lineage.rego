@@ -935,7 +935,22 @@ pg_sequenced(p) if {
 	not pg_sensitive_column(p.column)
 }
 
-pg_sequence_reason(p) := sprintf("the rows come back in the order of the values of column %s or of their hashes (grouped, made DISTINCT or joined on), which the masks show only in part, so where a masked value lands among the others answers how it compares: denied to everyone not in pii-readers; name every output in ORDER BY, aggregate into one row, or list the column in postgres.plain_text_columns if it holds no such text", [p.column]) if {
+# ...and a wide number column (a card kept in a bigint is sent as NULL, the value detectors
+# reading it as one): `SELECT num FROM t GROUP BY num, B'1'::varbit` put the NULL between
+# 4100000000000000 and 4200000000000001, the card's first digits, as ORDER BY num would.
+# Not a column the database fills (identity, bigserial, a validated foreign key to one: no
+# "0" in view_columns) nor a name the team lists (plain_number_columns): keys join as before.
+pg_sequenced(p) if {
+	p.use == "arranged"
+	pg_wide_number(p.column)
+	not p.keyed
+	not pg_sensitive_column(p.column)
+}
+
+pg_sequence_reason(p) := sprintf("the rows come back in the order of the values of number column %s or of their hashes (grouped, made DISTINCT or joined on), which may hold a card number the value detectors mask, so where a masked value lands among the others answers how it compares: denied to everyone not in pii-readers; name every output in ORDER BY, aggregate into one row, or list the column in postgres.plain_number_columns if it holds none", [p.column]) if {
+	p.use == "arranged"
+	pg_wide_number(p.column)
+} else := sprintf("the rows come back in the order of the values of column %s or of their hashes (grouped, made DISTINCT or joined on), which the masks show only in part, so where a masked value lands among the others answers how it compares: denied to everyone not in pii-readers; name every output in ORDER BY, aggregate into one row, or list the column in postgres.plain_text_columns if it holds no such text", [p.column]) if {
 	p.use == "arranged"
 } else := sprintf("the rows come back in the order of %s or of their hashes (grouped or joined on beside another output), which answers how those values compare: denied to everyone not in pii-readers; name every output in ORDER BY, or leave the other outputs out", [pg_sequence_label(p.column)])
 

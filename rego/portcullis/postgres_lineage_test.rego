@@ -1035,3 +1035,18 @@ test_groups_arranged_by_other_columns_keyed_documents_or_for_pii_readers_are_all
 	with_views(["readonly"], keyed, views).verdict != "deny"
 	with_views(["pii-readers"], selecting([], [{"column": "note", "use": "arranged"}]), views).verdict == "allow"
 }
+
+test_groups_arranged_by_a_wide_number_are_denied_but_not_by_keys_or_listed_names if {
+	views := {"num": ["0"], "account": ["''"]}
+	s := selecting([out("num", "plain", ["num"])], [{"column": "num", "use": "arranged"}])
+	d := with_views(["readonly"], s, views)
+	d.verdict == "deny"
+	some r in d.reasons
+	startswith(r, "the rows come back in the order of the values of number column num or of their hashes")
+	with_views(["pii-readers"], s, views).verdict == "allow"
+	keyed := selecting([], [{"column": "num", "use": "arranged", "keyed": true}])
+	with_views(["readonly"], keyed, views).verdict != "deny"
+	every column in ["id", "amount", "ref"] {
+		with_views(["readonly"], selecting([], [{"column": column, "use": "arranged"}]), {"amount": ["0"], "id": ["0"]}).verdict != "deny"
+	}
+}

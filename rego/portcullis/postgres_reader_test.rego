@@ -326,7 +326,7 @@ test_select_for_update_needs_approval if {
 # --- secret catalogs ----------------------------------------------------------------
 
 test_secret_catalogs_denied_for_readers if {
-	every t in ["pg_authid", "pg_catalog.pg_authid", "pg_shadow", "pg_user_mappings", "pg_largeobject", "pg_statistic", "pg_stats", "pg_catalog.pg_subscription", "pg_stat_activity", "pg_hba_file_rules", "pg_file_settings", "pg_settings", "information_schema.user_mapping_options", "information_schema._pg_user_mappings", "pg_config"] {
+	every t in ["pg_authid", "pg_catalog.pg_authid", "pg_shadow", "pg_user_mappings", "pg_largeobject", "pg_statistic", "pg_stats", "pg_catalog.pg_subscription", "pg_stat_activity", "pg_hba_file_rules", "pg_file_settings", "information_schema.user_mapping_options", "information_schema._pg_user_mappings", "pg_config"] {
 		s := stmt_with("select", {"tables": [t]})
 		verdict(["analyst", "pii-readers"], [s]) == "deny"
 		sprintf("%s holds secrets; only privileged groups may read it", [t]) in reasons(["readonly"], [s])
@@ -605,4 +605,83 @@ test_information_schema_expandarray_denied_where_the_database_made_or_changed_on
 	changed := portcullis.decision with input as expandarray_query(["readonly"], s, {"shadowed_functions": ["_pg_expandarray"]})
 	changed.verdict == "deny"
 	"function _pg_expandarray is also defined outside pg_catalog in this database, so the call may not run the built-in" in changed.reasons
+}
+
+# --- pg_settings: the readable rows (a row filter, guards.rego), never the files ----------
+
+test_pg_settings_files_and_whole_rows_are_denied_to_readers if {
+	file_reads := [
+		{"outputs": [{"name": "sourcefile", "kind": "plain", "columns": ["sourcefile"], "tables": []}]},
+		{"outputs": [{"name": "n", "kind": "expression", "columns": ["sourceline"], "tables": [], "keeps": true}]},
+		{"outputs": [{"name": "", "kind": "star", "columns": [], "tables": ["pg_catalog.pg_settings"]}]},
+		{"outputs": [{"name": "s", "kind": "whole_row", "columns": [], "tables": ["pg_settings"]}]},
+		{"outputs": [], "predicates": [{"column": "sourcefile", "use": "pattern"}]},
+		{"outputs": [], "predicates": [{"column": "*", "use": "other"}]},
+		{"outputs": [], "arguments": [{"function": "f", "columns": ["sourcefile"], "tables": []}]},
+		{"outputs": [], "writes": [{"kind": "star", "columns": [], "tables": ["pg_settings"]}]},
+	]
+	every extra in file_reads {
+		every t in ["pg_settings", "pg_catalog.PG_SETTINGS"] {
+			s := stmt_with("select", object.union({"tables": [t]}, extra))
+			sprintf("%s: its columns sourcefile and sourceline (and so its rows whole) name the configuration files only superusers are shown; select the columns you need, but those", [t]) in reasons(["readonly", "pii-readers"], [s])
+		}
+	}
+	plain := stmt_with("select", {"tables": ["pg_settings"], "outputs": [{"name": "setting", "kind": "plain", "columns": ["setting"], "tables": []}]})
+	every r in reasons(["readonly"], [plain]) {
+		not contains(r, "sourcefile")
+	}
+}
+
+test_a_view_over_pg_settings_is_denied_to_readers if {
+	s := stmt_with("select", {"tables": ["public.my_settings"]})
+	i := with_sources([s], {"public.my_settings": ["pg_catalog.pg_settings"]})
+	d := portcullis.decision with input as i
+	d.verdict == "deny"
+	"public.my_settings shows the rows of pg_catalog.pg_settings, which holds secrets (settings only superusers are shown); read pg_settings itself" in d.reasons
+	shown_verdict(["dba", "pii-readers"], [s], {"public.my_settings": ["pg_catalog.pg_settings"]}) == "allow"
+}
+
+test_questions_about_role_and_database_settings_are_denied_to_readers if {
+	every column in ["setconfig", "rolconfig", "useconfig"] {
+		every use in ["other", "equality", "pattern", "order", "partial"] {
+			s := stmt_with("select", {"tables": ["pg_db_role_setting"], "predicates": [{"column": column, "use": use}]})
+			sprintf("%s use of column %s, the settings the database keeps for roles and databases (which may hold credentials), answers questions about them: denied to readers", [use, column]) in reasons(["readonly", "pii-readers"], [s])
+			verdict(["dba"], [s]) != "deny"
+		}
+	}
+	verdict(["readonly"], [stmt_with("select", {"tables": ["pg_roles"], "predicates": [{"column": "rolname", "use": "equality"}]})]) != "deny"
+}
+
+test_current_setting_of_the_pg_settings_row_a_reader_reads_is_not_a_dynamic_name if {
+	rows := stmt_with("select", {"tables": ["pg_catalog.pg_settings"], "functions": ["current_setting"], "dynamic_read_settings": true, "settings_rows": true})
+	every r in reasons(["readonly"], [rows]) {
+		not contains(r, "current_setting")
+	}
+	other := stmt_with("select", {"tables": ["pg_catalog.pg_settings"], "functions": ["current_setting"], "dynamic_read_settings": true})
+	"current_setting with a setting name that is not a literal: what it reads cannot be judged" in reasons(["readonly"], [other])
+	unread := stmt_with("select", {"tables": ["pg_catalog.pg_settings"], "functions": ["current_setting"]})
+	"current_setting with a setting name that is not a literal: what it reads cannot be judged" in reasons(["readonly"], [unread])
+}
+
+# Readers read pg_settings through a row filter of the settings they may read, put on
+# the statements naming it (guards.rego reader_settings_filter); never for privileged
+# groups, never on a statement not naming it.
+test_readers_read_pg_settings_through_a_filter_of_the_readable_names if {
+	names := [n | some n, _ in data.portcullis.postgres.reader_readable_settings]
+	count(names) > 100
+	not "data_directory" in names
+	every t in ["pg_settings", "pg_catalog.pg_settings", "PG_CATALOG.PG_SETTINGS"] {
+		every groups in [["readonly"], ["readonly", "pii-readers"]] {
+			s := stmt_with("select", {"tables": [t], "outputs": [{"name": "setting", "kind": "plain", "columns": ["setting"], "tables": []}]})
+			d := portcullis.decision with input as object.union(pg_input(groups, [s]), {"command": {"postgres": {"has": {"pg_names": true}}}})
+			d.verdict != "deny"
+			d.row_filter == {"pg_settings": [{"column": "name", "op": "in", "value": names}]}
+		}
+	}
+	s := stmt_with("select", {"tables": ["pg_settings"]})
+	d := portcullis.decision with input as object.union(pg_input(["dba"], [s]), {"command": {"postgres": {"has": {"pg_names": true}}}})
+	not d.row_filter
+	o := stmt_with("select", {"tables": ["pg_class"]})
+	e := portcullis.decision with input as object.union(pg_input(["readonly"], [o]), {"command": {"postgres": {"has": {"pg_names": true}}}})
+	not e.row_filter
 }
