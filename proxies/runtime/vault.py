@@ -20,8 +20,12 @@ at the address would send the proxy's token where it liked).
 hvac is synchronous, so every call runs in a worker thread. Must not: log, raise, or repr
 a secret or a Vault token — errors name Vault's address, the reference and what failed,
 nothing Vault sent back. A Vault outage refuses new sessions (CredentialUnavailable) and
-leaves sessions that already hold a credential alone. A `vault.addr` that is plain HTTP to
-another host stops the proxy at start (ConfigError) unless vault.auth opts out by name.
+leaves sessions that already hold a credential alone; a renewal Vault refuses as of a lease
+it no longer holds (revoked) ends its session at once. Issuing is bounded per provider
+(ISSUING_AT_ONCE under way, ISSUING_HELD in all): clients that leave as soon as they are
+allowed cannot queue Vault calls ahead of the renewals every session needs. A `vault.addr`
+that is plain HTTP to another host stops the proxy at start (ConfigError) unless
+vault.auth opts out by name.
 """
 
 from __future__ import annotations
@@ -74,9 +78,23 @@ SSH_CLOCK_SKEW = 60
 # longest a dynamic secret's lease runs unrenewed (credentials.lease_ttl): what a proxy
 # killed before it could revoke leaves behind; a role's default_ttl beyond it is cut to it
 LEASE_SECONDS = 900
+# issuings under way at once, per provider, and those waiting for a turn plus the
+# revocations of those whose client left meanwhile: a reader's clients that connect and
+# leave in a loop each left one running to its end, without bound, queued ahead of the
+# worker threads every lease's renewal needs
+ISSUING_AT_ONCE = 32
+ISSUING_HELD = 256
 # the opt-out (vault.auth) from refusing a vault.addr that is plain HTTP beyond this host:
 # only the literal true, never a string an environment variable expanded to
 INSECURE_PLAIN_HTTP = "insecure_plain_http_to_remote_vault"
+# what Vault answers a renewal of a lease (or token) it no longer holds: lease or token not
+# found (400), permission denied (403: the proxy's token is gone, and its leases with it),
+# nothing there (404). An outage (unreachable, sealed, 5xx, 429) is retried instead.
+LEASE_GONE = (
+    hvac.exceptions.InvalidRequest,
+    hvac.exceptions.Forbidden,
+    hvac.exceptions.InvalidPath,
+)
 
 
 @dataclass(frozen=True)
@@ -164,6 +182,9 @@ class VaultProvider:
         self._leases: dict[str, str] = {}  # lease_id → ref, for revocation at close
         self._orphans: set[asyncio.Task[None]] = set()  # releases of leases nobody took
         self._issuing: set[asyncio.Future[CredentialLease]] = set()
+        self._issue_slots = asyncio.Semaphore(ISSUING_AT_ONCE)
+        self._waiting = 0  # acquires waiting for one of the slots
+        self._closing = False
         # the leases held, on disk: what a crash leaves, the next start revokes
         spool_dir = Path(str(connection.options.get("spool_dir", DEFAULT_SPOOL_DIR)))
         self._ledger = LeaseLedger(spool_dir, connection.name)
@@ -178,10 +199,27 @@ class VaultProvider:
     async def acquire(self, ref: str, session_id: str) -> CredentialLease:
         """The session's credential. Cancelled while Vault issues it (the client left, a
         start-up deadline), the issuing still runs to its end and what it issued is
-        released at once: Vault's answer is never lost with the lease live in it."""
+        released at once: Vault's answer is never lost with the lease live in it. At most
+        ISSUING_AT_ONCE are issued at a time, the others wait their turn (one whose client
+        leaves meanwhile is never issued); past ISSUING_HELD waiting, issuing or given back
+        a session is refused at once (CredentialUnavailable)."""
+        if self._waiting + len(self._issuing) + len(self._orphans) >= ISSUING_HELD:
+            raise CredentialUnavailable(
+                f"the proxy is already obtaining {ISSUING_HELD} credentials from Vault for "
+                f"{self.connection.name!r}; cannot obtain {ref} now, try again shortly"
+            )
+        self._waiting += 1
+        try:
+            await self._issue_slots.acquire()  # a client that leaves while waiting costs nothing
+        finally:
+            self._waiting -= 1
+        if self._closing:  # (it waited its turn while the proxy stopped)
+            self._issue_slots.release()
+            raise CredentialUnavailable(f"the proxy is stopping; cannot obtain {ref}")
         issuing = asyncio.ensure_future(self._acquire(ref, session_id))
         self._issuing.add(issuing)
         issuing.add_done_callback(self._issuing.discard)
+        issuing.add_done_callback(lambda _: self._issue_slots.release())
         try:
             return await asyncio.shield(issuing)
         except asyncio.CancelledError:
@@ -227,6 +265,7 @@ class VaultProvider:
 
     async def close(self) -> None:
         """Revoke what is still leased, stop renewing, give up the proxy's own login token."""
+        self._closing = True  # an acquire still waiting its turn issues nothing now
         await asyncio.gather(*self._issuing, return_exceptions=True)  # (their leases below)
         await asyncio.gather(*self._orphans, return_exceptions=True)
         tasks = [*self._renewers.values(), *([self._token_task] if self._token_task else [])]
@@ -451,7 +490,9 @@ class VaultProvider:
         """Renew before expiry for as long as the session holds the lease (until release:
         this task is cancelled); renew(increment) → seconds granted (default:
         sys/leases/renew of lease_id). When it ends first — it could not be renewed in
-        time, it reached its maximum TTL, or it does not renew — `lost` is done: the
+        time, Vault refused the renewal as of a lease it no longer holds (revoked: the
+        session ends at that renewal, not at the expiry the proxy last knew), it reached
+        its maximum TTL, or it does not renew — `lost` is done: the
         session holding it ends (Vault revokes the credential then, and a connection it
         opened must not outlive it)."""
         if renew is None:
@@ -474,6 +515,17 @@ class VaultProvider:
                 asked = time.monotonic()
                 try:
                     granted = await self._call(renew, duration)
+                except LEASE_GONE as exc:
+                    # Vault's own word that the lease is no more (revoked by an operator, its
+                    # token revoked or expired with it): retrying until the expiry the
+                    # proxy last knew would keep the session on a credential Vault ended
+                    log.error(
+                        "Vault refused to renew the lease for %s (%s): it has ended; its "
+                        "session ends now",
+                        ref,
+                        _describe(exc),
+                    )
+                    return
                 except Exception as exc:
                     log.warning(
                         "renewing the Vault lease for %s failed (%s); retrying while it is "
