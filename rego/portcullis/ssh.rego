@@ -341,6 +341,7 @@ ssh_listed_approvals contains sprintf("%q takes further words from its input (xa
 # it says), one computed when it runs, and words xargs appends. Every word that begins with
 # `-` is read as an option, even where getopt would take it as the value of the one
 # before: more is asked for, never less.
+# Not systemctl's --with-dependencies: it adds the slices a unit is in (below, status).
 # Not --no-full: it cuts each entry to 80 columns (a pipe's width) with an ellipsis at 90%,
 # so a value crossing the cut comes back as its first digits (4532015112830... past one
 # output mode's prefix, 453201511283036... past another's: one Luhn digit from the card),
@@ -372,8 +373,8 @@ ssh_default_read_options := {
 		"long": [
 			"--no-pager", "--full", "--all", "--lines", "--output", "--quiet", "--no-legend",
 			"--legend", "--type", "--state", "--property", "--value", "--plain",
-			"--with-dependencies", "--system", "--failed", "--help", "--version", "--show-types",
-			"--reverse", "--after", "--before",
+			"--system", "--failed", "--help", "--version", "--show-types", "--reverse", "--after",
+			"--before",
 		],
 		"short": ["l", "a", "q", "h"],
 		"short_with_value": ["n", "o", "t", "p", "P"],
@@ -383,7 +384,6 @@ ssh_default_read_options := {
 		"long_flags": [
 			"--no-pager", "--full", "--all", "--quiet", "--no-legend", "--plain", "--system",
 			"--failed", "--show-types", "--reverse", "--after", "--before", "--value",
-			"--with-dependencies",
 		],
 	},
 }
@@ -1012,6 +1012,71 @@ ssh_mask_approvals contains sprintf("%q: %s names %s, a field of the journal out
 	some name in split(value, ",")
 	not name in ssh_journal_fields
 	not privileged
+}
+
+# What `systemctl status` shows of a unit is its processes too, each with its whole command
+# line (the CGroup tree): a password given as an argument (`mysqldump -pS3cret`, a cron
+# job's, in cron.service), which no detector reads as anything to mask — the journal's
+# _CMDLINE is the privileged groups' only (above). Without a unit it shows the whole
+# system's tree, every process of every login session (`systemctl status`, as `ps -eww`
+# would); a slice or a scope (user.slice, session-3.scope) or a PID (`systemctl status
+# 1234`: the unit of that process, a login's scope) names sessions' processes, and
+# --with-dependencies adds the slices a unit is in (system.slice: every service's
+# processes; not in read_options). Outside the privileged groups a status needs approval
+# unless it names one unit at least, each of a type whose processes are a service's own
+# (data.portcullis.ssh.status_unit_types; a name without a type is a service), named as
+# a unit, not a path nor a number (below).
+ssh_default_status_unit_types := {"service", "socket", "timer", "target", "path", "mount", "automount", "swap", "device"}
+
+ssh_status_unit_types := object.get(data.portcullis.ssh, "status_unit_types", ssh_default_status_unit_types)
+
+ssh_mask_approvals contains sprintf("%q: systemctl status shows processes' command lines (a password given as an argument); outside the privileged groups it needs approval unless it names units of the types %s (not a slice, a scope or a PID: login sessions' processes)", [part.command, concat(", ", sort(ssh_status_unit_types))]) if {
+	input.command.kind == "ssh.exec"
+	some part in input.command.ssh.parts
+	part.argv[0] == "systemctl"
+	"status" in part.argv
+	not privileged
+	not ssh_status_names_units(part)
+}
+
+ssh_status_names_units(part) if {
+	not "--" in part.argv # after it a word beginning with `-` is a unit too (-.slice)
+	options := object.get(ssh_read_options, "systemctl", {})
+	units := [w |
+		some i, w in part.argv
+		i > 0
+		not startswith(w, "-")
+		w != "status"
+		not ssh_status_value(part.argv[i - 1], options)
+	]
+	count(units) > 0
+	every w in units {
+		ssh_status_unit(w)
+	}
+}
+
+# a word after an option that takes the next word as its value (`-n 5`, `--lines 5`)
+ssh_status_value(before, options) if ssh_takes_next_word(before, options)
+
+ssh_status_value(before, options) if {
+	startswith(before, "--")
+	not contains(before, "=")
+	before in object.get(options, "long", [])
+	not before in object.get(options, "long_flags", [])
+}
+
+# A unit's name as systemctl reads it: one beginning with a letter (a word it reads as a
+# number is a PID: `1234`, `0x4d2`, ` 1234`, `+1234`; one beginning with `/` a path), of
+# one of the allowed types by its last `.suffix`, or without a `.` (a service: systemctl
+# makes `nginx; id` nginx\x3b\x20id.service).
+ssh_status_unit(name) if {
+	regex.match(`^[A-Za-z][^.]*$`, name)
+}
+
+ssh_status_unit(name) if {
+	regex.match(`^[A-Za-z].*\.[a-z]+$`, name)
+	parts := split(name, ".")
+	parts[count(parts) - 1] in ssh_status_unit_types
 }
 
 ssh_attached_or_next(rest, _, _) := rest if rest != ""

@@ -472,7 +472,7 @@ test_ssh_output_modes_by_allow_list if {
 		["journalctl", "-fo", "short-iso"],
 		["journalctl", "--output", "with-unit"],
 		["journalctl", "-u", "o", "-n", "json"],
-		["systemctl", "status", "-o", "short-iso"],
+		["systemctl", "status", "ssh", "-o", "short-iso"],
 	] {
 		ssh_verdict(["pii-readers"], argv) == "allow"
 	}
@@ -656,7 +656,7 @@ test_ssh_options_before_the_verb if {
 		["systemctl", "--no-pager", "status", "ssh"],
 		["systemctl", "-l", "--no-pager", "status", "ssh", "-n", "5"],
 		["systemctl", "-n", "5", "status", "ssh"],
-		["systemctl", "-n5", "--full", "status"],
+		["systemctl", "-n5", "--full", "status", "ssh"],
 		["systemctl", "--lines=5", "status", "ssh"],
 		["systemctl", "-lqn", "5", "status", "ssh"],
 	] {
@@ -974,4 +974,43 @@ test_a_command_at_a_raised_priority_is_denied if {
 	allowed := portcullis.decision with input as ssh_prioritised(["ionice", "raised priority"])
 		with data.portcullis.ssh.raised_priority as true
 	allowed.verdict == "allow"
+}
+
+# `systemctl status` shows its units' processes with their command lines: without a unit,
+# of a slice or a scope, of a PID or with --with-dependencies, every login's (sshsec13)
+test_ssh_status_of_sessions_processes_to_the_privileged_only if {
+	every argv in [
+		["systemctl", "status"],
+		["systemctl", "status", "--full"],
+		["systemctl", "-n5", "--full", "status"],
+		["systemctl", "status", "-n", "5"],
+		["systemctl", "status", "--lines", "5"],
+		["systemctl", "status", "-o", "short-iso"],
+		["systemctl", "status", "1234"],
+		["systemctl", "status", "0x4d2"], # a PID too (base 0)
+		["systemctl", "status", "+1234"],
+		["systemctl", "status", "ssh.weird"],
+		["systemctl", "status", "user.slice"],
+		["systemctl", "status", "session-3.scope"],
+		["systemctl", "status", "ssh", "user-1000.slice"],
+		["systemctl", "status", "ssh", "--", "-.slice"],
+		["systemctl", "status", "/home"],
+		["systemctl", "status", "ssh", "--with-dependencies"],
+	] {
+		ssh_verdict(["pii-readers"], argv) == "require_approval"
+		ssh_verdict(["readonly"], argv) == "require_approval"
+	}
+	every argv in [["systemctl", "status"], ["systemctl", "status", "user.slice"]] {
+		ssh_verdict(["dba", "pii-readers"], argv) == "allow"
+	}
+	every argv in [
+		["systemctl", "status", "ssh"],
+		["systemctl", "status", "nginx; id"], # a service's name, escaped
+		["systemctl", "status", "-n", "5", "ssh", "nginx.service"],
+		["systemctl", "status", "--lines", "5", "getty@tty1.service"],
+		["systemctl", "status", "-p", "x", "cron.timer", "ssh.socket", "multi-user.target"],
+		["systemctl", "--no-pager", "status", "ssh"],
+	] {
+		ssh_verdict(["pii-readers"], argv) == "allow"
+	}
 }
