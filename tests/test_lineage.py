@@ -124,18 +124,33 @@ def test_set_operations_over_star_may_carry_any_column():
         ("select 1 from c where length(phone) > 3", {("phone", "other")}),
         ("select 1 from c order by phone", {("phone", "order")}),
         ("select phone from c order by 1", {("phone", "order")}),
-        ("select 1 from c group by email", {("email", "group")}),
+        ("select 1 from c group by email", {("email", "group"), ("email", "arranged")}),
         # grouping by a question about a value splits the rows by its answer, which an
         # aggregate of plain columns (array_agg(id)) then tells: an oracle, not a grouping
         (
             "select array_agg(id) from c group by ascii(email) > 100",
-            {("email", "other"), ("id", "partial")},  # (past 1 GB array_agg fails)
+            {("email", "other"), ("email", "arranged"), ("id", "partial")},  # (past 1 GB fails)
         ),
-        ("select count(*) from c group by substr(ssn, 1, 1)", {("ssn", "other")}),
-        ("select count(*) from c group by rollup (lower(email))", {("email", "other")}),
-        ("select count(*) from c group by (phone, id)", {("phone", "group"), ("id", "group")}),
-        ("select upper(email) u, count(*) from c group by u", {("email", "other")}),
-        ("select upper(email), count(*) from c group by 1", {("email", "other")}),
+        (
+            "select count(*) from c group by substr(ssn, 1, 1)",
+            {("ssn", "other"), ("ssn", "arranged")},
+        ),
+        (
+            "select count(*) from c group by rollup (lower(email))",
+            {("email", "other"), ("email", "arranged")},
+        ),
+        (
+            "select count(*) from c group by (phone, id)",
+            {("phone", "group"), ("id", "group"), ("phone", "arranged"), ("id", "arranged")},
+        ),
+        (
+            "select upper(email) u, count(*) from c group by u",
+            {("email", "other"), ("email", "arranged")},
+        ),
+        (
+            "select upper(email), count(*) from c group by 1",
+            {("email", "other"), ("email", "arranged")},
+        ),
         # DISTINCT ON and PARTITION BY are sorts: the rows come back in their order
         ("select distinct on (md5(email)) id from c", {("email", "order")}),
         (
@@ -266,7 +281,7 @@ def test_star_over_a_using_join_shows_the_merged_column_once_in_front():
         ("select * from customers order by 3", {("*", "order")}),
         ("select *, 1 from customers order by 2", {("*", "order")}),
         ("select id, * from customers order by 1", {("id", "order")}),
-        ("select * from customers group by 2", {("*", "group")}),
+        ("select * from customers group by 2", {("*", "group"), ("*", "arranged")}),
         # how many rows come back
         ("select id from c limit (select count(*) from c where email < 'm')", {("email", "range")}),
         (
@@ -313,7 +328,7 @@ def test_star_over_a_using_join_shows_the_merged_column_once_in_front():
         ("select array(select email from c)", {("email", "partial")}),
         ("select email || repeat('x', 1073741819) from c", {("email", "partial")}),
         (
-            "select concat(email, lower(phone)), row(ssn, 1) from c",
+            "select concat(email, lower(substr(phone, 1, 3))), row(ssn, 1) from c",
             {("email", "partial"), ("phone", "partial")},
         ),
         # ...but stored columns as they are and short constants, a few, make no value a

@@ -35,10 +35,11 @@ PRECISE = (
 )
 PRECISE_ROWS = [("Ada", 1, Decimal("99.50"), MASKED), ("Bob", 1, Decimal("12.00"), MASKED)]
 
-# an output swapped by name with count(*): positions are by place, not by name (ordered
-# by the count alone: an order by the note's text is a question about it, refused)
+# an output swapped by name with count(*): positions are by place, not by name (grouped
+# by the key and ordered by the count: grouping by or ordering by the note's text is a
+# question about it, refused)
 SWAPPED = (
-    "SELECT reverse(note) AS count, count(*) AS reverse FROM customers GROUP BY note ORDER BY 2"
+    "SELECT reverse(note) AS count, count(*) AS reverse FROM customers GROUP BY id ORDER BY 2"
 )
 
 # statements whose changed text column must come back masked (or be refused), each with
@@ -131,9 +132,9 @@ async def test_several_statements_fetch_and_execute_mask_every_computed_column(t
     """Where the rule cannot say which result a position is of, every computed column is
     masked: the count beside the changed note too."""
     async with running_gateway(tmp_path) as gw:
-        # (in no order: an order by the note's text is a question about it, refused; the
-        # two rows come back alike)
-        changed = "SELECT count(*), reverse(note) FROM customers GROUP BY note"
+        # (grouped by the key, in no order: grouping by or ordering by the note's text is a
+        # question about it, refused; the two rows come back alike)
+        changed = "SELECT count(*), reverse(note) FROM customers GROUP BY id"
         masked_rows = [f"<NULL>|{MASKED}", f"<NULL>|{MASKED}"]
         for group, token in _readers(gw).items():
             # both results' computed columns: SELECT 1 masked too
