@@ -116,7 +116,12 @@ row says (fmgr's built-in table), so only others count. A view also runs the CHE
 the domains it casts to (domain_calls, as pg_depend records the view's types): a view's
 functions include theirs, and a built-in view counts as changed when a domain it casts to
 gained a CHECK after initdb (information_schema.cardinal_number) or a function it calls
-was changed (information_schema._pg_char_max_length).
+was changed (information_schema._pg_char_max_length). And a relation with a column of such a
+domain (an array of it, a composite holding it) runs the CHECK's functions when read, in
+view_functions under its name: a statement need not name the domain to make a value of it
+(`array_append(array_agg(d), '5')` keeps the column's domain, and reads '5' as one: p40);
+a built-in table's too (information_schema.sql_features) when its domain gained a CHECK
+after initdb, the table then counted among changed_views.
 """
 
 from __future__ import annotations
@@ -273,6 +278,10 @@ USER_CODE_SQL = """WITH RECURSIVE extension_members AS (
      AND d.refobjid IN (SELECT oid FROM changed_functions))
     OR (d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass::pg_catalog.oid
         AND d.refobjid IN (SELECT typ FROM domain_calls WHERE late)))
+  UNION
+  SELECT a.attrelid FROM pg_catalog.pg_attribute a
+  JOIN domain_calls dc ON dc.typ = a.atttypid AND dc.late
+  WHERE a.attrelid < '16384'::pg_catalog.oid AND a.attnum > 0 AND NOT a.attisdropped
 ), domain_code(dom, fn, late) AS (
   SELECT k.contypid, pg_catalog.oidin(pg_catalog.textout(m[1])),
     k.oid >= '16384'::pg_catalog.oid
@@ -425,13 +434,18 @@ USER_CODE_SQL = """WITH RECURSIVE extension_members AS (
   AND p.prolang = (SELECT oid FROM pg_catalog.pg_language WHERE lanname = 'sql')
   UNION SELECT rel, fn FROM opclass_calls
   UNION SELECT rel, fn FROM type_calls
+  UNION SELECT a.attrelid, dc.fn FROM pg_catalog.pg_attribute a
+  JOIN domain_calls dc ON dc.typ = a.atttypid
+  WHERE (a.attrelid >= '16384'::pg_catalog.oid OR dc.late)
+  AND a.attnum > 0 AND NOT a.attisdropped
   UNION SELECT ft.ftrelid, w.fdwhandler FROM pg_catalog.pg_foreign_table ft
   JOIN pg_catalog.pg_foreign_server fs ON fs.oid = ft.ftserver
   JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = fs.srvfdw
   WHERE w.fdwhandler <> '0'::pg_catalog.oid
 ), read_reach(rel, target) AS (
   SELECT oid, oid FROM pg_catalog.pg_class
-  WHERE oid >= '16384'::pg_catalog.oid AND relkind IN ('r', 'p', 'm', 'i', 'I', 'f')
+  WHERE (oid >= '16384'::pg_catalog.oid OR oid IN (SELECT oid FROM changed_views))
+  AND relkind IN ('r', 'p', 'm', 'i', 'I', 'f')
   UNION
   SELECT r.rel, i.inhrelid FROM read_reach r JOIN pg_catalog.pg_inherits i ON i.inhparent = r.target
 ), read_code(rel, fn) AS (
