@@ -64,16 +64,3 @@ def test_a_phone_field_named_as_one_word_is_masked(name):
     masker = Masker([MaskRule(field="phone", strategy="redact")], b"k" * 32)
     out, _ = masker.mask_json({name: "5550100", "city": "Oslo"})
     assert out[name] != "5550100" and out["city"] == "Oslo", out
-
-
-@pytest.mark.parametrize(
-    "line",
-    ["DB_PASSWORD=hunter2", "password: Summer2024!", "PGPASSWORD=abc123def456", 'pwd="s3cret!"'],
-)
-def test_a_value_named_as_a_password_is_masked_however_short(line):
-    """The token detector masked a value assigned to a password key only when it was 32
-    characters or more and random-looking: `DB_PASSWORD=hunter2` in a log line a reader may
-    cat went as it came (sshsec13)."""
-    secret = line.split("=" if "=" in line else ":", 1)[1].strip(' "')
-    masked, counts = PARTIAL.mask_text(f"started with {line} ok")
-    assert secret not in masked and counts["token"] == 1, masked

@@ -38,8 +38,7 @@ engine = pytest.fixture(scope="module")(shipped_engine)
 
 JOURNAL_REMOTE = Path("/lib/systemd/systemd-journal-remote")
 JOURNALCTL = shutil.which("journalctl")
-# (a name the detectors do not read as a password: DB_PASSWORD=... is masked since ssh p41)
-SECRET = "DB_PASS=s3cr3t-p40"
+SECRET = "DB_PASSWORD=s3cr3t-p40"
 DBA = ("dba", "pii-readers")
 
 EVERY_FIELD = [

@@ -544,7 +544,6 @@ _TOKEN = re.compile(
       | (?:AKIA|ASIA)[0-9A-Z]{16}(?![0-9A-Za-z])
       | AIza[0-9A-Za-z_\-]{35}
     )
-  | (?i:passw(?:or)?d|pwd)["']?[ \t]*[:=][ \t]*["']?(?P<password>[^\s"'`,;&|<>*]{6,})
   | (?i:token|api[_\-]?key|apikey|secret|passw(?:or)?d|pwd|credentials?|auth)
     ["']?[ \t]*[:=][ \t]*["']?(?P<assigned>[A-Za-z0-9+/_\-.]{32,}=*)
     """,
@@ -583,10 +582,6 @@ def _token_spans(text: str) -> Iterator[Span]:
             elif any(c.isdigit() for c in cred) or len(cred) >= 20:
                 # "bearer instrument" is prose; opaque tokens carry digits or length
                 yield m.span("cred")
-        elif m.group("password"):
-            # a password named as one (DB_PASSWORD=hunter2, password: S3cret!): any value,
-            # not only one long and random enough to read as a token
-            yield m.span("password")
         elif _shannon_bits(m.group("assigned")) >= 3.0:
             yield m.span("assigned")
 
