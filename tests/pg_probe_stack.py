@@ -77,6 +77,16 @@ def assert_refused(c: RawClient, sql: str, because: str) -> Answer:
     return answer
 
 
+def assert_answered(c: RawClient, sql: str, rows: list[list[bytes | None]]) -> Answer:
+    """`sql` answered with exactly `rows`, no error, and no secret of the arena anywhere
+    in the answer."""
+    answer = c.query(sql)
+    assert_no_secret(answer)
+    assert not answer.errors, answer.errors
+    assert answer.rows == rows, answer.rows
+    return answer
+
+
 def code_ran(answer: Answer, marker: str) -> bool:
     """The database's code ran: its NOTICE (withheld or not) came back, or the
     application_name it set to `marker` was reported."""

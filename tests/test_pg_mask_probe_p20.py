@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import pytest
 from adversary import Arena, RawClient, assert_no_secret, bind, execute, parse, ready_client, sync
-from pg_probe_stack import arena_fixture, reader_fixture
+from pg_probe_stack import arena_fixture, assert_answered, reader_fixture
 
 pytestmark = pytest.mark.integration
 
@@ -128,7 +128,4 @@ STILL = [
 def test_what_shows_no_such_order_still_answers(
     reader: RawClient, sql: str, rows: list[list[bytes]]
 ) -> None:
-    answer = reader.query(sql)
-    assert_no_secret(answer)
-    assert not answer.errors, answer.errors
-    assert answer.rows == rows, answer.rows
+    assert_answered(reader, sql, rows)
