@@ -175,21 +175,29 @@ def test_a_catalog_that_cannot_be_read_refuses_the_session(
     arena: Arena, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without the facts the policy would judge the database's own code as pg_catalog's:
-    when one of the start-up catalogue reads fails, the session is refused (fail closed)."""
-    from proxies.postgres import proxy as pg_proxy
+    when one of the start-up catalogue reads fails, the session is refused (fail closed).
+    (A table made first: with the catalogue's marks those of the facts read before, a
+    session takes those facts and asks no facts' question.)"""
+    from proxies.postgres import catalog_watch
     from proxies.postgres.user_code import USER_CODE_SQL
 
-    real = pg_proxy.session_query
+    real = catalog_watch.session_query
 
     async def failing(upstream: object, sql: str, timeout: float = 5.0) -> list[str] | None:
         return None if sql.endswith(USER_CODE_SQL) else await real(upstream, sql, timeout)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(pg_proxy, "session_query", failing)
-    with pytest.raises(psycopg.OperationalError, match="upstream catalog could not be read"):
-        psycopg.connect(arena.dsn(arena.token("user-code-unread")), autocommit=True)
-    monkeypatch.setattr(pg_proxy, "session_query", real)
-    with psycopg.connect(arena.dsn(arena.token("user-code-unread")), autocommit=True) as conn:
-        assert conn.execute("SELECT 1").fetchone() == (1,)
+    monkeypatch.setattr(catalog_watch, "session_query", failing)
+    with arena.admin() as admin:
+        admin.execute("CREATE TABLE user_code_unread_marker (id int)")
+    try:
+        with pytest.raises(psycopg.OperationalError, match="upstream catalog could not be read"):
+            psycopg.connect(arena.dsn(arena.token("user-code-unread")), autocommit=True)
+        monkeypatch.setattr(catalog_watch, "session_query", real)
+        with psycopg.connect(arena.dsn(arena.token("user-code-unread")), autocommit=True) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        with arena.admin() as admin:
+            admin.execute("DROP TABLE user_code_unread_marker")
 
 
 CASTS = """

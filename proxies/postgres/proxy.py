@@ -34,7 +34,6 @@ from proxies.postgres.catalog_watch import (
     PINNED_PATH,
     CatalogWatch,
     Facts,
-    read_facts,
     same_catalogue,
 )
 from proxies.postgres.columns import (
@@ -69,7 +68,6 @@ from proxies.postgres.upstream import (
     described_fields,
     pooler_refusal,
     relation_oids,
-    session_query,
     session_rows,
     side_query,
 )
@@ -628,7 +626,7 @@ class ClientConnection:
         self.known = self.proxy.knowledge(database)
         # the catalogue facts the policy needs (catalog_watch.read_facts), kept new by the
         # database's catalogue watch while the session is open
-        facts = await read_facts(self.upstream, session_query)
+        facts = await self.known.catalog.session_facts(self.upstream)
         if facts is None:
             self.fatal("portcullis: the upstream catalog could not be read", "08006")
             await self.session.close("upstream_unavailable", abnormal=True)
