@@ -55,10 +55,12 @@ from proxies.postgres.columns import VIEW_COLUMNS_SQL, renamed_view_columns
 from proxies.postgres.relations import RELATION_SOURCES_SQL, relation_sources
 from proxies.postgres.upstream import (
     SHADOWED_SQL,
+    Answer,
     Upstream,
     UpstreamError,
     connect,
     prepared_rows,
+    session_answer,
     session_query,
 )
 from proxies.postgres.user_code import (
@@ -234,16 +236,51 @@ class Facts:
 
 
 Ask = Callable[[Upstream, str], Awaitable["list[str] | None"]]
+AskWhole = Callable[[Upstream, str], Awaitable["Answer | None"]]
+
+# what the built-in rows' answers were found to say (changed_builtins), by the answer's own
+# bytes and the boundary they were weighed with: the same bytes, the same rows
+_WEIGHED_ANSWERS: dict[tuple[bytes, int], list[str]] = {}
+_WEIGHED_ANSWERS_MAX = 4
+
+
+async def _changed_builtins(
+    upstream: Upstream, ask: Ask, whole: AskWhole | None, bound: int
+) -> list[str] | None:
+    """changed_builtins of the built-in rows asked on `upstream` (None: not read), by their
+    answer's bytes when `whole` asks for them whole: rows read into messages only when
+    those bytes were not met before."""
+    sql = PINNED_PATH + BUILTIN_ROWS_SQL
+    answer = await whole(upstream, sql) if whole is not None else None
+    if answer is None:
+        texts = await ask(upstream, sql)
+        return None if texts is None else changed_builtins(texts, QUESTION_FUNCTIONS, bound)
+    key = (answer.raw, bound)
+    known = _WEIGHED_ANSWERS.get(key)
+    if known is None:
+        texts = answer.first_column()
+        if texts is None:
+            return None
+        known = changed_builtins(texts, QUESTION_FUNCTIONS, bound)
+        if len(_WEIGHED_ANSWERS) >= _WEIGHED_ANSWERS_MAX:
+            _WEIGHED_ANSWERS.clear()
+        _WEIGHED_ANSWERS[key] = known
+    return list(known)
 
 
 async def read_facts(
-    upstream: Upstream, ask: Ask = session_query, known: Facts | None = None
+    upstream: Upstream,
+    ask: Ask = session_query,
+    known: Facts | None = None,
+    whole: AskWhole | None = None,
 ) -> Facts | None:
     """The mark, then the facts, asked on a connection nothing else is in flight on (a
     change between the two leaves facts newer than their mark: read again later).
     `known`: facts read before, taken instead of the facts' questions when both marks
     are still theirs (the watch's own test of the same catalogue), once the built-in rows
-    the marks are computed through were read whole and found as initdb wrote them."""
+    the marks are computed through were read whole and found as initdb wrote them.
+    `whole`: how the built-in rows' answer is asked as bytes (session_answer; None, or
+    None from it: by `ask`)."""
     read_at = time.monotonic()
     mark = _marked(await ask(upstream, PINNED_PATH + MARK_SQL))
     if mark is None:
@@ -262,10 +299,9 @@ async def read_facts(
             ", ".join(sorted(set(overloaded))),
         )
         return None
-    builtins = await ask(upstream, PINNED_PATH + BUILTIN_ROWS_SQL)
-    if builtins is None:
+    changed = await _changed_builtins(upstream, ask, whole, _kept_boundary(upstream, columns))
+    if changed is None:
         return None
-    changed = changed_builtins(builtins, QUESTION_FUNCTIONS, _kept_boundary(upstream, columns))
     if changed:
         log.error(
             "built-in catalogue rows the proxy's catalogue questions stand on were written"
@@ -458,7 +494,7 @@ class CatalogWatch:
         whole = self._whole
         if _SNAPSHOT.fullmatch(snapshot) and whole is not None and whole[:2] == (server, snapshot):
             return whole[2]
-        facts = await read_facts(upstream, session_query, self.facts)
+        facts = await read_facts(upstream, session_query, self.facts, session_answer)
         self._read_whole(server, snapshot, facts)
         return facts
 
@@ -573,7 +609,7 @@ class CatalogWatch:
             if found == known.columns_mark:
                 self._seen = (snapshot, True, known)
                 return known
-        facts = await read_facts(upstream)
+        facts = await read_facts(upstream, whole=session_answer)
         self._read_whole(upstream.writer.get_extra_info("peername"), snapshot, facts)
         if facts is None:
             # the facts known are no longer the catalogue's, and none could be read (a

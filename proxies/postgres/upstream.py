@@ -18,6 +18,7 @@ import ssl
 from dataclasses import dataclass, field
 
 from proxies.postgres import codec
+from proxies.postgres.codec.wire import INT32
 from proxies.postgres.scram import LoginRefused, UpstreamLogin
 from proxies.postgres.startup import pooler_refusal_message, pooler_settings_sql, unheld_pins
 from proxies.runtime.credentials import CredentialLease
@@ -154,6 +155,72 @@ async def session_query(upstream: Upstream, sql: str, timeout: float = 5.0) -> l
     the client is let in (nothing else is in flight on it yet), or None when it failed."""
     rows = await session_rows(upstream, sql, timeout)
     return None if rows is None else [row[0] or "" for row in rows if row]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A server's whole answer to one simple Query: the bytes it sent, up to and including
+    its ReadyForQuery (the same bytes, the same answer: a caller may keep what it made of
+    them by the bytes themselves), read into rows only when asked."""
+
+    raw: bytes
+
+    def first_column(self) -> list[str] | None:
+        """session_query's rows of it: the first column of each (NULL as ""), None when
+        it holds an error or is not well-formed."""
+        try:
+            messages = codec.BackendParser().feed(self.raw)
+            rows = []
+            for message in messages:
+                if isinstance(message, codec.ErrorResponse):
+                    return None
+                if isinstance(message, codec.DataRow) and message.values:
+                    rows.append((message.values[0] or b"").decode())
+        except (codec.ProtocolViolation, UnicodeDecodeError):
+            return None
+        if not messages or not isinstance(messages[-1], codec.ReadyForQuery):
+            return None
+        return rows
+
+
+_READY_FOR_QUERY = ord("Z")
+
+
+async def session_answer(upstream: Upstream, sql: str, timeout: float = 5.0) -> Answer | None:
+    """A query's whole answer on the session's own connection before the client is let in
+    (as session_query asks it), its frames told apart by their lengths alone: no message is
+    built for its rows (a start-up's built-in rows are thousands, the same every time, and
+    reading each into a message took most of a start-up's CPU). None when it failed to
+    arrive whole, or when the connection holds messages or part of one already read."""
+    if upstream.pending or upstream.parser.buffered:
+        return None
+    unpack, max_frame = INT32.unpack_from, upstream.parser.max_frame
+    held = bytearray()
+    pos = 0
+    try:
+        async with asyncio.timeout(timeout):
+            upstream.writer.write(codec.Query(sql).encode())
+            while True:
+                data = await upstream.reader.read(65536)
+                if not data:
+                    return None
+                held += data
+                size = len(held)
+                while size - pos >= 5:
+                    kind = held[pos]
+                    (length,) = unpack(held, pos + 1)
+                    if length < 4 or length > max_frame:
+                        return None  # feed() would refuse it: the connection is not used again
+                    if pos + 1 + length > size:
+                        break
+                    pos += 1 + length
+                    if kind == _READY_FOR_QUERY:
+                        upstream.status = chr(held[pos - 1])
+                        if pos < size:  # what the server sent after it (a notice)
+                            upstream.pending = upstream.parser.feed(bytes(held[pos:]))
+                        return Answer(bytes(held[:pos]))
+    except (TimeoutError, OSError, codec.ProtocolViolation):
+        return None
 
 
 async def session_rows(
