@@ -43,6 +43,7 @@ PEOPLE = {
     "alice@example.com": ["readonly", "security"],  # a requester who also holds an approver group
     "bob@example.com": ["readonly"],  # another requester
     "ines@example.com": ["auditor"],  # sees every session and the evidence
+    "pia@example.com": ["auditor", "pii-readers"],  # also values, and exports the evidence
     "carol@example.com": ["readonly"],  # neither approver nor auditor
     "dan@example.com": ["dba"],  # another approver
 }
@@ -271,7 +272,7 @@ async def test_evidence_status_controls_and_export(stack, tmp_path):
         await client.execute("DROP TABLE customers")
     await client.close()
     await stack.pdp.checkpoints.checkpoint()  # the latest signed checkpoint to show
-    page = await signed_in(stack, "ines@example.com", "/console/evidence/")
+    page = await signed_in(stack, "pia@example.com", "/console/evidence/")
     await expect(page.locator("#chain-status")).to_have_text("OK: the chain verifies")
     await expect(page.get_by_text("Chain hash")).to_be_visible()
     async with page.expect_download() as downloading:

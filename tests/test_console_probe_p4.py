@@ -94,7 +94,8 @@ async def test_a_second_export_while_one_runs_is_refused(pdp):  # noqa: F811
 
     pdp.store.verify = held
     async with _http() as http:
-        csrf = await sign_in(http, pdp.base, "ines@example.com", "auditor")
+        # the export is for auditors who may read values (tests/test_console_probe_p10.py)
+        csrf = await sign_in(http, pdp.base, "ines@example.com", "auditor,pii-readers")
         form = {"csrf": csrf, "since": "", "until": ""}
 
         async def export() -> int:

@@ -205,7 +205,8 @@ async def test_a_fault_is_a_console_page_and_a_bad_time_a_bad_request(pdp):
     no-store. A time the store cannot hold is a bad request now, an unreadable form too,
     and any fault left is the console's error page with every header and no detail."""
     async with _http() as http:
-        csrf = await sign_in(http, pdp.base, "ines@example.com", "auditor")
+        # the export is for auditors who may read values (tests/test_console_probe_p10.py)
+        csrf = await sign_in(http, pdp.base, "ines@example.com", "auditor,pii-readers")
         for query in ("since=nan", "until=inf", "since=99999999999999999999999",
                       "until=-1e30"):  # fmt: skip
             async with http.get(f"{pdp.base}/console/sessions/?{query}") as r:

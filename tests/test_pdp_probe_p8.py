@@ -517,7 +517,8 @@ async def test_the_consoles_evidence_page_and_export_check_the_head_file(tmp_pat
     config = replace(config, pdp=replace(config.pdp, http_listen=f"127.0.0.1:{port}"))
     base = f"http://127.0.0.1:{port}"
     async with running_pdp(config), _http() as http:
-        csrf = await sign_in(http, base, "ines@example.com", "auditor")
+        # the export is for auditors who may read values (tests/test_console_probe_p10.py)
+        csrf = await sign_in(http, base, "ines@example.com", "auditor,pii-readers")
         async with http.get(f"{base}/console/evidence/") as r:
             page = await r.text()
         assert 'class="chain bad"' in page and "deleted from the end" in page, page[:2000]

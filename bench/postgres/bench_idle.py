@@ -279,6 +279,9 @@ def main() -> None:
                 )
             ],
         }
+        # one identity opens every session of the memory phase in a few seconds: past
+        # the shipped rate of session opens per identity
+        config["pdp"]["session_opens_per_minute"] = args.sessions + 16
         path = tmp / "portcullis.yaml"
         path.write_text(yaml.safe_dump(config))
         cli = [sys.executable, "-m", "pdp.cli", "-c", str(path)]

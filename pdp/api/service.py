@@ -41,6 +41,7 @@ from pdp.domain.effects import command_effects
 from pdp.domain.guard_sync import NEAR_SECONDS, OPEN_SECONDS, WAIT_SECONDS, GuardSync, new_instance
 from pdp.domain.guards import Guards
 from pdp.domain.identity import Identity, TokenRejected, TokenVerifier
+from pdp.domain.open_rate import DEFAULT_PER_MINUTE, OpenRate
 from pdp.domain.policy_input import build_input, command_input
 from pdp.domain.sessions import (
     BY_PROXY,
@@ -162,6 +163,10 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         self.streams = DecideStreams(self.Decide)
         # session.open approval requests: the proxy that asked, the only one that may wait
         self.open_approvals: dict[str, str] = {}
+        # how often one identity may open sessions (pdp.session_opens_per_minute)
+        self.open_rate = OpenRate(
+            getattr(config.pdp, "session_opens_per_minute", DEFAULT_PER_MINUTE)
+        )
         # the refused calls recorded per second: each authenticated proxy's own, and one for
         # callers that are none (a flood of anonymous calls must not leave a proxy's
         # forgery attempt unrecorded)
@@ -326,6 +331,10 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             await self._invalid(context, "connection.name", "required")
         if len(request.connection.name) > MAX_NAME:
             await self._invalid(context, "connection.name", f"longer than {MAX_NAME}")
+        if len(request.client_addr) > MAX_NAME:
+            # an address (host:port) is kept with the session, in its session.open record
+            # and in memory while it lives: megabytes of one were the chain's every open
+            await self._invalid(context, "client_addr", f"longer than {MAX_NAME}")
         known = protocols.registered()
         if request.connection.type and request.connection.type not in known:
             await self._invalid(context, "connection.type", f"must be one of {', '.join(known)}")
@@ -345,6 +354,16 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             await self._record_rejected_token(request, connection, exc.reason)
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"token rejected: {exc.reason}")
             raise  # unreachable: abort raises
+        wait = self.open_rate.take(identity.key)
+        if wait:
+            # refused before any evaluation or record of a session (pdp/domain/open_rate.py);
+            # recorded as a failed logon is, under the same per-connection budget
+            why = (
+                f"{identity.subject} opened more than {self.open_rate.per_minute} sessions"
+                f" in a minute: try again in {max(1, math.ceil(wait))} s"
+            )
+            await self._record_rejected_token(request, connection, why, identity.subject)
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, why)
         session_id = await self._new_session_id(request, context)
         # The open goes on if its caller goes (a deadline, the PDP's answer lost): decided,
         # recorded and held, so that the close the proxy sends for an open it never heard
@@ -433,7 +452,11 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         return response
 
     async def _record_rejected_token(
-        self, request: pdp_pb2.OpenSessionRequest, connection: dict[str, Any], reason: str
+        self,
+        request: pdp_pb2.OpenSessionRequest,
+        connection: dict[str, Any],
+        reason: str,
+        subject: str = "",
     ) -> None:
         """Failed logons are evidence too (AC-7); the token itself is never stored. At
         most _RefusalBudget.RATE a second per connection are recorded, each saying how
@@ -457,7 +480,8 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         if suppressed:
             body["suppressed_before"] = suppressed
         try:
-            await self.decider.store.append("auth.rejected", body)
+            # subject: a verified token refused for another reason (its open rate)
+            await self.decider.store.append("auth.rejected", body, subject=subject)
         except StoreUnavailable:
             log.error("could not record a rejected token from %s", request.client_addr)
 
@@ -506,7 +530,8 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             decision = await self._refuse_oversized(request.command, enforced_record)
             return pdp_pb2.DecideResponse(decision=decision_message(decision))
         if kind == "ssh.exec":
-            await self.shell_reader.read_ahead(raw)  # a long line: read off the loop
+            # a long line: read off the loop, at most a few of this session's at once
+            await self.shell_reader.read_ahead(raw, session.id)
         built: dict[str, Any] = {}
         # a long SQL text: classified in a thread of its own, not on the loop every other
         # decision waits on (pdp.api.sql_reading)

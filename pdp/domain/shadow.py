@@ -16,7 +16,8 @@ connection is enforced (a proxy cannot switch enforcement off for itself).
 What stays enforced in shadow mode, because it is not the policy's verdict: identity (a
 token that does not verify opens nothing), the binding of sessions to their proxy, a
 decision that could not be recorded (evidence first: still a deny), a command too large
-to evaluate, the proxies' own protocol safety (unparseable input, lexing settings,
+to evaluate, how often one identity opens sessions (pdp/domain/open_rate.py), the
+proxies' own protocol safety (unparseable input, lexing settings,
 the evidence spool). A policy engine error is the policy's verdict failing: recorded as
 the deny it would be, with `enforced: false`, and not enforced.
 """

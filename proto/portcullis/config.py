@@ -110,6 +110,9 @@ class PDPSettings:
     # several PDP processes on one host listen on the same gRPC and HTTP ports
     # (SO_REUSEPORT; replicas sharing one PostgreSQL store); off: a taken port is an error
     reuse_port: bool = False
+    # how many sessions one identity may open a minute (a bucket refilling at that rate;
+    # pdp/domain/open_rate.py): past it OpenSession is refused, RESOURCE_EXHAUSTED
+    session_opens_per_minute: int = 600
 
 
 @dataclass(frozen=True)
@@ -501,6 +504,7 @@ def _pdp(raw: dict[str, Any], base_dir: Path) -> PDPSettings:
             "proxy_key",
             "proxy_credential_file",
             "reuse_port",
+            "session_opens_per_minute",
         },
     )
     engine_raw = _section(raw, "engine") if "engine" in raw else {}
@@ -524,6 +528,7 @@ def _pdp(raw: dict[str, Any], base_dir: Path) -> PDPSettings:
             base_dir, _str(raw, "pdp", "proxy_credential_file", "var/proxy.credential")
         ),
         reuse_port=_bool(raw, "pdp", "reuse_port", False),
+        session_opens_per_minute=_int(raw, "pdp", "session_opens_per_minute", 600, minimum=1),
     )
 
 

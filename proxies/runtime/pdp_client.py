@@ -713,6 +713,9 @@ _REFUSALS = (
     grpc.StatusCode.UNAUTHENTICATED,
     grpc.StatusCode.NOT_FOUND,
     grpc.StatusCode.ALREADY_EXISTS,
+    # the PDP's bound on how often one identity opens sessions (pdp/domain/open_rate.py):
+    # refused before anything was recorded
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
 )
 
 
@@ -738,4 +741,6 @@ def _status_reason(code: grpc.StatusCode, details: str) -> str:
         return details or "token rejected"
     if code == grpc.StatusCode.FAILED_PRECONDITION:
         return "session is no longer open at the policy decision point"
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and details:
+        return details[:200]
     return f"policy decision point error ({code.name.lower()})"

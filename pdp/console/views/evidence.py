@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from pdp.console.literals import PII_GROUP, sees_values
 from pdp.console.markup import Html, join, tag, text_block
 from pdp.console.views.common import csrf_field, definitions, plausible, table, when
 from pdp.console.websession import WebSession, signed_in
@@ -42,6 +43,11 @@ RECORDS_SHOWN = 50
 # a report is shown again for this long (or ten times as long as it took, if longer)
 REVERIFY_SECONDS = 30.0
 REVERIFY_FACTOR = 10.0
+EXPORT_NEEDS_VALUES = (
+    f"the evidence bundle holds statements with their values, as recorded and hashed: its"
+    f" export is for auditors also in {PII_GROUP}; these pages show you statements with"
+    f" their values masked"
+)
 
 
 @dataclass(frozen=True)
@@ -162,6 +168,8 @@ class EvidenceView:
                             + tag("input", "", id="x-until", name="until")))
             + tag("button", "Export evidence bundle", type="submit")
         ), method="post", action="/console/evidence/export", class_="export")  # fmt: skip
+        if not sees_values(session.groups):
+            export = tag("p", EXPORT_NEEDS_VALUES + ".", class_="export")
         controls = join(
             Html(tag("h3", framework) + tag("ul", join(
                 tag("li", tag("a", f"{cid} {title}",
@@ -180,7 +188,14 @@ class EvidenceView:
         return self.console.page(request, "Evidence", content, section="evidence")
 
     async def export(self, request: web.Request) -> web.StreamResponse:
-        self._auditor(request)
+        session = self._auditor(request)
+        if not sees_values(session.groups):
+            # the bundle holds every record as it was hashed: a statement's literals, bound
+            # values, a server error quoting a value. Pages show a reader outside
+            # pii-readers those values masked (pdp/console/literals.py); a copy with them
+            # masked would no longer verify by the chain's recipe, so there is none.
+            return self.console.page(request, "Evidence", Html(""), section="evidence",
+                                     status=403, flash=EXPORT_NEEDS_VALUES)  # fmt: skip
         if self._exporting.locked():  # each verifies the whole store and holds a bundle
             return self.console.page(request, "Evidence", Html(""), section="evidence",
                                      status=429, flash="an export is being made: try again"
