@@ -53,7 +53,7 @@ class Cast:
         header = {"version": 2, "width": 80, "height": 24, **self.header}
         header["width"] = _bounded(header["width"], 80, MAX_COLUMNS)
         header["height"] = _bounded(header["height"], 24, MAX_ROWS)
-        lines = [json.dumps(header, ensure_ascii=False)]
+        lines = [_inert_json(json.dumps(header, ensure_ascii=False))]
         for event in self.events:
             if event[1] == "r":
                 size = _SIZE.fullmatch(str(event[2]))
@@ -61,7 +61,7 @@ class Cast:
                     continue
                 cols, rows = min(int(size[1]), MAX_COLUMNS), min(int(size[2]), MAX_ROWS)
                 event = [event[0], "r", f"{cols}x{rows}"]
-            lines.append(json.dumps(event, ensure_ascii=False))
+            lines.append(_inert_json(json.dumps(event, ensure_ascii=False)))
         return "\n".join(lines) + "\n"
 
     def frames(self, speed: float = 1.0, max_idle: float = MAX_IDLE) -> Iterator[tuple[float, str]]:
@@ -89,6 +89,29 @@ class Cast:
     @property
     def output(self) -> str:
         return "".join(str(e[2]) for e in self.events if e[1] == "o")
+
+
+# characters that act on a terminal or reorder what it shows, which json.dumps leaves raw
+# with ensure_ascii=False: C1 controls (U+009B is CSI, U+009D OSC to a terminal reading
+# them in UTF-8), DEL, line and paragraph separators, bidi and other format characters
+_ACTING = re.compile("[\x7f-\x9f\u2028\u2029\u00ad\u061c\u200b-\u200f\u202a-\u202e"
+                     "\u2060-\u206f\ufeff\U000e0000-\U000e0fff]")  # fmt: skip
+
+
+def _inert_json(text: str) -> str:
+    """JSON text with those characters as \\u escapes: the same JSON values (they occur
+    only inside strings), so the file stays exact for a player, and one shown on a
+    terminal (`cat x.cast`, the console's download opened as text) shows them instead of
+    acting on it."""
+
+    def escape(match: re.Match[str]) -> str:
+        code = ord(match.group())
+        if code < 0x10000:
+            return f"\\u{code:04x}"
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+    return _ACTING.sub(escape, text)
 
 
 def casts_of(events: Iterable[dict[str, Any]]) -> list[Cast]:

@@ -47,14 +47,18 @@ else, and anything the fast readings are not sure of, goes to bashlex.
 
 For ssh.shell, ssh.forward and ssh.subsystem the proxy's attributes (terminal, target host
 and port, subsystem name) are what the request said on the wire; they pass as sent, in a
-fixed set of keys. For ssh.sftp (one SFTP request of an allowed sftp subsystem) they are
-the operation, the path and a rename's / link's second path (`target`), normalised by the
-proxy (absolute, `.`, `..` and duplicate slashes resolved), an open's flags, the mode
-bits and owner ("uid:gid") its ATTRS set (`mode`, `owner`), and the upstream account's
-`homes` (the server's start directory, the account's home as the server names it:
-ssh.rego holds writes to the login files there). The proxy then resolves symlinks on the
-server (REALPATH) and asks again with the resolved paths where they differ; the upstream
-receives the resolved paths.
+fixed set of keys. A forward's host is the one spelling the proxy read it as (an IP
+literal canonical, also given as `address`; a name lower-cased: proxies/ssh/
+destinations.py), which is what the upstream receives. For ssh.sftp (one SFTP request
+of an allowed sftp subsystem) they are the operation, the path and a rename's / link's
+second path (`target`), normalised by the proxy (absolute, `.`, `..` and duplicate
+slashes resolved), an open's flags (`read` among them where the server opens for reading:
+proxies/ssh/sftp_codec.open_access), the mode bits and owner ("uid:gid") its ATTRS
+set (`mode`, `owner`), and the upstream account's `homes` (the server's start
+directory, the account's home as the server names it: ssh.rego holds writes to the
+login files there). The proxy then resolves symlinks on the server (REALPATH) and asks
+again with the resolved paths where they differ; the upstream receives the resolved
+paths.
 
 No IO here; called by the PDP's command_input() through the `ssh` protocol declaration.
 """
@@ -183,7 +187,7 @@ FD_VARIABLE = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*(?:\[.*\])?\}", re.S)
 SUBSTITUTION_END = {")": re.compile(r"[ \t]*\)"), "`": re.compile(r"[ \t]*`")}
 ATTRIBUTE_KEYS = {
     "ssh.shell": ("term", "cols", "rows"),
-    "ssh.forward": ("direction", "host", "port", "origin"),
+    "ssh.forward": ("direction", "host", "address", "port", "origin"),
     "ssh.subsystem": ("subsystem",),
     "ssh.sftp": ("operation", "path", "target", "flags", "homes", "mode", "owner"),
 }
@@ -305,14 +309,19 @@ def _exec_input(raw: str) -> tuple[tuple[str, Any], ...]:
 
 Reading = tuple[tuple[str, Any], ...]
 _read_apart: dict[str, Reading] = {}
+# lines kept as not read for a reason of the moment (not read in time, the worker busy with
+# other lines): their decision's input says so, and the next exec of the same line is read
+# again. Kept for good, an exec line anyone sent while the worker was held (a reader's
+# flood of long lines) was denied as unread to everyone sending it after.
+_read_for_now: set[str] = set()
 
 
 def read_apart(raw: str) -> bool:
     """Whether this exec line is one to read in a process of its own: longer than
-    READ_APART, not read yet, and not one the fast readings read."""
+    READ_APART, not read yet (or not read for now), and not one the fast readings read."""
     return (
         len(raw) > READ_APART
-        and raw not in _read_apart
+        and (raw not in _read_apart or raw in _read_for_now)
         and plain_words(raw) is None
         and simple_commands(raw) is None
     )
@@ -328,11 +337,18 @@ def unread(raw: str, why: str) -> Reading:
     return (("command", raw), ("parts", []), ("argv", []), ("malformed", why))
 
 
-def keep_reading(raw: str, reading: Reading) -> None:
-    """A line's reading made elsewhere, for exec_input (the oldest of READ_APART_KEPT goes)."""
+def keep_reading(raw: str, reading: Reading, for_now: bool = False) -> None:
+    """A line's reading made elsewhere, for exec_input (the oldest of READ_APART_KEPT goes);
+    `for_now`: a line not read for a reason of the moment, read again when sent again."""
     if raw not in _read_apart and len(_read_apart) >= READ_APART_KEPT:
-        del _read_apart[next(iter(_read_apart))]
+        oldest = next(iter(_read_apart))
+        del _read_apart[oldest]
+        _read_for_now.discard(oldest)
     _read_apart[raw] = reading
+    if for_now:
+        _read_for_now.add(raw)
+    else:
+        _read_for_now.discard(raw)
 
 
 def exec_input(raw: str) -> dict[str, Any]:

@@ -13,7 +13,11 @@ Owns which keys the proxy presents and trusts:
 - the session's upstream key, from its credential lease: an OpenSSH/PEM private key (and
   a certificate, when Vault's SSH CA signed it), or a `private_key_file` path from the
   static provider. It lives in this process's memory only; `key_secrets()` lists the
-  forms of it the client output is scanned for.
+  forms of it the client output is scanned for; `certificate_end()` says when its
+  certificate stops letting the session in (sshd reads a certificate at login only).
+- the clients' keys of a public-key login: those `authorized_keys_file` maps (a filter
+  before the PDP's own reading), and the line mapping each, which a session logged in with
+  a key must keep finding as it was (`mapped_line()`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncssh
+from cryptography.hazmat.primitives.serialization import SSHCertificate, load_ssh_public_identity
 
 from portcullis.config import ConnectionSettings
 from proxies.runtime.credentials import CredentialLease, CredentialUnavailable
@@ -119,6 +124,24 @@ def client_keys(lease: CredentialLease) -> list[Any]:
     return [key]
 
 
+def certificate_end(lease: CredentialLease) -> float | None:
+    """When the lease's certificate expires (its valid_before, in time.time()'s clock);
+    None without one. sshd checks a certificate's validity when it authenticates the
+    connection and never again, so a connection made with it would run commands past that
+    time: the session must end then. A certificate that does not read (client_keys has
+    refused it already) ends now."""
+    text = lease.extra.get("certificate") if lease.extra else None
+    if not text:
+        return None
+    try:
+        cert = load_ssh_public_identity(str(text).encode())
+    except ValueError:
+        return 0.0
+    if not isinstance(cert, SSHCertificate):
+        return 0.0
+    return float(cert.valid_before)
+
+
 @functools.lru_cache(maxsize=16)
 def _format_lines(algorithm: str) -> frozenset[str]:
     """The lines a fresh key of this type shows in OpenSSH format (made once per type)."""
@@ -152,23 +175,55 @@ def key_secrets(lease: CredentialLease, keys: list[Any]) -> list[str]:
 
 def mapped_fingerprints(connection: ConnectionSettings) -> frozenset[str]:
     """The fingerprints of the keys in the connection's `authorized_keys_file` (public-key
-    login; the proxy's filter before the PDP maps the key). Read at each login, so an edit
-    takes effect at the next; a file that does not read maps nothing."""
+    login; the proxy's filter before the PDP maps the key). Read again whenever it changed,
+    so an edit takes effect at the next login; a file that does not read maps nothing."""
+    return frozenset(_mapped_lines(connection))
+
+
+def mapped_line(connection: ConnectionSettings, key_fingerprint: str) -> str | None:
+    """The `authorized_keys_file` line that maps the key (its words, as the file has them);
+    None when no line does, or the file does not read. A session logged in with the key
+    compares it with the line of its login (proxy.py): a key removed, or given another
+    subject or groups, ends the sessions it opened."""
+    return _mapped_lines(connection).get(key_fingerprint)
+
+
+# the file's lines by fingerprint, kept while the file's stat is the same (the change time
+# too: an edit that keeps size and mtime, `cp -p`, must not keep a removed line in force)
+_read: dict[str, tuple[tuple[int, ...], dict[str, str]]] = {}
+
+
+def _mapped_lines(connection: ConnectionSettings) -> dict[str, str]:
     path = connection.options.get("authorized_keys_file")
     if not path:
-        return frozenset()
-    found: set[str] = set()
+        return {}
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return {}
+    stamp = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    kept = _read.get(path)
+    if kept is not None and kept[0] == stamp:
+        return kept[1]
+    found: dict[str, str] = {}
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError):
-        return frozenset()
+        return {}
     for line in lines:
-        for start, word in enumerate(line.split()):
-            if word.startswith(("ssh-", "ecdsa-", "sk-")) and start + 1 < len(line.split()):
-                text = " ".join(line.split()[start : start + 2])
+        if line.lstrip().startswith("#"):  # as the PDP reads the file: a comment maps nothing
+            continue
+        words = line.split()
+        for start, word in enumerate(words):
+            if word.startswith(("ssh-", "ecdsa-", "sk-")) and start + 1 < len(words):
+                text = " ".join(words[start : start + 2])
                 try:
-                    found.add(fingerprint(asyncssh.import_public_key(text)))
+                    print_ = fingerprint(asyncssh.import_public_key(text))
                 except (asyncssh.KeyImportError, ValueError):
-                    pass
+                    break
+                # a key mapped twice maps to nothing the PDP reads (it refuses every key
+                # login then): "" is no login's line
+                found[print_] = "" if print_ in found else " ".join(words)
                 break
-    return frozenset(found)
+    _read[path] = (stamp, found)
+    return found

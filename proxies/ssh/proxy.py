@@ -11,7 +11,12 @@ upstream key). asyncssh speaks SSH on both sides; this module is the glue betwee
   that file, and once the client proved it holds one (its signature, checked by asyncssh)
   the session is opened with no token and the public key presented: the PDP maps it to a
   subject and groups from its own reading of the file (pdp/domain/ssh_identity.py). A
-  refusal then ends the connection, saying why.
+  refusal then ends the connection, saying why. The key's line is read again at each
+  channel the session opens and every KEY_RECHECK_SECONDS: a key removed, or mapped anew,
+  ends its session (KEY_REVOKED).
+- A session ends at its token's expiry or its grant's end (the runtime's), and at the end
+  of the Vault-signed certificate its upstream connection logged in with
+  (CERTIFICATE_ENDED): sshd reads a certificate's validity at login only.
 - Channels: each session channel is a channel.Channel — its request decided before
   anything reaches the upstream, then relayed to a channel of the same request upstream.
 - The upstream connection (one per client connection: its session's, never shared with
@@ -34,8 +39,12 @@ upstream key). asyncssh speaks SSH on both sides; this module is the glue betwee
 - Forwarding: a direct-tcpip channel (`ssh -L`) is decided as ssh.forward and, when
   allowed, tunnelled through the upstream connection; remote forwarding (`ssh -R`) is
   decided as ssh.forward too and, when allowed, the upstream listens and each connection
-  there is bridged to the client (proxies/ssh/remote_forward.py); agent and X11
-  forwarding are refused by the server options
+  there is bridged to the client (proxies/ssh/remote_forward.py). Either's host is read
+  first (proxies/ssh/destinations.py): one spelling of an address (`0x7f000001`, `127.1`
+  and `::ffff:127.0.0.1` are 127.0.0.1 to the upstream's resolver) or a name, lower-cased;
+  anything else is refused undecided; the policy gets an IP literal as `address` too, and
+  the upstream the host as decided. Agent, X11 and Unix socket forwarding are refused
+  (the server options; asyncssh refuses streamlocal)
   (the upstream is reached with the proxy's credential, not the client's).
 """
 
@@ -46,6 +55,7 @@ import contextlib
 import getpass
 import logging
 import math
+import time
 from typing import Any
 
 import asyncssh
@@ -61,7 +71,7 @@ from proxies.runtime.listener import on_twin, split_address
 from proxies.runtime.pdp_client import Ruling, SessionRefused
 from proxies.runtime.secrets_scan import SecretScanner
 from proxies.runtime.session import ProxyRuntime, ProxySession
-from proxies.ssh import keys
+from proxies.ssh import destinations, keys
 from proxies.ssh.asyncssh_logs import quiet_when_off
 from proxies.ssh.channel import (
     EXEC_SECONDS,
@@ -106,6 +116,21 @@ UNREAD_FORWARD = (
     "relayed unread: the proxy cannot read a forwarded connection; its bytes were not decided"
     " or masked"
 )
+# why a session whose upstream certificate expired ends (its close reason, as a lost lease's),
+# and what its channels are told
+CERTIFICATE_ENDED = (
+    "credential_expired",
+    "the upstream certificate of this session expired (its validity is the SSH role's ttl, "
+    "or credentials.certificate_ttl); reconnect for a fresh one",
+)
+# why a public-key login's session ends once its key is no longer mapped as it was (its
+# close reason), what its channels are told, and how often an open session checks
+KEY_REVOKED = (
+    "key_revoked",
+    "the key of this session was removed from the mapping file (authorized_keys_file), or "
+    "mapped anew: log in again",
+)
+KEY_RECHECK_SECONDS = 30.0
 KBDINT_PROMPT = ("Portcullis", "Paste your access token (JWT).", "", [("Token: ", False)])
 
 
@@ -250,6 +275,12 @@ class ClientConnection(asyncssh.SSHServer):
         self.client_addr = ""
         self._closing: asyncio.Task[None] | None = None
         self._expiry: asyncio.Future[str] | None = None
+        self._certificate_end: int | None = None  # the deadline at the certificate's end
+        # a public-key login: the mapping file's line for its key, checked again at each
+        # channel and every KEY_RECHECK_SECONDS (the deadline's key)
+        self._key_line: str | None = None
+        self._offered_line: str | None = None
+        self._key_check: int | None = None
         self._background: set[asyncio.Future[Any]] = set()
         self._draining: asyncio.Future[None] | None = None
         self._username = ""
@@ -321,9 +352,10 @@ class ClientConnection(asyncssh.SSHServer):
         before and after the client's signature: the last key asked is the one signed."""
         if self.session is not None or self._opening is not None:
             return False
-        if keys.fingerprint(key) not in keys.mapped_fingerprints(self.proxy.connection):
+        line = keys.mapped_line(self.proxy.connection, keys.fingerprint(key))
+        if line is None:
             return False
-        self._offered_key = key
+        self._offered_key, self._offered_line = key, line
         return True
 
     def auth_completed(self) -> None:
@@ -373,6 +405,12 @@ class ClientConnection(asyncssh.SSHServer):
         self.scanner = SecretScanner(keys.key_secrets(session.lease, self._client_keys))
         self.session = session
         self._expiry = session.grant_expiry(self._grant_ended)
+        ends = keys.certificate_end(session.lease)
+        if ends is not None:
+            self._certificate_end = self.proxy.runtime.deadlines.add(ends, self._certificate_ended)
+        if presented and "ssh_public_key" in presented:
+            self._key_line = self._offered_line
+            self._check_key_later()
         # the session is open: its upstream connection starts now, while the client is told
         # and opens its first channel and that channel's request is decided
         self.upstream_soon()
@@ -397,6 +435,44 @@ class ClientConnection(asyncssh.SSHServer):
         if self.conn is not None:
             self.conn.disconnect(asyncssh.DISC_BY_APPLICATION, text.removeprefix("portcullis: "))
 
+    def _certificate_ended(self) -> None:
+        """The certificate the upstream connection logged in with (Vault's SSH CA signed it
+        for the role's ttl) expired: sshd would go on running whatever the connection asks,
+        so the session ends here, as it does when a leased credential is lost."""
+        self._certificate_end = None
+        if self._closing is not None:
+            return
+        self._ended_why = CERTIFICATE_ENDED[0]
+        self._grant_ended(f"portcullis: {CERTIFICATE_ENDED[1]}")
+
+    def key_still_mapped(self) -> bool:
+        """Whether the session may go on as the identity of its login: for a public-key
+        login, the mapping file still maps its key by the line it logged in with (a key
+        removed, or given another subject or groups, is revoked: the PDP maps a key once, at
+        the session's open, and its session, a dba's shell too, went on for as long as the
+        client kept the connection). A revoked key's session ends here, told why."""
+        key, line = self._offered_key, self._key_line
+        if self.session is None or key is None or line is None:
+            return True
+        if keys.mapped_line(self.proxy.connection, keys.fingerprint(key)) == line:
+            return True
+        if self._closing is None and not self._ended_why:
+            log.info("ssh session ended: its key %s is no longer mapped as it was at login",
+                     keys.fingerprint(key))  # fmt: skip
+            self._ended_why = KEY_REVOKED[0]
+            self._grant_ended(f"portcullis: {KEY_REVOKED[1]}")
+        return False
+
+    def _check_key_later(self) -> None:
+        self._key_check = self.proxy.runtime.deadlines.add(
+            time.time() + KEY_RECHECK_SECONDS, self._check_key
+        )
+
+    def _check_key(self) -> None:
+        self._key_check = None
+        if self._closing is None and self.key_still_mapped():
+            self._check_key_later()
+
     def output(self, write: Any) -> ClientOutput:
         """A ClientOutput for one stream of one channel, scanned with the session's keys."""
         out = ClientOutput(write)
@@ -417,6 +493,10 @@ class ClientConnection(asyncssh.SSHServer):
     def session_requested(self) -> Any:
         if self.session is None and self._opening is None:
             return False
+        if not self.key_still_mapped():
+            raise asyncssh.ChannelOpenError(
+                asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, f"portcullis: {KEY_REVOKED[1]}"
+            )
         cap = self.max_channels()
         if cap and len(self.channels) >= cap:
             why = f"at most {cap} channels at once in a session ({MAX_CHANNELS})"
@@ -448,7 +528,7 @@ class ClientConnection(asyncssh.SSHServer):
     def connection_requested(
         self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
     ) -> Any:
-        if self.conn is None:
+        if self.conn is None or not self.key_still_mapped():
             return False
         # the channel made here (asyncssh's own otherwise), so that the forward, once
         # asyncssh read the client's open into it, can check its maximum packet size
@@ -456,12 +536,13 @@ class ClientConnection(asyncssh.SSHServer):
         return chan, self._forward(chan, dest_host, dest_port, orig_host, orig_port)
 
     def server_requested(self, listen_host: str, listen_port: int) -> Any:
+        if not self.key_still_mapped():
+            return False
         return self._remote_forward(listen_host, listen_port)
 
     async def _forward(
         self, chan: Any, host: str, port: int, orig_host: str, orig_port: int
     ) -> Any:
-        raw = f"direct-tcpip {host}:{port}"
         small = small_packets(chan)  # relayed a few bytes a packet (channel.py)
         if small:
             log.info("ssh forward refused: %s", small)
@@ -470,6 +551,17 @@ class ClientConnection(asyncssh.SSHServer):
             )
         attributes = {"direction": "local", "host": host, "port": port,
                       "origin": f"{orig_host}:{orig_port}"}  # fmt: skip
+        try:
+            # the host as the policy decides it and the upstream receives it (one spelling
+            # of an address: destinations.py)
+            host, address = destinations.destination(host)
+        except destinations.Refused as exc:
+            await self._refuse_forward(f"direct-tcpip {host!r}:{port}", str(exc), attributes)
+            raise asyncssh.ChannelOpenError(
+                asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, f"portcullis: refused: {exc}"
+            ) from None
+        attributes.update(host=host, **({"address": address} if address else {}))
+        raw = f"direct-tcpip {destinations.shown(host, port)}"
         ruling = await self._decide_forward(raw, attributes)
         if not ruling.verdict.allowed:
             raise asyncssh.ChannelOpenError(
@@ -481,21 +573,37 @@ class ClientConnection(asyncssh.SSHServer):
         return await self.conn.forward_tunneled_connection(upstream, host, port)
 
     async def _remote_forward(self, host: str, port: int) -> Any:
-        raw = f"tcpip-forward {host}:{port}"
-        ruling = await self._decide_forward(raw, {"direction": "remote", "host": host,
-                                                  "port": port})  # fmt: skip
+        attributes: dict[str, Any] = {"direction": "remote", "host": host, "port": port}
+        asked = host
+        try:
+            host, address = destinations.destination(host, remote=True)
+        except destinations.Refused as exc:
+            await self._refuse_forward(f"tcpip-forward {host!r}:{port}", str(exc), attributes)
+            return False
+        attributes.update(host=host, **({"address": address} if address else {}))
+        raw = f"tcpip-forward {destinations.shown(host, port)}"
+        ruling = await self._decide_forward(raw, attributes)
         if not ruling.verdict.allowed or self.conn is None or self.session is None:
             return False
         try:
             upstream = await self.connect_upstream()
             listener = await relay_remote_forward(
-                self.conn, upstream, host, port, self.session.record_response
+                self.conn, upstream, host, port, self.session.record_response, asked
             )
         except (asyncssh.Error, OSError, CredentialUnavailable, TimeoutError) as exc:
             log.info("remote forward %s:%d refused upstream: %s", host, port, type(exc).__name__)
             return False
         self.remote_listeners.append(listener)
         return listener
+
+    async def _refuse_forward(self, raw: str, why: str, attributes: dict[str, Any]) -> None:
+        """A forward whose host does not read (destinations.py): recorded as denied, never
+        decided nor sent upstream."""
+        log.info("ssh forward refused: %s", why)
+        session = await self.ready()
+        if session is not None:
+            session.record_command(raw, Ruling(Verdict.deny(f"refused: {why}")),
+                                   kind="ssh.forward", **attributes, refused=why)  # fmt: skip
 
     async def _decide_forward(self, raw: str, attributes: dict[str, Any]) -> Ruling:
         session = await self.ready()
@@ -773,6 +881,10 @@ class ClientConnection(asyncssh.SSHServer):
                                  return_exceptions=True)  # fmt: skip
         if self._expiry is not None:
             self._expiry.cancel()
+        for deadline in (self._certificate_end, self._key_check):
+            if deadline is not None:
+                self.proxy.runtime.deadlines.withdraw(deadline)
+        self._certificate_end = self._key_check = None
         if self._connecting is not None and not self._connecting.done():
             self._connecting.cancel()
             with contextlib.suppress(BaseException):

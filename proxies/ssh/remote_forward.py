@@ -105,9 +105,12 @@ async def relay_remote_forward(
     host: str,
     port: int,
     record: Callable[..., None],
+    asked: str | None = None,
 ) -> asyncssh.SSHListener:
     """Listen on the upstream at host:port; each connection there is bridged to a new
-    forwarded-tcpip channel to the client. Raises asyncssh.ChannelListenError when the
+    forwarded-tcpip channel to the client, which names the address as the client asked it
+    (`asked`, when the proxy sent the upstream another spelling: a client matches the
+    channel to its request by that text). Raises asyncssh.ChannelListenError when the
     upstream refuses to listen."""
     listener: asyncssh.SSHListener | None = None
 
@@ -128,7 +131,8 @@ async def relay_remote_forward(
 
         from_upstream, from_client = _Half(done), _Half(done)
         from_upstream.peer, from_client.peer = from_client, from_upstream
-        await client.create_connection(lambda: from_client, host, bound, orig_host, orig_port)
+        named = host if asked is None else asked
+        await client.create_connection(lambda: from_client, named, bound, orig_host, orig_port)
         return from_upstream
 
     listener = await upstream.create_server(accepted, host, port)

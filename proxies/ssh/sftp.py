@@ -19,8 +19,11 @@ read and written by sftp_codec (sans-IO), the decisions are the session's.
   decided is what the server acts on); denied (or not approved), the client gets
   SSH_FX_PERMISSION_DENIED with the reason and nothing reaches the upstream. A request on
   a handle is allowed only on a handle the upstream gave this channel for an allowed open
-  (a write only on one opened for writing; an fsetstat is decided as a setstat of the
-  handle's path); closing it records the bytes read and written through it.
+  (a read only on one the server opened for reading, a write only on one opened for
+  writing; an fsetstat is decided as a setstat of the handle's path); closing it records
+  the bytes read and written through it. An open's access is the server's: without the
+  WRITE bit it is O_RDONLY whatever else its bits say (CREAT, APPEND, EXCL), so such an
+  open is decided with `read` among its flags (sftp_codec.open_access).
 - What is not understood is refused, never relayed: a packet type or extension not in
   sftp_codec's tables gets SSH_FX_OP_UNSUPPORTED, a request whose fields do not read
   SSH_FX_BAD_MESSAGE; a stream that cannot be framed ends the channel.
@@ -132,6 +135,11 @@ class OpenFile:
     path: str
     mode: str  # read | write | dir
     decision_id: str
+    # what the server's descriptor allows (sftp_codec.open_access): an open decided as a
+    # write whose bits lack WRITE (CREAT alone) is O_RDONLY, and one with WRITE alone
+    # O_WRONLY; READ and WRITE requests are relayed only on a handle that allows them
+    readable: bool = False
+    writable: bool = False
     read_bytes: int = 0
     written_bytes: int = 0
     names: Masker | None = None  # a directory listed under a mask: its entries masked
@@ -226,6 +234,10 @@ def operation_on(
     attrs = attrs_of(request)
     if request.kind == codec.OPEN:
         flags = codec.open_flags(request.number(1))
+        if codec.open_access(request.number(1))[0] and "read" not in flags:
+            # no WRITE bit: the server opens it O_RDONLY, whatever else the bits say
+            # (CREAT, APPEND, EXCL): decided as the read it is, masks and all
+            flags.insert(0, "read")
         writes = request.number(1) & codec.WRITING_FLAGS
         return Operation("write" if writes else "read", paths[0], "", tuple(flags), sent, **attrs)
     if request.kind == codec.SYMLINK:
@@ -448,7 +460,12 @@ class SftpRelay:
         pending = Pending(decision_id=ruling.decision_id)
         if request.kind in (codec.OPEN, codec.OPENDIR):
             mode = "dir" if request.kind == codec.OPENDIR else operation.operation
-            pending.opens = OpenFile(resolved.path, mode, ruling.decision_id, names=names)
+            readable, writable = (
+                codec.open_access(request.number(1)) if request.kind == codec.OPEN
+                else (False, False)
+            )  # fmt: skip
+            pending.opens = OpenFile(resolved.path, mode, ruling.decision_id, readable,
+                                     writable, names=names)  # fmt: skip
         else:
             pending.names = names
         self._relay(request, pending, list(resolved.forwarded_paths))
@@ -509,8 +526,12 @@ class SftpRelay:
             self._refuse(request.id, codec.FX_PERMISSION_DENIED, "handle",
                          "not a handle opened through this channel")  # fmt: skip
             return
+        if request.kind == codec.READ and not opened.readable:
+            self._refuse(request.id, codec.FX_PERMISSION_DENIED, "read",
+                         f"{opened.path} was not opened for reading", opened.path)  # fmt: skip
+            return
         if request.kind == codec.WRITE:
-            if opened.mode != "write":
+            if not opened.writable:
                 self._refuse(request.id, codec.FX_PERMISSION_DENIED, "write",
                              f"{opened.path} was not opened for writing", opened.path)  # fmt: skip
                 return

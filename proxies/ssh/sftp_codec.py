@@ -17,6 +17,8 @@ of OpenSSH's source). No sockets, no asyncio here.
   target), `.`/`..`/duplicate slashes resolved lexically; not UTF-8 or a NUL in it:
   `Malformed`. Symlinks are not resolved here (no IO): the relay asks the server for
   that (proxies/ssh/sftp.py), and a symlink's creation is decided on both of its paths.
+- `open_access()`: whether an open's SSH_FXF_* bits let the server's descriptor read and
+  write (OpenSSH's sftp-server: O_RDONLY without WRITE, whatever else is set).
 - `read_reply()`: what the relay needs of an upstream packet (type, id, a HANDLE's handle,
   a DATA's length); `read_names()` a NAME's entries whole (the relay masks names); encoders
   for the packets the proxy writes itself (INIT, VERSION, STATUS, REALPATH, NAME, and the
@@ -43,6 +45,7 @@ FX_BAD_MESSAGE, FX_OP_UNSUPPORTED = 5, 8
 # SSH_FXF_* open flags (filexfer-02 section 6.3)
 PFLAGS = {0x01: "read", 0x02: "write", 0x04: "append", 0x08: "create", 0x10: "truncate",
           0x20: "exclusive"}  # fmt: skip
+FXF_READ, FXF_WRITE = 0x01, 0x02
 WRITING_FLAGS = 0x02 | 0x04 | 0x08 | 0x10 | 0x20
 
 # SSH_FILEXFER_ATTR_* (filexfer-02 section 5)
@@ -410,6 +413,15 @@ def open_flags(pflags: int) -> list[str]:
     if pflags & ~sum(PFLAGS):
         raise Malformed(f"open flags {pflags:#x} not understood")
     return [name for bit, name in PFLAGS.items() if pflags & bit]
+
+
+def open_access(pflags: int) -> tuple[bool, bool]:
+    """Whether an open with these SSH_FXF_* bits can read and can write the file, as
+    OpenSSH's sftp-server opens it (flags_from_portable): the access mode comes from READ
+    and WRITE alone (O_RDWR, O_RDONLY, O_WRONLY), and is O_RDONLY when neither is given;
+    APPEND, CREAT, TRUNC and EXCL only add to it. So an open naming CREAT (or APPEND, or
+    EXCL) without WRITE reads the file."""
+    return bool(pflags & FXF_READ) or not pflags & FXF_WRITE, bool(pflags & FXF_WRITE)
 
 
 def normalise(path: bytes, base: str) -> str:

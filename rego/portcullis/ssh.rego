@@ -1155,7 +1155,10 @@ deny contains sprintf("%s are reserved to %s", [ssh_interactive_kinds["ssh.shell
 # A forwarded connection's bytes are nothing the proxy reads, so nothing it can mask: to
 # those whose answers are masked (outside pii-readers) forwarding is denied, unless the
 # policy allows it unmasked by name (data.portcullis.ssh.forward_unmasked: true); every
-# allow says the bytes pass unread.
+# allow says the bytes pass unread. A rule on the destination reads input.command.ssh.host
+# (one spelling: an IP literal canonical, also as `address`; a name lower-cased; the proxy
+# refuses any other, proxies/ssh/destinations.py) and port. The upstream resolves a name:
+# decide names by an allow-list, never by the address they may resolve to.
 allow contains sprintf("%s may use %s; the proxy cannot read a forwarded connection: its bytes pass undecided and unmasked", [subject, ssh_interactive_kinds["ssh.forward"]]) if {
 	input.command.kind == "ssh.forward"
 	privileged
@@ -1250,6 +1253,15 @@ mask_rules contains rule if {
 ssh_sftp_named := {"list", "realpath", "readlink"}
 
 ssh_sftp_reads_contents if "read" in object.get(input.command.ssh, "flags", [])
+
+# An open without the WRITE bit reads, whatever else its flags say: OpenSSH's sftp-server
+# opens it O_RDONLY (CREAT, APPEND or EXCL alone read an existing file). The proxy puts
+# `read` among such an open's flags; flags that do not are read so all the same.
+ssh_sftp_reads_contents if {
+	input.command.ssh.operation == "write"
+	flags := input.command.ssh.flags
+	not "write" in flags
+}
 
 
 ssh_matches(pattern, part) if {

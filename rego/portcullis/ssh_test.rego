@@ -554,6 +554,15 @@ test_ssh_sftp_reads_masked_outside_pii_readers if {
 	ssh_sftp(["dba"], {"operation": "write", "path": "/tmp/a", "flags": ["write"]}).verdict == "allow"
 }
 
+test_ssh_sftp_an_open_without_the_write_bit_is_masked_as_a_read if {
+	every flags in [["create"], ["append"], ["exclusive"], ["create", "truncate"], []] {
+		d := ssh_sftp(["dba"], {"operation": "write", "path": "/tmp/a", "flags": flags})
+		d.verdict == "mask"
+	}
+	ssh_sftp(["dba"], {"operation": "write", "path": "/tmp/a", "flags": ["write", "create", "truncate"]}).verdict == "allow"
+	ssh_sftp(["dba", "pii-readers"], {"operation": "write", "path": "/tmp/a", "flags": ["create"]}).verdict == "allow"
+}
+
 test_ssh_sftp_names_masked_outside_pii_readers if {
 	every op in ["list", "realpath", "readlink"] {
 		d := ssh_sftp(["dba"], {"operation": op, "path": "/srv"})

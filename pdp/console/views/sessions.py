@@ -457,6 +457,11 @@ class SessionsView:
         chosen = [c for c in recorded(events) if c.channel == channel]
         if not chosen:
             raise web.HTTPNotFound(text="no terminal recording on that channel")
+        if not sees_values(signed_in(request).groups) and holds_values(chosen[0]):
+            raise web.HTTPForbidden(
+                text="this terminal recording holds values the detectors find (card numbers,"
+                " e-mail addresses, tokens, ...): it is shown only to pii-readers"
+            )
         headers = {}
         if request.query.get("download"):
             safe = re.sub(r"[^A-Za-z0-9_.-]", "_", opened.session_id[:40])
@@ -464,6 +469,28 @@ class SessionsView:
             headers["Content-Disposition"] = f'attachment; filename="{name}"'
         return web.Response(text=chosen[0].to_asciicast(), content_type="application/x-asciicast",
                             charset="utf-8", headers=headers)  # fmt: skip
+
+
+# what a screen shows of a recording, near enough for the detectors: escape sequences
+# (CSI, OSC and string sequences, two-character ESC ones) and other controls taken out,
+# so a value drawn in pieces (`4111\x1b[0m 1111 ...`) reads whole
+_SEQUENCES = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[\]P_^X][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[ -/]*[0-~]"
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
+)
+
+
+def holds_values(cast: Any) -> bool:
+    """Whether a value detector finds a value in a recording's output or typed input, as
+    sent or as a screen shows it: a terminal of a pii-reader (whose output the proxy does
+    not mask) shows the values it printed, which a viewer outside pii-readers is not shown
+    (as SQL literals are masked for them: pdp.console.literals)."""
+    for code in ("o", "i"):
+        text = "".join(str(e[2]) for e in cast.events if e[1] == code)
+        for shown in (text, _SEQUENCES.sub("", text)):
+            if detected_masked(shown) != shown:
+                return True
+    return False
 
 
 def _index(text: str) -> int:
