@@ -88,7 +88,7 @@ def test_a_hash_rule_shows_as_redact_and_an_unknown_detector_withholds_every_val
     hashed = approver_masker([MaskRule(field="ssn", strategy="hash")])
     view = approver_view("postgres.query", "UPDATE t SET ssn = $1", ["9"], "", hashed)
     assert view.parameters == [R]
-    unknown = approver_masker([MaskRule(detector="iban", strategy="redact")])
+    unknown = approver_masker([MaskRule(detector="passport", strategy="redact")])
     view = approver_view("postgres.query", "UPDATE t SET note = $1", ["x"], "", unknown)
     assert view.parameters == [R]
 

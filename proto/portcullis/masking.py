@@ -16,8 +16,9 @@ Output formats (fixed; audit readers and tests rely on them):
 - hash: ``sha256:`` + the first 16 hex digits of HMAC-SHA256(per-proxy key, value).
   Equal values stay joinable within one deployment; the key stops dictionary attacks on
   small value spaces such as SSNs, which is why a key of at least 16 bytes is required.
-- partial: cards, SSNs and tokens keep their last 4 characters (card and SSN separators
-  stay in place: ``****-****-****-1111``, ``***-**-6789``), emails keep their first
+- partial: cards, SSNs, IBANs and tokens keep their last 4 characters (card, SSN and IBAN
+  separators stay in place: ``****-****-****-1111``, ``***-**-6789``; a token or password
+  shorter than 16 characters, or holding a space, is ``****``), emails keep their first
   character and domain (``a***@example.com``), telephone numbers their last 2 digits
   (``+* *** *** **00``), anything else its last 2 characters (``****42``). A value too
   short to hide at least as much as it shows is hidden completely, and a JSON object or
@@ -571,26 +572,203 @@ def _basic_credentials(cred: str) -> bool:
 
 
 def _token_spans(text: str) -> Iterator[Span]:
+    found = set()
     for m in _TOKEN.finditer(text):
         if m.group("key"):
-            yield m.span("key")
+            found.add(m.span("key"))
         elif m.group("cred"):
             cred = m.group("cred")
             if m.group("scheme").lower() == "basic":
                 if _basic_credentials(cred):
-                    yield m.span("cred")
+                    found.add(m.span("cred"))
             elif any(c.isdigit() for c in cred) or len(cred) >= 20:
                 # "bearer instrument" is prose; opaque tokens carry digits or length
-                yield m.span("cred")
+                found.add(m.span("cred"))
         elif _shannon_bits(m.group("assigned")) >= 3.0:
-            yield m.span("assigned")
+            found.add(m.span("assigned"))
+    yield from sorted(found)
+    lowered = text.lower()
+    if any(hint in lowered for hint in _SECRET_HINTS):
+        for span in _secret_spans(text):
+            if span not in found:
+                yield span
+
+
+# A secret named as one: the value after a key that names a password, a secret, a token or
+# an API key (DB_PASSWORD=hunter2, password: s3cr3t, PGPASSWORD='abc', "api_key": "x",
+# --password hunter2, a YAML block (`password: |` and its indented lines),
+# <password>x</password>, PASSWORD 'x' in SQL, IDENTIFIED BY 'x', a URL's user:password@,
+# curl's -u user:password; the password a client named on its command line takes as a
+# short flag: mysql/mysqldump/mariadb's -pS3cret, sshpass -p, redis-cli -a, as a cron
+# line, sudo's COMMAND= or a process list shows them) is masked whatever its length or
+# randomness: _TOKEN's `assigned` reads only 32 random characters or more as a token. The
+# key is any run of name characters whose words end in such a name (_secret_key); the
+# value is quoted (to its closing quote, escapes read) or runs to a space, quote or list
+# separator. A value that is already a mask (_masked_already) is left as it is: the masked
+# text is read again (Masker._mask_text), and a field rule's `[REDACTED]` or a hash in a
+# JSON document reaches the detectors too.
+_SECRET_WORD = r"(?i:passw(?:or)?d|passphrase|passcode|pwd|pass|pw|secret|token|key)"  # noqa: S105
+_SECRET_ASSIGNED = re.compile(
+    rf"""
+    (?P<word>{_SECRET_WORD}|(?i:identified[ \t]+by))
+    (?P<sep>
+        \\*["']?[ \t]*(?::=|=>|=(?!=)|:(?!//)|%3[dDaA])[ \t]*
+      | \\*["']?[ \t]+(?=\\*["'`])
+      | (?<=[A-Za-z])[ \t]+(?=[^\s\-])
+    )
+    (?:
+        "(?P<dq>(?:[^"\\\n]|\\.)*)"
+      | '(?P<sq>[^'\n]*)'
+      | `(?P<bq>[^`\n]*)`
+      | \\+["'](?P<eq>[^"'\\\n]+)
+      | (?P<bare>[^\s"'`,;&|<>\\]+)
+    )
+  | (?P<block_word>{_SECRET_WORD})[ \t]*:[ \t]*[|>][+\-]?[0-9]?[ \t]*\r?\n
+    (?P<indent>[ \t]+)(?P<block>[^\n]+(?:\n(?P=indent)[^\n]+)*)
+  | <(?P<element_name>[\w.:\-]{{0,64}}?{_SECRET_WORD})
+    (?:[ \t][^<>]*)?>(?P<element>[^<]+)</(?P=element_name)>
+  | (?<=[A-Za-z0-9+.\-])://[^\s:/@?#]*:(?P<userinfo>[^\s/?#]+)@
+  | (?<![\w\-])(?:-u|--user)[ \t]+["']?[^\s:"']+:(?P<user_arg>[^\s"']+)
+  | (?<![\w\-])(?:mysql[a-z]*|mariadb(?:-[a-z]+)?)(?=[ \t])[^\n|;&()]*?[ \t]
+    -p["']?(?P<mysql_p>[^\s"'`|;&()]+)
+  | (?<![\w\-])sshpass(?:[ \t]+-[a-oq-zA-Z][^\s]*)*[ \t]+-p[ \t]*["']?(?P<sshpass_p>[^\s"'`|;&()]+)
+  | (?<![\w\-])redis-cli(?=[ \t])[^\n|;&()]*?[ \t](?:-a|--pass)[ \t]+
+    ["']?(?P<redis_a>[^\s"'`|;&()]+)
+    """,
+    re.VERBOSE,
+)
+# where a _SECRET_ASSIGNED match may begin, in the text lower-cased
+_SECRET_START = re.compile(
+    r"pass|pw|secret|token|key|identified|<[\w.:\-]{0,64}?(?:pass|pw|secret|token|key)|://|-u"
+    r"|--user|mysql|mariadb|redis-cli|sshpass"
+)
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+_NAME_CHARS_READ = 64  # of a key's text before its last word, for its words
+# what _SECRET_ASSIGNED needs: one of these (lower case) and a text this long (`a_pw=x`)
+_SECRET_HINTS = ("pass", "pwd", "pw", "secret", "token", "key", "identified", "://", "-u",
+                 "mysql", "mariadb", "redis-cli", "sshpass")  # fmt: skip
+_SECRET_HINTS_ASCII = re.compile(b"|".join(re.escape(h.encode()) for h in _SECRET_HINTS))
+_MIN_SECRET_TEXT = 5
+_LONG_SECRET = 32  # (_TOKEN's `assigned` length)
+# the last word of a key naming a secret; `pass`, `pwd` and `pw` only after another word
+# (DB_PASS, MYSQL_PWD, smtpPass: `PWD=/home/ann` is the shell's working directory, `pass:
+# 12` a test count); `key` only after a word saying whose (api, access, secret, private ...)
+_SECRET_WORDS = frozenset(("password", "passwd", "passphrase", "passcode", "secret", "token"))
+_SECRET_COMPOUNDS = ("password", "passwd", "passphrase", "passcode", "secret", "token", "apikey",
+                     "accesskey", "secretkey", "privatekey")  # fmt: skip
+_AFTER_A_WORD = frozenset(("pass", "pwd", "pw"))
+_KEY_OWNERS = frozenset(
+    ("api", "access", "secret", "private", "auth", "encryption", "signing", "master",
+     "session", "client", "app", "license", "account", "storage", "shared")
+)  # fmt: skip
+# a value that names no secret: a literal of JSON, YAML or a language
+_NO_SECRET = frozenset(("true", "false", "null", "none", "nil", "undefined", "yes", "no"))
+# what the strategies make of a value (_apply, mask_field): a redaction, a hash, a partial
+# mask (****, ****2345, ***-**-6789, +* *** **00, a***@example.com)
+_MASK_FORM = re.compile(
+    rf"\[REDACTED(?::[a-z_]+)?\]|{HASH_PREFIX}[0-9a-f]{{{HASH_HEX_DIGITS}}}|\*\*|\+\*|[^\s*]?\*\*\*@"
+)
+
+
+@functools.lru_cache(maxsize=1024)
+def _secret_key(name: str) -> bool:
+    """Whether a key's words end in the name of a secret (password, DB_PASSWORD, dbPass,
+    client_secret, x-api-key, AWS_SECRET_ACCESS_KEY, IDENTIFIED BY)."""
+    words = name_words(name.lstrip("-"))
+    if not words:
+        return False
+    last = words[-1]
+    if last in _SECRET_WORDS or last.endswith(_SECRET_COMPOUNDS):
+        return True
+    if len(words) < 2:
+        return False
+    if last in _AFTER_A_WORD:
+        return True
+    if last == "key":
+        return words[-2] in _KEY_OWNERS or words[-2].endswith(_SECRET_COMPOUNDS)
+    return words[-2:] == ("identified", "by")
+
+
+def _masked_already(value: str) -> bool:
+    return _MASK_FORM.match(value) is not None
+
+
+def _trim_closers(value: str) -> str:
+    """A bare value without the brackets that close around it (`(password=abc)`,
+    `{user=ann, pwd=abc}`): closers beyond the openers it holds."""
+    while value and value[-1] in ")]}":
+        opener = "([{"[")]}".index(value[-1])]
+        if value.count(opener) >= value.count(value[-1]):
+            break
+        value = value[:-1]
+    return value
+
+
+def _key_before(text: str, end: int) -> str:
+    """The key whose last word ends at `end`: the run of name characters up to it."""
+    start = end
+    while start > max(0, end - _NAME_CHARS_READ) and (
+        text[start - 1] in _NAME_CHARS or text[start - 1].isalnum()
+    ):
+        start -= 1
+    return text[start:end]
+
+
+def _next_secret(text: str, lowered: str, pos: int) -> re.Match[str] | None:
+    """_SECRET_ASSIGNED's next match from `pos`, tried only where _SECRET_START finds a
+    beginning in `lowered`, the text lower-cased (a case-insensitive search of the whole
+    pattern took a second a megabyte); all searched when `lowered` is empty."""
+    if not lowered:
+        return _SECRET_ASSIGNED.search(text, pos)
+    while (begin := _SECRET_START.search(lowered, pos)) is not None:
+        m = _SECRET_ASSIGNED.match(text, begin.start())
+        if m is not None:
+            return m
+        pos = begin.start() + 1
+    return None
+
+
+def _secret_spans(text: str) -> Iterator[Span]:
+    lowered = text.lower()
+    if len(lowered) != len(text):  # (a letter whose lower case is longer: search it all)
+        lowered = ""
+    pos = 0
+    while (m := _next_secret(text, lowered, pos)) is not None:
+        group = m.lastgroup or ""
+        start, end = m.span(group)
+        # (a match turned down is read on from its value: `monkey: password=abc`)
+        pos = end if start < end else m.end()
+        if group in ("dq", "sq", "bq", "eq", "bare"):
+            word = m["word"]
+            name = word if " " in word or "\t" in word else _key_before(text, m.end("word"))
+            if not _secret_key(name) or (
+                # (`token expired`: a key and a word apart are a flag's only)
+                group == "bare" and not m["sep"].strip(" \t") and not name.startswith("-")
+            ):
+                pos = start
+                continue
+            if group == "bare":
+                end = start + len(_trim_closers(m["bare"]))
+        elif group in ("block", "element") and not _secret_key(
+            _key_before(text, m.end("block_word")) if group == "block" else m["element_name"]
+        ):
+            pos = start
+            continue
+        value = text[start:end]
+        if not value or value.lower() in _NO_SECRET or _masked_already(value):
+            continue
+        if len(value) >= _LONG_SECRET and _shannon_bits(value) < 3.0:
+            continue  # (token=aaaa...: filler, as _TOKEN's `assigned` reads a long value)
+        yield start, end
 
 
 def _token_precheck(text: str) -> bool:
-    if len(text) < _MIN_TOKEN_TEXT:
+    if len(text) < _MIN_SECRET_TEXT:
         return False
     lowered = text.lower()
-    return any(hint in lowered for hint in _TOKEN_HINTS)
+    return any(hint in lowered for hint in _TOKEN_HINTS) or (
+        any(hint in lowered for hint in _SECRET_HINTS)
+    )
 
 
 # the prechecks over ASCII bytes: a digit count first, as most values have too few digits
@@ -614,7 +792,13 @@ _BYTEA_HEX = re.compile(rb"(?:[0-9a-fA-F]{2})+")
 
 
 def _token_gate(data: bytes, digits: int) -> bool:
-    return len(data) >= _MIN_TOKEN_TEXT and _TOKEN_HINTS_ASCII.search(data.lower()) is not None
+    if len(data) < _MIN_SECRET_TEXT:
+        return False
+    lowered = data.lower()
+    return (
+        _TOKEN_HINTS_ASCII.search(lowered) is not None
+        or _SECRET_HINTS_ASCII.search(lowered) is not None
+    )
 
 
 def _card_gate(data: bytes, digits: int) -> bool:
@@ -643,6 +827,48 @@ def _phone_gate(data: bytes, digits: int) -> bool:
     return digits >= phone_numbers.LEAST_DIGITS and phone_numbers.phone_gate(data)
 
 
+# An IBAN (ISO 13616): a country code, two check digits and the country's account number,
+# written together or in groups of four parted by a space or a dash (`GB82 WEST 1234 5698
+# 7654 32`, `DE89370400440532013000`), of the length its country's IBANs have (the IBAN
+# registry) and passing the ISO 7064 mod-97 check: a reader's upper-case id or hash that
+# begins with two letters and two digits passes both one time in many thousands.
+_IBAN_LENGTHS = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22,
+    "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28,
+    "EE": 20, "EG": 29, "ES": 24, "FI": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23,
+    "GL": 18, "GR": 27, "GT": 28, "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26,
+    "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20,
+    "LV": 21, "LY": 25, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MR": 27, "MT": 31, "MU": 30,
+    "NL": 18, "NO": 15, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22,
+    "SA": 24, "SC": 31, "SD": 18, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "ST": 25, "SV": 28,
+    "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
+}  # fmt: skip
+_IBAN = re.compile(
+    r"(?<![A-Za-z0-9])[A-Za-z]{2}[0-9]{2}(?:[ \-]?[A-Za-z0-9]{4}){2,7}(?:[ \-]?[A-Za-z0-9]{1,4})?"
+    r"(?![A-Za-z0-9])"
+)
+_IBAN_HINT = re.compile(r"[A-Za-z]{2}[0-9]{2}[ \-]?[A-Za-z0-9]{4}")
+_IBAN_HINT_ASCII = re.compile(_IBAN_HINT.pattern.encode())
+
+
+def _iban_valid(written: str) -> bool:
+    compact = written.replace(" ", "").replace("-", "").upper()
+    if _IBAN_LENGTHS.get(compact[:2]) != len(compact):
+        return False
+    moved = compact[4:] + compact[:4]
+    return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
+
+
+def _iban_spans(text: str) -> Iterator[Span]:
+    for m in _IBAN.finditer(text):
+        if _iban_valid(m[0]):
+            yield m.span()
+
+
+def _iban_gate(data: bytes, digits: int) -> bool:
+    return digits >= 2 and len(data) >= 15 and _IBAN_HINT_ASCII.search(data) is not None
+
+
 DETECTORS: dict[str, Detector] = {
     d.name: d
     for d in (
@@ -650,6 +876,12 @@ DETECTORS: dict[str, Detector] = {
         Detector("email", _email_precheck, _email_spans, _email_gate),
         Detector(
             "credit_card", lambda t: _CARD_HINT.search(t) is not None, _card_spans, _card_gate
+        ),
+        Detector(
+            "iban",
+            lambda t: len(t) >= 15 and _IBAN_HINT.search(t) is not None,  # (Norway's: 15)
+            _iban_spans,
+            _iban_gate,
         ),
         Detector("ssn", _ssn_precheck, _ssn_spans, _ssn_gate),
         Detector("phone", _phone_precheck, phone_numbers.phone_spans, _phone_gate),
@@ -660,8 +892,10 @@ DETECTORS: dict[str, Detector] = {
 class _AsciiForms(dict[int, int]):
     """str.translate's table: a decimal digit of any script as its ASCII digit (`٤١١١`,
     `४१११`, fullwidth digits), a fullwidth form of an ASCII character as that character
-    (U+FF20 as @, U+FF1A as :); every other character as it is. One character for one,
-    so a span found in the text read is the same span of the text itself."""
+    (U+FF20 as @, U+FF1A as :), a space of any width as a space and a dash as a hyphen
+    (`+1\u00a0415\u00a0555\u00a02671`, `password:\u2009x`); every other character as it
+    is. One character for one, so a span found in the text read is the same span of the
+    text itself."""
 
     def __missing__(self, code: int) -> int:
         char = chr(code)
@@ -672,6 +906,10 @@ class _AsciiForms(dict[int, int]):
             found = 48 + unicodedata.digit(char)
         elif 0xFF01 <= code <= 0xFF5E:
             found = code - 0xFEE0
+        elif unicodedata.category(char) == "Zs":
+            found = 32  # a no-break, thin or ideographic space (`+1\u00a0415\u00a0555...`)
+        elif unicodedata.category(char) == "Pd" or code == 0x2212:
+            found = 45  # a hyphen, an en or em dash, a minus sign
         else:
             found = code
         if len(self) < 4096:
@@ -682,7 +920,8 @@ class _AsciiForms(dict[int, int]):
 _ASCII_FORMS = _AsciiForms()
 # a character _ASCII_FORMS changes: a digit past ASCII or a fullwidth form
 _OTHER_FORM = re.compile(
-    r"(?![0-9])\d|[\uff01-\uff5e\u00b2\u00b3\u00b9\u2070-\u2089\u2460-\u2468\u2474-\u247c"
+    r"(?![0-9])\d|[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000\u2010-\u2015\u2212\u2e3a\u2e3b"
+    r"\ufe58\ufe63\uff01-\uff5e\u00b2\u00b3\u00b9\u2070-\u2089\u2460-\u2468\u2474-\u247c"
     r"\u2488-\u2490\u24f5-\u24fd\u2776-\u277e\u2780-\u2788\u278a-\u2792]"
 )
 
@@ -713,35 +952,64 @@ _REFERENCE_NAMES = {
 }  # fmt: skip
 
 
+# What else writes a character other than as itself, which its reader decodes: a percent
+# escape (`%34%31...`, `078%2D05%2D1120`: a URL's reader), a JSON or C string's `\\u0034`
+# and `\\x34` (a JSON reader), and markup that shows nothing between the characters it
+# splits: an inline tag (`4111<b>1111</b>...`, `ann<span>@</span>...`) or a comment shows
+# nothing, any other tag (a cell, a line break) a space, as a browser lays them out.
+_OTHER_ESCAPE = (
+    r"|%([0-9A-Fa-f]{2})|\\u([0-9A-Fa-f]{4})|\\x([0-9A-Fa-f]{2})"
+    r"|<!--.{0,256}?-->|<(/?)([A-Za-z][A-Za-z0-9]{0,15})(?:[ \t\n/][^<>]{0,512})?>"
+)
+_ESCAPED = re.compile(_REFERENCE.pattern + _OTHER_ESCAPE, re.DOTALL)
+_ESCAPED_ASCII = re.compile(_ESCAPED.pattern.encode(), re.DOTALL)
+_INLINE_TAGS = frozenset(
+    ("a", "abbr", "b", "bdi", "bdo", "big", "cite", "code", "data", "del", "dfn", "em", "font",
+     "i", "ins", "kbd", "mark", "q", "s", "samp", "small", "span", "strike", "strong", "sub",
+     "sup", "time", "tt", "u", "var", "wbr")
+)  # fmt: skip
+
+
+def _escaped_char(found: re.Match[str]) -> str:
+    """What a reader shows for one _ESCAPED match."""
+    hexa, decimal, name, percent, json_u, c_x, _, tag = found.groups()
+    if name is not None:
+        return _REFERENCE_NAMES[name]
+    if tag is not None:
+        return "" if tag.lower() in _INLINE_TAGS else " "
+    if found[0].startswith("<!--"):
+        return ""
+    if hexa is not None or json_u is not None or percent is not None or c_x is not None:
+        code = int(next(g for g in (hexa, json_u, percent, c_x) if g is not None), 16)
+    else:
+        code = int(decimal)
+    return chr(code) if 0 < code < 0x110000 and not 0xD800 <= code < 0xE000 else "\ufffd"
+
+
 def _referenced(text: str) -> tuple[str, list[int], list[int]] | None:
-    """`text` with its HTML character references read (`&#52;&#49;...` as a browser shows
-    it: 41...), and where each character read starts and ends in `text`; None when it has
-    none."""
+    """`text` as its reader shows it (_ESCAPED: `&#52;&#49;...`, `%34%31...`,
+    `\\u0034...`, `4111<b>1111</b>...` as 41..., 41..., 41..., 41111111...), and where each
+    character shown starts and ends in `text`; None when it has nothing so written."""
     read: list[str] = []
     starts: list[int] = []
     ends: list[int] = []
     pos = 0
-    for found in _REFERENCE.finditer(text):
-        for i in range(pos, found.start()):
-            read.append(text[i])
-            starts.append(i)
-            ends.append(i + 1)
-        hexa, decimal, name = found.groups()
-        if name is not None:
-            char = _REFERENCE_NAMES[name]
-        else:
-            code = int(hexa, 16) if hexa is not None else int(decimal)
-            char = chr(code) if 0 < code < 0x110000 and not 0xD800 <= code < 0xE000 else "\ufffd"
-        read.append(char)
-        starts.append(found.start())
-        ends.append(found.end())
+    for found in _ESCAPED.finditer(text):
+        # (the text between escapes, as it is: C-level copies, not one append a character)
+        read.append(text[pos : found.start()])
+        starts.extend(range(pos, found.start()))
+        ends.extend(range(pos + 1, found.start() + 1))
+        char = _escaped_char(found)
+        if char:
+            read.append(char)
+            starts.append(found.start())
+            ends.append(found.end())
         pos = found.end()
     if not pos:
         return None
-    for i in range(pos, len(text)):
-        read.append(text[i])
-        starts.append(i)
-        ends.append(i + 1)
+    read.append(text[pos:])
+    starts.extend(range(pos, len(text)))
+    ends.extend(range(pos + 1, len(text) + 1))
     return "".join(read), starts, ends
 
 
@@ -788,6 +1056,25 @@ def _hide_digits(value: str, keep: int) -> str:
     return "".join(out)
 
 
+# a token or a password this long keeps its last 4 characters under partial; a shorter one
+# none
+_SHOWN_TOKEN_LEAST = 16
+_SPACE = re.compile(r"\s")
+
+
+def _hide_alnum(value: str, keep: int) -> str:
+    """Star every letter and digit except the last `keep`, leaving separators in place."""
+    total = sum(map(str.isalnum, value))
+    out, seen = [], 0
+    for char in value:
+        if char.isalnum():
+            out.append(char if seen >= total - keep else "*")
+            seen += 1
+        else:
+            out.append(char)
+    return "".join(out)
+
+
 def _partial(kind: str | None, value: str) -> str:
     if kind == "email":
         # (the @ written in any way: ann(at)example.com, ann [@] example.com, ann at ...)
@@ -798,15 +1085,21 @@ def _partial(kind: str | None, value: str) -> str:
             return f"{head}***@{domain}"
     if kind in ("credit_card", "ssn"):
         return _hide_digits(value, 4)
+    if kind == "iban":
+        return _hide_alnum(value, 4)
     if kind == "phone":
         return _hide_digits(value, 2)
+    if kind == "token" and (len(value) < _SHOWN_TOKEN_LEAST or _SPACE.search(value) is not None):
+        # (a password's last 4 of 10 characters are too much of it; a passphrase's or a
+        # YAML block's last 4 are a word of it)
+        return "****"
     return _hide_tail(value, 4 if kind == "token" else 2)
 
 
 def _kind_of(value: str) -> str | None:
     """Which detector describes the whole value, so a partial field keeps the right part."""
     stripped = value.strip()
-    for name in ("email", "credit_card", "ssn"):
+    for name in ("email", "credit_card", "iban", "ssn"):
         if detect(name, stripped) == [(0, len(stripped))]:
             return name
     if any(end == len(stripped) for _, end in detect("token", stripped)):
@@ -1225,13 +1518,20 @@ class Masker:
             and (b"4" not in data or not (b"%" in data or b"&" in data or b"\\" in data))
             and digits < _QUIET_DIGITS
             and (b"t" not in data and b"T" not in data)
+            and (b"p" not in data and b"P" not in data)
+            and (b"k" not in data and b"K" not in data and b":" not in data)
         ):
             # the usual short value: too short for a token, no @ (nor a `t` to spell one:
             # a(at)b.co, nor a 4 beside a %, & or \\ to escape one: a%40b.co), few digits
-            # (an HTML reference to a digit holds two: a number of them is no quiet value)
+            # (an HTML reference to a digit holds two: a number of them is no quiet value),
+            # no key naming a secret (pwd=x, db_pass=x, app_key=x, -u a:b: every such key
+            # holds a t, p or k, or a colon)
             return False
-        if b"&" in data and _REFERENCE_ASCII.search(data) is not None:
-            # an HTML reference spelling a digit, a separator or an @ (`&#52;&#49;...`)
+        if (
+            b"&" in data or b"%" in data or b"\\" in data or b"<" in data
+        ) and _ESCAPED_ASCII.search(data) is not None:
+            # an HTML reference, a percent or JSON escape spelling a digit, a separator or
+            # an @ (`&#52;&#49;...`, `%34%31...`), or a tag splitting a value (_ESCAPED)
             return True
         for gate in gates:  # noqa: SIM110  (a loop: any() over a generator costs more)
             if gate(data, digits):
@@ -1276,7 +1576,9 @@ class Masker:
                 hits.extend((s, e, priority) for s, e in detector.find(read))
         if not value.isascii() and _INVISIBLE.search(read) is not None:
             hits.extend(self._unseen_hits(read))
-        if "&" in value and (referenced := _referenced(value)) is not None:
+        if ("&" in value or "%" in value or "\\" in value or "<" in value) and (
+            referenced := _referenced(value)
+        ) is not None:
             hits.extend(self._referenced_hits(*referenced))
         if not hits:
             return value

@@ -8,7 +8,15 @@ forms too), its hex (lower and upper case), its base64 (standard and URL-safe, p
 each of the three byte alignments it can have inside a longer encoded text), its
 JSON-escaped and percent-encoded forms when those differ from the raw bytes, every byte
 percent-encoded (%70%61..., either case of hex), and its UTF-16 (little and big endian:
-a Windows or Java upstream's text, a UCS-2 column).
+a Windows or Java upstream's text, a UCS-2 column). It also reads what was sent as its
+reader shows it (`shown`): HTML character references and JSON or C escapes of every
+character read (`&#115;&#51;...`, `&#x73;...`, `\\u0073...`, `\\x73...`), markup dropped
+(`s<b></b>3<b></b>c...`), compatibility forms as their plain letters (fullwidth U+FF53
+for s, mathematical U+1D5CC), and characters no one sees dropped (zero-width spaces and
+joiners, soft hyphens, combining marks between the characters); the secret, so read,
+found there is the form "shown". Not read: the secret rearranged (reversed, rot13, spaced out
+character by character, base32): an upstream that re-encodes it so is outside this
+evidence, as any cipher would be.
 
 No IO here, and no secret ever leaves this object: findings name the form only, and the
 repr shows counts.
@@ -39,11 +47,47 @@ import hashlib
 import hmac
 import json
 import os
+import re
+import unicodedata
 import weakref
 from collections.abc import Iterable
 from urllib.parse import quote, quote_plus
 
 MIN_SECRET_BYTES = 4
+# raw bytes of the stream kept for `shown` per byte of the longest secret: the most an
+# escape or markup spends on one character it shows (`&#x0073;<b></b>`) read whole
+SHOWN_BYTES_PER_CHAR = 16
+# a character written otherwise than as itself, or markup (`shown` reads it)
+_WRITTEN = re.compile(
+    r"&#[xX]0*([0-9a-fA-F]{1,6});?|&#0*([0-9]{1,7});?|\\u([0-9a-fA-F]{4})|\\x([0-9a-fA-F]{2})"
+    r"|<[^<>]{0,256}>"
+)
+
+
+# format characters (zero-width spaces and joiners, the soft hyphen, bidirectional marks,
+# variation selectors, fillers) and combining marks
+_UNSEEN = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0"
+    "\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]"
+)
+
+
+def _read_written(found: re.Match[str]) -> str:
+    hexa, decimal, json_u, c_x = found.groups()
+    digits = hexa or json_u or c_x
+    code = int(digits, 16) if digits else int(decimal) if decimal else -1
+    return chr(code) if 0 < code < 0x110000 and not 0xD800 <= code < 0xE000 else ""
+
+
+def shown(text: str) -> str:
+    """`text` as its reader shows it: escapes read, markup dropped, compatibility forms
+    as their plain letters (NFKD), characters no one sees and combining marks dropped."""
+    return _UNSEEN.sub("", unicodedata.normalize("NFKD", _WRITTEN.sub(_read_written, text)))
+
+
+def _may_be_written_otherwise(window: bytes) -> bool:
+    return not window.isascii() or b"&#" in window or b"\\" in window or b"<" in window
 
 
 def base64_cores(secret: bytes) -> list[bytes]:
@@ -86,7 +130,10 @@ def _patterns(secret: bytes) -> dict[bytes, str]:
             add(every, "percent-encoded" + how)
         with contextlib.suppress(UnicodeDecodeError):
             for codec in ("utf-16-le", "utf-16-be"):
-                add(cased.decode("utf-8").encode(codec), "utf-16" + how)
+                wide = cased.decode("utf-8").encode(codec)
+                add(wide, "utf-16" + how)
+                for core in base64_cores(wide):  # (a UCS-2 column's text sent as base64)
+                    add(core, "base64 of utf-16" + how)
     try:
         text = secret.decode("utf-8")
     except UnicodeDecodeError:
@@ -98,6 +145,22 @@ def _patterns(secret: bytes) -> dict[bytes, str]:
     return forms
 
 
+def _shown_forms(secrets: tuple[bytes, ...]) -> tuple[bytes, ...]:
+    """Each secret as `shown` reads it, in the cases _patterns searches, as UTF-8."""
+    found: dict[bytes, None] = {}
+    for raw in secrets:
+        if len(raw) < MIN_SECRET_BYTES:
+            continue
+        try:
+            text = shown(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            continue
+        for cased in (text, text.upper(), text.lower(), text.swapcase()):
+            if len(cased.encode("utf-8")) >= MIN_SECRET_BYTES:
+                found[cased.encode("utf-8")] = None
+    return tuple(found)
+
+
 class _Plan:
     """What scanning for a set of secrets needs: the sessions of one credential (a static
     password, a lease the provider hands out again) share one, not a table of forms each.
@@ -106,7 +169,8 @@ class _Plan:
     the byte marks and the shortest stretch of marked bytes a form can show as.
     """
 
-    __slots__ = ("__weakref__", "forms", "marks", "stretch", "tail_len", "too_short")
+    __slots__ = ("__weakref__", "forms", "marks", "shown", "shown_len", "stretch", "tail_len",
+                 "too_short")  # fmt: skip
 
     def __init__(self, secrets: tuple[bytes, ...]) -> None:
         self.too_short = 0
@@ -120,6 +184,8 @@ class _Plan:
             for pattern, form in _patterns(raw).items():
                 forms.setdefault(pattern, form)
         self.forms = forms
+        self.shown = _shown_forms(secrets)
+        self.shown_len = SHOWN_BYTES_PER_CHAR * max((len(raw) for raw in secrets), default=0)
         self.tail_len = max((len(p) for p in forms), default=1) - 1
         # 1 for each byte value some form uses; a form shows as a run of 1s this long at least
         used = frozenset(b"".join(forms))
@@ -156,7 +222,8 @@ class SecretScanner:
     evidence does not cover them. Empty secrets are ignored.
     """
 
-    __slots__ = ("_findings", "_marks", "_pending", "_plan", "_stretch", "_tail", "_tail_len")
+    __slots__ = ("_findings", "_marks", "_pending", "_plan", "_shown_tail", "_stretch", "_tail",
+                 "_tail_len")  # fmt: skip
 
     def __init__(self, secrets: Iterable[str | bytes]) -> None:
         raws = tuple(s.encode("utf-8") if isinstance(s, str) else bytes(s) for s in secrets)
@@ -165,6 +232,7 @@ class SecretScanner:
         self._pending = plan.forms
         self._tail_len, self._marks, self._stretch = plan.tail_len, plan.marks, plan.stretch
         self._tail = b""
+        self._shown_tail = b""
         self._findings: tuple[str, ...] = ()
 
     def feed(self, chunk: bytes | bytearray | memoryview) -> bool:
@@ -174,9 +242,11 @@ class SecretScanner:
         across chunks is still found. A pattern is dropped once found: its form is
         already on record and the remaining searches get cheaper.
         """
+        chunk = bytes(chunk)
+        self._read_shown(chunk)
         if not self._pending:
             return bool(self._findings)
-        window = self._tail + bytes(chunk)
+        window = self._tail + chunk
         if window.translate(self._marks).find(self._stretch) == -1:
             found = []  # no stretch of the forms' bytes as long as the shortest form
         else:
@@ -189,6 +259,19 @@ class SecretScanner:
                 self._findings = (*self._findings, form)
         self._tail = window[-self._tail_len :] if self._tail_len else b""
         return bool(self._findings)
+
+    def _read_shown(self, chunk: bytes) -> None:
+        """Search the stream's last bytes as `shown` reads them, while "shown" is unseen."""
+        plan = self._plan
+        if not plan.shown or "shown" in self._findings:
+            return
+        window = self._shown_tail + chunk
+        self._shown_tail = window[-plan.shown_len :]
+        if not _may_be_written_otherwise(window):
+            return
+        read = shown(window.decode("utf-8", "ignore")).encode("utf-8")
+        if any(form in read for form in plan.shown):
+            self._findings = (*self._findings, "shown")
 
     @property
     def too_short(self) -> int:

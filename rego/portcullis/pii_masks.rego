@@ -20,6 +20,7 @@ shipped_pii_masks := {
 	{"field": "token", "strategy": "redact"},
 	{"detector": "credit_card", "strategy": "partial"},
 	{"detector": "email", "strategy": "partial"},
+	{"detector": "iban", "strategy": "partial"},
 	{"detector": "phone", "strategy": "partial"},
 	{"detector": "ssn", "strategy": "partial"},
 	{"detector": "token", "strategy": "partial"},
@@ -29,6 +30,7 @@ shipped_pii_masks := {
 shipped_detector_masks := {
 	{"detector": "credit_card", "strategy": "partial"},
 	{"detector": "email", "strategy": "partial"},
+	{"detector": "iban", "strategy": "partial"},
 	{"detector": "phone", "strategy": "partial"},
 	{"detector": "ssn", "strategy": "partial"},
 	{"detector": "token", "strategy": "partial"},
