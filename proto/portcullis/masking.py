@@ -765,10 +765,12 @@ def _secret_spans(text: str) -> Iterator[Span]:
 def _token_precheck(text: str) -> bool:
     if len(text) < _MIN_SECRET_TEXT:
         return False
-    lowered = text.lower()
-    return any(hint in lowered for hint in _TOKEN_HINTS) or (
-        any(hint in lowered for hint in _SECRET_HINTS)
-    )
+    return _TOKEN_OR_SECRET_HINT.search(text.lower()) is not None
+
+
+# any of _TOKEN_HINTS or _SECRET_HINTS, in one search (two scans of every hint cost more
+# than the rest of a short value's masking)
+_TOKEN_OR_SECRET_HINT = re.compile("|".join(re.escape(h) for h in (*_TOKEN_HINTS, *_SECRET_HINTS)))
 
 
 # the prechecks over ASCII bytes: a digit count first, as most values have too few digits
