@@ -72,9 +72,15 @@ def test_a_cheaper_condition_never_meets_the_rows_an_in_filter_hides(
 
 
 def test_an_equality_filter_keeps_its_place_in_the_where(db: psycopg.Connection) -> None:
-    done = rewrite(ORACLES["alone"], {"p38_accounts": [RowCondition("tenant", "=", "acme")]})
+    """Beside plain comparisons only; a condition that can fail, as the cast does, reads
+    the table fenced for an `=` filter too (test_pg_probe_p41)."""
+    acme = {"p38_accounts": [RowCondition("tenant", "=", "acme")]}
+    done = rewrite("SELECT id FROM p38_accounts WHERE id IN (1, 2)", acme)
     assert done.sql.startswith("SELECT id FROM p38_accounts WHERE p38_accounts.tenant = 'acme'")
     assert db.execute(done.sql).fetchall() == [(1,)]
+    fenced = rewrite(ORACLES["alone"], acme)
+    assert "OFFSET 0" in fenced.sql
+    assert db.execute(fenced.sql).fetchall() == [(1,)]
 
 
 def test_settings_outside_the_list_are_never_read_by_a_reader_s_condition(

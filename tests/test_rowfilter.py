@@ -208,7 +208,8 @@ def test_a_shape_rewritten_once_gets_each_statements_own_literals(sql):
     from pglast.parser import fingerprint
 
     assert fingerprint(first.sql) == fingerprint(alone.sql)
-    assert "orders.tenant_id = 'acme'" in first.sql
+    # (`x - -3` can fail on a row: that shape reads orders fenced, test_pg_probe_p41)
+    assert ".tenant_id = 'acme'" in first.sql
     # the client's literals are its own, in place, and none became the filter's
     refs, inner = _filtered_refs(first.sql)
     assert refs == inner == 1

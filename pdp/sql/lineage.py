@@ -28,6 +28,9 @@ of a SELECT-bearing statement into two entry fields:
               constant key or path taken out of it (`profile->>'status'`), never whole;
               an output lists such columns as "keyed" (a JSON or XML document met whole
               answers about every masked key inside it: postgres_lineage.rego).
+              "wide": true on the predicate of a key's name when a use met the value
+              under it cast to a type that holds a card or phone number's digits
+              (`(doc->>'card')::numeric > ...`: Flow.wide, _NARROW_CASTS).
 
 Where a name could mean a table column or a whole row (`select c from customers c`), or
 cannot be resolved, it is read as the one that reveals more: the PDP does not know the
@@ -568,6 +571,7 @@ class Flow:
 
     __slots__ = (
         "arithmetic", "changed", "columns", "documents", "keyed", "kind", "tables", "user",
+        "wide",
     )  # fmt: skip
 
     def __init__(
@@ -580,6 +584,7 @@ class Flow:
         keyed: dict[str, None] | None = None,
         documents: dict[str, None] | None = None,
         arithmetic: dict[str, None] | None = None,
+        wide: dict[str, None] | None = None,
     ) -> None:
         self.kind = kind
         self.columns = columns if columns is not None else {}
@@ -600,6 +605,11 @@ class Flow:
         # (_COMPUTING): a number computed from theirs, which the value detectors reading a
         # stored number (a card kept as a bigint) cannot tell from any other
         self.arithmetic = arithmetic if arithmetic is not None else {}
+        # the names of keys whose value, taken out of a document, reached this one cast to
+        # a number type that holds a card or phone number's digits (`(doc->>'card')::
+        # numeric`: not _NARROW_CASTS): keyed, but a number the value detectors mask when the
+        # document is selected, questioned as a wide number column's is
+        self.wide = wide if wide is not None else {}
 
     def _with(self, kind: str, changed: bool, keyed: dict[str, None]) -> Flow:
         return Flow(
@@ -611,6 +621,7 @@ class Flow:
             keyed,
             self.documents,
             self.arithmetic,
+            self.wide,
         )
 
     def derived(self) -> Flow:
@@ -639,7 +650,7 @@ class Flow:
         flow = self.derived()
         return Flow(
             flow.kind, flow.columns, flow.tables, flow.changed, flow.user, {}, documents,
-            flow.arithmetic,
+            flow.arithmetic, flow.wide,
         )  # fmt: skip
 
 
@@ -655,6 +666,7 @@ def _merge(kind: str, flows: list[Flow], keeps: bool = False, computes: bool = F
     tables: dict[str, None] = {}
     keyed: dict[str, None] = {}
     documents: dict[str, None] = {}
+    wide: dict[str, None] = {}
     whole: set[str] = set()
     changed = user = False
     for flow in flows:
@@ -664,6 +676,7 @@ def _merge(kind: str, flows: list[Flow], keeps: bool = False, computes: bool = F
         columns.update(flow.columns)
         tables.update(flow.tables)
         documents.update(flow.documents)
+        wide.update(flow.wide)
         arithmetic.update(flow.columns if computes else flow.arithmetic)
         if computes:
             arithmetic.update(flow.arithmetic)
@@ -678,7 +691,7 @@ def _merge(kind: str, flows: list[Flow], keeps: bool = False, computes: bool = F
                 changed = True
     if keyed and whole:
         keyed = {c: None for c in keyed if c not in whole}
-    return Flow(kind, columns, tables, changed, user, keyed, documents, arithmetic)
+    return Flow(kind, columns, tables, changed, user, keyed, documents, arithmetic, wide)
 
 
 Output = tuple[str, Flow]
@@ -786,7 +799,7 @@ class Lineage:
 
     __slots__ = (
         "arguments", "branches", "documents", "joins", "matching", "predicates", "shadows",
-        "sorting", "written",
+        "sorting", "wide", "written",
     )  # fmt: skip
 
     def __init__(self, joins: bool = True) -> None:
@@ -800,6 +813,9 @@ class Lineage:
         # the (column, use) of predicates that met a column made a document (Flow.documents)
         # whole (not keyed)
         self.documents: set[tuple[str, str]] = set()
+        # the (column, use) of predicates that met a key's value cast to a wide number
+        # (Flow.wide)
+        self.wide: set[tuple[str, str]] = set()
         # a set operation's branches that are no set operation themselves, by the id of
         # its fields: an enclosing UNION compares the rows of each (leaf) branch
         self.branches: dict[int, list[list[Output]]] = {}
@@ -902,6 +918,8 @@ class Lineage:
         for column in flow.columns:
             key = (column, use)
             self.predicates[key] = self.predicates.get(key, True) and column in flow.keyed
+            if column in flow.wide:
+                self.wide.add(key)
             if column in flow.documents and column not in flow.keyed:
                 self.documents.add(key)
         if flow.kind in (WHOLE_ROW, STAR) or (flow.tables and flow.kind != PLAIN):
@@ -1488,13 +1506,27 @@ class Lineage:
                 and names[-1] in _SCALAR_TYPES
                 and names[:-1] in ([], ["pg_catalog"])
                 and not type_name.get("arrayBounds")
-                and _extracted(fields["arg"])
+                and _taken_out(fields["arg"])
             ):
                 # `(doc->>'n')::int`: a document (a JSON object, an array, XML) never reads
                 # as a number, date or boolean, so what comes of the cast, and whether it
-                # failed, answers nothing about the masked keys one may hold
+                # failed, answers nothing about the masked keys one may hold. Only a value
+                # a key was taken out for: a column's whole value (`note::numeric`,
+                # `note::text::bigint`, `(note::jsonb #>> '{}')::numeric`, `doc->0`) is
+                # the text the value detectors mask, and `note::numeric > 4111111111111110`
+                # binary-searched a card number kept alone in a free-text column
                 scalar = flow.taken_part()
                 self.partial(scalar)
+                if names[-1] not in _NARROW_CASTS:
+                    # ...but a number type wide enough for a card or phone number's digits
+                    # is the number the value detectors mask when the document is selected:
+                    # `(doc->>'card')::numeric > 4111111111111110` binary-searched the card
+                    # of {"card": "4111111111111111"} in some fifty statements. What is
+                    # made of it (compared, ordered, grouped, computed upon) is questioned
+                    # as a wide number column's use is, under the key's name (Flow.wide);
+                    # the cast alone only asks whether the text reads as a number
+                    key = _value_key(fields["arg"])
+                    scalar.wide = {**scalar.wide, **({key: None} if key else scalar.columns)}
                 return scalar.transformed()
             if names[-1:] and names[-1] in _TEXT_TYPES and not type_name.get("arrayBounds"):
                 if (
@@ -2577,23 +2609,74 @@ _SCALAR_TYPES = frozenset(
 )  # fmt: skip
 
 
-def _extracted(node: Any) -> bool:
-    """Whether node is a column, or a value taken out of one by constant keys, paths or
-    positions (`doc->>'n'`, `profile #>> '{a,b}'`, `profile['n']`,
-    jsonb_extract_path_text(profile, 'n'), through casts to text or a document type):
-    nothing that computes from its text (substr(...)::int would say whether one
-    character of a document is a digit)."""
-    return _extraction(node) is not None
+# the scalar casts whose type holds no card or phone number's digits the value detectors
+# mask under a key of any name, nor reads them as another value in order (an allow-list:
+# int8, numeric, the floats and interval do: '+14155550123'::interval is 3932097:15:23).
+# A date or timestamp reads only bare digits ('4155550123'::date is 415555-01-23), which
+# the detectors mask only under a key named as a sensitive field (tel, ssn), questioned by
+# its name whatever the cast (postgres_lineage.rego pg_masked_key); an int4 holds a
+# social security number or some phone numbers, the same
+_NARROW_CASTS = frozenset(
+    {
+        "int2", "int4", "smallint", "integer", "bool", "boolean", "uuid", "time", "timetz",
+        "date", "timestamp", "timestamptz",
+    }
+)  # fmt: skip
+
+
+def _value_key(node: Any) -> str | None:
+    """The name of the key whose value node takes out of a document (`_taken_out`): the
+    last key named on the way (`doc->'pay'->>'card'`, `doc #>> '{pay,card}'`, `doc['pay']
+    ['card']`: card; `doc->'cards'->>0`: cards), lower case as `_keys_flow` names it."""
+    while isinstance(node, dict) and len(node) == 1:
+        ((tag, fields),) = node.items()
+        keys: list[Any]
+        if tag == "TypeCast":
+            node = fields.get("arg")
+            continue
+        if tag == "A_Expr":
+            operator = _sval((fields.get("name") or [{}])[-1])
+            keys = [fields.get("rexpr")]
+            if operator.startswith("#"):
+                path = _constant_path(fields.get("rexpr"))
+                path = path if isinstance(path, dict) else {}
+                text = str((path.get("A_Const") or {}).get("sval", {}).get("sval", ""))
+                inner = text.strip().removeprefix("{").removesuffix("}")
+                parts = [k.strip().strip('"') for k in inner.split(",")]
+                keys = [{"A_Const": {"sval": {"sval": k}}} for k in parts if not k.isdigit()]
+            node = fields.get("lexpr")
+        elif tag == "A_Indirection":
+            keys = [
+                {"A_Const": {"sval": {"sval": _sval(s)}}}
+                if "String" in s
+                else (s.get("A_Indices") or {}).get("uidx")
+                for s in fields.get("indirection", ())
+            ]
+            node = fields.get("arg")
+        elif tag == "FuncCall":
+            args = list(fields.get("args") or ())
+            keys, node = args[1:], args[0] if args else None
+        else:
+            return None
+        for key in reversed(keys):
+            const = key.get("A_Const", {}) if isinstance(key, dict) else {}
+            text = str(const.get("sval", {}).get("sval", "")) if "sval" in const else ""
+            if text:
+                return text.lower()
+    return None
 
 
 def _taken_out(node: Any) -> bool:
-    """Whether node is a value taken out of a column by constant keys, paths or positions
-    (`_extracted`, not the column itself nor only a cast of it)."""
+    """Whether node is a value taken out of a column by constant keys or paths naming a
+    key (`doc->>'n'`, `profile #>> '{a,b}'`, `profile['n']`, jsonb_extract_path_text(profile,
+    'n'), through casts to text or a document type): not the column itself, nor only a cast
+    of it, nor a position (nothing that computes from its text: substr(...)::int would say
+    whether one character of a document is a digit)."""
     return bool(_extraction(node))
 
 
 def _extraction(node: Any) -> bool | None:
-    """_extracted's walk: None when node is no such value, else whether a key, path or
+    """_taken_out's walk: None when node is no such value, else whether a key, path or
     position was taken on the way to the column."""
     taken = False
     while True:
@@ -2878,6 +2961,7 @@ def lineage_fields(tag: str, fields: Fields) -> dict[str, Any]:
         "outputs": [_output(name, flow) for name, flow in outputs],
         "predicates": [
             _predicate(column, use, keyed, (column, use) in walk.documents)
+            | ({"wide": True} if (column, use) in walk.wide else {})
             for (column, use), keyed in walk.predicates.items()
         ],
     }

@@ -27,6 +27,13 @@ predicate is qualified by the reference's own name, which in that SELECT's scope
 be this table (the innermost scope resolves first); column aliases would rename the
 table's columns, so a reference carrying them keeps the subselect.
 
+Conditions never meet a hidden row: the planner runs a scan's conditions cheapest first,
+the filter's among them, so a statement with a condition that could fail on a row's
+values (anything but comparisons of columns with columns, constants and parameters), or
+with a subquery in FROM or a WITH query, reads every filtered table in a subselect kept
+apart by `OFFSET 0` (never pulled up, nothing pushed into it), as an `in` filter always
+is (_conditions_can_fail).
+
 Proving coverage, not hoping for it: after the rewrite every RangeVar of the tree is
 checked; one that names a filtered table and is not the inner reference this module made
 (a write's target, COPY of the table, TABLESAMPLE, LOCK, DDL...) denies the statement, and
@@ -200,6 +207,9 @@ class _Rewriter:
         self.made: set[int] = set()  # the inner RangeVars this rewrite placed
         self.ctes: set[int] = set()  # RangeVars that name a CTE in scope
         self.applied: dict[str, None] = {}
+        # the statement being rewritten has a condition that could fail on a hidden row
+        # (_conditions_can_fail): every filter of it is read fenced
+        self.fence = False
 
     # -- matching ------------------------------------------------------------------------
 
@@ -238,6 +248,7 @@ class _Rewriter:
                 f"{type(node).__name__} is not a statement the row filter knows how to cover — "
                 "denied"
             )
+        self.fence = _conditions_can_fail(node)
         return self.visit(node, frozenset())
 
     def visit(self, node: Any, scope: frozenset[str]) -> Any:
@@ -287,7 +298,7 @@ class _Rewriter:
         if item.alias is not None and item.alias.colnames:
             return False  # renamed columns: the subselect's inner alias reads the table's
         found = self._conditions(item)
-        if found is None or _fenced(found[1]):
+        if found is None or self.fence or _fenced(found[1]):
             return False
         name, conditions = found
         qualifier = str(item.alias.aliasname if item.alias is not None else item.relname)
@@ -323,7 +334,7 @@ class _Rewriter:
         assert isinstance(select, ast.SelectStmt)
         select.fromClause = (inner,)
         select.whereClause = _predicate(conditions, INNER_ALIAS)
-        if _fenced(conditions):
+        if self.fence or _fenced(conditions):
             select.limitOffset = ast.A_Const(isnull=False, val=ast.Integer(ival=0))
         self.applied[name] = None
         alias = item.alias or ast.Alias(aliasname=item.relname)
@@ -368,6 +379,11 @@ class _Rewriter:
 
 
 def _range_vars(node: Any) -> Iterator[ast.RangeVar]:
+    return (item for item in _nodes(node) if isinstance(item, ast.RangeVar))
+
+
+def _nodes(node: Any) -> Iterator[Any]:
+    """Every parse node under node (node included)."""
     stack = [node]
     while stack:
         item = stack.pop()
@@ -376,8 +392,7 @@ def _range_vars(node: Any) -> Iterator[ast.RangeVar]:
             continue
         if not isinstance(item, ast.Node):
             continue
-        if isinstance(item, ast.RangeVar):
-            yield item
+        yield item
         for name in _slots(item):
             value = getattr(item, name)
             if isinstance(value, (ast.Node, tuple, list)):
@@ -431,16 +446,113 @@ _FROM_ITEMS = frozenset(
 
 
 def _fenced(conditions: Sequence[RowCondition]) -> bool:
-    """Whether the filter's subselect must be read whole before any condition of the
-    statement's: one with an `in` list. The planner runs a scan's conditions cheapest
-    first, and n values cost n/2 comparisons (hashed: one, as `=` does), so a reader's
-    cheaper `1/(ascii(s.setting) - 47) = 1`, in the same WHERE or pushed down into the
-    subselect, ran on rows the filter hides (pg_settings' data_directory): its division by
-    zero told their values. `OFFSET 0` keeps the subselect apart (never pulled up, no
-    condition pushed into it), so the statement's conditions, outputs and functions meet
-    only the rows the filter admits; an `=` filter keeps the plans it had (one comparison,
-    first among equals, where a tenant's index is used)."""
+    """Whether the filter's subselect is kept apart whatever the statement's conditions:
+    one with an `in` list. The planner runs a scan's conditions cheapest first, and n
+    values cost n/2 comparisons (hashed: one, as `=` does), so a reader's cheaper
+    `1/(ascii(s.setting) - 47) = 1`, in the same WHERE or pushed down into the subselect,
+    ran on rows the filter hides (pg_settings' data_directory): its division by zero told
+    their values. `OFFSET 0` keeps the subselect apart (never pulled up, no condition
+    pushed into it), so the statement's conditions, outputs and functions meet only the
+    rows the filter admits."""
     return any(c.op == "in" for c in conditions)
+
+
+def _conditions_can_fail(statement: Any) -> bool:
+    """Whether a condition of the statement could run on a row the filter hides and fail
+    (or do anything else a row's values could show) there: then every filter is read in a
+    subselect kept apart (`OFFSET 0`), as an `in` list always is.
+
+    An `=` filter costs the planner one comparison, and a reader's condition of one
+    function call costs the same: tied, the reader's ran first (the filter's equality goes
+    to an equivalence class and comes back last), so `WHERE jsonb_path_match(j, '$.a')`
+    failed with "single boolean result is expected" on another tenant's row, and the
+    error answered what that row held; the same when the condition sat in an outer query
+    and was pushed down into the filtered subselect. A statement whose conditions are all
+    comparisons of columns with columns, constants or parameters (`id = 5`, `a IN (1, 2)`,
+    `b IS NULL`, `c BETWEEN $1 AND $2`, joined by AND, OR, NOT) keeps the plans it had:
+    such a comparison of the server's own types cannot fail on a row's values, so which
+    runs first does not matter, and its index can still be used. A subquery in FROM or a
+    WITH query makes a column name an expression of its own (`WHERE x` over `SELECT
+    jsonb_path_match(...) AS x`), so a statement with one is read fenced too."""
+    for node in _nodes(statement):
+        if isinstance(node, (ast.RangeSubselect, ast.WithClause, ast.CommonTableExpr)):
+            return True
+        for slot in _CONDITION_SLOTS.get(type(node).__name__, ()):
+            condition = getattr(node, slot, None)
+            if condition is not None and not _plain_condition(condition):
+                return True
+    return False
+
+
+# the fields holding a condition a scan may run, per node type
+_CONDITION_SLOTS = {
+    "SelectStmt": ("whereClause", "havingClause"),
+    "UpdateStmt": ("whereClause",),
+    "DeleteStmt": ("whereClause",),
+    "JoinExpr": ("quals",),
+    "MergeStmt": ("joinCondition",),
+    "MergeWhenClause": ("condition",),
+    "OnConflictClause": ("whereClause",),
+    "InferClause": ("whereClause",),
+}
+
+
+def _plain_condition(node: Any) -> bool:
+    """A condition built only of comparisons between columns, constants and parameters."""
+    if isinstance(node, ast.BoolExpr):
+        return all(_plain_condition(a) for a in node.args or ())
+    if isinstance(node, (ast.NullTest, ast.BooleanTest)):
+        return _plain_operand(node.arg)
+    if isinstance(node, ast.ColumnRef):
+        return _plain_operand(node)
+    if _constant_operand(node):
+        return True
+    if not isinstance(node, ast.A_Expr) or node.kind not in _PLAIN_KINDS:
+        return False
+    names = [getattr(n, "sval", None) for n in node.name or ()]
+    between = node.kind in (A_Expr_Kind.AEXPR_BETWEEN, A_Expr_Kind.AEXPR_NOT_BETWEEN)
+    if not between and (len(names) != 1 or names[0] not in _COMPARISONS):
+        return False
+    if not _plain_operand(node.lexpr):
+        return False
+    if node.kind in (A_Expr_Kind.AEXPR_OP_ANY, A_Expr_Kind.AEXPR_OP_ALL):
+        return _constant_operand(node.rexpr)
+    if isinstance(node.rexpr, tuple):  # IN (...), BETWEEN a AND b
+        return all(_plain_operand(v) for v in node.rexpr)
+    return _plain_operand(node.rexpr)
+
+
+_PLAIN_KINDS = frozenset(
+    {
+        A_Expr_Kind.AEXPR_OP,
+        A_Expr_Kind.AEXPR_OP_ANY,
+        A_Expr_Kind.AEXPR_OP_ALL,
+        A_Expr_Kind.AEXPR_DISTINCT,
+        A_Expr_Kind.AEXPR_NOT_DISTINCT,
+        A_Expr_Kind.AEXPR_IN,
+        A_Expr_Kind.AEXPR_BETWEEN,
+        A_Expr_Kind.AEXPR_NOT_BETWEEN,
+    }
+)
+
+
+def _plain_operand(node: Any) -> bool:
+    """A column named as it is (no `*`), or a constant."""
+    if isinstance(node, ast.ColumnRef):
+        return all(isinstance(f, ast.String) for f in node.fields or ())
+    return _constant_operand(node)
+
+
+def _constant_operand(node: Any) -> bool:
+    """A literal or parameter, maybe cast or negated: the same value on every row."""
+    if isinstance(node, (ast.A_Const, ast.ParamRef)):
+        return True
+    if isinstance(node, ast.TypeCast):
+        return _constant_operand(node.arg)
+    if isinstance(node, ast.A_Expr) and node.kind == A_Expr_Kind.AEXPR_OP and node.lexpr is None:
+        names = [getattr(n, "sval", None) for n in node.name or ()]
+        return names in (["-"], ["+"]) and _constant_operand(node.rexpr)
+    return False
 
 
 def _predicate(conditions: Sequence[RowCondition], qualifier: str) -> Any:

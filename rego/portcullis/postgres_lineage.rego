@@ -770,11 +770,11 @@ pg_lineage_unindexed contains pg_predicate_reason(p) if {
 
 # A predicate pg_questioned_predicate may hold for: a column sensitive_columns names, one
 # the proxy sent facts for (view_columns: a view column, a document, free text, a wide
-# number), a whole row, a column read as a document. Four one-line bodies, asked first by
-# the two rules above: most predicates name a plain column (an id, a status, a date),
-# for which this fails at once where pg_questioned_predicate's six bodies (and
-# pg_sensitive_column's two) were each tried. It must hold wherever any body of
-# pg_questioned_predicate does.
+# number), a whole row, a column read as a document, a key's value read as a wide number.
+# Five one-line bodies, asked first by the two rules above: most predicates name a plain
+# column (an id, a status, a date), for which this fails at once where
+# pg_questioned_predicate's seven bodies (and pg_sensitive_column's two) were each tried.
+# It must hold wherever any body of pg_questioned_predicate does.
 pg_questionable(p) if p.column in data.portcullis.sensitive_columns
 
 pg_questionable(p) if input.command.postgres.view_columns[p.column]
@@ -782,6 +782,13 @@ pg_questionable(p) if input.command.postgres.view_columns[p.column]
 pg_questionable(p) if p.column == "*"
 
 pg_questionable(p) if p.document
+
+pg_questionable(p) if p.wide
+
+pg_questionable(p) if {
+	p.keyed
+	pg_masked_key(p.column)
+}
 
 # Each body opens with the test that fails for most columns (a lookup in the column's
 # facts): a negation such as `not p.keyed` costs the evaluator more, and every predicate of
@@ -860,6 +867,55 @@ pg_questioned_predicate(p) if {
 	"0" in input.command.postgres.view_columns[p.column] # pg_wide_number(p.column), written out
 	not p.keyed
 	not data.portcullis.postgres.plain_number_columns[p.column]
+}
+
+# ...and so is a value taken out of a document under a key and cast to a number type that
+# holds a card or phone number's digits (int8, numeric, the floats, interval: lineage's
+# `wide`, given on the predicate of the key's name): `(doc->>'card')::numeric >
+# 4111111111111110` of {"card": "4111111111111111"}, which the value detectors mask when
+# the document is selected, binary-searched the card in some fifty statements, as `num >
+# ...` would of a wide number column. Unless postgres.plain_number_columns lists the key's
+# name (`(payload->>'amount')::numeric > 100`); a cast to int4, smallint, boolean, a date or
+# a time (`(payload->>'ms')::int > 100`) holds no number the detectors mask under a key of
+# any name, and stays keyed (a key named as a sensitive field is questioned by its name
+# below: pg_masked_key).
+pg_questioned_predicate(p) if {
+	p.wide
+	not data.portcullis.postgres.plain_number_columns[p.column]
+}
+
+# ...and so is a key's value the masks hide by the key's name, though the policy lists no
+# column so named: a document's `tel`, `mobile`, `customer_phone`, `social_security` or
+# `ccn` is masked whole as phone, ssn or card_number (data.portcullis.field_aliases, as
+# portcullis.masking.FIELD_ALIASES and rule_for_key read a key's words), but met keyed,
+# `(doc->>'tel')::int > 2125550190` binary-searched a phone number that fits an int4, as
+# `::date` ('078051120' is 7805-11-20) did a social security number written without dashes.
+pg_questioned_predicate(p) if {
+	p.keyed
+	pg_masked_key(p.column)
+}
+
+# whether a document's key (lower case, as lineage names it) reads as a sensitive field's
+# name: its words hold the field's or one of its other names' words, or those written as
+# one, singular or plural (http_field_names, http_spaced_words: http.rego)
+pg_masked_key(key) if {
+	words := http_spaced_words(key)
+	some field in data.portcullis.sensitive_columns
+	some name in http_field_names(field)
+	some spelt in [name, concat("", split(name, " "))]
+	some plural in ["", "s", "es"]
+	contains(words, sprintf(" %s%s ", [spelt, plural]))
+}
+
+# ...or, lineage naming keys in lower case (`customerPhone` is customerphone), holds one of
+# those names of five letters or more written as one anywhere in it
+pg_masked_key(key) if {
+	joined := regex.replace(lower(key), `[^a-z0-9]+`, "")
+	some field in data.portcullis.sensitive_columns
+	some name in http_field_names(field)
+	spelt := concat("", split(name, " "))
+	count(spelt) >= 5
+	contains(joined, spelt)
 }
 
 # min(note) / max(note) (lineage's "choice") return one of the values as it is, chosen by
@@ -947,7 +1003,20 @@ pg_sequenced(p) if {
 	not pg_sensitive_column(p.column)
 }
 
-pg_sequence_reason(p) := sprintf("the rows come back in the order of the values of number column %s or of their hashes (grouped, made DISTINCT or joined on), which may hold a card number the value detectors mask, so where a masked value lands among the others answers how it compares: denied to everyone not in pii-readers; name every output in ORDER BY, aggregate into one row, or list the column in postgres.plain_number_columns if it holds none", [p.column]) if {
+# ...and such a number read out of a document under a key (lineage's `wide`): `SELECT
+# count(*), min(id) ... GROUP BY (doc->>'card')::numeric, B'1'::varbit` orders the groups
+# by the card.
+pg_sequenced(p) if {
+	p.use == "arranged"
+	p.wide
+	not data.portcullis.postgres.plain_number_columns[p.column]
+}
+
+pg_sequence_reason(p) := sprintf("the rows come back in the order of the numbers read out of documents under key %s (grouped, made DISTINCT or joined on), which may be a card number the value detectors mask, so where a masked value lands among the others answers how it compares: denied to everyone not in pii-readers; name every output in ORDER BY, aggregate into one row, or list the key in postgres.plain_number_columns if it holds none", [p.column]) if {
+	p.use == "arranged"
+	p.wide
+	not pg_sensitive_column(p.column)
+} else := sprintf("the rows come back in the order of the values of number column %s or of their hashes (grouped, made DISTINCT or joined on), which may hold a card number the value detectors mask, so where a masked value lands among the others answers how it compares: denied to everyone not in pii-readers; name every output in ORDER BY, aggregate into one row, or list the column in postgres.plain_number_columns if it holds none", [p.column]) if {
 	p.use == "arranged"
 	pg_wide_number(p.column)
 } else := sprintf("the rows come back in the order of the values of column %s or of their hashes (grouped, made DISTINCT or joined on), which the masks show only in part, so where a masked value lands among the others answers how it compares: denied to everyone not in pii-readers; name every output in ORDER BY, aggregate into one row, or list the column in postgres.plain_text_columns if it holds no such text", [p.column]) if {
@@ -965,6 +1034,13 @@ pg_sequence_label(column) := "whole rows" if {
 
 pg_predicate_reason(p) := sprintf("a whole row used in a condition or ordering (%s) may reveal sensitive columns: denied to everyone not in pii-readers", [p.use]) if {
 	p.column == "*"
+} else := sprintf("%s use of the value under key %s of a document, read as a type that holds a card or phone number's digits (a wide number or an interval), in a condition, ordering or computation answers questions about a number the value detectors mask when the document is selected: denied to everyone not in pii-readers (cast to int, or list the key in postgres.plain_number_columns if it holds no such number)", [p.use, p.column]) if {
+	p.wide
+	not pg_sensitive_column(p.column)
+} else := sprintf("%s use of the value under key %s of a document, which the masks hide whole as a sensitive field's (its name or another name of it), in a condition, ordering or computation answers questions about that value: denied to everyone not in pii-readers", [p.use, p.column]) if {
+	p.keyed
+	not pg_sensitive_column(p.column)
+	pg_masked_key(p.column)
 } else := sprintf("%s column %s goes into a computation that can fail for some of its values (arithmetic, a cast that parses text, a function not known never to fail, a value grown past 1 GB), so its error would answer questions about what the value detectors mask in it: denied to everyone not in pii-readers (list the column in postgres.%s if it holds no such value)", [pg_partial_kind(p.column), p.column, pg_partial_list(p.column)]) if {
 	p.use == "partial"
 	not pg_sensitive_column(p.column)

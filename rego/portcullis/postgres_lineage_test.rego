@@ -1050,3 +1050,43 @@ test_groups_arranged_by_a_wide_number_are_denied_but_not_by_keys_or_listed_names
 		with_views(["readonly"], selecting([], [{"column": column, "use": "arranged"}]), {"amount": ["0"], "id": ["0"]}).verdict != "deny"
 	}
 }
+
+# a document key's value read as a wide number (lineage's `wide`: `(doc->>'card')::numeric`)
+# is questioned as a wide number column is, unless plain_number_columns lists the key
+test_a_keys_value_read_as_a_wide_number_is_questioned_unless_the_key_is_listed if {
+	every use in ["other", "order", "partial", "range"] {
+		p := {"column": "card", "use": use, "keyed": true, "wide": true}
+		d := portcullis.decision with input as pg_input(["readonly"], [selecting([], [p])])
+		d.verdict == "deny"
+		some r in d.reasons
+		contains(r, sprintf("%s use of the value under key card of a document", [use]))
+	}
+	arranged := selecting([], [{"column": "card", "use": "arranged", "keyed": true, "wide": true}])
+	a := portcullis.decision with input as pg_input(["readonly"], [arranged])
+	a.verdict == "deny"
+	some ra in a.reasons
+	startswith(ra, "the rows come back in the order of the numbers read out of documents under key card")
+	listed := selecting([], [{"column": "amount", "use": "other", "keyed": true, "wide": true}])
+	portcullis.decision.verdict != "deny" with input as pg_input(["readonly"], [listed])
+	narrow := selecting([], [{"column": "ms", "use": "other", "keyed": true}])
+	portcullis.decision.verdict != "deny" with input as pg_input(["readonly"], [narrow])
+	pii := selecting([], [{"column": "card", "use": "other", "keyed": true, "wide": true}])
+	portcullis.decision.verdict == "allow" with input as pg_input(["pii-readers"], [pii])
+}
+
+# a key the masks hide by its name (an alias of a sensitive field's) is questioned keyed too
+test_a_key_masked_by_its_name_is_questioned_keyed if {
+	every key in ["tel", "mobile", "customer_phone", "social_security", "ccn", "cardnumbers", "customerphone", "socialsecuritynumber"] {
+		p := {"column": key, "use": "other", "keyed": true}
+		d := portcullis.decision with input as pg_input(["readonly"], [selecting([], [p])])
+		d.verdict == "deny"
+		some r in d.reasons
+		contains(r, sprintf("other use of the value under key %s of a document, which the masks hide whole", [key]))
+	}
+	every key in ["ms", "n", "status", "hotel_id", "telemetry"] {
+		p := {"column": key, "use": "other", "keyed": true}
+		portcullis.decision.verdict != "deny" with input as pg_input(["readonly"], [selecting([], [p])])
+	}
+	tel := selecting([], [{"column": "tel", "use": "other", "keyed": true}])
+	portcullis.decision.verdict == "allow" with input as pg_input(["pii-readers"], [tel])
+}
