@@ -20,7 +20,7 @@ from adversary import Arena
 from pg_probe_stack import arena_fixture
 
 from proxies.postgres import catalog_watch
-from proxies.postgres.builtin_rows import BUILTIN_ROWS_SQL
+from proxies.postgres.builtin_rows import BUILTIN_ROWS_SQL, CODE_ROWS_SQL
 from proxies.postgres.upstream import Answer
 from proxies.postgres.user_code import USER_CODE_SQL
 
@@ -57,7 +57,7 @@ def asked(arena: Arena, monkeypatch: pytest.MonkeyPatch) -> Iterator[Asked]:
     real_whole = catalog_watch.session_answer
 
     async def counting_whole(upstream: Any, sql: str, timeout: float = 5.0) -> Answer | None:
-        if sql.endswith(BUILTIN_ROWS_SQL):
+        if sql.endswith(CODE_ROWS_SQL):
             counts["builtins"] += 1
             counts["builtins_whole"] += 1
         return await real_whole(upstream, sql, timeout)
@@ -133,29 +133,6 @@ def test_code_made_between_sessions_is_judged_by_the_next(
             admin.execute("DROP FUNCTION pg_catalog.lower(integer)")
 
 
-def test_a_built_in_row_written_in_place_between_sessions_refuses_the_next(
-    arena: Arena, asked: Asked
-) -> None:
-    """A built-in's row written since initdb (the questions' `>` made `=`: the marks alone
-    would not move) after a session read the catalogue: the next session reads it whole
-    and is refused."""
-    assert _session(arena) == [(1,)]
-    with arena.admin() as admin:
-        admin.execute(
-            "UPDATE pg_catalog.pg_operator SET oprcode = 'pg_catalog.int8eq'::regproc"
-            " WHERE oid = '>(int8,int8)'::regoperator"
-        )
-    try:
-        with pytest.raises(psycopg.OperationalError, match="catalog could not be read"):
-            _session(arena)
-    finally:
-        with arena.admin() as admin:
-            admin.execute(
-                "UPDATE pg_catalog.pg_operator SET oprcode = 'pg_catalog.int8gt'::regproc"
-                " WHERE oid = '>(int8,int8)'::regoperator"
-            )
-
-
 def test_an_answer_is_read_into_rows_only_when_whole_and_without_errors() -> None:
     """Answer.first_column: the rows session_query would give, or None for an answer
     holding an error, cut short, or not well-formed."""
@@ -180,3 +157,57 @@ def test_an_answer_is_read_into_rows_only_when_whole_and_without_errors() -> Non
     assert Answer(good[:-3]).first_column() is None  # cut inside a frame
     assert Answer(b"\xff" + good).first_column() is None
     assert Answer(frames(codec.DataRow([b"\xff"]), codec.ReadyForQuery("I"))).first_column() is None
+
+
+def test_a_database_made_elsewhere_does_not_read_the_code_rows_again(
+    arena: Arena, asked: Asked, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Databases are made and dropped all the time on a shared server (pg_database's rows,
+    read for the initdb boundary, change): the code rows' answer, the same bytes, is not
+    read into rows again."""
+    import secrets
+
+    read = Counter[str]()
+    first_column = Answer.first_column
+
+    def counted(self: Answer) -> list[str] | None:
+        read["code rows"] += 1
+        return first_column(self)
+
+    monkeypatch.setattr(Answer, "first_column", counted)
+    assert _session(arena) == [(1,)]
+    name = f"facts_elsewhere_{secrets.token_hex(4)}"
+    with arena.admin() as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    try:
+        before = read["code rows"]
+        assert _session(arena) == [(1,)]
+        assert asked["builtins_whole"] >= 2
+        assert read["code rows"] == before
+    finally:
+        with arena.admin() as admin:
+            admin.execute(f"DROP DATABASE {name}")
+
+
+# (last: the arena's database refuses sessions after it)
+def test_a_built_in_row_written_in_place_between_sessions_refuses_the_next(
+    arena: Arena, asked: Asked
+) -> None:
+    """A built-in's row written since initdb (the questions' `>` made `=`: the marks alone
+    would not move) after a session read the catalogue: the next session reads it whole
+    and is refused."""
+    assert _session(arena) == [(1,)]
+    with arena.admin() as admin:
+        admin.execute(
+            "UPDATE pg_catalog.pg_operator SET oprcode = 'pg_catalog.int8eq'::regproc"
+            " WHERE oid = '>(int8,int8)'::regoperator"
+        )
+    try:
+        with pytest.raises(psycopg.OperationalError, match="catalog could not be read"):
+            _session(arena)
+    finally:
+        with arena.admin() as admin:
+            admin.execute(
+                "UPDATE pg_catalog.pg_operator SET oprcode = 'pg_catalog.int8gt'::regproc"
+                " WHERE oid = '>(int8,int8)'::regoperator"
+            )

@@ -88,7 +88,21 @@ def _record(catalog: str, *fields: str) -> str:
     )
 
 
-BUILTIN_ROWS_SQL = " UNION ALL ".join(
+# the pg_database rows alone (the boundary: initdb_boundary), and the code rows alone (every
+# other arm): a database made or dropped anywhere on the server changes the first, so a
+# session start asks the two apart and keeps what it weighed of the second by its answer's
+# bytes (catalog_watch); BUILTIN_ROWS_SQL is both in one answer
+DATABASE_ROWS_SQL = _record(
+    "pg_database",
+    "'d'::pg_catalog.text",
+    "o.oid",
+    "o.xmin",
+    _ZERO,
+    _ZERO,
+    _ZERO,
+    "o.datname",
+)
+CODE_ROWS_SQL = " UNION ALL ".join(
     [
         _record(
             "pg_proc",
@@ -99,16 +113,6 @@ BUILTIN_ROWS_SQL = " UNION ALL ".join(
             _ZERO,
             _ZERO,
             "o.proname",
-        ),
-        _record(
-            "pg_database",
-            "'d'::pg_catalog.text",
-            "o.oid",
-            "o.xmin",
-            _ZERO,
-            _ZERO,
-            _ZERO,
-            "o.datname",
         ),
     ]
     + [
@@ -123,6 +127,10 @@ BUILTIN_ROWS_SQL = " UNION ALL ".join(
         )
         for arm in _ARMS
     ]
+)
+# (pg_proc's arm, then pg_database's, then the rest, as the rows were always asked)
+BUILTIN_ROWS_SQL = CODE_ROWS_SQL.replace(
+    " UNION ALL ", f" UNION ALL {DATABASE_ROWS_SQL} UNION ALL ", 1
 )
 
 # One catalogue row as BUILTIN_ROWS_SQL gives it: its catalogue's letter, OID, xmin, the

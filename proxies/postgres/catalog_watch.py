@@ -49,7 +49,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from proxies.postgres import codec
-from proxies.postgres.builtin_rows import BUILTIN_ROWS_SQL, changed_builtins
+from proxies.postgres.builtin_rows import (
+    BUILTIN_ROWS_SQL,
+    CODE_ROWS_SQL,
+    DATABASE_ROWS_SQL,
+    changed_builtins,
+    initdb_boundary,
+    parse_rows,
+)
 from proxies.postgres.code_names import CodeNames, code_names
 from proxies.postgres.columns import VIEW_COLUMNS_SQL, renamed_view_columns
 from proxies.postgres.relations import RELATION_SOURCES_SQL, relation_sources
@@ -247,25 +254,33 @@ _WEIGHED_ANSWERS_MAX = 4
 async def _changed_builtins(
     upstream: Upstream, ask: Ask, whole: AskWhole | None, bound: int
 ) -> list[str] | None:
-    """changed_builtins of the built-in rows asked on `upstream` (None: not read), by their
-    answer's bytes when `whole` asks for them whole: rows read into messages only when
-    those bytes were not met before."""
-    sql = PINNED_PATH + BUILTIN_ROWS_SQL
-    answer = await whole(upstream, sql) if whole is not None else None
-    if answer is None:
-        texts = await ask(upstream, sql)
-        return None if texts is None else changed_builtins(texts, QUESTION_FUNCTIONS, bound)
-    key = (answer.raw, bound)
-    known = _WEIGHED_ANSWERS.get(key)
-    if known is None:
-        texts = answer.first_column()
-        if texts is None:
+    """changed_builtins of the built-in rows asked on `upstream` (None: not read). With
+    `whole`, the pg_database rows are asked apart (as text: a few) and the code rows as
+    their answer's bytes, read into messages only when those bytes were not met before
+    with the same boundary (a database made anywhere on the server changes the first,
+    not the second)."""
+    if whole is not None:
+        databases = await ask(upstream, PINNED_PATH + DATABASE_ROWS_SQL)
+        if databases is None:
             return None
-        known = changed_builtins(texts, QUESTION_FUNCTIONS, bound)
-        if len(_WEIGHED_ANSWERS) >= _WEIGHED_ANSWERS_MAX:
-            _WEIGHED_ANSWERS.clear()
-        _WEIGHED_ANSWERS[key] = known
-    return list(known)
+        answer = await whole(upstream, PINNED_PATH + CODE_ROWS_SQL)
+        if answer is not None:
+            rows = parse_rows(databases)
+            boundary = initdb_boundary(rows) if rows is not None else None
+            key = None if boundary is None else (answer.raw, min(boundary, bound))
+            known = _WEIGHED_ANSWERS.get(key) if key is not None else None
+            if known is None:
+                texts = answer.first_column()
+                if texts is None:
+                    return None
+                known = changed_builtins(texts + databases, QUESTION_FUNCTIONS, bound)
+                if key is not None:
+                    if len(_WEIGHED_ANSWERS) >= _WEIGHED_ANSWERS_MAX:
+                        _WEIGHED_ANSWERS.clear()
+                    _WEIGHED_ANSWERS[key] = known
+            return list(known)
+    texts = await ask(upstream, PINNED_PATH + BUILTIN_ROWS_SQL)
+    return None if texts is None else changed_builtins(texts, QUESTION_FUNCTIONS, bound)
 
 
 async def read_facts(
