@@ -337,6 +337,8 @@ class RequestReader:
             return Body(data)
         if state == "chunk-crlf":
             if len(buf) < 2:
+                if buf[:1] not in (b"", b"\r"):
+                    raise BadRequest("chunk data not followed by CRLF")
                 return None
             if buf[:2] != b"\r\n":
                 raise BadRequest("chunk data not followed by CRLF")
@@ -367,6 +369,10 @@ class RequestReader:
         if end < 0:
             if len(self._buffer) > MAX_CHUNK_LINE:
                 raise BadRequest("chunk line too long")
+            if b"\n" in self._buffer or b"\r" in self._buffer[:-1]:
+                # a line ended by a bare LF (or holding a bare CR) would never see its
+                # CRLF: refused now, not left waiting for the read timeout
+                raise BadRequest("bare CR or LF in chunked framing")
             return None
         if end > MAX_CHUNK_LINE:
             raise BadRequest("chunk line too long")

@@ -68,6 +68,10 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _REQUEST_LINE_START = re.compile(rb"[\r\n\t ]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+[ \t]")
 RECORDED_BODY = 1024  # characters of a request's and a response's body in its recording
 WHOLE = 256 * 1024  # a response body of known length up to this is checked before its head
+# bytes of an answer masked at once (a piece of a stream, or a document's whole) from
+# which the masking runs in a thread: a document of megabytes takes the masks seconds,
+# which on the event loop every other request of every session would wait through
+MASKED_IN_THREAD = 16 * 1024
 
 
 class UpstreamExchange:
@@ -407,14 +411,18 @@ class UpstreamExchange:
             # a document, or a short stream: masked whole and checked before its head goes
             try:
                 parts: list[bytes] = []
-                size = 0
+                size = fed = 0
                 async for data in body:
-                    piece = mask.feed(data)
+                    fed += len(data)
+                    piece = await _masked(mask, data)
                     size += len(piece)
                     if size > MAX_MASKED_DOCUMENT:
                         raise Unmaskable("the response is larger than this proxy masks whole")
                     parts.append(piece)
-                parts.append(mask.finish())
+                if fed >= MASKED_IN_THREAD:
+                    parts.append(await asyncio.to_thread(mask.finish))
+                else:
+                    parts.append(mask.finish())
                 out = b"".join(parts)
             except (Unmaskable, Undecodable) as exc:
                 return _refused(guard, "response cannot be masked", str(exc))
@@ -491,7 +499,7 @@ class UpstreamExchange:
         try:
             async for data in body:
                 if mask is not None:
-                    data = mask.feed(data)
+                    data = await _masked(mask, data)
                 if not data:
                     continue
                 sent += len(data)
@@ -589,3 +597,10 @@ async def _held(body: AsyncIterator[bytes], limit: int) -> bytes:
 def _preview(data: bytes) -> str:
     text = data[:RECORDED_BODY].decode("utf-8", "replace")
     return text + ("…" if len(data) > RECORDED_BODY else "")
+
+
+async def _masked(mask: BodyMask, data: bytes) -> bytes:
+    """mask.feed(data), in a thread when data is long (MASKED_IN_THREAD)."""
+    if len(data) >= MASKED_IN_THREAD:
+        return await asyncio.to_thread(mask.feed, data)
+    return mask.feed(data)

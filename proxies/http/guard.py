@@ -66,13 +66,20 @@ class ResponseGuard:
         self._grams = _gram_index(patterns)
         # the same patterns looked for with white space and NULs left out (_SPREAD): a
         # secret wrapped at 76 or 64 columns (MIME, PEM base64), hex in spaced bytes, UTF-16
-        self._spread = _spread(patterns)
+        # (not the forms made in two steps, layered_forms: no encoder wraps those, and
+        # each one spread-searched costs every chunk of prose a find)
+        tight: frozenset[bytes] = getattr(patterns, "tight", frozenset())
+        self._spread = _spread(tuple(p for p in patterns if p not in tight))
         self._spread_shape = _shape(self._spread)
         # and with only their letters and digits, in a text read so too (_bare): a
         # secret cut in pieces that only punctuation and spaces part (two strings of a
         # JSON array, two cells of a CSV line, a list), which a client puts together
         self._bare: tuple[bytes, ...] = getattr(patterns, "bare", ())
         self._bare_shape = _shape(self._bare)
+        # and the secret's bytes as numbers (bare_numbers), in the digits of that text:
+        # apart from _bare, so that only a run of digits as long as one is looked through
+        self._numbers: tuple[bytes, ...] = getattr(patterns, "numbers", ())
+        self._numbers_shape = _shape(self._numbers)
         # and any piece of a third of a form or more, in any case (_Pieces): a client
         # reads the whole answer (and the next), and puts together halves the upstream
         # wrote far apart, in two answers, or with their letters' case changed
@@ -211,7 +218,11 @@ class ResponseGuard:
             text = _text_runs(text)
         if self._bare:
             _, _, marks, stretch = self._bare_shape
-            _search(text.translate(None, _NOT_ALNUM).lower(), self._bare, marks, stretch)
+            bare = text.translate(None, _NOT_ALNUM).lower()
+            _search(bare, self._bare, marks, stretch)
+            if self._numbers:
+                _, _, marks, stretch = self._numbers_shape
+                _search(bare, self._numbers, marks, stretch)
         # and as its reader reads it, its escapes undone, whichever mixture of them
         # (`s\u0033cr&#51;t-%75pstream...`: a JSON parser, a browser, a URL decoder)
         view = _unescaped(text) if _ESCAPE_HINT.search(text) else text
@@ -476,7 +487,9 @@ class Patterns(tuple[bytes, ...]):
     and `pieces` the forms (lower case) any third of which is the credential (_Pieces)."""
 
     loose: frozenset[bytes] = frozenset()
+    tight: frozenset[bytes] = frozenset()
     bare: tuple[bytes, ...] = ()
+    numbers: tuple[bytes, ...] = ()
     pieces: tuple[bytes, ...] = ()
 
 
@@ -548,15 +561,19 @@ LOOSE_HELD = 4
 def secret_patterns(secrets: list[str]) -> tuple[bytes, ...]:
     """Every form of the secrets the scanner looks for (too short ones: none, as there),
     the forms an upstream's own encoders write them in (escaped_forms), and those its text
-    tools make of them (transformed_forms: loose)."""
+    tools make of them (transformed_forms: loose; those made in two steps, layered_forms,
+    are not looked for spread out: tight), and its bytes as numbers (bare_numbers)."""
     found: dict[bytes, None] = {}
     transformed: dict[bytes, None] = {}
     bare: dict[bytes, None] = {}
+    numbers: dict[bytes, None] = {}
+    layered: set[bytes] = set()
     pieced: dict[bytes, None] = {}
     for secret in [part for whole in secrets for part in credential_parts(whole)]:
         if len(secret.encode("utf-8")) < MIN_SECRET_BYTES:
             continue
         transformed.update(dict.fromkeys(transformed_forms(secret.encode("utf-8"))))
+        layered.update(layered_forms(secret.encode("utf-8")))
         # and the secret with its letters' case changed, then encoded (an upstream
         # upper-casing what it echoes: a header's value in a log line, a shouted error)
         for spelled in _cases(secret):
@@ -564,6 +581,7 @@ def secret_patterns(secrets: list[str]) -> tuple[bytes, ...]:
             found.update(dict.fromkeys(_patterns(raw)))
             found.update(dict.fromkeys(escaped_forms(spelled)))
             plain = [raw, raw.hex().encode(), *base64_cores(raw)]
+            numbers.update(dict.fromkeys(bare_numbers(raw)))
             bare.update(dict.fromkeys(p.translate(None, _NOT_ALNUM).lower() for p in plain))
         # (a JWT's pieces are its payload's and signature's: its header, `{"alg":"HS256",
         # "typ":"JWT"}` in base64url, is the same in every other JWT an API hands out)
@@ -573,7 +591,9 @@ def secret_patterns(secrets: list[str]) -> tuple[bytes, ...]:
             pieced.update(dict.fromkeys([*_patterns(raw), *escaped_forms(spelled)]))
     out = Patterns((*found, *(p for p in transformed if p not in found)))
     out.loose = frozenset(p for p in transformed if p not in found)
+    out.tight = frozenset(p for p in layered if p not in found)
     out.bare = tuple(p for p in bare if len(p) >= BARE_LEAST)
+    out.numbers = tuple(p for p in numbers if len(p) >= BARE_LEAST)
     out.pieces = _whole_forms([p.lower() for p in pieced])
     return out
 
@@ -611,7 +631,61 @@ def transformed_forms(secret: bytes) -> list[bytes]:
         hexed = core.translate(_B32_TO_HEX)
         out += [core, core.lower(), hexed, hexed.lower()]
     out += base85_cores(secret)
+    out += layered_forms(secret)
     return [f for f in dict.fromkeys(out) if len(f) >= MIN_SECRET_BYTES]
+
+
+def layered_forms(secret: bytes) -> list[bytes]:
+    """The secret as an upstream's platform writes it in two steps: its UTF-16 text
+    (Windows, .NET, Java's and JavaScript's strings) in hex (SQL Server's `0x7300...`) or
+    base64 (PowerShell's `-EncodedCommand`); base64 of its base64 (a Kubernetes Secret's
+    `data` holding a value that is base64 already: a Basic credential, a docker config),
+    hex of its base64 and base64 of its hex; its base64 reversed, and in uuencode's
+    alphabet; and ROT13. Each base64 at every byte alignment (base64_cores)."""
+    out = [secret.translate(_ROT13)]
+    cores = base64_cores(secret)
+    out += [core[::-1] for core in cores]
+    for core in cores:
+        # (a zero sextet as a backquote, or as a space where the secret has one: only
+        # then, as a form holding a space would make every line of prose a candidate)
+        out += dict.fromkeys([core.translate(_B64_TO_UU), core.translate(_B64_TO_UU_SPACE)])
+    with contextlib.suppress(UnicodeDecodeError):
+        text = secret.decode("utf-8")
+        for codec in ("utf-16-le", "utf-16-be"):
+            wide = text.encode(codec)
+            out += [wide.hex().encode(), wide.hex().upper().encode(), *_b64(wide)]
+    for core in cores:
+        out += [*_b64(core), core.hex().encode(), core.hex().upper().encode()]
+    out += _b64(secret.hex().encode()) + _b64(secret.hex().upper().encode())
+    return out
+
+
+def _b64(data: bytes) -> list[bytes]:
+    """data's base64 cores (base64_cores) in the standard and URL-safe alphabets."""
+    cores = base64_cores(data)
+    return [*cores, *(core.translate(_B64_TO_URL) for core in cores)]
+
+
+def bare_numbers(secret: bytes) -> list[bytes]:
+    """The secret's bytes written as numbers, read bare (only digits kept): in decimal
+    (Node's `Buffer.toJSON()`, Java's `Arrays.toString(byte[])`, Python's `list(b)`: `[115,
+    51, ...]`) and in octal escapes (`\\163\\063...`, PostgreSQL's bytea escape format, a C
+    string, `printf %q`)."""
+    return [
+        "".join(str(b) for b in secret).encode(),
+        "".join(f"{b:03o}" for b in secret).encode(),
+    ]
+
+
+_ROT13 = bytes.maketrans(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
+    b"NOPQRSTUVWXYZABCDEFGHIJKLMnopqrstuvwxyzabcdefghijklm",
+)
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_B64_TO_URL = bytes.maketrans(b"+/", b"-_")
+# uuencode writes the sextet n as the byte 32 + n, 0 as a backquote (or a space)
+_B64_TO_UU = bytes.maketrans(_B64_ALPHABET, b"`" + bytes(range(33, 96)))
+_B64_TO_UU_SPACE = bytes.maketrans(_B64_ALPHABET, bytes(range(32, 96)))
 
 
 def base85_cores(secret: bytes) -> list[bytes]:
@@ -678,7 +752,10 @@ def escaped_forms(secret: str) -> list[bytes]:
     serialisers write text (`&#115;&#51;...`, `\\u0073...`, `\\x73...`, `%73%33...`)."""
     forms = [
         "".join(spell % ord(c) for c in secret)
-        for spell in ("&#%d;", "&#x%x;", "&#x%X;", "\\u%04x", "\\u%04X", "\\x%02x", "\\x%02X")
+        for spell in (
+            *("&#%d;", "&#x%x;", "&#x%X;", "\\u%04x", "\\u%04X", "\\x%02x", "\\x%02X"),
+            *("%%u%04x", "%%u%04X"),  # (JavaScript's escape(), ASP's %u-encoding)
+        )
         if all(ord(c) < 0x100 or "u" in spell or "#" in spell for c in secret)
     ]
     forms += ["".join(f"%{b:02X}" for b in secret.encode("utf-8"))]

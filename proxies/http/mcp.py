@@ -482,6 +482,8 @@ class Forward:
     # (session id, endpoint) of sessions the binding forgot to make room for the one this
     # answer handed out: still open upstream, where the proxy ends them (a DELETE each)
     evicted: list[tuple[str, str]] = field(default_factory=list)
+    # the answer (or event) being read is long: its masks run in a thread (_masked_aside)
+    long: bool = False
 
     @property
     def body(self) -> bytes | None:
@@ -586,6 +588,7 @@ class Forward:
             document = codec.loads(bytes(data), MAX_RESPONSE_BYTES)
         except codec.Refused:
             return self._unreadable("an answer that is not JSON-RPC")
+        self.long = len(data) > PARSE_ON_LOOP
         messages = codec.response_messages(document)
         if messages is None:
             return self._unreadable("an answer that is not JSON-RPC")
@@ -697,6 +700,7 @@ class Forward:
             document = codec.loads(event.data.encode("utf-8"), MAX_RESPONSE_BYTES)
         except codec.Refused:
             document = None
+        self.long = len(event.data) > PARSE_ON_LOOP
         messages = codec.response_messages(document) if document is not None else None
         if messages is None:
             return b""  # unread, so not passed
@@ -805,7 +809,9 @@ class Forward:
             message = {**message, "result": result}
         came = message
         if handling.masker is not None:
-            message = self._masked(message, handling.masker, handling.decision_id, handling.asked)
+            message = await self._masked_aside(
+                message, handling.masker, handling.decision_id, handling.asked
+            )
             if handling.completes is not None:
                 message = self._completions(message, handling.masker, handling)
         elif session_mask is not None:
@@ -814,7 +820,9 @@ class Forward:
             # tool list's result — names, descriptions, schemas — by the detectors alone
             # (a field rule would take a schema's `email` property)
             if "error" in message or handling.method != "tools/list":
-                message = self._masked(message, session_mask, handling.decision_id, handling.asked)
+                message = await self._masked_aside(
+                    message, session_mask, handling.decision_id, handling.asked
+                )
             else:
                 message = self._schemas_masked(message, "result", session_mask, handling)
                 detectors = self._detectors_of(session_mask)
@@ -913,6 +921,32 @@ class Forward:
         decision_id: str,
         asked: Asked | None = None,
     ) -> dict[str, Any]:
+        out, counts = self._masked_tree(message, masker, asked)
+        if counts:
+            self.session.record_masking(dict(counts), decision_id)
+        return out
+
+    async def _masked_aside(
+        self,
+        message: dict[str, Any],
+        masker: Masker,
+        decision_id: str,
+        asked: Asked | None = None,
+    ) -> dict[str, Any]:
+        """_masked, in a thread when the answer it came in is long (self.long): a tool's
+        result of megabytes takes the masks seconds, which on the event loop every other
+        request of every session would wait through."""
+        if not self.long:
+            return self._masked(message, masker, decision_id, asked)
+        out, counts = await asyncio.to_thread(self._masked_tree, message, masker, asked)
+        if counts:
+            self.session.record_masking(dict(counts), decision_id)
+        return out
+
+    def _masked_tree(
+        self, message: dict[str, Any], masker: Masker, asked: Asked | None
+    ) -> tuple[dict[str, Any], Counter[str]]:
+        """message masked (its result, params or error), and what was masked; no IO."""
         counts: Counter[str] = Counter()
         try:
             out = {k: v for k, v in message.items() if k not in ("result", "params", "error")}
@@ -926,12 +960,11 @@ class Forward:
             finally:
                 _SESSION_TABLES.reset(held)
         except (MaskingError, TypeError):
-            return codec.error_response(
+            out = codec.error_response(
                 message.get("id"), codec.NOT_INSPECTABLE, "portcullis: an answer it cannot mask"
             )
-        if counts:
-            self.session.record_masking(dict(counts), decision_id)
-        return out
+            return out, Counter()
+        return out, counts
 
     async def _listed(self, result: Any, handling: Handling) -> Any:
         """A tools, prompts or resources list showing only what the caller may use: the

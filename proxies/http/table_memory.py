@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -186,24 +187,29 @@ class TableMemory:
     def __init__(self, limit: int = MAX_TABLES) -> None:
         self.limit = limit
         self._learnt: OrderedDict[_Key, _Learnt] = OrderedDict()
+        # (a long answer is masked in a thread, another of the session on the loop meanwhile)
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._learnt)
 
     def learn(self, asked: Asked, names: list[str], tokens: frozenset[str] = frozenset()) -> None:
         key = (asked.place, asked.params, len(names))
-        old = self._learnt.pop(key, None)
-        if old is not None:
-            tokens = frozenset(sorted(tokens | old.tokens)[:MAX_TOKENS])
-        self._learnt[key] = _Learnt(asked, list(names), tokens)
-        while len(self._learnt) > self.limit:
-            self._learnt.popitem(last=False)
+        with self._lock:
+            old = self._learnt.pop(key, None)
+            if old is not None:
+                tokens = frozenset(sorted(tokens | old.tokens)[:MAX_TOKENS])
+            self._learnt[key] = _Learnt(asked, list(names), tokens)
+            while len(self._learnt) > self.limit:
+                self._learnt.popitem(last=False)
 
     def known(self, asked: Asked) -> dict[int, list[str]]:
         """The columns, by their number, of the tables learnt for requests `asked` follows
         (the latest of each width)."""
         out: dict[int, list[str]] = {}
-        for (_, _, width), learnt in self._learnt.items():
+        with self._lock:
+            learnt_now = list(self._learnt.items())
+        for (_, _, width), learnt in learnt_now:
             if _follows(asked, learnt):
                 out[width] = learnt.names
         return out

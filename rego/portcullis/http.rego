@@ -186,6 +186,34 @@ http_first_words := {split(trim_space(s), " ")[0] |
 	some s in spelt
 }
 
+# The same in the path: a segment naming a masked field with a value after it, in a later
+# segment, in itself or in the query (`/customers/by-phone/555`, `/users/findByEmail/ann@x`,
+# `/customers/phone=555*`, `/customers/phone:555`, `/customers/search/findByPhone?p=555`)
+# is a lookup by that field, which answers what the mask hides as a filter does (a match
+# or none). A last segment that is a field's name alone (`/customers/7/phone`, letters,
+# `_` and `-`, then perhaps an extension or escaped white space a framework drops:
+# `phoneNumber.txt`, `phone%20`), under no query, reads the value: the mask hides it
+# (proxies/http/bodies.py).
+needs_approval contains sprintf("%s %s names the masked field %s in its path before a value: a lookup by it answers what the mask hides", [http_method, input.command.http.path, field]) if {
+	input.command.kind == "http.request"
+	not pii_reader
+	queried := count(object.get(input.command.http, "query", {})) > 0
+	some field in http_lookup_fields(input.command.http.path, queried)
+}
+
+# the masked fields a path looks up by (also an MCP resource URI's: mcp.rego)
+http_lookup_fields(path, queried) := {field |
+	segments := [s | some s in split(path, "/"); s != ""]
+	some at, segment in segments
+	some field in http_words_fields(http_spaced_words(segment))
+	not http_names_alone(segments, at, queried)
+}
+
+http_names_alone(segments, at, false) if {
+	at == count(segments) - 1
+	regex.match(`^[A-Za-z_-]+(\.[A-Za-z][A-Za-z0-9]{0,7}|%20|%09)*$`, segments[at])
+}
+
 # A body the policy is not shown as a value (past 64 KiB, multipart, XML, text) comes as
 # its distinct runs of one to three words (body_words: proxies/http/request_words.py,
 # escapes undone, `\u0070hone`, `&#112;hone`, `%70hone`): a masked field of up to three

@@ -309,3 +309,28 @@ test_http_methods_a_batch_carries_are_judged if {
 	portcullis.decision.verdict == "require_approval" with input as http_with(["readonly"], "GET", {"embedded_methods": ["PATCH"]})
 	portcullis.decision.verdict == "deny" with input as http_with(["dba"], "POST", {"embedded_methods": ["(a batch too large to read)"]})
 }
+
+test_http_a_path_looking_up_by_a_masked_field_needs_approval if {
+	cases := [
+		{"path": "/customers/by-phone/555"},
+		{"path": "/customers/findByEmail/ann@example.com"},
+		{"path": "/customers/phone=555"},
+		{"path": "/customers/phone:555"},
+		{"path": "/customers/search/findByPhone", "query": {"p": "555"}},
+		{"path": "/customers/7/phone", "query": {"like": "555*"}},
+		{"path": "/customers/phone.555"},
+		{"path": "/customers/7/phone%2C555"},
+	]
+	every extra in cases {
+		d := portcullis.decision with input as http_with(["readonly"], "GET", extra)
+		d.verdict == "require_approval"
+		portcullis.decision.verdict == "allow" with input as http_with(["readonly", "pii-readers"], "GET", extra)
+	}
+	d := portcullis.decision with input as http_with(["readonly"], "GET", {"path": "/customers/by-phone/555"})
+	"GET /customers/by-phone/555 names the masked field phone in its path before a value: a lookup by it answers what the mask hides" in d.reasons
+
+	# a field's name alone at the path's end reads the (masked) value; no field named
+	every extra in [{"path": "/customers/7/phone"}, {"path": "/customers/7/phoneNumbers"}, {"path": "/customers/7/phoneNumber.txt"}, {"path": "/customers/7/phone%20"}, {"path": "/v1/invoices/7"}, {"path": "/telephoned/7"}] {
+		portcullis.decision.verdict == "mask" with input as http_with(["readonly"], "GET", extra)
+	}
+}

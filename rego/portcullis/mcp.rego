@@ -215,6 +215,67 @@ deny contains sprintf("tool %q is dangerous: reserved to %s", [mcp_command.tool,
 	not privileged
 }
 
+# A tool's or prompt's arguments choose what comes back as a query's do over HTTP: for
+# anyone masked, `find_customer({"phone": "555"})`, `{"email": "ann@example.com"}` or
+# `{"filter": "phone like '555%'"}` answers which rows hold the masked value (a match or
+# none, a count, an order) one guess at a time, though every value that comes back is
+# masked. An argument's name (at any depth) naming a masked field by its words (as
+# http.rego reads a query's, http_words_fields), or the text of an argument named as a
+# query (`filter`, `query`, `q`, `where`, `sql`, ...: mcp_query_words), needs approval:
+# the approver sees which field. (Other argument values are data, not names: a customer
+# called `phone-label` is looked up by name.)
+needs_approval contains sprintf("%s %q is called with arguments naming the masked field %s: a filter, order or search on it answers what the mask hides", [mcp_named_kind, mcp_named, field]) if {
+	input.command.kind == "mcp.call"
+	mcp_method in {"tools/call", "prompts/get"}
+	not pii_reader
+	not mcp_listing
+	some text in mcp_argument_names
+	some field in http_words_fields(http_spaced_words(text))
+}
+
+mcp_argument_names contains key if {
+	walk(object.get(mcp_command, "arguments", {}), [path, _])
+	count(path) > 0
+	key := path[count(path) - 1]
+	is_string(key)
+}
+
+mcp_argument_names contains value if {
+	walk(object.get(mcp_command, "arguments", {}), [path, value])
+	is_string(value)
+	some key in path
+	is_string(key)
+	some word in split(trim_space(http_spaced_words(key)), " ")
+	word in mcp_query_words
+}
+
+mcp_query_words := http_search_words | {"q", "where", "order", "sort", "orderby", "sortby", "expression", "expr", "condition", "criteria", "predicate", "dsl", "jql", "kql", "cql"}
+
+# The same in a resource's URI (`invoice://customers/by-phone/555`, a template's
+# `{phone}` filled in): its path read as an HTTP path is (http_lookup_fields), its query
+# as an HTTP query is (`invoice://7?phone=555`).
+needs_approval contains sprintf("resource %q names the masked field %s before a value: a lookup by it answers what the mask hides", [mcp_command.uri, field]) if {
+	input.command.kind == "mcp.call"
+	mcp_method in {"resources/read", "resources/subscribe"}
+	not pii_reader
+	some field in mcp_uri_lookup_fields
+}
+
+mcp_uri_lookup_fields contains field if {
+	parts := split(mcp_command.uri, "?")
+	after := split(parts[0], "://")
+	some field in http_lookup_fields(after[count(after) - 1], count(parts) > 1)
+}
+
+mcp_uri_lookup_fields contains field if {
+	some query in array.slice(split(mcp_command.uri, "?"), 1, 100)
+	some field in http_words_fields(http_spaced_words(urlquery.decode(query)))
+}
+
+mcp_named_kind := "tool" if mcp_method == "tools/call" else := "prompt"
+
+mcp_named := object.get(mcp_command, "tool", "") if mcp_method == "tools/call" else := object.get(mcp_command, "prompt", "")
+
 # -- resources and prompts: prefixes and names listed per connection
 
 mcp_resource_listed if {

@@ -256,3 +256,45 @@ test_mcp_prompt_and_resource_lists_show_what_is_listed if {
 	mcp_decision(["readonly"], object.union(resource, {"uri": "invoice://7"})).verdict == "allow"
 	mcp_decision(["readonly"], object.union(resource, {"uri": "secrets://db"})).verdict == "deny"
 }
+
+test_mcp_arguments_naming_a_masked_field_need_approval_for_anyone_masked if {
+	cases := [
+		{"phone": "555"},
+		{"customer_email": "ann@example.com"},
+		{"filter": "phone like '555%'"},
+		{"where": {"cardNumber": {"startsWith": "4111"}}},
+		{"q": ["x", "ssn:123*"]},
+		{"sql": "select 1 where email = 'a'"},
+	]
+	every args in cases {
+		call := object.union(tool_call("find_customer"), {"arguments": args})
+		d := mcp_decision(["readonly"], call)
+		d.verdict == "require_approval"
+		mcp_decision(["dba"], call).verdict == "require_approval"
+		mcp_decision(["readonly", "pii-readers"], call).verdict == "allow"
+	}
+	d := mcp_decision(["readonly"], object.union(tool_call("find_customer"), {"arguments": {"phone": "555"}}))
+	"tool \"find_customer\" is called with arguments naming the masked field phone: a filter, order or search on it answers what the mask hides" in d.reasons
+	prompt := {"endpoint": "/mcp", "message": "request", "method": "prompts/get", "prompt": "summarize_invoice", "arguments": {"email": "ann@example.com"}}
+	mcp_decision(["readonly"], prompt).verdict == "require_approval"
+
+	# arguments naming no masked field, or a word holding a field's letters
+	every args in [{"name": "Ann"}, {"invoice_id": 7}, {"note": "telephoned"}, {"name": "phone-label"}, {}] {
+		mcp_decision(["readonly"], object.union(tool_call("find_customer"), {"arguments": args})).verdict == "mask"
+	}
+}
+
+resource_read(uri) := {"endpoint": "/mcp", "message": "request", "method": "resources/read", "uri": uri}
+
+test_mcp_a_resource_looked_up_by_a_masked_field_needs_approval if {
+	every uri in ["invoice://customers/by-phone/555", "invoice://customers/phone=555", "invoice://findByEmail/ann@example.com", "invoice://7/phone?like=5", "invoice://7?phone=555", "invoice://7?q=e%6Dail%3Aann"] {
+		d := mcp_decision(["readonly"], resource_read(uri))
+		d.verdict == "require_approval"
+		mcp_decision(["readonly", "pii-readers"], resource_read(uri)).verdict == "allow"
+	}
+	d := mcp_decision(["readonly"], resource_read("invoice://customers/by-phone/555"))
+	"resource \"invoice://customers/by-phone/555\" names the masked field phone before a value: a lookup by it answers what the mask hides" in d.reasons
+	every uri in ["invoice://7", "invoice://7/phone", "invoice://customers/7", "invoice://7?page=2"] {
+		mcp_decision(["readonly"], resource_read(uri)).verdict == "mask"
+	}
+}
