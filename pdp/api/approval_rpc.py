@@ -384,10 +384,10 @@ class ApprovalRPCs:
                 await book.refresh()
             pending = book.requests.get(request.approval_id)
         # a session.open request has no session yet: the proxy that asked may wait on it
-        # (recorded with the request, so any replica knows it)
+        # (recorded with the request, so any replica knows it; a request recorded without
+        # one is no proxy's)
         if pending is not None and pending.command_kind == "session.open":
-            asked_by = pending.proxy or self.open_approvals.get(pending.id)
-            if asked_by != proxy.key or not proxy.serves(pending.connection):
+            if pending.proxy != proxy.key or not proxy.serves(pending.connection):
                 await self.refuse(
                     context,
                     "AwaitApproval",

@@ -72,6 +72,13 @@ MAX_NAME = 256
 MAX_REFUSAL_BUDGETS = 1024  # proxies whose refused calls are counted apart
 MAX_REUSES = 2**32 - 1  # Decision.reuses_left, a uint32
 MAX_ENFORCING = 1024  # connection names whose enforcement is remembered (_enforces)
+# CloseSession.summary as sent (its wire size): a proxy's counters, a credential reference
+# and its last batch number come to a few hundred bytes; the summary is recorded in the
+# session.close record and signed into the credential statement
+MAX_SUMMARY_BYTES = 8 * 1024
+# a connection the PDP does not know is recorded as the proxy names it (session.open)
+# and kept while the session lives: its labels at most this many
+MAX_LABELS = 64
 
 _WIRE_VERDICT = {
     VerdictKind.ALLOW: pdp_pb2.ALLOW,
@@ -161,8 +168,6 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         self.signer = signer
         self.proxies = proxies
         self.streams = DecideStreams(self.Decide)
-        # session.open approval requests: the proxy that asked, the only one that may wait
-        self.open_approvals: dict[str, str] = {}
         # how often one identity may open sessions (pdp.session_opens_per_minute)
         self.open_rate = OpenRate(
             getattr(config.pdp, "session_opens_per_minute", DEFAULT_PER_MINUTE)
@@ -338,6 +343,14 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         known = protocols.registered()
         if request.connection.type and request.connection.type not in known:
             await self._invalid(context, "connection.type", f"must be one of {', '.join(known)}")
+        if len(request.connection.zone) > MAX_NAME:
+            await self._invalid(context, "connection.zone", f"longer than {MAX_NAME}")
+        labels = request.connection.labels
+        if len(labels) > MAX_LABELS or any(
+            len(k) > MAX_NAME or len(v) > MAX_NAME for k, v in labels.items()
+        ):
+            why = f"more than {MAX_LABELS}, or one longer than {MAX_NAME}"
+            await self._invalid(context, "connection.labels", why)
         proxy = await self._proxy(context, "OpenSession")
         if not proxy.serves(request.connection.name):
             await self.refuse(
@@ -440,8 +453,8 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         decision, approval_id = await settle(self, session, command, decision, record)
         response.decision.CopyFrom(decision_message(decision))
         response.decision.approval_id = approval_id
-        if approval_id and not decision.verdict.allowed:
-            self.open_approvals[approval_id] = proxy_key
+        # (the proxy that asked, the only one that may wait on the request, is recorded
+        # with it: ApprovalRequest.proxy, kept by the book for as long as it keeps the request)
         if decision.verdict.allowed:
             if approval_id:  # a just-in-time grant: the session lives as long as the approval
                 granted = self.approvals.requests[approval_id] if self.approvals else None
@@ -737,6 +750,10 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
     ) -> pdp_pb2.CloseSessionResponse:
         if not request.session_id:
             await self._invalid(context, "session_id", "required")
+        if request.HasField("summary") and request.summary.ByteSize() > MAX_SUMMARY_BYTES:
+            # refused before anything is recorded: the proxy's close is not taken, and the
+            # reaper ends the session as for a proxy that went silent
+            await self._invalid(context, "summary", f"larger than {MAX_SUMMARY_BYTES} bytes")
         proxy = await self._proxy(context, "CloseSession", request.session_id)
         session = await self._open_session(request.session_id, context, proxy, "CloseSession")
         summary = struct_to_dict(request.summary) if request.HasField("summary") else {}

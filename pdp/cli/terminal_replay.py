@@ -19,13 +19,22 @@ reset after it; an export is the recording exact, but for its terminal sizes, bo
 (Cast.to_asciicast: a player sizes its screen from them). DisplayOnly is not proxies/ssh/stream's
 `shown()` on purpose: replay keeps the sequences that draw (colour, cursor, modes) for a
 real terminal, fed in pieces, where masking flattens a line into the text a screen shows.
+
+The lines the replay adds itself (each recording's heading, `--- end of recording ---`,
+`[typed, not echoed: ...]`) end in a seal, `#` and 8 hex digits drawn afresh for each
+replay and named in the line before the first recording: a recording was made before its
+replay and cannot print it (under `--raw` a recording may draw over that line, but not
+over the replay's last line, its end). Recorded output can print any text (`--- end of
+recording ---` and then more, a `[typed, not echoed: ...]` of a command never typed),
+start it on a row of its own by filling the row before it, and under `--raw` draw it
+anywhere on the screen; what it prints has no seal, or not this replay's.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
+import secrets
 import sys
 import time
 from collections.abc import Callable
@@ -71,29 +80,8 @@ def export(casts: list[Cast], args: argparse.Namespace, out: TextIO = sys.stdout
         print(f"portcullis: {len(casts)} terminal recordings (channels {channels}); "
               f"writing channel {chosen[0].channel} (--channel N for another)",
               file=sys.stderr)  # fmt: skip
-    out.write(_json_escaped(chosen[0].to_asciicast()))
+    out.write(chosen[0].to_asciicast())  # (acting characters escaped there)
     return 0
-
-
-# what JSON may hold raw (json.dumps(ensure_ascii=False)) and a terminal reads: DEL, the C1
-# controls (U+009B is CSI, U+009D OSC), line separators, format and bidi characters
-_ACTING = re.compile("[\x7f-\x9f\u2028\u2029\u00ad\u061c\u200b-\u200f\u202a-\u202e"
-                     "\u2060-\u206f\ufeff\U000e0000-\U000e0fff]")  # fmt: skip
-
-
-def _json_escaped(text: str) -> str:
-    """JSON text with those characters written as \\u escapes: the same JSON values (they
-    occur only inside strings), so the export stays exact, and `--format asciicast` sent
-    to a terminal by mistake shows them instead of acting on it."""
-
-    def escape(match: re.Match[str]) -> str:
-        code = ord(match.group())
-        if code < 0x10000:
-            return f"\\u{code:04x}"
-        code -= 0x10000
-        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
-
-    return _ACTING.sub(escape, text)
 
 
 def after_timeline(
@@ -113,25 +101,30 @@ def after_timeline(
         )
         return
     speed = float(getattr(args, "speed", 1.0) or 1.0)
+    seal = new_seal()
+    out.write(
+        f"(the lines this replay adds end in {seal}, drawn for this replay alone, as its"
+        " last line does: a recording's line that looks like one ends otherwise)\n"
+    )
     if not getattr(args, "raw", False):
         for cast in casts:
             out.write(f"--- terminal, channel {cast.channel} (decision {inert(cast.decision_id)})"
                       ": every byte shown, control sequences as escapes (--raw to play it as"
-                      " a terminal draws it) ---\n")  # fmt: skip
+                      f" a terminal draws it) --- {seal}\n")  # fmt: skip
             shown = Visible()
             for wait, kind, data in cast.plays(speed):
                 if wait:
                     sleep(wait)
-                out.write(shown.feed(data) if kind == "o" else _typed(data))
+                out.write(shown.feed(data) if kind == "o" else _typed(data, seal))
                 out.flush()
-            out.write(shown.end() + "\n--- end of recording ---\n")
+            out.write(shown.end() + f"\n--- end of recording --- {seal}\n")
         return
     for cast in casts:
         # a screenful of new lines first: what was printed (the timeline) is then in the
         # scrollback, which no cursor movement or erase a recording may send can reach
         out.write("\n" * _rows(out))
         out.write(f"--- terminal, channel {cast.channel} (decision {inert(cast.decision_id)})"
-                  " ---\n")  # fmt: skip
+                  f" --- {seal}\n")  # fmt: skip
         out.flush()
         display = DisplayOnly()
         unechoed = []
@@ -143,14 +136,25 @@ def after_timeline(
                 continue
             out.write(display.feed(data))
             out.flush()
-        out.write(display.end() + "\x1b[0m\n--- end of recording ---\n")
-        out.write("".join(_typed(line).lstrip("\n") for line in unechoed))
+        # each line of the replay's from column 0 of a row erased (the recording may have
+        # drawn on the rows below where it left the cursor), and nothing it drew below them
+        out.write(display.end() + f"\x1b[0m\n{_ROW}--- end of recording --- {seal}\n")
+        out.write("".join(_ROW + _typed(line, seal).lstrip("\n") for line in unechoed))
+        out.write("\x1b[J")
 
 
-def _typed(line: str) -> str:
+_ROW = "\r\x1b[2K"  # a row of the auditor's terminal, from its start, erased
+
+
+def new_seal() -> str:
+    """What ends every line one replay adds: `#` and 8 hex digits, random."""
+    return "#" + secrets.token_hex(4)
+
+
+def _typed(line: str, seal: str) -> str:
     """A line typed that the terminal did not echo (pdp.domain.casts.Unechoed), shown
     inert on a line of its own: what ran under `stty -echo` is not hidden from the replay."""
-    return f"\n[typed, not echoed: {inert(line)}]\n"
+    return f"\n[typed, not echoed: {inert(line)}] {seal}\n"
 
 
 def _rows(out: TextIO) -> int:
