@@ -12,8 +12,9 @@ Owns CatalogWatch, one per proxy: a connection of its own (opened with a live se
 credentials, closed LINGER_SECONDS after the last session) asks the server's snapshot
 (SNAPSHOT_SQL: while it is the same, nothing committed), and once it moved MARK_SQL, a
 fingerprint of every catalogue row made after initdb (the catalogues that hold code, and
-what says where code runs: count and xmin sum, read through the OID indexes, so its cost
-grows with the database's own objects only), and reads the facts again when that moved.
+what says where code runs: count, xmin sum and the sum of keyed xmin hashes, read through
+the OID indexes, so its cost grows with the database's own objects only), and reads the
+facts again when that moved.
 It asks alongside every decision the PDP makes (EnforcerDriver: a decision made meanwhile
 is made again with newer facts, so a name first used after the code was made is judged
 with it), and every POLL_SECONDS with COLUMNS_MARK_SQL too (the columns of those
@@ -42,6 +43,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import secrets
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -142,7 +144,32 @@ _CODE_CATALOGS = {
     "pg_inherits": "inhrelid",
     "pg_partitioned_table": "partrelid",
     "pg_range": "rngtypid",
+    # a foreign table runs its wrapper's handler when read (user_code's read code): ALTER
+    # FOREIGN DATA WRAPPER ... HANDLER writes that wrapper's row alone, which no mark
+    # counted (a session start took facts naming the handler before, test_pg_probe_p42)
+    "pg_foreign_data_wrapper": "oid",
+    "pg_foreign_server": "oid",
+    "pg_foreign_table": "ftrelid",
 }
+
+# A mark's sum: the xmins' sum (it grows with every row written), and beside it, in the
+# lower digits, the sum of each xmin hashed with a key of this process. The plain sum alone
+# was matched by a superuser outside the proxy: a transaction that took its xid before two
+# functions were made rewrites the first (its xmin falls by c - a), one whose xid is later
+# by just as much rewrites the second (it rises by c - a), and count and sum stay as they
+# were, so a session start took the facts from before the first function's new body
+# (test_pg_probe_p42). Rows whose xmins hash alike to a key nobody outside knows do not
+# come from choosing xids.
+_MARK_KEY = secrets.randbelow(2**62)
+_MARK_SUM = (
+    # (OPERATOR() binds all alike, left to right: each product in parentheses)
+    "COALESCE((pg_catalog.sum(x) OPERATOR(pg_catalog.*)"
+    " '1000000000000000000000000000000'::pg_catalog.numeric)"
+    " OPERATOR(pg_catalog.+) pg_catalog.sum(pg_catalog.hashint8extended(x,"
+    f" '{_MARK_KEY}'::pg_catalog.int8)) OPERATOR(pg_catalog.+) (pg_catalog.count(*)"
+    " OPERATOR(pg_catalog.*) '9223372036854775808'::pg_catalog.numeric),"
+    " '0'::pg_catalog.numeric)"
+)
 
 # one text: the catalogues' rows made after initdb (OID 16384 and up), counted, and the sum
 # of their xmins (an insert or an update, CREATE OR REPLACE among them, moves it); one
@@ -150,7 +177,7 @@ _CODE_CATALOGS = {
 MARK_SQL = (
     "SELECT pg_catalog.textin(pg_catalog.int8out(pg_catalog.count(*))) OPERATOR(pg_catalog.||)"
     " '.' OPERATOR(pg_catalog.||) pg_catalog.textin(pg_catalog.numeric_out("
-    "COALESCE(pg_catalog.sum(x), '0'::pg_catalog.numeric))) FROM ("
+    f"{_MARK_SUM})) FROM ("
     + " UNION ALL ".join(
         f"SELECT {xid_number('xmin')} AS x FROM pg_catalog.{catalog}"
         f" WHERE {column}::pg_catalog.oid OPERATOR(pg_catalog.>=) {FIRST_NORMAL_OID}"
@@ -197,11 +224,20 @@ _BUILT_IN_CODE = {
     "pg_aggregate": "aggfnoid",
     "pg_type": "oid",
     "pg_range": "rngtypid",
+    # and every other built-in row the facts read: a column of one of pg_catalog's views
+    # renamed (ALTER VIEW pg_catalog.pg_views RENAME COLUMN definition TO viewname writes
+    # that view's pg_attribute rows alone, which no mark counted: a session start took the
+    # facts from before it, which trusted viewname, columns.py UNTRUSTED_SQL,
+    # test_pg_probe_p42), and a built-in relation or schema written in place (renamed,
+    # moved): the facts name relations by schema and name
+    "pg_attribute": "attrelid",
+    "pg_class": "oid",
+    "pg_namespace": "oid",
 }
 COLUMNS_MARK_SQL = (
     "SELECT pg_catalog.textin(pg_catalog.int8out(pg_catalog.count(*))) OPERATOR(pg_catalog.||)"
     " '.' OPERATOR(pg_catalog.||) pg_catalog.textin(pg_catalog.numeric_out("
-    "COALESCE(pg_catalog.sum(x), '0'::pg_catalog.numeric)))"
+    f"{_MARK_SUM}))"
     " OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) "
     + f"pg_catalog.textin(pg_catalog.int8out({AFTER_INITDB})) FROM ("
     f"SELECT {xid_number('xmin')} AS x FROM pg_catalog.pg_attribute"

@@ -191,9 +191,19 @@ async def session_answer(upstream: Upstream, sql: str, timeout: float = 5.0) -> 
     (as session_query asks it), its frames told apart by their lengths alone: no message is
     built for its rows (a start-up's built-in rows are thousands, the same every time, and
     reading each into a message took most of a start-up's CPU). None when it failed to
-    arrive whole, or when the connection holds messages or part of one already read."""
+    arrive whole, or when the connection holds messages or part of one already read
+    (nothing sent then). Once the query was sent, a failure closes the connection: the
+    rest of the answer (or all of it, late) would otherwise be read as the answer to
+    whatever is asked next on it."""
     if upstream.pending or upstream.parser.buffered:
         return None
+    answer = await _whole_answer(upstream, sql, timeout)
+    if answer is None:
+        upstream.writer.close()
+    return answer
+
+
+async def _whole_answer(upstream: Upstream, sql: str, timeout: float) -> Answer | None:
     unpack, max_frame = INT32.unpack_from, upstream.parser.max_frame
     held = bytearray()
     pos = 0
@@ -210,7 +220,7 @@ async def session_answer(upstream: Upstream, sql: str, timeout: float = 5.0) -> 
                     kind = held[pos]
                     (length,) = unpack(held, pos + 1)
                     if length < 4 or length > max_frame:
-                        return None  # feed() would refuse it: the connection is not used again
+                        return None  # feed() would refuse it
                     if pos + 1 + length > size:
                         break
                     pos += 1 + length

@@ -164,6 +164,7 @@ QUESTION_FUNCTIONS = (
     "cidout",
     "count",
     "format",
+    "hashint8extended",
     "int8in",
     "int8out",
     "json_agg",
