@@ -538,13 +538,21 @@ class CatalogWatch:
         when the marks are not the newest facts'). A start-up used to ask every question
         every time: USER_CODE_SQL alone took ~30 ms to plan and ~20 to run on an empty
         database, for every session, though nothing had changed since the last one.
-        None when it could not be read."""
+        None when it could not be read.
+
+        The snapshot question calls its functions by name, on a connection new to them:
+        a superuser who renamed `pg_catalog.textin` and made one answering an old
+        snapshot's text would have it taken for the server's. So a start-up taking the
+        facts read before asks OVERLOADED_SQL too (functions made after initdb in
+        pg_catalog under a question's name: such a one found, read whole, and refused)."""
         answer = await session_query(upstream, SNAPSHOT_SQL)
         snapshot = answer[0] if answer and len(answer) == 1 else ""
         server = upstream.writer.get_extra_info("peername")
         whole = self._whole
         if _SNAPSHOT.fullmatch(snapshot) and whole is not None and whole[:2] == (server, snapshot):
-            return whole[2]
+            overloaded = await session_query(upstream, PINNED_PATH + OVERLOADED_SQL)
+            if overloaded == []:
+                return whole[2]
         facts = await read_facts(upstream, session_query, self.facts, session_answer)
         self._read_whole(server, snapshot, facts)
         return facts
