@@ -15,17 +15,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from test_masking_probe_p6 import READER, masker
 from test_ssh_proxy import ssh_policy, ssh_stack
 
-from portcullis.masking import DETECTORS, Masker, detect
-from portcullis.verdict import MaskRule
-
-READER = ("readonly",)
-
-
-def masker(strategy: str) -> Masker:
-    return Masker([MaskRule(detector=d, strategy=strategy) for d in DETECTORS], b"k" * 32)
-
+from portcullis.masking import detect
 
 FLAGGED = [
     ("CMD (mysqldump -uroot -pS3cret shop > /backup/shop.sql)", "S3cret"),
