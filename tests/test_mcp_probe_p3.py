@@ -271,7 +271,7 @@ async def _completions(who: Any) -> dict[str, list[str]]:
     return out
 
 
-async def test_completions_of_a_sensitive_argument_are_masked_as_it_is(tmp_path: Path) -> None:
+async def test_completions_of_a_sensitive_argument_come_back_empty(tmp_path: Path) -> None:
     async with mcp_stack(tmp_path) as stack:
         mallory = await agent_of(stack, "mallory@example.com", "readonly")
         await mallory.start("sid-m")
@@ -279,12 +279,8 @@ async def test_completions_of_a_sensitive_argument_are_masked_as_it_is(tmp_path:
         pia = await agent_of(stack, "pia@example.com", "readonly", "pii-readers")
         await pia.start("sid-p")
         plain = await _completions(pia)
-    assert masked == {
-        "phone": ["[REDACTED]", "[REDACTED]"],
-        "iban": ["[REDACTED]"],
-        "password": ["[REDACTED]"],
-        "customer": ["Ann", "Bob"],
-    }
+    # (masked values would still be counted: test_mcp_probe_p28.py)
+    assert masked == {"phone": [], "iban": [], "password": [], "customer": ["Ann", "Bob"]}
     assert plain == SUGGESTED
 
 

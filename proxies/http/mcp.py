@@ -102,8 +102,9 @@ class Handling:
     # tools/list, prompts/list, resources/list: its answer shows only what the caller may
     # use (codec.LISTINGS); "" for any other request
     lists: str = ""
-    # completion/complete: the argument whose values it asks for (params.argument.name)
-    completes: str | None = None
+    # completion/complete: the argument whose values it asks for (params.argument.name),
+    # then the arguments its context gives (params.context.arguments' names)
+    completes: tuple[str, ...] | None = None
     # the request as the session's memory of tables tells it (a tool and its arguments)
     asked: Asked | None = None
     # tools/call: the tool it runs (a server's request while it runs is asked `during` it)
@@ -824,11 +825,7 @@ class Forward:
                     message, session_mask, handling.decision_id, handling.asked
                 )
             else:
-                message = self._schemas_masked(message, "result", session_mask, handling)
-                detectors = self._detectors_of(session_mask)
-                if detectors is not None:
-                    message = self._masked(message, detectors, handling.decision_id)
-                message = _outputs_relaxed(message)
+                message = await self._tools_masked(message, session_mask, handling)
         if message is came:
             return message
         try:
@@ -840,25 +837,46 @@ class Forward:
                 message.get("id"), codec.NOT_INSPECTABLE, "portcullis: an answer it cannot mask"
             )
 
+    async def _tools_masked(
+        self, message: dict[str, Any], masker: Masker, handling: Handling
+    ) -> dict[str, Any]:
+        """A masked session's tool list (_tool_list_tree), in a thread when the answer it
+        came in is long (self.long), as _masked_aside does for results: thousands of tools
+        and their schemas take the masks seconds, which on the event loop every other
+        request of every session would wait through."""
+        detectors = self._detectors_of(masker)
+        if self.long:
+            out, counted = await asyncio.to_thread(self._tool_list_tree, message, masker, detectors)
+        else:
+            out, counted = self._tool_list_tree(message, masker, detectors)
+        for counts in counted:
+            if counts:
+                self.session.record_masking(dict(counts), handling.decision_id)
+        return out
+
+    def _tool_list_tree(
+        self, message: dict[str, Any], masker: Masker, detectors: Masker | None
+    ) -> tuple[dict[str, Any], list[Counter[str]]]:
+        """A tool list's answer with what its schemas say of values under the field rules
+        (_schema_values), then all of it under the detectors alone (a field rule would
+        take a schema's `email` property), each output schema one the masked results
+        meet; and what each step masked. No IO."""
+        message, schema_counts = _schema_values_tree(message, "result", masker)
+        counted = [schema_counts]
+        if detectors is not None:
+            message, counts = self._masked_tree(message, detectors, None)
+            counted.append(counts)
+        return _outputs_relaxed(message), counted
+
     def _schemas_masked(
         self, message: dict[str, Any], key: str, masker: Masker, handling: Handling | None
     ) -> dict[str, Any]:
-        """message[key] (a tool list, an elicitation's params) with what its schemas say
-        of values under the session's field rules (_schema_values): a property's
-        default, examples, enum and const, and its descriptions and titles read as
-        prose. The rest (the properties' names) is for the detectors alone."""
-        if masker.strictest_field_rule() is None or key not in message:
-            return message
-        counts: Counter[str] = Counter()
-        try:
-            shown = _schema_values(message[key], masker, counts)
-        except (MaskingError, TypeError):
-            return codec.error_response(
-                message.get("id"), codec.NOT_INSPECTABLE, "portcullis: an answer it cannot mask"
-            )
+        """message[key] (an elicitation's params) under _schema_values_tree, what it
+        masked recorded."""
+        out, counts = _schema_values_tree(message, key, masker)
         if counts:
             self.session.record_masking(dict(counts), handling.decision_id if handling else "")
-        return {**message, key: shown}
+        return out
 
     def _elicitation(
         self, message: dict[str, Any], params: dict[str, Any], masker: Masker
@@ -892,27 +910,23 @@ class Forward:
         self, message: dict[str, Any], masker: Masker, handling: Handling
     ) -> dict[str, Any]:
         """A completion's values are values of the argument it was asked for (MCP Server →
-        Utilities → Completion): under that argument's field rule, if one names it, as the
-        argument's values in a result would be."""
+        Utilities → Completion), chosen by what was typed of it and of the arguments in its
+        context. If a field rule names any of those, the completion comes back empty: its
+        values masked, their number, `total` and `hasMore` would still answer whether a
+        value starting with what was typed exists (a prefix guessed digit by digit)."""
         assert handling.completes is not None
-        rule = masker.rule_for_any([handling.completes])
+        rule = masker.rule_for_any(list(handling.completes))
         if rule is None or "result" not in message:
             return message
         result = message["result"]
         completion = result.get("completion") if isinstance(result, dict) else None
         values = completion.get("values") if isinstance(completion, dict) else None
-        if (
-            not isinstance(completion, dict)
-            or not isinstance(values, list)
-            or not all(isinstance(v, str) for v in values)
-        ):
+        if not isinstance(values, list):
             return codec.error_response(
                 message.get("id"), codec.NOT_INSPECTABLE, "portcullis: an answer it cannot mask"
             )
-        masked = [masker.mask_field(rule, v) for v in values]
         self.session.record_masking({"field:" + rule.field: len(values)}, handling.decision_id)
-        shown = {**completion, "values": masked}
-        return {**message, "result": {**result, "completion": shown}}
+        return {**message, "result": {**result, "completion": {"values": []}}}
 
     def _masked(
         self,
@@ -1017,13 +1031,18 @@ def _outputs_relaxed(message: dict[str, Any]) -> dict[str, Any]:
     return {**message, "result": {**result, "tools": shown}}
 
 
-def _completed_argument(message: codec.Message) -> str | None:
-    """The argument a completion/complete asks values for, if it names one."""
+def _completed_argument(message: codec.Message) -> tuple[str, ...] | None:
+    """The argument a completion/complete asks values for, if it names one, then the
+    names of the arguments its context gives (what the server may narrow the values by)."""
     if message.method != "completion/complete":
         return None
     argument = message.params.get("argument")
     name = argument.get("name") if isinstance(argument, dict) else None
-    return name if isinstance(name, str) else None
+    if not isinstance(name, str):
+        return None
+    context = message.params.get("context")
+    given = context.get("arguments") if isinstance(context, dict) else None
+    return (name, *(k for k in given if isinstance(k, str))) if isinstance(given, dict) else (name,)
 
 
 _RETRY_DIGITS = 6  # an SSE retry is a delay in ms: more digits would be data, not a delay
@@ -1183,6 +1202,26 @@ _SCHEMA_VALUES = ("default", "const", "enum", "examples", "example")
 # what a schema (a tool's, a form's) says in words: prose to the masks
 _SCHEMA_WORDS = ("description", "title")
 _FREE_MEMBERS = ("_meta", "annotations")
+
+
+def _schema_values_tree(
+    message: dict[str, Any], key: str, masker: Masker
+) -> tuple[dict[str, Any], Counter[str]]:
+    """message[key] (a tool list, an elicitation's params) with what its schemas say of
+    values under the session's field rules (_schema_values): a property's default,
+    examples, enum and const, and its descriptions and titles read as prose; the rest
+    (the properties' names) is for the detectors alone. An error answer in its place if
+    it cannot be masked; what was masked. No IO."""
+    counts: Counter[str] = Counter()
+    if masker.strictest_field_rule() is None or key not in message:
+        return message, counts
+    try:
+        shown = _schema_values(message[key], masker, counts)
+    except (MaskingError, TypeError):
+        return codec.error_response(
+            message.get("id"), codec.NOT_INSPECTABLE, "portcullis: an answer it cannot mask"
+        ), Counter()
+    return {**message, key: shown}, counts
 
 
 def _schema_values(value: Any, masker: Masker, counts: Counter[str]) -> Any:
