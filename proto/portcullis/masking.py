@@ -762,15 +762,15 @@ def _secret_spans(text: str) -> Iterator[Span]:
         yield start, end
 
 
+# any of _TOKEN_HINTS or _SECRET_HINTS, in one search (two scans of every hint cost more
+# than the rest of a short value's masking)
+_TOKEN_OR_SECRET_HINT = re.compile("|".join(re.escape(h) for h in (*_TOKEN_HINTS, *_SECRET_HINTS)))
+
+
 def _token_precheck(text: str) -> bool:
     if len(text) < _MIN_SECRET_TEXT:
         return False
     return _TOKEN_OR_SECRET_HINT.search(text.lower()) is not None
-
-
-# any of _TOKEN_HINTS or _SECRET_HINTS, in one search (two scans of every hint cost more
-# than the rest of a short value's masking)
-_TOKEN_OR_SECRET_HINT = re.compile("|".join(re.escape(h) for h in (*_TOKEN_HINTS, *_SECRET_HINTS)))
 
 
 # the prechecks over ASCII bytes: a digit count first, as most values have too few digits

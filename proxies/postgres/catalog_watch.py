@@ -541,8 +541,9 @@ class CatalogWatch:
         None when it could not be read.
 
         The snapshot question calls its functions by name, on a connection new to them:
-        a superuser who renamed `pg_catalog.textin` and made one answering an old
-        snapshot's text would have it taken for the server's. So a start-up taking the
+        a superuser who renamed `pg_catalog.pg_current_snapshot()` and made one (an SQL
+        function) answering an old snapshot would have it taken for the server's
+        (test_pg_probe_p43). So a start-up taking the
         facts read before asks OVERLOADED_SQL too (functions made after initdb in
         pg_catalog under a question's name: such a one found, read whole, and refused)."""
         answer = await session_query(upstream, SNAPSHOT_SQL)
@@ -559,8 +560,10 @@ class CatalogWatch:
 
     def _read_whole(self, server: object, snapshot: str, facts: Facts | None) -> None:
         """Facts read whole after `snapshot` was the server's (None: refused, forgotten)."""
-        known = facts is not None and _SNAPSHOT.fullmatch(snapshot) is not None
-        self._whole = (server, snapshot, facts) if known and facts is not None else None
+        if facts is not None and _SNAPSHOT.fullmatch(snapshot):
+            self._whole = (server, snapshot, facts)
+        else:
+            self._whole = None
 
     async def stop(self) -> None:
         if self._lingering is not None:
