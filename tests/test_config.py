@@ -25,6 +25,14 @@ def test_the_shipped_example_loads():
     assert config.connection("billing-api").resolved(ENV).credentials["value"] == "Bearer tok"
 
 
+def test_the_engine_deadline_default_is_the_documented_one():
+    """The shipped example names no engine deadline: it gets the documented 1000 ms (the
+    parser once kept a default of its own, 250 ms, under which `make up` on a loaded
+    2-core host denied psql's `\\d customers` and then refused sessions)."""
+    config = load_config(REPO / "portcullis.yaml", env=ENV)
+    assert config.pdp.engine.timeout_ms == 1000
+
+
 def test_missing_environment_variable_is_an_error_naming_key_and_variable():
     config = load_config(REPO / "portcullis.yaml", env={"BILLING_TOKEN": "x"})
     with pytest.raises(ConfigError) as err:

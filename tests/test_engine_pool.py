@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pdp_harness import REGO
 
-from pdp.engine import EngineError
+from pdp.engine import EngineError, embedded
 from pdp.engine.embedded import EmbeddedEngine
 from portcullis.config import EngineSettings
 
@@ -163,13 +163,16 @@ async def test_evaluations_sent_to_a_worker_together_each_get_their_own_answer(t
         await engine.close()
 
 
-async def test_an_overrun_fails_the_evaluations_sent_after_it_and_only_those(tmp_path):
+async def test_an_overrun_fails_the_evaluations_sent_after_it_and_only_those(
+    tmp_path, monkeypatch
+):
     """One worker, four evaluations at once: the first goes alone (the worker is free),
-    the other three wait and go together. The slow one overruns its deadline: its worker
-    is replaced, and the one sent after it on that worker is denied with it (an
-    EngineError), never answered by the next worker's evaluations; the one before it is
-    answered, or denied with it when its answer was still held (pdp.engine.worker's
-    HOLD_SECONDS), never given another's answer; the pool recovers."""
+    the other three wait and go together. The slow one overruns its deadline (and here no
+    grace): its worker is replaced, and the one sent after it on that worker is denied
+    with it (an EngineError), never answered by the next worker's evaluations; the one
+    before it is answered, or denied with it when its answer was still held
+    (pdp.engine.worker's HOLD_SECONDS), never given another's answer; the pool recovers."""
+    monkeypatch.setattr(embedded, "OVERRUN_GRACE_SECONDS", 0.0)
     engine = echo_engine(tmp_path, workers=1, timeout_ms=300)
     await engine.start()
     try:
@@ -197,11 +200,12 @@ async def test_an_overrun_fails_the_evaluations_sent_after_it_and_only_those(tmp
         await engine.close()
 
 
-async def test_a_cancelled_call_frees_its_worker_unless_it_overruns(tmp_path):
+async def test_a_cancelled_call_frees_its_worker_unless_it_overruns(tmp_path, monkeypatch):
     """A caller that leaves (its call cancelled) no longer costs a worker: the answer is
-    passed over when it comes. But an evaluation still running at its deadline has its
-    worker replaced all the same: an input that never ends cannot hold a worker for good
-    by being cancelled."""
+    passed over when it comes. But an evaluation still running at its deadline (and here
+    no grace) has its worker replaced all the same: an input that never ends cannot hold
+    a worker for good by being cancelled."""
+    monkeypatch.setattr(embedded, "OVERRUN_GRACE_SECONDS", 0.0)
     engine = echo_engine(tmp_path, workers=1, timeout_ms=300)
     await engine.start()
     try:
@@ -226,10 +230,35 @@ async def test_a_cancelled_call_frees_its_worker_unless_it_overruns(tmp_path):
         await engine.close()
 
 
-async def test_evaluations_that_never_found_a_worker_are_not_kept(tmp_path):
+async def test_a_late_answer_within_the_grace_keeps_its_worker(tmp_path, monkeypatch):
+    """An evaluation that overruns its deadline is denied at the deadline, but a worker
+    that answers within the grace stays in the pool: a load spike that makes a finite
+    evaluation late costs its caller a deny, not the pool a worker start (during which
+    every other evaluation waits and is denied in turn)."""
+    monkeypatch.setattr(embedded, "OVERRUN_GRACE_SECONDS", 120.0)
+    engine = echo_engine(tmp_path, workers=1, timeout_ms=300)
+    await engine.start()
+    try:
+        (first,) = engine._all
+        with pytest.raises(EngineError, match="deadline"):
+            await engine.evaluate({"slow": True})
+        for _ in range(600):  # the slow evaluation runs on, then its worker is free again
+            if first in engine._free:
+                break
+            await asyncio.sleep(0.05)
+        assert engine._all == {first} and first in engine._free
+        assert first.proc.returncode is None
+        assert (await engine.evaluate({"n": 5})).result["reasons"] == [5]
+        assert engine._all == {first}
+    finally:
+        await engine.close()
+
+
+async def test_evaluations_that_never_found_a_worker_are_not_kept(tmp_path, monkeypatch):
     """Evaluations whose deadline passes while they wait for a worker are denied and
-    forgotten: a pool that cannot answer (here its one worker held by an overrun) must not
-    pile up every input sent to it meanwhile."""
+    forgotten: a pool that cannot answer (here its one worker held by an overrun, replaced
+    at its deadline with no grace) must not pile up every input sent to it meanwhile."""
+    monkeypatch.setattr(embedded, "OVERRUN_GRACE_SECONDS", 0.0)
     engine = echo_engine(tmp_path, workers=1, timeout_ms=300)
     await engine.start()
     try:

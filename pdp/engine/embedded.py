@@ -4,9 +4,10 @@ Owns the worker pool, per-evaluation deadlines and hot reload of the policy dire
 Evaluations that wait for a worker together go to it together (one write, answered in
 order, EVALUATIONS_PER_TRIP at most): under load, one round trip serves several.
 The Go evaluator has no timeout of its own, so an evaluation that overruns its deadline
-is answered with EngineError (the PDP turns that into a deny) and the worker that ran it
-is killed and replaced. Workers are fresh interpreters (`python -m pdp.engine.worker`),
-never forks of this process. The policy comes from pdp.engine.policy_source (a directory,
+is answered with EngineError (the PDP turns that into a deny), and the worker that ran it
+is killed and replaced when it has still not answered OVERRUN_GRACE_SECONDS later.
+Workers are fresh interpreters (`python -m pdp.engine.worker`), never forks of this
+process. The policy comes from pdp.engine.policy_source (a directory,
 a bundle file or a bundle URL). A policy change that fails to load, to verify or to
 evaluate once is reported and the running policy stays in place.
 
@@ -43,6 +44,16 @@ from portcullis.config import EngineSettings
 log = logging.getLogger("portcullis.engine")
 
 START_TIMEOUT_SECONDS = 30.0
+# How long past its deadline an evaluation may still answer before the worker running it
+# is taken for a runaway and replaced. Its caller is denied at the deadline all the same;
+# the grace spares the pool a replacement for an evaluation that was only late. Under a
+# load spike a finite evaluation overruns by a little, while a replacement costs a worker
+# start (0.5-2 s of a core) during which the pool is one worker short: replacing at the
+# deadline turned late answers into seconds of denials (seen: psql's `\d customers` at a
+# PDP host's load of 12, each ~3 ms of evaluation CPU: two overruns, both workers
+# replaced, then session opens refused "no evaluation worker free"). A runaway holds its
+# worker this much longer before it goes.
+OVERRUN_GRACE_SECONDS = 1.0
 # The Go runtime inside each worker: one evaluation at a time needs one scheduler thread
 # (the pool gives the parallelism), and collecting at 8x the live heap instead of 2x
 # cuts the collector's work for some MB more. Measured here: GOGC 100 -> 400, ~850 -> ~555
@@ -466,14 +477,13 @@ class EmbeddedEngine:
                 raise EngineError(
                     f"no evaluation worker free within {self.settings.timeout_ms} ms"
                 ) from None
+            # its answer, when it comes, is passed over (_Channel._deliver). The evaluator
+            # cannot be interrupted: a worker that has not answered by the deadline and
+            # its grace is replaced, and the evaluations sent after this one on it fail
+            # with it (denied); the call of a caller gone is an overrun all the same
+            loop.call_at(deadline + OVERRUN_GRACE_SECONDS, self._overdue, worker, job)
             if isinstance(exc, asyncio.CancelledError):
-                # its answer, when it comes, is passed over (_Channel._deliver); one that
-                # has not come by the deadline is an overrun all the same
-                loop.call_at(deadline, self._overdue, worker, job)
                 raise
-            # the evaluator cannot be interrupted: the worker running it is replaced, and
-            # the evaluations sent after this one on it fail with it (denied)
-            self._replace(worker)
             raise EngineError(
                 f"policy evaluation exceeded its {self.settings.timeout_ms} ms deadline"
             ) from None
@@ -548,9 +558,9 @@ class EmbeddedEngine:
             deadlines.popleft()
 
     def _overdue(self, worker: _WorkerProcess, job: _Evaluation) -> None:
-        """The deadline of an evaluation whose caller left: the worker is replaced if it
-        has still not answered it (else an input that never ends, its call cancelled,
-        would hold a worker for good)."""
+        """The deadline and grace of an evaluation that overran or whose caller left: the
+        worker is replaced if it has still not answered it (else an input that never
+        ends would hold a worker for good)."""
         if worker.channel.awaits(job.answer):
             self._replace(worker)
 

@@ -626,7 +626,7 @@ def _engine(raw: dict[str, Any], base_dir: Path) -> EngineSettings:
         policies=policies,
         url=url.rstrip("/"),
         workers=_int(raw, key, "workers", 0),
-        timeout_ms=_int(raw, key, "timeout_ms", 250, minimum=1),
+        timeout_ms=_int(raw, key, "timeout_ms", EngineSettings.timeout_ms, minimum=1),
         reload=_bool(raw, key, "reload", True),
         bundle=bundle,
         poll_seconds=float(poll),
