@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import secrets
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -133,20 +134,109 @@ async def running_pdp(config: Config, parts: Parts | None = None) -> AsyncIterat
         await app.stop(grace=2)
 
 
-class _ProxyStub:
-    """A DecisionService stub whose every call carries a proxy credential."""
+# the key each session a test opened through a keyed stub was opened with (what a proxy
+# holds in memory: OpenSessionRequest.session_key), for every keyed stub's later calls
+SESSION_KEYS: dict[str, str] = {}
+# the calls about one session, whose request carries its key
+_KEYED_CALLS = ("Decide", "CloseSession", "RecordEvents", "AwaitApproval", "WithdrawApproval")
 
-    def __init__(self, stub: pdp_pb2_grpc.DecisionServiceStub, credential: str) -> None:
+
+def hand_over_keys(client: Any) -> Any:
+    """client (a PDPClient) holding, in the memory where it keeps its own sessions' keys,
+    the keys of the sessions tests opened through keyed stubs: the same proxy, opening by
+    hand and going on through its client."""
+    client._session_keys.update(SESSION_KEYS)
+    return client
+
+
+def with_session_key(request: Any) -> Any:
+    """request with the key its session was opened with, unless it names one already."""
+    if not request.session_key and request.session_id in SESSION_KEYS:
+        request.session_key = SESSION_KEYS[request.session_id]
+    return request
+
+
+def _keyed_calls(calls: Any) -> Any:
+    """A DecideStream's calls (an iterable or async iterable), each keyed."""
+
+    def keyed(call: pdp_pb2.DecideCall) -> pdp_pb2.DecideCall:
+        with_session_key(call.request)
+        for more in call.more:
+            keyed(more)
+        return call
+
+    if hasattr(calls, "__aiter__"):
+
+        async def each() -> AsyncIterator[pdp_pb2.DecideCall]:
+            async for call in calls:
+                yield keyed(call)
+
+        return each()
+    return (keyed(call) for call in calls)
+
+
+class _KeyedStream:
+    """A DecideStream call whose written calls are keyed."""
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+
+    async def write(self, call: pdp_pb2.DecideCall) -> None:
+        await self._call.write(_keyed_calls([call]).__next__())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._call, name)
+
+    def __aiter__(self) -> Any:
+        return self._call.__aiter__()
+
+
+class _ProxyStub:
+    """A DecisionService stub whose every call carries a proxy credential, and (keys) the
+    key of the session it is about, as a proxy's do; keys=False: a stolen credential alone."""
+
+    def __init__(
+        self, stub: pdp_pb2_grpc.DecisionServiceStub, credential: str, keys: bool = True
+    ) -> None:
         self._stub = stub
         self._entry = (CREDENTIAL_METADATA, credential)
+        self._keys = keys
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._stub, name)
 
         def call(*args: Any, metadata: Any = (), **kwargs: Any) -> Any:
-            return method(*args, metadata=(*tuple(metadata or ()), self._entry), **kwargs)
+            if self._keys and args:
+                args = (self._keyed(name, args[0]), *args[1:])
+            sent = method(*args, metadata=(*tuple(metadata or ()), self._entry), **kwargs)
+            if self._keys and name == "OpenSession":
+                return _remember_key(sent, args[0].session_key)
+            if self._keys and name == "DecideStream" and not args:
+                return _KeyedStream(sent)
+            return sent
 
         return call
+
+    @staticmethod
+    def _keyed(name: str, request: Any) -> Any:
+        if name == "OpenSession" and not request.session_key:
+            request.session_key = SESSION_KEYS.get(request.session_id) or secrets.token_urlsafe(32)
+        elif name in _KEYED_CALLS:
+            with_session_key(request)
+        elif name == "RecordBatches":
+            for batch in request.batches:
+                with_session_key(batch)
+        elif name == "DecideStream":
+            return _keyed_calls(request)
+        return request
+
+
+async def _remember_key(sent: Any, key: str) -> pdp_pb2.OpenSessionResponse:
+    """An OpenSession's answer, its session's key kept for the calls about it."""
+    response = await sent
+    if response.session_id:
+        SESSION_KEYS[response.session_id] = key
+    return response  # type: ignore[no-any-return]
 
 
 def proxy_metadata(address: str) -> tuple[tuple[str, str], ...]:
@@ -156,14 +246,15 @@ def proxy_metadata(address: str) -> tuple[tuple[str, str], ...]:
 
 @contextlib.asynccontextmanager
 async def pdp_stub(
-    address: str, credential: str | None = None
+    address: str, credential: str | None = None, keys: bool = True
 ) -> AsyncIterator[pdp_pb2_grpc.DecisionServiceStub]:
     """A stub that speaks as a proxy: with `credential`, else the one the test PDP at
-    `address` issued to the tests; credential="" speaks as nobody (a user's own client)."""
+    `address` issued to the tests; credential="" speaks as nobody (a user's own client).
+    keys=False: the credential alone, without the keys of the sessions it opened (a thief's)."""
     credential = ISSUED.get(address, "") if credential is None else credential
     async with grpc.aio.insecure_channel(address) as channel:
         stub = pdp_pb2_grpc.DecisionServiceStub(channel)
-        yield _ProxyStub(stub, credential) if credential else stub  # type: ignore[misc]
+        yield _ProxyStub(stub, credential, keys) if credential else stub  # type: ignore[misc]
 
 
 def token(

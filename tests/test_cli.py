@@ -18,6 +18,7 @@ import yaml
 from pdp_harness import REGO, REPO, free_port
 
 from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
+from portcullis.wire import CREDENTIAL_METADATA
 
 
 def portcullis(*args, cwd=None, env=None, input=None):
@@ -135,7 +136,11 @@ def test_up_serves_until_sigterm(tmp_path):
     try:
         channel = grpc.insecure_channel(raw["pdp"]["listen"])
         grpc.channel_ready_future(channel).result(timeout=30)
-        info = pdp_pb2_grpc.DecisionServiceStub(channel).ServerInfo(pdp_pb2.ServerInfoRequest())
+        # ServerInfo answers a proxy only (tests/test_pdp_probe_p30.py): the local credential
+        credential = (tmp_path / "var" / "proxy.credential").read_text().strip()
+        info = pdp_pb2_grpc.DecisionServiceStub(channel).ServerInfo(
+            pdp_pb2.ServerInfoRequest(), metadata=((CREDENTIAL_METADATA, credential),)
+        )
         assert info.engine == "embedded" and info.policy_revision
         channel.close()
         assert (tmp_path / "var" / "signing.key").exists()

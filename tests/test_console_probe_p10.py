@@ -8,7 +8,9 @@ security number in records.jsonl. A bundle's records are the chain's, hashed as
 recorded, so a copy with values masked would not verify; the export is now for auditors
 also in pii-readers. Another auditor is refused (403, naming the group) before anything
 is read, and the Evidence page tells them so instead of offering the form; an auditor in
-pii-readers exports as before, and the bundle verifies.
+pii-readers exports as before, and the bundle verifies. (auditsec5: such an auditor now
+gets a bundle that withholds the records quoting values, which verifies and says what it
+withheld: tests/test_evidence_probe_p13.py; still no value in it.)
 
 Real PDP (tests/pdp_harness.py) with its console on the HTTP listener, dev-issuer sign-in.
 """
@@ -56,14 +58,19 @@ async def test_an_auditor_outside_pii_readers_gets_no_bundle_of_values(pdp, tmp_
         async with http.get(f"{pdp.base}/console/evidence/") as r:
             page = await r.text()
             assert r.status == 200 and "OK: the chain verifies" in page
-            assert 'action="/console/evidence/export"' not in page
-            assert "pii-readers" in page
+            assert 'action="/console/evidence/export"' in page
+            assert "pii-readers" in page and "withholds" in page
         async with http.post(f"{pdp.base}/console/evidence/export", data={"csrf": csrf}) as r:
-            body = await r.read()
-            assert r.status == 403, r.status
-            assert r.content_type == "text/html"
-            assert SSN.encode() not in body and b"pii-readers" in body
-            assert "attachment" not in r.headers.get("Content-Disposition", "")
+            withheld = await r.read()
+            assert r.status == 200 and r.content_type == "application/gzip", r.status
+            assert "-withheld.tar.gz" in r.headers["Content-Disposition"]
+    with tarfile.open(fileobj=io.BytesIO(withheld)) as tar:
+        for member in tar:
+            data = tar.extractfile(member)
+            assert data is not None and SSN.encode() not in data.read(), member.name
+    (tmp_path / "withheld.tar.gz").write_bytes(withheld)
+    report = verify_bundle(tmp_path / "withheld.tar.gz", pdp.signer.public_key)
+    assert report.ok and report.counted.withheld.get("decision"), report.counted.lines()
     # an auditor who may read values exports, and the bundle verifies
     async with _http() as http:
         csrf = await sign_in(http, pdp.base, "pia@example.com", "auditor,pii-readers")

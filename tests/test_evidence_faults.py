@@ -109,6 +109,7 @@ async def test_events_and_close_of_a_session_that_ends_while_the_pdp_is_down_rea
     the spool delivers them in order: the replay has every statement, the close is there."""
     from pdp_harness import (
         free_port,
+        hand_over_keys,
         open_session,
         pdp_config,
         pdp_stub,
@@ -129,7 +130,7 @@ async def test_events_and_close_of_a_session_that_ends_while_the_pdp_is_down_rea
         sid = (await open_session(stub, token(config))).session_id
         address = app.address
         metadata = proxy_metadata(address)
-    client = PDPClient(address, timeout=0.5, metadata=metadata)
+    client = hand_over_keys(PDPClient(address, timeout=0.5, metadata=metadata))
     await client.start()
     spool = Spool(tmp_path / "spool", "orders-db", max_bytes=1 << 20)
     spool.open()

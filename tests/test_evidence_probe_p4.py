@@ -20,6 +20,7 @@ from google.protobuf.struct_pb2 import Struct
 from pdp_harness import (
     decide_sql,
     free_port,
+    hand_over_keys,
     open_session,
     pdp_stub,
     proxy_metadata,
@@ -193,7 +194,7 @@ async def test_a_proxys_batches_keep_their_numbers_through_its_spool(tmp_path):
     async with running_pdp(config) as app, pdp_stub(app.address) as stub:
         sid, decided = await _session(stub, config)
         ruling = Ruling(Verdict(VerdictKind.ALLOW), decision_id=decided.decision_id)
-        client = PDPClient(app.address, metadata=proxy_metadata(app.address))
+        client = hand_over_keys(PDPClient(app.address, metadata=proxy_metadata(app.address)))
         await client.start()
         spool = Spool(tmp_path / "spool", "orders-db")
         spool.open()

@@ -8,7 +8,14 @@ names those that never reached it (tests/test_evidence_probe_p4.py).
 
 from __future__ import annotations
 
-from pdp_harness import open_session, pdp_stub, proxy_metadata, running_pdp, token
+from pdp_harness import (
+    hand_over_keys,
+    open_session,
+    pdp_stub,
+    proxy_metadata,
+    running_pdp,
+    token,
+)
 from test_evidence_probe_p4 import _session
 from test_pdp_probe_p7 import _written
 
@@ -26,7 +33,7 @@ async def test_the_tick_and_a_spoolless_session_number_their_batches(tmp_path):
         sid, decided = await _session(stub, config)
         other = (await open_session(stub, token(config, groups=("dba", "pii-readers")))).session_id
         ruling = Ruling(Verdict(VerdictKind.ALLOW), decision_id=decided.decision_id)
-        client = PDPClient(app.address, metadata=proxy_metadata(app.address))
+        client = hand_over_keys(PDPClient(app.address, metadata=proxy_metadata(app.address)))
         await client.start()
         tick = RecordingTick(client)
         ticked = SessionRecorder(client, sid, tick=tick)
@@ -52,7 +59,7 @@ async def test_a_sessions_own_send_numbers_its_batch(tmp_path):
     async with running_pdp(config) as app, pdp_stub(app.address) as stub:
         sid, decided = await _session(stub, config)
         ruling = Ruling(Verdict(VerdictKind.ALLOW), decision_id=decided.decision_id)
-        client = PDPClient(app.address, metadata=proxy_metadata(app.address))
+        client = hand_over_keys(PDPClient(app.address, metadata=proxy_metadata(app.address)))
         await client.start()
         spool = Spool(tmp_path / "spool", "orders-db")
         spool.open()

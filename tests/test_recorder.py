@@ -17,7 +17,15 @@ import grpc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pdp_harness import open_session, pdp_config, pdp_stub, proxy_metadata, running_pdp, token
+from pdp_harness import (
+    hand_over_keys,
+    open_session,
+    pdp_config,
+    pdp_stub,
+    proxy_metadata,
+    running_pdp,
+    token,
+)
 
 from pdp.domain.recordings import (
     EVENTS_KIND,
@@ -190,7 +198,7 @@ async def test_the_pdp_stores_a_json_batch_as_sent_and_replays_it(tmp_path):
     config = pdp_config(tmp_path)
     async with running_pdp(config) as app, pdp_stub(app.address) as stub:
         sid = (await open_session(stub, token(config))).session_id
-        client = PDPClient(app.address, metadata=proxy_metadata(app.address))
+        client = hand_over_keys(PDPClient(app.address, metadata=proxy_metadata(app.address)))
         await client.start()
         try:
             events = [
@@ -665,7 +673,7 @@ async def test_a_tick_of_more_sessions_than_one_call_takes_is_stored_in_several(
         opened = await open_session(stub, token(config))
         count = MAX_BATCHES_PER_CALL + 50
         batches = [(opened.session_id, [])] * (count - 1) + [("nobody", [])]
-        client = PDPClient(app.address, metadata=proxy_metadata(app.address))
+        client = hand_over_keys(PDPClient(app.address, metadata=proxy_metadata(app.address)))
         await client.start()
         try:
             outcomes = await client.record_batches_outcomes(batches)
@@ -690,7 +698,7 @@ async def test_a_failed_delivery_names_why_and_a_stored_one_clears_it(tmp_path):
     config = pdp_config(tmp_path)
     async with running_pdp(config) as app, pdp_stub(app.address) as stub:
         opened = await open_session(stub, token(config))
-        client = PDPClient(app.address, metadata=proxy_metadata(app.address))
+        client = hand_over_keys(PDPClient(app.address, metadata=proxy_metadata(app.address)))
         await client.start()
         try:
             client.recording_failure = "policy decision point unreachable"

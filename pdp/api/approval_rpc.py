@@ -400,7 +400,7 @@ class ApprovalRPCs:
             if session is None:
                 pending = None
             else:
-                await self._bound(session, proxy, context, "AwaitApproval")
+                await self._bound(session, proxy, context, "AwaitApproval", request)
                 self.sessions.heard_from(session)
         if pending is None or (
             pending.session_id != request.session_id and pending.command_kind != "session.open"
@@ -444,7 +444,7 @@ class ApprovalRPCs:
             if session is None:
                 await context.abort(grpc.StatusCode.NOT_FOUND, "no such session")
                 raise AssertionError("unreachable")
-            await self._bound(session, proxy, context, "WithdrawApproval")
+            await self._bound(session, proxy, context, "WithdrawApproval", request)
             self.sessions.heard_from(session)
             session_id = request.session_id
         reason = request.reason or "withdrawn"

@@ -34,6 +34,7 @@ import grpc
 from google.protobuf import struct_pb2
 
 from pdp.api.proxy_auth import ProxyIdentity
+from pdp.api.session_keys import key_refusal
 from pdp.domain.batch_numbers import (
     BATCH_SEQ,
     MAX_BATCH_SEQ,
@@ -248,7 +249,7 @@ class SessionEventBatches:
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"session {request.session_id[:64]!r} is unknown",
             )
-        why = bound_refusal(session, proxy)
+        why = bound_refusal(session, proxy) or key_refusal(self.sessions, session, request)
         if why:
             await self.refuse(
                 _Refusing(context),

@@ -32,6 +32,7 @@ from pdp.api.recording_rpc import (
     peer_of,
     struct_to_dict,
 )
+from pdp.api.session_keys import digest_of, key_problem, key_refusal
 from pdp.api.shell_reading import ShellReader
 from pdp.api.sql_reading import StatementReader, read_apart
 from pdp.domain.approvals import ApprovalBook, subject_as_read
@@ -230,10 +231,16 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         }
 
     async def _open_session(
-        self, session_id: str, context: grpc.aio.ServicerContext, proxy: ProxyIdentity, rpc: str
+        self,
+        session_id: str,
+        context: grpc.aio.ServicerContext,
+        proxy: ProxyIdentity,
+        rpc: str,
+        request: Any,
     ) -> Session:
-        """The open session a request names, if `proxy` opened it; FAILED_PRECONDITION
-        when there is none, PERMISSION_DENIED (recorded) when another proxy opened it,
+        """The open session a request names, if `proxy` opened it and `request` carries its
+        key; FAILED_PRECONDITION when there is none, PERMISSION_DENIED (recorded) when
+        another proxy opened it or the key is not the session's,
         UNAVAILABLE when the store that would say cannot be read now (the proxy keeps what
         it was sending, a close above all, and sends it again: "not open" would have it
         dropped for good)."""
@@ -247,13 +254,16 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
                 grpc.StatusCode.FAILED_PRECONDITION, f"session {session_id[:64]!r} is not open"
             )
             raise AssertionError("unreachable")
-        await self._bound(session, proxy, context, rpc)
+        await self._bound(session, proxy, context, rpc, request)
         self.sessions.heard_from(session)
         return session
 
-    async def _bound(self, session: Session, proxy: ProxyIdentity, context: Any, rpc: str) -> None:
-        """Refuse (and record) a call about a session from a proxy that did not open it."""
-        why = bound_refusal(session, proxy)
+    async def _bound(
+        self, session: Session, proxy: ProxyIdentity, context: Any, rpc: str, request: Any
+    ) -> None:
+        """Refuse (and record) a call about a session from a proxy that did not open it, or
+        one that does not carry the session's key (pdp.api.session_keys)."""
+        why = bound_refusal(session, proxy) or key_refusal(self.sessions, session, request)
         if why:
             await self.refuse(
                 context, rpc, grpc.StatusCode.PERMISSION_DENIED, why, proxy, session.id
@@ -352,6 +362,9 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             why = f"more than {MAX_LABELS}, or one longer than {MAX_NAME}"
             await self._invalid(context, "connection.labels", why)
         proxy = await self._proxy(context, "OpenSession")
+        problem = key_problem(request)
+        if problem:
+            await self._invalid(context, "session_key", problem)
         if not proxy.serves(request.connection.name):
             await self.refuse(
                 context,
@@ -421,6 +434,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             session_id, identity, connection, request.client_addr, request.client[:MAX_NAME]
         )
         session.proxy = proxy_key
+        session.key_digest = digest_of(self.sessions, session_id, request)
         command = {"kind": "session.open", "raw": ""}
         attributes = struct_to_dict(request.attributes) if request.HasField("attributes") else {}
         policy_input = build_input(session, command)
@@ -510,7 +524,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             await self._invalid(context, "command.kind", f"unknown command kind {kind[:64]!r}")
         deadline = _deadline_of(request, context)
         proxy = await self._proxy(context, "Decide", request.session_id)
-        session = await self._open_session(request.session_id, context, proxy, "Decide")
+        session = await self._open_session(request.session_id, context, proxy, "Decide", request)
         if session.grant_expired:
             await context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,
@@ -755,7 +769,9 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             # reaper ends the session as for a proxy that went silent
             await self._invalid(context, "summary", f"larger than {MAX_SUMMARY_BYTES} bytes")
         proxy = await self._proxy(context, "CloseSession", request.session_id)
-        session = await self._open_session(request.session_id, context, proxy, "CloseSession")
+        session = await self._open_session(
+            request.session_id, context, proxy, "CloseSession", request
+        )
         summary = struct_to_dict(request.summary) if request.HasField("summary") else {}
         reason = proxy_close_reason(request.reason[:MAX_NAME] or "closed")
         body: dict[str, Any] = {
@@ -823,6 +839,10 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
     async def ServerInfo(
         self, request: pdp_pb2.ServerInfoRequest, context: grpc.aio.ServicerContext
     ) -> pdp_pb2.ServerInfoResponse:
+        # the versions and the policy revision are a proxy's (its decision cache) and an
+        # operator's (`portcullis status`, with the local credential), as /v1/status is:
+        # not for whoever reaches the port, to match a PDP to its known weaknesses
+        await self._proxy(context, "ServerInfo")
         engine = self.decider.engine
         return pdp_pb2.ServerInfoResponse(
             policy_revision=engine.revision,

@@ -76,6 +76,12 @@ def register(subparsers: Any) -> None:
     export.add_argument("--since", default=None, help="RFC 3339 or unix seconds (inclusive)")
     export.add_argument("--until", default=None, help="RFC 3339 or unix seconds (exclusive)")
     export.add_argument("--out", required=True, help="output file, e.g. evidence.tar.gz")
+    export.add_argument(
+        "--withhold-values",
+        action="store_true",
+        help="for an auditor outside pii-readers: the bodies of records that quote a client's"
+        " values (decisions, recordings, approvals) are withheld; the rest verifies as ever",
+    )
     export.set_defaults(func=cmd_audit_export)
 
 
@@ -302,6 +308,7 @@ async def _export(args: argparse.Namespace, since: float | None, until: float | 
             anchor,
             str(anchor_path),
             also=[(head, str(head_path_for(anchor_path)))],
+            withhold_values=args.withhold_values,
         )
     except StoreUnavailable as exc:
         return _fail(str(exc))
@@ -315,6 +322,7 @@ async def _export(args: argparse.Namespace, since: float | None, until: float | 
     print(
         f"wrote {summary.path}: {summary.records} records"
         f" (seq {summary.first_seq}..{summary.last_seq}), signed by key {signer.key_id}"
+        + (" (values withheld)" if args.withhold_values else "")
     )
     return 0
 

@@ -166,13 +166,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     config = _config(args)
     address = args.pdp or config.pdp.address or config.pdp.listen
     report: dict[str, Any] = {"pdp": {"address": address}}
-    reachable = asyncio.run(_ask_pdp(address, report))
+    credential = _local_credential(config.pdp.proxy_credential_file)
+    reachable = asyncio.run(_ask_pdp(address, report, credential))
     if config.pdp.http_listen and reachable:
-        report["pdp"].update(
-            _http_status(
-                config.pdp.http_listen, _local_credential(config.pdp.proxy_credential_file)
-            )
-        )
+        report["pdp"].update(_http_status(config.pdp.http_listen, credential))
     report["store"] = asyncio.run(_store_head(config))
     report["connections"] = _connections(config, report["pdp"].get("sessions_by_connection"))
     if args.format == "json":
@@ -182,18 +179,23 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK if reachable else EXIT_BAD
 
 
-async def _ask_pdp(address: str, report: dict[str, Any]) -> bool:
+async def _ask_pdp(address: str, report: dict[str, Any], credential: str = "") -> bool:
+    """Health and ServerInfo of the PDP at address; ServerInfo answers a proxy only, so
+    it is asked with the local proxy credential (pdp.proxy_credential_file)."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
+    from portcullis.wire import CREDENTIAL_METADATA
 
     try:
         async with grpc.aio.insecure_channel(address) as channel:
             health = health_pb2_grpc.HealthStub(channel)
             checked = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
             info = await pdp_pb2_grpc.DecisionServiceStub(channel).ServerInfo(
-                pdp_pb2.ServerInfoRequest(), timeout=5
+                pdp_pb2.ServerInfoRequest(),
+                timeout=5,
+                metadata=((CREDENTIAL_METADATA, credential),) if credential else None,
             )
     except grpc.aio.AioRpcError as exc:
         report["pdp"].update(reachable=False, error=exc.details() or exc.code().name)

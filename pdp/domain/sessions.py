@@ -86,6 +86,9 @@ class Session:
     grant_expires_at: float = 0.0  # a just-in-time grant ends the session then
     # the proxy identity that opened it (pdp/api/proxy_auth.py): the only one that speaks for it
     proxy: str = ""
+    # SessionTable.key_digest of the key its proxy made for it (OpenSessionRequest.session_key):
+    # every later call about it must carry that key, which the PDP never holds or records
+    key_digest: str = field(default="", repr=False)
     closed_reason: str = ""
     # the numbers of its recorded batches the PDP stored (pdp.api.recording_rpc): "" for a
     # session opened here (none yet), None for one found again in the store (read there
@@ -130,6 +133,7 @@ class Session:
             "started_at": self.started_at,
             "grant_expires_at": self.grant_expires_at,
             "proxy": self.proxy,
+            "key_digest": self.key_digest,
         }
 
     @classmethod
@@ -155,6 +159,7 @@ class Session:
             # PDP that opened it
             grant_expires_at=float(body.get("grant_expires_at") or 0.0),
             proxy=str(body.get("proxy", "")),
+            key_digest=str(body.get("key_digest", "")),
             batch_numbers=None,  # (its batches may be in the store already)
         )
 
@@ -201,6 +206,19 @@ class SessionTable:
         # the id is in it: a copy of another session's record (a dba's) must not be this
         content = canonical_json([session_id, {k: v for k, v in record.items() if k != MAC}])
         return hmac.new(self.record_key, content.encode(), hashlib.sha256).hexdigest()
+
+    def key_digest(self, session_id: str, key: str) -> str:
+        """What a session keeps of its key (Session.key_digest): an HMAC under the record
+        key, so that neither the table nor its record holds anything that speaks for it."""
+        content = f"session-key\0{session_id}\0{key}".encode()
+        return hmac.new(self.record_key, content, hashlib.sha256).hexdigest()
+
+    def keyed(self, session: Session, key: str) -> bool:
+        """Whether `key` is the key session was opened with (compared in constant time; a
+        session recorded without one, or a key that is no ASCII text, never is)."""
+        if not session.key_digest or not key.isascii():
+            return False
+        return hmac.compare_digest(session.key_digest, self.key_digest(session.id, key))
 
     def authentic(self, session_id: str, record: Any) -> bool:
         """Whether a session.open record's `session` object carries this table's MAC for

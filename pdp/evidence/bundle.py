@@ -19,6 +19,17 @@ A bundle is a tar.gz of flat files:
 Offline verification needs nothing but the bundle (and, to pin the signer, the PDP's
 public key): file hashes, the chain, every signature, the head, and that every stream
 file is exactly what records.jsonl implies. It names the first bad record.
+
+A bundle for an auditor outside `pii-readers` (`withhold_values`: the console's Export for
+them, `audit export --withhold-values`) withholds the body of every record whose kind is
+not in WHOLE_KINDS (an allow-list of the kinds that hold no value a client sent or a
+server answered: decisions, recordings and approvals quote statements and their literals).
+A withheld record's line keeps its place, kind, time, ids and hashes, and its body is
+null; the signed manifest says `values: withheld` and counts them by kind. The verifier
+cannot re-hash a withheld record: it checks that the next record links to it, and says how
+many it took on the export's signature (pinned by the chain wherever a later record or a
+signed checkpoint names it). Signed kinds are never withheld. The design that withholds
+only the values, with the rest of such a record still verified, is in README.md.
 """
 
 from __future__ import annotations
@@ -64,6 +75,25 @@ FIXED_FILES = ("public_key.pem", "chain_head.json", "manifest.json")
 # signed which seqs, from the key that signed this bundle back (absent in older bundles)
 KEY_HISTORY = "key_history.jsonl"
 PAGE = 5000
+# the kinds a bundle withholding values keeps whole: none of them holds a value a client
+# sent or a server answered (an allow-list: every other kind, and any new one, is withheld)
+WHOLE_KINDS = frozenset(
+    {
+        "session.open",
+        "session.close",
+        "auth.rejected",
+        "proxy.refused",
+        "credential.statement",
+        "checkpoint",
+        "signing_key.rotated",
+        "store.recovered",
+        "audit.tail_cut",
+        "audit.late_commit",
+        "audit.foreign_acknowledged",
+    }
+)
+# what the manifest of a bundle withholding values says under `values`
+VALUES_WITHHELD = "withheld"
 MAX_MEMBER_BYTES = 1 << 30
 MAX_BUNDLE_BYTES = 4 << 30  # read from one bundle in all
 # the files verification keeps whole (the signed ones and the key's): every other member
@@ -266,8 +296,11 @@ async def export_bundle(
     anchor: Any = None,
     anchor_source: str = "anchor",
     also: Sequence[tuple[Any, str]] = (),
+    withhold_values: bool = False,
 ) -> ExportSummary:
-    """Write the bundle of the records timed in [since, until), signed by `signer`.
+    """Write the bundle of the records timed in [since, until), signed by `signer`;
+    withhold_values: with the bodies of records not in WHOLE_KINDS withheld (module
+    docstring).
 
     The store is verified first, as `audit verify` does (the chain, every signed
     checkpoint against it, and `anchor`: the newest signed checkpoint kept outside the
@@ -289,9 +322,13 @@ async def export_bundle(
     masking = MaskingLog()
     last_line: dict[str, Any] | None = None
     first_line: dict[str, Any] | None = None
+    withheld: dict[str, int] = {}
     if window is not None:
         for record in await _records(store, *window):
             line = record_line(record)
+            if withhold_values and record.kind not in WHOLE_KINDS:
+                line["body"] = None
+                withheld[record.kind] = withheld.get(record.kind, 0) + 1
             text = (canonical_json(line) + "\n").encode()
             files[RECORDS] += text
             counts["records"] += 1
@@ -346,6 +383,11 @@ async def export_bundle(
             "files": {
                 name: hashlib.sha256(data).hexdigest() for name, data in sorted(blobs.items())
             },
+            **(
+                {"values": VALUES_WITHHELD, "withheld": dict(sorted(withheld.items()))}
+                if withhold_values
+                else {}
+            ),
         }
     )
     blobs["manifest.json"] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
@@ -646,12 +688,17 @@ def verify_bundle(path: Path, pinned_key: Ed25519PublicKey | None = None) -> Bun
         problems.append(Problem(retired[0], ROTATION_KIND, "", retired[1]))
     manifest = _check_manifest(files, scanned.digests, key, problems)
     check = _RecordsCheck(SignedRecordChecker(keys), keys.rotation_hashes, problems)
+    check.withholding = manifest.get("values") == VALUES_WITHHELD
     if RECORDS in scanned.digests:
         where = scanned.offsets[RECORDS]
         for raw in _record_lines(path, scanned.digests[RECORDS], where, problems):
             check.feed(raw)
     problems.extend(check.checker.problems)
     check.streams_problems(scanned.digests)
+    if check.withholding and manifest.get("withheld") != check.counted.withheld:
+        problems.append(
+            _file_problem(f"manifest.json: its count of withheld records differs from {RECORDS}")
+        )
     _check_head(files.get("chain_head.json", b""), key, check, manifest, problems)
     checker = check.checker
     report.records, report.checkpoints, report.statements = (
@@ -699,6 +746,9 @@ class _RecordsCheck:
         self.first: dict[str, Any] | None = None
         self.last: dict[str, Any] | None = None
         self.masking = MaskingLog()
+        # the manifest (signed) says the bundle withholds values: a record not of
+        # WHOLE_KINDS may come with a null body, which is counted, not re-hashed
+        self.withholding = False
         self.stream_file = {s.name: s.file for s in STREAMS}
         self.expected = {s.file: hashlib.sha256() for s in STREAMS if s.file != RECORDS}
         self.expected[MASKING] = hashlib.sha256()
@@ -715,18 +765,31 @@ class _RecordsCheck:
                 self.problems.append(_file_problem(f"{RECORDS} line {self.n}: not a record"))
             self.broken = True
             return
+        withheld = self._withheld(line)
         if not self.broken:
-            problem = _link_problem(self.last, line)
+            problem = _link_problem(self.last, line, withheld)
             if problem:
                 self.problems.append(problem)
                 self.broken = True
         self.first = self.first or line
         self.last = line
         self.count += 1
-        self._signed(line)
+        self._signed(line, withheld)
         self._stream(line)
 
-    def _signed(self, line: dict[str, Any]) -> None:
+    def _withheld(self, line: dict[str, Any]) -> bool:
+        """Whether the line is a record whose body the export withheld (and may have)."""
+        if line["body"] is not None or not self.withholding:
+            return False  # (a null body elsewhere does not hash as its record: named)
+        if line["kind"] in WHOLE_KINDS:
+            where = f"a {line['kind']} record is never withheld"
+            self.problems.append(Problem(line["seq"], line["kind"], line["id"], where))
+            return False
+        held = self.counted.withheld
+        held[line["kind"]] = held.get(line["kind"], 0) + 1
+        return True
+
+    def _signed(self, line: dict[str, Any], withheld: bool = False) -> None:
         seq = line["seq"]
         self.checker.feed(
             seq,
@@ -734,11 +797,12 @@ class _RecordsCheck:
             line["kind"],
             line["session_id"],
             line["subject"],
-            line["body"],
+            {} if withheld else line["body"],
             line["hash"],
         )
         if isinstance(line["time_us"], int):
             self.counted.see(seq, line["kind"], line["time_us"] / 1_000_000)
+        if isinstance(line["time_us"], int) and not withheld:
             self.times.feed(
                 seq,
                 line["kind"],
@@ -936,7 +1000,12 @@ def _check_records(data: bytes, problems: list[Problem]) -> int:
     return check.count
 
 
-def _link_problem(prev: dict[str, Any] | None, line: dict[str, Any]) -> Problem | None:
+def _link_problem(
+    prev: dict[str, Any] | None, line: dict[str, Any], withheld: bool = False
+) -> Problem | None:
+    """What breaks the chain at line: its place, its link to prev, its hash (not for a
+    withheld record, whose body is not there to hash: the next record's link to it is
+    what pins its hash), its time."""
     seq = line["seq"]
 
     def bad(text: str, at: int = seq) -> Problem:
@@ -955,15 +1024,19 @@ def _link_problem(prev: dict[str, Any] | None, line: dict[str, Any]) -> Problem 
         if line["prev_hash"] != prev["hash"]:
             return bad(f"record {seq} does not link to record {prev['seq']} (prev_hash differs)")
     try:
-        actual = record_hash(
-            line["prev_hash"],
-            seq,
-            line["id"],
-            line["kind"],
-            line["time_us"],
-            line["session_id"],
-            line["subject"],
-            line["body"],
+        actual = (
+            line["hash"]
+            if withheld
+            else record_hash(
+                line["prev_hash"],
+                seq,
+                line["id"],
+                line["kind"],
+                line["time_us"],
+                line["session_id"],
+                line["subject"],
+                line["body"],
+            )
         )
     except (TypeError, ValueError):
         return bad(f"record {seq} cannot be hashed")

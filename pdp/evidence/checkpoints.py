@@ -931,6 +931,9 @@ class Counted:
     lost: str = ""  # what sessions whose proxy was lost leave unknown (ProxyLosses)
     batches: str = ""  # what the sessions' batch numbers show (EventTimes.numbers_line)
     unclosed: int = 0  # sessions opened (allowed) in the range with no close record in it
+    # a bundle withholding values (pdp.evidence.bundle): the records whose bodies it
+    # withheld, by kind, which the verifier could not re-hash
+    withheld: dict[str, int] = field(default_factory=dict)
 
     def see(self, seq: int, kind: str, time: float) -> None:
         if self.first_time is None:
@@ -952,6 +955,7 @@ class Counted:
         )
         return [
             read,
+            *self._withheld_lines(),
             f"  signatures: {self.checkpoints + self.statements} Ed25519 signatures verified:"
             f" {self.checkpoints} signed checkpoints, each matching the chain, and"
             f" {self.statements} signed credential-never-exposed statements",
@@ -970,6 +974,18 @@ class Counted:
             *([f"  lost proxies: {self.lost}"] if self.lost else []),
             *([f"  batch numbers: {self.batches}"] if self.batches else []),
             f"  head: seq {self.head[0]} hash {self.head[1]}",
+        ]
+
+    def _withheld_lines(self) -> list[str]:
+        """What a bundle withholding values left out, said before anything it verified."""
+        if not self.withheld:
+            return []
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(self.withheld.items()))
+        return [
+            f"  WITHHELD: {sum(self.withheld.values())} records' bodies ({kinds}) are not in"
+            " this bundle (values withheld for an auditor outside pii-readers): NOT verified;"
+            " their place, kind and time are the export's signed word, each pinned by the"
+            " hash chain where a later record or a signed checkpoint names it"
         ]
 
 

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import secrets
 import sys
 import time
 import uuid
@@ -322,6 +323,14 @@ class PDPClient:
     # sessions to close once the PDP answers (id -> reason), and the task closing them
     _unanswered: dict[str, str] = field(default_factory=dict, repr=False)
     _unanswered_task: asyncio.Task[None] | None = field(default=None, repr=False)
+    # each session's key (OpenSessionRequest.session_key), made at its open and carried by
+    # every later call about it: the PDP takes no call about a session without it, so a
+    # stolen proxy credential alone speaks for none. Held here only (never logged, never
+    # spooled), until the PDP has taken or refused the session's close.
+    _session_keys: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def _key(self, session_id: str) -> str:
+        return self._session_keys.get(session_id, "")
 
     async def start(self) -> None:
         options = [
@@ -400,12 +409,14 @@ class PDPClient:
         again, so the evidence never holds a session that opened and never ended."""
         assert self._stub is not None
         session_id = "s-" + uuid.uuid4().hex
+        key = self._session_keys[session_id] = secrets.token_urlsafe(32)
         request = pdp_pb2.OpenSessionRequest(
             token=token,
             connection=connection,
             client_addr=client_addr,
             client=client,
             session_id=session_id,
+            session_key=key,
         )
         if attributes:
             request.attributes.CopyFrom(to_struct(attributes))
@@ -416,12 +427,15 @@ class PDPClient:
         except grpc.aio.AioRpcError as exc:
             if exc.code() not in _REFUSALS and _NEVER_SENT not in (exc.details() or ""):
                 self.close_when_answered(session_id, OPEN_UNANSWERED)
+            else:
+                self._session_keys.pop(session_id, None)
             raise SessionRefused(_rpc_reason(exc)) from None
         except asyncio.CancelledError:
             self.close_when_answered(session_id, OPEN_UNANSWERED)
             raise
         ruling = ruling_from_message(response.decision)
         if not response.session_id or not ruling.verdict.allowed:
+            self._session_keys.pop(session_id, None)
             reasons = "; ".join(ruling.verdict.reasons) or "session not allowed"
             approval_id = ruling.approval_id if ruling.kind is VerdictKind.REQUIRE_APPROVAL else ""
             raise SessionRefused(reasons, ruling.decision_id, approval_id)
@@ -462,6 +476,7 @@ class PDPClient:
             command.attributes.CopyFrom(to_struct(attributes))
         request = pdp_pb2.DecideRequest(
             session_id=session_id,
+            session_key=self._key(session_id),
             command=command,
             timeout_ms=int(timeout * 1000),
             egress_rows=egress[0],
@@ -520,6 +535,7 @@ class PDPClient:
                 stream = self._stub.AwaitApproval(
                     pdp_pb2.AwaitApprovalRequest(
                         session_id=session_id,
+                        session_key=self._key(session_id),
                         approval_id=approval_id,
                         timeout_seconds=math.ceil(left),
                     ),
@@ -546,7 +562,10 @@ class PDPClient:
         try:
             await self._stub.WithdrawApproval(
                 pdp_pb2.WithdrawApprovalRequest(
-                    session_id=session_id, approval_id=approval_id, reason=reason
+                    session_id=session_id,
+                    session_key=self._key(session_id),
+                    approval_id=approval_id,
+                    reason=reason,
                 ),
                 timeout=self.timeout,
                 metadata=self.metadata,
@@ -568,7 +587,10 @@ class PDPClient:
         close) or "unreachable" (try again later). reused: the verdicts answered from the
         cache since the session's last Decide, as decide() takes them."""
         async with self._closing:  # (the request is made once its turn has come)
-            return await self._close_session(session_id, reason, abnormal, summary, reused)
+            outcome = await self._close_session(session_id, reason, abnormal, summary, reused)
+        if outcome != "unreachable":  # taken or never will be: nothing speaks for it again
+            self._session_keys.pop(session_id, None)
+        return outcome
 
     async def _close_session(
         self,
@@ -581,7 +603,10 @@ class PDPClient:
         if self._stub is None:
             return "unreachable"
         request = pdp_pb2.CloseSessionRequest(
-            session_id=session_id, reason=reason, abnormal=abnormal
+            session_id=session_id,
+            session_key=self._key(session_id),
+            reason=reason,
+            abnormal=abnormal,
         )
         if summary:
             request.summary.CopyFrom(to_struct(summary))
@@ -632,6 +657,7 @@ class PDPClient:
         """RecordEvents: "stored", "refused" (never will be) or "unreachable"."""
         if self._stub is None:
             return "unreachable"
+        request.session_key = self._key(session_id)
         try:
             await self._stub.RecordEvents(request, timeout=self.timeout, metadata=self.metadata)
         except grpc.aio.AioRpcError as exc:
@@ -670,6 +696,8 @@ class PDPClient:
         """One RecordBatches call of these sessions' batches, each answered."""
         assert self._stub is not None
         request = pdp_pb2.RecordBatchesRequest(batches=[_batch(*batch) for batch in batches])
+        for batch in request.batches:
+            batch.session_key = self._key(batch.session_id)
         try:
             response = await self._stub.RecordBatches(
                 request, timeout=self.timeout, metadata=self.metadata

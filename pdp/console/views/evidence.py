@@ -43,10 +43,10 @@ RECORDS_SHOWN = 50
 # a report is shown again for this long (or ten times as long as it took, if longer)
 REVERIFY_SECONDS = 30.0
 REVERIFY_FACTOR = 10.0
-EXPORT_NEEDS_VALUES = (
-    f"the evidence bundle holds statements with their values, as recorded and hashed: its"
-    f" export is for auditors also in {PII_GROUP}; these pages show you statements with"
-    f" their values masked"
+EXPORT_WITHHOLDS_VALUES = (
+    f"Values are for auditors also in {PII_GROUP}: your bundle withholds the records that"
+    f" quote them (decisions, recordings, approvals), and its verification says which it"
+    f" could not check; everything else verifies as in the full bundle"
 )
 
 
@@ -169,7 +169,7 @@ class EvidenceView:
             + tag("button", "Export evidence bundle", type="submit")
         ), method="post", action="/console/evidence/export", class_="export")  # fmt: skip
         if not sees_values(session.groups):
-            export = tag("p", EXPORT_NEEDS_VALUES + ".", class_="export")
+            export = Html(tag("p", EXPORT_WITHHOLDS_VALUES + ".", class_="export") + export)
         controls = join(
             Html(tag("h3", framework) + tag("ul", join(
                 tag("li", tag("a", f"{cid} {title}",
@@ -189,21 +189,19 @@ class EvidenceView:
 
     async def export(self, request: web.Request) -> web.StreamResponse:
         session = self._auditor(request)
-        if not sees_values(session.groups):
-            # the bundle holds every record as it was hashed: a statement's literals, bound
-            # values, a server error quoting a value. Pages show a reader outside
-            # pii-readers those values masked (pdp/console/literals.py); a copy with them
-            # masked would no longer verify by the chain's recipe, so there is none.
-            return self.console.page(request, "Evidence", Html(""), section="evidence",
-                                     status=403, flash=EXPORT_NEEDS_VALUES)  # fmt: skip
         if self._exporting.locked():  # each verifies the whole store and holds a bundle
             return self.console.page(request, "Evidence", Html(""), section="evidence",
                                      status=429, flash="an export is being made: try again"
                                      " when it is done")  # fmt: skip
         async with self._exporting:
-            return await self._export(request)
+            # the bundle holds every record as it was hashed: a statement's literals, bound
+            # values, a server error quoting a value. Pages show a reader outside
+            # pii-readers those values masked (pdp/console/literals.py); a copy with them
+            # masked would no longer verify by the chain's recipe, so such a reader's
+            # bundle withholds those records' bodies (pdp.evidence.bundle)
+            return await self._export(request, withhold_values=not sees_values(session.groups))
 
-    async def _export(self, request: web.Request) -> web.StreamResponse:
+    async def _export(self, request: web.Request, withhold_values: bool) -> web.StreamResponse:
         form = await request.post()
         try:
             since, until = (plausible(parse_time(str(form[k])), str(form[k]))
@@ -217,7 +215,8 @@ class EvidenceView:
             try:
                 heads = self._heads(path)
                 summary = await export_bundle(self.pdp.store, self.pdp.signer, out, since, until,
-                                              anchor, str(path), also=heads)  # fmt: skip
+                                              anchor, str(path), also=heads,
+                                              withhold_values=withhold_values)  # fmt: skip
             except StoreUnavailable as exc:
                 return self.console.page(request, "Evidence", Html(""), section="evidence",
                                          status=503, flash=str(exc))  # fmt: skip
@@ -226,7 +225,8 @@ class EvidenceView:
                                          status=409, flash="no bundle: the chain does not"
                                          f" verify: {bad.problems[0].describe()}")  # fmt: skip
             data = out.read_bytes()
-        name = f"evidence-{summary.first_seq}-{summary.last_seq}.tar.gz"
+        withheld = "-withheld" if withhold_values else ""
+        name = f"evidence-{summary.first_seq}-{summary.last_seq}{withheld}.tar.gz"
         return web.Response(body=data, content_type="application/gzip", headers={
             "Content-Disposition": f'attachment; filename="{name}"'})  # fmt: skip
 

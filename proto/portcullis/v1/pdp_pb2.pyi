@@ -143,20 +143,22 @@ class Identity(_message.Message):
     def __init__(self, subject: _Optional[str] = ..., groups: _Optional[_Iterable[str]] = ..., issuer: _Optional[str] = ..., token_id: _Optional[str] = ..., expires_at: _Optional[int] = ...) -> None: ...
 
 class OpenSessionRequest(_message.Message):
-    __slots__ = ("token", "connection", "client_addr", "client", "attributes", "session_id")
+    __slots__ = ("token", "connection", "client_addr", "client", "attributes", "session_id", "session_key")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     CONNECTION_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ADDR_FIELD_NUMBER: _ClassVar[int]
     CLIENT_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_KEY_FIELD_NUMBER: _ClassVar[int]
     token: str
     connection: Connection
     client_addr: str
     client: str
     attributes: _struct_pb2.Struct
     session_id: str
-    def __init__(self, token: _Optional[str] = ..., connection: _Optional[_Union[Connection, _Mapping]] = ..., client_addr: _Optional[str] = ..., client: _Optional[str] = ..., attributes: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., session_id: _Optional[str] = ...) -> None: ...
+    session_key: str
+    def __init__(self, token: _Optional[str] = ..., connection: _Optional[_Union[Connection, _Mapping]] = ..., client_addr: _Optional[str] = ..., client: _Optional[str] = ..., attributes: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., session_id: _Optional[str] = ..., session_key: _Optional[str] = ...) -> None: ...
 
 class OpenSessionResponse(_message.Message):
     __slots__ = ("session_id", "decision", "identity", "session_expires_at")
@@ -185,20 +187,22 @@ class Command(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., raw: _Optional[str] = ..., attributes: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., full_bytes: _Optional[int] = ..., full_sha256: _Optional[str] = ...) -> None: ...
 
 class DecideRequest(_message.Message):
-    __slots__ = ("session_id", "command", "timeout_ms", "egress_rows", "egress_bytes", "reused")
+    __slots__ = ("session_id", "command", "timeout_ms", "egress_rows", "egress_bytes", "reused", "session_key")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     EGRESS_ROWS_FIELD_NUMBER: _ClassVar[int]
     EGRESS_BYTES_FIELD_NUMBER: _ClassVar[int]
     REUSED_FIELD_NUMBER: _ClassVar[int]
+    SESSION_KEY_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     command: Command
     timeout_ms: int
     egress_rows: int
     egress_bytes: int
     reused: _containers.RepeatedCompositeFieldContainer[ReusedVerdict]
-    def __init__(self, session_id: _Optional[str] = ..., command: _Optional[_Union[Command, _Mapping]] = ..., timeout_ms: _Optional[int] = ..., egress_rows: _Optional[int] = ..., egress_bytes: _Optional[int] = ..., reused: _Optional[_Iterable[_Union[ReusedVerdict, _Mapping]]] = ...) -> None: ...
+    session_key: str
+    def __init__(self, session_id: _Optional[str] = ..., command: _Optional[_Union[Command, _Mapping]] = ..., timeout_ms: _Optional[int] = ..., egress_rows: _Optional[int] = ..., egress_bytes: _Optional[int] = ..., reused: _Optional[_Iterable[_Union[ReusedVerdict, _Mapping]]] = ..., session_key: _Optional[str] = ...) -> None: ...
 
 class ReusedVerdict(_message.Message):
     __slots__ = ("raw", "count", "first_seconds_ago", "last_seconds_ago")
@@ -243,18 +247,20 @@ class DecideAnswer(_message.Message):
     def __init__(self, call_id: _Optional[int] = ..., response: _Optional[_Union[DecideResponse, _Mapping]] = ..., code: _Optional[int] = ..., error: _Optional[str] = ..., more: _Optional[_Iterable[_Union[DecideAnswer, _Mapping]]] = ...) -> None: ...
 
 class CloseSessionRequest(_message.Message):
-    __slots__ = ("session_id", "reason", "abnormal", "summary", "reused")
+    __slots__ = ("session_id", "reason", "abnormal", "summary", "reused", "session_key")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     ABNORMAL_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     REUSED_FIELD_NUMBER: _ClassVar[int]
+    SESSION_KEY_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     reason: str
     abnormal: bool
     summary: _struct_pb2.Struct
     reused: _containers.RepeatedCompositeFieldContainer[ReusedVerdict]
-    def __init__(self, session_id: _Optional[str] = ..., reason: _Optional[str] = ..., abnormal: _Optional[bool] = ..., summary: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., reused: _Optional[_Iterable[_Union[ReusedVerdict, _Mapping]]] = ...) -> None: ...
+    session_key: str
+    def __init__(self, session_id: _Optional[str] = ..., reason: _Optional[str] = ..., abnormal: _Optional[bool] = ..., summary: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., reused: _Optional[_Iterable[_Union[ReusedVerdict, _Mapping]]] = ..., session_key: _Optional[str] = ...) -> None: ...
 
 class CloseSessionResponse(_message.Message):
     __slots__ = ("decision_id",)
@@ -303,16 +309,18 @@ class SessionEvent(_message.Message):
     def __init__(self, time: _Optional[float] = ..., direction: _Optional[str] = ..., type: _Optional[str] = ..., decision_id: _Optional[str] = ..., verdict: _Optional[str] = ..., cached: _Optional[bool] = ..., command: _Optional[str] = ..., details: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., details_json: _Optional[str] = ...) -> None: ...
 
 class RecordEventsRequest(_message.Message):
-    __slots__ = ("session_id", "events", "events_json", "batch_seq")
+    __slots__ = ("session_id", "events", "events_json", "batch_seq", "session_key")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     EVENTS_JSON_FIELD_NUMBER: _ClassVar[int]
     BATCH_SEQ_FIELD_NUMBER: _ClassVar[int]
+    SESSION_KEY_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     events: _containers.RepeatedCompositeFieldContainer[SessionEvent]
     events_json: str
     batch_seq: int
-    def __init__(self, session_id: _Optional[str] = ..., events: _Optional[_Iterable[_Union[SessionEvent, _Mapping]]] = ..., events_json: _Optional[str] = ..., batch_seq: _Optional[int] = ...) -> None: ...
+    session_key: str
+    def __init__(self, session_id: _Optional[str] = ..., events: _Optional[_Iterable[_Union[SessionEvent, _Mapping]]] = ..., events_json: _Optional[str] = ..., batch_seq: _Optional[int] = ..., session_key: _Optional[str] = ...) -> None: ...
 
 class RecordEventsResponse(_message.Message):
     __slots__ = ("recorded", "decision_id", "replayed")
@@ -393,16 +401,18 @@ class ApprovalStatement(_message.Message):
     def __init__(self, text: _Optional[str] = ..., classification: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class WithdrawApprovalRequest(_message.Message):
-    __slots__ = ("approval_id", "session_id", "token", "reason")
+    __slots__ = ("approval_id", "session_id", "token", "reason", "session_key")
     APPROVAL_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    SESSION_KEY_FIELD_NUMBER: _ClassVar[int]
     approval_id: str
     session_id: str
     token: str
     reason: str
-    def __init__(self, approval_id: _Optional[str] = ..., session_id: _Optional[str] = ..., token: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    session_key: str
+    def __init__(self, approval_id: _Optional[str] = ..., session_id: _Optional[str] = ..., token: _Optional[str] = ..., reason: _Optional[str] = ..., session_key: _Optional[str] = ...) -> None: ...
 
 class WithdrawApprovalResponse(_message.Message):
     __slots__ = ("approval",)
@@ -411,14 +421,16 @@ class WithdrawApprovalResponse(_message.Message):
     def __init__(self, approval: _Optional[_Union[Approval, _Mapping]] = ...) -> None: ...
 
 class AwaitApprovalRequest(_message.Message):
-    __slots__ = ("session_id", "approval_id", "timeout_seconds")
+    __slots__ = ("session_id", "approval_id", "timeout_seconds", "session_key")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_ID_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SESSION_KEY_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     approval_id: str
     timeout_seconds: int
-    def __init__(self, session_id: _Optional[str] = ..., approval_id: _Optional[str] = ..., timeout_seconds: _Optional[int] = ...) -> None: ...
+    session_key: str
+    def __init__(self, session_id: _Optional[str] = ..., approval_id: _Optional[str] = ..., timeout_seconds: _Optional[int] = ..., session_key: _Optional[str] = ...) -> None: ...
 
 class ApprovalUpdate(_message.Message):
     __slots__ = ("approval", "decision_id")
