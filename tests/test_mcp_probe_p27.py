@@ -13,23 +13,18 @@ pii-readers. Before the fix:
   64 KiB is masked in a thread now (mcp.Forward._masked_aside).
 
 The test holds the masking of a large result until another reader's call has been
-answered through the same proxy (bounded: on the loop, the hold would stall that call,
-and it gives up after a minute); the large result then comes, masked.
+answered through the same proxy (mcp_held_masking.answered_while_held); the large
+result then comes, masked.
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-import test_mcp_proxy
 from mcp.server.mcpserver import MCPServer
-from test_mcp_proxy import agent, mcp_stack
-
-from proxies.http import mcp as proxy_mcp
+from mcp_held_masking import answered_while_held, serving
 
 pytestmark = pytest.mark.integration
 
@@ -54,38 +49,22 @@ def listing_server(up: Any) -> MCPServer:
 
 @pytest.fixture
 def listing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(test_mcp_proxy, "mcp_server", listing_server)
+    serving(monkeypatch, listing_server)
 
 
 @pytest.mark.parametrize("json_response", [True, False])
 async def test_other_calls_are_answered_while_a_large_result_is_masked(
     tmp_path: Path, listing: None, monkeypatch: pytest.MonkeyPatch, json_response: bool
 ) -> None:
-    entered, served = threading.Event(), threading.Event()
-    seen: list[bool] = []
-    mask_tree = proxy_mcp._mask_tree
-
-    def held(value: Any, masker: Any, counts: Any) -> Any:
-        # (the listing's result alone, once)
-        if isinstance(value, dict) and "structuredContent" in value and not entered.is_set():
-            entered.set()
-            # (the other reader's call is answered meanwhile, or this gives up)
-            seen.append(served.wait(60))
-        return mask_tree(value, masker, counts)
-
-    monkeypatch.setattr(proxy_mcp, "_mask_tree", held)
-    async with (
-        mcp_stack(tmp_path, json_response=json_response) as stack,
-        agent(stack, stack.token("mallory@example.com")) as big,
-        agent(stack, stack.token("rita@example.com")) as other,
-    ):
-        large = asyncio.ensure_future(big.call_tool("list_invoices", {"customer": "all"}))
-        assert await asyncio.to_thread(entered.wait, 120)
-        small = await other.call_tool("get_invoice", {"invoice_id": 1})
-        served.set()
-        result = await large
-    assert seen == [True]
-    assert getattr(small.content[0], "text", "").startswith("invoice 1")
+    result = await answered_while_held(
+        tmp_path,
+        monkeypatch,
+        json_response,
+        "_mask_tree",
+        # (the listing's result alone)
+        lambda value: isinstance(value, dict) and "structuredContent" in value,
+        lambda big: big.call_tool("list_invoices", {"customer": "all"}),
+    )
     assert result.structured_content is not None
     rows = result.structured_content["rows"]
     assert len(rows) == len(ROWS) and {r["phone"] for r in rows} == {"[REDACTED]"}

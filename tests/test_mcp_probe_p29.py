@@ -13,23 +13,18 @@ schemas, for readers outside pii-readers. Before the fix:
   longer than 64 KiB is masked in a thread now (mcp.Forward._tools_masked).
 
 The test holds the masking of a large tool list until another reader's call has been
-answered through the same proxy (bounded: on the loop, the hold would stall that call,
-and it gives up after a minute); the list then comes, masked.
+answered through the same proxy (mcp_held_masking.answered_while_held); the list then
+comes, masked.
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-import test_mcp_proxy
 from mcp.server.mcpserver import MCPServer
-from test_mcp_proxy import agent, mcp_stack
-
-from proxies.http import mcp as proxy_mcp
+from mcp_held_masking import answered_while_held, serving
 
 pytestmark = pytest.mark.integration
 
@@ -55,43 +50,29 @@ def describing_server(up: Any) -> MCPServer:
 
 @pytest.fixture
 def describing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(test_mcp_proxy, "mcp_server", describing_server)
+    serving(monkeypatch, describing_server)
+
+
+def _large_list(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and "tools" in value
+        and any(t.get("name") == "find_customer" for t in value["tools"])
+    )
 
 
 @pytest.mark.parametrize("json_response", [True, False])
 async def test_other_calls_are_answered_while_a_large_tool_list_is_masked(
     tmp_path: Path, describing: None, monkeypatch: pytest.MonkeyPatch, json_response: bool
 ) -> None:
-    entered, served = threading.Event(), threading.Event()
-    seen: list[bool] = []
-    schema_values = proxy_mcp._schema_values
-
-    def held(value: Any, masker: Any, counts: Any) -> Any:
-        # (the large tool list alone, once)
-        if (
-            isinstance(value, dict)
-            and "tools" in value
-            and not entered.is_set()
-            and any(t.get("name") == "find_customer" for t in value["tools"])
-        ):
-            entered.set()
-            # (the other reader's call is answered meanwhile, or this gives up)
-            seen.append(served.wait(60))
-        return schema_values(value, masker, counts)
-
-    monkeypatch.setattr(proxy_mcp, "_schema_values", held)
-    async with (
-        mcp_stack(tmp_path, json_response=json_response) as stack,
-        agent(stack, stack.token("mallory@example.com")) as big,
-        agent(stack, stack.token("rita@example.com")) as other,
-    ):
-        large = asyncio.ensure_future(big.list_tools())
-        assert await asyncio.to_thread(entered.wait, 120)
-        small = await other.call_tool("get_invoice", {"invoice_id": 1})
-        served.set()
-        listed = await large
-    assert seen == [True]
-    assert getattr(small.content[0], "text", "").startswith("invoice 1")
+    listed = await answered_while_held(
+        tmp_path,
+        monkeypatch,
+        json_response,
+        "_schema_values",
+        _large_list,
+        lambda big: big.list_tools(),
+    )
     [found] = [t for t in listed.tools if t.name == "find_customer"]
     assert found.description is not None and len(found.description) > len(MANUAL) // 2
     assert "ann@example.com" not in found.description

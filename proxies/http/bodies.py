@@ -13,13 +13,14 @@ charset they cannot read (UTF-16) is `unreadable`, and refused. An answer, a lin
 element's text that is one bare value (`5550100`) is masked as a cell nothing names is;
 text is read as a browser renders it too (a value split by tags or emphasis), and a
 stream's events or JSON lines whose texts a client puts together (an LLM's tokens) are
-held while a value may go on across them. Field rules name JSON
-keys anywhere in a document (`email`, `user.email`) or a JSON pointer (`/user/email`:
-masked wherever that trail of keys ends, array indices ignored — more, never less);
-detectors run over every other string. What cannot be masked (a JSON body that does not
-parse or outgrows the bound, a record too large, text holding NUL bytes: UTF-16 or binary
-under a text type) raises `Unmaskable`: the proxy fails closed. Under a mask, only what
-the masker reads is forwarded (`answer_kind`, an allow-list): a body without a
+held while a value may go on across them. Field rules name JSON keys anywhere in a
+document (`email`, `user.email`) or a JSON pointer (`/user/email`: masked wherever that
+trail of keys ends, array indices ignored — more, never less); detectors run over every
+other string, and over values split across siblings read together (a card as four
+columns: values.masked_split_values). What cannot be masked (a JSON body that does not
+parse or outgrows the bound, a record too large, text holding NUL bytes: UTF-16 or
+binary under a text type) raises `Unmaskable`: the proxy fails closed. Under a mask,
+only what the masker reads is forwarded (`answer_kind`, an allow-list): a body without a
 Content-Type, with more than one, or of a type the masker does not read (binary,
 multipart, unknown) is `withheld`.
 """
@@ -49,6 +50,7 @@ from proxies.http.composites import is_composite, masked_composite, masked_in_pr
 from proxies.http.mcp_columns import AlignedRows, Ambiguous
 from proxies.http.packed import TAR_SNIFFED, Unopenable, packed_kind, unpacked
 from proxies.http.table_memory import TableView
+from proxies.postgres.values import masked_split_values
 from proxies.ssh.stream import mask_shown
 
 MAX_MASKED_DOCUMENT = 8 * 1024 * 1024
@@ -654,9 +656,12 @@ class BodyMask:
         return out
 
     def _mask_doc(self, doc: Any, depth: int = 0) -> tuple[Any, Counter[str]]:
-        """mask_json, then what it reads by keys alone, in one walk (_named_values)."""
-        masked, counts = self.masker.mask_json(doc)
+        """mask_json, then what it reads by keys alone, in one walk (_named_values); a
+        value split across siblings first (values.masked_split_values)."""
+        split, split_counts = masked_split_values(self.masker, doc)
+        masked, counts = self.masker.mask_json(split)
         found: Counter[str] = Counter(counts)
+        found.update(split_counts)
         if depth == 0 and self._named:
             # (the columns the document names, for its rows written as a JSON string
             # beside them: `"data": "[[7, \"5550100\"]]"`, read as a document of its own)

@@ -42,7 +42,7 @@ import os
 import re
 import urllib.parse
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,11 +71,13 @@ from proxies.http.bodies import (
     worded_field,
 )
 from proxies.http.mcp_columns import Ambiguous, masked_columns
+from proxies.http.mcp_pieces import HeldPieces
 from proxies.http.mcp_schema import Unconformable, conform_message, relaxed_output_schema
 from proxies.http.mcp_sessions import McpSession, SessionBinding, owner_of, valid_session_id
 from proxies.http.messages import undescribed_headers
 from proxies.http.packed import Unopenable, packed_kind, unpacked
 from proxies.http.table_memory import MAX_WORDS, Asked, TableView, mcp_asked, schema_columns
+from proxies.postgres.values import masked_lines, masked_split_values
 from proxies.runtime.pdp_client import Ruling
 from proxies.runtime.session import ProxySession
 
@@ -434,6 +436,35 @@ class McpExchange:
         return _json_reply(200, errors if parsed.batch else errors[0])
 
 
+async def _ticking(
+    chunks: AsyncIterator[bytes], due: Callable[[], float | None]
+) -> AsyncIterator[bytes | None]:
+    """The chunks as they come, and None each time `due` (seconds from now, or None:
+    nothing to wait for) passes before the next comes. The read is never cancelled by a
+    tick: the same read goes on."""
+    iterator = aiter(chunks)
+    pending: asyncio.Future[bytes] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(iterator))
+            wait = due()
+            if wait is not None:
+                done, _ = await asyncio.wait({pending}, timeout=wait)
+                if not done:
+                    yield None
+                    continue
+            try:
+                chunk = await pending
+            except StopAsyncIteration:
+                return
+            pending = None
+            yield chunk
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
+
+
 def _identity(session: ProxySession, owner: str) -> str:
     """Whom a session is begun for: the subject its token names (the token's owner digest
     when the session has no grant)."""
@@ -610,22 +641,30 @@ class Forward:
 
     async def _events(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         reader = codec.SseReader()
+        # (log and progress lines held while a value may go on in the next: mcp_pieces)
+        pieces = HeldPieces()
         try:
-            async for chunk in chunks:
+            async for chunk in _ticking(chunks, pieces.due):
+                if chunk is None:  # (what is held waited enough: it goes)
+                    for out in self._handed_all(pieces.rest()):
+                        yield out
+                    continue
                 comments = reader.comments
                 sent = False
                 for event in reader.feed(chunk):
-                    out = await self._event(event)
-                    if out:
+                    for out in await self._event(event, pieces):
                         sent = True
                         yield out
                 if not sent and reader.comments != comments:
                     yield KEEP_ALIVE  # the server's keep-alive, without its text
             for event in reader.finish():
-                out = await self._event(event)
-                if out:
+                for out in await self._event(event, pieces):
                     yield out
+            for out in self._handed_all(pieces.rest()):
+                yield out
         except codec.SseTooLarge:
+            for out in self._handed_all(pieces.rest()):
+                yield out
             self.session.record_response(kind="mcp.refused", reason="an event too large")
             for request in self.parsed.requests if self.parsed else ():
                 if self.mcp.abandoned(request.id) is not None:
@@ -687,14 +726,27 @@ class Forward:
             if name == "id" and "\x00" not in value:
                 self.mcp.handed(value)
 
-    async def _event(self, event: codec.SseEvent) -> bytes:
+    async def _event(self, event: codec.SseEvent, pieces: HeldPieces) -> list[bytes]:
+        """What goes to the client once `event` is read: it, masked, and the events held
+        before it (or nothing yet, while its text may go on in the next: mcp_pieces)."""
         event = self._event_fields(event)
-        out = await self._event_read(event)
-        if out:
-            self._handed(event)
-        return out
+        shown = await self._event_read(event)
+        if isinstance(shown, bytes):
+            return self._handed_all([*pieces.rest(), (event, shown)] if shown else [])
+        out = pieces.released(event, shown, self._session_mask())
+        if pieces.counts:
+            self.session.record_masking(dict(pieces.counts), "")
+            pieces.counts.clear()
+        return self._handed_all(out)
 
-    async def _event_read(self, event: codec.SseEvent) -> bytes:
+    def _handed_all(self, events: list[tuple[codec.SseEvent, bytes]]) -> list[bytes]:
+        for event, _ in events:
+            self._handed(event)
+        return [out for _, out in events]
+
+    async def _event_read(self, event: codec.SseEvent) -> bytes | Any:
+        """The event's message (or batch) masked; bytes for an event passed as it is
+        (a priming event) or not at all (b"")."""
         if not event.data.strip():
             return event.encode()  # a priming event (an id to resume from), or a retry
         try:
@@ -708,8 +760,7 @@ class Forward:
         out = [m for m in [await self._message(m) for m in messages] if m is not None]
         if not out:
             return b""
-        text = json.dumps(out if isinstance(document, list) else out[0], ensure_ascii=True)
-        return event.encode(text)
+        return out if isinstance(document, list) else out[0]
 
     def _session_mask(self) -> Masker | None:
         """The mask every message of this session is under at least: its server stream's
@@ -1091,12 +1142,54 @@ def _mask_tree(
     source = value
     value = _bare_results(_content_row(value, masker, counts), masker, counts)
     value = _json_texts(masked_aliases(masker, value, counts), masker, counts)
+    value, found = masked_split_values(masker, _split_items(value, masker, counts))
+    counts.update(found)
     masked, found = masker.mask_json(value)
     counts.update(found)
     # (and its tables: rows beside or away from the columns naming them, by place or by
     # the positions the value as it came gives them, pairs)
     tables = tables if tables is not None else _SESSION_TABLES.get()
     return masked_tables(masker, masked, counts, source, tables)
+
+
+def _split_items(value: Any, masker: Masker, counts: Counter[str]) -> Any:
+    """A result whose content items (a resource's contents, a prompt's messages) are
+    texts beside each other: the SDK makes one text item of each element of a list a
+    tool returns, so `["4111", "1111", "1111", "1111"]` is one card to whoever reads the
+    items in order, as `card 4111 1111` then `1111 1111` are in a prompt's messages.
+    Their texts are read together as lines (values.masked_lines)."""
+    if not isinstance(value, dict):
+        return value
+    out = value
+    for key in ("content", "contents", "messages"):
+        items = value.get(key)
+        if not isinstance(items, list) or len(items) < 2:
+            continue
+        texts = [(i, text) for i, item in enumerate(items) if (text := _item_text(item))]
+        masked, found = masked_lines(masker, [text for _, text in texts])
+        if not found:
+            continue
+        counts.update(found)
+        shown = list(items)
+        for (i, text), now in zip(texts, masked, strict=True):
+            if now != text:
+                shown[i] = _with_text(items[i], now)
+        out = {**out, key: shown}
+    return out
+
+
+def _item_text(item: Any) -> str | None:
+    """An item's text: its own (a content item, a resource's), or its content's (a
+    prompt's message)."""
+    if isinstance(item, dict) and isinstance(item.get("content"), dict):
+        item = item["content"]
+    return item["text"] if isinstance(item, dict) and isinstance(item.get("text"), str) else None
+
+
+def _with_text(item: dict[str, Any], text: str) -> dict[str, Any]:
+    if isinstance(item.get("content"), dict):
+        return {**item, "content": {**item["content"], "text": text}}
+    return {**item, "text": text}
 
 
 def _content_row(value: Any, masker: Masker, counts: Counter[str]) -> Any:
@@ -1698,7 +1791,9 @@ def _masked_json(doc: Any, masker: Masker, counts: Counter[str]) -> str:
     # (what the document holds is read as a result is: base64 in it, JSON in its texts)
     source = doc
     doc = masked_aliases(masker, doc, counts)
-    masked, found = masker.mask_json(_json_texts(doc, masker, counts))
+    doc, found = masked_split_values(masker, _json_texts(doc, masker, counts))
+    counts.update(found)
+    masked, found = masker.mask_json(doc)
     counts.update(found)
     shown = masked_tables(masker, masked, counts, source, _SESSION_TABLES.get(), _ENCLOSING.get())
     return json.dumps(shown, ensure_ascii=False)

@@ -38,19 +38,30 @@ Owns the rule that masking never corrupts data and never fails open:
   text (citext), xml, tsvector, a record, an array of those, a type made since initdb
   (its OID is the database's, so nothing here can know it). The proxy cannot write a
   masked value of a type it does not know, so a value a detector finds anything in is
-  sent as NULL (fail closed).
+  sent as NULL (fail closed);
+- a card number, an SSN or an IBAN split across the values beside each other of one
+  JSON object or array (`{"a": "4111", "b": "1111", ...}`: substr() of it as columns) is
+  read as the whole it is to whoever reads them in order (masked_split_values: every
+  proxy's JSON, a json or jsonb value here), each of its parts masked; so is one found
+  across the strings of one object or array read as lines, or down a column of an
+  array's objects.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
+import itertools
 import json
 import math
 import re
 import struct
 from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
-from portcullis.masking import MAX_READ_CHARS, REDACTED, Masker, luhn_valid
+from portcullis.card_groupings import issued_length
+from portcullis.masking import DETECTORS, MAX_READ_CHARS, REDACTED, Masker, detect, luhn_valid
 from portcullis.verdict import MaskRule
 from proxies.postgres import server_messages
 
@@ -135,7 +146,7 @@ def detected_value(
                 # profile::text, a JSON document as text: its keys named like a masked
                 # field are masked as in the document itself, where they would go by
                 # their name as text
-                masked, counts = masker.mask_json(document)
+                masked, counts = _masked_document(masker, document)
                 if not counts:
                     return None
                 out = json.dumps(masked, ensure_ascii=False, separators=(", ", ": "))
@@ -679,7 +690,7 @@ def _detected_json(
     except ValueError:
         _, counts = masker.mask_text(text)
         return (None, counts) if counts else None
-    masked, counts = masker.mask_json(document)
+    masked, counts = _masked_document(masker, document)
     if not counts:
         return None
     out = json.dumps(masked, ensure_ascii=False, separators=(", ", ": ")).encode()
@@ -1054,7 +1065,7 @@ def _copy_documents(masker: Masker, row: str) -> tuple[str, Counter[str]] | None
                     out += [row[last:start], "\\N" if spell is _copy_text_field else ""]
                     last = end
                 continue
-            masked, found = masker.mask_json(document)
+            masked, found = _masked_document(masker, document)
             if not found:
                 continue
             counts.update(found)
@@ -1065,3 +1076,387 @@ def _copy_documents(masker: Masker, row: str) -> tuple[str, Counter[str]] | None
             out.append(row[last:])
             return "".join(out), counts
     return None
+
+
+# -- values split across siblings
+
+# A card number, an SSN or an IBAN a reader splits across the values beside each other
+# of one JSON object or array (`{"a": "4111", "b": "1111", "c": "1111", "d": "1111"}`:
+# substr() of it as four columns; `["4111 1111", "1111 1111"]`) is whole to whoever reads
+# them in order, though no one value holds it. A part: a short string of letters and
+# digits in groups, or a whole number; the values between parts are read past.
+SPLIT_DETECTORS = ("credit_card", "ssn", "iban")
+# (not a dot: a version, 10.7, is no group of a value)
+_SPLIT_PART = re.compile(r"[0-9A-Za-z]+(?:[ \-_/][0-9A-Za-z]+)*")
+_SPLIT_GAP = re.compile(r"[ \-_/]")
+MAX_SPLIT_PART = 24
+MAX_SPLIT_WINDOW = 34  # letters and digits of a window read (an IBAN's longest)
+_IBAN_OPENING = re.compile(r"[A-Za-z]{2}[0-9]{2}")
+_STRICTNESS = {"partial": 0, "hash": 1, "redact": 2}
+_Slot = str | int
+OBJECT, ARRAY, COLUMN = "object", "array", "column"  # how siblings are read (_split_found)
+
+
+def split_rules(masker: Masker) -> dict[str, MaskRule]:
+    """The masker's detector rules for the values a split hides (SPLIT_DETECTORS), the
+    strictest of each."""
+    rules: dict[str, MaskRule] = {}
+    for rule in masker.rules:
+        if rule.detector in SPLIT_DETECTORS and not rule.field:
+            held = rules.get(rule.detector)
+            if held is None or _STRICTNESS[rule.strategy] > _STRICTNESS[held.strategy]:
+                rules[rule.detector] = rule
+    return rules
+
+
+def masked_split_values(masker: Masker, doc: Any) -> tuple[Any, Counter[str]]:
+    """`doc` (decoded JSON) with every part of a card number, an SSN or an IBAN split
+    across sibling values masked whole, each part by its detector's rule (a partial one
+    stars every letter and digit of it: each part keeping its last four would show it
+    all); and the strings of one object or array read as lines, in order (_lines_found:
+    `["card 4111 1111", "1111 1111"]`), such a value found across them masked into
+    them. Counts as `detector:<name>`, one per value found. A value found within one
+    value is Masker.mask_json's: only what spans two or more is read here. The document
+    is not modified; containers holding a part found are copied."""
+    rules = split_rules(masker)
+    counts: Counter[str] = Counter()
+    if not masker.detects or not isinstance(doc, dict | list):
+        return doc, counts
+    changes: dict[int, dict[_Slot, str]] = {}
+    parents: dict[int, Any] = {}
+    order: list[Any] = []
+    stack: list[Any] = [doc]
+    while stack:
+        node = stack.pop()
+        order.append(node)
+        slots: list[tuple[_Slot, Any]] = [
+            *(node.items() if isinstance(node, dict) else enumerate(node))
+        ]
+        for _, child in slots:
+            if isinstance(child, dict | list) and child:
+                parents[id(child)] = node
+                stack.append(child)
+        found = _split_found(
+            masker, slots, ARRAY if isinstance(node, list) else OBJECT, rules, counts
+        )
+        if found:
+            changes.setdefault(id(node), {}).update(found)
+        if isinstance(node, list):
+            for row, key, masked in _columns_found(masker, node, rules, counts):
+                changes.setdefault(id(row), {})[key] = masked
+    if not changes:
+        return doc, counts
+    dirty: set[int] = set()
+    for changed in changes:
+        at: Any = changed
+        while at is not None and at not in dirty:
+            dirty.add(at)
+            parent = parents.get(at)
+            at = id(parent) if parent is not None else None
+    rebuilt: dict[int, Any] = {}
+    for node in reversed(order):  # (children before their parents)
+        if id(node) not in dirty:
+            continue
+        copy: Any = dict(node) if isinstance(node, dict) else list(node)
+        for slot, child in list(node.items()) if isinstance(node, dict) else enumerate(node):
+            if id(child) in rebuilt:
+                copy[slot] = rebuilt[id(child)]
+        for slot, masked in changes.get(id(node), {}).items():
+            copy[slot] = masked
+        rebuilt[id(node)] = copy
+    return rebuilt[id(doc)], counts
+
+
+def _masked_document(masker: Masker, document: Any) -> tuple[Any, Counter[str]]:
+    """Masker.mask_json over a document whose split values are masked first."""
+    split, counts = masked_split_values(masker, document)
+    masked, found = masker.mask_json(split)
+    counts.update(found)
+    return masked, counts
+
+
+class _Part(NamedTuple):
+    slot: _Slot
+    text: str
+    compact: str  # its letters and digits
+    groups: tuple[int, ...]  # the sizes of its groups of letters and digits
+    written: bool  # a string (not a number)
+
+
+def _split_part(slot: _Slot, value: Any) -> _Part | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        text = str(value)
+        return _Part(slot, text, text, (len(text),), False) if 0 <= value < 10**19 else None
+    if isinstance(value, str) and len(value) <= MAX_SPLIT_PART:
+        text = value.strip()
+        if text and _SPLIT_PART.fullmatch(text):
+            groups = _SPLIT_GAP.split(text)
+            return _Part(slot, text, "".join(groups), tuple(map(len, groups)), True)
+    return None
+
+
+def _split_found(
+    masker: Masker,
+    slots: list[tuple[_Slot, Any]],
+    reading: str,
+    rules: dict[str, MaskRule],
+    counts: Counter[str],
+) -> dict[_Slot, str]:
+    """The slots of the parts of values split across these siblings (`reading`: an
+    OBJECT's values, an ARRAY's items, a COLUMN's values down an array's objects),
+    masked."""
+    out: dict[_Slot, str] = {}
+    # (the parts in order, whatever stands between them: `true`, a name, an object are
+    # read past as a reader reads past them)
+    if not rules:
+        return _lines_found(masker, slots, out, counts)
+    # (a card's and an SSN's parts are digits: the words between them are read past too)
+    parts = [part for slot, value in slots if (part := _split_part(slot, value)) is not None]
+    digits = [part for part in parts if part.compact.isdigit()]
+    for run, kinds in ((digits, ("credit_card", "ssn")), (parts, ("iban",))):
+        read = {kind: rule for kind, rule in rules.items() if kind in kinds}
+        if len(run) < 2 or not read:
+            continue
+        for detector, start, end in _split_hits(run, reading, read):
+            if all(p.slot in out for p in run[start:end]):
+                continue  # (a window of a value found already)
+            counts[f"detector:{detector}"] += 1
+            for p in run[start:end]:
+                out[p.slot] = _part_masked(masker, rules[detector], p.text)
+    return _lines_found(masker, slots, out, counts)
+
+
+def _columns_found(
+    masker: Masker, rows: list[Any], rules: dict[str, MaskRule], counts: Counter[str]
+) -> Iterator[tuple[dict[str, Any], str, str]]:
+    """(row, key, masked value) of the parts of values split down a column: the values
+    under one key of an array's objects, in order (`[{"p": "4111"}, {"p": "1111"}, ...]`:
+    substr() of it as rows), its parts read only as a whole: a column of codes (ISO's
+    country numbers, postcodes) holds many windows, some of which pass for a card."""
+    objects = [row for row in rows if isinstance(row, dict)]
+    if len(objects) < 2:
+        return
+    keys = dict.fromkeys(key for row in objects for key in row)
+    for key in keys:
+        column: list[tuple[_Slot, Any]] = [(n, row.get(key)) for n, row in enumerate(objects)]
+        for n, masked in _split_found(masker, column, COLUMN, rules, counts).items():
+            yield objects[int(n)], key, masked
+
+
+def _lines_found(
+    masker: Masker, slots: list[tuple[_Slot, Any]], out: dict[_Slot, str], counts: Counter[str]
+) -> dict[_Slot, str]:
+    """`out` and the strings among these siblings (those `out` has not masked) read as
+    lines in order (masked_lines: `["card 4111 1111", "1111 1111"]`), a card number, an
+    SSN or an IBAN found across them masked into them."""
+    texts = [(slot, v) for slot, v in slots if isinstance(v, str) and v and slot not in out]
+    if len(texts) < 2:
+        return out
+    if not any(_may_join(a, b) for (_, a), (_, b) in itertools.pairwise(texts)):
+        return out  # (the usual row: no value could go on from one string to the next)
+    # (numbers written as strings alone are _split_found's parts, read by an issued card's
+    # prefix: joined as text, a list of ZIP codes reads as printed cards one time in ten)
+    masked, found = masked_lines(masker, [text for _, text in texts], _digit_part, _LINE_DETECTORS)
+    counts.update(found)
+    out.update((slot, now) for (slot, text), now in zip(texts, masked, strict=True) if now != text)
+    return out
+
+
+# what is read across strings: the values a reader cuts into digits (an address joined
+# with its neighbours as text reads `m @example.com` in a record's model and its text)
+_LINE_DETECTORS = frozenset(SPLIT_DETECTORS)
+_DIGIT = re.compile(r"[0-9]")
+
+
+def _may_join(left: str, right: str) -> bool:
+    """Whether a value may go on from the end of `left` into the start of `right`: digits
+    on both sides of the break (a card's, an SSN's, an IBAN's groups)."""
+    return bool(_DIGIT.search(left[-6:]) and _DIGIT.search(right[:6]))
+
+
+def _digit_part(text: str) -> bool:
+    part = _split_part(0, text)
+    return part is not None and part.compact.isdigit()
+
+
+def _split_hits(
+    run: list[_Part], reading: str, rules: dict[str, MaskRule]
+) -> list[tuple[str, int, int]]:
+    """(detector, first part, end part) of each value read across two parts or more. In
+    an array, numbers are read only as the whole run: a list of ordinary numbers (ids,
+    counts) holds many windows, one in ten of which passes the check digit, where the
+    columns of an object are few and named (a run of strings is read through: numbers
+    written as strings are rarer, and what a reader cutting a card makes); down a column
+    every part is read only as the whole run."""
+    hits: list[tuple[str, int, int]] = []
+    for start in range(len(run)):
+        compact = run[start].compact
+        for end in range(start + 1, len(run)):
+            compact += run[end].compact
+            if len(compact) > MAX_SPLIT_WINDOW:
+                break
+            parts = run[start : end + 1]
+            whole = (start, end + 1) == (0, len(run))
+            if not whole and (
+                reading == COLUMN or (reading == ARRAY and not all(p.written for p in parts))
+            ):
+                continue
+            detector = _split_value(compact, parts, rules)
+            if detector is not None:
+                hits.append((detector, start, end + 1))
+    return hits
+
+
+def _split_value(compact: str, parts: list[_Part], rules: dict[str, MaskRule]) -> str | None:
+    """The detector that reads `compact` (the parts' letters and digits, joined) as its
+    value, if any: a card's digits (13 to 19, as an issued card begins and is long, the
+    check digit right; numbers only in groups as a card is cut: a list of ordinary
+    numbers is not), an SSN's as strings in its groups (078|05|1120), an IBAN (its
+    account mostly digits, as the ones banks issue are)."""
+    if compact.isdigit():
+        if (
+            "credit_card" in rules
+            and 13 <= len(compact) <= 19
+            and issued_length(compact)
+            and len(set(compact)) > 1
+            and luhn_valid(compact)
+            and (all(p.written for p in parts) or _card_cut([len(p.compact) for p in parts]))
+        ):
+            return "credit_card"
+        if (
+            "ssn" in rules
+            and len(compact) == 9
+            and all(p.written for p in parts)
+            and [g for p in parts for g in p.groups] == [3, 2, 4]
+            and detect("ssn", f"{compact[:3]}-{compact[3:5]}-{compact[5:]}")
+        ):
+            return "ssn"
+        return None
+    if (
+        "iban" in rules
+        and len(compact) >= 15
+        and _IBAN_OPENING.match(compact)
+        and 2 * sum(c.isdigit() for c in compact[4:]) >= len(compact) - 4
+    ):
+        return "iban" if detect("iban", compact.upper()) else None
+    return None
+
+
+def _card_cut(sizes: list[int]) -> bool:
+    """Whether numbers of these sizes are a card's digits cut as a program cuts them:
+    groups of one size, the last maybe shorter, or a printed layout (4-6-5, 4-6-4)."""
+    if sizes in ([4, 6, 5], [4, 6, 4]):
+        return True
+    return all(s == sizes[0] for s in sizes[1:-1]) and sizes[-1] <= sizes[0]
+
+
+def _part_masked(masker: Masker, rule: MaskRule, text: str) -> str:
+    if rule.strategy == "partial":
+        return _ALNUM.sub("*", text)
+    return masker.mask_field(rule, text)
+
+
+_ALNUM = re.compile(r"[0-9A-Za-z]")
+
+
+EDGE = 128  # characters of a long text's either end read with its neighbours (masked_lines)
+
+
+def masked_lines(
+    masker: Masker,
+    texts: list[str],
+    owned: Callable[[str], bool] | None = None,
+    kinds: frozenset[str] | None = None,
+) -> tuple[list[str], Counter[str]]:
+    """Texts a client shows one after another (log lines, a result's text items, a
+    prompt's messages, a JSON array's strings) read together as one line, a space
+    between: each value a detector finds across two texts or more has the part of it in
+    each masked (by that detector's rule; a partial one stars every letter and digit of
+    the part). Only where texts meet is read so: a long text's first and last EDGE
+    characters (its middle is no neighbour's, and was read alone), so that the lines
+    read stay short whatever the texts. A value whose every text `owned` says is read
+    otherwise (_split_found's digit parts) is left; `kinds`: the detectors read (all the
+    masker's when None). Counts as `detector:<name>`. (Also
+    the MCP proxy's, for its lines: proxies/http/mcp_pieces.py.)"""
+    rules = {k: r for k, r in _detector_rules(masker).items() if kinds is None or k in kinds}
+    if len(texts) < 2 or not rules:
+        return texts, Counter()
+    runs: list[list[tuple[int, int, int]]] = [[]]  # (text, start, end) of each piece
+    for n, text in enumerate(texts):
+        if len(text) <= 2 * EDGE:
+            runs[-1].append((n, 0, len(text)))
+            continue
+        runs[-1].append((n, 0, EDGE))
+        runs.append([(n, len(text) - EDGE, len(text))])
+    hidden: dict[int, dict[int, MaskRule]] = {}  # text → its characters to mask, by rule
+    counts: Counter[str] = Counter()
+    for run in runs:
+        if len(run) < 2:
+            continue
+        starts, at = [], 0
+        for _, start, end in run:
+            starts.append(at)
+            at += end - start + 1
+        flat = " ".join(texts[n][start:end] for n, start, end in run)
+        for name, rule in rules.items():
+            for a, b in detect(name, flat):
+                # (the pieces the value reaches into: two or more, or it was read alone)
+                first = bisect.bisect_right(starts, a) - 1
+                last = bisect.bisect_right(starts, b - 1) - 1
+                if first == last or (
+                    owned is not None
+                    and all(owned(texts[run[k][0]]) for k in range(first, last + 1))
+                ):
+                    continue
+                counts[f"detector:{name}"] += 1
+                for k in range(first, last + 1):
+                    n, start, end = run[k]
+                    low = max(a - starts[k], 0) + start
+                    high = min(b - starts[k], end - start) + start
+                    marks = hidden.setdefault(n, {})
+                    for c in range(low, high):
+                        marks[c] = _stricter_rule(marks.get(c), rule)
+    if not hidden:
+        return texts, counts
+    out = list(texts)
+    for n, marks in hidden.items():
+        out[n] = _marked(masker, texts[n], marks)
+    return out, counts
+
+
+def _detector_rules(masker: Masker) -> dict[str, MaskRule]:
+    rules: dict[str, MaskRule] = {}
+    for rule in masker.rules:
+        if rule.detector and not rule.field and rule.detector in DETECTORS:
+            rules[rule.detector] = _stricter_rule(rules.get(rule.detector), rule)
+    return rules
+
+
+def _stricter_rule(held: MaskRule | None, rule: MaskRule) -> MaskRule:
+    if held is None or _STRICTNESS[rule.strategy] > _STRICTNESS[held.strategy]:
+        return rule
+    return held
+
+
+def _marked(masker: Masker, text: str, marks: dict[int, MaskRule]) -> str:
+    """`text` with each run of its marked characters masked by their rule."""
+    out: list[str] = []
+    at = 0
+    for start, end, rule in _marked_runs(marks):
+        out += [text[at:start], _part_masked(masker, rule, text[start:end])]
+        at = end
+    out.append(text[at:])
+    return "".join(out)
+
+
+def _marked_runs(marks: dict[int, MaskRule]) -> Iterator[tuple[int, int, MaskRule]]:
+    run: list[int] = []
+    for c in sorted(marks):
+        if run and (c != run[-1] + 1 or marks[c] is not marks[run[0]]):
+            yield run[0], run[-1] + 1, marks[run[0]]
+            run = []
+        run.append(c)
+    if run:
+        yield run[0], run[-1] + 1, marks[run[0]]
