@@ -393,6 +393,11 @@ def _describe_json(tag: str, fields: dict[str, Any]) -> Entry:
             entry["read_write"] = True
     elif tag in ("DeclareCursorStmt", "ClosePortalStmt"):
         entry["cursor"] = fields.get("portalname", "*")
+    elif tag == "FetchStmt":
+        # the cursor whose rows it returns (the PDP's fetch:NAME effect); MOVE returns none
+        entry["cursor"] = fields.get("portalname", "")
+        if fields.get("ismove"):
+            entry["move"] = True
     elif tag in ("PrepareStmt", "ExecuteStmt"):
         entry["name"] = fields.get("name", "")
     elif tag == "DeallocateStmt":

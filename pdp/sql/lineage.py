@@ -32,6 +32,13 @@ of a SELECT-bearing statement into two entry fields:
               under it cast to a type that holds a card or phone number's digits
               (`(doc->>'card')::numeric > ...`: Flow.wide, _NARROW_CASTS).
 
+A column's or a document key's name that the masks read as a sensitive field's other than
+itself (portcullis.masking: by its words and the field's other names, `"userPw"`, `tel`,
+`mobile_no`, a key `customerSsn`; what masks such a column when it is selected, or such a
+key in a document) also names that field among the columns it reaches (`_named`), so a
+value computed from it, taken out under it or questioned by a predicate is judged as the
+field's column is.
+
 Where a name could mean a table column or a whole row (`select c from customers c`), or
 cannot be resolved, it is read as the one that reveals more: the PDP does not know the
 tables' columns, so it fails closed. Names only, never literal values (ORDER BY / GROUP BY
@@ -42,9 +49,12 @@ No IO and no policy here: this module says where values come from, never what ma
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any
+
+from portcullis.masking import FIELD_ALIASES, name_words, worded_field
 
 Fields = dict[str, Any]
 
@@ -57,6 +67,43 @@ PLAIN, EXPRESSION, AGGREGATE, WHOLE_ROW, STAR = (
 )
 _RANK = {PLAIN: 0, STAR: 0, EXPRESSION: 1, AGGREGATE: 2, WHOLE_ROW: 3}
 _COMPUTED = (EXPRESSION, AGGREGATE)  # a value computed from columns, not a column or row
+
+# the fields the masks read in a name, under the names the policy gives them (its default
+# sensitive_columns): each field's words and its other names (FIELD_ALIASES), in the
+# masks' order
+_MASKED_FIELDS = (*("_".join(words) for words in FIELD_ALIASES), "iban")
+_WORDED = tuple(
+    (field, words)
+    for field in _MASKED_FIELDS
+    for words in (tuple(field.split("_")), *FIELD_ALIASES.get(tuple(field.split("_")), ()))
+)
+_NAME_CHARS_READ = 128  # of a name's text, as the masks read a key's (masking._KEY_CHARS_READ)
+
+
+@functools.lru_cache(maxsize=4096)
+def _masked_as(name: str, key: bool) -> str:
+    """The field the masks read `name` as when it is not that field's own name ("" for
+    none): a result column's name as Masker.rule_for_any reads it (no plurals), a
+    document's key as rule_for_key does (`phones` too)."""
+    field = worded_field(_WORDED, name_words(name[:_NAME_CHARS_READ]), plural=key)
+    return field if field and field != name.lower() else ""
+
+
+def _named(name: str, key: bool = False) -> dict[str, None]:
+    """A column's (or `key`, a document key's) name as lineage names it, lower case, and
+    the sensitive field the masks read it as, when another (`"userPw"`: userpw, password;
+    a key `customerSsn`: customerssn, ssn)."""
+    field = _masked_as(name, key)
+    return {name.lower(): None, field: None} if field else {name.lower(): None}
+
+
+def _named_keys(keys: Any) -> dict[str, None]:
+    """_named of each of these document keys."""
+    named: dict[str, None] = {}
+    for k in keys:
+        named.update(_named(str(k), key=True))
+    return named
+
 
 # aggregates that give one of their rows' values, chosen by comparing them
 _CHOOSING = frozenset({"min", "max"})
@@ -764,7 +811,7 @@ class Item:
             for output, renamed in self.outputs:  # names an alias column list gave
                 if output == name:
                     return renamed
-            return Flow(PLAIN, {name.lower(): None}, user=not self.trusted(name))
+            return Flow(PLAIN, _named(name), user=not self.trusted(name))
         if self.members is not None:
             for output, renamed in self.outputs:  # names a join's alias column list gave
                 if output == name:
@@ -877,7 +924,7 @@ class Lineage:
             table = _relation(relation)
             names = [_sval(n) for n in fields.get("attlist", ())]
             if names:
-                return [(n, Flow(PLAIN, {n.lower(): None})) for n in names]
+                return [(n, Flow(PLAIN, _named(n))) for n in names]
             return [("", Flow(STAR, tables={table: None}))]
         query = fields.get(_QUERY_FIELD[tag])
         if not query:
@@ -1416,7 +1463,7 @@ class Lineage:
             flow = item.column(name)
             if flow is not None:
                 return flow
-        return Flow(PLAIN, {name.lower(): None})
+        return Flow(PLAIN, _named(name))
 
     def expr(self, node: Any, scope: Scope, ctes: dict[str, Item]) -> Flow:
         """The flow of one expression node ({tag: fields}); sub-queries' predicates are
@@ -2301,7 +2348,7 @@ def _bare_name(name: str, scope: Scope) -> Flow:
             user = not tables or any(
                 not item.trusted(name) for item in tables if not item.lacks(name)
             )
-            flows = [Flow(PLAIN, {name.lower(): None}, user=user)]
+            flows = [Flow(PLAIN, _named(name), user=user)]
             for item in level:
                 if item.table is None:
                     other = item.column(name)
@@ -2310,7 +2357,7 @@ def _bare_name(name: str, scope: Scope) -> Flow:
                     if other.kind != PLAIN or name.lower() not in other.columns:
                         flows.append(other)  # maybe a function's or set operation's column
             return flows[0] if len(flows) == 1 else _merge(EXPRESSION, flows, keeps=True)
-    return Flow(PLAIN, {name.lower(): None})
+    return Flow(PLAIN, _named(name))
 
 
 def _side_column(side: list[Item], name: str) -> Flow | None:
@@ -2328,7 +2375,7 @@ def _side_column(side: list[Item], name: str) -> Flow | None:
     if opaque:
         return _merge(EXPRESSION, opaque, keeps=True)
     if any(item.table is not None for item in side):
-        return Flow(PLAIN, {name.lower(): None})
+        return Flow(PLAIN, _named(name))
     return None
 
 
@@ -2532,7 +2579,7 @@ def _jsonpath_keys(node: Any) -> dict[str, None] | None:
                 quoted = json.loads(f'"{quoted}"')
             except ValueError:
                 return None
-        keys[(quoted or word).lower()] = None
+        keys.update(_named(quoted or word, key=True))
     return keys
 
 
@@ -2823,7 +2870,7 @@ def _keys_flow(nodes: list[Any], path: bool) -> Flow:
                 return Flow(EXPRESSION, tables={"*": None}, changed=True)
         else:
             keys = [text]
-        columns.update(dict.fromkeys(k.lower() for k in keys if k))
+        columns.update(_named_keys(k for k in keys if k))
     return Flow(EXPRESSION, columns)
 
 
@@ -2858,7 +2905,7 @@ def _contained_keys(node: Any, operator: str) -> dict[str, None] | None:
         return None
     text = str(const["sval"].get("sval", ""))
     if operator == "?":
-        return {text.lower(): None}
+        return _named(text, key=True)
     if operator in ("?|", "?&"):
         inner = text.strip()
         if not (inner.startswith("{") and inner.endswith("}")) or "\\" in inner:
@@ -2866,7 +2913,7 @@ def _contained_keys(node: Any, operator: str) -> dict[str, None] | None:
         listed = [k.strip() for k in inner[1:-1].split(",")]
         if any('"' in k[1:-1] for k in listed):
             return None
-        return {k.strip('"').lower(): None for k in listed if k}
+        return _named_keys(k.strip('"') for k in listed if k)
     try:
         document = json.loads(text)
     except (ValueError, RecursionError):
@@ -2876,7 +2923,7 @@ def _contained_keys(node: Any, operator: str) -> dict[str, None] | None:
     while stack:
         value = stack.pop()
         if isinstance(value, dict):
-            keys.update(dict.fromkeys(str(k).lower() for k in value))
+            keys.update(_named_keys(value))
             stack.extend(value.values())
         elif isinstance(value, list):
             stack.extend(value)

@@ -23,6 +23,12 @@ pipeline (its answers, and any setting it changed, come only at Sync).
 What the PDP tells of a command (Ruling.effects) keeps the proxy's knowledge of prepared
 statements and portals true: SQL-level PREPARE, DEALLOCATE, DISCARD and CLOSE forget what
 they replace, DECLARE makes a cursor a portal the client may Describe and Execute.
+An SQL EXECUTE of a statement an SQL PREPARE made returns that PREPARE's query's rows, a
+FETCH those of its cursor's DECLARE: a command that is one EXECUTE of it with constant
+parameters, or one FETCH, is masked by the PREPARE's or DECLARE's verdict (joined with
+its own rules, but for its mask of every computed column), once the server is known to
+hold that very statement or cursor under the policy revision the command was decided by;
+otherwise every computed column is masked.
 What the proxy records at sending is only what the server will hold if it takes it: a
 Parse, Bind or DECLARE under a name made before is sent after a Close of that name (so it
 cannot fail for the name and leave the earlier one to be run under its verdict), and what
@@ -202,6 +208,9 @@ class Portal:
     # before its DECLARE is known to have run)
     state: int = field(default=CONFIRMED, compare=False, repr=False)
     batch: int = field(default=-1, compare=False, repr=False)
+    # a cursor: the session's transactions ended when its DECLARE was sent (the tracker's
+    # idles); a FETCH is masked by the DECLARE's verdict only before another ends
+    transactions: int = field(default=-1, compare=False, repr=False)
 
 
 def lexed_alike(sql: str) -> bool:
@@ -308,6 +317,10 @@ class Enforcer:
         self._pooler = ""
         self.hash_key = hash_key
         self.statements: dict[str, PreparedStatement] = {}
+        # statements an SQL PREPARE made, by name, with the PREPARE's verdict: PENDING
+        # until the Query (or Execute) that made it completed without error; replaced or
+        # dropped when anything sent after it may replace or drop that name at the server
+        self.sql_prepared: dict[str, PreparedStatement] = {}
         self.portals: dict[str, Portal] = {}
         self.discarding = False  # after a refusal in a batch, until Sync
         self.batch_forwarded = False  # something of the current batch went upstream
@@ -401,6 +414,7 @@ class Enforcer:
         # an SQL EXECUTE of one made before runs its body as the server plans it now
         # (a view it reads may run code since): the policy refuses it by name
         self._stale_prepared = tuple(sorted(n for n in self._statement_names if n))
+        self.sql_prepared.clear()
         for statement in self.statements.values():
             statement.ruling = replace(statement.ruling, policy_revision=FACTS_CHANGED)
 
@@ -680,24 +694,32 @@ class Enforcer:
         effects: tuple[str, ...],
         ruling: Ruling,
         sql: str,
-        made: list[Portal] | None = None,
+        made: list[Any] | None = None,
         batch: int = -1,
     ) -> None:
         """What a command does to prepared statements and portals (Ruling.effects); the
-        cursors it declares go to `made` (confirmed once the command ran, Expect.made),
-        as made in `batch`."""
+        cursors and SQL-prepared statements it makes go to `made` (confirmed once the
+        command ran, Expect.made), as made in `batch`."""
         tracker = self.tracker
         for effect in effects:
             kind, _, name = effect.partition(":")
             if kind == "prepared":
                 if name == "*":
                     self.statements.clear()
+                    self.sql_prepared.clear()
                     tracker.statement_shapes.clear()
                     self.prepared.forget_all()
                 else:
                     self.statements.pop(name, None)
+                    self.sql_prepared.pop(name, None)
                     tracker.statement_shapes.pop(name, None)
                     self._statement_named(name)  # PREPAREd at the server, maybe
+            elif kind == "prepare" and made is not None:
+                # (a Parse's PREPARE makes it only at Execute: until then prepared: above
+                # dropped what the name had)
+                statement = PreparedStatement(sql, ruling, state=PENDING, batch=batch)
+                self.sql_prepared[name] = statement
+                made.append(statement)
             elif kind == "close":
                 if name == "*":
                     self.portals.clear()
@@ -707,8 +729,9 @@ class Enforcer:
                     tracker.portal_shapes.pop(name, None)
             elif kind == "cursor" and name:
                 cursor = self.portals[name] = Portal(
-                    None, [], sql, ruling, state=PENDING, batch=batch
-                )
+                    None, [], sql, ruling, state=PENDING, batch=batch,
+                    transactions=tracker.idles,
+                )  # fmt: skip
                 if made is not None:
                     # made at the server as it runs: trusted unless an earlier cursor or
                     # portal of its name may still be there (a DECLARE of it could fail)
@@ -717,6 +740,47 @@ class Enforcer:
                     self._portal_named(name)
                     made.append(cursor)
                 tracker.portal_shapes.pop(name, None)
+
+    def _as_made(self, ruling: Ruling) -> Ruling:
+        """The verdict the rows of an SQL EXECUTE or FETCH are masked by (effect
+        execute:NAME, fetch:NAME), without that effect: its own rules but its mask of every
+        computed column (the policy cannot see the rows' query in its text), joined with
+        those of the PREPARE that made the statement or the DECLARE that made the cursor,
+        when the server is known to hold that very one (_maker) under the policy revision
+        of this verdict. Else its own rules."""
+        effect = next(e for e in ruling.effects if e.startswith(_RUNS_MADE))
+        kind, _, name = effect.partition(":")
+        effects = tuple(e for e in ruling.effects if e is not effect)
+        made = self._maker(kind, name)
+        if (
+            made is None
+            or self.pooler
+            or made.ruling.policy_revision != ruling.policy_revision
+            or self._stale(made)
+        ):
+            return replace(ruling, effects=effects)
+        own = tuple(rule for rule in ruling.verdict.mask if not rule.derived)
+        rules = tuple(dict.fromkeys((*own, *made.ruling.verdict.mask)))
+        return replace(ruling, effects=effects, verdict=replace(ruling.verdict, mask=rules))
+
+    def _maker(self, kind: str, name: str) -> PreparedStatement | Portal | None:
+        """What made the statement an EXECUTE runs (an SQL PREPARE whose making was
+        answered without error, nothing sent since that may replace or drop it), or the
+        cursor a FETCH reads (a DECLARE's, made, in the transaction still open: a cursor
+        WITH HOLD, or one its transaction's end dropped, may since be another's by its
+        name); None when neither is known."""
+        if kind == "execute":
+            statement = self.sql_prepared.get(name)
+            return statement if statement is not None and statement.state == CONFIRMED else None
+        cursor = self.portals.get(name)
+        if (
+            cursor is None
+            or cursor.statement is not None  # (a Bind's portal: its slots may be bound_run's)
+            or cursor.state != CONFIRMED
+            or cursor.transactions != self.tracker.idles
+        ):
+            return None
+        return cursor
 
     def _lifts_read_only(self, ruling: Ruling, asked: bool = False) -> bool:
         """Whether this approved write (or, `asked`, one that may be approved at Bind)
@@ -891,12 +955,14 @@ class Enforcer:
             self._record(message.sql, ruling, "simple")
             self._refuse_query(refusal(ruling))
             return
-        made: list[Portal] = []
+        made: list[Portal | PreparedStatement] = []
         if ruling.effects:
             self._apply(ruling.effects, ruling, message.sql, made)
             for cursor in made:
-                if cursor.state == PENDING:
+                if type(cursor) is Portal and cursor.state == PENDING:
                     self._close_first(cursor, ruling.effects)
+            if ruling.kind is VerdictKind.MASK and _runs_made(ruling):
+                ruling = self._as_made(ruling)
         lift = self.read_only and self._lifts_read_only(ruling)
         if lift:
             self._lift_read_only()
@@ -999,6 +1065,7 @@ class Enforcer:
             if name:  # (an unnamed statement is replaced by any Parse)
                 self._send(codec.Close("S", name), Expect("Close", swallow=True))
         self.statements[message.name] = statement
+        self.sql_prepared.pop(message.name, None)  # (an SQL EXECUTE may run it too)
         self.tracker.statement_shapes.pop(message.name, None)
         self.batch_forwarded = True
         if ruling.rewritten:  # row filters: the same parameters, the filtered text
@@ -1071,7 +1138,7 @@ class Enforcer:
         self.tracker.portal_shapes.pop("", None)
         self.to_server.append(frames)
 
-    def _stale(self, statement: PreparedStatement) -> bool:
+    def _stale(self, statement: PreparedStatement | Portal) -> bool:
         """The policy changed since this statement was allowed, whether its verdict was
         decided for it or reused from the cache: its next Bind asks again."""
         revision = self.revision()
@@ -1261,9 +1328,13 @@ class Enforcer:
         if self.tracker.broken:
             self._refuse_in_batch(refusal(_denied(ruling, self.tracker.broken)))
             return True
-        made: list[Portal] = []
+        made: list[Portal | PreparedStatement] = []
         if ruling.effects:
             self._apply(ruling.effects, ruling, portal.sql, made, self.batch)
+            if ruling.kind is VerdictKind.MASK and _runs_made(ruling):
+                # an SQL EXECUTE or FETCH runs what the server holds at this first Execute:
+                # the portal keeps the rules chosen now for the rest of its rows
+                ruling = portal.ruling = self._as_made(ruling)
         masker = self.masker(ruling) if ruling.kind is VerdictKind.MASK else None
         if masker is not None and not portal.described and not portal.shaped:
             # masking needs the portal's own columns: its statement's, when the server
@@ -1426,6 +1497,7 @@ class Enforcer:
             return True
         if message.kind == "S":
             self.statements.pop(message.name, None)
+            self.sql_prepared.pop(message.name, None)
             self.tracker.statement_shapes.pop(message.name, None)
         else:
             self.portals.pop(message.name, None)
@@ -1566,6 +1638,16 @@ def _built_in(oid: int, name: str | None) -> bool:
     """Whether the function is one of pg_catalog's own (made by initdb): its result then
     derives from its arguments alone, which a fast-path call gives as values."""
     return oid < FIRST_NORMAL_OID and bool(name) and str(name).startswith("pg_catalog.")
+
+
+# the effects of a command whose rows another command's query makes (_as_made)
+_RUNS_MADE = ("execute:", "fetch:")
+
+
+def _runs_made(ruling: Ruling) -> bool:
+    """Whether the command is one SQL EXECUTE of a prepared statement or FETCH from a
+    cursor (execute:NAME, fetch:NAME)."""
+    return any(e.startswith(_RUNS_MADE) for e in ruling.effects)
 
 
 def _names_reserved(effects: tuple[str, ...]) -> bool:

@@ -26,9 +26,10 @@
 #                              pg_catalog-qualified (pg_catalog is searched first unless the
 #                              search_path names it later, which readers cannot set), and
 #                              not a quoted name with capitals (a different function).
-#   postgres.reader_settings   settings readers may SET, RESET or set_config to any value:
-#                              how values are shown (DateStyle, TimeZone, IntervalStyle,
-#                              extra_float_digits, bytea_output, xmloption, lc_monetary,
+#   postgres.reader_settings   settings readers may SET, RESET or set_config to any value
+#                              (but pg_value_checked_settings: extra_float_digits by SET,
+#                              to 1-3, only): how values are shown (DateStyle, TimeZone,
+#                              IntervalStyle, extra_float_digits, bytea_output, xmloption, lc_monetary,
 #                              lc_numeric, lc_time), labels and notices (application_name,
 #                              client_min_messages), waits of the session's own (lock_timeout,
 #                              idle_session_timeout),
@@ -634,7 +635,13 @@ pg_reader_denials contains sprintf("set_config may not change %s for readers", [
 	input.command.postgres.has.settings
 	some s in input.command.postgres.statements
 	some name in s.settings
-	not data.portcullis.postgres.reader_settings[name]
+	not pg_reader_may_configure(name)
+}
+
+# set_config's value is not read: only a setting readers may give any value
+pg_reader_may_configure(name) if {
+	data.portcullis.postgres.reader_settings[name]
+	not pg_value_checked_settings[name]
 }
 
 pg_reader_denials contains sprintf("SET %s is not a setting readers may change", [upper(s.setting)]) if {
@@ -889,7 +896,30 @@ pg_bound_setting(n) := lower(v) if {
 	regex.match(`^[A-Za-z0-9_.]+$`, v.shown)
 }
 
-pg_reader_may_set(s) if data.portcullis.postgres.reader_settings[s.setting]
+pg_reader_may_set(s) if {
+	data.portcullis.postgres.reader_settings[s.setting]
+	not pg_value_checked_settings[s.setting]
+}
+
+# Settings of postgres.reader_settings a reader may give only some values, by SET (or
+# the start-up packet) where the value is read; RESET returns to the start-up value.
+pg_value_checked_settings := {"extra_float_digits"}
+
+# extra_float_digits below 1 shows a double precision rounded to fewer digits than it
+# holds (0: 15 significant), so a card number kept in one (4111111111111111, which the
+# value detectors mask at 1, the default, where every digit shows) read
+# `4.11111111111111e+15`, which no detector reads as a card, while those 15 digits and the
+# card's check digit tell it whole. 1, 2 and 3 show every digit (as the server writes
+# them: a sign, hexadecimal or a fraction is refused, the safe mistake).
+pg_reader_may_set(s) if {
+	s.setting == "extra_float_digits"
+	s.value in {"1", "2", "3"}
+}
+
+pg_reader_may_set(s) if {
+	s.setting in pg_value_checked_settings
+	s.reset
+}
 
 pg_reader_may_set(s) if {
 	s.setting == "all"

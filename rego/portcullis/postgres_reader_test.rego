@@ -234,9 +234,25 @@ test_set_config_of_lexing_settings_denied_for_everyone if {
 # --- SET / RESET --------------------------------------------------------------------
 
 test_reader_settings_allowed if {
-	every name in ["application_name", "datestyle", "timezone", "extra_float_digits", "jit", "lock_timeout", "transaction_isolation"] {
+	every name in ["application_name", "datestyle", "timezone", "jit", "lock_timeout", "transaction_isolation"] {
 		verdict(["pii-readers"], [set_stmt(name, {})]) == "allow"
 	}
+}
+
+# below 1 a double precision shows rounded (a card number kept in one, 15 of its digits)
+test_extra_float_digits_only_where_every_digit_shows if {
+	every value in ["1", "2", "3"] {
+		verdict(["readonly"], [set_stmt("extra_float_digits", {"value": value})]) != "deny"
+		portcullis.decision.verdict == "allow" with input as open_with(["readonly"], {"extra_float_digits": value})
+	}
+	verdict(["readonly"], [set_stmt("extra_float_digits", {"reset": true})]) != "deny"
+	every value in ["0", "-1", "-15", "1.5", "0x1", " 1", "+1"] {
+		verdict(["readonly"], [set_stmt("extra_float_digits", {"value": value})]) == "deny"
+		portcullis.decision.verdict == "deny" with input as open_with(["readonly"], {"extra_float_digits": value})
+	}
+	s := stmt_with("select", {"functions": ["set_config"], "settings": ["extra_float_digits"]})
+	"set_config may not change extra_float_digits for readers" in reasons(["readonly"], [s])
+	verdict(["dba", "pii-readers"], [set_stmt("extra_float_digits", {"value": "0"})]) != "deny"
 }
 
 test_other_settings_denied_for_readers if {
