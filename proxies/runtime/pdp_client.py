@@ -376,8 +376,9 @@ class PDPClient:
         while True:
             try:
                 assert self._stub is not None
+                # with the proxy's credential: ServerInfo answers proxies only
                 info = await self._stub.ServerInfo(
-                    pdp_pb2.ServerInfoRequest(), timeout=self.timeout
+                    pdp_pb2.ServerInfoRequest(), timeout=self.timeout, metadata=self.metadata
                 )
             except grpc.aio.AioRpcError:
                 if self.reachable:
