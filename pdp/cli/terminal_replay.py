@@ -20,6 +20,10 @@ reset after it; an export is the recording exact, but for its terminal sizes, bo
 `shown()` on purpose: replay keeps the sequences that draw (colour, cursor, modes) for a
 real terminal, fed in pieces, where masking flattens a line into the text a screen shows.
 
+What was typed at a password prompt is never played or exported (`recorded`: the proxy
+leaves it out of a recording, portcullis/password_prompts.py, and a recording made before
+it did is read by the same rule), for the console's player and download as well.
+
 The lines the replay adds itself (each recording's heading, `--- end of recording ---`,
 `[typed, not echoed: ...]`) end in a seal, `#` and 8 hex digits drawn afresh for each
 replay and named in the line before the first recording: a recording was made before its
@@ -44,6 +48,7 @@ from pdp.domain.casts import Cast, casts_of
 from pdp.domain.recordings import events_of
 from pdp.plumbing.rendering import inert
 from pdp.store import AuditRecord
+from portcullis.password_prompts import without_secrets
 
 EXIT_NOT_FOUND = 1
 
@@ -60,11 +65,16 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 
 
 def recorded(records: list[AuditRecord]) -> list[Cast]:
-    """The terminal recordings in a session's `session.events` records."""
+    """The terminal recordings in a session's `session.events` records, each line typed at
+    a password prompt left out (portcullis/password_prompts.py: a recording made before the
+    proxy left them out holds them)."""
     events: list[dict[str, Any]] = []
     for record in records:
         events.extend(events_of(record))
-    return casts_of(events)
+    casts = casts_of(events)
+    for cast in casts:
+        cast.events = without_secrets(cast.events)
+    return casts
 
 
 def export(casts: list[Cast], args: argparse.Namespace, out: TextIO = sys.stdout) -> int:

@@ -79,6 +79,7 @@ from pdp.plumbing.timestamps import rfc3339
 from pdp.store import AuditRecord
 from portcullis import protocols
 from portcullis.events import MASKED
+from portcullis.password_prompts import events_without_secrets
 from portcullis.shape import shaped
 
 # -- event shapes for emitters (the HTTP and SSH proxies) ---------------------------------
@@ -350,6 +351,10 @@ def build_timeline(
     events.sort(
         key=lambda pair: float(pair[0]["time"]) if finite_number(pair[0].get("time")) else 0.0
     )
+    # what was typed at a password prompt of a recorded terminal is not shown (a recording
+    # made before the SSH proxy left it out holds it: portcullis/password_prompts.py)
+    kept = events_without_secrets([e for e, _ in events])
+    events = [(e, got) for e, (_, got) in zip(kept, events, strict=True)]
     unreceived = sum(1 for r in batches if received_at(r) is None)
     if unreceived:
         header["receipt"] = (

@@ -544,7 +544,14 @@ _TOKEN = re.compile(
       | xox[abprs]-[A-Za-z0-9\-]{10,}
       | (?:AKIA|ASIA)[0-9A-Z]{16}(?![0-9A-Za-z])
       | AIza[0-9A-Za-z_\-]{35}
+      | hv[sbr]\.[A-Za-z0-9_\-]{24,}
+      | glpat-[A-Za-z0-9_\-]{20,}
+      | npm_[A-Za-z0-9]{36}
+      | SG\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{43}
     )
+  | -----BEGIN[ ](?:[A-Z0-9]+[ ])*PRIVATE[ ]KEY(?:[ ]BLOCK)?-----
+    (?P<pem>(?:(?!-----END[ ])[A-Za-z0-9+/=\s:,\-\\])+)
+  | (?<![A-Za-z0-9+/])(?P<pem64>LS0tLS1CRUdJTi[A-Za-z0-9+/]{40,}={0,2})
   | (?i:token|api[_\-]?key|apikey|secret|passw(?:or)?d|pwd|credentials?|auth)
     ["']?[ \t]*[:=][ \t]*["']?(?P<assigned>[A-Za-z0-9+/_\-.]{32,}=*)
     """,
@@ -553,7 +560,8 @@ _TOKEN = re.compile(
 # lower-case fragments of which every _TOKEN match contains at least one
 _TOKEN_HINTS = (
     "bearer", "basic", "eyj", "sk-", "_live_", "_test_", "gh", "xox", "akia", "asia",
-    "aiza", "token", "key", "secret", "passw", "pwd", "credential", "auth",
+    "aiza", "token", "key", "secret", "passw", "pwd", "credential", "auth", "hvs.", "hvb.",
+    "hvr.", "glpat-", "npm_", "sg.", "ls0tls1crudjti",
 )  # fmt: skip
 _MIN_TOKEN_TEXT = 15
 
@@ -571,11 +579,26 @@ def _basic_credentials(cred: str) -> bool:
     return b":" in decoded
 
 
+def _encoded_private_key(text: str) -> bool:
+    """Whether base64 text begins a PEM private key (a kubeconfig's client-key-data, a
+    Secret's data): its first line, decoded, names one."""
+    head = text[: len(text[:96]) // 4 * 4]
+    try:
+        return b"PRIVATE KEY-----" in base64.b64decode(head, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+
+
 def _token_spans(text: str) -> Iterator[Span]:
     found = set()
     for m in _TOKEN.finditer(text):
         if m.group("key"):
             found.add(m.span("key"))
+        elif m.group("pem"):
+            found.add(m.span("pem"))
+        elif m.group("pem64"):
+            if _encoded_private_key(m.group("pem64")):
+                found.add(m.span("pem64"))
         elif m.group("cred"):
             cred = m.group("cred")
             if m.group("scheme").lower() == "basic":
@@ -599,14 +622,16 @@ def _token_spans(text: str) -> Iterator[Span]:
 # --password hunter2, a YAML block (`password: |` and its indented lines),
 # <password>x</password>, PASSWORD 'x' in SQL, IDENTIFIED BY 'x', a URL's user:password@,
 # curl's -u user:password; the password a client named on its command line takes as a
-# short flag: mysql/mysqldump/mariadb's -pS3cret, sshpass -p, redis-cli -a, as a cron
-# line, sudo's COMMAND= or a process list shows them) is masked whatever its length or
-# randomness: _TOKEN's `assigned` reads only 32 random characters or more as a token. The
-# key is any run of name characters whose words end in such a name (_secret_key); the
-# value is quoted (to its closing quote, escapes read) or runs to a space, quote or list
-# separator. A value that is already a mask (_masked_already) is left as it is: the masked
-# text is read again (Masker._mask_text), and a field rule's `[REDACTED]` or a hash in a
-# JSON document reaches the detectors too.
+# short flag: mysql/mysqldump/mysqld_safe/mariadb's -pS3cret, sshpass -p, redis-cli -a,
+# mongodump/mongosh's -p, ldapsearch/ldapmodify's -w, openssl's -passin pass:S3cret,
+# smbclient's -U user%S3cret, redis-server's --requirepass, as a cron
+# line, sudo's COMMAND=, a process list or systemctl status's CGroup tree shows them) is
+# masked whatever its length or randomness: _TOKEN's `assigned` reads only 32 random
+# characters or more as a token. The key is any run of name characters whose words end in
+# such a name (_secret_key); the value is quoted (to its closing quote, escapes read) or
+# runs to a space, quote or list separator. A value that is already a mask
+# (_masked_already) is left as it is: the masked text is read again (Masker._mask_text),
+# and a field rule's `[REDACTED]` or a hash in a JSON document reaches the detectors too.
 _SECRET_WORD = r"(?i:passw(?:or)?d|passphrase|passcode|pwd|pass|pw|secret|token|key)"  # noqa: S105
 _SECRET_ASSIGNED = re.compile(
     rf"""
@@ -629,8 +654,14 @@ _SECRET_ASSIGNED = re.compile(
     (?:[ \t][^<>]*)?>(?P<element>[^<]+)</(?P=element_name)>
   | (?<=[A-Za-z0-9+.\-])://[^\s:/@?#]*:(?P<userinfo>[^\s/?#]+)@
   | (?<![\w\-])(?:-u|--user)[ \t]+["']?[^\s:"']+:(?P<user_arg>[^\s"']+)
-  | (?<![\w\-])(?:mysql[a-z]*|mariadb(?:-[a-z]+)?)(?=[ \t])[^\n|;&()]*?[ \t]
+  | (?<![\w\-])(?:mysql[a-z0-9_]*|mariadb(?:-[a-z]+)?)(?=[ \t])[^\n|;&()]*?[ \t]
     -p["']?(?P<mysql_p>[^\s"'`|;&()]+)
+  | (?<![\w\-])mongo[a-z]*(?=[ \t])[^\n|;&()]*?[ \t]-p[ \t]*
+    ["']?(?P<mongo_p>[^\s"'`|;&()\-][^\s"'`|;&()]*)
+  | (?<![\w\-])ldap[a-z]+(?=[ \t])[^\n|;&()]*?[ \t]-w[ \t]*["']?(?P<ldap_w>[^\s"'`|;&()]+)
+  | (?<![\w\-])-pass(?:in|out)?[ \t]+["']?pass:(?P<openssl_pass>[^\s"'`|;&()]+)
+  | (?<![\w\-])(?:-U|--user(?:name)?)(?:[ \t]+|=)["']?[^\s%"'`|;&()]+%
+    (?P<smb_pass>[^\s"'`|;&()]+)
   | (?<![\w\-])sshpass(?:[ \t]+-[a-oq-zA-Z][^\s]*)*[ \t]+-p[ \t]*["']?(?P<sshpass_p>[^\s"'`|;&()]+)
   | (?<![\w\-])redis-cli(?=[ \t])[^\n|;&()]*?[ \t](?:-a|--pass)[ \t]+
     ["']?(?P<redis_a>[^\s"'`|;&()]+)
@@ -640,13 +671,13 @@ _SECRET_ASSIGNED = re.compile(
 # where a _SECRET_ASSIGNED match may begin, in the text lower-cased
 _SECRET_START = re.compile(
     r"pass|pw|secret|token|key|identified|<[\w.:\-]{0,64}?(?:pass|pw|secret|token|key)|://|-u"
-    r"|--user|mysql|mariadb|redis-cli|sshpass"
+    r"|--user|mysql|mariadb|redis-cli|sshpass|mongo|ldap|-pass"
 )
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 _NAME_CHARS_READ = 64  # of a key's text before its last word, for its words
 # what _SECRET_ASSIGNED needs: one of these (lower case) and a text this long (`a_pw=x`)
 _SECRET_HINTS = ("pass", "pwd", "pw", "secret", "token", "key", "identified", "://", "-u",
-                 "mysql", "mariadb", "redis-cli", "sshpass")  # fmt: skip
+                 "mysql", "mariadb", "redis-cli", "sshpass", "mongo", "ldap")  # fmt: skip
 _SECRET_HINTS_ASCII = re.compile(b"|".join(re.escape(h.encode()) for h in _SECRET_HINTS))
 _MIN_SECRET_TEXT = 5
 _LONG_SECRET = 32  # (_TOKEN's `assigned` length)
@@ -655,7 +686,7 @@ _LONG_SECRET = 32  # (_TOKEN's `assigned` length)
 # 12` a test count); `key` only after a word saying whose (api, access, secret, private ...)
 _SECRET_WORDS = frozenset(("password", "passwd", "passphrase", "passcode", "secret", "token"))
 _SECRET_COMPOUNDS = ("password", "passwd", "passphrase", "passcode", "secret", "token", "apikey",
-                     "accesskey", "secretkey", "privatekey")  # fmt: skip
+                     "accesskey", "secretkey", "privatekey", "requirepass")  # fmt: skip
 _AFTER_A_WORD = frozenset(("pass", "pwd", "pw"))
 _KEY_OWNERS = frozenset(
     ("api", "access", "secret", "private", "auth", "encryption", "signing", "master",

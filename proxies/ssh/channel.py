@@ -9,7 +9,8 @@ allowed, a channel of the same request on the session's upstream connection, rel
 both ways with backpressure (each side's pause_writing stops reading the other), its exit
 status or signal passed back. Output of a `mask` verdict passes the detectors
 (stream.MaskedOutput); a shell or a command with a terminal is recorded as asciicast
-(stream.Cast) in the session's events; the channel's command event says how it ended.
+(stream.Cast) in the session's events, what is typed at a password prompt left out
+(portcullis/password_prompts.py); the channel's command event says how it ended.
 A command the proxy must end (its client left, its output cannot be masked, it ran past
 the policy's wall-clock limit, ssh_exec_seconds) is ended by sshd's KILL, or, on an
 account sshd sends no signal to (root), by the proxy itself (reaper.py). A shell has its
@@ -35,6 +36,7 @@ import asyncssh
 
 from portcullis.events import longer_than, truncation_facts
 from portcullis.masking import Masker
+from portcullis.password_prompts import PROMPT_TAIL, SecretInput
 from portcullis.verdict import Verdict, VerdictKind
 from proxies.runtime.credentials import CredentialUnavailable
 from proxies.runtime.exposure import ClientOutput
@@ -61,6 +63,7 @@ CAST_BATCH = 256  # asciicast events per recorded event
 CAST_BATCH_BYTES = 8 * 1024  # recorded text per event: many fit one RecordEvents call
 CAST_EVERY = 1.0  # seconds between recorded asciicast batches
 MAX_PENDING_STDIN = 1024 * 1024  # stdin held while a channel is decided
+SCREEN_READ = 4 * PROMPT_TAIL  # of each output chunk, what the password prompt rule reads
 # what a channel's command event keeps of its command line (the decision read it whole):
 # past this, its start, its size and SHA-256 (portcullis.events.truncation_facts)
 RECORDED_COMMAND = 8 * 1024
@@ -181,6 +184,9 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         self._approval = ""  # the request it waits for, once announced
         self.relay: SftpRelay | None = None  # an allowed sftp subsystem: decided per request
         self._typed: MaskedOutput | None = None  # masks typed input for the recording
+        # leaves out of the recording what is typed at a password prompt
+        # (portcullis/password_prompts.py)
+        self._secrets = SecretInput()
         self.withheld = ""  # why the output stopped going to the client (the mask cannot read it)
         # an exec on an account sshd will not signal (root): its session's report (reaper.py)
         self.report: SessionReport | None = None
@@ -544,6 +550,8 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         self.counts["stderr_bytes" if stderr else "stdout_bytes"] += len(data)
         if self.cast is not None:
             self.cast.output(time.time(), data)
+            # (its end is all the prompt rule reads: a character cut there is replaced)
+            self._secrets.shown(data[-SCREEN_READ:].decode("utf-8", "replace"))
             self._cast_soon()
         out = self.stderr if stderr else self.stdout
         assert out is not None
@@ -1002,6 +1010,8 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
                     " shell no audit session of its own: a process that left the session,"
                     " setsid, may run on)"
                 )
+        if self._secrets.lines:
+            ended["typed_at_password_prompts"] = self._secrets.lines  # lines not recorded
         return (
             (truncation_facts(self.raw) if cut else {})
             | ended
@@ -1024,10 +1034,12 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             self._cast_timer = asyncio.get_running_loop().call_later(CAST_EVERY, self._record_cast)
 
     def _record_input(self, data: bytes) -> None:
-        """What was typed, for the recording: under a mask, masked as the screen's output
-        is (a card number pasted at a prompt), line by line (the upstream gets it as typed)."""
+        """What was typed, for the recording: a line typed at a password prompt left out
+        (portcullis/password_prompts.py); under a mask, masked as the screen's output is (a
+        card number pasted at a prompt), line by line (the upstream gets it as typed)."""
         if self.cast is None:
             return
+        data = self._secrets.typed(data.decode("latin-1")).encode("latin-1")
         if self._typed is not None:
             data = self._typed.feed(data)
         if data:

@@ -105,8 +105,62 @@ MAX_ROWS = 1000
 MAX_PIXELS = 0xFFFF
 
 
+# a PEM private key's first and last lines, and what the lines between may be: base64,
+# or a header (RFC 1421's Proc-Type and DEK-Info, PuTTY's), or nothing (KeyBlocks)
+_KEY_BEGIN = re.compile(rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
+_KEY_END = re.compile(rb"-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
+_KEY_BODY = re.compile(rb"[ \t]*(?:[A-Za-z0-9+/=]*|[A-Za-z][A-Za-z0-9-]*: [^\r\n]*)[ \t]*\r?\n")
+_LINE_PIECES = re.compile(rb"[^\n]*\n|[^\n]+")
+KEY_LINE = b"[portcullis: masked: a line of a private key]"
+KEY_LINES = 1024  # lines of a key's body at most (a 16384-bit RSA key's PEM: some 200)
+KEY_LINE_READ = 512  # of a line, what is kept to read it (a body's lines are 64-70 bytes)
+
+
 class Unreadable(Exception):
     """Output the detectors cannot read: not UTF-8, or holding NUL bytes (safe to show)."""
+
+
+class KeyBlocks:
+    """PEM private keys (RFC 7468; OpenSSH's, PKCS#1's, PKCS#8's) in output already masked:
+    each line of a key's body, from its `-----BEGIN ... PRIVATE KEY-----` line to its END
+    line, goes out as KEY_LINE, however the output is cut into chunks. The detectors read
+    a chunk's lines (with the line before it): a key's body is lines of base64, none of
+    which a detector reads as a token, so `cat` of a log holding a key gave it whole. A
+    line that is neither base64 nor a PEM header (`Proc-Type: 4,ENCRYPTED`) ends the body
+    (a log cut short), as do KEY_LINES lines. Sans-IO; a line's start is kept to read it
+    whole (KEY_LINE_READ at most), and a line of a body goes out once it ended."""
+
+    def __init__(self) -> None:
+        self.inside = False  # in a key's body
+        self.blocks = 0  # keys found
+        self._line = b""  # the current line's start, not yet ended
+        self._lines = 0  # of the current body
+
+    def filter(self, data: bytes) -> bytes:
+        out: list[bytes] = []
+        for piece in _LINE_PIECES.findall(data):
+            line = self._line + piece
+            ended = piece.endswith(b"\n")
+            self._line = b"" if ended else line[-KEY_LINE_READ:]
+            if not self.inside:
+                out.append(piece)
+                begun = _KEY_BEGIN.search(line) if ended else None
+                # (a key whose body the detectors masked on its BEGIN line ends there)
+                if begun is not None and not _KEY_END.search(line, begun.end()):
+                    self.inside, self._lines = True, 0
+                    self.blocks += 1
+            elif ended:
+                out.append(self._body_line(line))
+        return b"".join(out)
+
+    def _body_line(self, line: bytes) -> bytes:
+        """A whole line read in a key's body: KEY_LINE, or the line itself once it ends
+        the body (its END line, or one that cannot be of a body)."""
+        self._lines += 1
+        if _KEY_END.search(line) or not _KEY_BODY.fullmatch(line) or self._lines > KEY_LINES:
+            self.inside = False
+            return line
+        return KEY_LINE + (b"\r\n" if line.endswith(b"\r\n") else b"\n")
 
 
 class MaskedOutput:
@@ -119,6 +173,8 @@ class MaskedOutput:
         self._held = b""
         self._line = b""  # the current line's text already sent (LINE_CONTEXT at most)
         self._previous = b""  # the last whole line sent, its end (PREVIOUS_CONTEXT at most)
+        tokens = any(rule.detector == "token" for rule in masker.rules)
+        self._keys = KeyBlocks() if tokens else None  # private keys' bodies, line by line
 
     @property
     def holding(self) -> bool:
@@ -181,6 +237,20 @@ class MaskedOutput:
         return self._release(data)
 
     def _release(self, data: bytes, ready: tuple[bytes, Counter[str]] | None = None) -> bytes:
+        """data, which goes out now, masked (_masked_release), a private key's body taken
+        out of it (KeyBlocks)."""
+        out = self._masked_release(data, ready)
+        if self._keys is None:
+            return out
+        blocks = self._keys.blocks
+        out = self._keys.filter(out)
+        if self._keys.blocks > blocks:
+            self.counts["detector:token"] += self._keys.blocks - blocks
+        return out
+
+    def _masked_release(
+        self, data: bytes, ready: tuple[bytes, Counter[str]] | None = None
+    ) -> bytes:
         """data, which goes out now, masked. The first line of it continues the line whose
         part went out before (self._line): masked with that part (_continued); `ready`:
         data masked alone, when nothing of its line went out before."""
