@@ -50,6 +50,7 @@ import json
 import os
 import pstats
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -339,17 +340,22 @@ async def decide_p50(
     metadata = ((CREDENTIAL_METADATA, credential),)
     async with grpc.aio.insecure_channel(address) as channel:
         stub = pdp_pb2_grpc.DecisionServiceStub(channel)
+        key = secrets.token_urlsafe(32)  # the session's, as a proxy makes one
         opened = await stub.OpenSession(
             pdp_pb2.OpenSessionRequest(
                 token=token,
                 connection=pdp_pb2.Connection(name="bench-nocache", type="http"),
                 client_addr="127.0.0.1:1",
                 client="bench",
+                session_key=key,
             ),
             metadata=metadata,
         )
         request = pdp_pb2.DecideRequest(
-            session_id=opened.session_id, command=decide_command(path, host), timeout_ms=5000
+            session_id=opened.session_id,
+            session_key=key,
+            command=decide_command(path, host),
+            timeout_ms=5000,
         )
         calls = DecideCalls(stub, metadata)
         verdict = ""
@@ -364,7 +370,9 @@ async def decide_p50(
             samples.append((time.perf_counter() - started) * 1000)
         await calls.close()
         await stub.CloseSession(
-            pdp_pb2.CloseSessionRequest(session_id=opened.session_id, reason="client_disconnect"),
+            pdp_pb2.CloseSessionRequest(
+                session_id=opened.session_id, session_key=key, reason="client_disconnect"
+            ),
             metadata=metadata,
         )
     samples.sort()

@@ -52,6 +52,7 @@ import argparse
 import asyncio
 import gc
 import os
+import secrets
 import signal
 import statistics
 import subprocess
@@ -297,20 +298,37 @@ def combined(runs: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
+# each session's key, as a proxy makes one at the open (OpenSessionRequest.session_key):
+# the PDP takes no later call about a session without it
+SESSION_KEYS: dict[str, str] = {}
+
+
 async def open_session(stub: Any, metadata: Any, token: str, timeout: float | None = None) -> str:
     """A session on orders-db opened as a proxy opens one (the proxy credential's
-    metadata); its id."""
+    metadata, a session key of its own, kept in SESSION_KEYS); its id."""
+    key = secrets.token_urlsafe(32)
     opened = await stub.OpenSession(
         pdp_pb2.OpenSessionRequest(
             token=token,
             connection=pdp_pb2.Connection(name="orders-db", type="postgres"),
             client_addr="127.0.0.1:1",
             client="bench",
+            session_key=key,
         ),
         metadata=metadata,
         timeout=timeout,
     )
+    SESSION_KEYS[opened.session_id] = key
     return str(opened.session_id)
+
+
+def query_request(session_id: str, raw: str = SQL) -> pdp_pb2.DecideRequest:
+    """A Decide of the postgres.query `raw` in a session open_session opened, with its key."""
+    return pdp_pb2.DecideRequest(
+        session_id=session_id,
+        session_key=SESSION_KEYS.get(session_id, ""),
+        command=pdp_pb2.Command(kind="postgres.query", raw=raw),
+    )
 
 
 async def run(
@@ -333,10 +351,7 @@ async def run(
         stub = pdp_pb2_grpc.DecisionServiceStub(channel)
 
         async def session_decide(token: str) -> Any:
-            return pdp_pb2.DecideRequest(
-                session_id=await open_session(stub, metadata, token),
-                command=pdp_pb2.Command(kind="postgres.query", raw=SQL),
-            )
+            return query_request(await open_session(stub, metadata, token))
 
         decide = await session_decide(tokens[0])
         agents: list[Any] = []  # opened just before the phases that use them (an idle
@@ -347,7 +362,7 @@ async def run(
             return stub.Decide(decide, timeout=5, metadata=metadata)
 
         def info_call():
-            return stub.ServerInfo(server_info, timeout=5)
+            return stub.ServerInfo(server_info, timeout=5, metadata=metadata)
 
         calls = DecideCalls(stub, metadata)  # what a proxy uses: one DecideStream
 
@@ -592,10 +607,7 @@ def measured_decisions(
             requests = []
             for token in agents:
                 requests.append(
-                    pdp_pb2.DecideRequest(
-                        session_id=await open_session(stub, metadata, token, timeout=600),
-                        command=pdp_pb2.Command(kind="postgres.query", raw=SQL),
-                    )
+                    query_request(await open_session(stub, metadata, token, timeout=600))
                 )
             calls = DecideCalls(stub, metadata)
 

@@ -68,18 +68,21 @@ async def drive(
         lanes = []
         for channel in channels:
             stub = pdp_pb2_grpc.DecisionServiceStub(channel)
+            key = secrets.token_urlsafe(32)  # the session's, as a proxy makes one
             opened = await stub.OpenSession(
                 pdp_pb2.OpenSessionRequest(
                     token=token,
                     connection=pdp_pb2.Connection(name="orders-db", type="postgres"),
                     client_addr="127.0.0.1:1",
                     client="bench_replicas",
+                    session_key=key,
                 ),
                 metadata=metadata,
                 timeout=10,
             )
             request = pdp_pb2.DecideRequest(
                 session_id=opened.session_id,
+                session_key=key,
                 command=pdp_pb2.Command(kind="postgres.query", raw=SQL),
             )
             lanes.append((DecideCalls(stub, metadata), request))

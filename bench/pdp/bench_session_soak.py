@@ -44,6 +44,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
 from pdp_harness import (  # noqa: E402
+    SESSION_KEYS,
     decide_sql,
     open_session,
     pdp_config,
@@ -79,6 +80,9 @@ async def sessions(stub: object, tokens: list[str], first: int, count: int, lite
         await stub.CloseSession(  # type: ignore[attr-defined]
             pdp_pb2.CloseSessionRequest(session_id=sid, reason="bench")
         )
+        # the key the harness's stub kept for it (as a proxy does until the close is
+        # taken) lives in this process too: not the PDP's memory
+        SESSION_KEYS.pop(sid, None)
 
 
 def measured() -> tuple[int, int, tracemalloc.Snapshot]:

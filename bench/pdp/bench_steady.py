@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_decide import SQL, drive_pdp, open_session, pct, pdp_config  # noqa: E402
+from bench_decide import drive_pdp, open_session, pct, pdp_config, query_request  # noqa: E402
 from pdp_harness import free_port  # noqa: E402
 
 from portcullis.v1 import pdp_pb2, pdp_pb2_grpc  # noqa: E402
@@ -141,9 +141,7 @@ async def paced(
 
         async def request() -> Any:
             # evaluated or reused as the PDP is configured (bench_decide's two PDPs)
-            return pdp_pb2.DecideRequest(
-                session_id=session, command=pdp_pb2.Command(kind="postgres.query", raw=SQL)
-            )
+            return query_request(session)
 
         session = await open_session(stub, metadata, token)
         for _ in range(200):  # warm
@@ -153,7 +151,7 @@ async def paced(
         async def one() -> None:
             started = time.perf_counter()
             if info:
-                await stub.ServerInfo(pdp_pb2.ServerInfoRequest(), timeout=5)
+                await stub.ServerInfo(pdp_pb2.ServerInfoRequest(), timeout=5, metadata=metadata)
             else:
                 await calls.decide(await request(), timeout=5)
             latencies.append((time.perf_counter() - started) * 1000)
@@ -265,9 +263,7 @@ def lone(tmp: str, decisions: int, evaluated: bool, runner: list[str], control: 
             stub = pdp_pb2_grpc.DecisionServiceStub(channel)
             session = await open_session(stub, metadata, token, timeout=600)
             calls = DecideCalls(stub, metadata)
-            request = pdp_pb2.DecideRequest(
-                session_id=session, command=pdp_pb2.Command(kind="postgres.query", raw=SQL)
-            )
+            request = query_request(session)
 
             async def one() -> None:
                 await calls.decide(request, timeout=600)

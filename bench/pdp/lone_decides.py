@@ -40,11 +40,11 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(HERE))
 sys.path.append(str(REPO / "bench"))
 
-from bench_decide import open_session, pct, pdp_config  # noqa: E402
+from bench_decide import open_session, pct, pdp_config, query_request  # noqa: E402
 from cpu_meter import cpu_ns, descendants  # noqa: E402
 from pdp_harness import free_port  # noqa: E402
 
-from portcullis.v1 import pdp_pb2, pdp_pb2_grpc  # noqa: E402
+from portcullis.v1 import pdp_pb2_grpc  # noqa: E402
 from portcullis.wire import CREDENTIAL_METADATA  # noqa: E402
 from proxies.runtime.decide_calls import DecideCalls  # noqa: E402
 
@@ -71,9 +71,7 @@ def request(session: str) -> Any:
     """A Decide of a SQL text never asked before: evaluated, never reused."""
     n = next(_counter)
     sql = f"SELECT o.id, o.total FROM orders o WHERE o.id = {n} AND o.status = 'open'"
-    return pdp_pb2.DecideRequest(
-        session_id=session, command=pdp_pb2.Command(kind="postgres.query", raw=sql)
-    )
+    return query_request(session, sql)
 
 
 async def measure(

@@ -50,7 +50,13 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(HERE))
 sys.path.append(str(REPO / "bench"))
 
-from bench_decide import measured_decisions, open_session, pct, pdp_config  # noqa: E402
+from bench_decide import (  # noqa: E402
+    measured_decisions,
+    open_session,
+    pct,
+    pdp_config,
+    query_request,
+)
 from cpu_meter import cpu_ns, descendants  # noqa: E402
 from pdp_harness import free_port  # noqa: E402
 
@@ -138,9 +144,7 @@ def lone(args: argparse.Namespace) -> None:
     def request(session: str) -> pdp_pb2.DecideRequest:
         n = next(texts) if args.new_text else 42
         sql = f"SELECT o.id, o.total FROM orders o WHERE o.id = {n} AND o.status = 'open'"
-        return pdp_pb2.DecideRequest(
-            session_id=session, command=pdp_pb2.Command(kind="postgres.query", raw=sql)
-        )
+        return query_request(session, sql)
 
     with tempfile.TemporaryDirectory() as tmp:
         listen = f"127.0.0.1:{free_port()}"

@@ -42,7 +42,14 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(HERE))
 
-from bench_decide import SQL, open_loop, open_session, pct, pdp_config, tree_env  # noqa: E402
+from bench_decide import (  # noqa: E402
+    open_loop,
+    open_session,
+    pct,
+    pdp_config,
+    query_request,
+    tree_env,
+)
 from pdp_harness import free_port  # noqa: E402
 
 from portcullis.v1 import pdp_pb2, pdp_pb2_grpc  # noqa: E402
@@ -58,16 +65,15 @@ async def drive(listen: str, credential: str, token: str, rate: int, seconds: fl
     metadata = ((CREDENTIAL_METADATA, credential),)
     async with grpc.aio.insecure_channel(listen) as channel:
         stub = pdp_pb2_grpc.DecisionServiceStub(channel)
-        request = pdp_pb2.DecideRequest(
-            session_id=await open_session(stub, metadata, token),
-            command=pdp_pb2.Command(kind="postgres.query", raw=SQL),
-        )
+        request = query_request(await open_session(stub, metadata, token))
         calls = DecideCalls(stub, metadata)
         info = pdp_pb2.ServerInfoRequest()
         for _ in range(200):  # warm: the standing, the caches, the workers
             await calls.decide(request, timeout=5)
         stream = await open_loop(lambda: calls.decide(request, timeout=5), rate, seconds)
-        server_info = await open_loop(lambda: stub.ServerInfo(info, timeout=5), rate, seconds)
+        server_info = await open_loop(
+            lambda: stub.ServerInfo(info, timeout=5, metadata=metadata), rate, seconds
+        )
         await calls.close()
         return stream, server_info, request.session_id
 

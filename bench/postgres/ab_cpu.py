@@ -12,9 +12,10 @@ base commit's for both. Decision cache on, or off with --cache off (every statem
 by the PDP: the uncached path's CPU per statement). Not a test: nothing asserts.
 
     python -u bench/postgres/ab_cpu.py --base c7b4652 [--rounds 4] [--seconds 8]
-        [--modes simple,prepared] [--clients 8] [--new DIR] [--cache on|off]
+        [--modes simple,prepared] [--clients 8] [--new DIR] [--cache on|off] [--pgbouncer]
 
-(--new: a tree to run as "new" instead of this checkout, e.g. one with a patch applied.)
+(--base: a commit, or a directory holding a tree; --new: a tree to run as "new" instead of
+this checkout, e.g. one with a patch applied; --pgbouncer: pgbouncer in the rounds too.)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -41,6 +43,7 @@ from bench_pgbench import (  # noqa: E402
     measured,
     scratch_names,
     sh,
+    start_pgbouncer,
     wait_port,
 )
 
@@ -52,23 +55,39 @@ from revision import tree_of  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", required=True, help="the commit to compare against")
+    parser.add_argument(
+        "--base",
+        required=True,
+        help="the commit to compare against, or a directory holding a tree (e.g. a copy of "
+        "this checkout before a change)",
+    )
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--modes", default="simple,prepared")
     parser.add_argument("--cache", choices=("on", "off"), default="on")
     parser.add_argument("--new", type=Path, default=REPO, help="the tree to run as new")
+    parser.add_argument(
+        "--pgbouncer",
+        action="store_true",
+        help="pgbouncer (session pooling) in the rounds too, and each tree's TPS against it",
+    )
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="portcullis-ab-"))
-    trees = {"base": tree_of(args.base, tmp / "base"), "new": args.new.resolve()}
+    tmp.chmod(0o755)  # pgbouncer runs as postgres and reads its configuration here
+    base = Path(args.base)
+    trees = {
+        "base": base.resolve() if base.is_dir() else tree_of(args.base, tmp / "base"),
+        "new": args.new.resolve(),
+    }
     db, role, password = scratch_names("portcullis_ab")
     procs: list[subprocess.Popen] = []
     try:
         create_scratch(db, role, password)
         sh(["pgbench", "-i", "-q", "-s", "10", "-h", "127.0.0.1", "-U", role, db])
-        policies = trees["base"] / "rego"
+        policies = tmp / "rego"  # the base's, with the bench's connection declared
+        shutil.copytree(trees["base"] / "rego", policies)
         data = json.loads((policies / "data.json").read_text())
         connections = data["portcullis"]["connections"]
         connections["bench-cache"] = connections["orders-db"]
@@ -128,6 +147,11 @@ def main() -> None:
         pids["relay"] = relay.pid
         targets = {name: (ports[name], "agent", token) for name in trees}
         targets["relay"] = (relay_port, role, "")
+        if args.pgbouncer:
+            bouncer, bouncer_port = start_pgbouncer(tmp, db, role, password, "session", 100, 20)
+            procs.append(bouncer)
+            pids["pgbouncer"] = bouncer.pid
+            targets["pgbouncer"] = (bouncer_port, role, "")
         for port, _, _ in targets.values():
             wait_port(port)
         print(
@@ -149,7 +173,8 @@ def main() -> None:
                     print(
                         f"  {mode:8} {name:5} {run['tps']:7.0f} tps  proxy {proxy_us:6.1f}"
                         f" µs/tx  PDP {pdp_us:5.1f}  machine {run.get('machine_us', 0):6.1f}"
-                        f"  steal {run['steal']:.0%}",
+                        f"  steal {run['steal']:.0%}"
+                        + (f"  ERROR {run['error']}" if "error" in run else ""),
                         flush=True,
                     )
             for name, done in runs.items():
@@ -159,14 +184,15 @@ def main() -> None:
                     f" µs/tx, PDP {statistics.median(r.get('pdp_us', 0) for r in done):5.1f}"
                 )
             for name in trees:
-                ratios = [
-                    a["tps"] / b["tps"]
-                    for a, b in zip(runs[name], runs["relay"], strict=True)
-                    if b["tps"]
-                ]
-                if ratios:
-                    print(f"{mode:8} {name:5} / relay, TPS of the round's pair: median "
-                          f"{statistics.median(ratios):.2f}")  # fmt: skip
+                for peer in ("relay", "pgbouncer")[: 2 if args.pgbouncer else 1]:
+                    ratios = [
+                        a["tps"] / b["tps"]
+                        for a, b in zip(runs[name], runs[peer], strict=True)
+                        if a["tps"] and b["tps"]  # (a failed run: its error is printed)
+                    ]
+                    if ratios:
+                        print(f"{mode:8} {name:5} / {peer}, TPS of the round's pair: median "
+                              f"{statistics.median(ratios):.2f}")  # fmt: skip
         print(f"load {os.getloadavg()[0]:.1f}")
     finally:
         for proc in procs:

@@ -223,6 +223,30 @@ def mib(kib: int) -> float:
     return kib / 1024
 
 
+def trimmed_rss(pids: dict[str, int]) -> dict[str, int]:
+    """Each process's RSS (KiB) after its C allocator gave back the free pages it keeps
+    (glibc's malloc_trim(0), called in the process through gdb; 0 where that failed)."""
+    out = {}
+    for name, pid in pids.items():
+        called = subprocess.run(
+            ["gdb", "-p", str(pid), "-batch", "-ex", "call (int) malloc_trim(0)"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        out[name] = rss_kib(pid) if "$1 = " in called.stdout else 0
+    return out
+
+
+def print_trimmed(trimmed: dict[str, int], before: dict[str, int]) -> None:
+    for name, rss in trimmed.items():
+        if rss:
+            print(
+                f"  {name:5s} after malloc_trim(0): {mib(rss):7.1f} MiB "
+                f"({rss / before[name]:.2f}x the baseline): the rest is held, not kept free"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=9000)
@@ -239,6 +263,12 @@ def main() -> None:
     parser.add_argument("--soak", type=int, default=0, help="N short sessions instead (above)")
     parser.add_argument("--warmup", type=int, default=2000, help="--soak: sessions before it")
     parser.add_argument("--literals", type=int, default=500, help="--soak: distinct SELECTs")
+    parser.add_argument(
+        "--trim",
+        action="store_true",
+        help="at the end, ask each process's C allocator to give back its free pages "
+        "(malloc_trim(0), called through gdb) and read the RSS again: what is freed but kept",
+    )
     args = parser.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the children inherit it
@@ -318,6 +348,8 @@ def main() -> None:
             await asyncio.sleep(10)  # sessions close at the PDP, their records land
             after = {name: rss_kib(pid) for name, pid in procs_.items()}
             parts.append(resident_parts(proxy.pid))
+            if args.trim:
+                trimmed.update(trimmed_rss(procs_))
             return before, after, after, took
 
         async def run() -> tuple[dict[str, int], dict[str, int], dict[str, int], float]:
@@ -344,7 +376,11 @@ def main() -> None:
             parts.append(resident_parts(proxy.pid))
             if args.trace is not None:
                 snaps.append(await snapshot(proxy.pid, traces, 2))
+            if args.trim:
+                trimmed.update(trimmed_rss({"proxy": proxy.pid, "pdp": pdp.pid}))
             return before, during, after, took
+
+        trimmed: dict[str, int] = {}
 
         snaps: list = []
         parts: list[dict[str, int]] = []
@@ -367,6 +403,7 @@ def main() -> None:
             )
         where = ", ".join(f"{k} {' / '.join(f'{mib(p[k]):.1f}' for p in parts)}" for k in parts[0])
         print(f"  the proxy's resident set (MiB) by where it lies, before / after: {where}")
+        print_trimmed(trimmed, before)
         return
     n = args.sessions
     print(f"{n} idle sessions through Portcullis → pgbouncer (transaction pooling) → "
@@ -380,6 +417,7 @@ def main() -> None:
               f" once closed ({after[name] / before[name]:.2f}x the baseline)")  # fmt: skip
     where = ", ".join(f"{k} {' / '.join(f'{mib(p[k]):.1f}' for p in parts)}" for k in parts[0])
     print(f"  the proxy's resident set (MiB) by where it lies, 1 / all / none open: {where}")
+    print_trimmed(trimmed, before)
     per = (during["proxy"] - before["proxy"]) / n
     scaled = mib(before["proxy"] + per * TARGET_SESSIONS)
     print(f"  proxy with {TARGET_SESSIONS} idle sessions (scaled from {n}): {scaled:.0f} MiB in"

@@ -9,8 +9,8 @@ each once with its transactions run and once without (--repeat 0: the same impor
 session and chunks); the instructions of N transactions are the difference of the two
 differences. Several minutes per tree and mode. Not a test: nothing asserts.
 
-    python bench/postgres/callgrind_hotpath.py [--base 739e888] [--modes simple,prepared]
-        [--transactions 2000]
+    python bench/postgres/callgrind_hotpath.py [--base 739e888|DIR] [--new DIR]
+        [--modes simple,prepared] [--transactions 2000]
 """
 
 from __future__ import annotations
@@ -65,7 +65,13 @@ def per_transaction(tree: Path, mode: str, n: int, scratch: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", default="", help="a commit to compare against")
+    parser.add_argument(
+        "--base",
+        default="",
+        help="a commit to compare against, or a directory holding a tree (e.g. a copy of "
+        "this checkout before a change)",
+    )
+    parser.add_argument("--new", type=Path, default=REPO, help="the tree to run as new")
     parser.add_argument("--modes", default="simple,prepared")
     parser.add_argument("--transactions", type=int, default=2000)
     args = parser.parse_args()
@@ -73,9 +79,11 @@ def main() -> None:
         sys.exit("valgrind is not installed")
     tmp = Path(tempfile.mkdtemp(prefix="portcullis-callgrind-"))
     try:
-        trees = {"new": REPO}
+        trees = {"new": args.new.resolve()}
         if args.base:
-            trees = {"base": tree_of(args.base, tmp / "base"), **trees}
+            base = Path(args.base)
+            base = base.resolve() if base.is_dir() else tree_of(args.base, tmp / "base")
+            trees = {"base": base, **trees}
         for mode in args.modes.split(","):
             figures = {}
             for name, tree in trees.items():

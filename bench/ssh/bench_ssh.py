@@ -46,6 +46,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import shutil
 import socket
 import statistics
@@ -236,6 +237,7 @@ async def decide_p50(
     from proxies.runtime.decide_calls import DecideCalls
 
     metadata = ((CREDENTIAL_METADATA, credential),)
+    key = secrets.token_urlsafe(32)  # the session's key, as a proxy makes one
     async with grpc.aio.insecure_channel(address) as channel:
         stub = pdp_pb2_grpc.DecisionServiceStub(channel)
         opened = await stub.OpenSession(
@@ -244,6 +246,7 @@ async def decide_p50(
                 connection=pdp_pb2.Connection(name="web-1", type="ssh"),
                 client_addr="127.0.0.1:1",
                 client="bench",
+                session_key=key,
             ),
             metadata=metadata,
         )
@@ -252,6 +255,7 @@ async def decide_p50(
             raw = f"echo decide-{'spaced-' if spacing else ''}{n}" if distinct else COMMAND
             return pdp_pb2.DecideRequest(
                 session_id=opened.session_id,
+                session_key=key,
                 command=pdp_pb2.Command(kind="ssh.exec", raw=raw),
                 timeout_ms=5000,
             )
@@ -273,7 +277,9 @@ async def decide_p50(
         pdp_us = meter.per(len(samples))["pdp_us"]
         await calls.close()
         await stub.CloseSession(
-            pdp_pb2.CloseSessionRequest(session_id=opened.session_id, reason="client_disconnect"),
+            pdp_pb2.CloseSessionRequest(
+                session_id=opened.session_id, session_key=key, reason="client_disconnect"
+            ),
             metadata=metadata,
         )
     return statistics.median(samples), pdp_us

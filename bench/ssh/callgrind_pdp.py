@@ -50,6 +50,7 @@ import asyncio
 import contextlib
 import os
 import pstats
+import secrets
 import signal
 import statistics
 import subprocess
@@ -113,12 +114,14 @@ class DirectDecides:
         self.metadata = ((CREDENTIAL_METADATA, self.credential),)
         self.channel = grpc.aio.insecure_channel(self.address)
         self.stub = pdp_pb2_grpc.DecisionServiceStub(self.channel)
+        self.key = secrets.token_urlsafe(32)  # the session's, as a proxy makes one
         opened = await self.stub.OpenSession(
             pdp_pb2.OpenSessionRequest(
                 token=self.token,
                 connection=pdp_pb2.Connection(name="web-1", type="ssh"),
                 client_addr="127.0.0.1:1",
                 client="bench",
+                session_key=self.key,
             ),
             metadata=self.metadata,
             timeout=600,
@@ -132,6 +135,7 @@ class DirectDecides:
             self.n += 1
             request = self.pb.DecideRequest(
                 session_id=self.session_id,
+                session_key=self.key,
                 command=self.pb.Command(kind="ssh.exec", raw=self.line.format(n=self.n)),
                 timeout_ms=600_000,
             )

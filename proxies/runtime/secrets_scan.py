@@ -86,10 +86,6 @@ def shown(text: str) -> str:
     return _UNSEEN.sub("", unicodedata.normalize("NFKD", _WRITTEN.sub(_read_written, text)))
 
 
-def _may_be_written_otherwise(window: bytes) -> bool:
-    return not window.isascii() or b"&#" in window or b"\\" in window or b"<" in window
-
-
 def base64_cores(secret: bytes) -> list[bytes]:
     """The stable standard-alphabet base64 of `secret` at byte alignments 0, 1 and 2."""
     cores = []
@@ -169,8 +165,8 @@ class _Plan:
     the byte marks and the shortest stretch of marked bytes a form can show as.
     """
 
-    __slots__ = ("__weakref__", "forms", "marks", "shown", "shown_len", "stretch", "tail_len",
-                 "too_short")  # fmt: skip
+    __slots__ = ("__weakref__", "forms", "marks", "shown", "shown_len", "shown_marks",
+                 "shown_stretch", "stretch", "tail_len", "too_short")  # fmt: skip
 
     def __init__(self, secrets: tuple[bytes, ...]) -> None:
         self.too_short = 0
@@ -186,6 +182,13 @@ class _Plan:
         self.forms = forms
         self.shown = _shown_forms(secrets)
         self.shown_len = SHOWN_BYTES_PER_CHAR * max((len(raw) for raw in secrets), default=0)
+        # where no escape or markup is written, `shown` reads an ASCII byte as itself and
+        # makes what it reads of the others (a character's bytes, or bytes it drops) only
+        # from bytes of 0x80 and up: a shown form read there stands in a stretch this long
+        # of bytes that are the forms' own or 0x80 and up
+        used = frozenset(b"".join(self.shown))
+        self.shown_marks = bytes(1 if v in used or v >= 0x80 else 0 for v in range(256))
+        self.shown_stretch = b"\x01" * min((len(form) for form in self.shown), default=1)
         self.tail_len = max((len(p) for p in forms), default=1) - 1
         # 1 for each byte value some form uses; a form shows as a run of 1s this long at least
         used = frozenset(b"".join(forms))
@@ -267,9 +270,23 @@ class SecretScanner:
             return
         window = self._shown_tail + chunk
         self._shown_tail = window[-plan.shown_len :]
-        if not _may_be_written_otherwise(window):
-            return
-        read = shown(window.decode("utf-8", "ignore")).encode("utf-8")
+        marked = b"&#" in window or b"\\" in window or b"<" in window
+        if not marked and (
+            window.isascii() or window.translate(plan.shown_marks).find(plan.shown_stretch) == -1
+        ):
+            return  # read as it is (the raw forms' search covers it), or holds no shown form
+        if window.isascii():
+            read = shown(window.decode("ascii")).encode("utf-8")
+        else:
+            text = window.decode("utf-8", "ignore")
+            # ASCII once decoded, with no escape or markup: what shown() reads is the text
+            # as it is (no ASCII character has a compatibility form or is unseen), but
+            # for the bytes decoding dropped (a Postgres row's -1 typmod, or bytes an
+            # upstream slid between the secret's characters), so it is still searched
+            if marked or not text.isascii():
+                read = shown(text).encode("utf-8")
+            else:
+                read = text.encode("ascii")
         if any(form in read for form in plan.shown):
             self._findings = (*self._findings, "shown")
 
