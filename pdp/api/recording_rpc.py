@@ -59,6 +59,13 @@ from portcullis.events import truncation_facts
 from portcullis.v1 import pdp_pb2
 
 MAX_COMMAND_BYTES = 1024 * 1024
+# A Decide's command.attributes on the wire: what the proxy knows of a command besides its
+# text (a statement's protocol and parameters, the database's catalogue facts: kilobytes
+# for a database of many views; an HTTP request's head, inspected body and its runs of
+# words and of base64 words, each list bounded by proxies.http.request_words: under 1 MiB
+# in all) are written into its decision's record, so they are bounded as the text is
+# (else a caller could make every record of a session 4 MiB, the gRPC message limit)
+MAX_ATTRIBUTES_BYTES = 2 * 1024 * 1024
 MAX_EVENTS_PER_CALL = 1000
 REMEMBERED = 256  # a session's last batch numbers whose events' digest is kept
 
@@ -115,6 +122,14 @@ def _plain(value: struct_pb2.Value) -> Any:
     return None  # null_value, or a Value with nothing set
 
 
+class OversizedStruct(ValueError):
+    """A Struct larger on the wire than StructMemo's bound: neither decoded nor kept."""
+
+    def __init__(self, size: int, sha256: str) -> None:
+        super().__init__(f"{size} bytes")
+        self.size, self.sha256 = size, sha256
+
+
 class StructMemo:
     """struct_to_dict() for Structs that come again and again, remembered by their bytes,
     with what `key_of(kind, value)` makes of them (the Decide's reuse key) and their
@@ -132,7 +147,8 @@ class StructMemo:
     it (functions of the value alone, so equal bytes give the same ones). Smaller or
     larger ones (beyond `max_bytes`) are converted as before, with no canonical JSON
     ("": the record encodes them). At most `entries` kept, the least recently used
-    dropped first."""
+    dropped first. One past `bound` bytes is not decoded at all (OversizedStruct: its size
+    and the SHA-256 of its deterministic serialization)."""
 
     def __init__(
         self,
@@ -140,18 +156,24 @@ class StructMemo:
         entries: int = 128,
         min_bytes: int = 128,
         max_bytes: int = 65536,
+        bound: int = MAX_ATTRIBUTES_BYTES,
     ) -> None:
         self.key_of = key_of
         self.entries = entries
         self.min_bytes = min_bytes
         self.max_bytes = max_bytes
+        self.bound = bound
         # bytes -> (the value's JSON text, {kind: key}, its canonical JSON or "")
         self._texts: OrderedDict[bytes, tuple[str, dict[str, str], str]] = OrderedDict()
 
     def decode(self, message: struct_pb2.Struct, kind: str) -> tuple[dict[str, Any], str, str]:
         """The Struct as plain values (struct_to_dict), key_of(kind, them) and their
-        canonical JSON ("" when not remembered, or when they have none: NaN, infinity)."""
+        canonical JSON ("" when not remembered, or when they have none: NaN, infinity).
+        Raises OversizedStruct past the bound."""
         wire = message.SerializeToString()
+        if len(wire) > self.bound:
+            digest = hashlib.sha256(message.SerializeToString(deterministic=True)).hexdigest()
+            raise OversizedStruct(len(wire), digest)
         if len(wire) < self.min_bytes or len(wire) > self.max_bytes:
             value = struct_to_dict(message)
             return value, self.key_of(kind, value), ""

@@ -15,7 +15,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import grpc
@@ -25,7 +25,9 @@ from pdp.api.approval_rpc import ApprovalRPCs, settle
 from pdp.api.decide_stream import DecideStreams
 from pdp.api.proxy_auth import ProxyAuthenticator, ProxyIdentity
 from pdp.api.recording_rpc import (
+    MAX_ATTRIBUTES_BYTES,
     MAX_COMMAND_BYTES,
+    OversizedStruct,
     SessionEventBatches,
     StructMemo,
     bound_refusal,
@@ -80,6 +82,10 @@ MAX_SUMMARY_BYTES = 8 * 1024
 # a connection the PDP does not know is recorded as the proxy names it (session.open)
 # and kept while the session lives: its labels at most this many
 MAX_LABELS = 64
+# OpenSessionRequest.attributes on the wire: what a proxy knows of its client at start-up
+# (a Postgres start-up packet's user, database and settings: at most 10,000 bytes; an SSH
+# user and the key it presented), evaluated at session.open
+MAX_SESSION_ATTRIBUTES_BYTES = 64 * 1024
 
 _WIRE_VERDICT = {
     VerdictKind.ALLOW: pdp_pb2.ALLOW,
@@ -361,6 +367,11 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         ):
             why = f"more than {MAX_LABELS}, or one longer than {MAX_NAME}"
             await self._invalid(context, "connection.labels", why)
+        if request.HasField("attributes"):
+            size = request.attributes.ByteSize()
+            if size > MAX_SESSION_ATTRIBUTES_BYTES:
+                why = f"{size} bytes, more than the {MAX_SESSION_ATTRIBUTES_BYTES} they may be"
+                await self._invalid(context, "attributes", why)
         proxy = await self._proxy(context, "OpenSession")
         problem = key_problem(request)
         if problem:
@@ -537,11 +548,16 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
                 grpc.StatusCode.UNAUTHENTICATED,
                 "token expired during the session; reconnect with a fresh token",
             )
-        attributes, key, attributes_json = (
-            self._command_attributes.decode(request.command.attributes, kind)
-            if request.command.HasField("attributes")
-            else ({}, reuse_key(kind, {}), "")
-        )
+        oversized: OversizedStruct | None = None
+        try:
+            attributes, key, attributes_json = (
+                self._command_attributes.decode(request.command.attributes, kind)
+                if request.command.HasField("attributes")
+                else ({}, reuse_key(kind, {}), "")
+            )
+        except OversizedStruct as exc:  # denied below, recorded by their size and digest
+            oversized = exc
+            attributes, key, attributes_json = {}, "", ""
         raw = request.command.raw
         subject, connection_name = session.identity.subject, session.connection["name"]
         enforcing = self._enforces(connection_name)
@@ -551,10 +567,10 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         if attributes:
             # what the policy saw besides the text: `policy diff` replays it
             record["attributes"] = attributes
-        if request.command.full_bytes or len(raw) > MAX_COMMAND_BYTES:
+        if oversized is not None or request.command.full_bytes or len(raw) > MAX_COMMAND_BYTES:
             # refused in shadow mode too (the proxy will not forward it either): enforced
             enforced_record = {k: v for k, v in record.items() if k != "enforced"}
-            decision = await self._refuse_oversized(request.command, enforced_record)
+            decision = await self._refuse_oversized(request.command, enforced_record, oversized)
             return pdp_pb2.DecideResponse(decision=decision_message(decision))
         if kind == "ssh.exec":
             # a long line: read off the loop, at most a few of this session's at once
@@ -659,15 +675,13 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             message.effects.extend(effects)
         return response
 
-    def _reuse_report(self, session: Session, reused: Iterable[pdp_pb2.ReusedVerdict]) -> None:
+    def _reuse_report(self, session: Session, reused: Sequence[pdp_pb2.ReusedVerdict]) -> None:
         """Count the commands the proxy answered from its decision cache since its last
         Decide for the session in the runaway-loop breaker, before deciding: a loop the
         proxy answered is judged as one the PDP was asked about."""
-        breaker = self.guards.breaker
         subject, connection = session.identity.key, session.connection["name"]
-        for one in reused:
-            first, last = one.first_seconds_ago, one.last_seconds_ago
-            breaker.reused(subject, connection, one.raw, one.count, first, last)
+        # (counted in bounded time: a report of a megabyte held the PDP's loop a minute)
+        self.guards.breaker.reported(subject, connection, reused)
 
     def _egress_report(
         self, session: Session, rows: int, size: int, record: dict[str, Any]
@@ -713,24 +727,38 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         except StoreUnavailable as exc:
             log.error("breaker pause of %s not recorded: %s", subject, exc)
 
-    async def _refuse_oversized(self, command: pdp_pb2.Command, record: dict[str, Any]) -> Decision:
+    async def _refuse_oversized(
+        self,
+        command: pdp_pb2.Command,
+        record: dict[str, Any],
+        attributes: OversizedStruct | None = None,
+    ) -> Decision:
         """A command too large to evaluate: denied and recorded with its first bytes and
-        the whole text's size and SHA-256 (from the proxy when it bounded the text)."""
+        the whole text's size and SHA-256 (from the proxy when it bounded the text); or
+        one whose attributes are (`attributes`): recorded with its text (the first bytes
+        when that is too large as well) and the attributes' size and SHA-256 alone."""
         raw = command.raw
-        size = command.full_bytes or len(raw.encode("utf-8", "surrogatepass"))
-        digest = (
-            command.full_sha256 or hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
-        )
-        limit = MAX_COMMAND_BYTES
-        return await self.decider.refuse(
-            record,
-            command.kind,
-            raw[:RECORDED_PREFIX],
-            f"command of {size} bytes is larger than the {limit} a command may be — denied",
-            raw_truncated=True,
-            raw_bytes=size,
-            raw_sha256=digest[:64],
-        )
+        facts: dict[str, Any] = {}
+        reason = ""
+        if attributes is not None:
+            facts.update(attributes_bytes=attributes.size, attributes_sha256=attributes.sha256)
+            reason = (
+                f"command attributes of {attributes.size} bytes are larger than the "
+                f"{MAX_ATTRIBUTES_BYTES} they may be — denied"
+            )
+        if command.full_bytes or len(raw) > MAX_COMMAND_BYTES:
+            size = command.full_bytes or len(raw.encode("utf-8", "surrogatepass"))
+            digest = (
+                command.full_sha256
+                or hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
+            )
+            reason = reason or (
+                f"command of {size} bytes is larger than the {MAX_COMMAND_BYTES} a command "
+                "may be — denied"
+            )
+            facts.update(raw_truncated=True, raw_bytes=size, raw_sha256=digest[:64])
+            raw = raw[:RECORDED_PREFIX]
+        return await self.decider.refuse(record, command.kind, raw, reason, **facts)
 
     async def _unenforced(self, decision: Decision, record: dict[str, Any], why: str) -> None:
         """The record of a decision the proxy never enforced (it denied at its deadline)."""

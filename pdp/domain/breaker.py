@@ -30,14 +30,32 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from portcullis.shape import shaped
 from portcullis.verdict import BreakerLimits, Verdict, VerdictKind
 
 MAX_KEPT = 4096  # events kept per identity and window
+# verdicts of one Decide's reuse report counted each under its own shape: a proxy reports
+# one per verdict it reused since its last Decide; past this many, the earliest are
+# counted together (their number still counts for the rate, under no shape of theirs)
+MAX_REPORTED_VERDICTS = 256
 MAX_TRIPS = 1024  # trips waiting to be recorded (none are lost unless nobody takes them)
+
+
+class ReuseReport(Protocol):
+    """One verdict of a Decide's reuse report (portcullis.v1.ReusedVerdict)."""
+
+    @property
+    def raw(self) -> str: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def first_seconds_ago(self) -> float: ...
+    @property
+    def last_seconds_ago(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -184,6 +202,42 @@ class Breaker:
             track.times.popleft()
         while len(track.shapes) > MAX_KEPT:
             _forget_shape(track)
+
+    def reported(self, subject: str, connection: str, reports: Sequence[ReuseReport]) -> None:
+        """One Decide's reuse report, one entry per verdict in the order the proxy reused
+        them: what reused() for each in turn would leave, in time bounded by MAX_KEPT
+        whatever the proxy sent (a report of a megabyte held the PDP's loop a minute).
+
+        A window keeps only its last MAX_KEPT events: the reports whose counts reach that
+        from the end are counted, and the earlier ones, which they would push out, only
+        for their last time (reused() keeps times in order: no later report's commands
+        are counted as older than it). Past MAX_REPORTED_VERDICTS of those counted, the
+        earliest are counted together, under the shape of no statement ("")."""
+        kept: list[tuple[str, int, float, float]] = []
+        total = 0
+        newest_left = 60.0  # the age of the last command of the reports left out
+        for n in range(len(reports) - 1, -1, -1):
+            report = reports[n]
+            count = report.count
+            if count <= 0:
+                continue
+            if total >= MAX_KEPT:
+                newest_left = min(newest_left, _age(report.last_seconds_ago))
+                if not newest_left:
+                    break  # none left out can be newer
+                continue
+            first, last = _age(report.first_seconds_ago), _age(report.last_seconds_ago)
+            kept.append((report.raw, min(count, MAX_KEPT - total), first, last))
+            total += kept[-1][1]
+        kept.reverse()
+        if len(kept) > MAX_REPORTED_VERDICTS:
+            merged = kept[: len(kept) - MAX_REPORTED_VERDICTS + 1]
+            first = max(f for _, _, f, _ in merged)
+            last = min(t for _, _, _, t in merged)
+            kept = [("", sum(c for _, c, _, _ in merged), first, last), *kept[len(merged) :]]
+        for raw, count, first, last in kept:
+            first, last = min(first, newest_left), min(last, newest_left)
+            self.reused(subject, connection, raw, count, first, last)
 
     def reuses_left(
         self, subject: str, connection: str, limits: BreakerLimits | None
