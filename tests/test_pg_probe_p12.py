@@ -193,7 +193,12 @@ def test_bytes_spelling_a_card_or_an_email_are_read_by_the_detectors(
     c = client(arena, groups)
     try:
         for setting in before:
-            assert not c.query(setting).errors
+            set_answer = c.query(setting)
+            # readers write bytea in hex only (test_pg_probe_p47): escape is the dba's
+            if groups == ("readonly",):
+                assert any("denied by policy" in e for e in set_answer.errors), set_answer.messages
+            else:
+                assert not set_answer.errors, set_answer.messages
         if result_format is None:
             answer = c.query(sql)
         else:

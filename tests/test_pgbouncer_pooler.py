@@ -37,6 +37,7 @@ from proxies.postgres.proxy import PostgresProxy
 from proxies.postgres.startup import (
     LEXING_PINS,
     POOLER_TRACKED,
+    WRITING_DEFAULTS,
     role_pins,
     unheld_pins,
     upstream_params,
@@ -68,7 +69,13 @@ def test_behind_a_pooler_only_tracked_pins_go_in_the_start_up_packet() -> None:
 
 def test_without_a_pooler_every_pin_goes_in_the_start_up_packet() -> None:
     params = upstream_params("app", "db", {"statement_timeout": "999999"}, READER_PINS)
-    assert params == {"user": "app", "database": "db", **READER_PINS, **LEXING_PINS}
+    assert params == {
+        "user": "app",
+        "database": "db",
+        **WRITING_DEFAULTS,
+        **READER_PINS,
+        **LEXING_PINS,
+    }
     assert role_pins(READER_PINS, "") == {}
 
 

@@ -38,6 +38,15 @@ LEXING_PINS = {
     "backslash_quote": "safe_encoding",
 }
 
+# How values are written where the value detectors read them, for every session unless
+# the client asks otherwise (which policy judged: readers and masked dbas only 1-3 and
+# hex): a database, role or server configured with bytea_output = escape or
+# extra_float_digits = 0 (older servers' habits) wrote bytes holding a card as
+# `4111\0001111\000...` in a text cast and a double holding one as `4.11111111111111e+15`,
+# which no detector reads, and RESET ALL returned there. lc_monetary is left to the
+# database: money's units are its locale's (test_pg_probe_p48).
+WRITING_DEFAULTS = {"bytea_output": "hex", "extra_float_digits": "1"}
+
 # names the server knows for UTF8 (src/common/encnames.c), compared without - and _
 _UTF8_NAMES = frozenset({"utf8", "unicode"})
 _ON_WORDS = frozenset({"on", "true", "yes", "1"})
@@ -186,8 +195,9 @@ def upstream_params(
     pooler: str = "",
 ) -> dict[str, str]:
     """The start-up packet the proxy sends upstream: the credential's user, the database,
-    the settings policy admitted, then the pins (policy's and the lexing ones), which win
-    (but for a statement_timeout the client asks to be shorter than the policy's).
+    WRITING_DEFAULTS the client does not ask to change, the settings policy admitted, then
+    the pins (policy's and the lexing ones), which win (but for a statement_timeout the
+    client asks to be shorter than the policy's).
 
     Behind a pooler only the pins it tracks go (role_pins must hold the others); what the
     client asked for goes as asked, and the pooler refuses, by name, what it cannot keep
@@ -196,6 +206,9 @@ def upstream_params(
     params = {"user": username, "database": database}
     pinned = {**session_settings, **LEXING_PINS}
     lowered = {name.lower() for name in pinned}
+    named = {name.lower() for name in requested}
+    if not pooler:
+        params.update({k: v for k, v in WRITING_DEFAULTS.items() if k not in named})
     for name, value in requested.items():
         if name.lower() not in lowered:
             params[name] = value

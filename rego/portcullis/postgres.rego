@@ -28,7 +28,10 @@
 #                              not a quoted name with capitals (a different function).
 #   postgres.reader_settings   settings readers may SET, RESET or set_config to any value
 #                              (but pg_value_checked_settings: extra_float_digits by SET,
-#                              to 1-3, only): how values are shown (DateStyle, TimeZone,
+#                              to 1-3, lc_numeric by SET, to the locales of
+#                              pg_reader_locales, bytea_output to hex, lc_monetary by
+#                              RESET, only): how
+#                              values are shown (DateStyle, TimeZone,
 #                              IntervalStyle, extra_float_digits, bytea_output, xmloption, lc_monetary,
 #                              lc_numeric, lc_time), labels and notices (application_name,
 #                              client_min_messages), waits of the session's own (lock_timeout,
@@ -903,7 +906,7 @@ pg_reader_may_set(s) if {
 
 # Settings of postgres.reader_settings a reader may give only some values, by SET (or
 # the start-up packet) where the value is read; RESET returns to the start-up value.
-pg_value_checked_settings := {"extra_float_digits"}
+pg_value_checked_settings := {"bytea_output", "extra_float_digits", "lc_monetary", "lc_numeric"}
 
 # extra_float_digits below 1 shows a double precision rounded to fewer digits than it
 # holds (0: 15 significant), so a card number kept in one (4111111111111111, which the
@@ -914,6 +917,60 @@ pg_value_checked_settings := {"extra_float_digits"}
 pg_reader_may_set(s) if {
 	s.setting == "extra_float_digits"
 	s.value in {"1", "2", "3"}
+}
+
+# The settings that choose how a value is written bind everyone the masks apply to, a
+# masked dba too (whose other SETs pg_reader_denials leaves alone): a dba outside
+# pii-readers set extra_float_digits 0, lc_monetary ar_BH.UTF-8 or bytea_output escape and
+# read `4.11111111111111e+15`, `411,111,111,111,111.100`, `4111\0001111\000...` unmasked.
+# Readers are refused these by pg_reader_denials already (said once).
+pg_denials contains sprintf("SET %s to this value writes values the value detectors cannot read: denied to everyone not in pii-readers", [upper(s.setting)]) if {
+	input.command.postgres.types.set
+	privileged
+	some s in input.command.postgres.statements
+	s.type == "set"
+	s.setting in pg_value_checked_settings
+	not pg_reader_may_set(s)
+	not pii_reader
+}
+
+pg_denials contains sprintf("set_config may not change %s, which chooses how values are written: denied to everyone not in pii-readers", [name]) if {
+	input.command.postgres.has.settings
+	privileged
+	some s in input.command.postgres.statements
+	some name in s.settings
+	name in pg_value_checked_settings
+	not pii_reader
+}
+
+# lc_monetary chooses how money is written: its separator, its symbol, and how many of
+# the stored units are fraction digits (the server reads the count from the locale at
+# output, not at storage). Under a locale of three (ar_BH.UTF-8) a card number kept as
+# money (4111111111111111, stored as 411111111111111100 cents) read `411,111,111,111,111.100`
+# as m::text, which no detector reads as a card, while the card is its first 16 digits;
+# and where the database writes money with none (ja_JP.UTF-8: stored in yen), C read it
+# `$41,111,111,111,111.11`. No locale is safe to choose without knowing the one the
+# values were stored under: readers only RESET it, to the database's own.
+# lc_numeric is to_char's separator and decimal point (never a count of digits): only the
+# locales writing groups of three joined by "," and a "." (as the server does at C) are a
+# reader's to choose, the names as the server knows them (a name it does not know is an
+# error, the safe mistake). The empty name, the server's own environment, is not one.
+pg_reader_locales := {"C", "POSIX", "C.UTF-8", "C.utf8", "en_US.UTF-8", "en_US.utf8"}
+
+pg_reader_may_set(s) if {
+	s.setting == "lc_numeric"
+	s.value in pg_reader_locales
+}
+
+# bytea_output 'escape' writes a byte that is no printable ASCII as a backslash and three
+# octal digits, which a bytea's text cast keeps as text: b::text of the bytes
+# `4111<NUL>1111<NUL>...` read `4111\0001111\000...`, digits glued to the card's, which
+# no detector reads as a card (the proxy reads a bytea column's escape form, but text is
+# text), and a bytea[] column's literal doubles the backslash. 'hex', the default, is read
+# as the bytes it spells wherever it shows.
+pg_reader_may_set(s) if {
+	s.setting == "bytea_output"
+	s.value == "hex"
 }
 
 pg_reader_may_set(s) if {
@@ -985,6 +1042,16 @@ deny contains sprintf("start-up parameter %s is not a setting readers may choose
 	input.command.kind == "session.open"
 	some name, value in object.get(input.session, ["attributes", "settings"], {})
 	not privileged
+	not pg_reader_may_set(pg_startup_setting(name, value))
+}
+
+# and the settings choosing how values are written, for a masked dba as for a reader
+deny contains sprintf("start-up parameter %s writes values the value detectors cannot read: denied to everyone not in pii-readers", [name]) if {
+	input.command.kind == "session.open"
+	some name, value in object.get(input.session, ["attributes", "settings"], {})
+	privileged
+	not pii_reader
+	lower(name) in pg_value_checked_settings
 	not pg_reader_may_set(pg_startup_setting(name, value))
 }
 

@@ -255,6 +255,62 @@ test_extra_float_digits_only_where_every_digit_shows if {
 	verdict(["dba", "pii-readers"], [set_stmt("extra_float_digits", {"value": "0"})]) != "deny"
 }
 
+# a locale writing money with another count of fraction digits than the database stored
+# it under (ar_BH: three; C where the database writes yen: two) shows a card kept as money
+# in digits no detector reads as one: lc_monetary only RESET; lc_numeric to C's writing
+test_money_and_number_locales_only_where_every_digit_shows if {
+	every value in ["C", "POSIX", "C.UTF-8", "C.utf8", "en_US.UTF-8", "en_US.utf8"] {
+		verdict(["readonly"], [set_stmt("lc_numeric", {"value": value})]) != "deny"
+		portcullis.decision.verdict == "allow" with input as open_with(["readonly"], {"lc_numeric": value})
+		verdict(["readonly"], [set_stmt("lc_monetary", {"value": value})]) == "deny"
+		portcullis.decision.verdict == "deny" with input as open_with(["readonly"], {"lc_monetary": value})
+	}
+	every setting in ["lc_monetary", "lc_numeric"] {
+		verdict(["readonly"], [set_stmt(setting, {"reset": true})]) != "deny"
+		every value in ["ar_BH.UTF-8", "ja_JP.UTF-8", "en_IN.UTF-8", "fr_FR.UTF-8", "de_CH.UTF-8", "", "c", " C", "en_US"] {
+			verdict(["readonly"], [set_stmt(setting, {"value": value})]) == "deny"
+			portcullis.decision.verdict == "deny" with input as open_with(["readonly"], {setting: value})
+		}
+		s := stmt_with("select", {"functions": ["set_config"], "settings": [setting]})
+		sprintf("set_config may not change %s for readers", [setting]) in reasons(["readonly"], [s])
+		verdict(["dba", "pii-readers"], [set_stmt(setting, {"value": "ar_BH.UTF-8"})]) != "deny"
+	}
+	verdict(["readonly"], [set_stmt("lc_time", {"value": "fr_FR.UTF-8"})]) != "deny"
+}
+
+# escape writes a byte as three octal digits, glued to a card's in a bytea's text cast
+test_bytea_output_only_hex_for_readers if {
+	verdict(["readonly"], [set_stmt("bytea_output", {"value": "hex"})]) != "deny"
+	portcullis.decision.verdict == "allow" with input as open_with(["readonly"], {"bytea_output": "hex"})
+	verdict(["readonly"], [set_stmt("bytea_output", {"reset": true})]) != "deny"
+	every value in ["escape", "HEX", "Escape", ""] {
+		verdict(["readonly"], [set_stmt("bytea_output", {"value": value})]) == "deny"
+		portcullis.decision.verdict == "deny" with input as open_with(["readonly"], {"bytea_output": value})
+	}
+	s := stmt_with("select", {"functions": ["set_config"], "settings": ["bytea_output"]})
+	"set_config may not change bytea_output for readers" in reasons(["readonly"], [s])
+	verdict(["dba", "pii-readers"], [set_stmt("bytea_output", {"value": "escape"})]) != "deny"
+}
+
+# the masks apply to a dba outside pii-readers: so do the settings that write values
+test_value_writing_settings_bind_a_masked_dba if {
+	every setting, value in {"extra_float_digits": "0", "lc_monetary": "ar_BH.UTF-8", "lc_numeric": "fr_FR.UTF-8", "bytea_output": "escape"} {
+		verdict(["dba"], [set_stmt(setting, {"value": value})]) == "deny"
+		portcullis.decision.verdict == "deny" with input as open_with(["dba"], {setting: value})
+		s := stmt_with("select", {"functions": ["set_config"], "settings": [setting]})
+		verdict(["dba"], [s]) == "deny"
+		verdict(["dba", "pii-readers"], [set_stmt(setting, {"value": value})]) != "deny"
+		portcullis.decision.verdict == "allow" with input as open_with(["dba", "pii-readers"], {setting: value})
+	}
+	every setting, value in {"extra_float_digits": "3", "lc_numeric": "C", "bytea_output": "hex"} {
+		verdict(["dba"], [set_stmt(setting, {"value": value})]) != "deny"
+		portcullis.decision.verdict == "allow" with input as open_with(["dba"], {setting: value})
+	}
+	verdict(["dba"], [set_stmt("bytea_output", {"reset": true})]) != "deny"
+	s := stmt_with("select", {"functions": ["set_config"], "settings": ["work_mem"]})
+	verdict(["dba"], [s]) != "deny"
+}
+
 test_other_settings_denied_for_readers if {
 	every name in ["session_replication_role", "log_statement", "allow_system_table_mods", "work_mem", "search_path", "transaction snapshot"] {
 		s := set_stmt(name, {})
