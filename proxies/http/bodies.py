@@ -12,8 +12,9 @@ as rows nothing names are, unless the Content-Type says `header=present`); text 
 charset they cannot read (UTF-16) is `unreadable`, and refused. An answer, a line or an
 element's text that is one bare value (`5550100`) is masked as a cell nothing names is;
 text is read as a browser renders it too (a value split by tags or emphasis), and a
-stream's events or JSON lines whose texts a client puts together (an LLM's tokens) are
-held while a value may go on across them. Field rules name JSON keys anywhere in a
+stream's events or JSON lines whose texts a client puts together (an LLM's tokens, the
+same string of one record after another) are held while a value may go on across them,
+at most HELD_SECONDS (due). Field rules name JSON keys anywhere in a
 document (`email`, `user.email`) or a JSON pointer (`/user/email`: masked wherever that
 trail of keys ends, array indices ignored — more, never less); detectors run over every
 other string, and over values split across siblings read together (a card as four
@@ -37,6 +38,7 @@ import itertools
 import json
 import re
 import string
+import time
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -50,7 +52,7 @@ from proxies.http.composites import is_composite, masked_composite, masked_in_pr
 from proxies.http.mcp_columns import AlignedRows, Ambiguous
 from proxies.http.packed import TAR_SNIFFED, Unopenable, packed_kind, unpacked
 from proxies.http.table_memory import TableView
-from proxies.postgres.values import masked_split_values
+from proxies.postgres.values import SPLIT_DETECTORS, cut_as_split, masked_lines, masked_split_values
 from proxies.ssh.stream import mask_shown
 
 MAX_MASKED_DOCUMENT = 8 * 1024 * 1024
@@ -550,6 +552,8 @@ class BodyMask:
         # each with its texts by place; and whether the body's end is being read
         self._pieces: list[tuple[str, dict[tuple[Any, ...], str]]] = []
         self._finishing = False
+        self._clock = time.monotonic
+        self._held_since = 0.0  # (when the first event still held came: due)
         # whether the stream named its columns (`["id", "name"]` on its first line), if
         # by names no rule masks: its rows are named, not _nameless
         self._stream_named = False
@@ -1456,18 +1460,32 @@ class BodyMask:
         may still be the start of a value (an LLM's piece: a word, or digits and their
         separators, _GROWING_TAIL; data as text: those, or a word with an `@`,
         _VALUE_TAIL; a text body's line: digits and their separators, _DIGITS_TAIL, its
-        lines read together with a newline between, and as one line) are held until a
-        later event ends it; those before go. Held up to MAX_HELD_EVENTS events or
-        MAX_HELD_CHARS characters; what is held goes when the body ends."""
+        lines read together with a newline between, and as one line; a record's other
+        string, with the same string of the records after it, so: _SHOWN_TAIL) are held
+        until a later event ends it; those before go. Held up to MAX_HELD_EVENTS events
+        or MAX_HELD_CHARS characters, and HELD_SECONDS (due: the proxy sends what is
+        held then, flush_held); what is held goes when the body ends."""
         texts = _event_texts(event) if self.kind == "sse" else _line_texts(event)
+        if not self._pieces:
+            self._held_since = self._clock()
         self._pieces.append((event, texts))
         self._spans_masked()
         keep = len(self._pieces)  # (the first event still held)
         for place in dict.fromkeys(p for _, held in self._pieces for p in held):
-            pieces = [i for i, (_, held) in enumerate(self._pieces) if place in held]
+            pieces = self._place_pieces(place)
+            if not pieces:
+                continue
             sep = self._piece_separator(place)
             joined = sep.join(self._pieces[i][1][place] for i in pieces)
-            ends = _GROWING_TAIL if place else _VALUE_TAIL if self.kind == "sse" else _DIGITS_TAIL
+            ends = (
+                _SHOWN_TAIL
+                if _shown_place(place)
+                else _GROWING_TAIL
+                if place
+                else _VALUE_TAIL
+                if self.kind == "sse"
+                else _DIGITS_TAIL
+            )
             tail = ends.search(joined)
             if tail is None:
                 continue
@@ -1488,7 +1506,22 @@ class BodyMask:
             keep = len(self._pieces)
         shown = [held for held, _ in self._pieces[:keep]]
         self._pieces = self._pieces[keep:]
+        if keep and self._pieces:
+            self._held_since = self._clock()
         return shown
+
+    def due(self) -> float | None:
+        """Seconds until the events held go whatever comes (flush_held), None if none
+        are: a live stream (a log's tail, a feed) is not kept waiting on a next event
+        that may come in hours, nor a client that waits for this one before it sends."""
+        if not self._pieces:
+            return None
+        return max(0.0, self._held_since + HELD_SECONDS - self._clock())
+
+    def flush_held(self) -> bytes:
+        """The events held, as the body's bytes, to go now (due)."""
+        ends = "\n\n" if self.kind == "sse" else "\n"
+        return "".join(e + ends for e in self._held_events()).encode("utf-8")
 
     def released(self, event: str) -> list[str]:
         """The events that go once `event` (masked already) is read, for a stream whose
@@ -1506,12 +1539,31 @@ class BodyMask:
         self._pieces = []
         return shown
 
+    def _place_pieces(self, place: tuple[Any, ...]) -> list[int]:
+        """The held events with a text at `place`, in order; at a record's string
+        (SHOWN), from the first that is more than one bare number: a stream's ids or
+        codes, one a record (`"4001"`, `"4002"`, ...), read as lines are printed cards
+        one time in ten, where a value cut into lines holds its groups or words about
+        them (`card 4111 1111`, `4111 1111`) where it starts."""
+        pieces = [i for i, (_, texts) in enumerate(self._pieces) if place in texts]
+        if not _shown_place(place):
+            return pieces
+        for n, i in enumerate(pieces):
+            if not self._pieces[i][1][place].strip().isdigit():
+                return pieces[n:]
+        return []
+
     def _spans_masked(self) -> None:
         """The held events' texts at each place put together and read by the detectors
         (_released): a value found across them masked into the first piece's event."""
         places = dict.fromkeys(place for _, texts in self._pieces for place in texts)
         for place in places:
-            pieces = [i for i, (_, texts) in enumerate(self._pieces) if place in texts]
+            pieces = self._place_pieces(place)
+            if not pieces:
+                continue
+            if _shown_place(place):
+                self._record_spans_masked(place, pieces)
+                continue
             sep = self._piece_separator(place)
             joined = sep.join(self._pieces[i][1][place] for i in pieces)
             if len(pieces) < 2 and "\n" not in joined:
@@ -1550,10 +1602,31 @@ class BodyMask:
                     held = _line_with(event, place, text) if place else text
                 self._pieces[i] = (held, {**texts, place: text})
 
+    def _record_spans_masked(self, place: tuple[Any, ...], pieces: list[int]) -> None:
+        """The held records' strings at `place` read as lines (values.masked_lines): a
+        card, an SSN, an IBAN found across them, cut as a reader cuts one
+        (values.cut_as_split), masked into the pieces holding it."""
+        if len(pieces) < 2:
+            return
+        texts = [self._pieces[i][1][place] for i in pieces]
+        masked, counts = masked_lines(self.masker, texts, None, _RECORD_DETECTORS, cut_as_split)
+        if not counts:
+            return
+        self.counts.update(counts)
+        for i, text, now in zip(pieces, texts, masked, strict=True):
+            if now != text:
+                event, held = self._pieces[i]
+                if self.kind == "sse":
+                    event = _event_with(event, place, now)
+                else:
+                    event = _line_with(event, place, now)
+                self._pieces[i] = (event, {**held, place: now})
+
     def _piece_separator(self, place: tuple[Any, ...]) -> str:
         """What parts the held texts at `place` as a client shows them (_released): the
-        lines of a text body a newline; an LLM's pieces, a stream's data as text nothing."""
-        return "\n" if self.kind == "lines" and not place else ""
+        lines of a text body, a JSON string's in one record after another a newline; an
+        LLM's pieces, a stream's data as text nothing."""
+        return "\n" if (self.kind == "lines" and not place) or _shown_place(place) else ""
 
     def _coded_runs(self, text: str) -> str:
         """Base64 in a line of text (`data=eyJwaG9uZSI6...`, a cell, an element's text):
@@ -2868,6 +2941,41 @@ def table_shaped(text: str, delimiter: str = ",") -> bool:
 _HEADER_CELL = re.compile(r' *"?[^\W\d][\w.\-/#()]{0,31}(?: [\w.\-/#()]{1,32}){0,2}"? *')
 MAX_HELD_EVENTS = 32  # events of a stream held while a value may go on (_released)
 MAX_HELD_CHARS = 64 * 1024
+# held for the next event at most this long (websocket.HELD_SECONDS's, the MCP proxy's
+# bound: mcp_pieces): the stream's pause after a value's first part is read as its end
+HELD_SECONDS = 0.5
+# the end of a record's string a value may go on from in the same string of the next
+# record (`{"line": "card 4111 1111"}`, then `{"line": "1111 1111"}`): digits and what
+# parts a card's, an SSN's, an IBAN's groups, back as far as the longest of them reaches
+# (a record's id, `"4112"`, in each record holds only the last few)
+_SHOWN_TAIL = re.compile(r"[0-9][0-9 \-\n]{0,40}\Z")
+MAX_SHOWN_TEXTS = 64  # strings of one record read with the next record's (_doc_texts)
+_RECORD_DETECTORS = frozenset(SPLIT_DETECTORS)  # (what is read across records)
+
+
+class _Shown:
+    """What opens the place of a record's string read as a line with the same string of
+    the records after it (_doc_texts): no JSON key can be it."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "SHOWN"
+
+
+SHOWN = _Shown()
+
+
+def _shown_place(place: tuple[Any, ...]) -> bool:
+    return bool(place) and place[0] is SHOWN
+
+
+def _may_go_on(text: str) -> bool:
+    """Whether a string may hold part of a value another record's string holds the rest
+    of: digits at its start or its end."""
+    return any(c.isdigit() for c in text[:6]) or any(c.isdigit() for c in text[-6:])
+
+
 # the end of a text a value may go on from: a word (an address, a token), or digits
 # and what parts them (a card's, a phone number's groups, an SSN's)
 _GROWING_TAIL = re.compile(r"[\w@.+\-]+\Z|[+(0-9][0-9 ().\-]*\Z")
@@ -2962,6 +3070,8 @@ def _line_with(line: str, place: tuple[Any, ...], text: str) -> str:
 def _put_at(doc: Any, place: tuple[Any, ...], text: str) -> None:
     """`text` put in a JSON document at `place` (a trail of keys and indices, an item of
     a list named by its `index` member as _doc_texts names it)."""
+    if _shown_place(place):
+        place = place[1:]
     node = doc
     for key in place[:-1]:
         node = node[_placed_at(node, key)]
@@ -2987,8 +3097,13 @@ def _item_index(item: Any) -> int | None:
 
 
 def _doc_texts(doc: Any) -> dict[tuple[Any, ...], str]:
-    """A streamed document's pieces of an LLM's text by place (_piece)."""
+    """A streamed document's pieces of an LLM's text by place (_piece); and its other
+    strings that may hold part of a value (_may_go_on, the first MAX_SHOWN_TEXTS), each
+    at (SHOWN, place): a client shows the same string of one record after another as
+    lines (a log's `{"line": "card 4111 1111"}`, then `{"line": "1111 1111"}`), read so
+    with the records after it (_released)."""
     texts: dict[tuple[Any, ...], str] = {}
+    shown = [0]
 
     def walk(node: Any, place: tuple[Any, ...]) -> None:
         if len(place) > 32:
@@ -2996,6 +3111,9 @@ def _doc_texts(doc: Any) -> dict[tuple[Any, ...], str]:
         if isinstance(node, str):
             if _piece(doc, place):
                 texts[place] = node
+            elif shown[0] < MAX_SHOWN_TEXTS and _may_go_on(node):
+                shown[0] += 1
+                texts[(SHOWN, *place)] = node
         elif isinstance(node, dict):
             for key, child in node.items():
                 walk(child, (*place, key))

@@ -5,7 +5,8 @@ credential as a query parameter when so configured), the headers it goes with (t
 client's token and hop-by-hop headers removed, the credential injected), the request
 over the upstream pool (proxies/http/upstream.py), and the answer relayed to the client
 through the credential guard — masked per the verdict (JSON whole with Content-Length
-fixed, NDJSON and SSE per record), streamed untouched otherwise, each request recorded
+fixed, NDJSON and SSE per record, records the mask holds for the next sent once due:
+_held_timed), streamed untouched otherwise, each request recorded
 with its status and sizes. `UpstreamExchange` is the part of ClientConnection
 (proxies/http/proxy.py) that does this; the MCP exchange uses its `forward` and
 `write_reply`.
@@ -497,9 +498,10 @@ class UpstreamExchange:
         sent = 0
         first = bytearray()
         try:
-            async for data in body:
+            async for chunk in _held_timed(body, mask):
+                data = chunk or b""
                 if mask is not None:
-                    data = await _masked(mask, data)
+                    data = await _masked(mask, data) if chunk is not None else mask.flush_held()
                 if not data:
                     continue
                 sent += len(data)
@@ -526,6 +528,37 @@ class UpstreamExchange:
             self.must_close = "close_delimited"  # the end of the body is the connection's
         counts = dict(mask.counts) if mask is not None else {}
         return response.status, sent, counts, _preview(bytes(first))
+
+
+async def _held_timed(
+    body: AsyncIterator[bytes], mask: BodyMask | None
+) -> AsyncIterator[bytes | None]:
+    """body's chunks, and None whenever the events the mask holds are due to go before the
+    next chunk comes (BodyMask.due: a live stream's pause). The read of the next chunk
+    is waited on, never cancelled (a cancelled read would end the body)."""
+    if mask is None:
+        async for data in body:
+            yield data
+        return
+    chunks = aiter(body)
+    pending: asyncio.Future[bytes] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(chunks))
+            done, _ = await asyncio.wait({pending}, timeout=mask.due())
+            if not done:
+                yield None
+                continue
+            try:
+                data = pending.result()
+            except StopAsyncIteration:
+                return
+            pending = None
+            yield data
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
 
 
 def _dashed(name: str) -> str:

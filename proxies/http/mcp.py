@@ -1179,17 +1179,52 @@ def _split_items(value: Any, masker: Masker, counts: Counter[str]) -> Any:
 
 
 def _item_text(item: Any) -> str | None:
-    """An item's text: its own (a content item, a resource's), or its content's (a
-    prompt's message)."""
+    """An item's text: its own (a content item, a resource's), its content's (a prompt's
+    message) or its embedded resource's; a blob's when it is UTF-8 text (`card on file
+    4111 1111` in one resource's bytes, `1111 1111` in the next: read as texts are)."""
+    item = _text_holder(item)
+    if not isinstance(item, dict):
+        return None
+    if isinstance(item.get("text"), str):
+        return str(item["text"])
+    return _blob_text(item["blob"]) if isinstance(item.get("blob"), str) else None
+
+
+def _text_holder(item: Any) -> Any:
+    """The dict holding an item's text or blob: a prompt message's content, an embedded
+    resource (in a tool's content or a prompt's message), or the item itself."""
     if isinstance(item, dict) and isinstance(item.get("content"), dict):
         item = item["content"]
-    return item["text"] if isinstance(item, dict) and isinstance(item.get("text"), str) else None
+    if isinstance(item, dict) and isinstance(item.get("resource"), dict):
+        item = item["resource"]
+    return item
+
+
+def _blob_text(blob: str) -> str | None:
+    """A blob's bytes as text when they are UTF-8 without NULs (_masked_blob reads the
+    rest), else None."""
+    try:
+        text = base64.b64decode(_BASE64_SPACE.sub("", blob), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    return None if "\x00" in text else text
 
 
 def _with_text(item: dict[str, Any], text: str) -> dict[str, Any]:
+    """`item` with its text (_item_text) made `text`, a blob's encoded again."""
+    holder = _text_holder(item)
+    if isinstance(holder.get("text"), str):
+        put = {**holder, "text": text}
+    else:
+        put = {**holder, "blob": base64.b64encode(text.encode("utf-8")).decode("ascii")}
+    if holder is item:
+        return put
     if isinstance(item.get("content"), dict):
-        return {**item, "content": {**item["content"], "text": text}}
-    return {**item, "text": text}
+        content = item["content"]
+        if content is holder:
+            return {**item, "content": put}
+        return {**item, "content": {**content, "resource": put}}
+    return {**item, "resource": put}
 
 
 def _content_row(value: Any, masker: Masker, counts: Counter[str]) -> Any:

@@ -4,7 +4,8 @@ Owns holding the events of a stream whose texts a client shows one after another
 message's text (`notifications/message`, the SDK's `ctx.info`), a progress message
 (`notifications/progress`) — while the last of them may go on in the next: each message
 is masked apart (mcp.Forward._message), so a card number logged in halves (`card on
-file: 4111 1111`, then `1111 1111`) went whole to a client showing the lines. The held
+file: 4111 1111`, then `1111 1111`; or in the strings of JSON data, `{"line": ...}`) went
+whole to a client showing the lines. The held
 texts are read together as lines (a newline between, and as one line: bodies'
 `_released` does so for a text body's lines) and a value found across them is masked
 into the pieces holding it. What is held goes once the texts no longer end in digits
@@ -53,7 +54,9 @@ class _Held:
 
 
 def shown_texts(shown: Any) -> dict[Place, str]:
-    """The texts a client shows as lines in an event's message or batch, by place."""
+    """The texts a client shows as lines in an event's message or batch, by place: a
+    log message's data as text, or the strings of its data as JSON (`{"line": "card
+    4111 1111"}`: a client shows the JSON, the first MAX_DATA_TEXTS of them)."""
     messages = list(enumerate(shown)) if isinstance(shown, list) else [(None, shown)]
     texts: dict[Place, str] = {}
     for index, message in messages:
@@ -61,10 +64,27 @@ def shown_texts(shown: Any) -> dict[Place, str]:
             continue
         member = _SHOWN_TEXTS.get(message.get("method", ""))
         params = message.get("params")
-        if member and isinstance(params, dict) and isinstance(params.get(member), str):
+        if member and isinstance(params, dict):
             place = ("params", member) if index is None else (index, "params", member)
-            texts[place] = params[member]
+            _strings(params.get(member), place, texts)
     return texts
+
+
+MAX_DATA_TEXTS = 64
+
+
+def _strings(value: Any, place: Place, texts: dict[Place, str]) -> None:
+    """The strings of `value` (at `place`) into texts, in order, at most MAX_DATA_TEXTS."""
+    if len(texts) >= MAX_DATA_TEXTS or len(place) > 32:
+        return
+    if isinstance(value, str):
+        texts[place] = value
+    elif isinstance(value, dict):
+        for key, child in value.items():
+            _strings(child, (*place, key), texts)
+    elif isinstance(value, list):
+        for n, child in enumerate(value):
+            _strings(child, (*place, n), texts)
 
 
 def encoded(event: SseEvent, shown: Any) -> bytes:
@@ -100,11 +120,7 @@ class HeldPieces:
         lines = [text for held in self._held for text in held.texts.values()]
         size = sum(map(len, lines))
         keep = len(self._held)
-        if (
-            _DIGITS_TAIL.search(lines[-1])
-            and len(self._held) < MAX_HELD_EVENTS
-            and size < MAX_HELD_CHARS
-        ):
+        if _goes_on(self._held[-1]) and len(self._held) < MAX_HELD_EVENTS and size < MAX_HELD_CHARS:
             keep = self._tail_start()
         out = [(h.event, encoded(h.event, h.shown)) for h in self._held[:keep]]
         self._held = self._held[keep:]
@@ -123,8 +139,7 @@ class HeldPieces:
         (read as lines: a newline between)."""
         keep = len(self._held) - 1
         while keep > 0:
-            before = list(self._held[keep - 1].texts.values())[-1]
-            if not _DIGITS_TAIL.search(before):
+            if not _goes_on(self._held[keep - 1]):
                 break
             keep -= 1
         return keep
@@ -143,6 +158,12 @@ class HeldPieces:
             if held.texts[place] != text:
                 held.shown = _with(held.shown, place, text)
                 held.texts[place] = text
+
+
+def _goes_on(held: _Held) -> bool:
+    """Whether a value may go on from a held event's texts into the next event's: one of
+    them ends in digits (its data's strings are each shown, the next event's after)."""
+    return any(_DIGITS_TAIL.search(text) for text in held.texts.values())
 
 
 def _with(shown: Any, place: Place, text: str) -> Any:

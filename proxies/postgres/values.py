@@ -44,7 +44,8 @@ Owns the rule that masking never corrupts data and never fails open:
   read as the whole it is to whoever reads them in order (masked_split_values: every
   proxy's JSON, a json or jsonb value here), each of its parts masked; so is one found
   across the strings of one object or array read as lines, or down a column of an
-  array's objects.
+  array's objects, or in an array's numbers with padding around them (_padded); an
+  email address cut at its `@` into sibling strings (_emails_found).
 """
 
 from __future__ import annotations
@@ -111,6 +112,8 @@ BYTEA, BYTEA_ARRAY = 17, 1001
 _INT32 = struct.Struct("!i")
 _HEX_RUN = re.compile(rb"\\\\?x([0-9A-Fa-f]*)")
 _HEX_TEXT = re.compile(rb"\\x(?:[0-9A-Fa-f]{2})+")
+# an element of a bytea[] literal in hex (`"\\x3431"`, its backslash doubled)
+_HEX_ELEMENT = re.compile(rb'\\\\x(?:[0-9A-Fa-f]{2})+"')
 _ESCAPED = re.compile(rb"\\(\\|[0-7]{3})")
 REDACTED_BYTES = REDACTED.encode()  # the redact strategy's mask, as a text-like value
 
@@ -140,6 +143,12 @@ def detected_value(
     if type_oid in TEXT_LIKE:
         if value[:2] == b"\\x" and _HEX_TEXT.fullmatch(value):
             return _detected_hex_text(masker, value)
+        if value[:1] == b"{" and _HEX_ELEMENT.search(value):
+            # a bytea[]'s text cast (`many::text`: `{"\\x3431…"}`): its elements' bytes
+            # read as the bytea[] column's own are, NULL when a detector finds anything
+            _, held = masker.mask_text(_bytes_text(value, False, True))
+            if held:
+                return None, held
         if value.lstrip()[:1] in (b"{", b"["):
             document = _json_text(value)
             if document is not None:
@@ -1091,6 +1100,7 @@ _SPLIT_PART = re.compile(r"[0-9A-Za-z]+(?:[ \-_/][0-9A-Za-z]+)*")
 _SPLIT_GAP = re.compile(r"[ \-_/]")
 MAX_SPLIT_PART = 24
 MAX_SPLIT_WINDOW = 34  # letters and digits of a window read (an IBAN's longest)
+MAX_PADDING = 3  # items around a card's numbers in an array read past (_padded)
 _IBAN_OPENING = re.compile(r"[A-Za-z]{2}[0-9]{2}")
 _STRICTNESS = {"partial": 0, "hash": 1, "redact": 2}
 _Slot = str | int
@@ -1207,7 +1217,7 @@ def _split_found(
     """The slots of the parts of values split across these siblings (`reading`: an
     OBJECT's values, an ARRAY's items, a COLUMN's values down an array's objects),
     masked."""
-    out: dict[_Slot, str] = {}
+    out = _emails_found(masker, slots, counts)
     # (the parts in order, whatever stands between them: `true`, a name, an object are
     # read past as a reader reads past them)
     if not rules:
@@ -1215,7 +1225,11 @@ def _split_found(
     # (a card's and an SSN's parts are digits: the words between them are read past too)
     parts = [part for slot, value in slots if (part := _split_part(slot, value)) is not None]
     digits = [part for part in parts if part.compact.isdigit()]
-    for run, kinds in ((digits, ("credit_card", "ssn")), (parts, ("iban",))):
+    # (an IBAN's groups hold digits but for its bank's letters, `GB82 WEST 1234`: a word
+    # between its groups, `["DE89", "3704", "x", "0044", ...]`, is read past too)
+    numbered = [part for part in parts if any(c.isdigit() for c in part.compact)]
+    runs = ((digits, ("credit_card", "ssn")), (parts, ("iban",)), (numbered, ("iban",)))
+    for run, kinds in runs:
         read = {kind: rule for kind, rule in rules.items() if kind in kinds}
         if len(run) < 2 or not read:
             continue
@@ -1226,6 +1240,44 @@ def _split_found(
             for p in run[start:end]:
                 out[p.slot] = _part_masked(masker, rules[detector], p.text)
     return _lines_found(masker, slots, out, counts)
+
+
+MAX_EMAIL_PART = 254  # (an address's longest)
+
+
+def _emails_found(
+    masker: Masker, slots: list[tuple[_Slot, Any]], counts: Counter[str]
+) -> dict[_Slot, str]:
+    """The slots of an email address cut into sibling strings at its `@` (`["ada@",
+    "example.com"]`, `{"a": "ada", "at": "@", "b": "example.com"}`), masked: two or three
+    strings one after another, their seam at the `@`, read joined. A name beside a domain
+    with no `@` between (`{"user": "ada", "domain": "example.com"}`) is no address cut:
+    a record's name and its tenant's domain, a host beside a user, are what many records
+    hold, and an address a reader puts together there is theirs to make."""
+    rule = _detector_rules(masker).get("email")
+    texts = [(slot, v) for slot, v in slots if isinstance(v, str) and 0 < len(v) <= MAX_EMAIL_PART]
+    out: dict[_Slot, str] = {}
+    if rule is None or len(texts) < 2:
+        return out
+    for n in range(len(texts) - 1):
+        for size in (2, 3):
+            group = texts[n : n + size]
+            if len(group) < size or any(slot in out for slot, _ in group):
+                continue
+            pieces = [text for _, text in group]
+            if not any(a.endswith("@") or b.startswith("@") for a, b in itertools.pairwise(pieces)):
+                continue
+            joined = "".join(pieces)
+            bounds = list(itertools.accumulate(len(p) for p in pieces))
+            for a, b in detect("email", joined):
+                first = bisect.bisect_right(bounds, a)
+                last = bisect.bisect_right(bounds, b - 1)
+                if first == last:
+                    continue  # (in one string: mask_json's)
+                counts["detector:email"] += 1
+                for slot, text in group[first : last + 1]:
+                    out[slot] = masker.mask_field(rule, text)
+    return out
 
 
 def _columns_found(
@@ -1285,11 +1337,12 @@ def _split_hits(
     run: list[_Part], reading: str, rules: dict[str, MaskRule]
 ) -> list[tuple[str, int, int]]:
     """(detector, first part, end part) of each value read across two parts or more. In
-    an array, numbers are read only as the whole run: a list of ordinary numbers (ids,
-    counts) holds many windows, one in ten of which passes the check digit, where the
+    an array, numbers are read as the whole run, or it but for padding (_padded): a list
+    of ordinary numbers (ids, counts) holds many windows, one in ten of which passes the
+    check digit, where the
     columns of an object are few and named (a run of strings is read through: numbers
     written as strings are rarer, and what a reader cutting a card makes); down a column
-    every part is read only as the whole run."""
+    every part is read as the whole run, or it but for padding, too."""
     hits: list[tuple[str, int, int]] = []
     for start in range(len(run)):
         compact = run[start].compact
@@ -1300,13 +1353,38 @@ def _split_hits(
             parts = run[start : end + 1]
             whole = (start, end + 1) == (0, len(run))
             if not whole and (
-                reading == COLUMN or (reading == ARRAY and not all(p.written for p in parts))
+                (reading == COLUMN and not _padded(run, start, end + 1, alike=False))
+                or (
+                    reading == ARRAY
+                    and not all(p.written for p in parts)
+                    and not _padded(run, start, end + 1)
+                )
             ):
                 continue
             detector = _split_value(compact, parts, rules)
             if detector is not None:
                 hits.append((detector, start, end + 1))
     return hits
+
+
+def _padded(run: list[_Part], start: int, end: int, alike: bool = True) -> bool:
+    """Whether run[start:end] is the run of an array's numbers but for padding a reader
+    put around a card's groups (`[7, 4111, 1111, 1111, 1111]`, `[..., 0]`): at most one
+    item at either end (`alike`: of any size), or up to MAX_PADDING whose sizes are not
+    the groups'. Reading every window of an array's numbers would find a card in one
+    list of ordinary numbers in a few (ids, counts: the check digit passes one window in
+    ten); these windows keep that to about the rate of the whole run's, and down a
+    column (its rows, more alike) to none in ids of one size (test_masking_probe_p11
+    measures it)."""
+    before, after = run[:start], run[end:]
+    if alike and len(before) <= 1 and len(after) <= 1:
+        return True
+    size = len(run[start].compact)
+    return (
+        len(before) <= MAX_PADDING
+        and len(after) <= MAX_PADDING
+        and all(len(p.compact) != size for p in (*before, *after))
+    )
 
 
 def _split_value(compact: str, parts: list[_Part], rules: dict[str, MaskRule]) -> str | None:
@@ -1369,6 +1447,7 @@ def masked_lines(
     texts: list[str],
     owned: Callable[[str], bool] | None = None,
     kinds: frozenset[str] | None = None,
+    cut: Callable[[str, str], bool] | None = None,
 ) -> tuple[list[str], Counter[str]]:
     """Texts a client shows one after another (log lines, a result's text items, a
     prompt's messages, a JSON array's strings) read together as one line, a space
@@ -1378,7 +1457,9 @@ def masked_lines(
     characters (its middle is no neighbour's, and was read alone), so that the lines
     read stay short whatever the texts. A value whose every text `owned` says is read
     otherwise (_split_found's digit parts) is left; `kinds`: the detectors read (all the
-    masker's when None). Counts as `detector:<name>`. (Also
+    masker's when None); `cut`: whether a value found across texts, by its detector and
+    text, is one a reader cut (cut_as_split), None: every one. Counts as
+    `detector:<name>`. (Also
     the MCP proxy's, for its lines: proxies/http/mcp_pieces.py.)"""
     rules = {k: r for k, r in _detector_rules(masker).items() if kinds is None or k in kinds}
     if len(texts) < 2 or not rules:
@@ -1410,6 +1491,8 @@ def masked_lines(
                     and all(owned(texts[run[k][0]]) for k in range(first, last + 1))
                 ):
                     continue
+                if cut is not None and not cut(name, flat[a:b]):
+                    continue
                 counts[f"detector:{name}"] += 1
                 for k in range(first, last + 1):
                     n, start, end = run[k]
@@ -1424,6 +1507,25 @@ def masked_lines(
     for n, marks in hidden.items():
         out[n] = _marked(masker, texts[n], marks)
     return out, counts
+
+
+def cut_as_split(detector: str, value: str) -> bool:
+    """Whether a value a detector found across texts is cut as a reader cuts one (the
+    split values' rules, _split_value): a card's digits in groups of one size, the last
+    maybe shorter, or a printed layout, as an issued card begins and is long; an SSN's
+    as 3|2|4; an IBAN as its check found it. Numbers in groups of other sizes one line
+    after another (a stream's references, `233 7061`, then `718 8766`) read as a card
+    to the text detector one time in five."""
+    groups = _ALNUM_GROUPS.findall(value)
+    sizes = [len(g) for g in groups]
+    if detector == "credit_card":
+        return _card_cut(sizes) and issued_length("".join(groups))
+    if detector == "ssn":
+        return sizes == [3, 2, 4]
+    return True
+
+
+_ALNUM_GROUPS = re.compile(r"[0-9A-Za-z]+")
 
 
 def _detector_rules(masker: Masker) -> dict[str, MaskRule]:
