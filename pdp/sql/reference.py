@@ -206,6 +206,10 @@ def _describe(node: ast.Node) -> Entry:
             entry["read_write"] = True
     elif isinstance(node, ast.DeclareCursorStmt | ast.ClosePortalStmt):
         entry["cursor"] = node.portalname if node.portalname is not None else "*"
+    elif isinstance(node, ast.FetchStmt):
+        entry["cursor"] = node.portalname or ""
+        if node.ismove:
+            entry["move"] = True
     elif isinstance(node, ast.PrepareStmt | ast.ExecuteStmt):
         entry["name"] = node.name
     elif isinstance(node, ast.DeallocateStmt):

@@ -1425,8 +1425,8 @@ class Enforcer:
         sql = statement.sql
         formats = list(bind.result_formats)
         # Portal(bind.statement, formats, sql, ruling, described, statement, state=CONFIRMED,
-        # batch=self.batch), its slots set here (no type.__call__, no frame for __init__);
-        # CONFIRMED: unnamed, or a name never made before (see _bind)
+        # batch=self.batch), its slots set here (no type.__call__, no frame for __init__;
+        # every slot, its default too); CONFIRMED: unnamed, or a name never made before
         portal: Portal = _new(Portal)
         portal.statement = bind.statement
         portal.formats = formats
@@ -1438,6 +1438,7 @@ class Enforcer:
         portal.shaped = False
         portal.state = CONFIRMED
         portal.batch = self.batch
+        portal.transactions = -1
         names = self._portal_names  # _portal_named(name), spelt out
         if names is _NO_NAMES:
             names = self._portal_names = set()
