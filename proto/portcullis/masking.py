@@ -1352,14 +1352,15 @@ def _same_word(word: str, rule: str, endings: tuple[str, ...]) -> bool:
     return any(word.endswith(rule + ending) for ending in endings)
 
 
-def _stricter(a: MaskRule, b: MaskRule) -> MaskRule:
+def stricter(a: MaskRule, b: MaskRule) -> MaskRule:
+    """The stricter of two rules (redact > hash > partial); `a` when they are alike."""
     return b if _STRICTNESS[b.strategy] > _STRICTNESS[a.strategy] else a
 
 
 def _both_derived(a: MaskRule, b: MaskRule) -> MaskRule:
     """Two derived rules as one: the stricter strategy, over the positions of both when
     both name positions of results of one width, else over every computed column."""
-    rule = _stricter(a, b)
+    rule = stricter(a, b)
     if a.outputs and a.outputs == b.outputs:
         positions = tuple(sorted(set(a.positions) | set(b.positions)))
         return MaskRule(
@@ -1387,9 +1388,11 @@ class Masker:
     Detector rules run over every other text value.
     """
 
-    __slots__ = ("_derived", "_detectors", "_field_rules", "_gates", "_hash_key", "_key_rules",
-                 "_last_segment", "_max_depth", "_rules", "_worded")  # fmt: skip
+    __slots__ = ("_derived", "_detector_rules", "_detectors", "_field_rules", "_gates",
+                 "_hash_key", "_key_rules", "_last_segment", "_max_depth", "_rules",
+                 "_worded")  # fmt: skip
     _derived: MaskRule | None
+    _detector_rules: dict[str, MaskRule]
     _detectors: tuple[tuple[Detector, str], ...]
     _gates: tuple[Callable[[bytes, int], bool], ...]
     _field_rules: dict[tuple[str, ...], MaskRule]
@@ -1411,14 +1414,14 @@ class Masker:
                 derived = rule if derived is None else _both_derived(derived, rule)
             elif rule.field:
                 key = _segments(rule.field)
-                field_rules[key] = _stricter(field_rules.get(key, rule), rule)
+                field_rules[key] = stricter(field_rules.get(key, rule), rule)
             else:
-                detectors[rule.detector] = _stricter(detectors.get(rule.detector, rule), rule)
+                detectors[rule.detector] = stricter(detectors.get(rule.detector, rule), rule)
         if any(r.strategy == "hash" for r in rules) and len(hash_key) < MIN_HASH_KEY_BYTES:
             raise MaskingError(f"hash strategy needs a key of at least {MIN_HASH_KEY_BYTES} bytes")
         last: dict[str, MaskRule] = {}
         for segs, rule in field_rules.items():
-            last[segs[-1]] = _stricter(last.get(segs[-1], rule), rule)
+            last[segs[-1]] = stricter(last.get(segs[-1], rule), rule)
         # detectors in a fixed priority order so overlapping matches resolve the same way
         ordered = [(DETECTORS[n], detectors[n].strategy) for n in DETECTORS if n in detectors]
         object.__setattr__(self, "_rules", rules)
@@ -1429,6 +1432,7 @@ class Masker:
         object.__setattr__(self, "_worded", field_words(self))
         object.__setattr__(self, "_key_rules", {})  # key → rule_for_key's answer, bounded
         object.__setattr__(self, "_max_depth", max((len(k) for k in field_rules), default=0))
+        object.__setattr__(self, "_detector_rules", detectors)
         object.__setattr__(self, "_detectors", tuple(ordered))
         object.__setattr__(self, "_gates", tuple(detector.gate for detector, _ in ordered))
 
@@ -1446,6 +1450,11 @@ class Masker:
         return self._rules
 
     @property
+    def detector_rules(self) -> dict[str, MaskRule]:
+        """The strictest detector rule for each detector named (read only)."""
+        return self._detector_rules
+
+    @property
     def derived(self) -> MaskRule | None:
         """The rule for result columns that are not stored table columns, if any."""
         return self._derived
@@ -1459,7 +1468,7 @@ class Masker:
         for length in range(1, min(len(segs), self._max_depth) + 1):
             rule = self._field_rules.get(segs[-length:])
             if rule is not None:
-                found = rule if found is None else _stricter(found, rule)
+                found = rule if found is None else stricter(found, rule)
         return found
 
     def rule_for_key(self, path: tuple[str, ...], key: str, plural: bool = True) -> MaskRule | None:
@@ -1485,20 +1494,20 @@ class Masker:
         """The strictest field rule matching any of these column names, or None."""
         found: MaskRule | None = None
         for rule in self.columns_to_mask(list(names)).values():
-            found = rule if found is None else _stricter(found, rule)
+            found = rule if found is None else stricter(found, rule)
         if found is None:
             # (a name in other words: `pwd`, `userPassword`, as rule_for_key reads a key)
             for name in names:
                 worded = self.rule_for_key((name,), name, plural=False)
                 if worded is not None:
-                    found = worded if found is None else _stricter(found, worded)
+                    found = worded if found is None else stricter(found, worded)
         return found
 
     def strictest_field_rule(self) -> MaskRule | None:
         """The strictest of the field rules (what masks a column that cannot be named)."""
         found: MaskRule | None = None
         for rule in self._field_rules.values():
-            found = rule if found is None else _stricter(found, rule)
+            found = rule if found is None else stricter(found, rule)
         return found
 
     def columns_to_mask(self, names: list[str]) -> dict[int, MaskRule]:
@@ -1509,7 +1518,7 @@ class Masker:
             if "." not in name:
                 loose = self._last_segment.get(name.casefold())
                 if loose is not None:
-                    rule = loose if rule is None else _stricter(rule, loose)
+                    rule = loose if rule is None else stricter(rule, loose)
             if rule is not None:
                 out[index] = rule
         return out

@@ -62,7 +62,14 @@ from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 from portcullis.card_groupings import issued_length
-from portcullis.masking import DETECTORS, MAX_READ_CHARS, REDACTED, Masker, detect, luhn_valid
+from portcullis.masking import (
+    MAX_READ_CHARS,
+    REDACTED,
+    Masker,
+    detect,
+    luhn_valid,
+    stricter,
+)
 from portcullis.verdict import MaskRule
 from proxies.postgres import server_messages
 
@@ -1109,7 +1116,6 @@ MAX_SPLIT_PART = 24
 MAX_SPLIT_WINDOW = 34  # letters and digits of a window read (an IBAN's longest)
 MAX_PADDING = 3  # items around a card's numbers in an array read past (_padded)
 _IBAN_OPENING = re.compile(r"[A-Za-z]{2}[0-9]{2}")
-_STRICTNESS = {"partial": 0, "hash": 1, "redact": 2}
 _Slot = str | int
 OBJECT, ARRAY, COLUMN = "object", "array", "column"  # how siblings are read (_split_found)
 
@@ -1117,13 +1123,7 @@ OBJECT, ARRAY, COLUMN = "object", "array", "column"  # how siblings are read (_s
 def split_rules(masker: Masker) -> dict[str, MaskRule]:
     """The masker's detector rules for the values a split hides (SPLIT_DETECTORS), the
     strictest of each."""
-    rules: dict[str, MaskRule] = {}
-    for rule in masker.rules:
-        if rule.detector in SPLIT_DETECTORS and not rule.field:
-            held = rules.get(rule.detector)
-            if held is None or _STRICTNESS[rule.strategy] > _STRICTNESS[held.strategy]:
-                rules[rule.detector] = rule
-    return rules
+    return {d: r for d, r in masker.detector_rules.items() if d in SPLIT_DETECTORS}
 
 
 def masked_split_values(masker: Masker, doc: Any) -> tuple[Any, Counter[str]]:
@@ -1261,7 +1261,7 @@ def _emails_found(
     with no `@` between (`{"user": "ada", "domain": "example.com"}`) is no address cut:
     a record's name and its tenant's domain, a host beside a user, are what many records
     hold, and an address a reader puts together there is theirs to make."""
-    rule = _detector_rules(masker).get("email")
+    rule = masker.detector_rules.get("email")
     texts = [(slot, v) for slot, v in slots if isinstance(v, str) and 0 < len(v) <= MAX_EMAIL_PART]
     out: dict[_Slot, str] = {}
     if rule is None or len(texts) < 2:
@@ -1468,7 +1468,7 @@ def masked_lines(
     text, is one a reader cut (cut_as_split), None: every one. Counts as
     `detector:<name>`. (Also
     the MCP proxy's, for its lines: proxies/http/mcp_pieces.py.)"""
-    rules = {k: r for k, r in _detector_rules(masker).items() if kinds is None or k in kinds}
+    rules = {k: r for k, r in masker.detector_rules.items() if kinds is None or k in kinds}
     if len(texts) < 2 or not rules:
         return texts, Counter()
     runs: list[list[tuple[int, int, int]]] = [[]]  # (text, start, end) of each piece
@@ -1507,7 +1507,7 @@ def masked_lines(
                     high = min(b - starts[k], end - start) + start
                     marks = hidden.setdefault(n, {})
                     for c in range(low, high):
-                        marks[c] = _stricter_rule(marks.get(c), rule)
+                        marks[c] = stricter(marks.get(c, rule), rule)
     if not hidden:
         return texts, counts
     out = list(texts)
@@ -1533,20 +1533,6 @@ def cut_as_split(detector: str, value: str) -> bool:
 
 
 _ALNUM_GROUPS = re.compile(r"[0-9A-Za-z]+")
-
-
-def _detector_rules(masker: Masker) -> dict[str, MaskRule]:
-    rules: dict[str, MaskRule] = {}
-    for rule in masker.rules:
-        if rule.detector and not rule.field and rule.detector in DETECTORS:
-            rules[rule.detector] = _stricter_rule(rules.get(rule.detector), rule)
-    return rules
-
-
-def _stricter_rule(held: MaskRule | None, rule: MaskRule) -> MaskRule:
-    if held is None or _STRICTNESS[rule.strategy] > _STRICTNESS[held.strategy]:
-        return rule
-    return held
 
 
 def _marked(masker: Masker, text: str, marks: dict[int, MaskRule]) -> str:
