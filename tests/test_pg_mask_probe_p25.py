@@ -20,11 +20,14 @@ Lineage now names, beside such a name, the field the masks read it as (pdp/sql/l
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from adversary import Arena, RawClient, assert_no_secret
-from pg_probe_stack import arena_fixture, assert_answered, assert_refused, probe_client
+from adversary import RawClient, assert_no_secret
+from pg_probe_stack import (
+    arena_fixture,
+    assert_answered,
+    assert_refused,
+    reader_fixture,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -41,18 +44,11 @@ arena = arena_fixture(
     ),
     teardown="DROP TABLE public.p25_docs, public.p25_cols",
 )
-client = probe_client("p25", ("readonly",))
+reader = reader_fixture("p25")
 RAW = (
     b"078051120", b"hunter2-doc", b"2125550190", b"hunter2-es", b"4111111111111111",
     b"hunter2-col", b"2125550191", b"5550190",
 )  # fmt: skip
-
-
-@pytest.fixture
-def reader(arena: Arena) -> Iterator[RawClient]:
-    c = client(arena)
-    yield c
-    c.close()
 
 
 @pytest.mark.parametrize(

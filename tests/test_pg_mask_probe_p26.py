@@ -15,11 +15,9 @@ pgattack21-1 for its owner).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from adversary import Arena, RawClient, assert_none_of
-from pg_probe_stack import arena_fixture, probe_client
+from adversary import RawClient, assert_none_of
+from pg_probe_stack import arena_fixture, reader_fixture
 
 pytestmark = pytest.mark.integration
 
@@ -32,15 +30,8 @@ arena = arena_fixture(
     ),
     teardown="DROP TABLE public.p26_bytes",
 )
-client = probe_client("p26", ("readonly",))
+reader = reader_fixture("p26")
 SHOWN = (CARD_HEX.encode(), b"31313131003131313131")
-
-
-@pytest.fixture
-def reader(arena: Arena) -> Iterator[RawClient]:
-    c = client(arena)
-    yield c
-    c.close()
 
 
 @pytest.mark.parametrize(

@@ -36,30 +36,22 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
 
 import psycopg
 import pytest
 from adversary import Arena, RawClient, assert_no_secret, query, sync
-from pg_probe_stack import arena_fixture, probe_client
+from pg_probe_stack import arena_fixture, reader_fixture
 
 from proxies.postgres import codec
 
 pytestmark = pytest.mark.integration
 
 arena = arena_fixture()
-client = probe_client("p45", ("readonly",))
+reader = reader_fixture("p45")
 # a body whose only output is computed from a masked column (the PREPARE's verdict masks
 # it), and one with nothing to mask
 MASKED = "SELECT upper(email) FROM customers WHERE id = 1"
 PLAIN = "SELECT 'plain'::text"
-
-
-@pytest.fixture
-def reader(arena: Arena) -> Iterator[RawClient]:
-    c = client(arena)
-    yield c
-    c.close()
 
 
 def ok(c: RawClient, sql: str) -> list[list[bytes | None]]:

@@ -19,11 +19,9 @@ refused.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from adversary import Arena, RawClient, assert_none_of
-from pg_probe_stack import arena_fixture, assert_refused, probe_client
+from pg_probe_stack import arena_fixture, assert_refused, reader_fixture
 
 pytestmark = pytest.mark.integration
 
@@ -34,17 +32,10 @@ arena = arena_fixture(
     ),
     teardown="DROP TABLE public.p46_nums",
 )
-client = probe_client("p46", ("readonly",))
+reader = reader_fixture("p46")
 # the card's digits as any extra_float_digits shows them (15, 14, ... significant)
 ROUNDED = (b"4111111111111111", b"4.11111111111111", b"4.1111111111111", b"4.111111111111")
 READ = "SELECT f FROM p46_nums"
-
-
-@pytest.fixture
-def reader(arena: Arena) -> Iterator[RawClient]:
-    c = client(arena)
-    yield c
-    c.close()
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "-3", "'0'", "1.5", "'0x1'"])

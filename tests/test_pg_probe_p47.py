@@ -32,11 +32,9 @@ the hole showed where it is (`localedef -i ar_BH -f UTF-8 ar_BH.UTF-8`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from adversary import Arena, RawClient, assert_none_of
-from pg_probe_stack import arena_fixture, assert_refused, probe_client
+from pg_probe_stack import arena_fixture, assert_refused, probe_client, reader_fixture
 
 pytestmark = pytest.mark.integration
 
@@ -55,18 +53,12 @@ arena = arena_fixture(
     teardown="DROP TABLE public.p47_money, public.p47_kept, public.p47_bytes",
 )
 client = probe_client("p47", ("readonly",))
+reader = reader_fixture("p47")
 # the card's digits under any grouping a locale writes (1, 2, 3 or 4 digits a group)
 SHOWN = (b"4111111111111111", b"411,111,111", b"41,11,11", b"4111,1111", b"111.100")
 READS = ("SELECT m FROM p47_money", "SELECT m::text FROM p47_money")
 # locales writing money otherwise than C: three fraction digits, none, other separators
 OTHER_LOCALES = ("ar_BH.UTF-8", "ja_JP.UTF-8", "en_IN.UTF-8", "fr_FR.UTF-8", "de_CH.UTF-8", "")
-
-
-@pytest.fixture
-def reader(arena: Arena) -> Iterator[RawClient]:
-    c = client(arena)
-    yield c
-    c.close()
 
 
 def _assert_masked(c: RawClient) -> None:

@@ -20,11 +20,9 @@ ja_JP.UTF-8`); elsewhere it keeps C's and the refusals are the same.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from adversary import Arena, RawClient, assert_none_of
-from pg_probe_stack import arena_fixture, assert_refused, probe_client
+from pg_probe_stack import arena_fixture, assert_refused, reader_fixture
 
 pytestmark = pytest.mark.integration
 
@@ -41,17 +39,10 @@ arena = arena_fixture(
     ),
     teardown="DROP TABLE public.p48_yen",
 )
-client = probe_client("p48", ("readonly",))
+reader = reader_fixture("p48")
 # the card's digits as any count of fraction digits cuts them
 SHOWN = (b"4111111111111111", b"41,111,111", b"411,111,111", b"111.11", b"4,111,111")
 READ = "SELECT m, m::text, CAST(m AS varchar) FROM p48_yen"
-
-
-@pytest.fixture
-def reader(arena: Arena) -> Iterator[RawClient]:
-    c = client(arena)
-    yield c
-    c.close()
 
 
 def _assert_masked(c: RawClient) -> None:
