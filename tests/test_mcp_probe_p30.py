@@ -74,7 +74,9 @@ def _digits(texts: list[str]) -> str:
     return "".join(c for text in texts for c in text if c.isdigit())
 
 
-async def test_a_card_logged_in_halves_is_masked(tmp_path: Path, logging: None) -> None:
+async def invoices_logged(tmp_path: Path) -> tuple[Any, list[Any]]:
+    """A reader's list_invoices through the proxy: its result, and the log messages' data
+    the client was sent while it ran (tests/test_mcp_probe_p31.py too)."""
     logged: list[Any] = []
 
     async def on_log(params: Any) -> None:
@@ -85,6 +87,11 @@ async def test_a_card_logged_in_halves_is_masked(tmp_path: Path, logging: None) 
         agent(stack, stack.token("mallory@example.com"), logging_callback=on_log) as client,
     ):
         result = await client.call_tool("list_invoices", {"customer": "Ann"})
+    return result, logged
+
+
+async def test_a_card_logged_in_halves_is_masked(tmp_path: Path, logging: None) -> None:
+    result, logged = await invoices_logged(tmp_path)
     assert text_of(result) == "3 invoices of Ann"
     assert len(logged) == 3 and all(isinstance(line, str) for line in logged), logged
     assert DIGITS not in _digits(logged), logged

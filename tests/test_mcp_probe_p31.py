@@ -28,6 +28,7 @@ import test_mcp_proxy
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import BlobResourceContents, EmbeddedResource
+from test_mcp_probe_p30 import invoices_logged
 from test_mcp_proxy import agent, mcp_stack, text_of
 
 from proxies.http import mcp_pieces
@@ -109,16 +110,7 @@ async def test_a_card_split_across_blobs_is_masked(tmp_path: Path, blobs: None) 
 
 
 async def test_a_card_logged_in_halves_as_json_is_masked(tmp_path: Path, blobs: None) -> None:
-    logged: list[Any] = []
-
-    async def on_log(params: Any) -> None:
-        logged.append(params.data)
-
-    async with (
-        mcp_stack(tmp_path) as stack,
-        agent(stack, stack.token("mallory@example.com"), logging_callback=on_log) as client,
-    ):
-        result = await client.call_tool("list_invoices", {"customer": "Ann"})
+    result, logged = await invoices_logged(tmp_path)
     assert text_of(result) == "3 invoices of Ann"
     assert len(logged) == 3 and all(isinstance(line, dict) for line in logged), logged
     shown = "".join(c for line in logged for c in line["line"] if c.isdigit())
