@@ -95,7 +95,7 @@ def pdp_raw(
             {
                 "name": "orders-db",
                 "type": "postgres",
-                "listen": "127.0.0.1:15432",
+                "listen": f"127.0.0.1:{free_port()}",
                 "upstream": "127.0.0.1:5432",
                 "zone": "eu-prod",
                 "credentials": {"provider": "static", "username": "app", "password": "x"},

@@ -718,6 +718,9 @@ class DeliveringPDP:
         self.up = True
         self.stored: list[str] = []
 
+    def seal(self, session_id: str, rpc: str, request: object) -> str:
+        return ""  # (holds no session's key: its spooled entries go unsealed)
+
     async def deliver(self, session_id: str, request: object, count: int = 0) -> str:
         if not self.up:
             return UNREACHABLE

@@ -34,7 +34,7 @@ import grpc
 from google.protobuf import struct_pb2
 
 from pdp.api.proxy_auth import ProxyIdentity
-from pdp.api.session_keys import key_refusal
+from pdp.api.session_keys import standing
 from pdp.domain.batch_numbers import (
     BATCH_SEQ,
     MAX_BATCH_SEQ,
@@ -52,7 +52,7 @@ from pdp.domain.recordings import (
     time_refusal,
     unheld,
 )
-from pdp.domain.sessions import REAPED_REASONS, Session, SessionTable
+from pdp.domain.sessions import FROM_SPOOL, REAPED_REASONS, Session, SessionTable
 from pdp.store import AuditStore, DuplicateRecordId, StoreUnavailable
 from pdp.store.chain import canonical_json
 from portcullis.events import truncation_facts
@@ -271,7 +271,9 @@ class SessionEventBatches:
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"session {request.session_id[:64]!r} is unknown",
             )
-        why = bound_refusal(session, proxy) or key_refusal(self.sessions, session, request)
+        why, keyed = bound_refusal(session, proxy), False
+        if not why:
+            why, keyed = standing(self.sessions, session, "RecordEvents", request)
         if why:
             await self.refuse(
                 _Refusing(context),
@@ -281,7 +283,8 @@ class SessionEventBatches:
                 proxy,
                 session.id,
             )
-        self.sessions.heard_from(session)
+        if keyed:  # (a spooled delivery under its seal is no word from a live proxy)
+            self.sessions.heard_from(session)
         if session.closed and session.closed_reason not in REAPED_REASONS:
             raise _BatchRefused(
                 grpc.StatusCode.FAILED_PRECONDITION,
@@ -316,6 +319,8 @@ class SessionEventBatches:
         if why:
             raise _BatchRefused(grpc.StatusCode.INVALID_ARGUMENT, why)
         body[RECEIVED] = round(received * 1_000_000)
+        if not keyed:
+            body[FROM_SPOOL] = True
         number = request.batch_seq
         if number > MAX_BATCH_SEQ:
             raise _BatchRefused(grpc.StatusCode.INVALID_ARGUMENT, "batch_seq: out of range")

@@ -34,7 +34,7 @@ from pdp.api.recording_rpc import (
     peer_of,
     struct_to_dict,
 )
-from pdp.api.session_keys import digest_of, key_problem, key_refusal
+from pdp.api.session_keys import SEALED, key_problem, standing
 from pdp.api.shell_reading import ShellReader
 from pdp.api.sql_reading import StatementReader, read_apart
 from pdp.domain.approvals import ApprovalBook, subject_as_read
@@ -49,6 +49,7 @@ from pdp.domain.policy_input import build_input, command_input
 from pdp.domain.sessions import (
     BY_PROXY,
     CLOSED_BY,
+    FROM_SPOOL,
     SESSION_ID,
     Session,
     SessionTable,
@@ -260,20 +261,26 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
                 grpc.StatusCode.FAILED_PRECONDITION, f"session {session_id[:64]!r} is not open"
             )
             raise AssertionError("unreachable")
-        await self._bound(session, proxy, context, rpc, request)
-        self.sessions.heard_from(session)
+        if await self._bound(session, proxy, context, rpc, request):
+            self.sessions.heard_from(session)
         return session
 
     async def _bound(
         self, session: Session, proxy: ProxyIdentity, context: Any, rpc: str, request: Any
-    ) -> None:
+    ) -> bool:
         """Refuse (and record) a call about a session from a proxy that did not open it, or
-        one that does not carry the session's key (pdp.api.session_keys)."""
-        why = bound_refusal(session, proxy) or key_refusal(self.sessions, session, request)
+        one that does not carry the session's key (pdp.api.session_keys); else whether it
+        carries the key (True) or is a spooled delivery under its seal (False: no word
+        from a live proxy)."""
+        why = bound_refusal(session, proxy)
+        keyed = False
+        if not why:
+            why, keyed = standing(self.sessions, session, rpc, request)
         if why:
             await self.refuse(
                 context, rpc, grpc.StatusCode.PERMISSION_DENIED, why, proxy, session.id
             )
+        return keyed
 
     async def _proxy(self, context: Any, rpc: str, session_id: str = "") -> ProxyIdentity:
         """The calling proxy; a caller that is not one is refused (UNAUTHENTICATED), and
@@ -445,7 +452,8 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             session_id, identity, connection, request.client_addr, request.client[:MAX_NAME]
         )
         session.proxy = proxy_key
-        session.key_digest = digest_of(self.sessions, session_id, request)
+        session.key_digest = self.sessions.key_digest(session_id, request.session_key)
+        session.spool_wrap = self.sessions.spool_wrap_of(session_id, request.session_key)
         command = {"kind": "session.open", "raw": ""}
         attributes = struct_to_dict(request.attributes) if request.HasField("attributes") else {}
         policy_input = build_input(session, command)
@@ -815,6 +823,8 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         }
         if request.reused:
             body["reused"] = reused_record(request.reused)
+        if request.session_key.startswith(SEALED):  # (passed _open_session: its seal held)
+            body[FROM_SPOOL] = True
         try:
             record = await self.decider.store.append(
                 "session.close",

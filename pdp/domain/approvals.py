@@ -41,6 +41,7 @@ import hmac
 import logging
 import secrets
 import time
+import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -84,6 +85,20 @@ APPROVAL_KEY_PURPOSE = "approval-parameters"
 
 class ApprovalRefused(Exception):
     """An approver may not decide this request; the reason is safe to show them."""
+
+
+# the characters of an approver's reason the record keeps
+MAX_REASON = 1000
+# letters that draw nothing (the Hangul fillers) and the braille blank: a reason of them
+# reads as blank as one of spaces
+_BLANK_GLYPHS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def readable(text: str) -> bool:
+    """Whether text holds a character one can read: a letter, digit, punctuation mark or
+    symbol, not one that draws nothing. Spaces, format characters (zero-width, soft
+    hyphen, bidi marks), controls and combining marks alone read as no reason at all."""
+    return any(unicodedata.category(c)[0] in "LNPS" and c not in _BLANK_GLYPHS for c in text)
 
 
 def justification_of(raw: str) -> str:
@@ -630,6 +645,11 @@ class ApprovalBook:
         """Record an approver's decision; raises ApprovalRefused when they may not make it.
         One answer at a time on this PDP (two approvers' at once, or one's twice, each
         found the request pending and both were recorded and answered as given)."""
+        reason = reason.strip()[:MAX_REASON]
+        if not readable(reason):
+            raise ApprovalRefused(
+                "a reason is required (kept with the record): one that reads as something"
+            )
         async with self._settling:
             return await self._decide(approval_id, approver, approve, reason)
 
@@ -668,7 +688,7 @@ class ApprovalBook:
             APPROVED if approve else DENIED,
             subject,
             approver=subject,
-            reason=reason[:1000],
+            reason=reason,
             approver_groups=list(approver.get("groups", [])),
             session_id=request.session_id,
         )

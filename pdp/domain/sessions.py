@@ -89,6 +89,11 @@ class Session:
     # SessionTable.key_digest of the key its proxy made for it (OpenSessionRequest.session_key):
     # every later call about it must carry that key, which the PDP never holds or records
     key_digest: str = field(default="", repr=False)
+    # the key its proxy seals spooled deliveries with (spool_key), wrapped under the record
+    # key (SessionTable.spool_wrap_of): what checks a delivery the proxy's process that
+    # made it did not live to send (pdp.api.session_keys.standing); "" for a session
+    # opened before it was kept, whose spooled deliveries need the key itself
+    spool_wrap: str = field(default="", repr=False)
     closed_reason: str = ""
     # the numbers of its recorded batches the PDP stored (pdp.api.recording_rpc): "" for a
     # session opened here (none yet), None for one found again in the store (read there
@@ -134,6 +139,7 @@ class Session:
             "grant_expires_at": self.grant_expires_at,
             "proxy": self.proxy,
             "key_digest": self.key_digest,
+            **({"spool_wrap": self.spool_wrap} if self.spool_wrap else {}),
         }
 
     @classmethod
@@ -160,8 +166,22 @@ class Session:
             grant_expires_at=float(body.get("grant_expires_at") or 0.0),
             proxy=str(body.get("proxy", "")),
             key_digest=str(body.get("key_digest", "")),
+            spool_wrap=str(body.get("spool_wrap", "")),
             batch_numbers=None,  # (its batches may be in the store already)
         )
+
+
+# the field of a session.events or session.close record delivered under its spool's seal
+# (pdp.api.session_keys), not the session's key: by a process that did not open the session
+FROM_SPOOL = "delivered_from_spool"
+
+
+def spool_key(session_id: str, key: str) -> bytes:
+    """The key a proxy seals a session's spooled deliveries with, made from the session's
+    key (proxies.runtime.spool.spool_key makes the same): the seal speaks for one delivery
+    of exactly what was spooled, and neither it nor this key gives the session's key."""
+    content = f"portcullis-spool\0{session_id}".encode()
+    return hmac.new(key.encode(), content, hashlib.sha256).digest()
 
 
 SESSION_ID = re.compile(r"s-[0-9a-f]{32}")  # what new_session_id makes, a proxy too
@@ -219,6 +239,27 @@ class SessionTable:
         if not session.key_digest or not key.isascii():
             return False
         return hmac.compare_digest(session.key_digest, self.key_digest(session.id, key))
+
+    def _spool_pad(self, session_id: str) -> bytes:
+        content = f"session-spool-wrap\0{session_id}".encode()
+        return hmac.new(self.record_key, content, hashlib.sha256).digest()
+
+    def spool_wrap_of(self, session_id: str, key: str) -> str:
+        """What a session keeps of the key its proxy seals spooled deliveries with
+        (Session.spool_wrap): spool_key(session_id, key) under a pad only the record key
+        makes, so neither the table nor the session.open record lets a reader seal one."""
+        sealing = spool_key(session_id, key)
+        return bytes(a ^ b for a, b in zip(sealing, self._spool_pad(session_id), strict=True)).hex()
+
+    def spool_key_of(self, session: Session) -> bytes | None:
+        """The key session's spooled deliveries are sealed with (None: none kept)."""
+        try:
+            wrapped = bytes.fromhex(session.spool_wrap)
+        except ValueError:
+            return None
+        if len(wrapped) != hashlib.sha256().digest_size:
+            return None
+        return bytes(a ^ b for a, b in zip(wrapped, self._spool_pad(session.id), strict=True))
 
     def authentic(self, session_id: str, record: Any) -> bool:
         """Whether a session.open record's `session` object carries this table's MAC for

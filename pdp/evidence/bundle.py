@@ -23,7 +23,9 @@ file is exactly what records.jsonl implies. It names the first bad record.
 A bundle for an auditor outside `pii-readers` (`withhold_values`: the console's Export for
 them, `audit export --withhold-values`) withholds the body of every record whose kind is
 not in WHOLE_KINDS (an allow-list of the kinds that hold no value a client sent or a
-server answered: decisions, recordings and approvals quote statements and their literals).
+server answered: decisions, recordings and approvals quote statements and their literals),
+and of a record of such a kind that holds one all the same (withheld_whole: a session's
+close naming the statements its proxy answered from its cache after its last decision).
 A withheld record's line keeps its place, kind, time, ids and hashes, and its body is
 null; the signed manifest says `values: withheld` and counts them by kind. The verifier
 cannot re-hash a withheld record: it checks that the next record links to it, and says how
@@ -92,6 +94,20 @@ WHOLE_KINDS = frozenset(
         "audit.foreign_acknowledged",
     }
 )
+# the kinds of WHOLE_KINDS a record of which may quote a client's statement all the same:
+# a session.close's `reused` (pdp.api.service.reused_record) names the statements its
+# proxy answered from its decision cache after the session's last Decide, literals and all
+VALUED_WHOLE_KINDS = frozenset({"session.close"})
+
+
+def withheld_whole(kind: str, body: Any) -> bool:
+    """Whether a bundle withholding values withholds a record's body: every kind but
+    WHOLE_KINDS, and a record of VALUED_WHOLE_KINDS that quotes a statement."""
+    if kind not in WHOLE_KINDS:
+        return True
+    return kind in VALUED_WHOLE_KINDS and isinstance(body, dict) and bool(body.get("reused"))
+
+
 # what the manifest of a bundle withholding values says under `values`
 VALUES_WITHHELD = "withheld"
 MAX_MEMBER_BYTES = 1 << 30
@@ -299,7 +315,7 @@ async def export_bundle(
     withhold_values: bool = False,
 ) -> ExportSummary:
     """Write the bundle of the records timed in [since, until), signed by `signer`;
-    withhold_values: with the bodies of records not in WHOLE_KINDS withheld (module
+    withhold_values: with the bodies of records withheld_whole() names withheld (module
     docstring).
 
     The store is verified first, as `audit verify` does (the chain, every signed
@@ -326,7 +342,7 @@ async def export_bundle(
     if window is not None:
         for record in await _records(store, *window):
             line = record_line(record)
-            if withhold_values and record.kind not in WHOLE_KINDS:
+            if withhold_values and withheld_whole(record.kind, record.body):
                 line["body"] = None
                 withheld[record.kind] = withheld.get(record.kind, 0) + 1
             text = (canonical_json(line) + "\n").encode()
@@ -781,7 +797,7 @@ class _RecordsCheck:
         """Whether the line is a record whose body the export withheld (and may have)."""
         if line["body"] is not None or not self.withholding:
             return False  # (a null body elsewhere does not hash as its record: named)
-        if line["kind"] in WHOLE_KINDS:
+        if line["kind"] in WHOLE_KINDS - VALUED_WHOLE_KINDS:
             where = f"a {line['kind']} record is never withheld"
             self.problems.append(Problem(line["seq"], line["kind"], line["id"], where))
             return False

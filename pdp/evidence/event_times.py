@@ -54,7 +54,7 @@ from pdp.domain.recordings import (
     batch_events,
     names_a_member_twice,
 )
-from pdp.domain.sessions import closed_by_reaper
+from pdp.domain.sessions import FROM_SPOOL, closed_by_reaper
 from pdp.domain.timeline import (
     DECIDED_TEXT_FIELDS,
     LETS_THROUGH,
@@ -162,7 +162,7 @@ class EventTimes:
         else:
             received = time
             self.unreceived += 1
-        self.losses.batch(session_id, received)
+        self.losses.batch(session_id, received, body.get(FROM_SPOOL) is True)
         start = self.opened.get(session_id)
         decided = self.decided.get(session_id, {})
         casts = self.casts.get(session_id)

@@ -13,7 +13,8 @@ answered from its own decision cache after its last batch left no record at all,
 count of them can be given. Events that arrive after the reaper's close (a network cut,
 not a crash) are taken and counted here: the proxy was not lost for good, and a command
 they claim ran after the close ran on the proxy's cache while the PDP held the session
-ended.
+ended; those delivered from the spool of a process that adopted it (the proxy crashed and
+restarted: `delivered_from_spool`, pdp.api.session_keys) are said apart.
 
 Fed the records in seq order (by pdp.evidence.event_times.EventTimes, which reads each
 batch once for both); sans-IO, bounded: at most MAX_PENDING decisions are followed at
@@ -45,6 +46,7 @@ class _Lost:
     pending: dict[str, tuple[str, str]]  # decision id -> (verdict, its text's start)
     last_batch: float | None  # when the PDP received the session's last batch before
     after: int = 0  # batches received after the close
+    spooled_after: int = 0  # of those, delivered from a dead process's spool (its seal)
     ran_after: int = 0  # commands those claim ran after it
 
 
@@ -83,10 +85,11 @@ class ProxyLosses:
         if pending is not None and pending.pop(decision_id, None) is not None:
             self.followed -= 1
 
-    def batch(self, session_id: str, received: float) -> None:
+    def batch(self, session_id: str, received: float, from_spool: bool = False) -> None:
         lost = self.lost.get(session_id)
         if lost is not None and received > lost.closed:
             lost.after += 1
+            lost.spooled_after += from_spool
         self.last_batch[session_id] = received
 
     def ran(self, session_id: str, when: float, event: dict[str, Any]) -> None:
@@ -153,8 +156,16 @@ class ProxyLosses:
             f" {rfc3339(lost.closed)}; proxy last heard {heard}; last event batch"
             f" received {batch}"
         )
-        if lost.after:
-            where += f"; {lost.after} batches arrived after the close: not lost for good"
+        if lost.after > lost.spooled_after:
+            where += (
+                f"; {lost.after - lost.spooled_after} batches arrived after the close:"
+                " not lost for good"
+            )
+        if lost.spooled_after:
+            where += (
+                f"; {lost.spooled_after} batches arrived after the close from the spool of"
+                " a proxy process that did not open the session (under the dead one's seal)"
+            )
         if lost.ran_after:
             where += (
                 f"; {lost.ran_after} commands claimed to have run after the close, which the"

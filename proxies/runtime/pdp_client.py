@@ -30,6 +30,7 @@ from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
 from portcullis.verdict import ApprovalSpec, MaskRule, Verdict, VerdictKind
 from portcullis.wire import MAX_BATCHES_PER_CALL
 from proxies.runtime.decide_calls import CallFailed, DecideCalls
+from proxies.runtime.spool import SEALED, seal, spool_key
 
 log = logging.getLogger("portcullis.pdp_client")
 
@@ -332,6 +333,17 @@ class PDPClient:
     def _key(self, session_id: str) -> str:
         return self._session_keys.get(session_id, "")
 
+    def _speaking(self, session_id: str, sealed: str) -> str:
+        """The session_key a call about session_id carries: its key while this process
+        holds it, else a spooled entry's seal (proxies.runtime.spool), else none."""
+        return self._key(session_id) or (SEALED + sealed if sealed else "")
+
+    def seal(self, session_id: str, rpc: str, request: Any) -> str:
+        """The seal a spooled `rpc` request goes into the spool with ("" when this process
+        does not hold the session's key): what delivers it should the key be lost."""
+        key = self._key(session_id)
+        return seal(spool_key(session_id, key), rpc, request) if key else ""
+
     async def start(self) -> None:
         options = [
             ("grpc.keepalive_time_ms", 10_000),
@@ -583,40 +595,31 @@ class PDPClient:
         abnormal: bool = False,
         summary: dict[str, Any] | None = None,
         reused: Sequence[tuple[str, int, float, float]] = (),
+        sealed: str = "",
     ) -> str:
         """Close the session at the PDP: "stored", "refused" (it will never take this
         close) or "unreachable" (try again later). reused: the verdicts answered from the
-        cache since the session's last Decide, as decide() takes them."""
+        cache since the session's last Decide, as decide() takes them. sealed: a spooled
+        close's seal, sent when this process does not hold the session's key."""
         async with self._closing:  # (the request is made once its turn has come)
-            outcome = await self._close_session(session_id, reason, abnormal, summary, reused)
+            request = close_request(session_id, reason, abnormal, summary, reused)
+            request.session_key = self._speaking(session_id, sealed)
+            outcome = await self._close_session(request)
         if outcome != "unreachable":  # taken or never will be: nothing speaks for it again
             self._session_keys.pop(session_id, None)
         return outcome
 
-    async def _close_session(
-        self,
-        session_id: str,
-        reason: str,
-        abnormal: bool,
-        summary: dict[str, Any] | None,
-        reused: Sequence[tuple[str, int, float, float]] = (),
-    ) -> str:
+    async def _close_session(self, request: pdp_pb2.CloseSessionRequest) -> str:
         if self._stub is None:
             return "unreachable"
-        request = pdp_pb2.CloseSessionRequest(
-            session_id=session_id,
-            session_key=self._key(session_id),
-            reason=reason,
-            abnormal=abnormal,
-        )
-        if summary:
-            request.summary.CopyFrom(to_struct(summary))
-        for raw, count, first, last in reused:
-            request.reused.add(raw=raw, count=count, first_seconds_ago=first, last_seconds_ago=last)
+        session_id = request.session_id
         try:
             await self._stub.CloseSession(request, timeout=self.timeout, metadata=self.metadata)
         except grpc.aio.AioRpcError as exc:
-            if reason == OPEN_UNANSWERED and exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+            if (
+                request.reason == OPEN_UNANSWERED
+                and exc.code() == grpc.StatusCode.FAILED_PRECONDITION
+            ):
                 # the open was never recorded: nothing to close, as expected
                 log.debug("session %s never opened at the PDP", session_id)
             else:
@@ -653,12 +656,17 @@ class PDPClient:
         return await self.deliver(session_id, request, len(events)) == "stored"
 
     async def deliver(
-        self, session_id: str, request: pdp_pb2.RecordEventsRequest, count: int = 0
+        self,
+        session_id: str,
+        request: pdp_pb2.RecordEventsRequest,
+        count: int = 0,
+        sealed: str = "",
     ) -> str:
-        """RecordEvents: "stored", "refused" (never will be) or "unreachable"."""
+        """RecordEvents: "stored", "refused" (never will be) or "unreachable". sealed: a
+        spooled batch's seal, sent when this process does not hold the session's key."""
         if self._stub is None:
             return "unreachable"
-        request.session_key = self._key(session_id)
+        request.session_key = self._speaking(session_id, sealed)
         try:
             await self._stub.RecordEvents(request, timeout=self.timeout, metadata=self.metadata)
         except grpc.aio.AioRpcError as exc:
@@ -724,6 +732,22 @@ class PDPClient:
 # a session's batch to record: (session id, its events, and its number in the session
 # when it has one: RecordEventsRequest.batch_seq)
 Numbered = tuple[str, list[str]] | tuple[str, list[str], int]
+
+
+def close_request(
+    session_id: str,
+    reason: str,
+    abnormal: bool,
+    summary: dict[str, Any] | None,
+    reused: Sequence[tuple[str, int, float, float]] = (),
+) -> pdp_pb2.CloseSessionRequest:
+    """A session's CloseSession, without its session_key (as a spooled close is sealed)."""
+    request = pdp_pb2.CloseSessionRequest(session_id=session_id, reason=reason, abnormal=abnormal)
+    if summary:
+        request.summary.CopyFrom(to_struct(summary))
+    for raw, count, first, last in reused:
+        request.reused.add(raw=raw, count=count, first_seconds_ago=first, last_seconds_ago=last)
+    return request
 
 
 def _batch(session_id: str, events: list[str], seq: int = 0) -> pdp_pb2.RecordEventsRequest:

@@ -49,6 +49,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from portcullis.events import (
@@ -703,6 +704,12 @@ class SessionRecorder:
             self.claim = 0
 
 
+def sealed(pdp: PDPClient, entry: Entry) -> Entry:
+    """A batch's entry with its seal (proxies.runtime.spool): what delivers it should this
+    process die with the session's key."""
+    return replace(entry, seal=pdp.seal(entry.session_id, "RecordEvents", entry.events_request()))
+
+
 async def keep(taken: list[tuple[SessionRecorder, list[str]]]) -> list[str]:
     """Batches the PDP could not take, into their sessions' spools (one fsync per spool):
     SPOOLED for each kept (a heartbeat keeps nothing and needs no spool), UNREACHABLE for
@@ -714,10 +721,13 @@ async def keep(taken: list[tuple[SessionRecorder, list[str]]]) -> list[str]:
             by_spool.setdefault(recorder.spool, []).append(i)
     for spool, indexes in by_spool.items():
         entries = [
-            Entry(
-                taken[i][0].session_id,
-                events="[" + ",".join(taken[i][1]) + "]",
-                seq=taken[i][0].seq_of(taken[i][1]),
+            sealed(
+                taken[i][0].pdp,
+                Entry(
+                    taken[i][0].session_id,
+                    events="[" + ",".join(taken[i][1]) + "]",
+                    seq=taken[i][0].seq_of(taken[i][1]),
+                ),
             )
             for i in indexes
         ]

@@ -49,6 +49,7 @@ from proxies.runtime.pdp_client import (
     Ruling,
     SessionGrant,
     SessionRefused,
+    close_request,
     withdrawn_ruling,
 )
 from proxies.runtime.recorder import RecordingTick, SessionRecorder
@@ -213,16 +214,15 @@ class ProxyRuntime:
             log.error("session %s halted: %s", session_id, why)
 
     async def _deliver(self, entry: Entry) -> str:
-        """One spooled entry to the PDP, as it would have gone."""
+        """One spooled entry to the PDP, as it would have gone: under its session's key
+        while this process holds it, else under the entry's seal (a dead process's)."""
+        sid = entry.session_id
         if entry.close is not None:
-            c, sid = entry.close, entry.session_id
-            reason, abnormal = str(c.get("reason", "")), bool(c.get("abnormal"))
-            reused = spooled_reuses(c.get("reused"))
-            return await self.pdp.close_session(sid, reason, abnormal, c.get("summary"), reused)
-        request = pdp_pb2.RecordEventsRequest(
-            session_id=entry.session_id, events_json=entry.events, batch_seq=entry.seq
-        )
-        return await self.pdp.deliver(entry.session_id, request)
+            reason, abnormal, summary, reused = spooled_close(entry.close)
+            return await self.pdp.close_session(
+                sid, reason, abnormal, summary, reused, sealed=entry.seal
+            )
+        return await self.pdp.deliver(sid, entry.events_request(), sealed=entry.seal)
 
     def policy_changed(self) -> None:
         for session in self.sessions:
@@ -987,13 +987,29 @@ class ProxySession:
         close = {"reason": reason, "abnormal": abnormal, "summary": summary}
         if reused:  # (their ages, as of now)
             close["reused"] = [list(one) for one in reused]
+        entry = Entry(sid, close=close)  # sealed as it will be read back and delivered
+        request = close_request(sid, *spooled_close(entry.again().close or {}))
+        entry = replace(entry, seal=runtime.pdp.seal(sid, "CloseSession", request))
         room, self._close_room = self._close_room, 0
         try:
             # written against the room promised at open, whatever the spool holds now
-            await spool.add([Entry(sid, close=close)], claim=room)
+            await spool.add([entry], claim=room)
         except SpoolFull as exc:
             self._close_room = room
             log.error("session %s: its close is lost: %s", sid, exc)
+
+
+def spooled_close(
+    close: dict[str, Any],
+) -> tuple[str, bool, dict[str, Any] | None, list[tuple[str, int, float, float]]]:
+    """A spooled close's reason, abnormal, summary and reused verdicts, as delivered."""
+    summary = close.get("summary")
+    return (
+        str(close.get("reason", "")),
+        bool(close.get("abnormal")),
+        summary if isinstance(summary, dict) else None,
+        spooled_reuses(close.get("reused")),
+    )
 
 
 def spooled_reuses(kept: Any) -> list[tuple[str, int, float, float]]:

@@ -24,6 +24,14 @@ here is the proxy's evidence, so only what the proxy's own user could have writt
 read: the directory must be the user's, writable by it alone (else the proxy does not
 start), and a file that is a link, another user's, or open to others is left unread.
 
+Each entry is spooled with its seal: an HMAC of the very request it becomes (its
+session_key aside) under a key made from its session's key (spool_key). The session's key
+lives in the memory of the process that opened the session only, and is never spooled:
+a process that adopts another's spool (a proxy that crashed, restarted) delivers the
+entries with their seals instead (`spooled:` and the seal as the request's session_key),
+which the PDP checks under the sealing key it keeps wrapped for the session. So the spool's
+reader can deliver what was spooled and nothing else (pdp.api.session_keys).
+
 Must not: decide anything, or drop an entry the PDP has not taken (an entry the PDP
 refuses as malformed or for a session it does not know is logged and dropped: sending it
 again would never succeed).
@@ -34,6 +42,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import hashlib
+import hmac
 import itertools
 import json
 import logging
@@ -46,6 +56,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from portcullis.v1 import pdp_pb2
+
 log = logging.getLogger("portcullis.spool")
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
@@ -54,6 +66,25 @@ RETRY_SECONDS = 0.5
 
 # what delivering one entry came to
 STORED, REFUSED, UNREACHABLE = "stored", "refused", "unreachable"
+# a sealed delivery's session_key: this, then the entry's seal (pdp.api.session_keys.SEALED)
+SEALED = "spooled:"
+
+
+def spool_key(session_id: str, key: str) -> bytes:
+    """The key a session's spooled entries are sealed with, made from the session's key
+    (pdp.domain.sessions.spool_key makes the same); it does not give the session's key."""
+    content = f"portcullis-spool\0{session_id}".encode()
+    return hmac.new(key.encode(), content, hashlib.sha256).digest()
+
+
+def seal(sealing_key: bytes, rpc: str, request: Any) -> str:
+    """The seal of a spooled `rpc` request (RecordEvents, CloseSession): an HMAC of its
+    deterministic serialization without its session_key (pdp.api.session_keys.seal)."""
+    bare = type(request)()
+    bare.CopyFrom(request)
+    bare.session_key = ""
+    content = f"{rpc}\0".encode() + bare.SerializeToString(deterministic=True)
+    return hmac.new(sealing_key, content, hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -64,6 +95,8 @@ class Entry:
     events: str = ""  # a JSON array of events, as the recorder sends them
     close: dict[str, Any] | None = None  # {"reason", "abnormal", "summary"}
     seq: int = 0  # the batch's number in its session (RecordEventsRequest.batch_seq)
+    # its seal (seal(): what speaks for it when its session's key is gone; "" none made)
+    seal: str = ""
 
     def line(self) -> bytes:
         doc: dict[str, Any] = {"s": self.session_id}
@@ -73,6 +106,8 @@ class Entry:
             doc["e"] = self.events
             if self.seq:
                 doc["q"] = self.seq
+        if self.seal:
+            doc["t"] = self.seal
         return (json.dumps(doc, separators=(",", ":"), default=str) + "\n").encode()
 
     @classmethod
@@ -84,12 +119,27 @@ class Entry:
             return None
         if not isinstance(doc, dict) or not isinstance(doc.get("s"), str):
             return None
+        sealed = doc.get("t", "")
+        sealed = sealed if isinstance(sealed, str) else ""
         if isinstance(doc.get("close"), dict):
-            return cls(doc["s"], close=doc["close"])
+            return cls(doc["s"], close=doc["close"], seal=sealed)
         if isinstance(doc.get("e"), str):
             seq = doc.get("q", 0)
-            return cls(doc["s"], events=doc["e"], seq=seq if type(seq) is int and seq > 0 else 0)
+            seq = seq if type(seq) is int and seq > 0 else 0
+            return cls(doc["s"], events=doc["e"], seq=seq, seal=sealed)
         return None
+
+    def events_request(self) -> pdp_pb2.RecordEventsRequest:
+        """A batch's RecordEvents, without its session_key (as it is sealed)."""
+        return pdp_pb2.RecordEventsRequest(
+            session_id=self.session_id, events_json=self.events, batch_seq=self.seq
+        )
+
+    def again(self) -> Entry:
+        """The entry as it is read back from its line (what is delivered, and sealed)."""
+        parsed = Entry.parse(self.line())
+        assert parsed is not None
+        return parsed
 
 
 # delivers one entry to the PDP: STORED, REFUSED or UNREACHABLE
