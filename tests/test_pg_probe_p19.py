@@ -253,17 +253,17 @@ def still(tmp_path_factory):  # type: ignore[no-untyped-def]
             c.close()
 
 
+# (Written as the DDL it is: a write of pg_proc's rows through the proxy needs approval
+# since test_pg_probe_p54, as a function whose body is a string does.)
 CHANGED_THROUGH_THE_PROXY = [
     (
-        "UPDATE pg_catalog.pg_proc SET prosrc = 'SELECT pg_catalog.set_config("
-        "''application_name'', ''p19ran'', false)::interval'"
-        " WHERE oid = 'pg_catalog.age(timestamp)'::regprocedure",
+        "CREATE OR REPLACE FUNCTION pg_catalog.age(timestamp) RETURNS interval LANGUAGE sql"
+        " RETURN pg_catalog.set_config('application_name', 'p19ran', false)::interval",
         "SELECT age(timestamp '2020-01-01')",
     ),
     (
-        "UPDATE pg_catalog.pg_proc SET prosrc = 'SELECT pg_catalog.set_config("
-        "''application_name'', ''p19ran'', false)'"
-        " WHERE oid = 'pg_catalog.obj_description(oid)'::regprocedure",
+        "CREATE OR REPLACE FUNCTION pg_catalog.obj_description(oid) RETURNS text"
+        " LANGUAGE sql STABLE RETURN pg_catalog.set_config('application_name', 'p19ran', false)",
         "SELECT obj_description(1259)",
     ),
 ]

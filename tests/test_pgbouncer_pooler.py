@@ -60,10 +60,12 @@ def test_behind_a_pooler_only_tracked_pins_go_in_the_start_up_packet() -> None:
         "standard_conforming_strings": "on",
     }
     assert {name.lower() for name in params} - {"user", "database"} <= POOLER_TRACKED
-    # what the packet cannot carry must hold through the role
+    # what the packet cannot carry must hold through the role (the values written as the
+    # value detectors read them too: test_pg_probe_p52)
     assert role_pins(READER_PINS, "transaction") == {
         **READER_PINS,
         "backslash_quote": "safe_encoding",
+        **WRITING_DEFAULTS,
     }
 
 
@@ -85,16 +87,20 @@ def test_a_pin_holds_only_from_the_role_or_server_configuration() -> None:
         "backslash_quote\tsafe_encoding\tdefault",
         "default_transaction_read_only\ton\tdatabase user",
         "statement_timeout\t60000\tuser",
+        "bytea_output\thex\tdefault",
+        "extra_float_digits\t1\tdefault",
     ]
     assert unheld_pins(pins, held) == []
     assert unheld_pins({"statement_timeout": "60s"}, ["statement_timeout\t60000\tdatabase"]) == []
-    leaked = [held[0], "default_transaction_read_only\ton\tsession", held[2]]
+    leaked = [held[0], "default_transaction_read_only\ton\tsession", *held[2:]]
     assert unheld_pins(pins, leaked) == [
         "default_transaction_read_only (wants on, is on from session)"
     ]
-    wrong = [held[0], held[1], "statement_timeout\t0\tdefault"]
+    wrong = [*held[:2], "statement_timeout\t0\tdefault", *held[3:]]
     assert unheld_pins(pins, wrong) == ["statement_timeout (wants 60000, is 0 from default)"]
-    assert unheld_pins(pins, held[:2]) == ["statement_timeout (wants 60000, is unset from nowhere)"]
+    assert unheld_pins(pins, [*held[:2], *held[3:]]) == [
+        "statement_timeout (wants 60000, is unset from nowhere)"
+    ]
 
 
 def test_the_option_is_validated_with_the_configuration(tmp_path) -> None:

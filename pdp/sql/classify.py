@@ -32,6 +32,7 @@ from pdp.sql.entries import (
     PARAMETER,
     PARAMETER_CASTS,
     RELATION_OBJECTS,
+    STORING_SETTINGS,
     TRUE_WORDS,
     VALUE_NODES,
     Const,
@@ -46,6 +47,7 @@ from pdp.sql.entries import (
     rename_fields,
     runs_opclass_code,
     set_fields,
+    stored_setting_fields,
     type_of,
     unparseable,
 )
@@ -73,6 +75,10 @@ def classify(sql: str) -> list[Entry]:
     entries = classify_reference(sql) if fast is None else fast
     if any(e["type"] == "explain" and not e.get("nested") for e in entries):
         explained(sql, entries)
+    if len(entries) > 1 and any(e["type"] == "execute" for e in entries):
+        prepared_here(sql, entries)
+    if len(entries) > 1 and any(e["type"] == "fetch" for e in entries):
+        declared_here(entries)
     if _MAY_NAME_KEYS.search(sql) is not None:
         keys_read(sql, entries)
     return entries
@@ -145,6 +151,73 @@ def _walked(sql: str) -> list[Entry]:
     """classify() without what it adds to both walks' entries."""
     fast = classify_fast(sql)
     return classify_reference(sql) if fast is None else fast
+
+
+def prepared_here(sql: str, entries: list[Entry]) -> None:
+    """Set `prepared_here` on each EXECUTE entry of sql's own statements that runs the
+    statement a PREPARE of this same text made: one of its name, with only PREPAREs between
+    them (nothing that runs anything, which could DEALLOCATE the name and PREPARE it again
+    by other text), and parameters that are constants (a literal, or one cast to a type:
+    pdp.domain.effects' execute:NAME alike). In one simple Query a failed statement ends
+    the text, so when the EXECUTE runs, the PREPARE made the name (it fails on a name
+    taken) and the rows are that PREPARE's query's, which this same text's decision
+    judged. Any other EXECUTE runs a body made before, which this text does not show.
+
+    Here, beside both walks, so the two walks say the same (tests/
+    test_classifier_differential.py)."""
+    own = [e for e in entries if not e.get("nested")]
+    if not any(e["type"] == "prepare" for e in own):
+        return
+    try:
+        statements = pglast.parse_sql(sql)
+    except Exception:
+        return
+    if len(statements) != len(own):
+        return
+    made: set[str] = set()  # prepared with nothing run since
+    for entry, raw in zip(own, statements, strict=True):
+        node = raw.stmt
+        if type(node).__name__ != entry["tag"]:
+            return
+        if isinstance(node, ast.PrepareStmt):
+            made.add(str(node.name))
+            continue
+        if (
+            isinstance(node, ast.ExecuteStmt)
+            and node.name in made
+            and all(_constant(p) for p in node.params or ())
+        ):
+            entry["prepared_here"] = True
+        made.clear()  # (an EXECUTE runs its query: what runs may prepare by other text)
+
+
+def declared_here(entries: list[Entry]) -> None:
+    """Set `declared_here` on each FETCH (and MOVE) entry of the text's own statements
+    that reads the cursor a DECLARE of this same text made: the statement right before it,
+    or FETCHes and MOVEs of that cursor alone between them (a query running in the cursor
+    cannot close it: the server refuses to drop an active portal). A DECLARE fails on a
+    name taken, ending the text, so the rows are that DECLARE's query's, which this same
+    text's decision judged; any other statement between could run code that closes the
+    cursor and opens another under its name (PL/pgSQL's OPEN of a refcursor names a
+    portal as it likes)."""
+    cursor: object = None  # the cursor the statements since its DECLARE only read
+    for entry in entries:
+        if entry.get("nested"):
+            continue
+        kind = entry["type"]
+        if kind == "declare":
+            cursor = entry.get("cursor")
+        elif kind == "fetch" and cursor is not None and entry.get("cursor") == cursor:
+            entry["declared_here"] = True
+        else:
+            cursor = None
+
+
+def _constant(node: Any) -> bool:
+    """A literal, or one cast to a type."""
+    if isinstance(node, ast.TypeCast):
+        node = node.arg
+    return isinstance(node, ast.A_Const)
 
 
 def explained(sql: str, entries: list[Entry]) -> None:
@@ -385,6 +458,11 @@ def _describe_json(tag: str, fields: dict[str, Any]) -> Entry:
         set_fields(entry, kind, (fields.get("name") or "").lower(), values, options)
     elif tag == "VariableShowStmt":
         entry["setting"] = (fields.get("name") or "").lower()
+    elif tag in STORING_SETTINGS:
+        setstmt = fields.get("setstmt") or {}
+        stored_setting_fields(
+            entry, setstmt.get("kind", "VAR_SET_VALUE"), (setstmt.get("name") or "").lower()
+        )
     elif tag == "TransactionStmt":
         action = fields.get("kind", "TRANS_STMT_BEGIN")
         entry["action"] = action.removeprefix("TRANS_STMT_").lower()

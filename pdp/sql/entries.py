@@ -374,6 +374,22 @@ def set_fields(
         entry["schemas"] = schemas
 
 
+# Statements that store a setting for later sessions (pg_db_role_setting, the server's
+# postgresql.auto.conf) under their `setstmt`.
+STORING_SETTINGS = frozenset({"AlterRoleSetStmt", "AlterDatabaseSetStmt", "AlterSystemStmt"})
+
+
+def stored_setting_fields(entry: Entry, kind: str, name: str) -> None:
+    """The fields of a statement of STORING_SETTINGS from either tree, kind and name its
+    setstmt's: stored_setting, the setting's name ("all" for RESET ALL), and stored_reset
+    when it removes the stored value rather than storing one (RESET, SET ... TO DEFAULT).
+    Never the value: the policy judges these by name, so its verdict holds for every text
+    of one shape."""
+    entry["stored_setting"] = name or "all"
+    if kind.startswith("VAR_RESET") or kind == "VAR_SET_DEFAULT":
+        entry["stored_reset"] = True
+
+
 def option_read_write(options: Options) -> bool:
     """Whether SET TRANSACTION / BEGIN options say READ WRITE (transaction_read_only 0)
     anywhere: the server applies them in order, so one is enough."""

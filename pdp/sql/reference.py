@@ -27,6 +27,7 @@ from pdp.sql.entries import (
     PARAMETER,
     PARAMETER_CASTS,
     RELATION_OBJECTS,
+    STORING_SETTINGS,
     TRUE_WORDS,
     VALUE_NODES,
     Const,
@@ -40,6 +41,7 @@ from pdp.sql.entries import (
     rename_fields,
     runs_opclass_code,
     set_fields,
+    stored_setting_fields,
     type_of,
     unparseable,
 )
@@ -199,6 +201,13 @@ def _describe(node: ast.Node) -> Entry:
         set_fields(entry, kind_name, (node.name or "").lower(), values, options)
     elif isinstance(node, ast.VariableShowStmt):
         entry["setting"] = (node.name or "").lower()
+    elif tag in STORING_SETTINGS:
+        setstmt = node.setstmt  # type: ignore[attr-defined]
+        stored_setting_fields(
+            entry,
+            setstmt.kind.name if setstmt is not None else "VAR_SET_VALUE",
+            (setstmt.name or "").lower() if setstmt is not None else "",
+        )
     elif isinstance(node, ast.TransactionStmt):
         entry["action"] = node.kind.name.removeprefix("TRANS_STMT_").lower()  # type: ignore[union-attr]
         options = [(d.defname or "", _const(d.arg)) for d in node.options or ()]

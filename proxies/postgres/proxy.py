@@ -740,6 +740,7 @@ class ClientConnection:
             # no read-only lift for an approved write: its SET would stay on a server
             # connection whose next transaction may be another session's
             enforcer.read_only = False
+            tracker.notifications = False  # (another session's: ResponseTracker)
         relay = _Relay(self, enforcer, tracker, statement_limit(self.session_settings))
         self._relay = relay
         # the session ends when its relay does: a grant's or token's end ends the relay

@@ -288,10 +288,12 @@ HELD_SOURCES = frozenset(
 def role_pins(session_settings: dict[str, str], pooler: str) -> dict[str, str]:
     """The pins that must hold through the upstream role's configuration, by lower-case
     name: behind a pooler, every pin it does not track (backslash_quote, what policy
-    pinned); none otherwise (the start-up packet carries them all)."""
+    pinned) and WRITING_DEFAULTS, which no start-up packet can carry there (a database
+    configured with bytea_output = escape showed a reader's pooled session the escape
+    form, test_pg_probe_p52); none otherwise (the start-up packet carries them all)."""
     if not pooler:
         return {}
-    pins = pinned_settings(session_settings)
+    pins = {**WRITING_DEFAULTS, **pinned_settings(session_settings)}
     return {name: value for name, value in pins.items() if name not in POOLER_TRACKED}
 
 

@@ -314,6 +314,11 @@ class ResponseTracker:
         # (card ...)`; the server speaking unprompted) is masked with it, since the session
         # is masked (fail closed: a later unmasked statement's errors are masked too)
         self.error_masker: Masker | None = None
+        # whether the server's notifications (NotificationResponse) reach the client: not
+        # behind a transaction pooler, where LISTEN is refused to every session and a
+        # notification is one that arrived for another session's LISTEN left on the server
+        # connection (its payload another session's text, unmasked)
+        self.notifications = True
         # (masker, description, formats) → the table columns the RowMask was planned on,
         # what the catalog said of them then, and the RowMask (see _row_mask)
         self._row_masks: dict[
@@ -400,6 +405,8 @@ class ResponseTracker:
                     return out + codec.NoticeResponse(fields).encode()
             return out + (message.raw or message.encode())
         if isinstance(message, codec.NotificationResponse):
+            if not self.notifications:
+                return out  # another session's (test_pg_probe_p53)
             return out + (message.raw or message.encode())
         if not isinstance(head, Expect):
             # nothing owed: the server speaks unprompted (e.g. a FATAL before closing)

@@ -330,6 +330,66 @@ pg_privileged_approval contains [i, sprintf("%s reaches past the database or mak
 	}
 }
 
+# The system catalogs are the database's description of itself, and the upstream role (a
+# superuser) may write them as tables: a masked dba's `INSERT INTO pg_db_role_setting
+# VALUES (<the database's oid>, 0, '{lc_monetary=C}')` stored for every later session what
+# ALTER DATABASE ... SET of it is denied, and UPDATEs of pg_authid, pg_attribute or pg_proc
+# ran with no approval at all (test_pg_probe_p54): a role's password or superuser flag (a
+# way in that never meets Portcullis), a sensitive column renamed out of its masks, a
+# built-in function's body. DDL by other means, which no rule written for the DDL judges:
+# a statement writing rows (INSERT, UPDATE, DELETE, MERGE, TRUNCATE, COPY FROM) with a
+# relation of pg_catalog among its tables (an unqualified pg_ name counts: pg_catalog is
+# searched first unless the search_path names it later), or one showing such a relation
+# (relation_sources: a view over a catalog), is denied to everyone not in pii-readers and
+# needs approval for pii-readers, as the statements above do. Every table of the
+# statement, not only the one written: the safe mistake.
+pg_catalog_writes contains [i, t] if {
+	input.command.postgres.has.pg_names # a relation name holding pg_: most statements have none
+	some i, s in input.command.postgres.statements
+	pg_writes_table_rows(s)
+	some t in s.tables
+	pg_catalog_relation(t)
+}
+
+pg_catalog_writes contains [i, src] if {
+	input.command.postgres.relation_sources
+	some i, s in input.command.postgres.statements
+	pg_writes_table_rows(s)
+	some t in s.tables
+	some v, shown in input.command.postgres.relation_sources
+	view_named(v, lower(t))
+	some src in shown
+	pg_catalog_relation(src)
+}
+
+pg_writes_table_rows(s) if s.type in {"insert", "update", "delete", "merge", "truncate"}
+
+pg_writes_table_rows(s) if {
+	s.type == "copy"
+	s.direction == "from"
+}
+
+pg_catalog_relation(t) if {
+	parts := split(lower(t), ".")
+	count(parts) == 1
+	startswith(parts[0], "pg_")
+}
+
+pg_catalog_relation(t) if {
+	parts := split(lower(t), ".")
+	count(parts) > 1
+	parts[count(parts) - 2] == "pg_catalog"
+}
+
+pg_denials contains sprintf("the statement writes rows of the system catalog %s: DDL by other means (a stored setting, a role's password, a column's name, a function's body) that no rule for the DDL judges; denied to everyone not in pii-readers", [t]) if {
+	some [_, t] in pg_catalog_writes
+	not pii_reader
+}
+
+pg_privileged_approval contains [i, sprintf("writing the system catalog %s reaches past the database or makes a way in that bypasses the gateway, and needs approval", [t])] if {
+	some [i, t] in pg_catalog_writes
+}
+
 pg_privileged_approval contains [i, sprintf("a function in %s runs code on the database server outside its trusted languages, and needs approval", [s.language])] if {
 	some i, s in input.command.postgres.statements
 	s.tag == "CreateFunctionStmt"
@@ -942,6 +1002,43 @@ pg_denials contains sprintf("set_config may not change %s, which chooses how val
 	name in pg_value_checked_settings
 	not pii_reader
 }
+
+# A setting stored for the sessions that start later (ALTER ROLE / ALTER DATABASE ... SET,
+# ALTER SYSTEM) reaches every one of them, masked sessions included: an approved
+# `ALTER DATABASE db SET lc_monetary = 'ar_BH.UTF-8'` wrote a card kept as money
+# `411,111,111,111,111.100` in every reader's session, and behind a transaction pooler the
+# proxy starts no session with bytea_output and extra_float_digits of its own. Storing
+# a setting that chooses how values are written is what SET of it is to everyone not in
+# pii-readers: denied, not an approver's to allow (who reads "ALTER ROLE ... SET" as an
+# administrator's chore, not as the masks lifted). Removing the stored value (RESET, SET
+# ... TO DEFAULT) returns the server's own. By name only (the classifier's
+# stored_setting): the verdict holds for every text of one shape. One rule per statement
+# type the classifier gives these (grant, ddl, alter_system), each opening with it.
+pg_denials contains pg_stored_writing_denial(s) if {
+	input.command.postgres.types.grant
+	some s in input.command.postgres.statements
+	pg_stores_writing_setting(s)
+}
+
+pg_denials contains pg_stored_writing_denial(s) if {
+	input.command.postgres.types.ddl
+	some s in input.command.postgres.statements
+	pg_stores_writing_setting(s)
+}
+
+pg_denials contains pg_stored_writing_denial(s) if {
+	input.command.postgres.types.alter_system
+	some s in input.command.postgres.statements
+	pg_stores_writing_setting(s)
+}
+
+pg_stores_writing_setting(s) if {
+	s.stored_setting in pg_value_checked_settings
+	not s.stored_reset
+	not pii_reader
+}
+
+pg_stored_writing_denial(s) := sprintf("%s stores %s for the sessions that start later, a setting that chooses how values are written where the value detectors read them: denied to everyone not in pii-readers", [s.tag, upper(s.stored_setting)])
 
 # lc_monetary chooses how money is written: its separator, its symbol, and how many of
 # the stored units are fraction digits (the server reads the count from the locale at

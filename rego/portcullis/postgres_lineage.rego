@@ -256,11 +256,18 @@ pg_wide_number(column) if {
 # every computed column of their rows is masked (plain table columns still by name). One
 # rule per type, each opening with its type: a query without one skips it (a statement
 # whose type the summary leaves out is denied, postgres.rego, and a denial carries no mask).
+# But an EXECUTE the classifier says runs a PREPARE of this same text (`prepared_here`:
+# `PREPARE p AS SELECT ...; EXECUTE p`, constant parameters, only PREPAREs between them)
+# returns that query's rows, judged here with the rest of the text: its outputs' reasons
+# are this command's (an EXECUTE of a body prepared before, in psql's one -c string too,
+# gave NULL for count(*) and 1 + 1). So does a FETCH the classifier says reads the cursor
+# a DECLARE of this text made (`declared_here`: `BEGIN; DECLARE c CURSOR FOR ...; FETCH c`).
 pg_derived_reasons contains "FETCH returns rows of a cursor or prepared statement: their computed columns are masked whole" if {
 	input.command.postgres.types.fetch
 	some s in input.command.postgres.statements
 	s.type == "fetch"
 	not s.nested
+	not s.declared_here
 	not pii_reader
 }
 
@@ -269,6 +276,7 @@ pg_derived_reasons contains "EXECUTE returns rows of a cursor or prepared statem
 	some s in input.command.postgres.statements
 	s.type == "execute"
 	not s.nested
+	not s.prepared_here
 	not pii_reader
 }
 

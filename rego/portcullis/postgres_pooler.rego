@@ -63,3 +63,38 @@ deny contains sprintf("%s behind a transaction pooler: what it names may be anot
 	some s in input.command.postgres.statements
 	s.type in {"prepare", "execute", "declare"}
 }
+
+# The settings that choose how values are written (postgres.rego's
+# pg_value_checked_settings) are a session's own to change, within what policy allows it,
+# only where the change stays in that session. Behind a transaction pooler a pii-reader's
+# `SET bytea_output = escape` or `SET extra_float_digits = 0` stayed on the server
+# connection for whichever client's transaction ran there next: a reader's `b::text`
+# read `4111\0001111\000...`, its double `4.11111111111111e+15`, which no detector reads.
+# There nobody may SET or set_config them (the proxy checks at session start that the
+# role's configuration holds its WRITING_DEFAULTS, proxies/postgres/startup.py role_pins);
+# RESET of one returns the role's own value, and stays allowed as policy allows it.
+deny contains sprintf("SET %s behind a transaction pooler: the setting chooses how values are written, and a session-level change would reach other sessions' transactions", [upper(s.setting)]) if {
+	input.command.postgres.types.set
+	input.command.postgres.pooler == "transaction"
+	some s in input.command.postgres.statements
+	s.type == "set"
+	s.setting in pg_value_checked_settings
+	not s.reset
+}
+
+deny contains sprintf("set_config may not change %s behind a transaction pooler: the setting chooses how values are written, and a session-level change would reach other sessions' transactions", [name]) if {
+	input.command.postgres.pooler == "transaction"
+	some s in input.command.postgres.statements
+	some name in s.settings
+	name in pg_value_checked_settings
+}
+
+# A LISTEN too stays registered on the server connection it ran on, and what arrives for
+# it arrives in whichever client's transaction runs there next: a pii-reader's LISTEN
+# handed a reader another session's NOTIFY payload (`card 4111 ... pw hunter2-ada`),
+# unmasked (test_pg_probe_p53). Refused for everyone behind the pooler; the proxy there
+# also withholds every notification (proxies/postgres/tracker.py). UNLISTEN stays.
+deny contains "LISTEN behind a transaction pooler: it stays on the server connection, and what arrives for it would reach the next session whose transaction runs there" if {
+	input.command.postgres.types.listen
+	input.command.postgres.pooler == "transaction"
+}
