@@ -37,7 +37,7 @@ import pglast
 from pglast import ast
 from pglast.stream import RawStream
 
-from pdp.domain.policy_input import CACHED_SQL_LENGTH, classified
+from pdp.domain.policy_input import CACHED_SQL_LENGTH, TEXTS_REMEMBERED, classified
 
 
 def statement_effects(entries: list[dict[str, Any]]) -> tuple[str, ...]:
@@ -128,7 +128,7 @@ def copy_sources(raw: str) -> tuple[str, ...]:
     return tuple(found)
 
 
-@functools.lru_cache(maxsize=8192)
+@functools.lru_cache(maxsize=TEXTS_REMEMBERED)
 def _sql_effects(raw: str) -> tuple[str, ...]:
     entries = classified(raw)
     effects = statement_effects(entries)

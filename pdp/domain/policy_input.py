@@ -15,9 +15,15 @@ from pdp.sql import Findings, classify
 from portcullis import protocols, strict_json
 
 CACHED_SQL_LENGTH = 4096
+# Distinct texts each bounded memory of SQL texts keeps (the classification and typing
+# here, pdp.domain.effects' effects): with a new literal in every statement (agents) they
+# fill to the bound and stay, ~3 KB a text in all, so 8,192 held ~25-35 MB after a soak
+# of short sessions over a baseline of ~95 MB (issue 27: memory that returns); an
+# application's own statements, repeated, take a few hundred.
+TEXTS_REMEMBERED = 2048
 
 
-@functools.lru_cache(maxsize=8192)
+@functools.lru_cache(maxsize=TEXTS_REMEMBERED)
 def _classified(raw: str) -> list[dict[str, Any]]:
     return classify(raw)
 
@@ -262,7 +268,10 @@ def postgres_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[st
         names = statement_names(details["statements"])
         flags = statement_flags(details["statements"])
     else:
-        details["statements"], details["types"], names, flags = _classified_with_types(raw)
+        details["statements"], details["types"], words, flags = _classified_with_types(raw)
+        # a set made per call from the remembered tuple (~1 µs for 40 names): a frozenset
+        # kept with each of the 8,192 remembered texts held ~1-2 KB more per text
+        names = frozenset(words) if _has_facts(details) else frozenset()
     details.setdefault("protocol", "simple")
     trim_to_names(details, names)
     details["has"] = query_flags(details, flags)
@@ -338,6 +347,24 @@ def trim_to_names(details: dict[str, Any], names: frozenset[str]) -> None:
             }
 
 
+_FACTS = (
+    "shadowed_functions",
+    "user_operators",
+    "user_types",
+    "row_functions",
+    "user_functions",
+    "view_columns",
+    "relation_sources",
+    "view_functions",
+    "write_code",
+)
+
+
+def _has_facts(details: dict[str, Any]) -> bool:
+    """Whether the proxy sent a catalogue fact trim_to_names keeps by name."""
+    return any(key in details for key in _FACTS)
+
+
 def _every_relation(statements: Any) -> bool:
     """Whether a statement may run every relation's write_code: VACUUM, ANALYZE or REINDEX
     naming none (the whole database, a schema), which postgres_user_code.rego reads whole."""
@@ -348,19 +375,22 @@ def _every_relation(statements: Any) -> bool:
     )
 
 
-Typed = tuple[list[dict[str, Any]], dict[str, bool], frozenset[str], dict[str, bool]]
+# the statements, their types, their names (statement_names, as a tuple: remembered for
+# each text, a tuple of 40 names holds ~380 bytes where their frozenset held ~2,260) and
+# their flags
+Typed = tuple[list[dict[str, Any]], dict[str, bool], tuple[str, ...], dict[str, bool]]
 
 
 def _typing(statements: list[dict[str, Any]]) -> Typed:
     return (
         statements,
         statement_types(statements),
-        statement_names(statements),
+        tuple(statement_names(statements)),
         statement_flags(statements),
     )
 
 
-@functools.lru_cache(maxsize=8192)
+@functools.lru_cache(maxsize=TEXTS_REMEMBERED)
 def _typed(raw: str) -> Typed:
     return _typing(_classified(raw))
 
