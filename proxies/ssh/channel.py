@@ -36,7 +36,7 @@ import asyncssh
 
 from portcullis.events import longer_than, truncation_facts
 from portcullis.masking import Masker
-from portcullis.password_prompts import PROMPT_TAIL, SecretInput
+from portcullis.password_prompts import PROMPT_TAIL, HeldFrames
 from portcullis.verdict import Verdict, VerdictKind
 from proxies.runtime.credentials import CredentialUnavailable
 from proxies.runtime.exposure import ClientOutput
@@ -185,8 +185,8 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         self.relay: SftpRelay | None = None  # an allowed sftp subsystem: decided per request
         self._typed: MaskedOutput | None = None  # masks typed input for the recording
         # leaves out of the recording what is typed at a password prompt
-        # (portcullis/password_prompts.py)
-        self._secrets = SecretInput()
+        # (portcullis/password_prompts.py), and a line typed ahead of its prompt with it
+        self._secrets = HeldFrames()
         self.withheld = ""  # why the output stopped going to the client (the mask cannot read it)
         # an exec on an account sshd will not signal (root): its session's report (reaper.py)
         self.report: SessionReport | None = None
@@ -549,10 +549,11 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             return
         self.counts["stderr_bytes" if stderr else "stdout_bytes"] += len(data)
         if self.cast is not None:
-            self.cast.output(time.time(), data)
-            # (its end is all the prompt rule reads: a character cut there is replaced)
-            self._secrets.shown(data[-SCREEN_READ:].decode("utf-8", "replace"))
-            self._cast_soon()
+            # (its end is all the prompt rule reads, but while a line typed ahead waits for
+            # a prompt: a character cut there is replaced)
+            shown = data if self._secrets.holding else data[-SCREEN_READ:]
+            text = shown.decode("utf-8", "replace")
+            self._cast_frames(self._secrets.output(time.time(), data.decode("latin-1"), text))
         out = self.stderr if stderr else self.stdout
         assert out is not None
         out.write(data)
@@ -731,6 +732,8 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             self._reap_session(report)
         reap_failed = await self._reaped_or_why()
         self._flush_masks()
+        if self.cast is not None:
+            self._cast_frames(self._secrets.close())
         if self._typed is not None and self.cast is not None:
             self.cast.input(time.time(), self._typed.flush())
         self._record_cast()
@@ -1012,6 +1015,8 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
                 )
         if self._secrets.lines:
             ended["typed_at_password_prompts"] = self._secrets.lines  # lines not recorded
+        if self._secrets.unsure:  # typed ahead, never decided: not recorded
+            ended["typed_ahead_not_recorded"] = self._secrets.unsure
         return (
             (truncation_facts(self.raw) if cut else {})
             | ended
@@ -1039,11 +1044,23 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         card number pasted at a prompt), line by line (the upstream gets it as typed)."""
         if self.cast is None:
             return
-        data = self._secrets.typed(data.decode("latin-1")).encode("latin-1")
-        if self._typed is not None:
-            data = self._typed.feed(data)
-        if data:
-            self.cast.input(time.time(), data)
+        self._cast_frames(self._secrets.input(time.time(), data.decode("latin-1")))
+
+    def _cast_frames(self, frames: list[list[Any]]) -> None:
+        """Frames the password prompt rule gives the recording (HeldFrames: held while a
+        line typed ahead waits for its prompt), typed input masked."""
+        assert self.cast is not None
+        for at, code, text in frames:
+            data = text.encode("latin-1")
+            if code == "o":
+                self.cast.output(at, data)
+                continue
+            if self._typed is not None:
+                data = self._typed.feed(data)
+            if data:
+                self.cast.input(at, data)
+        if frames:
+            self._cast_soon()
 
     def _record_cast(self) -> None:
         if self._cast_timer is not None:
