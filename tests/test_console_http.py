@@ -208,7 +208,7 @@ async def test_over_tls_the_cookies_are_secure_and_host_only(tmp_path):
     config = replace(config, pdp=replace(config.pdp, http_listen=f"127.0.0.1:{port}"))
     base = f"http://127.0.0.1:{port}"
     # as behind a TLS-terminating proxy: the console's public URL is https
-    settings = ConsoleSettings(public_url="https://console.example.com")
+    settings = ConsoleSettings(public_url="https://localhost")
     async with running_pdp(config, Parts(console=settings)), aiohttp.ClientSession() as http:
         async with http.get(f"{base}/console/login", allow_redirects=False) as r:
             login = r.headers["Set-Cookie"]
@@ -216,7 +216,7 @@ async def test_over_tls_the_cookies_are_secure_and_host_only(tmp_path):
             state_cookie = login.split(";")[0]
             authorize = r.headers["Location"]
         query = {k: v[0] for k, v in parse_qs(urlsplit(authorize).query).items()}
-        assert query["redirect_uri"] == "https://console.example.com/console/callback"
+        assert query["redirect_uri"] == "https://localhost/console/callback"
         query.update(subject="sam@example.com", groups="security")
         async with http.post(f"{base}/console/dev-issuer/authorize", data=query,
                              allow_redirects=False) as r:  # fmt: skip

@@ -145,7 +145,7 @@ async def test_a_login_cookie_from_a_sibling_site_signs_nobody_in(tmp_path):
     config = pdp_config(tmp_path)
     config = replace(config, pdp=replace(config.pdp, http_listen=f"127.0.0.1:{port}"))
     base = f"http://127.0.0.1:{port}"
-    settings = ConsoleSettings(public_url="https://console.example.com")
+    settings = ConsoleSettings(public_url="https://localhost")
     async with running_pdp(config, Parts(console=settings)), aiohttp.ClientSession() as mallory:
         async with mallory.get(f"{base}/console/login", allow_redirects=False) as r:
             login = r.headers["Set-Cookie"]

@@ -9,7 +9,8 @@ checked), `/console/logout` ends it — and the two providers a login can go to:
 
 - `OIDCProvider`: the configured issuer, its endpoints read from OIDC discovery;
 - `DevProvider`: the dev issuer of the embedded default (identity.dev with no issuer), an
-  authorize form served by this PDP to loopback clients only, which asks who you are as
+  authorize form served by this PDP to loopback clients only — of a console whose public
+  URL is this host's, in requests no proxy relayed — which asks who you are as
   `portcullis token` does and signs with the same dev key. Never on in production.
 """
 
@@ -24,7 +25,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -38,7 +39,7 @@ from pdp.console.websession import (
     cookie_name,
     login_cookie,
 )
-from pdp.domain.identity import DevIssuer, TokenRejected, TokenVerifier
+from pdp.domain.identity import DevIssuer, TokenRejected, TokenVerifier, cleartext_remote
 from pdp.plumbing.downloads import read_capped
 
 if TYPE_CHECKING:
@@ -47,6 +48,9 @@ if TYPE_CHECKING:
 MAX_DOCUMENT = 256 * 1024
 FETCH_TIMEOUT = 5.0
 CODE_SECONDS = 60
+# what a proxy relaying a request adds: the browser behind it is elsewhere, however near
+# the proxy is (the dev issuer signs in browsers at this machine only)
+RELAYED = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 
 
 class SignInFailed(Exception):
@@ -78,6 +82,10 @@ class OIDCProvider:
             for key in ("authorization_endpoint", "token_endpoint"):
                 if not str(document.get(key, "")).startswith(("https://", "http://")):
                     raise SignInFailed(f"the issuer publishes no {key}")
+                if cleartext_remote(str(document[key])):
+                    # the person's password goes to one, the ID token (a bearer token
+                    # every proxy takes) comes from the other
+                    raise SignInFailed(f"the issuer's {key} is plain HTTP to another host")
             self._document = document
         return self._document
 
@@ -169,8 +177,15 @@ class DevProvider:
         return [web.get(self.AUTHORIZE, self.form), web.post(self.AUTHORIZE, self.grant)]
 
     def _checked(self, request: web.Request, params: Any) -> None:
-        if not _loopback(request.remote):
+        if not _loopback(request.remote) or any(h in request.headers for h in RELAYED):
             raise web.HTTPForbidden(text="the dev issuer signs in local browsers only")
+        if not _local_url(self.settings.public_url):
+            # reached at another address (PORTCULLIS_CONSOLE_URL, a proxy in front, which
+            # connects from loopback): the people there are not at this machine
+            raise web.HTTPForbidden(
+                text="the dev issuer signs in local browsers only: the console's public URL "
+                "is not this host's"
+            )
         if params.get("client_id") != self.settings.client_id:
             raise web.HTTPBadRequest(text="unknown client_id")
         if params.get("redirect_uri") != self.settings.redirect_uri:
@@ -207,6 +222,12 @@ class DevProvider:
 def _challenge(verifier: str) -> str:
     digest = hashlib.sha256(verifier.encode("ascii", "replace")).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def _local_url(url: str) -> bool:
+    """Whether a URL names this host (a loopback address or localhost)."""
+    host = urlsplit(url).hostname or ""
+    return host == "localhost" or _loopback(host)
 
 
 def _loopback(remote: str | None) -> bool:

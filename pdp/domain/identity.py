@@ -10,10 +10,15 @@ another kind the issuer signs (`typ` logout+jwt, a token carrying `events`) is r
 The algorithm comes from the token header only after it has been checked against the
 key the `kid` selects: `none` is never accepted, an RSA/EC/OKP public key is never used
 as an HMAC secret, and HMAC is accepted only when a shared secret is configured
-explicitly. A token is ours only when issued to us: with several audiences it must
-name us as its authorized party (`azp`), and an `azp` naming another client is refused
-(OIDC Core §3.1.3.7). An ECDSA token has a twin text (s and n - s both verify): both
-are accepted and keyed as one, by `token_key` of the low-s text (canonical_token).
+explicitly. The keys come over https, or plain HTTP from this host only: a configured
+jwks_url or issuer in clear to another host stops the start (ConfigError), a discovered
+jwks_uri in clear to another host is no key source (whoever answers such a fetch on the
+path would publish a key of their own); a jwks_file others may write is no key source
+either (pdp.plumbing.trusted_files). A token is ours only when issued to us: with
+several audiences it must name us as its authorized party (`azp`), and an `azp` naming
+another client is refused (OIDC Core §3.1.3.7). An ECDSA token has a twin text (s and
+n - s both verify): both are accepted and keyed as one, by `token_key` of the low-s text
+(canonical_token).
 This module makes no policy decision; it only says who the caller is.
 """
 
@@ -22,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import ipaddress
 import json
 import logging
 import re
@@ -32,9 +38,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-import aiohttp
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
@@ -42,8 +48,12 @@ from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 from jwt.utils import base64url_decode
 
 from pdp.plumbing.keys import load_or_create_ed25519
-from portcullis.config import IdentitySettings
+from pdp.plumbing.trusted_files import others_may_write
+from portcullis.config import ConfigError, IdentitySettings
 from portcullis.token_text import token_key
+
+if TYPE_CHECKING:  # imported where a key is fetched: `portcullis audit` needs none
+    import aiohttp
 
 log = logging.getLogger("portcullis.identity")
 
@@ -385,6 +395,10 @@ class _KeyCache:
         if self._settings.jwks_file:
             path = Path(self._settings.jwks_file)
             try:
+                problem = others_may_write(str(path))
+                if problem:
+                    # whoever may write it publishes a key of their own: any identity
+                    raise _FetchError(f"identity.jwks_file: {problem}")
                 return json.loads(await asyncio.to_thread(path.read_bytes))
             except (OSError, ValueError, RecursionError) as exc:
                 raise _FetchError(f"{path}: {exc}") from None
@@ -409,10 +423,21 @@ class _KeyCache:
         return jwks_uri
 
     async def _get_json(self, url: str) -> dict[str, Any]:
+        import aiohttp
+
+        if cleartext_remote(url):
+            raise _FetchError(
+                f"{url} is plain HTTP to another host: the identity provider's keys must "
+                "come over https (or from this host)"
+            )
         try:
             async with self._http().get(
                 url, timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT)
             ) as resp:
+                hops = [str(hop.url) for hop in (*resp.history, resp)]
+                if any(cleartext_remote(hop) for hop in hops):
+                    # a redirect through plain HTTP: whoever answered that hop chose the rest
+                    raise _FetchError(f"GET {url} was redirected in plain HTTP to another host")
                 if resp.status != 200:
                     raise _FetchError(f"GET {url} answered HTTP {resp.status}")
                 body = bytearray()
@@ -477,6 +502,7 @@ class TokenVerifier:
         self.dev_issuer = (dev_issuer or DevIssuer(settings)) if settings.dev else None
         self._session: aiohttp.ClientSession | None = None
         has_keys = settings.jwks_url or settings.jwks_file
+        _refuse_keys_in_clear(settings)
         self._oidc = (
             _KeyCache(settings, self._http, refetch_interval)
             if settings.issuer or has_keys
@@ -489,6 +515,8 @@ class TokenVerifier:
         return self._oidc.fetches if self._oidc else 0
 
     def _http(self) -> aiohttp.ClientSession:
+        import aiohttp
+
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession()
         return self._session
@@ -625,6 +653,35 @@ class TokenVerifier:
             claims=claims,
             token_id=jti if isinstance(jti, str) else "",
             expires_at=int(claims.get("exp") or 0),
+        )
+
+
+def cleartext_remote(url: str) -> bool:
+    """Whether `url` is plain HTTP beyond this host (loopback and localhost are this host):
+    what answers it is whoever is on the network path."""
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        return False
+    host = parts.hostname or ""
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
+
+
+def _refuse_keys_in_clear(settings: IdentitySettings) -> None:
+    """ConfigError for keys the configuration has fetched in clear from another host: the
+    jwks_url, else the issuer's discovery (a jwks_file is read from disk)."""
+    if settings.jwks_file:
+        return
+    key, url = ("jwks_url", settings.jwks_url) if settings.jwks_url else ("issuer", settings.issuer)
+    if url and cleartext_remote(url):
+        raise ConfigError(
+            f"identity.{key}",
+            f"{url} is plain HTTP to another host: whoever answers on the network path "
+            "would publish keys of their own and sign any identity; use https://",
         )
 
 

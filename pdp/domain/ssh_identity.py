@@ -10,8 +10,10 @@ The proxy proves the client holds the key (the SSH signature) and presents the p
 (OpenSessionRequest attributes `ssh_public_key`, with no token); the PDP finds the key's
 line for that connection and takes subject and groups from it — never from anything the
 proxy says of the subject. A key not in the file, a connection without the option or not
-of type ssh, a line that does not read: `TokenRejected`, as a bad token is. The file is
-read again when it changes (a removed line stops working at the next login).
+of type ssh, a line that does not read: `TokenRejected`, as a bad token is. So is a file
+others may change (another user's, writable by all, or in a directory all may write
+without the sticky bit). The file is read again when it changes (a removed line stops
+working at the next login).
 
 No network IO; the file is read from disk.
 """
@@ -26,6 +28,7 @@ import re
 from dataclasses import dataclass
 
 from pdp.domain.identity import Identity, TokenRejected, unprintable
+from pdp.plumbing.trusted_files import others_may_write
 
 KEY_ATTRIBUTE = "ssh_public_key"
 OPTION = re.compile(r'\s*([A-Za-z-]+)="([^"]*)"\s*(,|(?=\s)|$)')
@@ -120,8 +123,13 @@ class KeyIdentities:
     def mapping(self, path: str) -> dict[str, MappedKey]:
         try:
             stat = os.stat(path)
+            problem = others_may_write(path, stat)
         except OSError:
             raise TokenRejected("public-key login is not available") from None
+        if problem:
+            # whoever may write the file (or swap it) maps a key of their own to any
+            # subject in any group: what sshd's StrictModes refuses for authorized_keys
+            raise TokenRejected("public-key login is not available", problem)
         # the change time too: an edit that keeps size and mtime (`cp -p`, `rsync -t`, a
         # touch -r after it) must not keep a revoked key's line in force; ctime cannot be set
         stamp = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)

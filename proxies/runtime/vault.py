@@ -11,7 +11,9 @@ in the background) and every lease it takes for a session:
 - `<mount>/sign/<role>` (SSH secrets engine) → a fresh ed25519 key pair per session whose
   public key Vault signs; the private key never leaves proxy memory.
 - `auth/token/create/<role>` → a Vault token issued per session from that token role (an
-  HTTP credential for an upstream that checks Vault tokens), revoked at release.
+  HTTP credential for an upstream that checks Vault tokens), revoked at release; one
+  carrying root or the proxy's own policies (a role without allowed_policies), or one
+  nothing can revoke (a batch token), is refused.
 
 Vault is asked at `vault.addr` and nowhere else: a redirect (3xx) is refused, not followed
 (requests keeps the X-Vault-Token header on the way to another host, so whoever answered
@@ -177,6 +179,9 @@ class VaultProvider:
             )
         self._login_lock = asyncio.Lock()
         self._logged_in = False
+        # the policies of the proxy's own token (lookup-self at login): what no token it
+        # issues to a session may carry (_token)
+        self._own_policies: frozenset[str] = frozenset()
         self._token_task: asyncio.Task[None] | None = None
         self._renewers: dict[str, asyncio.Task[None]] = {}
         self._leases: dict[str, str] = {}  # lease_id → ref, for revocation at close
@@ -382,10 +387,31 @@ class VaultProvider:
         token, accessor = str(auth.get("client_token", "")), str(auth.get("accessor", ""))
         if not token:
             raise CredentialUnavailable(f"Vault issued no token for {ref!r}")
+        if not accessor:
+            # a batch token (token_type batch): no accessor, nothing revokes it; it would
+            # stay valid for its whole TTL after the session it was issued for ended
+            raise CredentialUnavailable(
+                f"Vault issued a token for {ref} that cannot be revoked when its session "
+                "ends (a batch token): give the token role token_type service"
+            )
         lease_id = ACCESSOR_LEASE + accessor
         self._leases[lease_id] = ref
         self._ledger.issued(lease_id)
         duration = int(auth.get("lease_duration") or 0)
+        issued = _names(auth.get("policies")) + _names(auth.get("identity_policies"))
+        powers = _proxy_powers(issued, self._own_policies)
+        if powers:
+            # a token role without allowed_policies gives the token its creator's policies:
+            # the session's upstream would hold the proxy's own Vault identity (every
+            # connection's credentials; root when the proxy is logged in as root)
+            await self._revoke(lease_id, ref)
+            self._leases.pop(lease_id, None)
+            raise CredentialUnavailable(
+                f"Vault issued a token for {ref} with the proxy's own policies "
+                f"({', '.join(powers)}): give the token role allowed_policies of its own "
+                "(and orphan: true when the proxy logs in as an identity entity: its tokens "
+                "inherit the entity's policies)"
+            )
         if not 0 < duration <= bound:  # a role's token_explicit_max_ttl/period cannot lengthen it
             await self._revoke(lease_id, ref)
             self._leases.pop(lease_id, None)
@@ -599,6 +625,11 @@ class VaultProvider:
         else:
             raise CredentialUnavailable(f"Vault auth method {self.method!r} is not supported")
         data = client.auth.token.lookup_self().get("data") or {}
+        # its token's policies and those of its entity (a jwt, kubernetes or userpass
+        # login): a token it creates inherits the entity, and with it those
+        self._own_policies = frozenset(
+            _names(data.get("policies")) + _names(data.get("identity_policies"))
+        )
         return int(data.get("ttl") or 0), bool(data.get("renewable"))
 
     async def _keep_token(self, ttl: int, renewable: bool) -> None:
@@ -750,6 +781,17 @@ def _secret(auth: dict[str, Any], name: str, settings: VaultSettings) -> str:
     if not value:
         raise CredentialUnavailable(f"vault.auth.{name} is not set")
     return str(value)
+
+
+def _names(value: Any) -> list[str]:
+    """The policy names of a Vault answer's list (none when it is not one)."""
+    return [p for p in value if isinstance(p, str)] if isinstance(value, list) else []
+
+
+def _proxy_powers(issued: list[str], own: frozenset[str]) -> list[str]:
+    """The policies of a token issued for a session that are the proxy's own powers: root,
+    and every policy of the proxy's token or entity but `default` (which every token has)."""
+    return sorted(set(issued) & ({"root"} | own) - {"default"})
 
 
 def _cleartext(addr: str) -> bool:
