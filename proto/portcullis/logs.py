@@ -44,9 +44,12 @@ _session: contextvars.ContextVar[tuple[str, str]] = contextvars.ContextVar(
 )
 
 # a JWT (three base64url parts, the first a JSON header), a bearer credential, a
-# password= / token= pair: replaced whole
+# password= / token= pair: replaced whole. A JWT is read from the start of its run of
+# base64url (what of the run comes before its `eyJ` goes with it): tried at every `eyJ`
+# of a run, each read on to the run's end, a line of them was quadratic (1 MiB: minutes)
 _SECRETS = re.compile(
-    r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"
+    r"(?<![A-Za-z0-9_-])(?=[A-Za-z0-9_-]*?eyJ[A-Za-z0-9_-]{4})"
+    r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"
     r"|(?i:bearer)\s+[A-Za-z0-9._~+/=-]{8,}"
     r"|(?i:(?:password|passwd|secret|token|api_key)\s*[=:]\s*)[^\s,;&\"']+"
 )

@@ -30,6 +30,8 @@ from __future__ import annotations
 import base64
 import binascii
 import bisect
+import contextlib
+import contextvars
 import functools
 import hashlib
 import hmac
@@ -39,6 +41,7 @@ import logging
 import math
 import os
 import re
+import time
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -46,7 +49,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from portcullis import phone_numbers
-from portcullis.card_groupings import grouped_card_spans
+from portcullis.card_groupings import covering, grouped_card_spans
 from portcullis.verdict import MASK_STRATEGIES, MaskRule
 
 log = logging.getLogger("portcullis.masking")
@@ -64,6 +67,38 @@ Span = tuple[int, int]
 
 class MaskingError(ValueError):
     """The mask rules cannot be enforced as given; the proxy must fail closed."""
+
+
+class ScanBudgetExceeded(MaskingError):
+    """A text the detectors could not read within the time its caller allows
+    (scan_budget): what holds it must be withheld, never passed on unread."""
+
+
+# when the detectors give up reading (scan_budget), by the CPU time of the thread reading
+# (time.thread_time: a thread waiting for the interpreter's lock, or a test's hold, spends
+# none of it)
+_SCAN_DEADLINE: contextvars.ContextVar[float] = contextvars.ContextVar(
+    "portcullis_scan_deadline", default=math.inf
+)
+
+
+@contextlib.contextmanager
+def scan_budget(seconds: float) -> Iterator[None]:
+    """Within it the detectors raise ScanBudgetExceeded once the thread has spent
+    `seconds` of CPU time (an enclosing budget's earlier deadline stands): a proxy
+    masking an upstream's answer on a loop every session shares bounds the time one
+    answer takes, whatever it holds."""
+    deadline = min(_SCAN_DEADLINE.get(), time.thread_time() + seconds)
+    token = _SCAN_DEADLINE.set(deadline)
+    try:
+        yield
+    finally:
+        _SCAN_DEADLINE.reset(token)
+
+
+def _within_budget() -> None:
+    if time.thread_time() > _SCAN_DEADLINE.get():
+        raise ScanBudgetExceeded("the text could not be read for values in the time allowed")
 
 
 # ---------------------------------------------------------------- detectors
@@ -365,12 +400,16 @@ def _card_spans(text: str) -> Iterator[Span]:
         sizes = [b - a for a, b in groups]
         if sum(sizes) < _CARD_MIN:
             continue
+        _within_budget()
+        digits = _RunDigits(text, groups, sizes)
         start = 0
         while start < len(groups):
-            if not _reaches_card(sizes, start):
+            if start % 1024 == 1023:
+                _within_budget()
+            if not digits.reaches_card(start):
                 start += 1  # (the cheap test first: dates and times stop here)
                 continue
-            end = _longest_card_from(text, groups, start)
+            end = _longest_card_from(text, groups, start, digits)
             if end is None:
                 start += 1
                 continue
@@ -381,8 +420,9 @@ def _card_spans(text: str) -> Iterator[Span]:
             # 4111 1111 1111 1111), which must be found too; overlaps are merged
             start += 1
     # (the groupings no printed card uses, which most are not found above already)
+    covered = covering(found)
     for span in grouped_card_spans(text, _card_digits_ok, found):
-        if not any(a <= span[0] and span[1] <= b for a, b in found):
+        if not covered(*span):
             yield span
     if _EXPONENT_HINT.search(text) is None:
         return
@@ -423,32 +463,105 @@ def _exponent_card(mantissa: str, exponent: int) -> bool:
     return _card_digits_ok(digits)
 
 
-def _longest_card_from(text: str, groups: list[Span], start: int) -> int | None:
+class _RunDigits:
+    """A run's digits read once for the card windows tried in it (_longest_card_from):
+    whether a window's digits are a card's (_card_digits_ok) is then found in a few
+    steps, not by joining and reading its digits again from each of its groups. A run
+    of digits one at a time (`1 1 1 ...`, each a window's start, seven windows each)
+    read each window's digits afresh: ~13 s a MiB on the event loop."""
+
+    __slots__ = ("_nonzero", "_ones", "_same_to", "_sums", "digits", "offsets", "sizes")
+
+    def __init__(self, text: str, groups: list[Span], sizes: list[int]) -> None:
+        self.digits = "".join(text[a:b] for a, b in groups)
+        self.sizes = sizes
+        self.offsets = [0, *itertools.accumulate(sizes)]
+        # from each group: how many groups of one digit follow on, itself the first
+        ones = [0] * (len(sizes) + 1)
+        for k in range(len(sizes) - 1, -1, -1):
+            ones[k] = ones[k + 1] + 1 if sizes[k] == 1 else 0
+        self._ones = ones
+        self._sums: list[list[int]] = []  # (_read: for a long run, once asked)
+        self._nonzero: list[int] = []
+        self._same_to: list[int] = []
+
+    def _read(self) -> None:
+        values = self.digits.encode("ascii")
+        count = len(values)
+        # the sums of the digits before each place, as Luhn reads a digit (as it is, or
+        # doubled), apart for the places of each parity
+        for parity in (0, 1):
+            for read in (_AS_IS, _DOUBLED):
+                sums = (read[v] if k % 2 == parity else 0 for k, v in enumerate(values))
+                self._sums.append([0, *itertools.accumulate(sums)])
+        # from each place: the first digit that is not a 0, the end of its run of one digit
+        nonzero, same_to = [count] * (count + 1), [count] * (count + 1)
+        for k in range(count - 1, -1, -1):
+            nonzero[k] = k if values[k] != 48 else nonzero[k + 1]
+            same_to[k] = same_to[k + 1] if k + 1 < count and values[k + 1] == values[k] else k + 1
+        self._nonzero, self._same_to = nonzero, same_to
+
+    def card_digits(self, first: int, last: int) -> bool:
+        """_card_digits_ok of the digits of groups first..last."""
+        start, end = self.offsets[first], self.offsets[last + 1]
+        if len(self.digits) <= _READ_DIRECTLY:
+            return _card_digits_ok(self.digits[start:end])  # (a card's run: 13-19 digits)
+        if not self._sums:
+            self._read()
+        start = min(self._nonzero[start], end)  # (zero padding is not the card's)
+        if not _CARD_MIN <= end - start <= _CARD_MAX or self._same_to[start] >= end:
+            return False
+        parity = (end - 1) % 2  # (the check digit's: read as it is, then every other)
+        as_is, doubled = self._sums[2 * parity], self._sums[2 * (1 - parity) + 1]
+        total = as_is[end] - as_is[start] + doubled[end] - doubled[start]
+        return total % 10 == 0
+
+    def reaches_card(self, start: int) -> bool:
+        """_reaches_card, in a step for groups of one digit."""
+        sizes = self.sizes
+        if sizes[start] == 1 and start + 1 < len(sizes) and sizes[start + 1] == 1:
+            return self._ones[start] >= _CARD_MIN
+        return _reaches_card(sizes, start)
+
+    def single_ends(self, start: int) -> range | None:
+        """The last groups of the windows _longest_card_from tries from `start` when it
+        and the next group are one digit each (`4 1 1 1 ...`); None otherwise."""
+        sizes = self.sizes
+        if not (sizes[start] == 1 and start + 1 < len(sizes) and sizes[start + 1] == 1):
+            return None
+        padding = 1 if self.digits[self.offsets[start]] == "0" else 0
+        last = min(start + _CARD_MAX - 1 + padding, start + self._ones[start] - 1)
+        return range(start + _CARD_MIN - 1 + padding, last + 1)
+
+
+_READ_DIRECTLY = 64  # (a run of at most this many digits: each window read as it is)
+_AS_IS = [0] * 48 + list(range(10))  # (by the ASCII code of a digit)
+_DOUBLED = [0] * 48 + [v * 2 - 9 if v > 4 else v * 2 for v in range(10)]
+
+
+def _longest_card_from(text: str, groups: list[Span], start: int, run: _RunDigits) -> int | None:
     """Index of the last group of the longest valid card starting at group `start`."""
-    candidates = []
-    digits = 0
-    first = text[groups[start][0] : groups[start][1]]
-    padding = len(first) - len(first.lstrip("0"))
-    # (digits spelt one at a time: 4 1 1 1 ...; their separators are _card_window_ok's)
-    single = (
-        len(first) == 1
-        and start + 1 < len(groups)
-        and groups[start + 1][1] - groups[start + 1][0] == 1
-    )
-    for index in range(start, len(groups)):
-        size = groups[index][1] - groups[index][0]
-        if index > start and (size != 1 if single else not 3 <= size <= 6):
-            break  # a later group outside 3-6 digits is no card's, grouped either way
-        digits += size
-        if digits - padding > _CARD_MAX:
-            break
-        if digits - padding >= _CARD_MIN:
-            candidates.append(index)
-    for end in reversed(candidates):
+    tried: Sequence[int] | None = run.single_ends(start)
+    if tried is None:
+        candidates = []
+        digits = 0
+        first = text[groups[start][0] : groups[start][1]]
+        padding = len(first) - len(first.lstrip("0"))
+        for index in range(start, len(groups)):
+            size = groups[index][1] - groups[index][0]
+            if index > start and not 3 <= size <= 6:
+                break  # a later group outside 3-6 digits is no card's, grouped either way
+            digits += size
+            if digits - padding > _CARD_MAX:
+                break
+            if digits - padding >= _CARD_MIN:
+                candidates.append(index)
+        tried = candidates
+    for end in reversed(tried):
+        if not run.card_digits(start, end):
+            continue  # the check digit first: it turns down nine windows in ten
         window = groups[start : end + 1]
         parts = [text[a:b] for a, b in window]
-        if not _card_digits_ok("".join(parts)):
-            continue  # the check digit first: it turns down nine windows in ten
         separators = [text[a[1] : b[0]] for a, b in itertools.pairwise(window)]
         if _card_window_ok(parts, separators):
             return end
@@ -958,6 +1071,13 @@ _OTHER_FORM = re.compile(
     r"\u2488-\u2490\u24f5-\u24fd\u2776-\u277e\u2780-\u2788\u278a-\u2792]"
 )
 
+
+# line breaks a reader's screen shows (a terminal's vertical tab and form feed, NEL, the
+# Unicode line and paragraph separators, the information separators str.splitlines
+# reads as breaks) where the proxies part a text's lines at CR and LF alone: a value
+# across them is read as one line's (Masker._one_line_hits), as across lines parted by LF
+_OTHER_BREAKS = re.compile("[\v\f\x1c-\x1e\x85\u2028\u2029]")
+_BREAKS_AS_SPACES = dict.fromkeys(map(ord, "\v\f\x1c\x1d\x1e\x85\u2028\u2029"), " ")
 
 # characters no one sees on screen (format characters, joiners, bidirectional marks,
 # variation selectors, the soft hyphen, fillers), and marks drawn over the character before
@@ -1615,9 +1735,12 @@ class Masker:
         read = value if value.isascii() else as_ascii(value)
         for priority, (detector, _) in enumerate(self._detectors):
             if detector.precheck(read):
+                _within_budget()
                 hits.extend((s, e, priority) for s, e in detector.find(read))
         if not value.isascii() and _INVISIBLE.search(read) is not None:
             hits.extend(self._unseen_hits(read))
+        if _OTHER_BREAKS.search(read) is not None:
+            hits.extend(self._one_line_hits(read))
         if ("&" in value or "%" in value or "\\" in value or "<" in value) and (
             referenced := _referenced(value)
         ) is not None:
@@ -1634,6 +1757,18 @@ class Masker:
             pos = end
         out.append(value[pos:])
         return "".join(out)
+
+    def _one_line_hits(self, read: str) -> Iterator[tuple[int, int, int]]:
+        """What the detectors find in `read` with its line breaks other than CR and LF
+        read as spaces (_OTHER_BREAKS), as spans of `read`: the lines a reader sees,
+        read as one line, as the proxies read a text's lines parted by CR or LF
+        (`4111 1111\u20281111 1111`, `\v`, `\f`, NEL: a card on two lines on screen)."""
+        seen = read.translate(_BREAKS_AS_SPACES)
+        for priority, (detector, _) in enumerate(self._detectors):
+            if detector.precheck(seen):
+                _within_budget()
+                for start, end in detector.find(seen):
+                    yield start, end, priority
 
     def _unseen_hits(self, read: str) -> Iterator[tuple[int, int, int]]:
         """What the detectors find in `read` as its reader sees it, without the characters

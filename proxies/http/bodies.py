@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import csv
 import functools
 import html
@@ -41,12 +42,21 @@ import string
 import time
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 from urllib.parse import unquote
 
-from portcullis.masking import Masker, MaskingError, field_words, name_words, worded_field
+from portcullis.masking import (
+    Masker,
+    MaskingError,
+    ScanBudgetExceeded,
+    field_words,
+    name_words,
+    scan_budget,
+    worded_field,
+)
+from portcullis.tails import tail_start
 from portcullis.verdict import MaskRule
 from proxies.http.composites import is_composite, masked_composite, masked_in_prose
 from proxies.http.mcp_columns import AlignedRows, Ambiguous
@@ -61,6 +71,25 @@ MAX_RECORD = 1024 * 1024  # one NDJSON line or SSE event
 
 class Unmaskable(Exception):
     """The body cannot be masked as the verdict says; safe to show the client."""
+
+
+# the CPU time one call masking an answer's bytes may take (SCAN_SECONDS, and a second
+# for each SCAN_BYTES_PER_SECOND it reads; masking.scan_budget): an upstream's answer
+# the detectors cannot read in it is withheld, not passed on unread. Generous: ordinary
+# JSON and text are masked at 0.5-2 MB/s, and what was read slower than this (`1 1 1
+# ...`: each digit a card's possible start, 13 s a MiB) is now read as fast
+SCAN_SECONDS = 10.0
+SCAN_BYTES_PER_SECOND = 64 * 1024
+
+
+@contextlib.contextmanager
+def _scanned(size: int) -> Iterator[None]:
+    """Within: the detectors read `size` bytes within the budget, else Unmaskable."""
+    try:
+        with scan_budget(SCAN_SECONDS + size / SCAN_BYTES_PER_SECOND):
+            yield
+    except ScanBudgetExceeded as exc:
+        raise Unmaskable(f"the response could not be masked in the time allowed ({exc})") from None
 
 
 def masker_for(rules: Sequence[MaskRule], hash_key: bytes) -> Masker:
@@ -572,6 +601,14 @@ class BodyMask:
         return self.kind in ("lines", "csv", "sse")
 
     def feed(self, data: bytes) -> bytes:
+        with _scanned(len(self._pending) + len(data)):
+            return self._feed(data)
+
+    def finish(self) -> bytes:
+        with _scanned(len(self._pending)):
+            return self._finish()
+
+    def _feed(self, data: bytes) -> bytes:
         if self.kind == WITHHELD:
             if data:
                 raise Unmaskable(f"an answer of type {self.media or 'none'} cannot be masked")
@@ -600,7 +637,7 @@ class BodyMask:
         self._pending = bytearray(rest + held)
         return self._records(done)
 
-    def finish(self) -> bytes:
+    def _finish(self) -> bytes:
         data, self._pending = bytes(self._pending), bytearray()
         if self.kind == WITHHELD:
             return b""
@@ -680,6 +717,16 @@ class BodyMask:
             except RecursionError:
                 # (a document nested deeper than these walks go: json.loads reads ~1000
                 # levels, they recurse once a level)
+                raise Unmaskable(
+                    "the JSON response is nested too deep; it cannot be masked"
+                ) from None
+        elif depth < 4 and self.masker.detects:
+            # (under the detectors alone, a string carrying text (base64, hex, a data: URI,
+            # a document in a string) is read as that text too, as under field rules:
+            # `{"blob": "Y2FyZCA0MTEx..."}`, `card 4111 ...` in base64, went as it came)
+            try:
+                masked = self._named_values(masked, found, depth)
+            except RecursionError:
                 raise Unmaskable(
                     "the JSON response is nested too deep; it cannot be masked"
                 ) from None
@@ -1177,6 +1224,8 @@ class BodyMask:
         return out
 
     def _string(self, value: str, found: Counter[str], depth: int) -> str:
+        if "\n" in value or "\r" in value:
+            value = self._lines_read(value, found)
         packed = _packed_base64(value)
         if packed is not None:
             # an archive or a compressed file in base64 (an export, an Office document):
@@ -1259,6 +1308,20 @@ class BodyMask:
                 found.update({f"detector:{k}": v for k, v in counts.items()})
                 return shown
         return self._pairs_and_prose(value)
+
+    def _lines_read(self, value: str, found: Counter[str]) -> str:
+        """A string of several lines read as a text body's lines are, together
+        (masked_lines): a value across them (`card 4111 1111\n1111 1111`: a client
+        printing the string shows it on two lines) masked in the lines holding it. The
+        detectors read no value across a line break, and a JSON answer's string was read
+        alone: its lines went as they came, where a text body's were masked."""
+        pieces = _LINE_ENDS.split(value)
+        masked, counts = masked_lines(self.masker, pieces[0::2])
+        if not counts:
+            return value
+        found.update(counts)
+        pieces[0::2] = masked
+        return "".join(pieces)
 
     def _decoded(self, value: str, coded: tuple[str, str], found: Counter[str], depth: int) -> str:
         """A string that is the base64 of text, masked as that text and encoded again;
@@ -1380,9 +1443,9 @@ class BodyMask:
         `078-05-**1120**`) shows whole where the detectors read its pieces apart. When the
         rendered text holds what the detectors find, it goes rendered and masked (the
         markup of that text lost), as mask_shown does with a terminal's escapes."""
-        if not _MARKUP.search(masked):
+        seen = _unmarked(masked)
+        if seen == masked:
             return masked
-        seen = _MARKUP.sub("", masked)
         if not self.masker.may_detect(seen.encode("utf-8")):
             return masked
         again, counts = self.masker.mask_text(seen)
@@ -1458,8 +1521,8 @@ class BodyMask:
         value found across them is masked whole into the first event holding a piece of
         it, the pieces after it emptied. So the events from the one where a text's end
         may still be the start of a value (an LLM's piece: a word, or digits and their
-        separators, _GROWING_TAIL; data as text: those, or a word with an `@`,
-        _VALUE_TAIL; a text body's line: digits and their separators, _DIGITS_TAIL, its
+        separators, _growing_tail; data as text: those, or a word with an `@`,
+        _value_tail; a text body's line: digits and their separators, _digit_lines_tail, its
         lines read together with a newline between, and as one line; a record's other
         string, with the same string of the records after it, so: _SHOWN_TAIL) are held
         until a later event ends it; those before go. Held up to MAX_HELD_EVENTS events
@@ -1477,22 +1540,22 @@ class BodyMask:
                 continue
             sep = self._piece_separator(place)
             joined = sep.join(self._pieces[i][1][place] for i in pieces)
-            ends = (
-                _SHOWN_TAIL
+            tail = (
+                _shown_tail
                 if _shown_place(place)
-                else _GROWING_TAIL
+                else _growing_tail
                 if place
-                else _VALUE_TAIL
+                else _value_tail
                 if self.kind == "sse"
-                else _DIGITS_TAIL
+                else _digit_lines_tail
             )
-            tail = ends.search(joined)
-            if tail is None:
+            start = tail(joined)
+            if start == len(joined):
                 continue
             at = 0
             for i in pieces:  # (the event the tail starts in)
                 at += len(self._pieces[i][1][place]) + len(sep)
-                if at > tail.start():
+                if at > start:
                     keep = min(keep, i)
                     break
         size = sum(len(held) for held, _ in self._pieces)
@@ -1528,7 +1591,8 @@ class BodyMask:
         pieces come apart (a WebSocket's messages, each as an event of its data:
         websocket.MaskedFrames): those from the one where a value may go on in the next
         are held, a value found across them masked into its first (_released)."""
-        return self._released(event)
+        with _scanned(len(event)):
+            return self._released(event)
 
     def held_events(self) -> list[str]:
         """The events `released` holds, to go now (the stream ended, or waited enough)."""
@@ -2341,7 +2405,7 @@ class BodyMask:
         for anchor in _YAML_ANCHOR.finditer(line):
             if len(self._anchors) < MAX_ANCHORS:
                 self._anchors.add(anchor["name"])
-        for alias in _YAML_ALIAS_UNDER.finditer(line):
+        for alias in _yaml_aliases_under(line):
             name = alias["name"].strip().lstrip("-? ").strip()
             if alias["alias"] in self._anchors and self._field(name):
                 raise Unmaskable("a YAML alias under a masked field cannot be masked")
@@ -2939,16 +3003,21 @@ def table_shaped(text: str, delimiter: str = ",") -> bool:
 # a cell of a line of names parted by commas (a CSV header in a text body): a name of up
 # to three words (letters first), quoted or not
 _HEADER_CELL = re.compile(r' *"?[^\W\d][\w.\-/#()]{0,31}(?: [\w.\-/#()]{1,32}){0,2}"? *')
-MAX_HELD_EVENTS = 32  # events of a stream held while a value may go on (_released)
+# The bounds of every stream held while a value may go on in what comes next: a body's
+# events or lines (_released), a WebSocket's messages (websocket.MaskedFrames), an MCP
+# stream's log messages (mcp_pieces.HeldPieces). Held for the next event at most
+# HELD_SECONDS: the stream's pause after a value's first part is read as its end (a
+# client waiting for a message before it sends again would otherwise wait for a server
+# waiting for the client, and a server's stream may stay quiet for hours).
+MAX_HELD_EVENTS = 32
 MAX_HELD_CHARS = 64 * 1024
-# held for the next event at most this long (websocket.HELD_SECONDS's, the MCP proxy's
-# bound: mcp_pieces): the stream's pause after a value's first part is read as its end
 HELD_SECONDS = 0.5
 # the end of a record's string a value may go on from in the same string of the next
 # record (`{"line": "card 4111 1111"}`, then `{"line": "1111 1111"}`): digits and what
 # parts a card's, an SSN's, an IBAN's groups, back as far as the longest of them reaches
 # (a record's id, `"4112"`, in each record holds only the last few)
-_SHOWN_TAIL = re.compile(r"[0-9][0-9 \-\n]{0,40}\Z")
+_SHOWN_REACH = 40
+_SHOWN_TAIL = re.compile(rf"[0-9][0-9 \-\n]{{0,{_SHOWN_REACH}}}\Z")
 MAX_SHOWN_TEXTS = 64  # strings of one record read with the next record's (_doc_texts)
 _RECORD_DETECTORS = frozenset(SPLIT_DETECTORS)  # (what is read across records)
 
@@ -2978,7 +3047,8 @@ def _may_go_on(text: str) -> bool:
 
 # the end of a text a value may go on from: a word (an address, a token), or digits
 # and what parts them (a card's, a phone number's groups, an SSN's)
-_GROWING_TAIL = re.compile(r"[\w@.+\-]+\Z|[+(0-9][0-9 ().\-]*\Z")
+_WORD_RUN = re.compile(r"[\w@.+\-]+")
+_DIGITS_RUN = re.compile(r"[+(0-9][0-9 ().\-]*")
 # an event or a line saying an LLM's text is whole (OpenAI's `finish_reason` and
 # `[DONE]`, Anthropic's `stop_reason` and `message_stop`, the Responses API's `.done`
 # and `response.completed`, Ollama's `"done": true`): what is held goes with it
@@ -2989,11 +3059,46 @@ _TEXT_ENDS = re.compile(
     re.M,
 )
 # the end of data as text a value may go on from: digits and their separators, a word
-# (what may start an address: `bob`, then `@example.com`), a word holding an `@`
-_VALUE_TAIL = re.compile(r"[+(0-9][0-9 ().\-]*\Z|[\w.+\-]*@[\w.\-]*\Z|[\w.+\-]+\Z")
+# (what may start an address: `bob`, then `@example.com`), a word holding an `@` (its
+# local part's run, an `@`, its domain's run)
+_LOCAL_RUN = re.compile(r"[\w.+\-]+")
+_DOMAIN_RUN = re.compile(r"[\w.\-]+")
 # the end of a text body's line a value may go on from on the next line (a card's, a
 # phone number's, an SSN's groups parted by a newline: `4111 1111\n1111 1111`)
-_DIGITS_TAIL = re.compile(r"[+(0-9][0-9 ().\-\n]*\Z")
+_DIGIT_LINES_RUN = re.compile(r"[+(0-9][0-9 ().\-\n]*")
+
+
+def _growing_tail(text: str) -> int:
+    """Where the end of an LLM's piece of text a value may go on from starts (a word, or
+    digits and their separators): len(text) when it ends in none. Each found in one pass
+    (tail_start; searched for as `(...)\\Z`, 64 KiB of digits then a letter held the
+    proxy's loop ~20 s)."""
+    return min(tail_start(_WORD_RUN, text), tail_start(_DIGITS_RUN, text))
+
+
+def _value_tail(text: str) -> int:
+    """Where the end of an event's data a value may go on from starts: digits and their
+    separators, a word, a word holding an `@`; len(text) when it ends in none."""
+    start = min(tail_start(_DIGITS_RUN, text), tail_start(_LOCAL_RUN, text))
+    domain = tail_start(_DOMAIN_RUN, text)
+    if domain and text[domain - 1] == "@":
+        start = min(start, tail_start(_LOCAL_RUN, text, domain - 1))
+    return start
+
+
+def _digit_lines_tail(text: str) -> int:
+    """Where the end of a text body's lines (a newline between) a value may go on from
+    starts: digits and their separators, newlines among them; len(text) when none."""
+    return tail_start(_DIGIT_LINES_RUN, text)
+
+
+def _shown_tail(text: str) -> int:
+    """Where the end of a record's string a value may go on from starts (_SHOWN_TAIL,
+    searched from where its bound reaches back to only); len(text) when none."""
+    found = _SHOWN_TAIL.search(text, max(0, len(text) - _SHOWN_REACH - 1))
+    return len(text) if found is None else found.start()
+
+
 # the keys an LLM's pieces of text go by at the end of their trail (Anthropic's tool
 # input `partial_json`, TGI's `generated_text`), and beside a `done` flag (Ollama's
 # `response`, `message.content`)
@@ -3194,6 +3299,17 @@ def _names_row(row: list[Any]) -> bool:
 
 # what a browser or a Markdown viewer does not show of a text: tags, comments, emphasis
 _MARKUP = re.compile(r"<!--.*?-->|</?[A-Za-z][^<>]*>|\*\*|__|~~|`", re.S)
+_MARKS = re.compile(r"</?[A-Za-z][^<>]*>|\*\*|__|~~|`")  # (those but comments)
+
+
+def _unmarked(text: str) -> str:
+    """`text` without its markup (_MARKUP), read in one pass: after the last `-->` no
+    comment can close, so what follows it is read for the other marks alone (each `<!--`
+    there was read on to the text's end: 64 KiB of them held the loop ~5 s)."""
+    closed = text.rfind("-->") + 3 if "-->" in text else 0
+    return _MARKUP.sub("", text[:closed]) + _MARKS.sub("", text[closed:])
+
+
 # an element's text between its tags (`<td>5550100</td>`)
 _ELEMENT_TEXT = re.compile(r">([^<>]*)<")
 # a line of text that is one value alone: no space within it, no markup
@@ -3393,6 +3509,48 @@ _YAML_ALIAS_UNDER = re.compile(
     r"\*(?P<alias>[^\s,\[\]{}]+)"
 )
 MAX_ANCHORS = 4096
+# what ends a name an alias is under (_YAML_ALIAS_UNDER's), the first character it may
+# start with, and what follows its colon
+_YAML_NAME_START = re.compile(r"[^\s:{},\[\]\"'#&*]")
+_YAML_ALIAS_AFTER = re.compile(r":\s*(?:\[\s*)?\*")
+
+
+def _yaml_aliases_under(line: str) -> list[re.Match[str]]:
+    """_YAML_ALIAS_UNDER's matches in `line`, as its finditer finds them, read in one
+    pass. Its name (no colon within) was tried from every character of a run of them,
+    each try read on to the colon after: quadratic (16 KiB of a YAML line's words with
+    no alias held the loop 3-5 s). A name is the one before a colon an alias follows:
+    each such colon is tried once, from the first character a name may start with after
+    what ends one (a mark, or a quote then spaces before the colon) and after the match
+    before."""
+    found: list[re.Match[str]] = []
+    pos = 0  # (where the next match may start: the last one's end)
+    lower = 0  # (the colon before, of those read: no name reaches back over it)
+    for after in _YAML_ALIAS_AFTER.finditer(line):
+        at = after.start()
+        lower, low = at + 1, max(lower, line.rfind(":", lower, at) + 1)
+        if at < pos or _YAML_NAME_START.search(line, max(pos, low), at) is None:
+            continue
+        name_end, mark = at, _last_mark(line, low, at)
+        if mark >= 0 and line[mark] in "\"'" and not line[mark + 1 : at].strip():
+            name_end, mark = mark, _last_mark(line, low, mark)  # (`"phone": *a`)
+        first = _YAML_NAME_START.search(line, max(pos, mark + 1, low), name_end)
+        if first is None:
+            continue
+        start = first.start()
+        if start == mark + 1 and mark >= pos and line[mark] in "\"'":
+            start = mark  # (its opening quote)
+        alias = _YAML_ALIAS_UNDER.match(line, start)
+        if alias is not None:
+            found.append(alias)
+            pos = alias.end()
+    return found
+
+
+def _last_mark(line: str, start: int, end: int) -> int:
+    """Where the last of the marks that end a YAML name (other than a colon) is in
+    line[start:end], -1 if none is."""
+    return max(line.rfind(mark, start, end) for mark in "{},[]\"'#")
 
 
 _CODED_LABEL = re.compile(r"[A-Za-z0-9+/]{4,172}={0,2}|[A-Za-z0-9_-]{4,172}={0,2}")
@@ -3661,6 +3819,7 @@ def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 _DECODER = json.JSONDecoder(object_pairs_hook=_unique_names)
+_LINE_ENDS = re.compile(r"(\r\n|\r|\n)")  # (kept: a string's lines written back as they were)
 # escapes a reader of text undoes: HTML character references, JavaScript's \\u and \\x,
 # percent-encoding
 _ESCAPED = re.compile(
@@ -3684,11 +3843,23 @@ def unescaped_view(text: str) -> str:
 _VALUE_ENDS = re.compile(r"[ \t]*(?:[&;,}\])\r\n]|$)")
 
 
+# where no name starts: inside an escape a name may hold (the `u` of `\u0041`, the `x`
+# of `&#x41;`), or just after one (`&#65;`): no name character precedes there, and a
+# line of such escapes tried a name at each of them, read on to the line's end
+# (quadratic: 16 KiB of `&#65;` held the loop 1.6 s)
+_IN_NAME = (
+    r"(?!(?<=\\)[uUxX])(?!(?<=&#)[xX])(?!(?<=;)(?:"
+    + "|".join(f"(?<=&#[0-9]{{{n}}};)" for n in range(1, 8))
+    + "|"
+    + "|".join(f"(?<=&#[xX][0-9A-Fa-f]{{{n}}};)" for n in range(1, 7))
+    + "))"
+)
 # a name and its separator inside a line: "phone": / phone= / phone:
 # (a name starts where no name character precedes it: one try per word, not per letter,
 # so a long line is read in linear time)
 _NAMED = re.compile(
-    rf"""(?<![\w.\-"'%])(?P<q>["']?)(?P<key>(?:[^\W\d]|{_NAME_ESCAPE})(?:[\w.\-]|{_NAME_ESCAPE})*)"""
+    rf"""(?<![\w.\-"'%]){_IN_NAME}(?P<q>["']?)"""
+    rf"""(?P<key>(?:[^\W\d]|{_NAME_ESCAPE})(?:[\w.\-]|{_NAME_ESCAPE})*)"""
     r"""(?P=q)[ \t]*[:=][ \t]*"""
 )
 _PLAIN = re.compile(r"[^&;,}\]\r\n]*")

@@ -46,7 +46,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from portcullis.masking import Masker, MaskingError
+from portcullis.masking import Masker, MaskingError, scan_budget
 from portcullis.verdict import Verdict, VerdictKind
 from proxies.http import mcp_codec as codec
 from proxies.http.bodies import (
@@ -91,6 +91,9 @@ KEEP_ALIVE = b":\n\n"
 # a request body past this is read (parsed strictly, its tree checked) in a thread, not on
 # the event loop every session of the process shares: 4 MiB of JSON is ~0.4 s of CPU
 PARSE_ON_LOOP = 64 * 1024
+# the CPU time the masks may take over one answer (masking.scan_budget): one they cannot
+# read in it is answered with an error, not passed on unread
+SCAN_SECONDS = 60.0
 _PREFER_WAIT = re.compile(r"(?:^|[,;])\s*wait\s*=\s*\"?(\d{1,6})\"?\s*(?=$|[,;])", re.I)
 
 
@@ -1019,9 +1022,11 @@ class Forward:
             # under a tool's output schema: JSON in a text item too)
             held = _SESSION_TABLES.set(self.mcp.tables.view(asked))
             try:
-                for key in ("result", "params", "error"):
-                    if key in message:
-                        out[key] = _mask_tree(message[key], masker, counts)
+                # (an answer the detectors cannot read in the time allowed: withheld)
+                with scan_budget(SCAN_SECONDS):
+                    for key in ("result", "params", "error"):
+                        if key in message:
+                            out[key] = _mask_tree(message[key], masker, counts)
             finally:
                 _SESSION_TABLES.reset(held)
         except (MaskingError, TypeError):

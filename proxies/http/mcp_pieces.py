@@ -28,18 +28,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from portcullis.masking import Masker
+from portcullis.tails import tail_start
+from proxies.http.bodies import HELD_SECONDS, MAX_HELD_CHARS, MAX_HELD_EVENTS
 from proxies.http.mcp_codec import SseEvent
 from proxies.postgres.values import masked_lines
 
-MAX_HELD_EVENTS = 32
-MAX_HELD_CHARS = 64 * 1024
-# held for the next event at most this long (websocket.HELD_SECONDS's bound): a client
-# waiting for a log line before it sends again would otherwise wait for a server
-# waiting for the client, and a server's stream may stay quiet for hours
-HELD_SECONDS = 0.5
 # the end of a text a value may go on from on the next line: digits and what parts them
-# (a card's groups, an SSN's, an IBAN's after its letters)
-_DIGITS_TAIL = re.compile(r"[0-9][0-9 ().\-]*\Z")
+# (a card's groups, an SSN's, an IBAN's after its letters), read by tails.tail_start
+_DIGITS_RUN = re.compile(r"[0-9][0-9 ().\-]*")
 # the member of each notification a client shows as a line of text
 _SHOWN_TEXTS = {"notifications/message": "data", "notifications/progress": "message"}
 
@@ -163,7 +159,7 @@ class HeldPieces:
 def _goes_on(held: _Held) -> bool:
     """Whether a value may go on from a held event's texts into the next event's: one of
     them ends in digits (its data's strings are each shown, the next event's after)."""
-    return any(_DIGITS_TAIL.search(text) for text in held.texts.values())
+    return any(tail_start(_DIGITS_RUN, text) < len(text) for text in held.texts.values())
 
 
 def _with(shown: Any, place: Place, text: str) -> Any:

@@ -28,6 +28,7 @@ from portcullis.masking import Masker, MaskingError
 from portcullis.verdict import VerdictKind
 from proxies.http import messages
 from proxies.http.bodies import (
+    HELD_SECONDS,
     BodyMask,
     Unmaskable,
     field_words,
@@ -162,11 +163,6 @@ def frame_header(buf: bytearray) -> tuple[int, int, bytes] | None:
 WEBSOCKET_HELD = 4
 MAX_MASKED_MESSAGE = 1024 * 1024  # a message towards the client held whole to be masked
 MAX_CONTROL = 125  # a control frame's payload at most (RFC 6455 §5.5)
-# a message whose end may go on as a value in the next (`4111 1111`, then ` 1111 1111`:
-# an LLM's tokens, a client putting the messages together) is held for the next at
-# most this long: a client waiting for it before it sends again would otherwise wait
-# for a server waiting for the client (bodies.BodyMask.released bounds the rest)
-HELD_SECONDS = 0.5
 
 
 class MaskedFrames:

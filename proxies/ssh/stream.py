@@ -46,6 +46,7 @@ from collections import Counter
 from typing import Any
 
 from portcullis.masking import Masker
+from portcullis.tails import tail_start
 
 HOLD_LIMIT = 4096
 # what of a line longer than HOLD_LIMIT is kept back for the next chunk: longer than any
@@ -121,11 +122,8 @@ KEY_LINE_READ = 512  # of a line, what is kept to read it (a body's lines are 64
 
 def _growing_tail(data: bytes) -> int:
     """Where the tail of data that could still grow into a value starts (_GROWING):
-    len(data) when it ends in none. One pass: each run is read once."""
-    start = len(data)
-    for run in _GROWING.finditer(data):
-        start = run.start() if run.end() == len(data) else len(data)
-    return start
+    len(data) when it ends in none. One pass: each run is read once (tail_start)."""
+    return tail_start(_GROWING, data)
 
 
 class Unreadable(Exception):
