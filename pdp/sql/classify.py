@@ -48,6 +48,7 @@ from pdp.sql.entries import (
     runs_opclass_code,
     set_fields,
     stored_setting_fields,
+    temporary_object,
     type_of,
     unparseable,
 )
@@ -367,7 +368,8 @@ def _classify_json(tag: str, fields: dict[str, Any], nested: bool = False) -> li
         elif child_tag == "FuncCall":
             args = child.get("args")
             name = [_json_sval(p) for p in child.get("funcname", ())]
-            found.call(name, _json_first(args[0]) if args else None)
+            third = _json_const(args[2]) if args and len(args) == 3 else None
+            found.call(name, _json_first(args[0]) if args else None, third)
             if values and reads_anything(name):
                 entry["value_expressions"] = True
         elif child_tag in _NAMES_CODE:
@@ -455,7 +457,8 @@ def _describe_json(tag: str, fields: dict[str, Any]) -> Entry:
             else:
                 values.append(_json_const(arg))
         kind = fields.get("kind", "VAR_SET_VALUE")
-        set_fields(entry, kind, (fields.get("name") or "").lower(), values, options)
+        name = (fields.get("name") or "").lower()
+        set_fields(entry, kind, name, values, options, bool(fields.get("is_local", False)))
     elif tag == "VariableShowStmt":
         entry["setting"] = (fields.get("name") or "").lower()
     elif tag in STORING_SETTINGS:
@@ -513,6 +516,8 @@ def _describe_json(tag: str, fields: dict[str, Any]) -> Entry:
             entry["object"] = "database"
         else:
             entry["object"] = tag.removeprefix("Drop").removesuffix("Stmt").lower()
+    if entry["type"] == "ddl" and temporary_object(fields):
+        entry["temporary"] = True
     return entry
 
 

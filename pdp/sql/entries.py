@@ -166,6 +166,7 @@ class Findings:
         "read_dynamic",
         "read_parameters",
         "read_settings",
+        "session_settings",
         "settings",
         "tables",
         "type_names",
@@ -180,6 +181,7 @@ class Findings:
         self.qualified: dict[str, None] = {}
         self.cased: dict[str, None] = {}
         self.settings: dict[str, None] = {}
+        self.session_settings: dict[str, None] = {}
         self.operators: dict[str, None] = {}
         self.type_names: dict[str, None] = {}
         self.read_settings: dict[str, None] = {}
@@ -188,9 +190,10 @@ class Findings:
         self.read_dynamic = False
         self.locking = False
 
-    def call(self, parts: list[str], first: Const | None) -> None:
+    def call(self, parts: list[str], first: Const | None, third: Const | None = None) -> None:
         """One function call: its name as written (parts, the parser's identifiers: unquoted
-        ones already folded to lower case) and its first argument if a constant."""
+        ones already folded to lower case), its first argument if a constant and its
+        third if a constant (set_config's is_local)."""
         if not parts:
             return
         written = ".".join(parts)
@@ -215,6 +218,9 @@ class Findings:
             # setting it changes is known only when its first argument is a string literal.
             if first is not None and first[0] == "sval":
                 self.settings[first[1].lower()] = None
+                if not _literal_true(third):
+                    # is_local not a constant true: the change outlives the transaction
+                    self.session_settings[first[1].lower()] = None
             else:
                 self.dynamic = True
         elif name == "current_setting":
@@ -276,6 +282,7 @@ class Findings:
         self.attributes.update(dict.fromkeys(inner.get("attribute_names", ())))
         self.unqualified.update(dict.fromkeys(inner.get("unqualified_functions", ())))
         self.settings.update(dict.fromkeys(inner.get("settings", ())))
+        self.session_settings.update(dict.fromkeys(inner.get("session_settings", ())))
         self.operators.update(dict.fromkeys(inner.get("operators", ())))
         self.type_names.update(dict.fromkeys(inner.get("type_names", ())))
         self.read_settings.update(dict.fromkeys(inner.get("read_settings", ())))
@@ -298,6 +305,8 @@ class Findings:
             entry["unqualified_functions"] = list(self.unqualified)
         if self.settings:
             entry["settings"] = list(self.settings)
+        if self.session_settings:
+            entry["session_settings"] = list(self.session_settings)
         if self.operators:
             entry["operators"] = list(self.operators)
         if self.type_names:
@@ -329,6 +338,14 @@ PARAMETER_CASTS = frozenset(
 )
 
 
+def _literal_true(value: Const | None) -> bool:
+    """A constant the server reads as boolean true (`true`, or a string its parse_bool
+    takes as true): set_config's is_local when the change ends with the transaction."""
+    if value is None or value[0] not in ("boolval", "sval"):
+        return False
+    return value[1].strip().lower() in _TRUE_SETTING
+
+
 def const_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -348,11 +365,19 @@ Options = list[tuple[str, "Const | None"]]
 
 
 def set_fields(
-    entry: Entry, kind: str, name: str, args: list[Const | None], options: Options
+    entry: Entry,
+    kind: str,
+    name: str,
+    args: list[Const | None],
+    options: Options,
+    local: bool = False,
 ) -> None:
     """The fields of a VariableSetStmt from either tree: kind the VariableSetKind name,
-    args its value list as constants, options the DefElems of SET TRANSACTION."""
+    args its value list as constants, options the DefElems of SET TRANSACTION, local its
+    is_local (SET LOCAL: the change ends with the transaction)."""
     entry["setting"] = name or "all"
+    if local:
+        entry["local"] = True
     # SET x TO DEFAULT is RESET x: both return to the session's start-up value.
     entry["reset"] = kind.startswith("VAR_RESET") or kind == "VAR_SET_DEFAULT"
     if kind == "VAR_SET_VALUE" and len(args) == 1 and args[0] is not None:
@@ -372,6 +397,59 @@ def set_fields(
         # each element as the server takes it: a quoted or string one exactly (a string
         # holding a comma is one schema of that name), an unquoted one already folded
         entry["schemas"] = schemas
+
+
+def temporary_object(tree: Any) -> bool:
+    """A DDL statement's tree (the parser's JSON, or a pglast node as node() writes it)
+    makes or changes a temporary object that outlives its transaction: a relation TEMP
+    or in pg_temp (CREATE TEMP TABLE/VIEW/SEQUENCE, SELECT INTO TEMP, CREATE TABLE AS), or
+    a name qualified by pg_temp (a function or type there). Such an object stays on the
+    server connection, where a transaction pooler hands it to the next session (whose
+    unqualified relation and type names search pg_temp first). A temporary table ON
+    COMMIT DROP ends with its transaction."""
+    fields = _node_fields(tree)
+    if fields is not None:
+        into = _node_fields(fields.get("intoClause") or fields.get("into") or {}) or {}
+        for action in (fields.get("oncommit"), into.get("onCommit")):
+            if (action.get("name") if isinstance(action, dict) else action) == "ONCOMMIT_DROP":
+                return False
+    return _names_pg_temp(tree)
+
+
+def _node_fields(value: Any) -> dict[str, Any] | None:
+    """A node's fields in either shape ({"Tag": {...}} or {"@": "Tag", ...})."""
+    if not isinstance(value, dict):
+        return None
+    if "@" in value:
+        return value
+    if len(value) == 1:
+        (inner,) = value.values()
+        if isinstance(inner, dict):
+            return inner
+    return value
+
+
+def _sval(value: Any) -> str | None:
+    fields = _node_fields(value)
+    if fields is None or not isinstance(fields.get("sval"), str):
+        return None
+    return fields["sval"]
+
+
+def _names_pg_temp(value: Any) -> bool:
+    if isinstance(value, dict):
+        if value.get("relpersistence") == "t":
+            return True
+        schema = value.get("schemaname")
+        if isinstance(schema, str) and schema.startswith("pg_temp"):
+            return True
+        return any(_names_pg_temp(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        first = _sval(value[0]) if len(value) > 1 else None
+        if first is not None and first.startswith("pg_temp"):
+            return True
+        return any(_names_pg_temp(v) for v in value)
+    return False
 
 
 # Statements that store a setting for later sessions (pg_db_role_setting, the server's

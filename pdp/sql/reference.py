@@ -42,6 +42,7 @@ from pdp.sql.entries import (
     runs_opclass_code,
     set_fields,
     stored_setting_fields,
+    temporary_object,
     type_of,
     unparseable,
 )
@@ -108,7 +109,9 @@ def _classify_statement(node: ast.Node, nested: bool = False) -> list[Entry]:
                 tables[f"{child.schemaname}.{child.relname}".lower()] = None
         elif isinstance(child, ast.FuncCall):
             parts = [str(getattr(p, "sval", p)) for p in child.funcname or ()]
-            found.call(parts, _first(child.args[0]) if child.args else None)
+            args = child.args or ()
+            third = _const(args[2]) if len(args) == 3 else None
+            found.call(parts, _first(args[0]) if args else None, third)
             if values and reads_anything(parts):
                 entry["value_expressions"] = True
         elif isinstance(child, ast.SelectStmt) and child.lockingClause:
@@ -198,7 +201,8 @@ def _describe(node: ast.Node) -> Entry:
         options = [(d.defname or "", _const(d.arg)) for d in args if isinstance(d, ast.DefElem)]
         values = [_const(a) for a in args if not isinstance(a, ast.DefElem)]
         kind_name = node.kind.name  # type: ignore[union-attr]
-        set_fields(entry, kind_name, (node.name or "").lower(), values, options)
+        name = (node.name or "").lower()
+        set_fields(entry, kind_name, name, values, options, bool(node.is_local))
     elif isinstance(node, ast.VariableShowStmt):
         entry["setting"] = (node.name or "").lower()
     elif tag in STORING_SETTINGS:
@@ -240,6 +244,8 @@ def _describe(node: ast.Node) -> Entry:
             entry["body_text"] = True  # a body written as a string: not read here
     if kind == "drop":
         entry["object"] = _drop_object(node, tag)
+    if entry["type"] == "ddl" and temporary_object(node(None, None, True)):
+        entry["temporary"] = True
     return entry
 
 

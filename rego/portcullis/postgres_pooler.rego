@@ -11,8 +11,9 @@
 # else's statements), and who a session acts as (SET ROLE, SET SESSION AUTHORIZATION)
 # would leak the same way.
 #
-# The classifier does not tell SET LOCAL from SET, so SET LOCAL of these is refused too:
-# the safe mistake. Names match the statement's setting as the classifier gives it.
+# SET LOCAL of these is refused too (the classifier now tells it apart, `local`, but a
+# pinned setting has no reason to change even for one transaction). Names match the
+# statement's setting as the classifier gives it.
 package portcullis
 
 pg_pooler_pinned_setting(name) if name in {
@@ -97,4 +98,85 @@ deny contains sprintf("set_config may not change %s behind a transaction pooler:
 deny contains "LISTEN behind a transaction pooler: it stays on the server connection, and what arrives for it would reach the next session whose transaction runs there" if {
 	input.command.postgres.types.listen
 	input.command.postgres.pooler == "transaction"
+}
+
+# Every other setting a session SETs stays on the server connection too, for whichever
+# client's transaction runs there next, and the pins are checked only as a session starts.
+# A dba's `SET search_path = p55, public` (p55 holding a `customers`) had a reader's next
+# `SELECT name FROM customers` answered from the dba's table (and would have an INSERT
+# INTO customers land there), a reader's `SET
+# default_transaction_isolation = serializable`, `client_min_messages = error`, `seed` or
+# `lock_timeout` ran the next session's transactions under it (test_pg_probe_p55). So
+# there, a session-level change is allowed only of a setting that cannot reach another
+# session: those pgbouncer tracks (it gives each client its own value back on every
+# server connection: proxies/postgres/startup.py POOLER_TRACKED), those that last one
+# transaction whatever the SET says, and jit, which chooses how a plan is run, never what
+# it returns (asyncpg turns it off and back with set_config around its type
+# introspection). SET LOCAL ends with its transaction, which runs on one server
+# connection: allowed as policy allows it elsewhere; RESET returns the role's value, which
+# is the next session's as well. set_config likewise by its is_local: the classifier's
+# session_settings are the settings of calls whose is_local is not a constant true.
+pg_pooler_session_setting(name) if name in {
+	# tracked by pgbouncer (client_encoding and standard_conforming_strings are pinned)
+	"application_name", "datestyle", "timezone",
+	# transaction-scoped: SET TRANSACTION ... and its settings
+	"transaction", "transaction_isolation", "transaction_deferrable", "transaction_read_only",
+	"jit",
+}
+
+deny contains sprintf("SET %s behind a transaction pooler: a session-level change stays on the server connection for other sessions' transactions (SET LOCAL ends with the transaction)", [upper(s.setting)]) if {
+	input.command.postgres.types.set
+	input.command.postgres.pooler == "transaction"
+	some s in input.command.postgres.statements
+	s.type == "set"
+	not s.reset
+	not s.local
+	not pg_pooler_session_setting(s.setting)
+}
+
+deny contains sprintf("set_config may not change %s for the session behind a transaction pooler: the change stays on the server connection for other sessions' transactions (is_local true ends it with the transaction)", [name]) if {
+	input.command.postgres.pooler == "transaction"
+	some s in input.command.postgres.statements
+	some name in s.session_settings
+	not pg_pooler_session_setting(name)
+}
+
+# A temporary object stays on the server connection too (its pg_temp schema is the
+# server connection's), and the next session's unqualified relation and type names search
+# pg_temp before anything else: a masked dba's `CREATE TABLE pg_temp.customers (id int,
+# name text)` (DDL needing no approval) answered a reader's next `SELECT name FROM
+# customers` from the dba's table, which would take the rows a session INSERTs INTO
+# customers too (test_pg_probe_p56). Refused for everyone behind
+# the pooler; a temporary table ON COMMIT DROP ends with its transaction and stays.
+deny contains "a temporary object behind a transaction pooler: it stays on the server connection, where the next session's names would find it first" if {
+	input.command.postgres.pooler == "transaction"
+	some s in input.command.postgres.statements
+	s.temporary
+}
+
+# A DO block whose code cannot all be read (dynamic EXECUTE, another language) may SET a
+# setting for the session or make a temporary object where the rules above cannot see it:
+# `EXECUTE 'CREATE TEMP TABLE customers ...'` is the refused statement in a string.
+# Elsewhere it needs approval; behind the pooler what it leaves behind would reach other
+# sessions' transactions, which no approver of this one decides for. Refused for everyone.
+deny contains "a DO block with dynamic or non-SQL code behind a transaction pooler: what it leaves on the server connection (a setting, a temporary object) cannot be judged" if {
+	input.command.postgres.types.do
+	input.command.postgres.pooler == "transaction"
+	some s in input.command.postgres.statements
+	s.type == "do"
+	s.opaque
+}
+
+# Reading a view runs its query's functions, which the statement does not name: a view
+# calling set_config (postgres_lineage.rego lets a pii-reading dba read one) SETs for the
+# session where the rules above never see the setting's name. Refused for everyone.
+deny contains sprintf("view %s runs set_config behind a transaction pooler: the setting it changes would stay on the server connection for other sessions' transactions", [v]) if {
+	input.command.postgres.pooler == "transaction"
+	input.command.postgres.has.user_code
+	views := input.command.postgres.view_functions
+	some s in input.command.postgres.statements
+	some t in s.tables
+	some v, functions in views
+	view_named(v, t)
+	"pg_catalog.set_config" in functions
 }

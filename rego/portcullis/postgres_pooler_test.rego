@@ -59,3 +59,62 @@ test_pooled_prepare_execute_declare_denied if {
 		verdict(["pii-readers"], [stmt(t)]) == "allow"
 	}
 }
+
+# a session-level SET behind the pooler: only of a setting that cannot reach another session
+test_pooled_session_set_of_other_settings_denied_for_everyone if {
+	every name in ["search_path", "client_min_messages", "lock_timeout", "idle_session_timeout", "default_transaction_isolation", "intervalstyle", "seed", "jit_above_cost", "enable_seqscan"] {
+		s := stmt_with("set", {"setting": name, "value": "x", "reset": false})
+		pooled_verdict(["readonly"], [s]) == "deny"
+		pooled_verdict(["dba", "pii-readers"], [s]) == "deny"
+		sprintf("SET %s behind a transaction pooler: a session-level change stays on the server connection for other sessions' transactions (SET LOCAL ends with the transaction)", [upper(name)]) in pooled_reasons(["dba", "pii-readers"], [s])
+		c := stmt_with("select", {"functions": ["set_config"], "settings": [name], "session_settings": [name]})
+		pooled_verdict(["dba", "pii-readers"], [c]) == "deny"
+		sprintf("set_config may not change %s for the session behind a transaction pooler: the change stays on the server connection for other sessions' transactions (is_local true ends it with the transaction)", [name]) in pooled_reasons(["dba", "pii-readers"], [c])
+		local := stmt_with("select", {"functions": ["set_config"], "settings": [name]})
+		pooled_verdict(["dba", "pii-readers"], [local]) == "allow"
+		verdict(["dba", "pii-readers"], [s]) == "allow"
+	}
+}
+
+test_pooled_set_local_reset_and_tracked_settings_allowed if {
+	every s in [
+		stmt_with("set", {"setting": "search_path", "value": "public", "reset": false, "local": true}),
+		stmt_with("set", {"setting": "lock_timeout", "value": "1s", "reset": false, "local": true}),
+		stmt_with("set", {"setting": "search_path", "reset": true}),
+		stmt_with("set", {"setting": "timezone", "value": "UTC", "reset": false}),
+		stmt_with("set", {"setting": "application_name", "value": "x", "reset": false}),
+		stmt_with("set", {"setting": "transaction", "reset": false}),
+		stmt_with("select", {"functions": ["set_config"], "settings": ["jit"], "session_settings": ["jit"]}),
+	] {
+		pooled_verdict(["dba", "pii-readers"], [s]) == "allow"
+	}
+}
+
+test_pooled_temporary_objects_denied_for_everyone if {
+	s := stmt_with("ddl", {"tag": "ViewStmt", "tables": ["customers"], "temporary": true})
+	pooled_verdict(["dba", "pii-readers"], [s]) == "deny"
+	"a temporary object behind a transaction pooler: it stays on the server connection, where the next session's names would find it first" in pooled_reasons(["dba"], [s])
+	not "a temporary object behind a transaction pooler: it stays on the server connection, where the next session's names would find it first" in reasons(["dba"], [s])
+}
+
+test_pooled_opaque_do_blocks_denied_for_everyone if {
+	s := stmt_with("do", {"opaque": true})
+	pooled_verdict(["dba", "pii-readers"], [s]) == "deny"
+	pooled_verdict(["dba", "pii-readers"], [stmt("do")]) != "deny"
+	verdict(["dba", "pii-readers"], [s]) != "deny"
+}
+
+test_pooled_view_running_set_config_denied_for_everyone if {
+	sel := object.union(stmt("select"), {"tables": ["vset"]})
+	views := [{"op": "add", "path": "/command/postgres/view_functions", "value": {"public.vset": ["pg_catalog.set_config"]}}]
+	pooled := json.patch(pooled_input(["dba", "pii-readers"], [sel]), views)
+	d := portcullis.decision with input as pooled
+	d.verdict == "deny"
+	"view public.vset runs set_config behind a transaction pooler: the setting it changes would stay on the server connection for other sessions' transactions" in d.reasons
+	plain := json.patch(pg_input(["dba", "pii-readers"], [sel]), views)
+	dp := portcullis.decision with input as plain
+	dp.verdict != "deny"
+	other := json.patch(pooled_input(["dba", "pii-readers"], [sel]), [{"op": "add", "path": "/command/postgres/view_functions", "value": {"public.vset": ["pg_catalog.random"]}}])
+	do := portcullis.decision with input as other
+	do.verdict != "deny"
+}
