@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
+import types
 from collections.abc import Iterator
 
 import pytest
@@ -11,6 +13,23 @@ import warm_workers
 from pg_drops import drop_later, wait_for_drops
 
 PG_ADMIN_DSN = os.environ.get("PORTCULLIS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+# Bytecode is written (next to the sources, in the __pycache__ directories .gitignore
+# names) even where the environment says PYTHONDONTWRITEBYTECODE: without it each pytest
+# worker compiled the project and rewrote and compiled every test module again (~20 s of
+# CPU a worker on the 2-core VM, 8 s with the cache), and every Python process a test
+# starts (the `portcullis` CLI, spawned stacks) compiled the project modules it imports
+# (0.65 -> 0.48 s of CPU a `portcullis --help`). Set here, before collection and before
+# pytest-xdist starts its workers, which inherit the environment.
+if os.environ.pop("PYTHONDONTWRITEBYTECODE", None) is not None:
+    sys.dont_write_bytecode = False
+# `portcullis` (and `python`) as a test runs them are the scripts of the interpreter running
+# the tests, found first on PATH: where PATH names pyenv's shims first, each was a bash
+# script running `pyenv exec` to find the same file (+0.08 s of CPU, ~1 s of wall a call
+# on the loaded VM)
+_BIN = os.path.dirname(sys.executable)
+if os.environ.get("PATH", "").split(os.pathsep)[0] != _BIN:
+    os.environ["PATH"] = os.pathsep.join([_BIN, os.environ.get("PATH", "")])
 
 
 @pytest.fixture
@@ -85,14 +104,13 @@ _WARM: list[warm_workers.WarmWorkers] = []
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Test PDPs take evaluation workers started ahead for their policy (warm_workers;
+    """Test PDPs take the evaluation workers closed PDPs of their policy handed back (warm_workers;
     PORTCULLIS_TEST_COLD_WORKERS=1: every PDP starts its own, for comparison)."""
     if os.environ.get("PORTCULLIS_TEST_COLD_WORKERS") != "1":
         _WARM.append(warm_workers.install())
 
-
     config.addinivalue_line(
-        "markers", "cold_workers: no evaluation worker started ahead (the test counts them)"
+        "markers", "cold_workers: no evaluation worker handed over (the test counts them)"
     )
 
 
@@ -217,6 +235,39 @@ HEAVY: dict[str, float] = {
     "test_drain_http.py": 7,
     "test_decide_stream.py": 6,
     "test_rowfilter_pg.py": 6,
+    # files of shared stacks (tests/pg_probe_stack.py, usability_stacks, ...) estimated as
+    # unit tests before _HARNESSES: one pytest process each on the 2-core VM, load 10-16
+    # (2026-12-07, 30bc02c and this session's work), divided by 1.6 as above
+    "test_bundle.py": 72,
+    "test_usability_p1.py": 19,
+    "test_pg_pinning.py": 17,
+    "test_pg_probe_p46.py": 15,
+    "test_pg_probe_p30.py": 14,
+    "test_pdp_probe_p20.py": 11,
+    "test_masking_probe_p2.py": 9,
+    "test_console_probe_p4.py": 8,
+    "test_http_probe_p18.py": 8,
+    "test_pg_probe_p43.py": 8,
+    "test_masking_probe_p6.py": 7,
+    "test_http_probe_p29.py": 6,
+    # the last 70 files in the order before (estimated from 0.02 to 2 s), one pytest
+    # process for all 70, load ~10: 533 s of tests, the four first here 51-61 s each
+    "test_classifier_differential.py": 38,
+    "test_evidence_probe_p8.py": 38,
+    "test_console_probe_p7.py": 33,
+    "test_http_probe_p15.py": 32,
+    "test_engine_go_runtime.py": 11,
+    "test_pg_probe_p29.py": 10,
+    "test_pg_probe_p52.py": 9,
+    "test_evidence_probe_p9.py": 9,
+    "test_ssh_probe_p44.py": 8,
+    "test_mcp_probe_p9.py": 8,
+    "test_policy_masks.py": 7,
+    "test_mcp_probe_p30.py": 7,
+    "test_mcp_probe_p6.py": 7,
+    "test_ssh_probe_p43.py": 7,
+    "test_runtime_probe_p5.py": 7,
+    "test_mcp_probe_p26.py": 6,
 }
 # names a module that starts real components imports (a PDP, a gateway, sshd, OpenBao...)
 _STACKS = (
@@ -232,17 +283,63 @@ _STACKS = (
     "running_arena",
     "PDPApp",
 )
+# the shared set-up modules that start real components: a module whose names come from
+# one (arena = arena_fixture(), reader_fixture, a stack's helpers) starts a stack once for
+# the module at least. Without them, 194 such files were estimated as unit tests (0.02 s a
+# test) and went out after the pure unit files, at the run's end: measured 4-115 s each
+# (load ~12; test_bundle 115 s, estimated 20 s)
+_HARNESSES = frozenset(
+    {
+        "adversary",
+        "pg_probe_stack",
+        "pg_harness",
+        "pg_cluster",
+        "ssh_harness",
+        "ssh_probe_stack",
+        "usability_stacks",
+        "http_upstream",
+        "openbao",
+        "spawned",
+        "mcp_held_masking",
+    }
+)
+# what such a module's stack costs once, and then each test (measured: an arena module of
+# one test 8 s, of 87 tests 9 s; usability_p1, 132 tests, 19 s)
+_HARNESS_SECONDS = 6.0
+_HARNESS_TEST_SECONDS = 0.1
+
+
+def _home(value: object) -> object:
+    return getattr(value, "__module__", None)
+
+
+def _uses_harness(names: dict[str, object]) -> bool:
+    """The module takes a name from a stack's set-up module, or from another test module
+    (its fixtures: test_mcp_proxy's mcp_stack, test_console_probe_p6's pdp, ...)."""
+    for value in names.values():
+        home = value.__name__ if isinstance(value, types.ModuleType) else None
+        home = home or getattr(value, "__module__", None)
+        if isinstance(home, str) and (home in _HARNESSES or home.startswith("test_")):
+            return True
+    return False
 
 
 def _estimate(items: list[pytest.Item]) -> float:
     module = getattr(items[0], "module", None)
     names = vars(module) if module is not None else {}
     stacks = any(name in names for name in _STACKS)
-    seconds = 0.0
+    own = getattr(module, "__name__", None)
+    harness = _uses_harness({k: v for k, v in names.items() if _home(v) != own})
+    seconds = _HARNESS_SECONDS if harness else 0.0
     for item in items:
         # a Hypothesis test runs its body max_examples times (drawing one: ~4 ms)
         examples = _examples(item)
-        seconds += examples * 0.01 if examples else (0.6 if stacks else 0.02)
+        if examples:
+            seconds += examples * 0.01
+        elif stacks:
+            seconds += 0.6
+        else:
+            seconds += _HARNESS_TEST_SECONDS if harness else 0.02
     return seconds
 
 

@@ -1,15 +1,16 @@
-"""Evaluation workers started ahead for the test PDPs of one pytest process.
+"""Evaluation workers kept for the test PDPs of one pytest process.
 
 A test PDP's engine starts its worker (a fresh interpreter that loads the OPA evaluator
 and compiles the whole policy) when the PDP starts: ~0.5 s idle, 1-2 s on a loaded
 2-core VM, and the suite starts hundreds of PDPs, mostly on the same shipped policy. Here
-each pytest process keeps one worker per recent policy started and loaded ahead, by a
-thread that does the same spawn and load the engine does (`python -m pdp.engine.worker`,
-the same load frame, the same answer checked); an engine that starts a worker for a policy
-with one ready takes it (its socket joined to the engine's event loop) and the thread
-starts the next; an engine that closes hands an idle worker of its policy back instead of
-stopping it. Nothing else changes: the engine evaluates, kills and replaces these workers
-as its own. Workers are made ready for a policy from its second start on.
+an engine that closes hands its idle workers back instead of stopping them, and the next
+engine of the same policy (and worker environment) takes them (each one's socket joined to
+the engine's event loop) instead of starting its own. Nothing else changes: the engine
+evaluates, kills and replaces these workers as its own. A policy's first PDP starts its
+workers as before; a process keeps at most WORKERS_KEPT idle, for its POLICIES_KEPT
+policies used last. (Workers started ahead by a thread, which this replaces, were one start
+per PDP all the same, and their key held pytest's per-test PYTEST_CURRENT_TEST, so no
+test's PDP took one another test had made ready.)
 """
 
 from __future__ import annotations
@@ -24,16 +25,18 @@ import weakref
 from collections import OrderedDict
 from typing import Any
 
-from pdp.engine import embedded, frames
+from pdp.engine import embedded
 from pdp.engine.bundle import PolicyBundle
 
-# policies kept ready at once (a test's own policy is often used by its module only)
+# policies whose workers are kept (a test's own policy is often used by its module only)
 POLICIES_KEPT = 3
-LOAD_TIMEOUT_SECONDS = embedded.START_TIMEOUT_SECONDS
+# idle workers kept at once, in all (a worker loaded with the shipped policy: ~230 MB): two
+# for an arena's pool of two, or a test's two PDPs side by side
+WORKERS_KEPT = 4
 
 
 class _Ready:
-    """A worker process started and loaded, not yet joined to an event loop."""
+    """A worker process loaded with a policy, idle, not joined to an event loop."""
 
     def __init__(self, popen: subprocess.Popen[bytes], sock: socket.socket, revision: str):
         self.popen = popen
@@ -52,134 +55,80 @@ def _worker_environ() -> dict[str, str]:
     return {**embedded.GO_RUNTIME, **os.environ}
 
 
+# what pytest sets in the environment for each test and phase ("tests/x.py::test_y (call)"):
+# no worker reads it, and in the key it made each test's policy a new one
+PER_TEST_VARIABLES = frozenset({"PYTEST_CURRENT_TEST"})
+
+
 def _policy_key(bundle: PolicyBundle, environ: dict[str, str]) -> str:
     # not the bundle's root: a worker never reads it (tests copy rego/ to a directory
     # of their own, the same policy under the same content revision)
+    kept = {name: value for name, value in environ.items() if name not in PER_TEST_VARIABLES}
     wire = json.dumps(
-        [bundle.modules, bundle.data, bundle.revision, environ],
+        [bundle.modules, bundle.data, bundle.revision, kept],
         sort_keys=True,
         separators=(",", ":"),
     )
     return hashlib.sha256(wire.encode()).hexdigest()
 
 
-def _receive(sock: socket.socket, count: int) -> bytes:
-    data = bytearray()
-    while len(data) < count:
-        chunk = sock.recv(count - len(data))
-        if not chunk:
-            raise ConnectionResetError("evaluation worker closed its socket")
-        data += chunk
-    return bytes(data)
-
-
-def _start_loaded(bundle: PolicyBundle, environ: dict[str, str]) -> _Ready | None:
-    """What EmbeddedEngine._spawn does, blocking: None when the policy does not load."""
-    popen, parent = embedded.start_worker_process(environ)
-    ready = _Ready(popen, parent, "")
-    try:
-        parent.settimeout(LOAD_TIMEOUT_SECONDS)
-        parent.sendall(frames.encode({"op": "load", "bundle": bundle.to_wire()}))
-        length = frames.decode_length(_receive(parent, frames.HEADER.size))
-        reply = frames.decode(_receive(parent, length))
-        parent.settimeout(None)
-    except (OSError, ValueError):
-        ready.discard()
-        return None
-    if not reply.get("ok"):
-        ready.discard()
-        return None
-    ready.revision = reply["revision"]
-    return ready
-
-
 class WarmWorkers:
-    """One loaded worker kept ready per recent policy; a thread refills what is taken."""
+    """The idle workers engines handed back, by policy, most recently used last."""
 
     def __init__(self) -> None:
-        self._ready: OrderedDict[str, _Ready | None] = OrderedDict()
-        self._wanted: dict[str, tuple[PolicyBundle, dict[str, str]]] = {}
-        self._seen: set[str] = set()
+        self._ready: OrderedDict[str, list[_Ready]] = OrderedDict()
         self._paused = False
-        self._starting = False  # the thread is starting a worker now
-        self._lock = threading.Condition()
         self._closed = False
-        self._thread = threading.Thread(target=self._refill, name="warm-workers", daemon=True)
-        self._thread.start()
+        self._lock = threading.Lock()
 
     def take(self, bundle: PolicyBundle, environ: dict[str, str]) -> _Ready | None:
-        """A loaded worker for this policy if one is ready (and ask for the next)."""
+        """An idle worker loaded with this policy, if one was handed back."""
         key = _policy_key(bundle, environ)
         with self._lock:
-            if self._paused:
+            if self._paused or self._closed:
                 return None
-            if key not in self._seen:  # a policy started once may never come back
-                self._seen.add(key)
-                return None
-            ready = self._ready.pop(key, None)
-            self._ready[key] = None
-            self._wanted[key] = (bundle, environ)
+            kept = self._ready.setdefault(key, [])
+            self._ready.move_to_end(key)
             while len(self._ready) > POLICIES_KEPT:
                 _, old = self._ready.popitem(last=False)
-                if old is not None:
-                    old.discard()
-            self._lock.notify_all()
-        return ready
+                for ready in old:
+                    ready.discard()
+            return kept.pop() if kept else None
 
     def give_back(self, key: str, ready: _Ready) -> None:
         """A worker an engine is done with, idle and loaded with the policy of `key`:
-        kept for the next engine if none is ready for it, else stopped."""
+        kept for the next engine of that policy (while WORKERS_KEPT allow), else stopped."""
         with self._lock:
-            if not self._closed and not self._paused and self._ready.get(key, 1) is None:
-                self._ready[key] = ready
-                self._wanted.pop(key, None)
+            if not self._closed and not self._paused and key in self._ready:
+                self._ready[key].append(ready)
+                self._ready.move_to_end(key)
+                surplus = sum(len(kept) for kept in self._ready.values()) - WORKERS_KEPT
+                for kept in self._ready.values():  # the least recently used first
+                    while surplus > 0 and kept:
+                        kept.pop(0).discard()
+                        surplus -= 1
                 return
         ready.discard()
 
-    def _refill(self) -> None:
-        while True:
-            with self._lock:
-                while not self._closed and (self._paused or not self._wanted):
-                    self._lock.wait()
-                if self._closed:
-                    return
-                key, (bundle, environ) = self._wanted.popitem()
-                self._starting = True
-            ready = _start_loaded(bundle, environ)
-            with self._lock:
-                self._starting = False
-                self._lock.notify_all()
-                stale = self._closed or self._paused or key not in self._ready
-                if stale or self._ready[key] is not None:
-                    if ready is not None:
-                        ready.discard()
-                    continue
-                self._ready[key] = ready
-
     def pause(self) -> None:
-        """No worker started ahead while a test counts the PDP's worker processes: the
-        ready ones stopped, the one starting waited for and stopped."""
+        """No worker handed over while a test counts the PDP's worker processes: the kept
+        ones stopped."""
         with self._lock:
             self._paused = True
-            while self._starting:
-                self._lock.wait()
-            for key, ready in list(self._ready.items()):
-                if ready is not None:
-                    ready.discard()
-                    self._ready[key] = None
+            for kept in self._ready.values():
+                while kept:
+                    kept.pop().discard()
 
     def resume(self) -> None:
         with self._lock:
             self._paused = False
-            self._lock.notify_all()
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            self._lock.notify_all()
-            for ready in self._ready.values():
-                if ready is not None:
-                    ready.discard()
+            for kept in self._ready.values():
+                while kept:
+                    kept.pop().discard()
             self._ready.clear()
 
 
