@@ -83,6 +83,8 @@ _LOOKALIKES = frozenset("\u2215\u2044\u29f8\u29f5\u29f9\u2216\ufe68\uff0e\uff0f\
 # what a server may strip from a segment's end before it resolves it (Windows drops
 # trailing dots and spaces: `..%20` is `..` there)
 _STRIPPED = " \t\r\n\x0b\x0c"
+# a Windows drive opening a segment (RFC 8089 Appendix E.2: `C:` or the older `C|`)
+_DRIVE = re.compile(r"[A-Za-z][:|]")
 # RFC 6570 expressions of a URI template (completion/complete names a template)
 _EXPRESSION = re.compile(r"\{[^{}]*\}")
 # a URI's path: after its scheme and its authority (`//` up to a `/`, `?` or `#`, RFC
@@ -99,7 +101,8 @@ def uri_problem(uri: str) -> str | None:
     joining what follows its base reads `/etc/passwd`, an absolute path), and no octet is
     percent-encoded that a server may decode into a separator, a dot, a NUL or another
     escape, nor one its normal form leaves unescaped (%2F, %5C, %2E, %00, %25, %41...),
-    nor UTF-8 of a character that folds into a dot or a slash (%EF%BC%8E, %E2%88%95)."""
+    nor UTF-8 of a character that folds into a dot or a slash (%EF%BC%8E, %E2%88%95),
+    nor a Windows drive (`D:`) but as a `file:` URI's first path segment."""
     if not _URI.fullmatch(uri) or not _SCHEME.match(uri):
         return "a resource URI is an RFC 3986 URI with a scheme"
     if any(chr(int(code, 16)) in _NOT_ESCAPED for code in _ESCAPE.findall(uri)):
@@ -113,7 +116,26 @@ def uri_problem(uri: str) -> str | None:
     path = _PATH.match(uri)
     if path is not None and "//" in path.group(1):
         return "a resource URI's path holds an empty segment"
+    if _names_drive(uri):
+        return "a resource URI names a Windows drive (C:) past where a file URI may"
     return None
+
+
+def _names_drive(uri: str) -> bool:
+    """A segment that is, or opens with, a Windows drive (`C:`, `C|`, escaped or not)
+    anywhere but as a `file:` URI's first path segment (`file:///C:/data/`): a server on
+    Windows joining what follows its base with it (os.path.join, path.resolve, Path /)
+    reads an absolute path on that drive: `invoice://billing/D:/secrets` is `D:\\secrets`."""
+    scheme, _, rest = re.split(r"[?#]", uri, maxsplit=1)[0].partition(":")
+    rest = unquote(rest)
+    authority = ""
+    if rest.startswith("//"):
+        authority, slash, rest = rest[2:].partition("/")
+        rest = slash + rest
+    segments = re.split(r"[/;]", rest.removeprefix("/"))
+    if scheme.lower() == "file":
+        segments = segments[1:]  # (its first path segment may be a drive)
+    return any(_DRIVE.match(segment) for segment in [authority, *segments])
 
 
 def template_problem(template: str) -> str | None:

@@ -23,7 +23,7 @@ from urllib.parse import unquote
 
 from portcullis import strict_json
 from portcullis.http_target import Target
-from proxies.http import carried
+from proxies.http import carried, request_words
 from proxies.http.codec import BadRequest, Head
 from proxies.http.codings import Undecodable, codings, decode_whole
 
@@ -648,6 +648,13 @@ def names_method(body: bytes, seen: Any, form: bool = False) -> bool:
         return True  # a form too large to show, with a pair read as `_method`
     if _NAMES_METHOD.search(body):
         return True
+    try:
+        # (a part's name in RFC 2231's forms: `name*0="_me"; name*1="thod"`)
+        extended = request_words.disposition_names(body.decode("latin-1"))
+    except request_words.Unread:
+        return True
+    if any(reads_as_method(name) for name in extended):
+        return True
     return any(
         # (a quoted name's quoted-pairs undone, as busboy reads them: `"_meth\\od"`)
         reads_as_method(re.sub(r"\\(.)", r"\1", name.decode("latin-1").strip('"')))
@@ -800,7 +807,8 @@ def inspected_body(head: Head, body: bytes) -> tuple[bytes, bool]:
 def policy_headers(head: Head) -> dict[str, str]:
     """The headers the policy sees, several values joined with ", " (as Head.get). A name
     spelled with `_` for `-` counts as that header: CGI, WSGI and PHP read both as the one
-    HTTP_X_HTTP_METHOD_OVERRIDE, so `X_HTTP_Method_Override: DELETE` is an override."""
+    HTTP_X_HTTP_METHOD_OVERRIDE, so `X_HTTP_Method_Override: DELETE` is an override. Beside
+    POLICY_HEADERS, any header whose name holds `method` and whose value names a method."""
     fields = head.fields
     if any("_" in name for name in fields):
         merged: dict[str, list[str]] = {}
@@ -812,4 +820,17 @@ def policy_headers(head: Head) -> dict[str, str]:
         found = fields.get(name)
         if found:
             out[name] = found[0] if len(found) == 1 else ", ".join(found)
+    for name, values in fields.items():
+        # any other naming a method: the one a framework may act on (`Method-Override`,
+        # a recipe's own name); http.rego judges one whose value names a method so
+        if "method" in name and name not in out and values:
+            value = ", ".join(values)
+            if any(piece.strip().upper() in _METHOD_NAMES for piece in value.split(",")):
+                out[name] = value
     return out
+
+
+# what http.rego's http_method_names holds: a value naming one is an override
+_METHOD_NAMES = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
+)

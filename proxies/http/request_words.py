@@ -31,6 +31,9 @@ import quopri
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
+from email.header import decode_header, make_header
+from email.message import Message
+from email.utils import collapse_rfc2231_value
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -69,6 +72,15 @@ _STRUCTURED_TYPES = (
 )  # fmt: skip
 _TEXT_TYPES = ("text/", "json", "xml", "form-urlencoded", "yaml", "javascript", "graphql", "csv")
 _JSON_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+# a multipart part's Content-Disposition (its continuation lines unfolded first, as Go's
+# textproto reads them) that gives a parameter in RFC 2231's forms (`name*=`, `name*0=`)
+# or as an RFC 2047 encoded word (`name="=?utf-8?B?X21ldGhvZA==?="`)
+_DISPOSITION = re.compile(r"(?im)^content-disposition[ \t]*:([^\r\n]*(?:\*|=\?)[^\r\n]*)")
+_FOLDED = re.compile(r"\r?\n[ \t]+")
+# such headers' characters read in one body, and in one (Python's email splits a header's
+# parameters in time quadratic in its length): past that, unread (size)
+MAX_DISPOSITION_CHARS = 64 * 1024
+MAX_DISPOSITION_LINE = 4096
 
 
 class Unread(Exception):
@@ -279,6 +291,34 @@ def _coded_runs_in(text: str) -> str:
     return "\n".join(decoded)
 
 
+def disposition_names(text: str) -> list[str]:
+    """The parameters (a part's name, its file name) that a multipart body's
+    Content-Disposition headers give in RFC 2231's forms, as the parsers reading them read
+    them (Go's mime.ParseMediaType, Werkzeug's parse_options_header, busboy, Python's
+    email): continuations joined (`name*0="_me"; name*1="thod"`), extended values decoded
+    (`name*=UTF-8''%5Fme%74hod`), encoded words decoded (Python's email, mailparser):
+    `_method` each, which the text as written names in none of its readings. Past
+    MAX_DISPOSITION_CHARS of such headers, or one of MAX_DISPOSITION_LINE, Unread (size)."""
+    names: list[str] = []
+    if "*" not in text and "=?" not in text:
+        return names
+    read = 0
+    for match in _DISPOSITION.finditer(_FOLDED.sub(" ", text)):
+        read += len(match.group(1))
+        if read > MAX_DISPOSITION_CHARS or len(match.group(1)) > MAX_DISPOSITION_LINE:
+            raise Unread("size", "a body with Content-Disposition headers too long to read")
+        header = Message()
+        try:
+            header["content-disposition"] = match.group(1).strip()
+            params = header.get_params(header="content-disposition", failobj=[])[1:]
+            for _, value in params:
+                name = str(collapse_rfc2231_value(value))
+                names.append(str(make_header(decode_header(name))) if "=?" in name else name)
+        except (ValueError, LookupError, TypeError, UnicodeError, IndexError):
+            names.append(match.group(1))  # (read as written, escapes undone elsewhere)
+    return names
+
+
 def _part_codings(text: str) -> list[str]:
     """A multipart body with its parts' transfer codings undone, as some parsers do (Go's
     mime/multipart quoted-printable, Python's email base64 and RFC 2047 encoded words in a
@@ -293,6 +333,7 @@ def _part_codings(text: str) -> list[str]:
         except ValueError:
             continue
     decoded.append("\n".join(pieces))
+    decoded.append("\n".join(disposition_names(text)))
     return decoded
 
 

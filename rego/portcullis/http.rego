@@ -53,6 +53,39 @@ http_overrides contains upper(v) if {
 	upper(v) in http_method_names
 }
 
+# Other frameworks and recipes read other names (Flask's MethodRewriteMiddleware recipe
+# `__METHOD_OVERRIDE__` in the query, `httpMethod`, `method_override`, a header
+# `Method-Override`): no list of names is whole, so any query or body field, and any
+# header the proxy shows (messages.policy_headers: each whose name holds `method`), whose
+# name holds `method` (past `method` itself) and whose value names an HTTP method (or
+# several, comma-separated) is judged an override of that method. (`payment_method=card`
+# names none.)
+http_overrides contains m if {
+	some part in ["query", "body"]
+	fields := input.command.http[part]
+	is_object(fields)
+	some name, value in fields
+	is_string(name)
+	contains(lower(name), "method")
+	lower(name) != "method" # (Restlet's, in the query, above; a body's names an RPC's)
+	some v in http_values(value)
+	is_string(v)
+	some m in http_named_methods(v)
+}
+
+http_overrides contains m if {
+	some name, v in input.command.http.headers
+	contains(lower(name), "method")
+	is_string(v)
+	some m in http_named_methods(v)
+}
+
+http_named_methods(v) := {m |
+	some piece in split(upper(v), ",")
+	m := trim_space(piece)
+	m in http_method_names
+}
+
 http_values(x) := [x] if is_string(x)
 
 http_values(x) := x if is_array(x)

@@ -157,6 +157,23 @@ test_http_overrides_naming_several_methods_or_hidden_in_a_body_are_denied if {
 	d.verdict == "allow"
 }
 
+test_http_a_field_or_header_naming_method_with_a_method_is_an_override if {
+	cases := [
+		{"query": {"__METHOD_OVERRIDE__": "DELETE"}},
+		{"query": {"httpMethod": ["delete"]}},
+		{"body": {"method_override": "DELETE"}},
+		{"headers": {"method-override": "DELETE"}},
+	]
+	every extra in cases {
+		d := portcullis.decision with input as http_with(["readonly"], "GET", extra)
+		d.verdict == "deny"
+		"DELETE is reserved to dba" in d.reasons
+	}
+	# a field naming no method is none
+	d := portcullis.decision with input as http_with(["readonly"], "GET", {"query": {"payment_method": "card"}})
+	d.verdict == "mask"
+}
+
 test_http_websocket_frames_are_masked_for_all_but_pii_readers if {
 	up := {"kind": "http.upgrade", "raw": "-", "http": {"method": "GET", "path": "/ws", "upgrade": "websocket"}}
 	read_only := {"command": up, "connection": {"labels": {"websocket_read_only_paths": "/ws"}}}
