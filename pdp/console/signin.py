@@ -25,7 +25,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
@@ -39,8 +39,9 @@ from pdp.console.websession import (
     cookie_name,
     login_cookie,
 )
-from pdp.domain.identity import DevIssuer, TokenRejected, TokenVerifier, cleartext_remote
+from pdp.domain.identity import DevIssuer, TokenRejected, TokenVerifier
 from pdp.plumbing.downloads import read_capped
+from portcullis.network_path import cleartext_remote, names_this_host
 
 if TYPE_CHECKING:
     from pdp.console.app import Console
@@ -179,7 +180,7 @@ class DevProvider:
     def _checked(self, request: web.Request, params: Any) -> None:
         if not _loopback(request.remote) or any(h in request.headers for h in RELAYED):
             raise web.HTTPForbidden(text="the dev issuer signs in local browsers only")
-        if not _local_url(self.settings.public_url):
+        if not names_this_host(self.settings.public_url):
             # reached at another address (PORTCULLIS_CONSOLE_URL, a proxy in front, which
             # connects from loopback): the people there are not at this machine
             raise web.HTTPForbidden(
@@ -222,12 +223,6 @@ class DevProvider:
 def _challenge(verifier: str) -> str:
     digest = hashlib.sha256(verifier.encode("ascii", "replace")).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-
-
-def _local_url(url: str) -> bool:
-    """Whether a URL names this host (a loopback address or localhost)."""
-    host = urlsplit(url).hostname or ""
-    return host == "localhost" or _loopback(host)
 
 
 def _loopback(remote: str | None) -> bool:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import ipaddress
 import json
 import logging
 import re
@@ -39,7 +38,6 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -50,6 +48,7 @@ from jwt.utils import base64url_decode
 from pdp.plumbing.keys import load_or_create_ed25519
 from pdp.plumbing.trusted_files import others_may_write
 from portcullis.config import ConfigError, IdentitySettings
+from portcullis.network_path import cleartext_remote
 from portcullis.token_text import token_key
 
 if TYPE_CHECKING:  # imported where a key is fetched: `portcullis audit` needs none
@@ -654,21 +653,6 @@ class TokenVerifier:
             token_id=jti if isinstance(jti, str) else "",
             expires_at=int(claims.get("exp") or 0),
         )
-
-
-def cleartext_remote(url: str) -> bool:
-    """Whether `url` is plain HTTP beyond this host (loopback and localhost are this host):
-    what answers it is whoever is on the network path."""
-    parts = urlsplit(url)
-    if parts.scheme != "http":
-        return False
-    host = parts.hostname or ""
-    if host == "localhost":
-        return False
-    try:
-        return not ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return True
 
 
 def _refuse_keys_in_clear(settings: IdentitySettings) -> None:

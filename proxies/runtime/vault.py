@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import time
@@ -59,6 +58,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from portcullis.config import ConfigError, ConnectionSettings, VaultSettings
+from portcullis.network_path import cleartext_remote
 from proxies.runtime.credentials import CredentialLease, CredentialUnavailable, upstream_auth
 from proxies.runtime.lease_ledger import LeaseLedger
 from proxies.runtime.spool import DEFAULT_SPOOL_DIR
@@ -163,7 +163,7 @@ class VaultProvider:
             raise ConfigError(
                 "vault.addr", "must not carry a user or password (user:password@); use vault.auth"
             )
-        if _cleartext(settings.addr):
+        if cleartext_remote(settings.addr):
             if self._auth.get(INSECURE_PLAIN_HTTP) is not True:
                 raise ConfigError(
                     "vault.addr",
@@ -792,20 +792,6 @@ def _proxy_powers(issued: list[str], own: frozenset[str]) -> list[str]:
     """The policies of a token issued for a session that are the proxy's own powers: root,
     and every policy of the proxy's token or entity but `default` (which every token has)."""
     return sorted(set(issued) & ({"root"} | own) - {"default"})
-
-
-def _cleartext(addr: str) -> bool:
-    """Whether Vault is reached over plain HTTP beyond this host (loopback is not)."""
-    url = urlsplit(addr)
-    if url.scheme != "http":
-        return False
-    host = url.hostname or ""
-    if host == "localhost":
-        return False
-    try:
-        return not ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return True
 
 
 class VaultRedirected(requests.exceptions.RequestException):
