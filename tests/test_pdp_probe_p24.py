@@ -26,6 +26,12 @@ UPDATE = "UPDATE orders SET note = 'x' WHERE id = 1"
 
 @pytest.mark.parametrize("reason", ["", " ", "\t\n"])
 async def test_no_approval_is_recorded_without_a_reason(tmp_path, reason):
+    await no_approval_with(tmp_path, reason, control="ticket 42")
+
+
+async def no_approval_with(tmp_path, reason: str, control: str) -> None:
+    """Neither gRPC nor HTTP records an approval or a denial with `reason`; the request
+    stays pending, and `control` as the reason then approves it (test_pdp_probe_p34 too)."""
     port = free_port()
     raw = pdp_raw(tmp_path)
     raw["pdp"]["http_listen"] = f"127.0.0.1:{port}"
@@ -44,7 +50,7 @@ async def test_no_approval_is_recorded_without_a_reason(tmp_path, reason):
                     )
                 )
             assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-            assert "reason: required" in (refused.value.details() or "")
+            assert "reason: a reason is required" in (refused.value.details() or "")
         async with (
             aiohttp.ClientSession() as http,
             http.post(
@@ -58,8 +64,8 @@ async def test_no_approval_is_recorded_without_a_reason(tmp_path, reason):
         # the control: with a reason it is approved, and the reason kept
         approved = await stub.ResolveApproval(
             pdp_pb2.ResolveApprovalRequest(
-                token=sam, approval_id=asked.approval_id, approve=True, reason="ticket 42"
+                token=sam, approval_id=asked.approval_id, approve=True, reason=control
             )
         )
         assert approved.approval.state == "approved"
-        assert approved.approval.decision_reason == "ticket 42"
+        assert approved.approval.decision_reason == control

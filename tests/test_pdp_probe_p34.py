@@ -14,15 +14,9 @@ Real PDP (tests/pdp_harness.py, embedded OPA, SQLite store, its HTTP API).
 
 from __future__ import annotations
 
-import aiohttp
-import grpc
 import pytest
-from pdp_harness import decide_sql, free_port, open_session, pdp_raw, pdp_stub, running_pdp, token
+from test_pdp_probe_p24 import no_approval_with
 
-from portcullis.config import parse_config
-from portcullis.v1 import pdp_pb2
-
-UPDATE = "UPDATE orders SET note = 'x' WHERE id = 1"
 UNREADABLE = [
     "\u200b",  # zero-width space
     "\u00ad\u00ad",  # soft hyphens
@@ -34,46 +28,7 @@ UNREADABLE = [
 ]
 
 
-@pytest.mark.parametrize("reason", UNREADABLE)
+@pytest.mark.parametrize("reason", UNREADABLE, ids=lambda r: f"{len(r)}:{ord(r[0]):04x}")
 async def test_no_approval_is_recorded_with_a_reason_that_reads_as_nothing(tmp_path, reason):
-    port = free_port()
-    raw = pdp_raw(tmp_path)
-    raw["pdp"]["http_listen"] = f"127.0.0.1:{port}"
-    config = parse_config(raw, base_dir=tmp_path)
-    rita = token(config, "rita@example.com", ("readonly",))
-    sam = token(config, "sam@example.com", ("security",))
-    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
-        opened = await open_session(stub, rita)
-        asked = await decide_sql(stub, opened.session_id, UPDATE)
-        assert asked.verdict == pdp_pb2.REQUIRE_APPROVAL and asked.approval_id
-        for approve in (True, False):
-            with pytest.raises(grpc.aio.AioRpcError) as refused:
-                await stub.ResolveApproval(
-                    pdp_pb2.ResolveApprovalRequest(
-                        token=sam, approval_id=asked.approval_id, approve=approve, reason=reason
-                    )
-                )
-            assert refused.value.code() in (
-                grpc.StatusCode.INVALID_ARGUMENT,
-                grpc.StatusCode.PERMISSION_DENIED,
-                grpc.StatusCode.FAILED_PRECONDITION,
-            )
-            assert "reason" in (refused.value.details() or "")
-        async with (
-            aiohttp.ClientSession() as http,
-            http.post(
-                f"http://127.0.0.1:{port}/v1/approvals/{asked.approval_id}/approve",
-                json={"reason": reason},
-                headers={"Authorization": f"Bearer {sam}"},
-            ) as answer,
-        ):
-            assert answer.status in (400, 403)
-        assert pdp.approvals.requests[asked.approval_id].state == "pending"
-        # the control: a short reason in any script is one
-        approved = await stub.ResolveApproval(
-            pdp_pb2.ResolveApprovalRequest(
-                token=sam, approval_id=asked.approval_id, approve=True, reason="\u8ba4\u53ef #4"
-            )
-        )
-        assert approved.approval.state == "approved"
-        assert approved.approval.decision_reason == "\u8ba4\u53ef #4"
+    # the control: a short reason in any script is one
+    await no_approval_with(tmp_path, reason, control="\u8ba4\u53ef #4")

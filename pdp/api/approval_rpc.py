@@ -18,7 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from pdp.domain.approvals import APPROVED, PENDING, ApprovalBook, ApprovalRefused, ApprovalRequest
+from pdp.domain.approvals import (
+    APPROVED,
+    PENDING,
+    REASON_REQUIRED,
+    ApprovalBook,
+    ApprovalRefused,
+    ApprovalRequest,
+    reason_kept,
+)
 from pdp.domain.decisions import Decider, Decision, Guard
 from pdp.domain.identity import TokenRejected, approver_refusal
 from pdp.domain.policy_input import build_input
@@ -459,12 +467,10 @@ class ApprovalRPCs:
         approver = await self._approver(request.token, context)
         if not request.approval_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "approval_id: required")
-        if not request.reason.strip():
+        if reason_kept(request.reason) is None:
             # as the HTTP API, the console and `portcullis approvals` ask: an approval's
             # evidence says why a person let the command run (or kept it from running)
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, "reason: required (kept with the record)"
-            )
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"reason: {REASON_REQUIRED}")
         book: ApprovalBook = self.approvals
         decided = await _settled_by(
             context, book.decide(request.approval_id, approver, request.approve, request.reason)

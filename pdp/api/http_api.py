@@ -25,7 +25,7 @@ from aiohttp import web
 
 from pdp.api.approval_rpc import public_view, visible_approvals
 from pdp.api.proxy_auth import CREDENTIAL_PREFIX
-from pdp.domain.approvals import ApprovalRefused
+from pdp.domain.approvals import REASON_REQUIRED, ApprovalRefused, reason_kept
 from pdp.domain.decisions import EVALUATION_BUCKETS, DecisionStats
 from pdp.domain.identity import TokenRejected, approver_refusal
 from pdp.plumbing.timestamps import outward
@@ -325,9 +325,9 @@ def build_http_app(pdp: PDPApp) -> web.Application:
         except ValueError:
             body = {}
         reason = str(body.get("reason", "")) if isinstance(body, dict) else ""
-        if not reason.strip():
+        if reason_kept(reason) is None:
             raise web.HTTPBadRequest(
-                text=json.dumps({"title": "reason is required"}),
+                text=json.dumps({"title": REASON_REQUIRED}),
                 content_type="application/problem+json",
             )
         approve = request.match_info["action"] == "approve"

@@ -89,6 +89,7 @@ class ApprovalRefused(Exception):
 
 # the characters of an approver's reason the record keeps
 MAX_REASON = 1000
+REASON_REQUIRED = "a reason is required (kept with the record): one that reads as something"
 # letters that draw nothing (the Hangul fillers) and the braille blank: a reason of them
 # reads as blank as one of spaces
 _BLANK_GLYPHS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
@@ -99,6 +100,14 @@ def readable(text: str) -> bool:
     symbol, not one that draws nothing. Spaces, format characters (zero-width, soft
     hyphen, bidi marks), controls and combining marks alone read as no reason at all."""
     return any(unicodedata.category(c)[0] in "LNPS" and c not in _BLANK_GLYPHS for c in text)
+
+
+def reason_kept(raw: str) -> str | None:
+    """The reason an approver gave as the record keeps it (blanks around it left out, its
+    first MAX_REASON characters), or None when that reads as nothing: every API (gRPC,
+    HTTP, the console, the book itself) refuses such a reason alike."""
+    reason = raw.strip()[:MAX_REASON]
+    return reason if readable(reason) else None
 
 
 def justification_of(raw: str) -> str:
@@ -645,13 +654,11 @@ class ApprovalBook:
         """Record an approver's decision; raises ApprovalRefused when they may not make it.
         One answer at a time on this PDP (two approvers' at once, or one's twice, each
         found the request pending and both were recorded and answered as given)."""
-        reason = reason.strip()[:MAX_REASON]
-        if not readable(reason):
-            raise ApprovalRefused(
-                "a reason is required (kept with the record): one that reads as something"
-            )
+        kept = reason_kept(reason)
+        if kept is None:
+            raise ApprovalRefused(REASON_REQUIRED)
         async with self._settling:
-            return await self._decide(approval_id, approver, approve, reason)
+            return await self._decide(approval_id, approver, approve, kept)
 
     async def _decide(
         self, approval_id: str, approver: dict[str, Any], approve: bool, reason: str

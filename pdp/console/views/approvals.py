@@ -42,9 +42,11 @@ from pdp.console.views.common import badge, bullet_list, csrf_field, definition_
 from pdp.console.websession import WebSession, signed_in
 from pdp.domain.approvals import (
     PENDING,
+    REASON_REQUIRED,
     ApprovalRefused,
     ApprovalRequest,
     one_person,
+    reason_kept,
     same_person,
 )
 from pdp.domain.identity import identity_key
@@ -443,8 +445,8 @@ class Inbox:
         reason = str(form.get("reason", "")).strip()
         if action not in ("approve", "deny"):
             return await self.page(request, "choose approve or deny", 400)
-        if not reason:
-            return await self.page(request, "a reason is required", 400)
+        if reason_kept(reason) is None:
+            return await self.page(request, REASON_REQUIRED, 400)
         approval_id = request.match_info["id"]
         try:
             await self.book.decide(approval_id, session.who, action == "approve", reason)
