@@ -381,10 +381,21 @@ pg_catalog_relation(t) if {
 	parts[count(parts) - 2] == "pg_catalog"
 }
 
-pg_denials contains sprintf("the statement writes rows of the system catalog %s: DDL by other means (a stored setting, a role's password, a column's name, a function's body) that no rule for the DDL judges; denied to everyone not in pii-readers", [t]) if {
+# (one rule per way pg_catalog_writes finds a catalog, each opening with its input flag, so
+# the rule index passes over both for the statements that name none)
+pg_denials contains pg_catalog_write_denial(t) if {
+	input.command.postgres.has.pg_names
 	some [_, t] in pg_catalog_writes
 	not pii_reader
 }
+
+pg_denials contains pg_catalog_write_denial(t) if {
+	input.command.postgres.relation_sources
+	some [_, t] in pg_catalog_writes
+	not pii_reader
+}
+
+pg_catalog_write_denial(t) := sprintf("the statement writes rows of the system catalog %s: DDL by other means (a stored setting, a role's password, a column's name, a function's body) that no rule for the DDL judges; denied to everyone not in pii-readers", [t])
 
 pg_privileged_approval contains [i, sprintf("writing the system catalog %s reaches past the database or makes a way in that bypasses the gateway, and needs approval", [t])] if {
 	some [i, t] in pg_catalog_writes
