@@ -71,10 +71,16 @@ def _command(method: str, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_uris_a_server_resolves_outside_their_prefix_are_malformed() -> None:
-    for uri in OUTSIDE:
+    read_as_malformed(OUTSIDE, KEPT)
+
+
+def read_as_malformed(refused: list[str], kept: list[str]) -> None:
+    """Each of `refused` is a malformed URI to the proxy's check and to the PDP's reading of
+    a resources/read; none of `kept` is (test_mcp_probe_p32 too)."""
+    for uri in refused:
         assert uri_problem(uri) is not None, uri
         assert _command("resources/read", {"uri": uri}).get("malformed") is True, uri
-    for uri in KEPT:
+    for uri in kept:
         assert uri_problem(uri) is None, uri
         assert "malformed" not in _command("resources/read", {"uri": uri}), uri
 

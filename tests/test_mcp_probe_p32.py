@@ -14,7 +14,6 @@ portcullis.mcp.uri_problem) by the proxy, and read as malformed by the PDP.
 
 from __future__ import annotations
 
-import json
 import ntpath
 from pathlib import Path
 from typing import Any
@@ -22,10 +21,10 @@ from typing import Any
 import pytest
 import test_mcp_proxy
 from mcp.server.mcpserver import MCPServer
+from test_mcp_probe_p23 import read_as_malformed
 from test_mcp_proxy import agent, mcp_stack
 
-from pdp.domain.mcp_input import mcp_command
-from portcullis.mcp import template_problem, uri_problem
+from portcullis.mcp import template_problem
 
 DRIVES = [
     "invoice:///D:/secrets.txt",
@@ -50,18 +49,8 @@ KEPT = [
 ]
 
 
-def _command(method: str, params: dict[str, Any]) -> dict[str, Any]:
-    raw = json.dumps({"endpoint": "/mcp", "method": method, "params": params})
-    return mcp_command("mcp.call", raw, {})
-
-
 def test_a_drive_past_a_file_uris_first_segment_is_malformed() -> None:
-    for uri in DRIVES:
-        assert uri_problem(uri) is not None, uri
-        assert _command("resources/read", {"uri": uri}).get("malformed") is True, uri
-    for uri in KEPT:
-        assert uri_problem(uri) is None, uri
-        assert "malformed" not in _command("resources/read", {"uri": uri}), uri
+    read_as_malformed(DRIVES, KEPT)
     assert template_problem("invoice:///D:/{name}") is not None
     assert template_problem("file:///C:/srv/public/{+path}") is None
 
