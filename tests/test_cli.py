@@ -41,6 +41,9 @@ def write_config(tmp_path, **overrides):
     raw["pdp"]["listen"] = f"127.0.0.1:{free_port()}"
     raw["pdp"]["http_listen"] = f"127.0.0.1:{free_port()}"
     raw["pdp"]["engine"]["workers"] = 1
+    for connection in raw["connections"]:
+        # a `make up` in another shell holds the example's ports (README: the two commands)
+        connection["listen"] = f"127.0.0.1:{free_port()}"
     for key, value in overrides.items():
         raw[key] = value
     path = tmp_path / "portcullis.yaml"
