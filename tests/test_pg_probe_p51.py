@@ -40,9 +40,15 @@ STORED = [
 
 
 def _stored(arena: Arena) -> list[tuple[object, ...]]:
+    # the settings stored for this arena's database and role, or for all of either (other
+    # tests running at once store their own roles' settings in the same cluster)
     with arena.admin() as admin:
         return admin.execute(
-            "SELECT setdatabase, setrole, setconfig FROM pg_db_role_setting ORDER BY 1, 2"
+            "SELECT setdatabase, setrole, setconfig FROM pg_db_role_setting"
+            " WHERE setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = %s))"
+            " AND setrole IN (0, (SELECT oid FROM pg_roles WHERE rolname = %s))"
+            " ORDER BY 1, 2",
+            (arena.database, arena.role),
         ).fetchall()
 
 
