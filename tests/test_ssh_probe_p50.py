@@ -73,18 +73,24 @@ class _Screen:
             self.text += chunk.decode(errors="replace")
 
 
+async def _dba_shell(stack: Any) -> tuple[asyncio.subprocess.Process, _Screen]:
+    """OpenSSH's `ssh -tt` logged in as a dba through the proxy, at the shell's prompt."""
+    env = askpass(stack.tmp, stack.token(DBA))
+    argv = ["ssh", *client_options(stack.port), "-tt", "-p", str(stack.port), "ann@127.0.0.1"]
+    client = await asyncio.create_subprocess_exec(
+        *argv, env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    assert client.stdin is not None and client.stdout is not None
+    screen = _Screen(client.stdout)
+    await screen.until(_SHELL_PROMPT)
+    return client, screen
+
+
 @pytest.mark.integration
 async def test_a_password_pasted_with_its_command_is_not_recorded(tmp_path: Path) -> None:
     async with ssh_stack(tmp_path) as stack:
-        env = askpass(stack.tmp, stack.token(DBA))
-        argv = ["ssh", *client_options(stack.port), "-tt", "-p", str(stack.port), "ann@127.0.0.1"]
-        client = await asyncio.create_subprocess_exec(
-            *argv, env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, start_new_session=True,
-        )  # fmt: skip
-        assert client.stdin is not None and client.stdout is not None
-        screen = _Screen(client.stdout)
-        await screen.until(_SHELL_PROMPT)
+        client, screen = await _dba_shell(stack)
         client.stdin.write(f"{READ}\r".encode())
         await screen.until("p50-2-ready\r\n")  # the shell runs it, the terminal its own
         # the password typed before its prompt is shown
@@ -123,15 +129,7 @@ ASKS = "stty -echo; printf '[sudo] password for ann: '; read -r pw; stty echo; e
 @pytest.mark.integration
 async def test_a_password_pasted_with_its_command_and_more_is_not_recorded(tmp_path: Path) -> None:
     async with ssh_stack(tmp_path) as stack:
-        env = askpass(stack.tmp, stack.token(DBA))
-        argv = ["ssh", *client_options(stack.port), "-tt", "-p", str(stack.port), "ann@127.0.0.1"]
-        client = await asyncio.create_subprocess_exec(
-            *argv, env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, start_new_session=True,
-        )  # fmt: skip
-        assert client.stdin is not None and client.stdout is not None
-        screen = _Screen(client.stdout)
-        await screen.until(_SHELL_PROMPT)
+        client, screen = await _dba_shell(stack)
         # one paste: the command, its password, another line; bash's line editor held the
         # terminal as they came, so their CRs end no line for the prompt's reader
         client.stdin.write(f"{ASKS}\r{PASTED}\rp50-more\r".encode())
