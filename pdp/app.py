@@ -22,6 +22,7 @@ from pdp.api.webhooks import WebhookNotifier
 from pdp.console.app import mount_console
 from pdp.console.settings import ConsoleSettings
 from pdp.domain.approvals import ApprovalBook
+from pdp.domain.claims import kept_claims
 from pdp.domain.decisions import Decider
 from pdp.domain.identity import DevIssuer, TokenVerifier
 from pdp.domain.sessions import SessionReaper, SessionTable
@@ -32,9 +33,11 @@ from pdp.forwarding import build_forwarders
 from pdp.plumbing.keys import load_or_create_ed25519
 from pdp.store import AuditStore, open_store
 from pdp.store.macs import KEY_PURPOSE as RECORD_KEY_PURPOSE
-from portcullis.config import Config
+from portcullis.config import FORWARD_CLEARTEXT_OPT_OUT, Config
+from portcullis.config_keyfiles import check_key_file
 from portcullis.connection_gate import ConnectionGate, serve_gated
 from portcullis.heap import freeze_startup_heap
+from portcullis.network_path import cleartext_remote
 
 log = logging.getLogger("portcullis.pdp")
 
@@ -61,6 +64,22 @@ class SigningKeyMissing(Exception):
     """The PDP's signing key is gone while the evidence it signed is not (start refused)."""
 
 
+def _warn_of_insecure_settings(config: Config) -> None:
+    """What the configuration knowingly lets through, logged at every start (the IdP in
+    clear is logged by its verifier, key files others may read as each is read)."""
+    for warning in config.warnings:
+        log.warning("%s", warning)
+    for i, sink in enumerate(config.forwarding):
+        if sink.insecure_plain_http_to_remote and cleartext_remote(sink.url):
+            log.warning(
+                "INSECURE forwarding[%d].%s: audit records are posted to %s in plain HTTP"
+                " to another host: whoever is on the path reads, changes or drops them",
+                i,
+                FORWARD_CLEARTEXT_OPT_OUT,
+                sink.url,
+            )
+
+
 class PDPApp:
     def __init__(self, config: Config, parts: Parts | None = None) -> None:
         parts = parts or Parts()
@@ -74,6 +93,10 @@ class PDPApp:
             self.engine, self.store, reuse_evaluations=config.pdp.reuse_evaluations
         )
         self.sessions = SessionTable(self.store, on_close=self.decider.forget_session)
+        # the claims a session.open record keeps in the clear (pdp.domain.claims)
+        self.sessions.kept_claims = kept_claims(
+            config.identity.groups_claim, config.identity.evidence_claims
+        )
         # sessions left open in a store this PDP writes alone are watched from the start
         # (replicas share a PostgreSQL store, where the others hold their sessions live)
         self.reaper = SessionReaper(
@@ -85,8 +108,14 @@ class PDPApp:
         # a signing key made here over a store that holds signed checkpoints is refused at
         # start (_refuse_a_new_key_over_signed_evidence)
         self._signing_key_made = not config.pdp.signing_key.exists()
-        self.signer = Signer(load_or_create_ed25519(config.pdp.signing_key))
-        self.proxy_key = ProxyKey.load_or_create(config.pdp.proxy_key)
+        readable = config.pdp.insecure_readable_key_files  # (refused unless said: keys.py)
+        self.signer = Signer(
+            load_or_create_ed25519(config.pdp.signing_key, allow_readable=readable)
+        )
+        self.proxy_key = ProxyKey.load_or_create(config.pdp.proxy_key, allow_readable=readable)
+        if config.pdp.tls is not None and config.pdp.tls.key_file is not None:
+            check_key_file(config.pdp.tls.key_file, "pdp.tls.key_file", readable)
+        _warn_of_insecure_settings(config)
         # the MAC of session records: a session found in the store is one this PDP wrote
         self.sessions.record_key = self.proxy_key.derive("session-records")
         # the MAC of every record's batch (pdp.store.macs): a checkpoint vouches only for

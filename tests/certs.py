@@ -61,5 +61,7 @@ def make_pki(directory: Path) -> dict[str, Path]:
         "client.key": _pem_key(client_key),
     }.items():
         (directory / name).write_bytes(data)
+        if name.endswith(".key"):  # (a key others may read stops the PDP and proxies)
+            (directory / name).chmod(0o600)
         files[name] = directory / name
     return files

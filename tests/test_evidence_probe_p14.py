@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import SimpleNamespace
 
 import grpc
@@ -83,6 +84,26 @@ async def _spooled_by_a_dead_proxy(tmp_path, app, stub, config):
     return sid, decided
 
 
+@contextlib.asynccontextmanager
+async def _adopted(tmp_path, app) -> AsyncIterator[tuple[Spool, Callable[[Entry], Awaitable[str]]]]:
+    """The dead proxy's restarted process: its spool adopted, and how it delivers one entry
+    (as the runtime does: ProxyRuntime._deliver, over a client holding none of its keys)."""
+    restarted = PDPClient(app.address, metadata=proxy_metadata(app.address))
+    await restarted.start()
+    adopted = Spool(tmp_path / "spool", "orders-db")
+    adopted.open()
+    runtime = SimpleNamespace(pdp=restarted)
+
+    async def deliver(entry: Entry) -> str:
+        return await ProxyRuntime._deliver(runtime, entry)  # type: ignore[arg-type]
+
+    try:
+        yield adopted, deliver
+    finally:
+        adopted.close()
+        await restarted.close()
+
+
 async def test_a_crashed_proxys_spool_is_delivered_by_its_restarted_process(tmp_path):
     """The restarted process (no key of the dead one's sessions) adopts the spool and
     delivers each entry as the runtime does: stored, the batches once each however often
@@ -92,21 +113,13 @@ async def test_a_crashed_proxys_spool_is_delivered_by_its_restarted_process(tmp_
     config = load_config(config_path)
     async with running_pdp(config) as app, pdp_stub(app.address) as stub:
         sid, _ = await _spooled_by_a_dead_proxy(tmp_path, app, stub, config)
-        restarted = PDPClient(app.address, metadata=proxy_metadata(app.address))
-        await restarted.start()
-        adopted = Spool(tmp_path / "spool", "orders-db")
-        adopted.open()
-        runtime = SimpleNamespace(pdp=restarted)
-        try:
+        async with _adopted(tmp_path, app) as (adopted, deliver):
             assert [e.seq for e in adopted.entries] == [1, 2, 0]
             batches = [e for e in adopted.entries if e.close is None]
             for entry in batches:  # delivered, then again (a retry): stored once
-                assert await ProxyRuntime._deliver(runtime, entry) == STORED
-                assert await ProxyRuntime._deliver(runtime, entry) == STORED
-            assert await ProxyRuntime._deliver(runtime, adopted.entries[-1]) == STORED
-        finally:
-            adopted.close()
-            await restarted.close()
+                assert await deliver(entry) == STORED
+                assert await deliver(entry) == STORED
+            assert await deliver(adopted.entries[-1]) == STORED
         records = await app.store.query(kind=EVENTS_KIND, session_id=sid)
         assert [r.body.get("batch_seq") for r in records] == [1, 2]
         assert all(r.body.get(FROM_SPOOL) is True for r in records)
@@ -265,16 +278,8 @@ async def test_a_spool_delivered_after_the_reaper_ended_the_session(tmp_path):
         sid, _ = await _spooled_by_a_dead_proxy(tmp_path, app, stub, config)
         session = app.service.sessions._open[sid]
         await app.reaper.reap(session, "proxy_lost")
-        restarted = PDPClient(app.address, metadata=proxy_metadata(app.address))
-        await restarted.start()
-        adopted = Spool(tmp_path / "spool", "orders-db")
-        adopted.open()
-        runtime = SimpleNamespace(pdp=restarted)
-        try:
-            outcomes = [await ProxyRuntime._deliver(runtime, e) for e in adopted.entries]
-        finally:
-            adopted.close()
-            await restarted.close()
+        async with _adopted(tmp_path, app) as (adopted, deliver):
+            outcomes = [await deliver(e) for e in adopted.entries]
         assert outcomes == [STORED, STORED, "refused"]
         records = await app.store.query(kind=EVENTS_KIND, session_id=sid)
         assert [r.body.get(FROM_SPOOL) for r in records] == [True, True]

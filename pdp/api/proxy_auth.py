@@ -34,6 +34,7 @@ from typing import Any
 
 from cryptography import x509
 
+from portcullis.config_keyfiles import check_key_file
 from portcullis.wire import CREDENTIAL_METADATA
 
 log = logging.getLogger("portcullis.proxy_auth")
@@ -73,13 +74,13 @@ class ProxyKey:
         self._secret = secret
 
     @classmethod
-    def load_or_create(cls, path: Path) -> ProxyKey:
-        """Read the key at path, or create it 0600 (parents 0700) if it does not exist."""
+    def load_or_create(cls, path: Path, allow_readable: bool = False) -> ProxyKey:
+        """Read the key at path, or create it 0600 (parents 0700) if it does not exist; a
+        key others may read is a ConfigError unless allow_readable (then a warning)."""
         if not path.exists():
             write_private(path, secrets.token_bytes(32).hex().encode() + b"\n", replace=False)
             log.info("created proxy key %s", path)
-        if path.stat().st_mode & 0o077:
-            log.warning("proxy key %s is readable by other users; chmod 600 it", path)
+        check_key_file(path, "pdp.proxy_key", allow_readable)
         return cls(bytes.fromhex(path.read_text().strip()))
 
     def _mac(self, claims: str) -> str:

@@ -131,6 +131,14 @@ def _print_problems(problems: list[Any]) -> None:
         print(f"  ... and {len(problems) - 20} more problems")
 
 
+def _signing_key(config: Any, path: Path) -> Any:
+    """The signing key at path (pdp.plumbing.keys: a file others may read is refused
+    unless pdp.insecure_readable_key_files)."""
+    from pdp.plumbing.keys import load_or_create_ed25519
+
+    return load_or_create_ed25519(path, allow_readable=config.pdp.insecure_readable_key_files)
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from pdp.evidence.signing import load_public_pem
 
@@ -177,12 +185,10 @@ async def _verify_store(args: argparse.Namespace, pinned: Any) -> int:
     public_key = pinned
     if public_key is None:
         try:
-            from pdp.plumbing.keys import load_or_create_ed25519
-
             key_path = config.pdp.signing_key
             if not key_path.exists():
                 return _fail(f"signing key {key_path} not found (give --public-key)")
-            public_key = load_or_create_ed25519(key_path).public_key()
+            public_key = _signing_key(config, key_path).public_key()
         except ValueError as exc:
             return _fail(str(exc))
     own_path = anchor_path_for(config.pdp.signing_key)
@@ -275,7 +281,6 @@ async def _export(args: argparse.Namespace, since: float | None, until: float | 
     from pdp.evidence.bundle import StoreUnverified, export_bundle
     from pdp.evidence.checkpoints import anchor_path_for, head_path_for
     from pdp.evidence.signing import Signer
-    from pdp.plumbing.keys import load_or_create_ed25519
     from pdp.store import AuditStore, StoreUnavailable, open_store
 
     config = _config(args)
@@ -284,7 +289,7 @@ async def _export(args: argparse.Namespace, since: float | None, until: float | 
     settings = config.pdp.store
     if settings.type == "sqlite" and not settings.path.exists():
         return _fail(f"audit store {settings.path} does not exist")
-    signer = Signer(load_or_create_ed25519(config.pdp.signing_key))
+    signer = Signer(_signing_key(config, config.pdp.signing_key))
     anchor_path = anchor_path_for(config.pdp.signing_key)
     anchor, unreadable = _anchor(anchor_path)
     if unreadable:
@@ -339,7 +344,6 @@ async def _acknowledge(args: argparse.Namespace) -> int:
 
     from pdp.cli import _config
     from pdp.evidence.checkpoints import ACK_KIND, anchor_path_for, verify_store
-    from pdp.plumbing.keys import load_or_create_ed25519
     from pdp.store import AuditStore, StoreUnavailable, open_store
 
     config = _config(args)
@@ -350,7 +354,7 @@ async def _acknowledge(args: argparse.Namespace) -> int:
         return _fail(unreadable)
     if not config.pdp.signing_key.exists():
         return _fail(f"signing key {config.pdp.signing_key} not found")
-    public_key = load_or_create_ed25519(config.pdp.signing_key).public_key()
+    public_key = _signing_key(config, config.pdp.signing_key).public_key()
     anchor_path = anchor_path_for(config.pdp.signing_key)
     anchor, unreadable = _anchor(anchor_path)
     if unreadable:
@@ -426,7 +430,6 @@ async def _rotate_key(args: argparse.Namespace) -> int:
         rotation_body,
     )
     from pdp.evidence.signing import Signer, key_id_of, load_public_pem, public_pem
-    from pdp.plumbing.keys import load_or_create_ed25519
     from pdp.store import AuditStore, StoreUnavailable, open_store
 
     config = _config(args)
@@ -448,10 +451,10 @@ async def _rotate_key(args: argparse.Namespace) -> int:
         if lost:
             old_public = load_public_pem(Path(args.old_public_key).read_bytes())
             old_id = key_id_of(old_public)
-            if key_path.exists() and Signer(load_or_create_ed25519(key_path)).key_id == old_id:
+            if key_path.exists() and Signer(_signing_key(config, key_path)).key_id == old_id:
                 return _fail(f"{key_path} is the key named lost: rotate without --old-key-lost")
         else:
-            old = Signer(load_or_create_ed25519(key_path))
+            old = Signer(_signing_key(config, key_path))
             old_public, old_id = old.public_key, old.key_id
         next_path = key_path.with_name(key_path.name + ".next")
         if not next_path.exists():
@@ -465,7 +468,7 @@ async def _rotate_key(args: argparse.Namespace) -> int:
                 f.write(pem)
                 f.flush()
                 os.fsync(f.fileno())
-        new = Signer(load_or_create_ed25519(next_path))
+        new = Signer(_signing_key(config, next_path))
     except (OSError, ValueError) as exc:
         return _fail(str(exc))
     anchor_path = anchor_path_for(key_path)

@@ -66,7 +66,9 @@ def cmd_metrics_credential(args: argparse.Namespace) -> int:
     from pdp.cli import _config
 
     config = _config(args)
-    credential = ProxyKey.load_or_create(config.pdp.proxy_key).issue(args.name, [])
+    credential = ProxyKey.load_or_create(
+        config.pdp.proxy_key, allow_readable=config.pdp.insecure_readable_key_files
+    ).issue(args.name, [])
     if args.out is None:
         print(credential)
     else:
@@ -109,6 +111,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         + (", TLS" if config.pdp.tls else "")
     )
     lines.append(f"identity: {'dev issuer' if config.identity.dev else config.identity.issuer}")
+    lines.extend(f"WARNING: {w}" for w in insecure_settings(config))
     for c in config.connections:
         if c.name in serving:
             shadow = "  SHADOW MODE: nothing enforced" if c.options.get("enforce") is False else ""
@@ -172,6 +175,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         report["pdp"].update(_http_status(config.pdp.http_listen, credential))
     report["store"] = asyncio.run(_store_head(config))
     report["connections"] = _connections(config, report["pdp"].get("sessions_by_connection"))
+    report["insecure"] = insecure_settings(config)
     if args.format == "json":
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
@@ -286,6 +290,35 @@ def _host_key(connection: Any) -> dict[str, Any]:
     return {"host_key": kept_fingerprint(connection) or "not generated yet"}
 
 
+def insecure_settings(config: Any) -> list[str]:
+    """What the configuration opted out of knowingly (each an `insecure_*` key): shown by
+    `status` and `config check` as long as it is set, and logged at every start."""
+    from pdp.domain.identity import idp_in_clear
+    from portcullis.config import FORWARD_CLEARTEXT_OPT_OUT, IDP_CLEARTEXT_OPT_OUT
+    from portcullis.config_keyfiles import KEY_FILES_OPT_OUT
+    from portcullis.network_path import cleartext_remote
+
+    said = list(config.warnings)
+    url = idp_in_clear(config.identity)
+    if url and config.identity.insecure_plain_http_to_remote_idp:
+        said.append(
+            f"INSECURE identity.{IDP_CLEARTEXT_OPT_OUT}: the identity provider's keys come"
+            f" from {url}, plain HTTP to another host (anyone on the path can sign any identity)"
+        )
+    if config.pdp.insecure_readable_key_files:
+        said.append(
+            f"INSECURE pdp.{KEY_FILES_OPT_OUT}: private key files other users may read are"
+            " used (each is named in the log as it is read)"
+        )
+    for i, sink in enumerate(config.forwarding):
+        if sink.insecure_plain_http_to_remote and cleartext_remote(sink.url):
+            said.append(
+                f"INSECURE forwarding[{i}].{FORWARD_CLEARTEXT_OPT_OUT}: audit records go to"
+                f" {sink.url} in plain HTTP to another host"
+            )
+    return said
+
+
 def _render(report: dict[str, Any]) -> str:
     pdp = report["pdp"]
     if pdp.get("reachable"):
@@ -316,4 +349,5 @@ def _render(report: dict[str, Any]) -> str:
         if "host_key" in c:
             state += f", host key {c['host_key']}"
         lines.append(f"proxy {c['name']} ({c['type']}) {c['listen']}: {state}")
+    lines.extend(f"WARNING: {w}" for w in report.get("insecure", ()))
     return "\n".join(lines)

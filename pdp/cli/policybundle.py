@@ -147,9 +147,28 @@ async def _replay(settings: Any, args: argparse.Namespace, replayer: Any) -> Any
             opened = await reader.query(kind="session.open", session_id=sid, limit=1)
             if opened:
                 sessions[sid] = opened[0].body
+        for sid, body in sessions.items():
+            sessions[sid] = await _with_claims(reader, sid, body)
         return replayer.diff(records, sessions)
     finally:
         await store.close()
+
+
+async def _with_claims(reader: Any, session_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A session.open body with the token claims it commits (pdp.domain.claims) taken back
+    from the session's session.claims records: the policy replayed reads them as it did."""
+    from pdp.domain.claims import CLAIMS_KIND, is_commitment, revealed
+
+    session = body.get("session")
+    if not isinstance(session, dict) or not isinstance(session.get("identity"), dict):
+        return body
+    identity: dict[str, Any] = session["identity"]
+    claims = identity.get("claims")
+    if not isinstance(claims, dict) or not any(is_commitment(v) for v in claims.values()):
+        return body
+    opened = [r.body for r in await reader.query(kind=CLAIMS_KIND, session_id=session_id)]
+    identity = {**identity, "claims": revealed(claims, opened)}
+    return {**body, "session": {**session, "identity": identity}}
 
 
 def _print_report(report: Any, args: argparse.Namespace) -> None:

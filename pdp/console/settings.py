@@ -28,6 +28,9 @@ class ConsoleSettings:
     session_seconds: int = 8 * 3600
     idle_seconds: int = 3600
     auditor_groups: tuple[str, ...] = DEFAULT_AUDITORS
+    # identity.insecure_plain_http_to_remote_idp: the issuer's sign-in endpoints may be
+    # plain HTTP to another host (a closed network), as its keys may
+    insecure_plain_http_to_remote_idp: bool = False
 
     @property
     def redirect_uri(self) -> str:
@@ -50,4 +53,5 @@ class ConsoleSettings:
             public_url=public.rstrip("/"),
             client_id=config.identity.audience or "portcullis",
             issuer=config.identity.issuer,
+            insecure_plain_http_to_remote_idp=config.identity.insecure_plain_http_to_remote_idp,
         )

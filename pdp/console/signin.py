@@ -16,6 +16,7 @@ checked), `/console/logout` ends it — and the two providers a login can go to:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -48,6 +49,8 @@ if TYPE_CHECKING:
 
 MAX_DOCUMENT = 256 * 1024
 FETCH_TIMEOUT = 5.0
+DISCOVERY_SECONDS = 3600.0  # how long a fetched discovery document is used
+DISCOVERY_RETRY_SECONDS = 30.0  # how long a failed fetch answers every sign-in at once
 CODE_SECONDS = 60
 # what a proxy relaying a request adds: the browser behind it is elsewhere, however near
 # the proxy is (the dev issuer signs in browsers at this machine only)
@@ -65,30 +68,64 @@ class Provider(Protocol):
 
 
 class OIDCProvider:
-    """An OIDC issuer, found by discovery; the console is a public client using PKCE."""
+    """An OIDC issuer, found by discovery; the console is a public client using PKCE.
+
+    The discovery document is kept for DISCOVERY_SECONDS (an issuer that moves its
+    endpoints is followed within that), and a failure to fetch it is kept for
+    DISCOVERY_RETRY_SECONDS: while the issuer is down each sign-in fails at once with the
+    reason, instead of every one waiting out the fetch's timeout."""
 
     def __init__(self, settings: ConsoleSettings) -> None:
         self.settings = settings
         self._document: dict[str, Any] | None = None
+        self._fetched_at = 0.0  # time.monotonic() of the document, or of the failure
+        self._failure: SignInFailed | None = None
+        self._fetching: asyncio.Future[dict[str, Any]] | None = None
 
     async def _discovery(self) -> dict[str, Any]:
-        if self._document is None:
-            url = self.settings.issuer.rstrip("/") + "/.well-known/openid-configuration"
-            document = await _fetch_json("GET", url)
+        age = time.monotonic() - self._fetched_at
+        if self._document is not None and age < DISCOVERY_SECONDS:
+            return self._document
+        if self._failure is not None and age < DISCOVERY_RETRY_SECONDS:
+            raise SignInFailed(f"{self._failure} (tried again after {DISCOVERY_RETRY_SECONDS:g} s)")
+        if self._fetching is None:  # one fetch for every sign-in that waits on it
+            self._fetching = asyncio.ensure_future(self._fetch_discovery())
+            self._fetching.add_done_callback(self._fetched)
+        return await asyncio.shield(self._fetching)
+
+    def _fetched(self, work: asyncio.Future[dict[str, Any]]) -> None:
+        self._fetching = None
+        self._fetched_at = time.monotonic()
+        failure = None if work.cancelled() else work.exception()
+        if work.cancelled() or failure is not None:
+            self._document = None
+            self._failure = (
+                failure
+                if isinstance(failure, SignInFailed)
+                else SignInFailed("the issuer's discovery failed")
+            )
+        else:
+            self._document, self._failure = work.result(), None
+
+    async def _fetch_discovery(self) -> dict[str, Any]:
+        url = self.settings.issuer.rstrip("/") + "/.well-known/openid-configuration"
+        document = await _fetch_json("GET", url)
+        if (
+            document.get("issuer") != self.settings.issuer.rstrip("/")
+            and document.get("issuer") != self.settings.issuer
+        ):
+            raise SignInFailed("the issuer's discovery document names another issuer")
+        for key in ("authorization_endpoint", "token_endpoint"):
+            if not str(document.get(key, "")).startswith(("https://", "http://")):
+                raise SignInFailed(f"the issuer publishes no {key}")
             if (
-                document.get("issuer") != self.settings.issuer.rstrip("/")
-                and document.get("issuer") != self.settings.issuer
+                cleartext_remote(str(document[key]))
+                and not self.settings.insecure_plain_http_to_remote_idp
             ):
-                raise SignInFailed("the issuer's discovery document names another issuer")
-            for key in ("authorization_endpoint", "token_endpoint"):
-                if not str(document.get(key, "")).startswith(("https://", "http://")):
-                    raise SignInFailed(f"the issuer publishes no {key}")
-                if cleartext_remote(str(document[key])):
-                    # the person's password goes to one, the ID token (a bearer token
-                    # every proxy takes) comes from the other
-                    raise SignInFailed(f"the issuer's {key} is plain HTTP to another host")
-            self._document = document
-        return self._document
+                # the person's password goes to one, the ID token (a bearer token
+                # every proxy takes) comes from the other
+                raise SignInFailed(f"the issuer's {key} is plain HTTP to another host")
+        return document
 
     async def authorize_url(self, params: dict[str, str]) -> str:
         endpoint = str((await self._discovery())["authorization_endpoint"])

@@ -47,7 +47,7 @@ from jwt.utils import base64url_decode
 
 from pdp.plumbing.keys import load_or_create_ed25519
 from pdp.plumbing.trusted_files import others_may_write
-from portcullis.config import ConfigError, IdentitySettings
+from portcullis.config import IDP_CLEARTEXT_OPT_OUT, ConfigError, IdentitySettings
 from portcullis.network_path import cleartext_remote
 from portcullis.token_text import token_key
 
@@ -200,7 +200,9 @@ class DevIssuer:
     def __init__(self, settings: IdentitySettings) -> None:
         self.key_path = Path(settings.dev_key)
         self.groups_claim = settings.groups_claim or "groups"
-        self._key = load_or_create_ed25519(self.key_path)
+        self._key = load_or_create_ed25519(
+            self.key_path, "identity.dev_key", getattr(settings, "readable_key_files", False)
+        )
         raw = self._key.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )
@@ -424,17 +426,18 @@ class _KeyCache:
     async def _get_json(self, url: str) -> dict[str, Any]:
         import aiohttp
 
-        if cleartext_remote(url):
+        in_clear_allowed = _opted_into_cleartext(self._settings)
+        if cleartext_remote(url) and not in_clear_allowed:
             raise _FetchError(
                 f"{url} is plain HTTP to another host: the identity provider's keys must "
-                "come over https (or from this host)"
+                f"come over https (or from this host; identity.{IDP_CLEARTEXT_OPT_OUT})"
             )
         try:
             async with self._http().get(
                 url, timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT)
             ) as resp:
                 hops = [str(hop.url) for hop in (*resp.history, resp)]
-                if any(cleartext_remote(hop) for hop in hops):
+                if not in_clear_allowed and any(cleartext_remote(hop) for hop in hops):
                     # a redirect through plain HTTP: whoever answered that hop chose the rest
                     raise _FetchError(f"GET {url} was redirected in plain HTTP to another host")
                 if resp.status != 200:
@@ -655,18 +658,41 @@ class TokenVerifier:
         )
 
 
-def _refuse_keys_in_clear(settings: IdentitySettings) -> None:
-    """ConfigError for keys the configuration has fetched in clear from another host: the
-    jwks_url, else the issuer's discovery (a jwks_file is read from disk)."""
+def idp_in_clear(settings: IdentitySettings) -> str:
+    """The URL the configuration has the IdP's keys fetched from in clear off this host (the
+    jwks_url, else the issuer's discovery; a jwks_file is read from disk), or ""."""
     if settings.jwks_file:
+        return ""
+    url = settings.jwks_url or settings.issuer
+    return url if url and cleartext_remote(url) else ""
+
+
+def _opted_into_cleartext(settings: IdentitySettings) -> bool:
+    return getattr(settings, IDP_CLEARTEXT_OPT_OUT, False) is True
+
+
+def _refuse_keys_in_clear(settings: IdentitySettings) -> None:
+    """ConfigError for keys the configuration has fetched in clear from another host,
+    unless identity.insecure_plain_http_to_remote_idp says so: then a warning, at every
+    start (a TokenVerifier is made once per PDP start)."""
+    url = idp_in_clear(settings)
+    if not url:
         return
-    key, url = ("jwks_url", settings.jwks_url) if settings.jwks_url else ("issuer", settings.issuer)
-    if url and cleartext_remote(url):
+    key = "jwks_url" if settings.jwks_url else "issuer"
+    if not _opted_into_cleartext(settings):
         raise ConfigError(
             f"identity.{key}",
             f"{url} is plain HTTP to another host: whoever answers on the network path "
-            "would publish keys of their own and sign any identity; use https://",
+            "would publish keys of their own and sign any identity; use https:// (or, on a"
+            f" closed network and knowing that, set identity.{IDP_CLEARTEXT_OPT_OUT}: true)",
         )
+    log.warning(
+        "INSECURE: the identity provider's keys come from %s, plain HTTP to another host"
+        " (identity.%s: true): whoever answers on the network path can sign any identity;"
+        " use https://",
+        url,
+        IDP_CLEARTEXT_OPT_OUT,
+    )
 
 
 def _check_party(

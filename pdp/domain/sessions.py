@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pdp.domain.claims import CLAIMS_KIND, committed, kept_claims, revealed
 from pdp.domain.identity import Identity, identity_key
 from pdp.plumbing.timestamps import rfc3339  # the one time form; policy_input takes it from here
 from pdp.store import AuditRecord, AuditStore, StoreUnavailable
@@ -104,6 +105,12 @@ class Session:
     _started_text: tuple[float, str] | None = field(
         default=None, init=False, repr=False, compare=False
     )
+    # (its token's claims as its session.open record keeps them, the values and salts of
+    # those committed there: pdp.domain.claims), made once so every record of the open
+    # (a grant's re-run re-seals it) commits with the one salt its session.claims holds
+    claims_split: tuple[dict[str, Any], dict[str, dict[str, Any]]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     @property
     def grant_expired(self) -> bool:
@@ -130,7 +137,7 @@ class Session:
                 "issuer": ident.issuer,
                 "token_id": ident.token_id,
                 "expires_at": ident.expires_at,
-                "claims": ident.claims,
+                "claims": self.claims_split[0] if self.claims_split else ident.claims,
             },
             "connection": self.connection,
             "client_addr": self.client_addr,
@@ -143,13 +150,18 @@ class Session:
         }
 
     @classmethod
-    def from_record(cls, session_id: str, body: dict[str, Any]) -> Session:
+    def from_record(
+        cls, session_id: str, body: dict[str, Any], opened_claims: Any = None
+    ) -> Session:
+        """The session a session.open record's `session` object keeps; opened_claims: the
+        bodies of its session.claims records, whose values replace the claims committed."""
         i = body["identity"]
+        claims = i.get("claims", {})
         identity = Identity(
             subject=i["subject"],
             groups=tuple(i.get("groups", ())),
             issuer=i.get("issuer", ""),
-            claims=i.get("claims", {}),
+            claims=revealed(claims, opened_claims) if isinstance(claims, dict) else {},
             token_id=i.get("token_id", ""),
             expires_at=int(i.get("expires_at", 0)),
         )
@@ -215,12 +227,34 @@ class SessionTable:
         # proposed ids id_taken found free, until their open is under way (opening): a
         # second open proposing one meanwhile finds it taken
         self._claimed: set[str] = set()
+        # the claims a session.open record keeps in the clear (pdp.domain.claims); the
+        # composition root names the configured groups claim
+        self.kept_claims = kept_claims("groups")
 
     def sealed(self, session: Session) -> dict[str, Any]:
-        """session.to_record() with its MAC: what a session.open record keeps."""
+        """session.to_record() with its MAC: what a session.open record keeps, its token's
+        claims other than the kept ones committed (their values: record_claims)."""
+        if session.claims_split is None:
+            session.claims_split = committed(dict(session.identity.claims), self.kept_claims)
         record = session.to_record()
         record[MAC] = self._mac(session.id, record)
         return record
+
+    async def record_claims(self, session: Session) -> None:
+        """Append the session.claims record of a session sealed() committed claims of,
+        before its open is recorded; StoreUnavailable if the store refuses it."""
+        opened = session.claims_split[1] if session.claims_split else {}
+        if opened:
+            await self.store.append(
+                CLAIMS_KIND,
+                {"claims": opened},
+                session_id=session.id,
+                subject=session.identity.subject,
+            )
+
+    async def opened_claims(self, session_id: str) -> list[Any]:
+        """The bodies of a session's session.claims records (pdp.domain.claims.revealed)."""
+        return [r.body for r in await self.store.query(kind=CLAIMS_KIND, session_id=session_id)]
 
     def _mac(self, session_id: str, record: dict[str, Any]) -> str:
         # the id is in it: a copy of another session's record (a dba's) must not be this
@@ -354,7 +388,9 @@ class SessionTable:
         allowed = [r for r in opens if self._believed(r)]
         if not allowed:
             return None
-        session = Session.from_record(session_id, allowed[-1].body["session"])
+        session = Session.from_record(
+            session_id, allowed[-1].body["session"], await self.opened_claims(session_id)
+        )
         session.heard = False  # (found again: its proxy is heard once a call proves it is)
         closed = await self.store.query(kind="session.close", session_id=session_id, limit=1)
         if closed:
@@ -405,7 +441,9 @@ class SessionTable:
                 # once, and the open's own session, finding its id held, never added
                 continue
             try:
-                session = Session.from_record(session_id, opened.body["session"])
+                session = Session.from_record(
+                    session_id, opened.body["session"], await self.opened_claims(session_id)
+                )
             except (KeyError, TypeError, ValueError):
                 continue
             session.last_seen = heard_at

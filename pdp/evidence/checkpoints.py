@@ -943,7 +943,14 @@ class Counted:
             self.sessions += 1
 
     def lines(self) -> list[str]:
-        """The report: the range read, then each thing counted and what was checked of it."""
+        """The report: the range read, then each thing counted and what was checked of it.
+        Each line inert (pdp.plumbing.rendering), as Problem.describe() is: a record's kind,
+        a key id or an anchor's text come from the store or bundle verified, and one
+        holding an escape (`\x1b[8m`) printed raw hid the rest of an OK report on the
+        auditor's terminal, the `key: NOT PINNED` warning after it included."""
+        return [inert(line) for line in self._lines()]
+
+    def _lines(self) -> list[str]:
         span = ""
         if self.first_time is not None and self.last_time is not None:
             span = f", {rfc3339(self.first_time)} to {rfc3339(self.last_time)}"

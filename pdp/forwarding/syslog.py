@@ -28,6 +28,7 @@ import socket
 from datetime import UTC, datetime
 
 from pdp.forwarding import SinkUnavailable, record_json
+from pdp.plumbing.rendering import inert
 from pdp.store import AuditRecord
 from portcullis.config import ForwarderSettings
 
@@ -86,7 +87,11 @@ def format_message(
         ("subject", record.subject),
         ("hash", record.hash),
     ]
-    sd = "[" + SD_ID + "".join(f' {k}="{sd_escape(v)}"' for k, v in params if v) + "]"
+    # each value inert (pdp.plumbing.rendering) before it is escaped: a record INSERTed into
+    # the store with a line break or an escape in its subject, kind or id put a raw LF or
+    # ESC into the header a receiver indexes (a line-splitting one took the rest for a
+    # message of its own); the record itself goes whole in MSG, as JSON
+    sd = "[" + SD_ID + "".join(f' {k}="{sd_escape(inert(v))}"' for k, v in params if v) + "]"
     header = " ".join(
         [
             f"<{pri}>1",

@@ -13,11 +13,18 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from portcullis.config_keyfiles import check_key_file
+
 log = logging.getLogger("portcullis.keys")
 
 
-def load_or_create_ed25519(path: Path) -> Ed25519PrivateKey:
+def load_or_create_ed25519(
+    path: Path, key: str = "pdp.signing_key", allow_readable: bool = False
+) -> Ed25519PrivateKey:
     """Read the PEM key at `path`, or create it (0600, parents 0700) if it does not exist.
+
+    A key others may read stops the caller (ConfigError naming `key` and the chmod to run)
+    unless allow_readable (pdp.insecure_readable_key_files): then a warning.
 
     Creation goes through a temporary file and a hard link so two processes starting at
     once never read a half-written key: the loser of the race reads the winner's file.
@@ -40,9 +47,8 @@ def load_or_create_ed25519(path: Path) -> Ed25519PrivateKey:
             pass
         finally:
             tmp.unlink(missing_ok=True)
-    if path.stat().st_mode & 0o077:
-        log.warning("key %s is readable by other users; chmod 600 it", path)
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    if not isinstance(key, Ed25519PrivateKey):
+    loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(loaded, Ed25519PrivateKey):
         raise ValueError(f"{path} is not an Ed25519 private key")
-    return key
+    check_key_file(path, key, allow_readable)  # (a file that is no such key: that first)
+    return loaded

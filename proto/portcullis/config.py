@@ -7,6 +7,7 @@ reading the file and the environment; nothing here starts a server.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -17,6 +18,8 @@ from typing import Any
 import yaml
 
 from portcullis import protocols
+from portcullis.config_keyfiles import KEY_FILES_OPT_OUT, exposed_inline_secrets
+from portcullis.network_path import cleartext_remote
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # `${NAME}` is not valid inside a YAML flow mapping ({password: ${X}}), yet DESIGN.md's
@@ -113,6 +116,9 @@ class PDPSettings:
     # how many sessions one identity may open a minute (a bucket refilling at that rate;
     # pdp/domain/open_rate.py): past it OpenSession is refused, RESOURCE_EXHAUSTED
     session_opens_per_minute: int = 600
+    # KEY_FILES_OPT_OUT: private key files others may read are used, with a warning each
+    # time (portcullis.config_keyfiles); off: such a file stops start-up
+    insecure_readable_key_files: bool = False
 
 
 @dataclass(frozen=True)
@@ -165,6 +171,20 @@ class IdentitySettings:
     # other clients of the issuer whose tokens (`azp`) for our audience open sessions; by
     # default none: OIDC Core 3.1.3.7, azp must be our client id (pdp.domain.identity)
     authorized_parties: tuple[str, ...] = ()
+    # IDP_CLEARTEXT_OPT_OUT: the issuer's discovery and keys (and the console's sign-in
+    # endpoints) may be plain HTTP to another host, on a closed network; warned of at every
+    # start and shown by `portcullis status` / `config check`. Off: refused at start
+    insecure_plain_http_to_remote_idp: bool = False
+    # pdp.insecure_readable_key_files, for the dev issuer's key (not a key of `identity`)
+    readable_key_files: bool = False
+    # claims a session.open record keeps in the clear besides the registered ones and the
+    # groups claim (pdp.domain.claims): those a policy decides on, such as a row filter's
+    # tenant claim; every other claim is recorded as a commitment
+    evidence_claims: tuple[str, ...] = ()
+
+
+# the key of `identity` that lets an IdP be reached in plain HTTP off this host
+IDP_CLEARTEXT_OPT_OUT = "insecure_plain_http_to_remote_idp"
 
 
 @dataclass(frozen=True)
@@ -188,7 +208,7 @@ class VaultSettings:
 
 @dataclass(frozen=True)
 class ApprovalSettings:
-    timeout_seconds: int = 120
+    timeout_seconds: float = 120  # fractional seconds accepted (a test waits 0.5 s)
     webhook: str | None = None
     # the `aud` an approver's token must carry at the approval APIs ("": identity.audience).
     # Proxies receive every client's token, so with one audience a compromised proxy can
@@ -251,6 +271,13 @@ class ForwarderSettings:
     batch_size: int = 100
     timeout_seconds: int = 10
     retry_max_seconds: int = 30
+    # FORWARD_CLEARTEXT_OPT_OUT: an http:// url to another host is used (a closed network),
+    # with a warning at every start; off: refused at start
+    insecure_plain_http_to_remote: bool = False
+
+
+# the key of a forwarder that lets it post evidence in plain HTTP off this host
+FORWARD_CLEARTEXT_OPT_OUT = "insecure_plain_http_to_remote"
 
 
 @dataclass(frozen=True)
@@ -272,6 +299,9 @@ class Config:
     # the file it was read from (None: built in code): what a proxy's other worker
     # processes read again
     path: Path | None = None
+    # what loading it found risky without refusing it (portcullis.config_keyfiles: inline
+    # secrets in a file others may read): logged at every start, shown by `status`
+    warnings: tuple[str, ...] = ()
 
     def connection(self, name: str) -> ConnectionSettings | None:
         return next((c for c in self.connections if c.name == name), None)
@@ -332,7 +362,9 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         raw = yaml.safe_load(_protect_env_refs(text)) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(str(path), f"not valid YAML: {exc}") from None
-    return replace(parse_config(raw, base_dir=path.resolve().parent, env=env), path=path.resolve())
+    config = parse_config(raw, base_dir=path.resolve().parent, env=env)
+    exposed = exposed_inline_secrets(path, raw)
+    return replace(config, path=path.resolve(), warnings=(exposed,) if exposed else ())
 
 
 def parse_config(
@@ -358,9 +390,11 @@ def parse_config(
     )
     raw, deferred = _defer_secrets(raw)
     raw = expand_env(raw, env=env)
+    pdp = _pdp(_section(raw, "pdp"), base_dir)
+    identity = _identity(_section(raw, "identity"), base_dir)
     config = Config(
-        pdp=_pdp(_section(raw, "pdp"), base_dir),
-        identity=_identity(_section(raw, "identity"), base_dir),
+        pdp=pdp,
+        identity=replace(identity, readable_key_files=pdp.insecure_readable_key_files),
         vault=_vault(raw.get("vault"), deferred.get("vault"), base_dir),
         approvals=_approvals(_section(raw, "approvals")),
         connections=_connections(raw.get("connections") or [], deferred, base_dir),
@@ -464,6 +498,16 @@ def _int(raw: dict[str, Any], key: str, name: str, default: int, minimum: int = 
     return value
 
 
+def _seconds(raw: dict[str, Any], key: str, name: str, default: float) -> float:
+    """A positive, finite number of seconds, whole or fractional (YAML `0.5`, `2`)."""
+    value = raw.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{key}.{name}", "must be a number of seconds (2, 0.5)")
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{key}.{name}", "must be a finite number of seconds above 0")
+    return value
+
+
 def _bool(raw: dict[str, Any], key: str, name: str, default: bool) -> bool:
     value = raw.get(name, default)
     if not isinstance(value, bool):
@@ -505,6 +549,7 @@ def _pdp(raw: dict[str, Any], base_dir: Path) -> PDPSettings:
             "proxy_credential_file",
             "reuse_port",
             "session_opens_per_minute",
+            KEY_FILES_OPT_OUT,
         },
     )
     engine_raw = _section(raw, "engine") if "engine" in raw else {}
@@ -528,6 +573,7 @@ def _pdp(raw: dict[str, Any], base_dir: Path) -> PDPSettings:
             base_dir, _str(raw, "pdp", "proxy_credential_file", "var/proxy.credential")
         ),
         reuse_port=_bool(raw, "pdp", "reuse_port", False),
+        insecure_readable_key_files=_bool(raw, "pdp", KEY_FILES_OPT_OUT, False),
         session_opens_per_minute=_int(raw, "pdp", "session_opens_per_minute", 600, minimum=1),
     )
 
@@ -710,6 +756,8 @@ def _identity(raw: dict[str, Any], base_dir: Path) -> IdentitySettings:
             "leeway_seconds",
             "dev_key",
             "authorized_parties",
+            "evidence_claims",
+            IDP_CLEARTEXT_OPT_OUT,
         },
     )
     dev = _bool(raw, key, "dev", False)
@@ -730,12 +778,24 @@ def _identity(raw: dict[str, Any], base_dir: Path) -> IdentitySettings:
         # every token must be issued for this gateway: an empty audience accepts a token
         # whose aud is "", which no issuer means for anyone
         raise ConfigError(f"{key}.audience", "must be a non-empty name without spaces around it")
+    opted_out = _bool(raw, key, IDP_CLEARTEXT_OPT_OUT, False)
+    jwks_url = _str(raw, key, "jwks_url")
+    fetched = "" if jwks_file else ("jwks_url" if jwks_url else "issuer")
+    if fetched and not opted_out and cleartext_remote(jwks_url or issuer):
+        # (pdp.domain.identity refuses it as well, for settings made without this file)
+        raise ConfigError(
+            f"{key}.{fetched}",
+            f"{jwks_url or issuer} is plain HTTP to another host: whoever answers on the"
+            " network path would publish keys of their own and sign any identity; use"
+            f" https:// (or, on a closed network and knowing that, set"
+            f" {key}.{IDP_CLEARTEXT_OPT_OUT}: true)",
+        )
     defaults = IdentitySettings()
     return IdentitySettings(
         dev=dev,
         issuer=issuer,
         audience=audience,
-        jwks_url=_str(raw, key, "jwks_url"),
+        jwks_url=jwks_url,
         jwks_file=_path(base_dir, jwks_file) if jwks_file else None,
         groups_claim=_str(raw, key, "groups_claim", "groups"),
         shared_secret=_str(raw, key, "shared_secret"),
@@ -743,7 +803,17 @@ def _identity(raw: dict[str, Any], base_dir: Path) -> IdentitySettings:
         leeway_seconds=_leeway(raw, key),
         dev_key=_path(base_dir, _str(raw, key, "dev_key", "var/dev-issuer.key")),
         authorized_parties=_parties(raw.get("authorized_parties"), f"{key}.authorized_parties"),
+        insecure_plain_http_to_remote_idp=opted_out,
+        evidence_claims=_claim_names(raw.get("evidence_claims"), f"{key}.evidence_claims"),
     )
+
+
+def _claim_names(value: Any, key: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(key, "must be a list of claim names")
+    return tuple(value)
 
 
 def _parties(value: Any, key: str) -> tuple[str, ...]:
@@ -796,7 +866,7 @@ def _approvals(raw: dict[str, Any]) -> ApprovalSettings:
     ):
         raise ConfigError("approvals.webhook", "must be an http(s) URL or null")
     return ApprovalSettings(
-        timeout_seconds=_int(raw, "approvals", "timeout_seconds", 120, minimum=1),
+        timeout_seconds=_seconds(raw, "approvals", "timeout_seconds", 120),
         webhook=webhook,
         audience=_str(raw, "approvals", "audience").strip(),
     )
@@ -885,7 +955,7 @@ def _forwarding(raw: Any, base_dir: Path) -> tuple[ForwarderSettings, ...]:
             {
                 "type", "name", "address", "url", "app_name", "hostname", "facility",
                 "headers", "kinds", "batch_size", "timeout_seconds", "retry_max_seconds",
-                "state_file",
+                "state_file", FORWARD_CLEARTEXT_OPT_OUT,
             },
         )  # fmt: skip
         kind = _str(item, key, "type")
@@ -938,6 +1008,17 @@ def _forwarding(raw: Any, base_dir: Path) -> tuple[ForwarderSettings, ...]:
                 batch_size=_int(item, key, "batch_size", 100, minimum=1),
                 timeout_seconds=_int(item, key, "timeout_seconds", 10, minimum=1),
                 retry_max_seconds=_int(item, key, "retry_max_seconds", 30, minimum=1),
+                insecure_plain_http_to_remote=_bool(item, key, FORWARD_CLEARTEXT_OPT_OUT, False),
             )
         )
+    for i, sink in enumerate(result):  # (after every other problem of the list)
+        if cleartext_remote(sink.url) and not sink.insecure_plain_http_to_remote:
+            raise ConfigError(
+                f"forwarding[{i}].url",
+                f"{sink.url} is plain HTTP to another host: every audit record (statements,"
+                " identities, the sink's headers) would cross the network in clear, and"
+                " whoever answers on the path receives or drops it; use https:// (or, on a"
+                f" closed network and knowing that, set forwarding[{i}]."
+                f"{FORWARD_CLEARTEXT_OPT_OUT}: true)",
+            )
     return tuple(result)

@@ -23,6 +23,7 @@ from typing import Any
 import grpc
 
 from portcullis.config import Config, ConfigError
+from portcullis.config_keyfiles import check_key_file
 from portcullis.wire import CREDENTIAL_METADATA
 
 log = logging.getLogger("portcullis.pdp_auth")
@@ -50,6 +51,9 @@ def client_auth(config: Config, address: str = "") -> dict[str, Any]:
     the PDP's, when the credential is about to be sent there (a warning when in clear)."""
     settings = config.proxies.pdp
     out: dict[str, Any] = {}
+    readable = config.pdp.insecure_readable_key_files
+    if settings.key_file is not None:
+        check_key_file(settings.key_file, "proxies.pdp.key_file", readable)
     if settings.ca_file or settings.cert_file:
         out["credentials"] = grpc.ssl_channel_credentials(
             root_certificates=settings.ca_file.read_bytes() if settings.ca_file else None,
@@ -66,6 +70,7 @@ def client_auth(config: Config, address: str = "") -> dict[str, Any]:
             if settings.credential_file
             else "pdp.proxy_credential_file"
         )
+        check_key_file(path, key, readable)  # (it speaks for every connection it names)
         try:
             credential = path.read_text().strip()
         except OSError as exc:
