@@ -27,13 +27,14 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import WSMsgType, web
 from http_upstream import http_stack, raw_server, reader_get, unchunked
+from streamed_answers import answering
 from test_http_probe_p5 import app_upstream, bearer
 
 from portcullis.verdict import MaskRule
@@ -53,32 +54,6 @@ def _sse(*docs: Mapping[str, object]) -> list[bytes]:
     return [b"data: " + json.dumps(d).encode() + b"\n\n" for d in docs]
 
 
-def streaming(
-    kind: str, records: list[bytes], between: Callable[[int], Awaitable[None]]
-) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
-    """An upstream writing each record as a chunk of its own, awaiting `between(n)` after
-    record n."""
-
-    async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nTransfer-Encoding: chunked\r\n\r\n"
-            % kind.encode()
-        )
-        for n, record in enumerate(records):
-            writer.write(b"%x\r\n%s\r\n" % (len(record), record))
-            await writer.drain()
-            await between(n)
-        writer.write(b"0\r\n\r\n")
-        await writer.drain()
-
-    return converse
-
-
-async def _next_record(_: int) -> None:
-    await asyncio.sleep(0)
-
-
 @pytest.mark.parametrize(
     ("kind", "records"),
     [
@@ -91,7 +66,7 @@ async def test_a_card_split_across_stream_records_is_masked(
     tmp_path: Path, kind: str, records: list[bytes]
 ) -> None:
     async with (
-        raw_server(streaming(kind, records, _next_record)) as port,
+        raw_server(answering(kind, records)) as port,
         http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as stack,
     ):
         reader, writer = await asyncio.open_connection("127.0.0.1", stack.proxy.port)
@@ -120,7 +95,7 @@ async def test_a_held_record_goes_while_the_stream_waits(tmp_path: Path) -> None
 
     records = _ndjson({"line": "order 1234"}, {"line": "done"})
     async with (
-        raw_server(streaming("application/x-ndjson", records, client_has_it)) as port,
+        raw_server(answering("application/x-ndjson", records, client_has_it)) as port,
         http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as stack,
     ):
         reader, writer = await asyncio.open_connection("127.0.0.1", stack.proxy.port)

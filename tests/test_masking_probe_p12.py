@@ -29,11 +29,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from http_upstream import http_stack, raw_server, reader_get
+from streamed_answers import answering
 
 from portcullis import masking
 from portcullis.masking import Masker, ScanBudgetExceeded, scan_budget
@@ -182,12 +182,6 @@ def test_a_body_not_masked_in_its_budget_is_unmaskable(monkeypatch: pytest.Monke
             body.finish()
 
 
-def _answer(body: bytes) -> Iterator[bytes]:
-    yield b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-    yield b"Content-Length: %d\r\n\r\n" % len(body)
-    yield body
-
-
 @pytest.mark.integration
 async def test_an_answer_the_detectors_cannot_read_in_time_is_withheld(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -197,13 +191,8 @@ async def test_an_answer_the_detectors_cannot_read_in_time_is_withheld(
     monkeypatch.setattr(bodies, "SCAN_SECONDS", -1000.0)
     document = b'{"note": "' + b"4 1 " * 2000 + b'paid 4111 1111 1111 1111"}'
 
-    async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"".join(_answer(document)))
-        await writer.drain()
-
     async with (
-        raw_server(converse) as port,
+        raw_server(answering("application/json", [document], chunked=False)) as port,
         http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as stack,
     ):
         reader, writer = await asyncio.open_connection("127.0.0.1", stack.proxy.port)

@@ -1,8 +1,9 @@
 """What an MCP message names, as the proxy checks it and the PDP shows it to the policy.
 
 Shared vocabulary (the neutral package): the method → the params key naming what it
-acts on (a tool, a prompt, a resource) and the name the policy sees it under, and the
-methods that carry arguments, and which resource URIs are read one way only. No IO.
+acts on (a tool, a prompt, a resource) and the name the policy sees it under, the
+methods that carry arguments, the words of an argument's name that make its value a
+field's name, and which resource URIs are read one way only. No IO.
 """
 
 from __future__ import annotations
@@ -53,6 +54,15 @@ PARAMS: dict[str, frozenset[str]] = {
     "notifications/progress": frozenset({"_meta", "progressToken", "progress", "total", "message"}),
     "notifications/roots/list_changed": frozenset({"_meta"}),
 }
+
+
+# the words of an argument's name that say its value names a field (a generic lookup's
+# `{"field": "phone", "value": "555"}`): that value is a name as the argument's own is
+# (rego/portcullis/mcp.rego's mcp_field_naming_words: the same words)
+FIELD_NAMING_WORDS = frozenset(
+    {"field", "fields", "column", "columns", "col", "by", "key", "keys", "attribute",
+     "attributes", "attr", "property", "properties", "prop"}
+)  # fmt: skip
 
 
 def params_problem(method: str, params: dict[str, object]) -> str | None:

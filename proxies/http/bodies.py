@@ -1498,7 +1498,7 @@ class BodyMask:
                 shown += self._held_events()  # (the body's end: what is held goes)
             return "".join(line + "\n" for line in shown) + (self._carried(last) if last else "")
         if self.kind == "csv":
-            return "\n".join(self._row(line) for line in text.split("\n"))
+            return "\n".join(self._split_cells(self._row(line)) for line in text.split("\n"))
         *whole, tail = text.split("\n\n")
         shown = [shown for event in whole for shown in self._released(self._event(event))]
         if tail and self._finishing:
@@ -2243,6 +2243,44 @@ class BodyMask:
             row = self._astray(row)
         return self._text(self._joined(row))
 
+    def _split_cells(self, line: str) -> str:
+        """A CSV line (as _row made it) with a value cut into its cells masked: a card's
+        groups in four cells of a row (`7,4111,1111,1111,1111`), an SSN's 3|2|4, which its
+        reader sees side by side as columns. The detectors read the line as written, where
+        a run of comma-parted groups is a card only as one grouping whole (a cell before
+        it, `7,`, hid it). Cells of digits side by side, cut as a reader cuts such a value
+        (values.cut_as_split: a card's groups of one size, the last maybe shorter, or a
+        printed layout, as long as an issued card; an SSN's 3|2|4), are read as a JSON
+        array's strings are (masked_split_values: each part by its detector's rule); a
+        row's other numbers side by side (ids, amounts, ports) are not read as one."""
+        rules = self.masker.detector_rules
+        if self._tabbed or not ("credit_card" in rules or "ssn" in rules):
+            return line  # (TSV: its detectors read cells side by side; no detector to cut)
+        if not _DIGIT_CELLS.search(line):
+            return line  # (no two cells of digits side by side)
+        try:
+            cells = self._cells(line)
+        except (csv.Error, StopIteration, Unmaskable):
+            return line  # (not cells: _row read it as text)
+        digits = [c.strip() if _DIGITS_ONLY.fullmatch(c.strip()) else "" for c in cells]
+        shown, found, start = list(cells), Counter[str](), 0
+        while start < len(cells):
+            end = _value_cut_from(digits, start) if digits[start] else None
+            if end is None:
+                start += 1
+                continue
+            masked, parts = masked_split_values(self.masker, digits[start:end])
+            if not parts:
+                start += 1
+                continue
+            shown[start:end] = masked
+            found.update(parts)
+            start = end
+        if not found:
+            return line
+        self.counts.update(found)
+        return self._joined(shown)
+
     def _astray(self, row: list[str]) -> list[str]:
         """A row of another width than its header's: a reader puts its cells under other
         columns than the header's places say (pandas reads one cell more as the index,
@@ -2888,6 +2926,9 @@ _PROSE_BEFORE = 256  # characters before a name read for the words before it
 _NAME_JOINERS = frozenset("/._-\\" + string.ascii_letters)
 _KEY_AFTER = re.compile(r"""["']?[ \t]*[:=]""")  # (after a name: it is a key)
 _ANY_DIGIT = re.compile(r"[0-9@]")
+# two CSV cells of digits side by side (a value may be cut across them), and one cell's
+_DIGIT_CELLS = re.compile(r"(?:^|,)[ \t]*\"?[ \t]*[0-9]+[ \t]*\"?[ \t]*,[ \t]*\"?[ \t]*[0-9]")
+_DIGITS_ONLY = re.compile(r"[0-9]{1,19}")
 _PROSE_WORD = re.compile(r"[^\s,;()\[\]{}\"'<>]+")
 _VALUE_LIKE = re.compile(r"[0-9@]")
 
@@ -3897,3 +3938,24 @@ def _json_texts(text: str) -> list[Any] | None:
             return None  # (`2024 12 05` is text, not three numbers)
         out.append(doc)
     return out or None
+
+
+def _value_cut_from(digits: list[str], start: int) -> int | None:
+    """The end of the longest run of cells from `start` (each a cell's digits, "" for a
+    cell of anything else) that is a card's or an SSN's digits cut into them as a reader
+    cuts one (values.cut_as_split), or None. (Sizes first: most rows of numbers side by
+    side are no such cut, and are not joined and read.)"""
+    best, sizes, total, even = None, [len(digits[start])], len(digits[start]), True
+    for end in range(start + 2, len(digits) + 1):
+        size = len(digits[end - 1])
+        even = even and sizes[-1] == sizes[0]  # (the groups before the last: one size)
+        sizes.append(size)
+        total += size
+        if not size or total > 19:
+            break
+        card = total >= 13 and ((even and size <= sizes[0]) or sizes in ([4, 6, 5], [4, 6, 4]))
+        if card or sizes == [3, 2, 4]:
+            joined = " ".join(digits[start:end])
+            if cut_as_split("credit_card" if card else "ssn", joined):
+                best = end
+    return best

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from portcullis.masking import Masker, MaskingError, scan_budget
+from portcullis.mcp import FIELD_NAMING_WORDS
 from portcullis.verdict import Verdict, VerdictKind
 from proxies.http import mcp_codec as codec
 from proxies.http.bodies import (
@@ -1098,7 +1099,18 @@ def _completed_argument(message: codec.Message) -> tuple[str, ...] | None:
         return None
     context = message.params.get("context")
     given = context.get("arguments") if isinstance(context, dict) else None
-    return (name, *(k for k in given if isinstance(k, str))) if isinstance(given, dict) else (name,)
+    if not isinstance(given, dict):
+        return (name,)
+    # (and the fields a context's argument names as its value: `{"field": "phone",
+    # "value": "555"}` narrows the values by the phone as `{"phone": "555"}` does)
+    named = [
+        v
+        for k, v in given.items()
+        if isinstance(k, str)
+        and isinstance(v, str)
+        and not FIELD_NAMING_WORDS.isdisjoint(name_words(k))
+    ]
+    return (name, *(k for k in given if isinstance(k, str)), *named)
 
 
 _RETRY_DIGITS = 6  # an SSE retry is a delay in ms: more digits would be data, not a delay

@@ -11,8 +11,10 @@ Also what the proxy must remember of each session between HTTP requests: the req
 forwarded and how their answers must be handled (masked, tools filtered), because an
 answer may come back on another stream than its request's (a resumed GET with
 Last-Event-ID), and the event ids its streams handed this client: a `Last-Event-ID` is
-resumed only from one of them, since a server's event store may replay any session's
-stream from an event id it is given. Everything is bounded: the oldest sessions, requests
+accepted only as one of them, since a server's event store may replay any session's
+stream from an event id it is given (and is not sent upstream at all: proxy.py's
+mcp_exchange, as a store keying streams by request ids replays other sessions' events
+of the same id). Everything is bounded: the oldest sessions, requests
 and event ids are forgotten first (and ids are bounded in length), and a forgotten
 request's answer is dropped, never passed unread. An identity (the subject, whatever
 tokens it holds) keeps at most MAX_SESSIONS_PER_IDENTITY sessions: its next `initialize`

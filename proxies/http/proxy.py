@@ -776,11 +776,25 @@ class ClientConnection(UpstreamExchange):
             target=request.target.forward,
             bound=messages.bound_headers(head, self.credential_header(request)),
         )
-        from proxies.http.mcp import Forward
+        from proxies.http.mcp import LAST_EVENT_ID, Forward
 
         if isinstance(outcome, Forward):
+            sent = None
+            if any(name.lower() == LAST_EVENT_ID for name, _ in head.headers):
+                # a resumption is not asked upstream: a server's event store keys a stream
+                # by the request id it answers (or `_GET_stream`), which every session's
+                # client numbers alike, so a replay after an event this client was handed
+                # holds another session's later events of that stream too — its server
+                # messages, its answer taken for this client's request of the same id.
+                # The GET opens a stream as at a server keeping no events (MCP: a server
+                # MAY replay); a client resends what went unanswered
+                sent = [
+                    (n, v) for n, v in self.upstream_headers(request) if n.lower() != LAST_EVENT_ID
+                ]
             try:
-                response = await self.forward(request, body=outcome.body or b"", masking=True)
+                response = await self.forward(
+                    request, body=outcome.body or b"", headers=sent, masking=True
+                )
             except (OSError, ssl.SSLError) as exc:
                 outcome.abandon()
                 request.session.record_response(kind="mcp.upstream", error=type(exc).__name__)

@@ -221,7 +221,8 @@ deny contains sprintf("tool %q is dangerous: reserved to %s", [mcp_command.tool,
 # none, a count, an order) one guess at a time, though every value that comes back is
 # masked. An argument's name (at any depth) naming a masked field by its words (as
 # http.rego reads a query's, http_words_fields), or the text of an argument named as a
-# query (`filter`, `query`, `q`, `where`, `sql`, ...: mcp_query_words), needs approval:
+# query (`filter`, `query`, `q`, `where`, `sql`, ...: mcp_query_words) or as the field a
+# lookup is by (`field`, `column`, `by`, `key`: mcp_field_naming_words), needs approval:
 # the approver sees which field. (Other argument values are data, not names: a customer
 # called `phone-label` is looked up by name.)
 needs_approval contains sprintf("%s %q is called with arguments naming the masked field %s: a filter, order or search on it answers what the mask hides", [mcp_named_kind, mcp_named, field]) if {
@@ -249,7 +250,25 @@ mcp_argument_names contains value if {
 	word in mcp_query_words
 }
 
-mcp_query_words := http_search_words | {"q", "where", "order", "sort", "orderby", "sortby", "expression", "expr", "condition", "criteria", "predicate", "dsl", "jql", "kql", "cql"}
+# and the names of a JSON document an argument's string holds (`{"input": "{\"phone\":
+# \"555\"}"}`): a tool decoding its argument reads them as names, as the call's own keys
+mcp_argument_names contains key if {
+	walk(object.get(mcp_command, "arguments", {}), [_, value])
+	is_string(value)
+	regex.match(`^\s*[\[{]`, value)
+	json.is_valid(value)
+	walk(json.unmarshal(value), [path, _])
+	count(path) > 0
+	key := path[count(path) - 1]
+	is_string(key)
+}
+
+mcp_query_words := (http_search_words | {"q", "where", "order", "sort", "orderby", "sortby", "expression", "expr", "condition", "criteria", "predicate", "dsl", "jql", "kql", "cql"}) | mcp_field_naming_words
+
+# an argument named so says its value names a field: a generic lookup's `find_customer({"field":
+# "phone", "value": "555"})` is `?field=phone&value=555` over HTTP, where every query value is read
+# (portcullis/mcp.py's FIELD_NAMING_WORDS: the same words, for a completion's context)
+mcp_field_naming_words := {"field", "fields", "column", "columns", "col", "by", "key", "keys", "attribute", "attributes", "attr", "property", "properties", "prop"}
 
 # The same in a resource's URI (`invoice://customers/by-phone/555`, a template's
 # `{phone}` filled in): its path read as an HTTP path is (http_lookup_fields), its query

@@ -279,8 +279,32 @@ test_mcp_arguments_naming_a_masked_field_need_approval_for_anyone_masked if {
 	mcp_decision(["readonly"], prompt).verdict == "require_approval"
 
 	# arguments naming no masked field, or a word holding a field's letters
-	every args in [{"name": "Ann"}, {"invoice_id": 7}, {"note": "telephoned"}, {"name": "phone-label"}, {}] {
+	every args in [{"name": "Ann"}, {"invoice_id": 7}, {"note": "telephoned"}, {"name": "phone-label"}, {}, {"field": "name", "value": "Ann"}, {"by": "id", "value": "7"}, {"note": "[1, 2]"}, {"name": "{phone-label}"}, {"input": "{\"name\": \"phone\"}"}] {
 		mcp_decision(["readonly"], object.union(tool_call("find_customer"), {"arguments": args})).verdict == "mask"
+	}
+}
+
+# an argument whose name says its value names a field (`field`, `column`, `by`, `key`,
+# `attribute`, `property`: a generic lookup's `find_customer({"field": "phone", "value":
+# "555"})`) names that field as a filter's name does: the query `?field=phone&value=555`
+# of an HTTP API needs approval, and so does the call
+test_mcp_an_argument_naming_the_field_a_lookup_is_by_needs_approval if {
+	cases := [
+		{"field": "phone", "value": "5550100"},
+		{"column": "email", "equals": "ann@example.com"},
+		{"by": "card_number", "prefix": "4111"},
+		{"search_field": "phone"},
+		{"fields": ["name", "phone"], "value": "555"},
+		{"key": "ssn", "value": "078"},
+		{"attribute": "e-mail", "value": "ann"},
+		{"lookupProperty": "phoneNumber", "value": "555"},
+		{"input": "{\"phone\": \"555\"}"},
+		{"options": [" [{\"where\": {\"email\": \"ann\"}}]"]},
+	]
+	every args in cases {
+		call := object.union(tool_call("find_customer"), {"arguments": args})
+		mcp_decision(["readonly"], call).verdict == "require_approval"
+		mcp_decision(["readonly", "pii-readers"], call).verdict == "allow"
 	}
 }
 
