@@ -2,7 +2,7 @@
 # Both start with `setup`, which is idempotent: Debian packages, the OPA evaluator wheel
 # in its own step (it declares Python>=3.14 but runs on 3.11), then this project.
 PYTHON ?= python3
-DEBS := postgresql-client pgbouncer openssh-server openssh-client nginx-light wrk curl git chromium systemd-journal-remote
+DEBS := postgresql-client pgbouncer openssh-server openssh-client nginx-light wrk curl git chromium systemd-journal-remote tmux pinentry-curses vim
 # dev secrets, random-looking like real ones: a word the proxies write themselves
 # ("portcullis: denied ...") inside a credential is a piece of it the HTTP guard cuts
 export ORDERS_DB_PASSWORD ?= dev-app-5c1e8f0b93d7

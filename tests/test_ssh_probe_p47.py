@@ -26,6 +26,7 @@ import io
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ssh_harness import askpass, client_options
@@ -39,7 +40,8 @@ from pdp.store import AuditRecord
 from portcullis.password_prompts import MARKER, SecretInput, without_secrets
 
 DBA = ("dba", "pii-readers")  # a shell is theirs (ssh.rego)
-_SHELL_PROMPT = re.compile(r"[$#] (?:\x1b\[[0-9;?]*[A-Za-z])*\Z")  # (bracketed paste's after it)
+# the shell's prompt (`$ `, or root's `# `) at the screen's end (bracketed paste's after it)
+SHELL_PROMPT = re.compile(r"[$#] (?:\x1b\[[0-9;?]*[A-Za-z])*\Z")
 SECRETS = ("S3cret-p47-read", "S3cret-p47-mysql", "S3cret-p47-sudo", "S3cret-p47-silent")
 
 
@@ -48,7 +50,7 @@ class _Terminal(io.StringIO):
         return True
 
 
-class _Screen:
+class Screen:
     """The OpenSSH client's output, read as it comes."""
 
     def __init__(self, stdout: asyncio.StreamReader) -> None:
@@ -56,18 +58,39 @@ class _Screen:
         self.text = ""
 
     async def prompt(self) -> None:
-        """Until the shell's prompt (`$ `, or root's `# `) ends the screen."""
-        while not _SHELL_PROMPT.search(self.text):
-            await self._more()
+        """Until the shell's prompt ends the screen."""
+        await self.until(SHELL_PROMPT)
 
-    async def _more(self) -> None:
-        chunk = await asyncio.wait_for(self.stdout.read(4096), 30)
-        assert chunk, self.text
-        self.text += chunk.decode(errors="replace")
+    async def until(self, done: str | re.Pattern[str], at_end: bool = False) -> None:
+        """Until the screen shows `done` (at its end, if `at_end`), or matches it."""
+        while not (
+            done.search(self.text)
+            if isinstance(done, re.Pattern)
+            else self.text.endswith(done)
+            if at_end
+            else done in self.text
+        ):
+            try:
+                chunk = await asyncio.wait_for(self.stdout.read(4096), 30)
+            except TimeoutError:
+                chunk = b""
+            assert chunk, (done, self.text)
+            self.text += chunk.decode(errors="replace")
 
-    async def until(self, done: str, at_end: bool = False) -> None:
-        while not (self.text.endswith(done) if at_end else done in self.text):
-            await self._more()
+
+async def dba_shell(stack: Any) -> tuple[asyncio.subprocess.Process, Screen]:
+    """OpenSSH's `ssh -tt` logged in as a dba through the proxy, at the shell's prompt
+    (no controlling terminal: askpass answers with the token)."""
+    env = askpass(stack.tmp, stack.token(DBA))
+    argv = ["ssh", *client_options(stack.port), "-tt", "-p", str(stack.port), "ann@127.0.0.1"]
+    client = await asyncio.create_subprocess_exec(
+        *argv, env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    assert client.stdin is not None and client.stdout is not None
+    screen = Screen(client.stdout)
+    await screen.prompt()
+    return client, screen
 
 
 def _replayed(casts: list[Cast], raw: bool) -> str:
@@ -85,18 +108,7 @@ def _exported(casts: list[Cast]) -> str:
 @pytest.mark.integration
 async def test_passwords_typed_at_prompts_never_reach_the_recording(tmp_path: Path) -> None:
     async with ssh_stack(tmp_path) as stack:
-        env = askpass(stack.tmp, stack.token(DBA))
-        argv = ["ssh", *client_options(stack.port), "-tt", "-p", str(stack.port), "ann@127.0.0.1"]
-        client = await asyncio.create_subprocess_exec(
-            *argv,
-            env=env,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,  # no controlling terminal: askpass answers
-        )
-        assert client.stdin is not None and client.stdout is not None
-        screen = _Screen(client.stdout)
+        client, screen = await dba_shell(stack)
 
         async def answer(command: str, prompt: str, secret: str, done: str) -> None:
             assert client.stdin is not None
@@ -109,7 +121,6 @@ async def test_passwords_typed_at_prompts_never_reach_the_recording(tmp_path: Pa
             await screen.until(done)
             await screen.prompt()  # the shell reads the next line (no key typed ahead)
 
-        await screen.prompt()
         await answer("read -rs -p 'Password: ' pw; echo; echo p47-read-${#pw}",
                      "Password: ", SECRETS[0], "p47-read-15")  # fmt: skip
         await answer("mysql -h 127.0.0.1 -P 9 -u p47 -p", "Enter password: ", SECRETS[1],

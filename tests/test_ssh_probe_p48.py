@@ -17,7 +17,9 @@ systemctl's: this machine runs no systemd).
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,15 +48,22 @@ STATUS = f"""\x1b[0;1;32m●\x1b[0m mysql.service - MySQL Community Server
 READER = ("readonly",)
 
 
-@pytest.mark.integration
-async def test_passwords_in_a_cgroup_tree_are_masked_for_a_reader(tmp_path: Path) -> None:
-    logged = Path("/var/log") / f"portcullis-p48-{os.getpid()}-{tmp_path.name}.log"
-    logged.write_text(STATUS)
+@contextlib.contextmanager
+def log_file(probe: str, tmp_path: Path, text: str) -> Iterator[Path]:
+    """A log under /var/log holding `text` (a reader may `cat` it), removed after."""
+    logged = Path("/var/log") / f"portcullis-{probe}-{os.getpid()}-{tmp_path.name}.log"
+    logged.write_text(text)
     try:
-        async with ssh_stack(tmp_path) as stack, await stack.connect(READER) as conn:
-            shown = await conn.run(f"cat {logged}")
+        yield logged
     finally:
         logged.unlink()
+
+
+@pytest.mark.integration
+async def test_passwords_in_a_cgroup_tree_are_masked_for_a_reader(tmp_path: Path) -> None:
+    with log_file("p48", tmp_path, STATUS) as logged:
+        async with ssh_stack(tmp_path) as stack, await stack.connect(READER) as conn:
+            shown = await conn.run(f"cat {logged}")
     assert shown.exit_status == 0, shown.stderr
     out = str(shown.stdout)
     assert "CGroup: /system.slice/mysql.service" in out and "└─1244 /opt/mysql8" in out

@@ -19,11 +19,11 @@ ssh-keygen (the key).
 from __future__ import annotations
 
 import base64
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
+from test_ssh_probe_p48 import log_file
 from test_ssh_proxy import ssh_stack
 
 from pdp.domain.recordings import session_events
@@ -46,16 +46,12 @@ def _key(tmp_path: Path) -> str:
 async def test_a_private_key_in_a_log_is_masked_for_a_reader(tmp_path: Path) -> None:
     key = _key(tmp_path)
     body = key.splitlines()[1:-1]
-    logged = Path("/var/log") / f"portcullis-p49-{os.getpid()}-{tmp_path.name}.log"
-    logged.write_text(f"provisioning web-2\n{key}done\n")
-    try:
+    with log_file("p49", tmp_path, f"provisioning web-2\n{key}done\n") as logged:
         async with ssh_stack(tmp_path) as stack:
             async with await stack.connect(READER) as conn:
                 shown = await conn.run(f"cat {logged}")
             await stack.proxy.settled()
             events = await session_events(stack.pdp.store)
-    finally:
-        logged.unlink()
     assert shown.exit_status == 0, shown.stderr
     out = str(shown.stdout)
     assert [line for line in body if line in out] == []

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ssh_harness import askpass, client_options
+from test_ssh_probe_p47 import dba_shell
 from test_ssh_proxy import ssh_stack
 
 from pdp.domain.casts import casts_of
@@ -43,8 +43,6 @@ from portcullis.password_prompts import (
     without_secrets,
 )
 
-DBA = ("dba", "pii-readers")  # a shell is theirs (ssh.rego)
-_SHELL_PROMPT = re.compile(r"[$#] (?:\x1b\[[0-9;?]*[A-Za-z])*\Z")
 SECRET = "S3cret-p50-ahead"
 SILENT = "S3cret-p50-quiet"
 # sudo's way: echo off (stty, as sudo's tcsetattr, keeps what was typed before: getpass(3)
@@ -56,47 +54,16 @@ READ = (
 )
 
 
-class _Screen:
-    """The OpenSSH client's output, read as it comes."""
-
-    def __init__(self, stdout: asyncio.StreamReader) -> None:
-        self.stdout = stdout
-        self.text = ""
-
-    async def until(self, done: str | re.Pattern[str]) -> None:
-        while not (done.search(self.text) if isinstance(done, re.Pattern) else done in self.text):
-            try:
-                chunk = await asyncio.wait_for(self.stdout.read(4096), 30)
-            except TimeoutError:
-                chunk = b""
-            assert chunk, (done, self.text)
-            self.text += chunk.decode(errors="replace")
-
-
-async def _dba_shell(stack: Any) -> tuple[asyncio.subprocess.Process, _Screen]:
-    """OpenSSH's `ssh -tt` logged in as a dba through the proxy, at the shell's prompt."""
-    env = askpass(stack.tmp, stack.token(DBA))
-    argv = ["ssh", *client_options(stack.port), "-tt", "-p", str(stack.port), "ann@127.0.0.1"]
-    client = await asyncio.create_subprocess_exec(
-        *argv, env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, start_new_session=True,
-    )  # fmt: skip
-    assert client.stdin is not None and client.stdout is not None
-    screen = _Screen(client.stdout)
-    await screen.until(_SHELL_PROMPT)
-    return client, screen
-
-
 @pytest.mark.integration
 async def test_a_password_pasted_with_its_command_is_not_recorded(tmp_path: Path) -> None:
     async with ssh_stack(tmp_path) as stack:
-        client, screen = await _dba_shell(stack)
+        client, screen = await dba_shell(stack)
         client.stdin.write(f"{READ}\r".encode())
         await screen.until("p50-2-ready\r\n")  # the shell runs it, the terminal its own
         # the password typed before its prompt is shown
         client.stdin.write(f"{SECRET}\r".encode())
         await screen.until("p50-read-16\r\n")
-        await screen.until(_SHELL_PROMPT)
+        await screen.prompt()
         # bash's `read -s` with no prompt (part 47's rule leaves out the line after it),
         # typed before it turned the echo off: the echo goes too
         client.stdin.write(b"echo p50-$((2+1))-ready; until read -t 0; do :; done; read -rs pw;"
@@ -104,10 +71,10 @@ async def test_a_password_pasted_with_its_command_is_not_recorded(tmp_path: Path
         await screen.until("p50-3-ready\r\n")
         client.stdin.write(f"{SILENT}\r".encode())
         await screen.until("p50-silent-16\r\n")
-        await screen.until(_SHELL_PROMPT)
+        await screen.prompt()
         client.stdin.write(b"echo p50-$((6*7))-after\r")
         await screen.until("p50-42-after\r\n")
-        await screen.until(_SHELL_PROMPT)
+        await screen.prompt()
         client.stdin.write(b"exit\r")
         assert await asyncio.wait_for(client.wait(), 30) == 0
         await stack.proxy.settled()
@@ -129,14 +96,14 @@ ASKS = "stty -echo; printf '[sudo] password for ann: '; read -r pw; stty echo; e
 @pytest.mark.integration
 async def test_a_password_pasted_with_its_command_and_more_is_not_recorded(tmp_path: Path) -> None:
     async with ssh_stack(tmp_path) as stack:
-        client, screen = await _dba_shell(stack)
+        client, screen = await dba_shell(stack)
         # one paste: the command, its password, another line; bash's line editor held the
         # terminal as they came, so their CRs end no line for the prompt's reader
         client.stdin.write(f"{ASKS}\r{PASTED}\rp50-more\r".encode())
         await screen.until(re.compile(r"password for ann: \Z"))
         client.stdin.write(b"\r")  # nothing happens: the user presses Enter
         await screen.until("n=27\r\n")  # the password, a CR, the next line, a CR: one line
-        await screen.until(_SHELL_PROMPT)
+        await screen.prompt()
         client.stdin.write(b"exit\r")
         assert await asyncio.wait_for(client.wait(), 30) == 0
         await stack.proxy.settled()

@@ -13,13 +13,15 @@ The proxy cannot see the upstream's terminal modes, and a line typed with echo o
 not a secret by that alone (`stty -echo`, then commands: pdp.domain.casts.Unechoed shows
 those in the replay on purpose). The rule: a line typed while the screen's current line
 ends in a prompt naming a secret (PROMPT: `[sudo] password for ann: `, `Enter passphrase
-for key '...': `, `Token: `, `Verification code: `) is recorded as MARKER and its line
-end, none of its keys: the keys up to the next Enter (CR or LF), Ctrl-C or Ctrl-D.
+for key '...': `, `Token: `, `Verification code: `, `Password>`) is recorded as MARKER and
+its line end, none of its keys: the keys up to the next Enter (CR or LF), Ctrl-C or Ctrl-D.
 bash's `read -s` may show no prompt at all: the line typed after a line that runs it
 (SILENT_READ) is left out too, if typed on a line of the screen left empty (the shell's
 prompt is not back). A line end answers the prompt. What the screen shows is the output
 as sent to the client, its control sequences taken out, from its last line end or
-carriage return.
+carriage return; on a screen drawn by placing the cursor (tmux; pinentry-curses, as gpg and
+ssh-add ask a passphrase; vim), what the cursor's row shows left of it
+(portcullis/password_prompts_grid.py).
 
 A secret typed ahead of its prompt (while sudo starts, or pasted with its command) comes
 while the screen shows nothing to answer, and the upstream's terminal echoes it back
@@ -34,9 +36,10 @@ end, or HELD_SECONDS, records it as typed, in its place. Unsure (past HELD_CHARS
 past PROMPTS_READ lines of one output that may be prompts), the oldest such line is left
 out, UNSURE in its place, its echo too (counted: the channel's typed_ahead_not_recorded).
 A line typed after `read -s` is held until its line end's echo is shown, and its echo
-taken out alike. Not caught: a line typed ahead while the screen's line shows some output
-(a progress line) is recorded as typed (a program that flushes its input, getpass(3),
-never reads it anyway).
+taken out alike. A line typed at a progress line (redrawn by a carriage return: `10%\\r`,
+`\\r 99% [===>]`) is held as one typed on an empty line (_answered_here). Not caught: a line
+typed ahead while the screen's line shows other output with no line end (`Downloading...`)
+is recorded as typed (a program that flushes its input, getpass(3), never reads it anyway).
 
 A prompt is text the upstream prints, and a shell can print one (PS1='Password: ', `stty
 -echo`): lines typed there are not recorded either, so the channel's command event counts
@@ -48,6 +51,8 @@ from __future__ import annotations
 
 import re
 from typing import Any
+
+from portcullis.password_prompts_grid import GRID_READ, PLACES, TO_LINE_START, Grid
 
 MARKER = "[portcullis: typed at a password prompt, not recorded]"
 # a line typed ahead that the screen never decided (HeldFrames: too much held)
@@ -69,12 +74,17 @@ PROMPT_TAIL = 512
 _ASKED_FOR = (
     r"pass(?:word|wd|phrase|[ -]phrase|code|key)?|pin|secret|token|otp|totp|one[- ]time"
     r"|verification code|security code|auth(?:entication)? code|2fa|mfa|credentials?"
-    r"|api[ _-]?key|private key"
+    r"|api[ _-]?key|private key|(?:en|de)cryption key|same key"  # (vim -x, ccrypt)
     # the same prompts in the upstream's language (sudo, PAM and passwd follow LANG)
     r"|passwort|kennwort|mot de passe|contrase[ñn]a|senha|wachtwoord|lösenord|passord"
     r"|adgangskode|salasana|hasło|heslo|parola|jelszó|пароль|密码|密碼|パスワード|암호|비밀번호"
 )
-PROMPT = re.compile(rf"(?i)\b(?:{_ASKED_FOR})\b[^\r\n]{{0,300}}[:?\uff1a]\s*\Z")
+# or in `>` (`Enter passphrase>`, `Password>`: agents' front-ends, network gear, REPLs), the
+# secret's word close before it and no tag between (`<password>`, `<td>secret</td>`)
+PROMPT = re.compile(
+    rf"(?i)(?:\b(?:{_ASKED_FOR})\b[^\r\n]{{0,300}}[:?\uff1a]"
+    rf"|(?<!<)\b(?:{_ASKED_FOR})\b[^\r\n<>]{{0,40}}>{{1,3}})\s*\Z"
+)
 # a line running bash's `read -s` (its -s among its options) with no prompt (no -p): the
 # line typed after it is read with echo off, no prompt shown
 SILENT_READ = re.compile(
@@ -91,7 +101,7 @@ _SEQUENCES = re.compile(
 # the end of a line of output that may be a secret's prompt (PROMPT reads its line as the
 # screen shows it): a colon or question mark, then a few characters at most (spaces, the
 # sequences that end a bold prompt's bold) to the line's end
-_MAY_ASK = re.compile("[:?\uff1a][^\n:?\uff1a]{0,40}(?:\n|\\Z)")
+_MAY_ASK = re.compile("(?:[:?\uff1a][^\n:?\uff1a]{0,40}|>(?:[ \t\r]|\x1b\\[[0-9;]*m)*)(?:\n|\\Z)")
 PROMPTS_READ = 64  # of one output, the lines that may be a prompt read while one is held
 
 
@@ -131,6 +141,7 @@ class SecretInput:
         self._ahead = ahead
         self.held: list[Ahead] = []
         self._holding: Ahead | None = None  # the line being typed, when held
+        self._grid: Grid | None = None  # a screen drawn by placing the cursor, while it is
 
     def shown(self, text: str) -> None:
         """Output the client was sent (all of it while a line typed ahead is undecided:
@@ -160,15 +171,31 @@ class SecretInput:
                 answered = found.end()
             if not self.undecided():
                 break
-        self._screen = (before + text[-PROMPT_TAIL:])[-PROMPT_TAIL:]
-        end = self._screen.rfind("\n")
-        if end >= 0:
-            self._screen = self._screen[end + 1 :]
+        self._screen = self._current_line(before, text)
         if answered == len(text):
             self._screen = ""  # answered: another must be shown
         elif self.undecided() and self.at_prompt():  # (a prompt cut between two outputs)
             self.answered()
             self._screen = ""
+
+    def _current_line(self, before: str, text: str) -> str:
+        """The screen's current line once `text` is shown after `before`: its text since
+        its last line end, or, on a screen drawn by placing the cursor (Grid), what is left
+        of the cursor on its row."""
+        if self._grid is None and (placed := PLACES.search(text)) is not None:
+            self._grid = Grid()
+            line = (before + text[: placed.start()])[-PROMPT_TAIL:]
+            self._grid.feed(line[line.rfind("\n") + 1 :])  # the row it places the cursor on
+            before, text = "", text[placed.start() :]
+        if self._grid is not None:
+            text = text[-GRID_READ:]
+            left = self._grid.feed(text)
+            if left == len(text):
+                return self._grid.left_of_cursor()[-PROMPT_TAIL:]
+            self._grid = None  # (the alternate screen left: lines again, what follows)
+            before, text = "", text[left:]
+        line = (before + TO_LINE_START.sub("\r", text[-PROMPT_TAIL:]))[-PROMPT_TAIL:]
+        return line[line.rfind("\n") + 1 :]
 
     def answered(self) -> None:
         """A secret's prompt is shown after lines were typed ahead: they are its answer.
@@ -216,14 +243,14 @@ class SecretInput:
                     self.held.append(self._holding)
                 elif self._secret:
                     kept.append((MARKER, None))
-                elif self._ahead and self._shown().strip():
+                elif self._ahead and self._answered_here():
                     # typed at a screen that shows something else: the lines typed ahead
                     # before it answered no secret's prompt (one would have decided them)
                     self._decide_held("typed")
                 if (
                     not self._secret
                     and self._ahead
-                    and (self.undecided() or not self._shown().strip())
+                    and (self.undecided() or not self._answered_here())
                 ):
                     self._holding = Ahead()
                     self.held.append(self._holding)
@@ -265,6 +292,21 @@ class SecretInput:
     def at_prompt(self) -> bool:
         """Whether the screen's current line asks for a secret."""
         return PROMPT.search(self._shown()) is not None
+
+    def _answered_here(self) -> bool:
+        """Whether a line typed now answers what the screen's line shows (a shell's or a
+        program's prompt), rather than being typed ahead of what is to come: on a line
+        left empty, or a progress line (redrawn by a carriage return, and the cursor back
+        at its start or after text ending in no space, as a prompt's does). A zsh prompt
+        (drawn after `\\r \\r`) ends in a space; a line of text that is no progress line
+        and ends with no line end (`Downloading...`) is not held."""
+        shown = self._shown()
+        if not shown.strip():
+            return False
+        if self._grid is not None:
+            return not self._grid.returned or shown[-1].isspace()
+        line = _SEQUENCES.sub("", self._screen)
+        return not line.endswith("\r") and ("\r" not in line or shown[-1].isspace())
 
     def _shown(self) -> str:
         """The screen's current line as shown: its text since its last carriage return."""

@@ -10,7 +10,8 @@ both ways with backpressure (each side's pause_writing stops reading the other),
 status or signal passed back. Output of a `mask` verdict passes the detectors
 (stream.MaskedOutput); a shell or a command with a terminal is recorded as asciicast
 (stream.Cast) in the session's events, what is typed at a password prompt left out
-(portcullis/password_prompts.py); the channel's command event says how it ended.
+(portcullis/password_prompts.py); the channel's command event says how it ended, and
+names the variables the client's env requests asked for, none of them passed upstream.
 A command the proxy must end (its client left, its output cannot be masked, it ran past
 the policy's wall-clock limit, ssh_exec_seconds) is ended by sshd's KILL, or, on an
 account sshd sends no signal to (root), by the proxy itself (reaper.py). A shell has its
@@ -63,7 +64,14 @@ CAST_BATCH = 256  # asciicast events per recorded event
 CAST_BATCH_BYTES = 8 * 1024  # recorded text per event: many fit one RecordEvents call
 CAST_EVERY = 1.0  # seconds between recorded asciicast batches
 MAX_PENDING_STDIN = 1024 * 1024  # stdin held while a channel is decided
-SCREEN_READ = 4 * PROMPT_TAIL  # of each output chunk, what the password prompt rule reads
+# of the client's env requests (none passed upstream), how many names a command's event
+# keeps, and how much of each
+MAX_ENV_NAMES = 32
+MAX_ENV_NAME = 64
+# of each output chunk, what the password prompt rule reads: a screen drawn by placing the
+# cursor (tmux, pinentry-curses) may draw the prompt's row before the rest of a large
+# terminal's rows (password_prompts_grid.GRID_READ)
+SCREEN_READ = 16 * PROMPT_TAIL
 # what a channel's command event keeps of its command line (the decision read it whole):
 # past this, its start, its size and SHA-256 (portcullis.events.truncation_facts)
 RECORDED_COMMAND = 8 * 1024
@@ -986,6 +994,18 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         if self.chan is not None:
             self.chan.resume_reading()
 
+    def _env_names(self) -> list[str]:
+        """The names of the variables the client's env requests set (`SendEnv`, `SetEnv`:
+        LANG, and LD_PRELOAD or BASH_ENV from an attacker), none of which the proxy passes
+        upstream (the policy decides no environment): named in the command's event, their
+        values never (a client may send a secret so), at most MAX_ENV_NAMES of them."""
+        try:
+            names = list(self.chan.get_environment_bytes()) if self.chan is not None else []
+        except Exception:  # (an asyncssh without it: nothing to say)
+            return []
+        shown = sorted({bytes(n).decode("utf-8", "replace")[:MAX_ENV_NAME] for n in names})
+        return shown[:MAX_ENV_NAMES]
+
     def _details(self, status: int | None, error: str = "") -> dict[str, Any]:
         c = self.counts
         cut = _recorded_command(self.raw) is not self.raw
@@ -1013,6 +1033,9 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
                     " shell no audit session of its own: a process that left the session,"
                     " setsid, may run on)"
                 )
+        env = self._env_names()
+        if env:
+            ended["env_not_passed"] = env
         if self._secrets.lines:
             ended["typed_at_password_prompts"] = self._secrets.lines  # lines not recorded
         if self._secrets.unsure:  # typed ahead, never decided: not recorded

@@ -43,9 +43,10 @@ upstream key). asyncssh speaks SSH on both sides; this module is the glue betwee
   first (proxies/ssh/destinations.py): one spelling of an address (`0x7f000001`, `127.1`
   and `::ffff:127.0.0.1` are 127.0.0.1 to the upstream's resolver) or a name, lower-cased;
   anything else is refused undecided; the policy gets an IP literal as `address` too, and
-  the upstream the host as decided. Agent, X11 and Unix socket forwarding are refused
-  (the server options; asyncssh refuses streamlocal)
-  (the upstream is reached with the proxy's credential, not the client's).
+  the upstream the host as decided. Agent and X11 forwarding are refused (the server
+  options: the upstream is reached with the proxy's credential, not the client's); UNIX
+  socket forwards (streamlocal) and tunnels (tun, tap) are refused to everyone and
+  recorded as refused ssh.forward commands (tests/test_ssh_probe_p53.py).
 """
 
 from __future__ import annotations
@@ -131,6 +132,10 @@ KEY_REVOKED = (
     "mapped anew: log in again",
 )
 KEY_RECHECK_SECONDS = 30.0
+# forwards the proxy does not relay (ClientConnection.unix_connection_requested), and how
+# much of a socket's path their record keeps
+UNRELAYED = "the proxy does not forward UNIX sockets or tunnels (tun, tap)"
+MAX_SHOWN_PATH = 1024
 KBDINT_PROMPT = ("Portcullis", "Paste your access token (JWT).", "", [("Token: ", False)])
 
 
@@ -539,6 +544,50 @@ class ClientConnection(asyncssh.SSHServer):
         if not self.key_still_mapped():
             return False
         return self._remote_forward(listen_host, listen_port)
+
+    # forwards the proxy does not relay, to anyone: a UNIX socket's (direct-streamlocal,
+    # `ssh -L x:/run/docker.sock`; streamlocal-forward, `ssh -R /path:...`) and a tunnel's
+    # (tun or tap, `ssh -w`). asyncssh refused them unrecorded: an attempt on the upstream's
+    # docker or database socket left no evidence. Refused undecided, and recorded.
+
+    def unix_connection_requested(self, dest_path: str) -> Any:
+        where = dest_path[:MAX_SHOWN_PATH]
+        self._unrelayed(f"direct-streamlocal {where!r}", {"direction": "local", "path": where})
+        raise asyncssh.ChannelOpenError(
+            asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, f"portcullis: refused: {UNRELAYED}"
+        )
+
+    def unix_server_requested(self, listen_path: str) -> bool:
+        where = listen_path[:MAX_SHOWN_PATH]
+        self._unrelayed(f"streamlocal-forward {where!r}", {"direction": "remote", "path": where})
+        return False
+
+    def tun_requested(self, unit: int | None) -> Any:
+        return self._tunnel("tun", unit)
+
+    def tap_requested(self, unit: int | None) -> Any:
+        return self._tunnel("tap", unit)
+
+    def _tunnel(self, mode: str, unit: int | None) -> Any:
+        shown = "any" if unit is None else str(unit)
+        self._unrelayed(f"tunnel {mode} {shown}", {"direction": "tunnel", "mode": mode})
+        raise asyncssh.ChannelOpenError(
+            asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, f"portcullis: refused: {UNRELAYED}"
+        )
+
+    def _unrelayed(self, raw: str, attributes: dict[str, Any]) -> None:
+        """A forward the proxy does not relay, recorded as refused (once the session is
+        open: a public-key login's may still be opening)."""
+        log.info("ssh forward refused: %s", UNRELAYED)
+        if self.session is not None:
+            refusal = Ruling(Verdict.deny(f"refused: {UNRELAYED}"))
+            self.session.record_command(
+                raw, refusal, kind="ssh.forward", **attributes, refused=UNRELAYED
+            )
+            return
+        task = asyncio.ensure_future(self._refuse_forward(raw, UNRELAYED, attributes))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _forward(
         self, chan: Any, host: str, port: int, orig_host: str, orig_port: int
