@@ -22,6 +22,7 @@ from __future__ import annotations
 import pytest
 from adversary import Arena
 from pg_probe_stack import arena_fixture, probe_client
+from pooler_stack import stored_settings
 
 pytestmark = pytest.mark.integration
 
@@ -39,17 +40,9 @@ STORED = [
 ]
 
 
-def _stored(arena: Arena) -> list[tuple[object, ...]]:
-    # the settings stored for this arena's database and role, or for all of either (other
-    # tests running at once store their own roles' settings in the same cluster)
+def _stored(arena: Arena) -> list[object]:
     with arena.admin() as admin:
-        return admin.execute(
-            "SELECT setdatabase, setrole, setconfig FROM pg_db_role_setting"
-            " WHERE setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = %s))"
-            " AND setrole IN (0, (SELECT oid FROM pg_roles WHERE rolname = %s))"
-            " ORDER BY 1, 2",
-            (arena.database, arena.role),
-        ).fetchall()
+        return stored_settings(admin, arena.database, arena.role)
 
 
 @pytest.mark.parametrize("sql", STORED)

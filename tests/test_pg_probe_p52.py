@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from pg_harness import ADMIN_DSN
+from pooler_stack import made_for_the_role, straight_at_pgbouncer
 from test_pgbouncer_pooler import READER_PINS, Pooled, pooled_gateway, psql
 
 pytestmark = pytest.mark.integration
@@ -34,13 +34,13 @@ READ = "SELECT b::text, f FROM p52_kept"
 
 
 def _kept(gw: Pooled) -> None:
-    with psycopg.connect(ADMIN_DSN.rsplit("/", 1)[0] + f"/{gw.database}", autocommit=True) as a:
-        a.execute(
-            "CREATE TABLE p52_kept (id int, f float8, b bytea);"
-            " INSERT INTO p52_kept VALUES"
-            " (1, 4111111111111111, '\\x34313131003131313100313131310031313131');"
-            f" ALTER TABLE p52_kept OWNER TO {gw.role}"
-        )
+    made_for_the_role(
+        gw,
+        "CREATE TABLE p52_kept (id int, f float8, b bytea)",
+        "INSERT INTO p52_kept VALUES"
+        " (1, 4111111111111111, '\\x34313131003131313100313131310031313131')",
+        "ALTER TABLE p52_kept OWNER TO {role}",
+    )
 
 
 async def test_a_pii_readers_writing_setting_stays_in_its_session(tmp_path) -> None:
@@ -69,9 +69,7 @@ async def test_a_setting_left_on_the_server_connection_refuses_the_session(tmp_p
     async with pooled_gateway(tmp_path, pool_size=1) as gw:
         _kept(gw)
         # someone straight at pgbouncer leaves a session SET behind
-        with psycopg.connect(
-            f"postgresql://{gw.role}@127.0.0.1:{gw.bouncer_port}/{gw.database}", autocommit=True
-        ) as direct:
+        with psycopg.connect(straight_at_pgbouncer(gw), autocommit=True) as direct:
             direct.execute("SET bytea_output = escape")
         code, out, err = await psql(gw.dsn(gw.token()), READ)
         assert code != 0 and not any(shown in out for shown in SHOWN), out

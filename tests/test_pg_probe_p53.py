@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from pg_harness import ADMIN_DSN
+from pooler_stack import pooled_admin, straight_at_pgbouncer
 from test_pgbouncer_pooler import pooled_gateway, psql
 
 pytestmark = pytest.mark.integration
@@ -44,7 +44,7 @@ async def test_a_notification_left_on_the_server_connection_reaches_no_reader(tm
     # watch asks on the other
     async with pooled_gateway(tmp_path, pool_size=2) as gw:
         # someone straight at pgbouncer LISTENs on both, and leaves
-        bouncer = f"postgresql://{gw.role}@127.0.0.1:{gw.bouncer_port}/{gw.database}"
+        bouncer = straight_at_pgbouncer(gw)
         with psycopg.connect(bouncer) as one, psycopg.connect(bouncer) as two:
             one.execute("LISTEN p53_chan")  # each in its transaction: both connections
             two.execute("LISTEN p53_chan")
@@ -56,9 +56,7 @@ async def test_a_notification_left_on_the_server_connection_reaches_no_reader(tm
         ) as reader:
             reader.add_notify_handler(got.append)
             await reader.execute("SELECT 1")  # the transaction holds the server connection
-            with psycopg.connect(
-                ADMIN_DSN.rsplit("/", 1)[0] + f"/{gw.database}", autocommit=True
-            ) as admin:
+            with pooled_admin(gw) as admin:
                 admin.execute("SELECT pg_notify('p53_chan', %s)", (PAYLOAD,))
             await reader.commit()  # delivered before the transaction's end
             await reader.execute("SELECT 1")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import pytest
 from adversary import Arena
 from pg_probe_stack import arena_fixture, probe_client
+from pooler_stack import stored_settings
 
 pytestmark = pytest.mark.integration
 
@@ -51,14 +52,7 @@ WRITES = [
 def _unchanged(arena: Arena) -> tuple[object, ...]:
     with arena.admin() as admin:
         return (
-            # this arena's database and role, or all of either: other tests running at
-            # once store their own roles' settings in the same cluster
-            admin.execute(
-                "SELECT count(*) FROM pg_db_role_setting"
-                " WHERE setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = %s))"
-                " AND setrole IN (0, (SELECT oid FROM pg_roles WHERE rolname = %s))",
-                (arena.database, arena.role),
-            ).fetchone(),
+            tuple(stored_settings(admin, arena.database, arena.role)),
             admin.execute(
                 "SELECT attname FROM pg_attribute WHERE attrelid = 'customers'::regclass"
                 " AND attnum > 0 ORDER BY attnum"

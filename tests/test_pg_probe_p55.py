@@ -23,8 +23,8 @@ from __future__ import annotations
 import asyncpg
 import psycopg
 import pytest
-from pg_harness import ADMIN_DSN
-from test_pgbouncer_pooler import pooled_gateway, psql
+from pooler_stack import made_for_the_role
+from test_pgbouncer_pooler import Pooled, pooled_gateway, psql
 
 from pdp.sql import classify_fast, classify_reference
 
@@ -73,18 +73,20 @@ def test_the_classifier_tells_set_local_from_set(sql: str, local: bool) -> None:
     assert fast is not None and fast[0].get("local", False) is local, fast
 
 
-def _p55_schema(database: str, role: str) -> None:
-    with psycopg.connect(ADMIN_DSN.rsplit("/", 1)[0] + f"/{database}", autocommit=True) as admin:
-        admin.execute("CREATE SCHEMA p55")
-        admin.execute("CREATE TABLE p55.customers (id int, name text, email text, ssn text)")
-        admin.execute("CREATE TYPE public.p55_mood AS ENUM ('ok')")
-        admin.execute(f"ALTER SCHEMA p55 OWNER TO {role}")
-        admin.execute(f"ALTER TABLE p55.customers OWNER TO {role}")
+def _p55_schema(gw: Pooled) -> None:
+    made_for_the_role(
+        gw,
+        "CREATE SCHEMA p55",
+        "CREATE TABLE p55.customers (id int, name text, email text, ssn text)",
+        "CREATE TYPE public.p55_mood AS ENUM ('ok')",
+        "ALTER SCHEMA p55 OWNER TO {role}",
+        "ALTER TABLE p55.customers OWNER TO {role}",
+    )
 
 
 async def test_a_session_level_set_does_not_reach_the_next_session(tmp_path) -> None:
     async with pooled_gateway(tmp_path, pool_size=1) as gw:
-        _p55_schema(gw.database, gw.role)
+        _p55_schema(gw)
         witness = gw.dsn(gw.token(("dba", "pii-readers")))
         code, before, err = await psql(witness, DEFAULTS)
         assert code == 0, err
@@ -102,7 +104,7 @@ async def test_set_local_reset_and_the_real_clients_still_work(tmp_path) -> None
     # two server connections: psycopg's open transaction holds one, the proxy's catalogue
     # watch asks on the other
     async with pooled_gateway(tmp_path, pool_size=2) as gw:
-        _p55_schema(gw.database, gw.role)
+        _p55_schema(gw)
         dba, reader = gw.dsn(gw.token(("dba", "pii-readers"))), gw.dsn(gw.token())
         code, out, err = await psql(
             dba,
@@ -149,15 +151,13 @@ async def test_a_view_calling_set_config_does_not_set_for_the_next_session(tmp_p
     """postgres_lineage.rego lets a pii-reading dba read a view calling set_config; behind the
     pooler the setting it changes stayed for the next session on the server connection."""
     async with pooled_gateway(tmp_path, pool_size=1) as gw:
-        _p55_schema(gw.database, gw.role)
-        with psycopg.connect(
-            ADMIN_DSN.rsplit("/", 1)[0] + f"/{gw.database}", autocommit=True
-        ) as admin:
-            admin.execute(
-                "CREATE VIEW p55_path AS"
-                " SELECT set_config('search_path', 'p55, public', false) AS path"
-            )
-            admin.execute(f"ALTER VIEW p55_path OWNER TO {gw.role}")
+        _p55_schema(gw)
+        made_for_the_role(
+            gw,
+            "CREATE VIEW p55_path AS"
+            " SELECT set_config('search_path', 'p55, public', false) AS path",
+            "ALTER VIEW p55_path OWNER TO {role}",
+        )
         pii, witness = gw.dsn(gw.token(("dba", "pii-readers"))), gw.dsn(gw.token())
         code, _, err = await psql(pii, "SELECT path FROM p55_path")
         assert code != 0 and "runs set_config behind a transaction pooler" in err, err

@@ -17,10 +17,9 @@ rego/portcullis/postgres_pooler.rego); a temporary table ON COMMIT DROP stays.
 
 from __future__ import annotations
 
-import psycopg
 import pytest
-from pg_harness import ADMIN_DSN
-from test_pgbouncer_pooler import pooled_gateway, psql
+from pooler_stack import made_for_the_role
+from test_pgbouncer_pooler import Pooled, pooled_gateway, psql
 
 from pdp.sql import classify_fast, classify_reference
 
@@ -55,17 +54,19 @@ def test_the_classifier_says_which_ddl_leaves_a_temporary_object(sql: str) -> No
     assert fast is not None and fast[0].get("temporary", False) is (sql in TEMPORARY), fast
 
 
-def _p56_schema(database: str, role: str) -> None:
-    with psycopg.connect(ADMIN_DSN.rsplit("/", 1)[0] + f"/{database}", autocommit=True) as admin:
-        admin.execute("CREATE SCHEMA p56")
-        admin.execute("CREATE TABLE p56.fake AS SELECT 7 AS id, 'Mallory' AS name")
-        admin.execute(f"ALTER SCHEMA p56 OWNER TO {role}")
-        admin.execute(f"ALTER TABLE p56.fake OWNER TO {role}")
+def _p56_schema(gw: Pooled) -> None:
+    made_for_the_role(
+        gw,
+        "CREATE SCHEMA p56",
+        "CREATE TABLE p56.fake AS SELECT 7 AS id, 'Mallory' AS name",
+        "ALTER SCHEMA p56 OWNER TO {role}",
+        "ALTER TABLE p56.fake OWNER TO {role}",
+    )
 
 
 async def test_a_temporary_object_does_not_reach_the_next_session(tmp_path) -> None:
     async with pooled_gateway(tmp_path, pool_size=1) as gw:
-        _p56_schema(gw.database, gw.role)
+        _p56_schema(gw)
         dba, reader = gw.dsn(gw.token(("dba",))), gw.dsn(gw.token())
         for sql in TEMPORARY:
             code, _, err = await psql(dba, f"BEGIN READ WRITE; {sql}; COMMIT")

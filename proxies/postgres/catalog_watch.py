@@ -62,6 +62,7 @@ from proxies.postgres.builtin_rows import (
 from proxies.postgres.code_names import CodeNames, code_names
 from proxies.postgres.columns import VIEW_COLUMNS_SQL, renamed_view_columns
 from proxies.postgres.relations import RELATION_SOURCES_SQL, relation_sources
+from proxies.postgres.session_code import session_code
 from proxies.postgres.upstream import (
     SHADOWED_SQL,
     Answer,
@@ -371,6 +372,11 @@ async def read_facts(
         rows.append(found)
     shadowed, views, sources, code = rows
     facts = user_code(code)
+    # what may leave session state on a server connection: sent only behind a transaction
+    # pooler (the enforcer leaves it out elsewhere)
+    pooled = session_code(code, facts)
+    if pooled:
+        facts["pooler_session_code"] = pooled
     # a built-in function whose catalogue row was written since initdb (CREATE OR REPLACE
     # FUNCTION pg_catalog.age(timestamp) ... LANGUAGE plpgsql) may not run the built-in:
     # judged as a name the database also defines

@@ -112,9 +112,12 @@ _FACT_KEYS = frozenset(
     {
         "shadowed_functions", "view_columns", "relation_sources", "user_operators",
         "user_types", "user_casts", "row_functions", "user_functions", "event_triggers",
-        "view_functions", "write_code", "stale_prepared",
+        "view_functions", "write_code", "stale_prepared", "pooler_session_code",
     }
 )  # fmt: skip
+# the fact of what may leave session state on a server connection (user_code.py): sent only
+# behind a transaction pooler, where it is judged (rego/portcullis/postgres_pooler.rego)
+_POOLER_CODE = "pooler_session_code"
 
 # A statement the server rejects without side effects: sent in place of a denied Parse
 # when part of the batch already went upstream, so the server aborts the batch exactly as
@@ -444,16 +447,27 @@ class Enforcer:
         renewed = {k: v for k, v in attributes.items() if k not in _FACT_KEYS}
         if self.shadowed:
             renewed["shadowed_functions"] = list(self.shadowed)
+        if self.pooler and _POOLER_CODE in self.user_code:
+            renewed[_POOLER_CODE] = self.user_code[_POOLER_CODE]
         if kind == "postgres.function_call":
             return renewed
         if self.view_columns:
             renewed["view_columns"] = self.view_columns
         if self.relation_sources:
             renewed["relation_sources"] = self.relation_sources
-        renewed.update(self.user_code)
+        renewed.update(self._code_sent)
         if self._stale_prepared:
             renewed["stale_prepared"] = list(self._stale_prepared)
         return renewed
+
+    @property
+    def _code_sent(self) -> dict[str, Any]:
+        """The start-up facts of user_code.py the policy is sent with each statement:
+        pooler_session_code only behind a pooler."""
+        code = self._user_code
+        if self._pooler or _POOLER_CODE not in code:
+            return code
+        return {k: v for k, v in code.items() if k != _POOLER_CODE}
 
     @property
     def pooler(self) -> str:
@@ -519,7 +533,7 @@ class Enforcer:
             attributes["view_columns"] = self.view_columns
         if self.relation_sources:
             attributes["relation_sources"] = self.relation_sources
-        attributes.update(self.user_code)  # user_operators, user_types: only when any
+        attributes.update(self._code_sent)  # user_operators, user_types: only when any
         if self._stale_prepared:
             attributes["stale_prepared"] = list(self._stale_prepared)
         if self.pooler:
@@ -1552,6 +1566,8 @@ class Enforcer:
                 attributes["shadowed_functions"] = list(self.shadowed)
             if self.pooler:
                 attributes["pooler"] = self.pooler
+                if _POOLER_CODE in self.user_code:
+                    attributes[_POOLER_CODE] = self.user_code[_POOLER_CODE]
             ruling = yield Decide("postgres.function_call", raw, attributes)
         masker = self.masker(ruling)
         if ruling.verdict.allowed and masker is not None and not _built_in(message.oid, name):

@@ -285,15 +285,25 @@ HELD_SOURCES = frozenset(
 )
 
 
+# The pins every session behind a pooler needs from the upstream role's configuration,
+# whatever policy chose for it: WRITING_DEFAULTS, which no start-up packet can carry there
+# (a database configured with bytea_output = escape showed a reader's pooled session the
+# escape form, test_pg_probe_p52), and the lexing pins pgbouncer does not track. Nobody may
+# SET or set_config them there: rego/portcullis/postgres_pooler.rego's
+# pg_pooler_role_pins is this set, which tests/test_pg_probe_p58.py holds equal to it.
+POOLER_ROLE_PINS = {
+    **WRITING_DEFAULTS,
+    **{name: value for name, value in LEXING_PINS.items() if name not in POOLER_TRACKED},
+}
+
+
 def role_pins(session_settings: dict[str, str], pooler: str) -> dict[str, str]:
     """The pins that must hold through the upstream role's configuration, by lower-case
-    name: behind a pooler, every pin it does not track (backslash_quote, what policy
-    pinned) and WRITING_DEFAULTS, which no start-up packet can carry there (a database
-    configured with bytea_output = escape showed a reader's pooled session the escape
-    form, test_pg_probe_p52); none otherwise (the start-up packet carries them all)."""
+    name: behind a pooler, POOLER_ROLE_PINS and every pin policy chose that the pooler
+    does not track; none otherwise (the start-up packet carries them all)."""
     if not pooler:
         return {}
-    pins = {**WRITING_DEFAULTS, **pinned_settings(session_settings)}
+    pins = {**POOLER_ROLE_PINS, **pinned_settings(session_settings)}
     return {name: value for name, value in pins.items() if name not in POOLER_TRACKED}
 
 

@@ -656,6 +656,55 @@ USER_CODE_SQL = """WITH RECURSIVE extension_members AS (
   JOIN pg_catalog.pg_class c ON c.oid = k.rel
   JOIN pg_catalog.pg_namespace rn ON rn.oid = c.relnamespace
   GROUP BY 1
+), function_code AS (
+  SELECT json_build_array(pn.nspname::pg_catalog.text, p.proname::pg_catalog.text,
+    l.lanname::pg_catalog.text,
+    CASE WHEN p.prokind = 'p' THEN 'procedure' WHEN p.proretset THEN 'setof'
+      WHEN p.prorettype = '2279'::pg_catalog.oid THEN 'trigger'
+      WHEN p.prorettype = '3838'::pg_catalog.oid THEN 'event_trigger'
+      WHEN p.prorettype = '2278'::pg_catalog.oid
+        OR p.proargmodes && '{o,b,t}'::pg_catalog."char"[] THEN 'void'
+      ELSE 'value' END,
+    CASE WHEN p.prosqlbody IS NULL THEN p.prosrc ELSE '' END,
+    (SELECT coalesce(json_agg(DISTINCT cp.proname::pg_catalog.text), '[]')
+     FROM pg_catalog.regexp_matches(coalesce(p.prosqlbody::pg_catalog.text, ''),
+       ':(?:funcid|opfuncid|aggfnoid|winfnoid) ([0-9]+)', 'g') m
+     JOIN pg_catalog.pg_proc cp ON cp.oid = pg_catalog.oidin(pg_catalog.textout(m[1]))),
+    EXISTS (SELECT 1 FROM extension_code x
+            WHERE x.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid
+              AND x.objid = p.oid))
+    AS item
+  FROM pg_catalog.pg_proc p
+  JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
+  JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+  WHERE (p.oid >= '16384'::pg_catalog.oid OR p.oid IN (SELECT oid FROM changed_functions))
+  AND NOT (p.provolatile <> 'v' AND EXISTS (SELECT 1 FROM extension_code x
+           WHERE x.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid
+             AND x.objid = p.oid))
+), operator_code AS (
+  SELECT DISTINCT o.oprname::pg_catalog.text AS op,
+    fn.nspname::pg_catalog.text || '.' || f.proname::pg_catalog.text AS fn
+  FROM pg_catalog.pg_operator o
+  JOIN pg_catalog.pg_proc f ON f.oid = o.oprcode::pg_catalog.oid
+  JOIN pg_catalog.pg_namespace fn ON fn.oid = f.pronamespace
+  WHERE o.oprname IN (SELECT oprname FROM code_operators)
+), type_function_code AS (
+  SELECT DISTINCT t.typname::pg_catalog.text AS typ,
+    pn.nspname::pg_catalog.text || '.' || p.proname::pg_catalog.text AS fn
+  FROM domain_calls d
+  JOIN pg_catalog.pg_type t ON t.oid = d.typ
+  JOIN pg_catalog.pg_proc p ON p.oid = d.fn
+  JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
+), rule_code AS (
+  SELECT DISTINCT format('%s on %s', r.rulename, r.ev_class::pg_catalog.regclass) AS rule,
+    pn.nspname::pg_catalog.text || '.' || p.proname::pg_catalog.text AS fn
+  FROM pg_catalog.pg_rewrite r,
+  LATERAL pg_catalog.regexp_matches(r.ev_action::pg_catalog.text || ' '
+    || coalesce(r.ev_qual::pg_catalog.text, ''),
+    ':(?:funcid|opfuncid|aggfnoid|winfnoid) ([0-9]+)', 'g') m
+  JOIN pg_catalog.pg_proc p ON p.oid = pg_catalog.oidin(pg_catalog.textout(m[1]))
+  JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
+  WHERE r.rulename <> '_RETURN' AND r.ev_class >= '16384'::pg_catalog.oid
 ), row_calls AS (
   SELECT DISTINCT p.proname FROM pg_catalog.pg_proc p
   JOIN pg_catalog.pg_type t ON t.oid = p.proargtypes[0]
@@ -677,6 +726,12 @@ SELECT pg_catalog.textin(pg_catalog.json_out(json_build_object(
   'changed_functions', (SELECT coalesce(json_agg(DISTINCT p.proname::text), '[]')
                         FROM changed_functions c JOIN pg_catalog.pg_proc p ON p.oid = c.oid),
   'write_code', (SELECT coalesce(json_object_agg(name, code), '{}') FROM write_code),
+  'function_code', (SELECT coalesce(json_agg(item), '[]') FROM function_code),
+  'operator_code', (SELECT coalesce(json_agg(json_build_array(op, fn)), '[]')
+                    FROM operator_code),
+  'rule_code', (SELECT coalesce(json_agg(json_build_array(rule, fn)), '[]') FROM rule_code),
+  'type_code', (SELECT coalesce(json_agg(json_build_array(typ, fn)), '[]')
+                FROM type_function_code),
   'event_triggers', (SELECT coalesce(json_agg(format('%s on %s (%s.%s)', e.evtname, e.evtevent,
                        pn.nspname, p.proname) ORDER BY e.evtname), '[]')
                      FROM pg_catalog.pg_event_trigger e

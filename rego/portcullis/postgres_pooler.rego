@@ -74,27 +74,45 @@ deny contains sprintf("%s behind a transaction pooler: what it names may be anot
 # There nobody may SET or set_config them (the proxy checks at session start that the
 # role's configuration holds its WRITING_DEFAULTS, proxies/postgres/startup.py role_pins);
 # RESET of one returns the role's own value, and stays allowed as policy allows it.
-deny contains sprintf("SET %s behind a transaction pooler: the setting chooses how values are written, and a session-level change would reach other sessions' transactions", [upper(s.setting)]) if {
+deny contains sprintf("SET %s behind a transaction pooler: %s, and a session-level change would reach other sessions' transactions", [upper(s.setting), pg_pooler_unsettable[s.setting]]) if {
 	input.command.postgres.types.set
 	input.command.postgres.pooler == "transaction"
 	some s in input.command.postgres.statements
 	s.type == "set"
-	s.setting in pg_value_checked_settings
+	pg_pooler_unsettable[s.setting]
 	not s.reset
 }
 
-deny contains sprintf("set_config may not change %s behind a transaction pooler: the setting chooses how values are written, and a session-level change would reach other sessions' transactions", [name]) if {
+deny contains sprintf("set_config may not change %s behind a transaction pooler: %s, and a session-level change would reach other sessions' transactions", [name, pg_pooler_unsettable[name]]) if {
 	input.command.postgres.pooler == "transaction"
 	some s in input.command.postgres.statements
 	some name in s.settings
-	name in pg_value_checked_settings
+	pg_pooler_unsettable[name]
+}
+
+# The settings every session behind the pooler needs from the upstream role's
+# configuration whatever policy chose for it (the proxy checks them as each session starts,
+# with policy's own pins): proxies/postgres/startup.py POOLER_ROLE_PINS, which
+# tests/test_pg_probe_p58.py holds equal to this set, so the two cannot drift. One SET of
+# them would move them under other sessions' feet: nobody SETs or set_configs them here.
+pg_pooler_role_pins := {"backslash_quote", "bytea_output", "extra_float_digits"}
+
+# what may not be SET behind the pooler, by name, and why
+pg_pooler_unsettable[name] := "the setting chooses how values are written" if {
+	some name in pg_value_checked_settings
+}
+
+pg_pooler_unsettable[name] := "the upstream role's configuration holds the setting for every session" if {
+	some name in pg_pooler_role_pins
+	not name in pg_value_checked_settings
 }
 
 # A LISTEN too stays registered on the server connection it ran on, and what arrives for
 # it arrives in whichever client's transaction runs there next: a pii-reader's LISTEN
 # handed a reader another session's NOTIFY payload (`card 4111 ... pw hunter2-ada`),
 # unmasked (test_pg_probe_p53). Refused for everyone behind the pooler; the proxy there
-# also withholds every notification (proxies/postgres/tracker.py). UNLISTEN stays.
+# also withholds every notification (proxies/postgres/tracker.py). (UNLISTEN, which can
+# then end only another session's LISTEN, is refused below.)
 deny contains "LISTEN behind a transaction pooler: it stays on the server connection, and what arrives for it would reach the next session whose transaction runs there" if {
 	input.command.postgres.types.listen
 	input.command.postgres.pooler == "transaction"
@@ -179,4 +197,168 @@ deny contains sprintf("view %s runs set_config behind a transaction pooler: the 
 	some v, functions in views
 	view_named(v, t)
 	"pg_catalog.set_config" in functions
+}
+
+# The database's code runs what its statement does not name: a function's body (`SELECT
+# f()` whose PL/pgSQL runs `PERFORM set_config('search_path', 'p57, public', false)`,
+# `SET search_path = ...`, `CREATE TEMP TABLE customers ...`, LISTEN), a procedure's by
+# CALL, a view's or a rule's functions, a write's triggers and column defaults, an
+# operator's or cast's function, an event trigger's. Behind the pooler what it leaves
+# stayed on the server connection: a pii-reading dba's `SELECT p57_path()` had a reader's
+# next `SELECT name FROM customers` answered from the dba's p57.customers
+# (test_pg_probe_p57). The proxy reads the bodies of the database's functions and names
+# those it cannot show free of session-level changes (proxies/postgres/session_code.py, an
+# allow-list: SQL or PL/pgSQL reading and writing rows, SET LOCAL, no dynamic SQL, no other
+# such function called), and what runs one (input.command.postgres.pooler_session_code,
+# sent only behind a pooler). Refused for everyone there: no approver of this session
+# decides for the next one's.
+pg_pooler_code_message := "may leave session state (a setting, a temporary object, a LISTEN) on the server connection for the next session whose transaction runs there: refused behind a transaction pooler"
+
+deny contains sprintf("function %s %s", [f, pg_pooler_code_message]) if {
+	input.command.postgres.pooler == "transaction"
+	code := input.command.postgres.pooler_session_code
+	some s in input.command.postgres.statements
+	some key in ["functions", "qualified_functions", "cased_functions"]
+	some f in object.get(s, key, [])
+	f in code.functions
+}
+
+deny contains sprintf("operator %s runs a function that %s", [o, pg_pooler_code_message]) if {
+	input.command.postgres.pooler == "transaction"
+	code := input.command.postgres.pooler_session_code
+	some s in input.command.postgres.statements
+	some o in object.get(s, "operators", [])
+	o in code.operators
+}
+
+deny contains sprintf("reading %s runs %s, which %s", [v, concat(", ", functions), pg_pooler_code_message]) if {
+	input.command.postgres.pooler == "transaction"
+	code := input.command.postgres.pooler_session_code
+	some s in input.command.postgres.statements
+	some t in s.tables
+	some v, functions in code.reads
+	view_named(v, t)
+}
+
+deny contains sprintf("writing to %s runs %s, which %s", [t, concat(", ", code.writes[t]), pg_pooler_code_message]) if {
+	input.command.postgres.pooler == "transaction"
+	code := input.command.postgres.pooler_session_code
+	some s in input.command.postgres.statements
+	pg_pooler_writes(s)
+	some t in s.tables
+	code.writes[t]
+}
+
+deny contains sprintf("writing to %s runs %s, which %s", [t, concat(", ", ran), pg_pooler_code_message]) if {
+	input.command.postgres.pooler == "transaction"
+	code := input.command.postgres.pooler_session_code
+	some s in input.command.postgres.statements
+	pg_pooler_writes(s)
+	some t in s.tables
+	parts := split(t, ".")
+	count(parts) == 3
+	ran := code.writes[concat(".", [parts[1], parts[2]])]
+}
+
+pg_pooler_writes(s) if pg_writes_rows(s)
+
+pg_pooler_writes(s) if s.type == "truncate"
+
+pg_pooler_writes(s) if s.tag in {"VacuumStmt", "ReindexStmt"}
+
+deny contains sprintf("event trigger %s runs on DDL a function that %s", [e, pg_pooler_code_message]) if {
+	input.command.postgres.pooler == "transaction"
+	code := input.command.postgres.pooler_session_code
+	some e in code.event_triggers
+	some s in input.command.postgres.statements
+	pg_fires_event_triggers(s)
+}
+
+deny contains sprintf("the database's cast %s runs wherever its types meet a function that %s", [c, pg_pooler_code_message]) if {
+	input.command.postgres.pooler == "transaction"
+	code := input.command.postgres.pooler_session_code
+	some c in code.casts
+}
+
+# What a server connection keeps for its session is another session's there, and the
+# built-ins that read or change it reach that session. A reader behind the pooler, whose
+# server connection an application straight at pgbouncer had left a prepared statement and
+# a WITH HOLD cursor on (`... WHERE ssn = '123-45-6789'`), counted
+# `SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%123-45%'` (1: the
+# application's literal; pg_cursors alike) and FETCHed the application's cursor, using it
+# up; a masked dba's count of pg_backend_memory_contexts `WHERE ident LIKE '%ssn =
+# ''123-4%'` (the cached plans' statement text) was 2, and 0 for '999-4'; a reader's
+# `SELECT pg_advisory_unlock_all()` released the application's session-level advisory
+# lock, and a masked dba's `pg_advisory_lock(7)` or `setseed(0.5)` stayed held for the
+# next session (test_pg_probe_p59). Elsewhere each lists or changes only the session's
+# own. Behind the pooler: the statement text of prepared statements, cursors and cached
+# plans is other sessions' (denied outside pii-readers, as pg_stat_activity's statement
+# text is judged there), and a FETCH, MOVE or CLOSE of a cursor (the pooler refuses
+# DECLARE, so the cursor is not the session's) and the session-level advisory locks and
+# the seed are refused for everyone (the _xact advisory locks end with the transaction and
+# stay). The proxy refuses the same built-ins in a function's body
+# (proxies/postgres/session_code.py SESSION_STATE_BUILTINS; tests/test_pg_probe_p58.py
+# holds the two alike).
+pg_pooler_session_builtins := {
+	"setseed", "pg_advisory_lock", "pg_advisory_lock_shared", "pg_try_advisory_lock",
+	"pg_try_advisory_lock_shared", "pg_advisory_unlock", "pg_advisory_unlock_shared",
+	"pg_advisory_unlock_all", "pg_replication_origin_session_setup",
+	"pg_replication_origin_session_reset",
+}
+
+deny contains sprintf("function %s keeps or changes what the server connection holds for its session, which behind a transaction pooler is other sessions' too: refused there", [f]) if {
+	input.command.postgres.pooler == "transaction"
+	some s in input.command.postgres.statements
+	some f in s.functions
+	f in pg_pooler_session_builtins
+}
+
+# The statements that drop what the server connection keeps remove another session's
+# there: the pooler refuses PREPARE, named protocol statements, LISTEN and temporary
+# objects, so a DEALLOCATE (ALL), an UNLISTEN or a DISCARD ALL / TEMP can only end an
+# application's prepared statements, notifications, temporary tables and locks (a reader's
+# `DEALLOCATE ALL` broke the application's next EXECUTE, test_pg_probe_p59). Refused for
+# everyone there; DISCARD PLANS and SEQUENCES drop only caches and stay.
+deny contains sprintf("%s behind a transaction pooler: what it drops on the server connection is another session's (this one may keep none there)", [s.tag]) if {
+	input.command.postgres.pooler == "transaction"
+	some s in input.command.postgres.statements
+	pg_pooler_drops_session_state(s)
+}
+
+pg_pooler_drops_session_state(s) if s.type in {"deallocate", "unlisten"}
+
+pg_pooler_drops_session_state(s) if {
+	s.type == "discard"
+	not s.target in {"plans", "sequences"}
+}
+
+deny contains sprintf("%s of a cursor behind a transaction pooler: DECLARE is refused there, so the cursor is another session's, left on the server connection", [verb]) if {
+	input.command.postgres.pooler == "transaction"
+	some s in input.command.postgres.statements
+	s.tag in {"FetchStmt", "ClosePortalStmt", "PLpgSQL_stmt_fetch"}
+	verb := {"FetchStmt": "FETCH or MOVE", "ClosePortalStmt": "CLOSE", "PLpgSQL_stmt_fetch": "FETCH or MOVE"}[s.tag]
+}
+
+deny contains sprintf("%s behind a transaction pooler lists other sessions' prepared statements and cursors, whose statement text holds their values: denied to everyone not in pii-readers", [what]) if {
+	input.command.postgres.pooler == "transaction"
+	not pii_reader
+	some s in input.command.postgres.statements
+	some what in pg_pooler_session_lists(s)
+}
+
+pg_pooler_session_lists(s) := {t |
+	some t in s.tables
+	parts := split(lower(t), ".")
+	parts[count(parts) - 1] in {"pg_prepared_statements", "pg_cursors", "pg_backend_memory_contexts"}
+} | {f |
+	some f in s.functions
+	f in {"pg_prepared_statement", "pg_cursor", "pg_get_backend_memory_contexts"}
+}
+
+deny contains sprintf("type %s runs a function that %s", [t, pg_pooler_code_message]) if {
+	input.command.postgres.pooler == "transaction"
+	code := input.command.postgres.pooler_session_code
+	some s in input.command.postgres.statements
+	some t in object.get(s, "type_names", [])
+	t in code.types
 }

@@ -118,3 +118,103 @@ test_pooled_view_running_set_config_denied_for_everyone if {
 	do := portcullis.decision with input as other
 	do.verdict != "deny"
 }
+
+# The database's code that may leave session state (proxies/postgres/session_code.py):
+# refused behind the pooler by name, by a view or a write running it, by an operator, an
+# event trigger or a cast; other code and other sessions unchanged.
+pooler_code := {
+	"functions": ["p57_path", "public.p57_path", "p57_trigger", "public.p57_trigger"],
+	"operators": ["###"],
+	"types": ["p57_domain"],
+	"reads": {"public.p57_view": ["public.p57_path"]},
+	"writes": {"public.p57_log": ["p57_log_t on p57_log (public.p57_trigger)"], "p57_log": ["p57_log_t on p57_log (public.p57_trigger)"]},
+}
+
+pooled_code_input(groups, statements, code) := object.union(pooled_input(groups, statements), {"command": {"postgres": {"pooler_session_code": code}}})
+
+pooled_code_verdict(groups, statements, code) := d.verdict if {
+	d := portcullis.decision with input as pooled_code_input(groups, statements, code)
+}
+
+test_pooled_code_leaving_session_state_denied_for_everyone if {
+	every s in [
+		stmt_with("select", {"tables": [], "functions": ["p57_path"]}),
+		stmt_with("select", {"tables": [], "functions": ["p57_path"], "qualified_functions": ["public.p57_path"]}),
+		stmt_with("call", {"tables": [], "functions": ["x"], "cased_functions": ["p57_path"]}),
+		stmt_with("select", {"tables": ["p57_view"]}),
+		stmt_with("select", {"tables": ["orders.public.p57_view"]}),
+		stmt_with("insert", {"tables": ["p57_log"]}),
+		stmt_with("delete", {"tables": ["orders.public.p57_log"]}),
+		stmt_with("truncate", {"tables": ["public.p57_log"]}),
+		stmt_with("select", {"tables": [], "operators": ["###"]}),
+		stmt_with("select", {"tables": [], "type_names": ["p57_domain"]}),
+	] {
+		pooled_code_verdict(["dba", "pii-readers"], [s], pooler_code) == "deny"
+		pooled_code_verdict(["readonly", "pii-readers"], [s], pooler_code) == "deny"
+	}
+}
+
+test_pooled_code_event_triggers_and_casts_denied if {
+	ddl := stmt_with("ddl", {"tables": []})
+	pooled_code_verdict(["dba", "pii-readers"], [ddl], {"event_triggers": ["e on ddl_command_end (public.p57_path)"]}) == "deny"
+	plain := stmt_with("select", {"tables": []})
+	pooled_code_verdict(["pii-readers"], [plain], {"casts": ["text -> p57 by public.p57_path (implicit)"]}) == "deny"
+	pooled_code_verdict(["pii-readers"], [plain], {"event_triggers": ["e on ddl_command_end (public.p57_path)"]}) == "allow"
+}
+
+test_pooled_code_leaving_nothing_and_reads_of_written_tables_stay if {
+	pooled_code_verdict(["dba", "pii-readers"], [stmt_with("select", {"tables": [], "functions": ["p57_count"]})], pooler_code) == "allow"
+	pooled_code_verdict(["dba", "pii-readers"], [stmt_with("select", {"tables": ["p57_log"]})], pooler_code) == "allow"
+	pooled_code_verdict(["dba", "pii-readers"], [stmt_with("select", {"tables": ["public.orders"]})], pooler_code) == "allow"
+}
+
+test_without_a_pooler_the_code_fact_is_not_judged if {
+	s := stmt_with("select", {"tables": [], "functions": ["p57_path"]})
+	d := portcullis.decision with input as object.union(pg_input(["dba", "pii-readers"], [s]), {"command": {"postgres": {"pooler_session_code": pooler_code}}})
+	d.verdict == "allow"
+}
+
+# What the server connection keeps for its session is another session's behind the pooler
+test_pooled_session_builtins_cursors_and_session_lists if {
+	every f in ["setseed", "pg_advisory_lock", "pg_advisory_unlock_all", "pg_try_advisory_lock_shared"] {
+		s := stmt_with("select", {"tables": [], "functions": [f]})
+		pooled_verdict(["dba", "pii-readers"], [s]) == "deny"
+		pooled_verdict(["readonly"], [s]) == "deny"
+	}
+	every tag in ["FetchStmt", "ClosePortalStmt", "PLpgSQL_stmt_fetch"] {
+		pooled_verdict(["dba", "pii-readers"], [object.union(stmt("fetch"), {"tag": tag, "tables": []})]) == "deny"
+	}
+	every s in [
+		stmt_with("select", {"tables": ["pg_prepared_statements"]}),
+		stmt_with("select", {"tables": ["PG_CATALOG.pg_cursors"]}),
+		stmt_with("select", {"tables": [], "functions": ["pg_cursor"]}),
+		stmt_with("select", {"tables": ["pg_backend_memory_contexts"]}),
+		stmt_with("select", {"tables": [], "functions": ["pg_get_backend_memory_contexts"]}),
+	] {
+		pooled_verdict(["readonly"], [s]) == "deny"
+		pooled_verdict(["dba"], [s]) == "deny"
+		pooled_verdict(["dba", "pii-readers"], [s]) == "allow"
+	}
+	# the transaction's advisory locks stay
+	pooled_verdict(["dba"], [stmt_with("select", {"tables": [], "functions": ["pg_advisory_xact_lock"]})]) != "deny"
+}
+
+test_without_a_pooler_the_session_lists_and_cursors_stay if {
+	verdict(["dba"], [stmt_with("select", {"tables": ["pg_prepared_statements"]})]) != "deny"
+	verdict(["dba"], [stmt_with("select", {"tables": [], "functions": ["setseed"]})]) != "deny"
+}
+
+test_pooled_statements_dropping_session_state_denied if {
+	every s in [
+		stmt_with("deallocate", {"tables": [], "name": "*"}),
+		stmt_with("deallocate", {"tables": [], "name": "_pg3_0"}),
+		stmt_with("unlisten", {"tables": []}),
+		stmt_with("discard", {"tables": [], "target": "all"}),
+		stmt_with("discard", {"tables": [], "target": "temp"}),
+	] {
+		pooled_verdict(["readonly"], [s]) == "deny"
+		pooled_verdict(["dba", "pii-readers"], [s]) == "deny"
+	}
+	pooled_verdict(["dba", "pii-readers"], [stmt_with("discard", {"tables": [], "target": "plans"})]) == "allow"
+	verdict(["dba", "pii-readers"], [stmt_with("deallocate", {"tables": [], "name": "*"})]) == "allow"
+}
