@@ -52,7 +52,13 @@ _spec.loader.exec_module(policy_profile)
 
 from pdp.engine.bundle import load_bundle  # noqa: E402
 from pdp.engine.input_paths import prune_spec, pruned  # noqa: E402
-from pdp.engine.opa import DECISION_PATH, new_engine, parse_envelope, raw_evaluate  # noqa: E402
+from pdp.engine.opa import (  # noqa: E402
+    DECISION_PATH,
+    decision_evaluator,
+    new_engine,
+    parse_envelope,
+    raw_evaluate,
+)
 
 CORPUS = REPO / "tests" / "data" / "sql_corpus.txt.gz"
 # column names the regression corpus uses often, given as view columns carrying `query`
@@ -153,14 +159,30 @@ def standing_of(engine: Any, policy_input: dict[str, Any]) -> Any:
 PRUNED: Any = False
 
 
+# engine -> its decision as the PDP's workers evaluate it (pdp.engine.opa.decision_evaluator)
+_DECIDERS: dict[int, Any] = {}
+
+
 def decide(engine: Any, policy_input: dict[str, Any], prune: bool = False) -> Any:
+    """The decision as the PDP's workers read it (a policy's `answer` with its shipped mask
+    set written in, where it has one); with the new policy also data.portcullis.decision
+    itself (what tests, the CLI and a remote OPA read), which must be the same document."""
     if prune and PRUNED is not False:
         policy_input = pruned(policy_input, PRUNED)
     raw = json.dumps(policy_input, separators=(",", ":"), ensure_ascii=False).encode()
+    if id(engine) not in _DECIDERS:
+        _DECIDERS[id(engine)] = (engine, decision_evaluator(engine))
     try:
-        return parse_envelope(raw_evaluate(engine, DECISION_PATH, raw))
+        answer = parse_envelope(_DECIDERS[id(engine)][1](raw))
     except Exception as exc:  # an evaluation error is an answer to compare too
-        return f"error: {exc}"
+        answer = f"error: {exc}"
+    try:
+        document = parse_envelope(raw_evaluate(engine, DECISION_PATH, raw))
+    except Exception as exc:
+        document = f"error: {exc}"
+    if document != answer:
+        return {"worker's answer": answer, "data.portcullis.decision": document}
+    return answer
 
 
 def main() -> None:

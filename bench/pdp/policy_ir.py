@@ -7,9 +7,12 @@ other work shares the cores (a load average of 8 on 2 cores gave the same policy
 callgrind, once with no evaluations and once with N passes over the inputs, for each
 policy, and prints (instructions(N) - instructions(0)) / (N x inputs): the instructions
 of one evaluation (OpaEvalDocument on input JSON bytes: input parsing, evaluation, the
-answer's JSON), the engine's loading and compiling left out by the difference (and run
-uninstrumented: callgrind starts counting after the child's warm pass, --instr-atstart=no,
-so a run takes a fraction of the time it took with the compiler instrumented). The Go
+answer's JSON; the decision as the PDP's workers evaluate it, pdp.engine.opa.
+decision_evaluator: a policy's `answer` with its shipped mask set written in where it has
+one, the bytes.replace counted), the engine's loading and compiling left out by the
+difference (and run uninstrumented: callgrind starts counting after the child's warm pass,
+--instr-atstart=no, so a run takes a fraction of the time it took with the compiler
+instrumented). The Go
 collector is off in these runs (GOGC=off): how many times it runs in N evaluations is
 a whole number that moves the counts by several percent between runs of one policy,
 while with it off they repeat; what a policy allocates is still counted (the allocator's
@@ -102,6 +105,17 @@ def loaded(policy: str) -> tuple[Any, str]:
     return _ENGINES[directory], path or DECISION_PATH
 
 
+def evaluator(engine: Any, path: str) -> Any:
+    """What evaluates `path` on input JSON bytes as the PDP's workers do: the decision
+    through pdp.engine.opa.decision_evaluator (the policy's `answer` with its shipped mask
+    set written in, where it has one: pdp.engine.worker), any other document directly."""
+    from pdp.engine.opa import DECISION_PATH, decision_evaluator, raw_evaluate
+
+    if path == DECISION_PATH:
+        return decision_evaluator(engine)
+    return lambda raw: raw_evaluate(engine, path, raw)
+
+
 def child(policy: str, inputs: Path, passes: int) -> None:
     """Evaluate every input once (to warm) and then `passes` times: what callgrind counts.
     Callgrind starts counting (CALLGRIND_START_INSTRUMENTATION, the helper named by
@@ -109,16 +123,14 @@ def child(policy: str, inputs: Path, passes: int) -> None:
     uninstrumented, several times faster than under instrumentation."""
     import ctypes
 
-    from pdp.engine.opa import raw_evaluate
-
-    engine, path = loaded(policy)
+    evaluate = evaluator(*loaded(policy))
     encoded = [line.encode() for line in inputs.read_text().splitlines() if line]
     for raw in encoded:
-        raw_evaluate(engine, path, raw)
+        evaluate(raw)
     ctypes.CDLL(os.environ["POLICY_IR_HELPER"]).policy_ir_start()
     for _ in range(passes):
         for raw in encoded:
-            raw_evaluate(engine, path, raw)
+            evaluate(raw)
 
 
 def blocks_child(helper: str, inputs: Path, passes: int, rounds: int, policies: list[str]) -> None:
@@ -127,26 +139,24 @@ def blocks_child(helper: str, inputs: Path, passes: int, rounds: int, policies: 
     import ctypes
     import gc
 
-    from pdp.engine.opa import raw_evaluate
-
     requests = ctypes.CDLL(helper)
-    engines = [loaded(policy) for policy in policies]
+    evaluators = [evaluator(*loaded(policy)) for policy in policies]
     encoded = [line.encode() for line in inputs.read_text().splitlines() if line]
-    for engine, path in engines:  # warm: the first calls prepare the query; then a pass
+    for evaluate in evaluators:  # warm: the first calls prepare the query; then a pass
         for _ in range(passes + 1):  # as counted (the first counted block ran high)
             for raw in encoded:
-                raw_evaluate(engine, path, raw)
+                evaluate(raw)
     requests.policy_ir_start()  # loading, compiling and warming ran uninstrumented
-    order = list(range(len(engines)))
+    order = list(range(len(evaluators)))
     for round_ in range(rounds):
         for k in order if round_ % 2 == 0 else order[::-1]:
-            engine, path = engines[k]
+            evaluate = evaluators[k]
             gc.collect()
             gc.disable()  # Python's collector would run in some blocks and not others
             requests.policy_ir_zero()
             for _ in range(passes):
                 for raw in encoded:
-                    raw_evaluate(engine, path, raw)
+                    evaluate(raw)
             requests.policy_ir_dump(f"block {k} {round_}".encode())
             gc.enable()
 

@@ -123,3 +123,68 @@ def parse_envelope(raw: bytes) -> Any:
     if not results or not results[0].get("expressions"):
         return None
     return results[0]["expressions"][0]["value"]
+
+
+# The policy's `answer` (rego/portcullis/decision.rego): its decision with the shipped
+# literal mask set written as a mark where that set is the whole mask, the set's JSON
+# written in by whoever evaluates it (shipped_mask_splice, decision_evaluator).
+ANSWER_PATH = "portcullis.answer"
+_MARK_PATH = "portcullis.shipped_masks_mark"
+_SHIPPED_PATH = "portcullis.shipped_pii_masks"
+
+
+def _value_bytes(raw: bytes, path: str) -> bytes | None:
+    """The JSON of the value of a raw_evaluate envelope for data.<path> exactly as the
+    evaluator wrote it (its escaping and order), or None where it is not there."""
+    import json
+
+    start = raw.find(b'"value":')
+    end = raw.rfind(b',"text":' + json.dumps(f"data.{path}").encode())
+    if start == -1 or end <= start:
+        return None
+    return raw[start + len(b'"value":') : end]
+
+
+def shipped_mask_splice(engine: Any) -> tuple[bytes, bytes] | None:
+    """(the mark as it stands in an `answer` envelope, the shipped set there instead) for a
+    policy that answers `answer` with a mark for its shipped mask set; None for any other
+    (no mark, no set, an empty set, an `answer` that is not its `decision` on the probe):
+    then the decision is evaluated whole."""
+    try:
+        mark_raw = raw_evaluate(engine, _MARK_PATH, b"{}")
+        masks_raw = raw_evaluate(engine, _SHIPPED_PATH, b"{}")
+        mark, masks = parse_envelope(mark_raw), parse_envelope(masks_raw)
+        mark_json = _value_bytes(mark_raw, _MARK_PATH)
+        masks_json = _value_bytes(masks_raw, _SHIPPED_PATH)
+        if not isinstance(mark, str) or not mark or not isinstance(masks, list) or not masks:
+            return None
+        if mark_json is None or masks_json is None:
+            return None
+        import json
+
+        if json.loads(mark_json) != mark or json.loads(masks_json) != masks:
+            return None
+        splice = (b'"mask":' + mark_json, b'"mask":' + masks_json)
+        probe = raw_evaluate(engine, ANSWER_PATH, b"{}").replace(*splice, 1)
+        if parse_envelope(probe) != parse_envelope(raw_evaluate(engine, DECISION_PATH, b"{}")):
+            return None
+    except EvaluationFailed:
+        return None
+    return splice
+
+
+def decision_evaluator(engine: Any) -> Any:
+    """A function of input JSON bytes to the raw_evaluate envelope of the decision: the
+    policy's `answer` with its shipped mask set written in where the policy has one
+    (shipped_mask_splice: ~120,000 evaluator instructions less on a reader's decision, for
+    a bytes.replace), else data.portcullis.decision itself. The document read out of it
+    is the decision's either way."""
+    splice = shipped_mask_splice(engine)
+    if splice is None:
+        return lambda input_json: raw_evaluate(engine, DECISION_PATH, input_json)
+    mark, masks = splice
+
+    def evaluate(input_json: bytes) -> bytes:
+        return raw_evaluate(engine, ANSWER_PATH, input_json).replace(mark, masks, 1)
+
+    return evaluate

@@ -29,7 +29,13 @@ from typing import Any
 
 from pdp.engine import frames
 from pdp.engine.bundle import PolicyBundle
-from pdp.engine.opa import PolicyLoadError, new_engine, raw_evaluate
+from pdp.engine.opa import (
+    DECISION_PATH,
+    PolicyLoadError,
+    decision_evaluator,
+    new_engine,
+    raw_evaluate,
+)
 
 # how long an answer may wait for the answers after it before it is sent: the PDP sends a
 # busy worker several evaluations in one write (pdp.engine.embedded), and each answer sent
@@ -68,6 +74,9 @@ class Worker:
         self.engine: Any = None
         self.revision = ""
         self.header = answer_header("")  # made once per policy loaded, not per evaluation
+        # the decision's evaluation (opa.decision_evaluator: the policy's `answer` with its
+        # shipped mask set written in, where it has one), made once per policy loaded
+        self.decide: Any = None
 
     def handle(self, message: dict[str, Any]) -> dict[str, Any]:
         op = message.get("op")
@@ -84,6 +93,7 @@ class Worker:
         except PolicyLoadError as exc:
             return {"ok": False, "error": str(exc)}
         old, self.engine, self.revision = self.engine, engine, bundle.revision
+        self.decide = decision_evaluator(engine)
         self.header = answer_header(self.revision)
         if old is not None:
             old.close()
@@ -92,6 +102,8 @@ class Worker:
     def evaluate(self, path: str, input_json: bytes) -> bytes:
         if self.engine is None:
             return self.header + error_envelope("no policy loaded")
+        if path == DECISION_PATH:
+            return self.header + self.decide(input_json)
         return self.header + raw_evaluate(self.engine, path, input_json)
 
 

@@ -165,3 +165,51 @@ test_a_pii_readers_standing_takes_no_shipped_masks if {
 	d.verdict == "allow"
 	d.mask == set()
 }
+
+# `answer`, what the PDP's evaluation workers ask for (pdp/engine/worker.py), writes the
+# shipped mask set as shipped_masks_mark where it is the whole mask (the worker writes the
+# set's JSON in its place); `decision` is the same document with the set in place
+# (with_standing: standing_test.rego's).
+test_the_answer_marks_the_shipped_masks_and_the_decision_holds_them if {
+	given := with_standing(pg_input(["readonly"], [stmt_with("select", {})]))
+	a := portcullis.answer with input as given
+	a.verdict == "mask"
+	a.mask == portcullis.shipped_masks_mark
+	d := portcullis.decision with input as given
+	d.mask == portcullis.shipped_pii_masks
+	object.remove(d, ["mask"]) == object.remove(a, ["mask"])
+}
+
+test_a_require_approval_answer_marks_them_too if {
+	given := with_standing(pg_input(["readonly"], [stmt("update")]))
+	a := portcullis.answer with input as given
+	a.verdict == "require_approval"
+	a.mask == portcullis.shipped_masks_mark
+	d := portcullis.decision with input as given
+	d.mask == portcullis.shipped_pii_masks
+}
+
+test_no_mark_without_the_standing_for_a_pii_reader_or_beside_a_derived_mask if {
+	plain := portcullis.answer with input as pg_input(["readonly"], [stmt_with("select", {})])
+	plain.mask == portcullis.shipped_pii_masks
+	reader := with_standing(pg_input(["pii-readers", "readonly"], [stmt_with("select", {})]))
+	b := portcullis.answer with input as reader
+	b.mask == set()
+	derived := with_standing(pg_input(["readonly"], [stmt_with("select", {})]))
+	c := portcullis.answer with input as derived with data.portcullis.mask_rules as {{"derived": "x", "strategy": "redact"}}
+	c.mask == {{"derived": "x", "strategy": "redact"}} | portcullis.shipped_pii_masks
+}
+
+# with no shipped mask at all, the decision is what an empty command_masks gave before the
+# mark: an allow, and a require_approval without masks
+test_an_empty_shipped_set_decides_as_before_the_mark if {
+	read := with_standing(pg_input(["readonly"], [stmt_with("select", {})]))
+	d := portcullis.decision with input as read with data.portcullis.shipped_pii_masks as set()
+	d.verdict == "allow"
+	d.reasons == {"every statement is allowed"}
+	d.mask == set()
+	write := with_standing(pg_input(["readonly"], [stmt("update")]))
+	r := portcullis.decision with input as write with data.portcullis.shipped_pii_masks as set()
+	r.verdict == "require_approval"
+	r.mask == set()
+}
