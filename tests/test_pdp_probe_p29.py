@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 
 import grpc
-import psycopg
 import pytest
 from pdp_harness import (
     SESSION_KEYS,
@@ -30,48 +29,19 @@ from pdp_harness import (
     running_pdp,
     token,
 )
-from pg_harness import scratch_database
+from test_proxy_auth import _code, _events, _forged_close, _stream_code, pdp_for_a_database
 
 from pdp.domain.recordings import EVENTS_KIND
 from portcullis.config import parse_config
 from portcullis.v1 import pdp_pb2
-from proxies.postgres.proxy import PostgresProxy
 
 DENIED = grpc.StatusCode.PERMISSION_DENIED
 SERVED = (pdp_pb2.ALLOW, pdp_pb2.MASK)  # a reader's select: masked by the value detectors
 
 
-async def _code(call) -> grpc.StatusCode:  # type: ignore[no-untyped-def]
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await call
-    return err.value.code()
-
-
-async def _stream_code(stream) -> grpc.StatusCode:  # type: ignore[no-untyped-def]
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        async for _ in stream:
-            pass
-    return err.value.code()
-
-
 def _decide(sid: str, sql: str, key: str = "") -> pdp_pb2.DecideRequest:
     command = pdp_pb2.Command(kind="postgres.query", raw=sql)
     return pdp_pb2.DecideRequest(session_id=sid, command=command, session_key=key)
-
-
-def _events(sid: str, sql: str, key: str = "") -> pdp_pb2.RecordEventsRequest:
-    event = {"time": 1.0, "direction": "client", "type": "command", "command": sql}
-    return pdp_pb2.RecordEventsRequest(
-        session_id=sid, events_json=json.dumps([event]), session_key=key
-    )
-
-
-def _forged_close(sid: str, key: str = "") -> pdp_pb2.CloseSessionRequest:
-    request = pdp_pb2.CloseSessionRequest(
-        session_id=sid, reason="client_disconnect", session_key=key
-    )
-    request.summary.update({"credential_exposed": 0, "bytes_to_client": 10})
-    return request
 
 
 async def _thief_refused_everywhere(address: str, sid: str, approval_id: str, key: str) -> None:
@@ -165,37 +135,22 @@ async def test_the_key_still_binds_the_session_after_a_pdp_restart(tmp_path):
 
 
 async def test_a_live_proxy_session_cannot_be_closed_or_recorded_by_the_thief(tmp_path):
-    with scratch_database() as (name, role, password):
-        raw = pdp_raw(tmp_path)
-        raw["connections"][0].update(
-            database=name,
-            credentials={"provider": "static", "username": role, "password": password},
-        )
-        config = parse_config(raw, base_dir=tmp_path)
-        async with running_pdp(config) as app:
-            proxy = PostgresProxy(config.connections[0], config, app.address)
-            await proxy.start()
-            try:
-                dsn = (
-                    f"postgresql://agent:{token(config)}@127.0.0.1:{proxy.port}/{name}"
-                    "?sslmode=disable"
-                )
-                async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-                    assert await (await conn.execute("select 1")).fetchone() == (1,)
-                    (opened,) = await app.store.query(kind="session.open")
-                    sid = opened.session_id
-                    # the thief holds the very credential the proxy's calls carry
-                    stolen = config.pdp.proxy_credential_file.read_text().strip()
-                    assert opened.body["session"]["proxy"] == "credential:local"
-                    async with pdp_stub(app.address, stolen, keys=False) as thief:
-                        assert await _code(thief.CloseSession(_forged_close(sid))) == DENIED
-                        events = _events(sid, "select pg_sleep(0) -- forged")
-                        assert await _code(thief.RecordEvents(events)) == DENIED
-                    # the client's session goes on at the PDP, decided and recorded
-                    assert await (await conn.execute("select 2")).fetchone() == (2,)
-            finally:
-                await proxy.stop()
-            closes = await app.store.query(kind="session.close", session_id=sid)
-            assert [c.body["closed_by"] for c in closes] == ["proxy"]
-            recorded = await app.store.query(kind=EVENTS_KIND, session_id=sid)
-            assert recorded and "forged" not in json.dumps([r.body for r in recorded])
+    async with pdp_for_a_database(tmp_path, pdp_raw(tmp_path)) as db:
+        app = db.app
+        async with db.client() as conn:
+            assert await (await conn.execute("select 1")).fetchone() == (1,)
+            (opened,) = await app.store.query(kind="session.open")
+            sid = opened.session_id
+            # the thief holds the very credential the proxy's calls carry
+            stolen = db.config.pdp.proxy_credential_file.read_text().strip()
+            assert opened.body["session"]["proxy"] == "credential:local"
+            async with pdp_stub(app.address, stolen, keys=False) as thief:
+                assert await _code(thief.CloseSession(_forged_close(sid))) == DENIED
+                events = _events(sid, "select pg_sleep(0) -- forged")
+                assert await _code(thief.RecordEvents(events)) == DENIED
+            # the client's session goes on at the PDP, decided and recorded
+            assert await (await conn.execute("select 2")).fetchone() == (2,)
+        closes = await app.store.query(kind="session.close", session_id=sid)
+        assert [c.body["closed_by"] for c in closes] == ["proxy"]
+        recorded = await app.store.query(kind=EVENTS_KIND, session_id=sid)
+        assert recorded and "forged" not in json.dumps([r.body for r in recorded])

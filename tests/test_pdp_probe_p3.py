@@ -70,6 +70,21 @@ async def _reload(pdp, path: Path, text: str) -> None:
 # -- known hole 1: an approval outliving the policy that asked for it --------------------
 
 
+UPDATE = "UPDATE orders SET total = 0 WHERE id = 5"
+
+
+async def _approved_update(pdp, stub, config):  # type: ignore[no-untyped-def]
+    """alice's session, her UPDATE asked about and approved by sam, and run again with
+    that approval: (the session opened, the decision that asked)."""
+    opened = await open_session(stub, token(config, "alice@example.com", ("readonly",)))
+    asked = await decide_sql(stub, opened.session_id, UPDATE)
+    assert asked.verdict == pdp_pb2.REQUIRE_APPROVAL
+    await pdp.approvals.decide(asked.approval_id, SAM, True, "ok")
+    reused = await decide_sql(stub, opened.session_id, UPDATE)
+    assert reused.verdict == pdp_pb2.ALLOW and reused.approval_id == asked.approval_id
+    return opened, asked
+
+
 async def test_an_approval_does_not_outlive_the_approvers_the_policy_names(tmp_path):
     """Attack (reader with an approved UPDATE): the security team reloads a policy under
     which the UPDATE needs a dba lead's approval (group:dba-leads) instead of security's.
@@ -81,15 +96,9 @@ async def test_an_approval_does_not_outlive_the_approvers_the_policy_names(tmp_p
     command is asked about again. A reload to a policy that denies it denies it."""
     first = _policy(_require("group:security", "updates need approval"))
     config, path = _reloadable(tmp_path, first)
-    alice = token(config, "alice@example.com", ("readonly",))
-    sql = "UPDATE orders SET total = 0 WHERE id = 5"
+    sql = UPDATE
     async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
-        opened = await open_session(stub, alice)
-        asked = await decide_sql(stub, opened.session_id, sql)
-        assert asked.verdict == pdp_pb2.REQUIRE_APPROVAL
-        await pdp.approvals.decide(asked.approval_id, SAM, True, "ok")
-        reused = await decide_sql(stub, opened.session_id, sql)
-        assert reused.verdict == pdp_pb2.ALLOW and reused.approval_id == asked.approval_id
+        opened, asked = await _approved_update(pdp, stub, config)
 
         # an unrelated change to the policy: the same approval is still asked for
         await _reload(pdp, path, first + "\n# a comment\n")
@@ -174,15 +183,9 @@ async def test_an_opa_that_names_no_revision_still_has_approvals_asked_again(tmp
     try:
         engine = {"type": "remote", "url": f"http://127.0.0.1:{port}", "timeout_ms": 2000}
         config = pdp_config(tmp_path, engine=engine)
-        alice = token(config, "alice@example.com", ("readonly",))
-        sql = "UPDATE orders SET total = 0 WHERE id = 5"
+        sql = UPDATE
         async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
-            opened = await open_session(stub, alice)
-            asked = await decide_sql(stub, opened.session_id, sql)
-            assert asked.verdict == pdp_pb2.REQUIRE_APPROVAL
-            await pdp.approvals.decide(asked.approval_id, SAM, True, "ok")
-            reused = await decide_sql(stub, opened.session_id, sql)
-            assert reused.verdict == pdp_pb2.ALLOW and reused.approval_id == asked.approval_id
+            opened, asked = await _approved_update(pdp, stub, config)
             serving["engine"] = engine_of(
                 _policy(_require("group:dba-leads", "updates need approval"))
             )

@@ -33,7 +33,7 @@ from test_evidence import portcullis
 
 from pdp.api.http_api import metrics_text
 from pdp.store.chain import record_hash
-from portcullis.config import load_config, parse_config
+from portcullis.config import Config, load_config, parse_config
 from portcullis.v1 import pdp_pb2
 from portcullis.wire import CREDENTIAL_METADATA
 
@@ -57,6 +57,51 @@ async def _reads(stub, alice: str, n: int) -> None:
     opened = await open_session(stub, alice)
     for i in range(n):
         await decide_sql(stub, opened.session_id, f"SELECT id FROM orders WHERE id = {i}")
+
+
+def _configured(tmp_path: Path, **kwargs: Any) -> tuple[Path, Config, str]:
+    """(the configuration written where the CLI reads it, as loaded, alice's token)."""
+    config_path = _written(tmp_path, **kwargs)
+    config = load_config(config_path)
+    return config_path, config, token(config, ALICE, ("readonly",))
+
+
+async def _drop(stub, alice: str) -> str:  # type: ignore[no-untyped-def]
+    """alice's DROP TABLE in a session of her own (denied, recorded): its session id."""
+    opened = await open_session(stub, alice)
+    await decide_sql(stub, opened.session_id, "DROP TABLE orders")
+    return str(opened.session_id)
+
+
+async def _checkpointed_then_drop(pdp, stub, alice: str, reads: int):  # type: ignore[no-untyped-def]
+    """alice's `reads` reads, the checkpoint that names them, then her DROP TABLE: that
+    checkpoint."""
+    await _reads(stub, alice, reads)
+    assert pdp.checkpoints is not None
+    checkpoint = await pdp.checkpoints.checkpoint()
+    assert checkpoint is not None
+    await _drop(stub, alice)
+    return checkpoint
+
+
+def _console_config(tmp_path: Path) -> tuple[Config, str, str]:
+    """(a configuration serving the console, where it listens, alice's token)."""
+    raw = pdp_raw(tmp_path)
+    http = f"127.0.0.1:{free_port()}"
+    raw["pdp"]["http_listen"] = http
+    config = parse_config(raw, base_dir=tmp_path)
+    return config, http, token(config, ALICE, ("readonly",))
+
+
+async def _auditors_page(http: str, path: str) -> str:
+    """A console page as ines, an auditor, sees it."""
+    from test_console_http import _http, sign_in
+
+    async with _http() as client:
+        await sign_in(client, f"http://{http}", "ines@example.com", "auditor")
+        async with client.get(f"http://{http}{path}") as response:
+            assert response.status == 200
+            return await response.text()
 
 
 def _append_chained(
@@ -96,16 +141,9 @@ async def test_a_tail_cut_is_not_laundered_by_the_next_checkpoint(tmp_path, requ
     the checkpoint writer keeps an anchor the chain no longer reaches (and says so), so
     verify keeps failing."""
     store = _store(backend, request, tmp_path)
-    config_path = _written(tmp_path, store=store)
-    config = load_config(config_path)
-    alice = token(config, ALICE, ("readonly",))
+    config_path, config, alice = _configured(tmp_path, store=store)
     async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
-        await _reads(stub, alice, 3)
-        assert pdp.checkpoints is not None
-        first = await pdp.checkpoints.checkpoint()
-        assert first is not None
-        opened = await open_session(stub, alice)
-        await decide_sql(stub, opened.session_id, "DROP TABLE orders")
+        first = await _checkpointed_then_drop(pdp, stub, alice, 3)
         await _reads(stub, alice, 3)
         await pdp.checkpoints.checkpoint()
         anchor = json.loads((tmp_path / "checkpoint.json").read_text())
@@ -135,17 +173,10 @@ async def test_a_record_the_siem_received_anchors_the_tail_after_the_last_checkp
     anchor: unsigned, since it can only fail a verification, never pass one."""
     from pdp.forwarding import record_json
 
-    config_path = _written(tmp_path)
-    config = load_config(config_path)
-    alice = token(config, ALICE, ("readonly",))
+    config_path, config, alice = _configured(tmp_path)
     siem = tmp_path / "siem-newest.json"
     async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
-        await _reads(stub, alice, 2)
-        assert pdp.checkpoints is not None
-        checkpoint = await pdp.checkpoints.checkpoint()
-        assert checkpoint is not None
-        opened = await open_session(stub, alice)
-        await decide_sql(stub, opened.session_id, "DROP TABLE orders")
+        checkpoint = await _checkpointed_then_drop(pdp, stub, alice, 2)
         newest = (await pdp.store.query(after_seq=(await pdp.store.head())[0] - 1))[-1]
         siem.write_text(record_json(newest) + "\n")
         verify = ("-c", str(config_path), "audit", "verify")
@@ -379,13 +410,7 @@ async def test_the_decisions_page_counts_no_decision_someone_else_inserted(tmp_p
     over time, top denied commands, the policy revision history) counted every decision
     record the store held and drew them as the PDP's. Now records no valid record MAC
     covers are left out, and the page says how many."""
-    from test_console_http import _http, sign_in
-
-    raw = pdp_raw(tmp_path)
-    http = f"127.0.0.1:{free_port()}"
-    raw["pdp"]["http_listen"] = http
-    config = parse_config(raw, base_dir=tmp_path)
-    alice = token(config, ALICE, ("readonly",))
+    config, http, alice = _console_config(tmp_path)
     forged = {
         "verdict": "deny",
         "raw": "DROP TABLE payroll_x",
@@ -393,14 +418,9 @@ async def test_the_decisions_page_counts_no_decision_someone_else_inserted(tmp_p
         "policy_revision": "rev-forged",
     }
     async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
-        opened = await open_session(stub, alice)
-        await decide_sql(stub, opened.session_id, "DROP TABLE orders")
+        await _drop(stub, alice)
         _append_chained(config.pdp.store.path, "x-dec", "decision", "", ALICE, forged)
-        async with _http() as client:
-            await sign_in(client, f"http://{http}", "ines@example.com", "auditor")
-            async with client.get(f"http://{http}/console/decisions/") as response:
-                assert response.status == 200
-                page = await response.text()
+        page = await _auditors_page(http, "/console/decisions/")
     assert "DROP TABLE orders" in page  # the PDP's own denial is drawn
     assert "payroll_x" not in page and "rev-forged" not in page
     assert "1 records of this window have no valid record MAC" in page
@@ -412,24 +432,14 @@ async def test_the_console_session_list_marks_a_session_someone_else_inserted(tm
     sessions list` and the replay page say such a record is not the PDP's, but the
     console's session list (an auditor's first view) drew it as any other. Its row is now
     marked NOT WRITTEN BY THE PDP and the page says how many are."""
-    from test_console_http import _http, sign_in
-
-    raw = pdp_raw(tmp_path)
-    http = f"127.0.0.1:{free_port()}"
-    raw["pdp"]["http_listen"] = http
-    config = parse_config(raw, base_dir=tmp_path)
-    alice = token(config, ALICE, ("readonly",))
+    config, http, alice = _console_config(tmp_path)
     async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
         opened = await open_session(stub, alice)
         real = (await pdp.store.query(kind="session.open", session_id=opened.session_id))[0]
         body = json.loads(json.dumps(real.body).replace(ALICE, "bob@example.com"))
         sid, bob = "s-forged-bob", "bob@example.com"
         _append_chained(config.pdp.store.path, "x-open", "session.open", sid, bob, body)
-        async with _http() as client:
-            await sign_in(client, f"http://{http}", "ines@example.com", "auditor")
-            async with client.get(f"http://{http}/console/sessions/") as response:
-                assert response.status == 200
-                page = await response.text()
+        page = await _auditors_page(http, "/console/sessions/")
     rows = {row.split("</tr>")[0] for row in page.split("<tr")[1:]}
     forged = [r for r in rows if "s-forged-bob" in r]
     genuine = [r for r in rows if opened.session_id in r]
@@ -446,16 +456,9 @@ async def test_a_copied_checkpoint_at_the_head_does_not_stop_the_last_checkpoint
     checkpoint', at every tick and at shutdown: no checkpoint, and no anchor, ever named
     the DROP, which could then be cut from the store's end with verify passing. A head
     checkpoint now counts only when it names the record just before it."""
-    config_path = _written(tmp_path)
-    config = load_config(config_path)
-    alice = token(config, ALICE, ("readonly",))
+    config_path, config, alice = _configured(tmp_path)
     async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
-        await _reads(stub, alice, 2)
-        assert pdp.checkpoints is not None
-        earlier = await pdp.checkpoints.checkpoint()
-        assert earlier is not None
-        opened = await open_session(stub, alice)
-        await decide_sql(stub, opened.session_id, "DROP TABLE orders")
+        earlier = await _checkpointed_then_drop(pdp, stub, alice, 2)
         drop = (await pdp.store.head())[0]
         _append_chained(config.pdp.store.path, "x-cp", "checkpoint", "", "", earlier.body)
     anchor = json.loads((tmp_path / "checkpoint.json").read_text())
@@ -474,16 +477,13 @@ async def test_an_anchor_given_is_checked_besides_the_pdps_own(tmp_path):
     SIEM's record reached and passed. The PDP's own anchor is now checked as well."""
     from pdp.forwarding import record_json
 
-    config_path = _written(tmp_path)
-    config = load_config(config_path)
-    alice = token(config, ALICE, ("readonly",))
+    config_path, config, alice = _configured(tmp_path)
     siem = tmp_path / "siem-newest.json"
     async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
         await _reads(stub, alice, 2)
         head = (await pdp.store.head())[0]
         siem.write_text(record_json((await pdp.store.query(after_seq=head - 1))[0]) + "\n")
-        opened = await open_session(stub, alice)
-        await decide_sql(stub, opened.session_id, "DROP TABLE orders")
+        await _drop(stub, alice)
     verify = ("-c", str(config_path), "audit", "verify", "--anchor", str(siem))
     intact = portcullis(*verify)
     assert intact.returncode == 0, intact.stdout + intact.stderr

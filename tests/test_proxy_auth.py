@@ -8,10 +8,15 @@ accept.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
 import stat
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import grpc
 import psycopg
@@ -27,10 +32,11 @@ from pdp_harness import (
 )
 from pg_harness import scratch_database
 
+from pdp.app import PDPApp
 from pdp.cli import main
 from pdp.cli.certs import issue, load_or_create_ca, mint, parse_proxy, write_pair
 from pdp.domain.recordings import EVENTS_KIND
-from portcullis.config import parse_config
+from portcullis.config import Config, parse_config
 from portcullis.v1 import pdp_pb2
 from proxies.postgres.proxy import PostgresProxy
 from proxies.runtime.pdp_auth import client_auth
@@ -57,15 +63,59 @@ async def _refusals(app) -> list[dict]:  # type: ignore[no-untyped-def]
     return [r.body for r in await app.store.query(kind="proxy.refused")]
 
 
-def _events(session_id: str, sql: str) -> pdp_pb2.RecordEventsRequest:
+def _events(session_id: str, sql: str, key: str = "") -> pdp_pb2.RecordEventsRequest:
     event = {"time": 1.0, "direction": "client", "type": "command", "command": sql}
-    return pdp_pb2.RecordEventsRequest(session_id=session_id, events_json=json.dumps([event]))
+    return pdp_pb2.RecordEventsRequest(
+        session_id=session_id, events_json=json.dumps([event]), session_key=key
+    )
 
 
-def _forged_close(session_id: str) -> pdp_pb2.CloseSessionRequest:
-    request = pdp_pb2.CloseSessionRequest(session_id=session_id, reason="client_disconnect")
+def _forged_close(session_id: str, key: str = "") -> pdp_pb2.CloseSessionRequest:
+    request = pdp_pb2.CloseSessionRequest(
+        session_id=session_id, reason="client_disconnect", session_key=key
+    )
     request.summary.update({"credential_exposed": 0, "bytes_to_client": 10})
     return request
+
+
+@dataclass
+class ProxiedDatabase:
+    """A running PDP whose first connection is a scratch database (pdp_for_a_database)."""
+
+    app: PDPApp
+    config: Config
+    database: str
+
+    @contextlib.asynccontextmanager
+    async def client(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A real Postgres proxy, authenticated as the configuration says (its credential
+        file, or a certificate), and a psycopg reader's connection through it; the proxy
+        is stopped (its sessions closed) on the way out."""
+        proxy = PostgresProxy(self.config.connections[0], self.config, self.app.address)
+        await proxy.start()
+        try:
+            dsn = (
+                f"postgresql://agent:{token(self.config)}@127.0.0.1:{proxy.port}"
+                f"/{self.database}?sslmode=disable"
+            )
+            async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+                yield conn
+        finally:
+            await proxy.stop()
+
+
+@contextlib.asynccontextmanager
+async def pdp_for_a_database(tmp_path: Path, raw: dict[str, Any]) -> AsyncIterator[ProxiedDatabase]:
+    """The PDP of `raw` (pdp_raw's form), its first connection pointed at a scratch
+    database with a static credential."""
+    with scratch_database() as (name, role, password):
+        raw["connections"][0].update(
+            database=name,
+            credentials={"provider": "static", "username": role, "password": password},
+        )
+        config = parse_config(raw, base_dir=tmp_path)
+        async with running_pdp(config) as app:
+            yield ProxiedDatabase(app, config, name)
 
 
 async def test_a_user_token_calling_the_pdp_directly_is_refused_for_every_session_rpc(
@@ -288,28 +338,13 @@ async def test_a_real_proxy_and_client_over_mtls_configured_from_portcullis_yaml
     spec = parse_proxy("pg", [])
     assert spec == ("pg", ["*"])
     pki = mint(tmp_path / "pki", pdp_hosts=["localhost", "127.0.0.1"], proxies=[spec], days=1)
-    with scratch_database() as (name, role, password):
-        raw, _ = _mtls_config(tmp_path, pki, proxy="pg")
-        raw["connections"][0].update(
-            database=name,
-            credentials={"provider": "static", "username": role, "password": password},
-        )
-        config = parse_config(raw, base_dir=tmp_path)
-        async with running_pdp(config) as app:
-            proxy = PostgresProxy(config.connections[0], config, app.address)
-            await proxy.start()
-            try:
-                dsn = (
-                    f"postgresql://agent:{token(config)}@127.0.0.1:{proxy.port}/{name}"
-                    "?sslmode=disable"
-                )
-                async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-                    row = await (await conn.execute("select count(*) from orders")).fetchone()
-                    assert row == (2,)
-            finally:
-                await proxy.stop()
-            opened = await app.store.query(kind="session.open")
-            assert opened[-1].body["session"]["proxy"] == "mtls:pg"
+    raw, _ = _mtls_config(tmp_path, pki, proxy="pg")
+    async with pdp_for_a_database(tmp_path, raw) as db:
+        async with db.client() as conn:
+            row = await (await conn.execute("select count(*) from orders")).fetchone()
+            assert row == (2,)
+        opened = await db.app.store.query(kind="session.open")
+        assert opened[-1].body["session"]["proxy"] == "mtls:pg"
 
 
 # -- files and the CLI ---------------------------------------------------------------------

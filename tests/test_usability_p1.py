@@ -317,7 +317,8 @@ def psql(info: dict[str, Any], through: bool, *args: str) -> subprocess.Complete
     )  # fmt: skip
 
 
-# describe commands the corpus leaves out, each equal to psql run directly
+# describe commands the corpus leaves out, each equal to psql run directly (\\drds, its
+# values withheld: usability p2)
 DESCRIBE = [
     r"\d",
     r"\dt+",
@@ -346,6 +347,17 @@ DESCRIBE = [
     r"\dO",
     r"\ddp",
     r"\dT+",
+    r"\dt",
+    r"\df",
+    r"\dn",
+    r"\d+ orders",
+    r"\d order_items",
+    r"\dv",
+    r"\dm",
+    r"\dE",
+    r"\dt public.*",
+    r"\dX",
+    r"\dT",
 ]
 
 

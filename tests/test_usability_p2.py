@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,11 +31,13 @@ import asyncpg
 import psycopg
 import pytest
 from psycopg import pq
+from psycopg import sql as pgsql
 from sqlalchemy import create_engine, inspect
 from sqlalchemy.ext.asyncio import create_async_engine
-from usability_stacks import owner, serving
+from test_usability_p1 import psql, sessions  # noqa: F401 (sessions: a fixture)
 from usability_stacks import reader_dsn as dsn
 from usability_stacks import reader_url as url
+from usability_stacks import serving
 
 from pdp.sql import reader_functions
 from tests.conftest import PG_ADMIN_DSN
@@ -485,16 +485,6 @@ def exec_params(conn: psycopg.Connection, sql: str, params: tuple[str, ...]) -> 
     return names, rows
 
 
-@pytest.fixture(scope="module")
-def jdbc_sessions(pg: dict[str, Any]) -> Iterator[tuple[psycopg.Connection, psycopg.Connection]]:
-    """The reader's session through the proxy and the owner's direct one."""
-    reader = psycopg.connect(dsn(pg), autocommit=True)
-    direct = owner(pg["role"], pg["database"])
-    yield reader, direct
-    reader.close()
-    direct.close()
-
-
 def filled(sql: str, direct: psycopg.Connection) -> str:
     if "{orders}" not in sql:
         return sql
@@ -513,12 +503,12 @@ def same_answer(item: str, got: Any, expected: Any) -> None:
 
 @pytest.mark.parametrize(("item", "sql", "params"), RUNS, ids=[q[0] for q in RUNS])
 def test_pgjdbc_metadata_answers_as_the_database_does(
-    jdbc_sessions: tuple[psycopg.Connection, psycopg.Connection],
+    sessions: tuple[psycopg.Connection, psycopg.Connection],  # noqa: F811 (p1's fixture)
     item: str,
     sql: str,
     params: tuple[str, ...],
 ) -> None:
-    reader, direct = jdbc_sessions
+    reader, direct = sessions
     sql = filled(sql, direct)
     same_answer(item, exec_params(reader, sql, params), exec_params(direct, sql, params))
 
@@ -538,10 +528,11 @@ async def _asyncpg_answers(
 
 
 def test_pgjdbc_metadata_through_asyncpg(
-    pg: dict[str, Any], jdbc_sessions: tuple[psycopg.Connection, psycopg.Connection]
+    pg: dict[str, Any],
+    sessions: tuple[psycopg.Connection, psycopg.Connection],  # noqa: F811 (p1's fixture)
 ) -> None:
     """The same texts with types the server infers and values bound in binary."""
-    _, direct = jdbc_sessions
+    _, direct = sessions
     queries = [(i, filled(s, direct), p) for i, s, p in RUNS]
     got = asyncio.run(asyncio.wait_for(_asyncpg_answers(dsn(pg), queries), TIMEOUT))
     expected = asyncio.run(asyncio.wait_for(_asyncpg_answers(direct_dsn(pg), queries), TIMEOUT))
@@ -552,32 +543,29 @@ def test_pgjdbc_metadata_through_asyncpg(
 # ------------------------------------------------------------------------------------ psql
 
 
-def psql(info: dict[str, Any], through: bool, *args: str) -> subprocess.CompletedProcess[str]:
-    """psql as the reader through the proxy, or as the owner straight to PostgreSQL."""
-    if through:
-        where = ["-h", "127.0.0.1", "-p", str(info["port"]), "-U", "agent"]
-        env = {**os.environ, "PGPASSWORD": info["tokens"]["reader"], "PGSSLMODE": "disable"}
-    else:
-        where = ["-h", "127.0.0.1", "-p", "5432", "-U", info["role"]]
-        env = {**os.environ, "PGSSLMODE": "disable"}
-    return subprocess.run(
-        ["psql", *where, "-d", info["database"], "-X", "-v", "ON_ERROR_STOP=1", *args],
-        capture_output=True, text=True, env=env, timeout=TIMEOUT,
-    )  # fmt: skip
-
-
-# the describe commands probe 1 leaves out, each equal to psql run directly
-DESCRIBE = [r"\dt", r"\df", r"\dn", r"\d+ orders", r"\d order_items", r"\dv", r"\dm", r"\dE",
-            r"\drds", r"\dt public.*", r"\d+ order_totals", r"\dX", r"\dT"]  # fmt: skip
-
-
-@pytest.mark.parametrize("command", DESCRIBE)
-def test_a_psql_describe_command_shows_what_it_shows_directly(
-    pg: dict[str, Any], command: str
+def test_psql_lists_the_settings_stored_for_its_role_and_database_values_withheld(
+    pg: dict[str, Any],
 ) -> None:
-    through, direct = psql(pg, True, "-c", command), psql(pg, False, "-c", command)
+    """\\drds names the pair (other tests store and drop theirs meanwhile): the same row
+    as directly, the values withheld whole (rego: setconfig may hold a password)."""
+
+    def stored(change: str) -> pgsql.Composed:
+        return pgsql.SQL("ALTER ROLE {} IN DATABASE {} " + change).format(
+            pgsql.Identifier(pg["role"]), pgsql.Identifier(pg["database"])
+        )
+
+    command = rf"\drds {pg['role']} {pg['database']}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(stored("SET lock_timeout = '7s'"))
+        try:
+            through = psql(pg, True, "-A", "-c", command)
+            direct = psql(pg, False, "-A", "-c", command)
+        finally:
+            admin.execute(stored("RESET lock_timeout"))
     assert through.returncode == 0 and "ERROR" not in through.stderr, through.stderr
-    assert through.stdout == direct.stdout
+    row = f"{pg['role']}|{pg['database']}|"
+    assert f"\n{row}lock_timeout=7s\n(1 row)" in direct.stdout, direct.stdout
+    assert through.stdout == direct.stdout.replace(f"{row}lock_timeout=7s", f"{row}[REDACTED]")
 
 
 def test_psql_lists_the_databases(pg: dict[str, Any]) -> None:
@@ -682,13 +670,13 @@ SPELLINGS = [
 @pytest.mark.parametrize("name", SECRET_SETTINGS)
 @pytest.mark.parametrize(("item", "sql", "bound"), SPELLINGS, ids=[s[0] for s in SPELLINGS])
 def test_a_setting_readers_may_not_read_stays_unread(
-    jdbc_sessions: tuple[psycopg.Connection, psycopg.Connection],
+    sessions: tuple[psycopg.Connection, psycopg.Connection],  # noqa: F811 (p1's fixture)
     item: str,
     sql: str,
     bound: bool,
     name: str,
 ) -> None:
-    reader, _ = jdbc_sessions
+    reader, _ = sessions
     text = sql.format(name=name, head=name[:3], tail=name[3:])
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match="denied by policy"):
         reader.execute(text, (name,) if bound else None)
@@ -715,8 +703,8 @@ def test_a_secret_setting_name_bound_by_asyncpg_stays_unread(pg: dict[str, Any],
 
 
 def test_a_setting_name_through_sql_prepare_stays_unread(
-    jdbc_sessions: tuple[psycopg.Connection, psycopg.Connection],
+    sessions: tuple[psycopg.Connection, psycopg.Connection],  # noqa: F811 (p1's fixture)
 ) -> None:
-    reader, _ = jdbc_sessions
+    reader, _ = sessions
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match="denied by policy"):
         reader.execute("PREPARE pgusable2_s(text) AS SELECT current_setting($1)")

@@ -470,13 +470,10 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             "session": self.sessions.sealed(session),
             **record_facts(self.config, connection["name"]),
         }
-        try:  # the values of the claims its open record commits (pdp.domain.claims)
-            await self.sessions.record_claims(session)
-        except StoreUnavailable as exc:
-            # the open's own record meets the same store: recorded there, a session found
-            # again later reads these claims as absent (what a policy reads: nothing)
-            log.error("claims of session %s not recorded (%s)", session.id, exc)
-        decision = await self.decider.decide(policy_input, record)
+        # the values of the claims its open record commits (pdp.domain.claims), written
+        # in the open record's transaction: refused with it (a deny), never left out
+        claims = self.sessions.claims_record(session)
+        decision = await self.decider.decide(policy_input, record, before=claims)
         if not enforced(self.config, connection["name"]):
             decision = shadowed(decision)  # pdp/domain/shadow.py: recorded, not enforced
         response = pdp_pb2.OpenSessionResponse(

@@ -14,13 +14,13 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pdp.engine import EngineError, PolicyEngine
 from pdp.plumbing.frozen import quick_init
-from pdp.store import AuditStore, StoreUnavailable
+from pdp.store import AuditStore, Beside, StoreUnavailable
 from pdp.store.chain import canonical_json
 from portcullis import protocols
 from portcullis.events import longer_than
@@ -201,6 +201,7 @@ class Decider:
         guard: Guard | None = None,
         standing_of: str = "",
         encoded: Mapping[str, tuple[Any, str]] | None = None,
+        before: Sequence[Beside] = (),
     ) -> Decision:
         """Evaluate policy_input and log a decision record (`record` adds who/what/where).
 
@@ -212,7 +213,9 @@ class Decider:
         (standing.rego), worked out on the session's first evaluation under a revision.
         `encoded` names values of `record` whose canonical JSON the caller made once:
         {key: (the value, its canonical JSON)}, spliced into the record's bytes while the
-        record holds that very value under the key (pdp.store.chain.canonical_json_with)."""
+        record holds that very value under the key (pdp.store.chain.canonical_json_with).
+        `before`: records committed with the decision's, in its transaction, or not at all
+        (a session's claims: the store refusing them is the decision unrecorded, a deny)."""
         decision_id = new_decision_id()
         started = time.perf_counter()
         revision = self.engine.revision
@@ -273,7 +276,7 @@ class Decider:
         if statements is not None and body["statements"] is statements:
             with contextlib.suppress(TypeError, ValueError):  # the store says why
                 texts["statements"] = self._statements_json(statements)
-        recorded = await self._record(decision_id, record, body, texts)
+        recorded = await self._record(decision_id, record, body, texts, before)
         if not recorded:
             verdict = Verdict.deny("decision log unavailable, so nothing can be allowed — denied")
             guarded = None
@@ -437,6 +440,7 @@ class Decider:
         record: dict[str, Any],
         body: dict[str, Any],
         encoded: Mapping[str, str] | None = None,
+        before: Sequence[Beside] = (),
     ) -> bool:
         kind = "session.open" if body["kind"] == "session.open" else "decision"
         try:
@@ -448,6 +452,7 @@ class Decider:
                 subject=record.get("subject", ""),
                 plain=True,  # the returned record is not read: skip decoding a copy of body
                 encoded=encoded or None,
+                before=before,
             )
         except StoreUnavailable as exc:
             self.stats.store_errors += 1

@@ -29,7 +29,7 @@ from typing import Any
 from pdp.domain.claims import CLAIMS_KIND, committed, kept_claims, revealed
 from pdp.domain.identity import Identity, identity_key
 from pdp.plumbing.timestamps import rfc3339  # the one time form; policy_input takes it from here
-from pdp.store import AuditRecord, AuditStore, StoreUnavailable
+from pdp.store import AuditRecord, AuditStore, Beside, StoreUnavailable
 from pdp.store.chain import canonical_json
 
 log = logging.getLogger("portcullis.sessions")
@@ -233,24 +233,22 @@ class SessionTable:
 
     def sealed(self, session: Session) -> dict[str, Any]:
         """session.to_record() with its MAC: what a session.open record keeps, its token's
-        claims other than the kept ones committed (their values: record_claims)."""
+        claims other than the kept ones committed (their values: claims_record)."""
         if session.claims_split is None:
             session.claims_split = committed(dict(session.identity.claims), self.kept_claims)
         record = session.to_record()
         record[MAC] = self._mac(session.id, record)
         return record
 
-    async def record_claims(self, session: Session) -> None:
-        """Append the session.claims record of a session sealed() committed claims of,
-        before its open is recorded; StoreUnavailable if the store refuses it."""
+    def claims_record(self, session: Session) -> list[Beside]:
+        """The session.claims record of a session sealed() committed claims of (none
+        without), which its open's decision record is written with, in one transaction
+        (Decider.decide's `before`): an open is never in the chain without its claims."""
         opened = session.claims_split[1] if session.claims_split else {}
-        if opened:
-            await self.store.append(
-                CLAIMS_KIND,
-                {"claims": opened},
-                session_id=session.id,
-                subject=session.identity.subject,
-            )
+        if not opened:
+            return []
+        subject = session.identity.subject
+        return [Beside(CLAIMS_KIND, {"claims": opened}, session_id=session.id, subject=subject)]
 
     async def opened_claims(self, session_id: str) -> list[Any]:
         """The bodies of a session's session.claims records (pdp.domain.claims.revealed)."""

@@ -12,7 +12,8 @@ every caller in the batch gets `StoreUnavailable` and the head does not move. A 
 may commit a batch and leave its sync under way (SQLite's native AIO fdatasync): the
 writer then commits the next batch meanwhile (MAX_SYNCING at most under way), and each
 batch is answered only once its own sync and every earlier one are done; a failed or
-overdue sync fails its batch and every batch after it. Record
+overdue sync fails its batch and every batch after it. Records an append names as
+`before` it (Beside) go into its batch just ahead of it: one transaction. Record
 bytes and hashing live in `chain.py`, the reads both SQL backends share in `reads.py`;
 backends live in `sqlite.py` and `postgres.py` (imported lazily, so the SQLite store
 never imports asyncpg).
@@ -28,7 +29,7 @@ import time as _time
 import uuid
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from pdp.plumbing.deadlines import answered_by
 from pdp.plumbing.frozen import quick_init
@@ -45,6 +46,7 @@ from pdp.store.chain import (
     to_micros,
 )
 from pdp.store.macs import MacKey
+from pdp.store.reads import RecordReads
 
 if TYPE_CHECKING:
     from portcullis.config import StoreSettings
@@ -53,6 +55,7 @@ __all__ = [
     "GENESIS_HASH",
     "AuditRecord",
     "AuditStore",
+    "Beside",
     "ChainReport",
     "DuplicateRecordId",
     "GroupCommitStore",
@@ -173,55 +176,18 @@ class DuplicateRecordId(ValueError):
     """append() was given an id that the chain already holds (or the same batch holds)."""
 
 
-class AuditStore(Protocol):
-    async def start(self) -> None: ...
+@dataclass(frozen=True)
+class Beside:
+    """A record append() writes just before the one it appends, in the same transaction:
+    both are committed or neither is (a session's claims and its open: pdp.domain.claims)."""
 
-    async def close(self) -> None: ...
-
-    async def append(
-        self,
-        kind: str,
-        body: dict[str, Any],
-        *,
-        id: str | None = None,
-        session_id: str = "",
-        subject: str = "",
-        time: float | None = None,
-        plain: bool = False,
-        encoded: Mapping[str, str] | None = None,
-    ) -> AuditRecord: ...
-
-    async def query(
-        self,
-        kind: str | None = None,
-        session_id: str | None = None,
-        subject: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        after_seq: int = 0,
-        limit: int | None = None,
-    ) -> list[AuditRecord]: ...
-
-    async def newest(
-        self,
-        kind: str,
-        *,
-        session_id: str | None = None,
-        subject: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        before_seq: int | None = None,
-        limit: int,
-    ) -> list[AuditRecord]: ...
-
-    async def get(self, id: str) -> AuditRecord | None: ...
-
-    async def head(self) -> tuple[int, str]: ...
-
-    async def verify(self) -> ChainReport: ...
+    kind: str
+    body: dict[str, Any]
+    session_id: str = ""
+    subject: str = ""
 
 
-def open_store(settings: StoreSettings, *, timeout: float = 2.0) -> GroupCommitStore:
+def open_store(settings: StoreSettings, *, timeout: float = 2.0) -> AuditStore:
     """Build the configured backend (not started: `await store.start()` or `async with`)."""
     if settings.type == "sqlite":
         from pdp.store.sqlite import SQLiteAuditStore
@@ -240,6 +206,15 @@ class _Pending:
     draft: Draft
     explicit_id: bool
     future: asyncio.Future[AuditRecord]
+    before: tuple[Draft, ...] = ()  # written just before draft, in its transaction
+
+
+def fresh_drafts(drafts: list[Draft], duplicates: set[str]) -> list[Draft]:
+    """The drafts a backend writes: those whose id, and the id of the record each is
+    written with (Draft.with_id), is not one it found already in the chain."""
+    if not duplicates:
+        return drafts
+    return [d for d in drafts if d.id not in duplicates and d.with_id not in duplicates]
 
 
 @quick_init
@@ -337,6 +312,7 @@ class GroupCommitStore:
         time: float | None = None,
         plain: bool = False,
         encoded: Mapping[str, str] | None = None,
+        before: Sequence[Beside] = (),
     ) -> AuditRecord:
         """Add one record; returns it once durably committed, else raises StoreUnavailable.
 
@@ -346,6 +322,8 @@ class GroupCommitStore:
         no tuples), so the returned record keeps it as given instead of a decoded copy.
         `encoded` gives the canonical JSON of some of body's top-level values, made once
         by the caller (chain.canonical_json_with: the record's bytes are the same).
+        `before`: records written just before this one in its transaction (new ids, the
+        same time): committed with it, or refused with it (a duplicate id too).
         """
         if not isinstance(kind, str) or not kind:
             raise ValueError("kind must be a non-empty string")
@@ -368,10 +346,11 @@ class GroupCommitStore:
             body=body if plain else json.loads(body_json),
             body_json=body_json,
         )
+        ahead = tuple(_beside_draft(b, draft) for b in before) if before else ()
         loop = self._loop
         assert loop is not None  # set before appends are accepted
         future: asyncio.Future[AuditRecord] = loop.create_future()
-        self._queue.put_nowait(_Pending(draft, id is not None, future))
+        self._queue.put_nowait(_Pending(draft, id is not None, future, ahead))
         try:
             # the deadline ends the future, so a draft not yet taken by the writer is
             # dropped rather than written after its caller gave up (one timer per record:
@@ -409,6 +388,9 @@ class GroupCommitStore:
                 seen.add(p.draft.id)
                 unique.append(p)
         explicit = {p.draft.id for p in unique if p.explicit_id}
+        drafts = [p.draft for p in unique]
+        if any(p.before for p in unique):  # each with the records written just before it
+            drafts = [d for p in unique for d in (*p.before, p.draft)]
         loop = self._loop
         assert loop is not None  # the writer runs on it
         syncing = self._syncing
@@ -418,9 +400,7 @@ class GroupCommitStore:
         try:
             # no task made for every commit; timeout_at: no loop looked up (a getpid)
             async with asyncio.timeout_at(deadline):
-                result, sync = await self._write_batch_then_sync(
-                    [p.draft for p in unique], explicit
-                )
+                result, sync = await self._write_batch_then_sync(drafts, explicit)
         except Exception as exc:  # any backend failure: nobody in the batch is committed
             while syncing:  # the batches before it first: none is reset under their syncs
                 await syncing.popleft()
@@ -433,7 +413,7 @@ class GroupCommitStore:
             for p in unique:
                 _fail(p, StoreUnavailable(reason))
             if isinstance(exc, TimeoutError):  # cut off while writing: it may land yet
-                self._failed_batch([p.draft.id for p in unique])
+                self._failed_batch([d.id for d in drafts])
             return
         if sync is None:  # durable already: answered once the batches before it are
             while syncing:
@@ -604,6 +584,35 @@ class GroupCommitStore:
 
     async def _shutdown(self) -> None:
         raise NotImplementedError
+
+
+class AuditStore(RecordReads, GroupCommitStore):
+    """What every caller holds: GroupCommitStore's writing (start, close, append) and
+    pdp.store.reads.RecordReads' reading (query, newest, get, head and the evidence
+    reads); the SQLite and Postgres stores are its two backends."""
+
+    async def verify(self) -> ChainReport:
+        """The whole chain checked from its first record (chain.verify_rows)."""
+        raise NotImplementedError
+
+
+def _beside_draft(beside: Beside, draft: Draft) -> Draft:
+    """The draft of a record written just before `draft`, tied to it (Draft.with_id)."""
+    if not isinstance(beside.kind, str) or not beside.kind:
+        raise ValueError("kind must be a non-empty string")
+    body_json = canonical_json(beside.body)
+    if not body_json.isascii():  # lone surrogates: refused here, as append() refuses them
+        body_json.encode()
+    return Draft(
+        str(uuid.uuid4()),
+        beside.kind,
+        draft.time_us,
+        beside.session_id,
+        beside.subject,
+        json.loads(body_json),
+        body_json,
+        draft.id,
+    )
 
 
 def _fail(pending: _Pending, exc: Exception) -> None:

@@ -56,6 +56,9 @@ class Draft:
     subject: str
     body: dict[str, Any]
     body_json: str  # canonical_json(body), computed once by the caller
+    # the id of the record this one is written with (AuditStore.append's `before`): left
+    # out with it when that id is a duplicate, so neither stands in the chain alone
+    with_id: str = ""
 
 
 @dataclass(frozen=True)

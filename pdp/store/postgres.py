@@ -26,10 +26,11 @@ from pdp.store import (
     EGRESS_KINDS,
     EGRESS_MARK,
     TRIP_KIND,
+    AuditStore,
     BatchResult,
-    GroupCommitStore,
     GuardFacts,
     StoreUnavailable,
+    fresh_drafts,
     guard_facts_of_rows,
 )
 from pdp.store.chain import (
@@ -38,7 +39,7 @@ from pdp.store.chain import (
     Draft,
     to_micros,
 )
-from pdp.store.reads import COLUMN_NAMES, HEAD_SQL, SELECT_RECORDS, RecordReads
+from pdp.store.reads import COLUMN_NAMES, HEAD_SQL, SELECT_RECORDS
 
 log = logging.getLogger("portcullis.store")
 
@@ -109,7 +110,7 @@ $portcullis$;
 """
 
 
-class PostgresAuditStore(RecordReads, GroupCommitStore):
+class PostgresAuditStore(AuditStore):
     def __init__(
         self,
         dsn: str,
@@ -203,7 +204,7 @@ class PostgresAuditStore(RecordReads, GroupCommitStore):
                     list(explicit_ids),
                 )
                 duplicates = {r["id"] for r in rows}
-            fresh = [d for d in drafts if d.id not in duplicates]
+            fresh = fresh_drafts(drafts, duplicates)
             records, rows = self._sealed(fresh, await conn.fetchrow(HEAD_SQL))
             await conn.copy_records_to_table("audit_records", columns=_COPY_COLUMNS, records=rows)
         return BatchResult(records, duplicates)

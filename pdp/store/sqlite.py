@@ -40,10 +40,11 @@ from pdp.store import (
     EGRESS_KINDS,
     EGRESS_MARK,
     TRIP_KIND,
+    AuditStore,
     BatchResult,
-    GroupCommitStore,
     GuardFacts,
     StoreUnavailable,
+    fresh_drafts,
     guard_facts_of_rows,
 )
 from pdp.store.chain import (
@@ -53,7 +54,7 @@ from pdp.store.chain import (
     verify_rows,
 )
 from pdp.store.disksync import AioSync, open_disk_sync
-from pdp.store.reads import COLUMNS, HEAD_SQL, SELECT_RECORDS, RecordReads
+from pdp.store.reads import COLUMNS, HEAD_SQL, SELECT_RECORDS
 
 T = TypeVar("T")
 
@@ -188,7 +189,7 @@ def _connect(
     return conn
 
 
-class SQLiteAuditStore(RecordReads, GroupCommitStore):
+class SQLiteAuditStore(AuditStore):
     def __init__(
         self, path: str | os.PathLike[str], *, timeout: float = 2.0, synchronous: str = "full"
     ) -> None:
@@ -468,7 +469,7 @@ class SQLiteAuditStore(RecordReads, GroupCommitStore):
         cursor.execute("BEGIN IMMEDIATE")  # takes the write lock before reading the head
         try:
             duplicates = _existing_ids(cursor.connection, look_up) if look_up else set()
-            fresh = [d for d in drafts if d.id not in duplicates]
+            fresh = fresh_drafts(drafts, duplicates)
             records, rows = self._sealed(fresh, cursor.execute(HEAD_SQL).fetchone())
             if len(rows) == 1:  # a lone decision's batch, as a rule at a low pace
                 cursor.execute(_INSERT, rows[0])
