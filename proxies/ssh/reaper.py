@@ -14,10 +14,10 @@ start-stop-daemon --background, a tmux or screen server. An exec's line may not 
 shipped policy denies setsid, `&`: a part's `via`); a dba's shell may type anything. So
 the proxy sends upstream one line of its own before the client's:
 
-    { printf %s "$(id -u)" >/proc/self/loginuid; } 2>/dev/null
-    printf '<nonce> %s %s\n' "$$" "$(a=$(cat /proc/self/sessionid 2>/dev/null);
+    { printf %s "$(<the effective uid, from /proc/self/status>)" >/proc/self/loginuid; } 2>/dev/null
+    printf '<nonce> %s %s\n' "$$" "$(a=; read -r a 2>/dev/null </proc/self/sessionid;
       if [ "${a:-4294967295}" = 4294967295 ]; then echo -;
-      elif [ "$a" = "$(cat /proc/$PPID/sessionid 2>/dev/null)" ]; then
+      elif p=; read -r p 2>/dev/null </proc/$PPID/sessionid; [ "$a" = "$p" ]; then
         <the audit session of sshd's listener, $PPID's grandparent, as l>;
         [ -n "$l" ] && [ "$l" != "$a" ] && echo "=$a" || echo -;
       else echo "$a"; fi)" >&2
@@ -87,14 +87,20 @@ import secrets
 # how much of the stream may come before the report (a startup file's output): past it
 # the report is not coming
 REPORT_WITHIN = 64 * 1024
+# the report in shell builtins alone (read, printf, echo, [): it runs before every exec on
+# a root account, and the `id -u` and `cat`s it was written with started a program each
+# (an exec of uptime measured 8.5 ms bare, 23.6 ms with them, 12.6 ms without: two forks
+# for its command substitutions remain); a /proc file without a newline is read whole,
+# read failing at its end
 _REPORT = (
-    '{ printf %s "$(id -u)" >/proc/self/loginuid; } 2>/dev/null;'
-    ' printf \'{tag} %s %s\\n\' "$$" "$(a=$(cat /proc/self/sessionid 2>/dev/null);'
+    '{ printf %s "$(while read -r k r e _; do [ "$k" = Uid: ] && break; done'
+    ' 2>/dev/null </proc/self/status; echo "$e")" >/proc/self/loginuid; } 2>/dev/null;'
+    ' printf \'{tag} %s %s\\n\' "$$" "$(a=; read -r a 2>/dev/null </proc/self/sessionid;'
     ' if [ "${a:-4294967295}" = 4294967295 ]; then echo -;'
-    ' elif [ "$a" = "$(cat /proc/$PPID/sessionid 2>/dev/null)" ]; then l=;'
+    ' elif p=; read -r p 2>/dev/null </proc/$PPID/sessionid; [ "$a" = "$p" ]; then l=;'
     " read -r st 2>/dev/null </proc/$PPID/stat && set -- ${st##*') '} &&"
     " read -r st 2>/dev/null </proc/$2/stat && set -- ${st##*') '} &&"
-    " l=$(cat /proc/$2/sessionid 2>/dev/null);"
+    " read -r l 2>/dev/null </proc/$2/sessionid;"
     ' [ -n "$l" ] && [ "$l" != "$a" ] && echo "=$a" || echo -;'
     ' else echo "$a"; fi)" >&2'
 )
