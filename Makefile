@@ -2,7 +2,7 @@
 # Both start with `setup`, which is idempotent: Debian packages, the OPA evaluator wheel
 # in its own step (it declares Python>=3.14 but runs on 3.11), then this project.
 PYTHON ?= python3
-DEBS := postgresql-client pgbouncer openssh-server openssh-client nginx-light wrk curl git chromium systemd-journal-remote tmux pinentry-curses vim
+DEBS := postgresql-client pgbouncer openssh-server openssh-client nginx-light wrk curl git chromium systemd-journal-remote tmux pinentry-curses vim whiptail dialog strace
 # dev secrets, random-looking like real ones: a word the proxies write themselves
 # ("portcullis: denied ...") inside a credential is a piece of it the HTTP guard cuts
 export ORDERS_DB_PASSWORD ?= dev-app-5c1e8f0b93d7
@@ -34,7 +34,8 @@ demo-db:
 	    -c "ALTER ROLE app PASSWORD '$$ORDERS_DB_PASSWORD'" >/dev/null; \
 	  psql -h 127.0.0.1 -U postgres -d postgres -qAtXc "select 1 from pg_database where datname = 'orders'" | grep -q 1 || \
 	    psql -h 127.0.0.1 -U postgres -d postgres -qAtXc "CREATE DATABASE orders OWNER app"; \
-	  psql -h 127.0.0.1 -U app -d orders -qAtX -f deploy/demo/orders.sql >/dev/null; \
+	  PGOPTIONS="-c client_min_messages=warning" psql -h 127.0.0.1 -U app -d orders -qAtX \
+	    -f deploy/demo/orders.sql >/dev/null; \
 	else echo "no PostgreSQL on 127.0.0.1:5432: orders-db will refuse sessions"; fi
 
 # pytest runs three workers on the two cores (pytest-xdist), a test file's tests on one

@@ -63,3 +63,24 @@ def test_report_line_starts_no_program(shell: str, tmp_path: Path) -> None:
         assert audit == str(report.audit)
     elif report.shared is not None:
         assert audit == str(report.shared)
+
+
+def test_report_line_in_bash_forks_once(tmp_path: Path) -> None:
+    """In bash (Debian's root shell) the report forks once, for its own command
+    substitution: the uid is bash's $EUID, not a subshell reading /proc/self/status."""
+    trace = tmp_path / "trace"
+    tag = nonce()
+    done = subprocess.run(
+        ["strace", "-f", "-qq", "-e", "trace=clone,clone3,fork,vfork,execve", "-o", str(trace),
+         "bash", "-c", wrapped("echo ran", tag)],
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)},
+        capture_output=True,
+        timeout=30,
+    )  # fmt: skip
+    report = SessionReport(tag)
+    assert report.feed(done.stderr) == b"" and report.sid is not None, done.stderr
+    assert done.stdout == b"ran\n"
+    calls = trace.read_text()
+    forks = sum(calls.count(f"{name}(") for name in ("clone", "clone3", "fork", "vfork"))
+    assert forks == 1, calls
+    assert calls.count("execve(") == 1  # bash itself
