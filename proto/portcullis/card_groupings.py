@@ -11,7 +11,10 @@ these hold (each one is what such a SELECT produces and what most lists are not)
 
 - one separator throughout, and the grouping whole: the digits joined by that separator
   begin and end there (a list of ten numbers is no card of four of them), next to no
-  letter or digit (a UUID's or a hex dump's digits are glued to its letters);
+  letter or digit (a UUID's or a hex dump's digits are glued to its letters); but a
+  printed card's groups inside a longer list are read too when nothing like them goes
+  on beside them (`7,4111,1111,1111,1111`: four groups of exactly four digits, their
+  neighbours of another size; 4-6-5, 4-6-4: _inner_cards);
 - groups of one size, but the last or the first may be shorter (or Amex's 4-6-5, 4-6-4);
 - a line break between groups of one or two digits only: a column of larger numbers
   (PIDs, ports, counts: `pgrep`, `ss`, `wc` over SSH) is ordinary output;
@@ -184,3 +187,48 @@ def _stretch(
         if digits[0] != "0" and issued_length(digits) and valid(digits):
             yield start, end
             return
+    if not line_break:
+        yield from _inner_cards(text, groups, valid)
+
+
+def _inner_cards(text: str, groups: list[Span], valid: Callable[[str], bool]) -> Iterator[Span]:
+    """Cards printed whole inside a longer stretch, a list's other items beside them
+    (`7,4111,1111,1111,1111`: a row's id, then a card kept in four columns): the groups
+    of a printed layout of unequal sizes (4-6-5, 4-6-4), or four groups of exactly four
+    digits that their neighbours do not continue (a neighbour of another size, or none);
+    or cards of them back to back, every four such groups a card. A list of years, codes
+    or ids of four digits goes on beyond four (or is one grouping whole: _stretch). Of
+    four codes between two ids, ~2.7% pass the check digit and an issuer's range: the
+    same row's cells as CSV are read alike (HTTP P39, P40)."""
+    sizes = [b - a for a, b in groups]
+    if 4 not in sizes:
+        return  # (each window read holds a group of four: most stretches have none)
+    count = len(sizes)
+    for index in range(count - 2):
+        window = groups[index : index + 3]
+        if tuple(sizes[index : index + 3]) in _LAYOUTS and _card_at(text, window, valid):
+            yield window[0][0], window[-1][1]
+    index = 0
+    while index < count:
+        if sizes[index] != 4:
+            index += 1
+            continue
+        last = index
+        while last + 1 < count and sizes[last + 1] == 4:
+            last += 1
+        run = groups[index : last + 1]
+        if len(run) % 4 == 0:
+            cards = [run[k : k + 4] for k in range(0, len(run), 4)]
+            if all(_card_at(text, card, valid) for card in cards):
+                for card in cards:
+                    yield card[0][0], card[-1][1]
+        index = last + 1
+
+
+def _card_at(text: str, window: list[Span], valid: Callable[[str], bool]) -> bool:
+    """Whether the digits of the groups `window`, not glued to a letter or digit, are a
+    card's (an issuer's range and length, `valid`)."""
+    if _glued(text, window[0][0], window[-1][1]):
+        return False
+    digits = "".join(text[a:b] for a, b in window)
+    return digits[0] != "0" and issued_length(digits) and valid(digits)

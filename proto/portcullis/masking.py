@@ -373,17 +373,57 @@ def _in_hex_word(text: str, start: int, end: int, words: list[tuple[int, int, bo
         return False  # (the usual run: no letter beside it)
     if not words:
         words.extend(
-            (m.start(), m.end(), _HEX_WORD.fullmatch(m[0]) is not None)
+            (m.start(), m.end(), _HEX_WORD.fullmatch(m[0]) is not None and _mixed(text, *m.span()))
             for m in _ALNUM_RUN.finditer(text)
         )
     at = bisect.bisect_right(words, (start, len(text) + 1, True)) - 1
     if at < 0 or not words[at][0] <= start < words[at][1]:
         return False
     left, right, hexed = words[at]
-    return (left, right) != (start, end) and hexed
+    return (left, right) != (start, end) and hexed and _hex_looking(text, left, right)
+
+
+def _mixed(text: str, left: int, right: int) -> bool:
+    """Whether a hex word's letters are mixed in (_hex_looking): a word of up to four
+    characters is asked about its line instead. Four runs at most are read (a long
+    blob's first few characters hold them), each word once."""
+    if right - left <= 4:
+        return True
+    if sum(1 for _ in itertools.islice(_HEX_TURNS.finditer(text, left, right), 4)) >= 4:
+        return True
+    # (or a part of a UUID: `54ac8776-4024-...`; a window about the word is searched)
+    near = _UUID.finditer(text, max(0, left - 36), min(len(text), right + 36))
+    return any(m.start() <= left and right <= m.end() for m in near)
+
+
+def _hex_looking(text: str, left: int, right: int) -> bool:
+    """Whether the hex word text[left:right] reads as hex, not as letters beside a card
+    (`a4111 1111 1111 1111`, `a4111111111111111`, `deadbeef4111...`: before, any hex word
+    was): its letters mixed in, letters and digits taking turns four times at least (a
+    hash's, an id's, a hex blob's: 9f4c2...), or a UUID's part (_mixed, found with the
+    words); or a hex
+    dump's group of up to four characters, another such on its line (`d802 a411 ...`)."""
+    if right - left > 4:
+        return True
+    # (its line, up to _DUMP_REACH characters either side: a dump's line is shorter, and
+    # a long line's every glued group reading it whole took quadratic time)
+    low, high = max(0, left - _DUMP_REACH), min(len(text), right + _DUMP_REACH)
+    line_start = max(text.rfind("\n", low, left), text.rfind("\r", low, left), low - 1) + 1
+    ends = (text.find("\n", right, high), text.find("\r", right, high), high)
+    line_end = min(i for i in ends if i >= 0)
+    dump_groups = _HEX_GROUPS[right - left].finditer(text, line_start, line_end)
+    return any(m.start() != left for m in dump_groups)
 
 
 _HEX_WORD = re.compile(r"[0-9A-Fa-f]+")
+_DUMP_REACH = 160
+_UUID = re.compile(r"[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}")
+_HEX_TURNS = re.compile(r"[A-Fa-f]+|[0-9]+")  # (a hex word's runs of letters, of digits)
+# a hex dump's group of `size` characters holding a letter, between spaces
+_HEX_GROUPS = {
+    size: re.compile(rf"(?<!\S)(?=[0-9]*[A-Fa-f])[0-9A-Fa-f]{{{size}}}(?!\S)")
+    for size in range(1, 5)
+}
 _ALNUM_RUN = re.compile(r"[^\W_]+")  # (\w is str.isalnum's letters and digits, and _)
 
 

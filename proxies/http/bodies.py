@@ -312,7 +312,7 @@ _USERINFO = re.compile(
     r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^\s/?#@:]*:)(?P<secret>[^\s/?#@]+)(?=@)"
 )
 # a run a header value may carry base64 in (a cookie's value, a query's, a token's part)
-_CODED_RUN = re.compile(r"[A-Za-z0-9+/_\-]{12,}={0,2}")
+_CODED_RUN = re.compile(r"[A-Za-z0-9+/_\-]{12,}={0,6}")
 _PERCENT_LAYERS = 3
 
 
@@ -341,6 +341,9 @@ def _coded_clear(masker: Masker, text: str) -> None:
             hexed = _hex_text(run)  # (text written as hex, read so in a body too)
             if hexed is not None:
                 views.append(hexed)
+            based = _base32_text(run)
+            if based is not None:
+                views.append(based)
     for view in views:
         body = BodyMask(masker, "lines")
         body.feed(view.encode("utf-8"))
@@ -1249,6 +1252,14 @@ class BodyMask:
                 found.update(found_in)
                 shown = masked.encode().hex()
                 return shown.upper() if value.strip().isupper() else shown
+        based = _base32_text(value)
+        if based is not None:
+            # text written as base32 (`MNQXEZBAGQYTCMJA...`): as hex is, written back
+            # as base32
+            masked, found_in = self._inner_string(based, depth)
+            if masked != based or found_in:
+                found.update(found_in)
+                return _as_base32(masked, value)
         text = value.lstrip()
         if text[:1] in ("{", "["):
             try:
@@ -1498,7 +1509,7 @@ class BodyMask:
                 shown += self._held_events()  # (the body's end: what is held goes)
             return "".join(line + "\n" for line in shown) + (self._carried(last) if last else "")
         if self.kind == "csv":
-            return "\n".join(self._split_cells(self._row(line)) for line in text.split("\n"))
+            return "\n".join(self._row(self._split_cells(line)) for line in text.split("\n"))
         *whole, tail = text.split("\n\n")
         shown = [shown for event in whole for shown in self._released(self._event(event))]
         if tail and self._finishing:
@@ -1705,6 +1716,7 @@ class BodyMask:
                 _packed_base64(run[0]) is not None
                 or _base64_text(run[0]) is not None
                 or _hex_text(run[0]) is not None
+                or _base32_text(run[0]) is not None
             )
             return self._string(run[0], found, 1) if coded else run[0]
 
@@ -2244,13 +2256,14 @@ class BodyMask:
         return self._text(self._joined(row))
 
     def _split_cells(self, line: str) -> str:
-        """A CSV line (as _row made it) with a value cut into its cells masked: a card's
-        groups in four cells of a row (`7,4111,1111,1111,1111`), an SSN's 3|2|4, which its
-        reader sees side by side as columns. The detectors read the line as written, where
-        a run of comma-parted groups is a card only as one grouping whole (a cell before
-        it, `7,`, hid it). Cells of digits side by side, cut as a reader cuts such a value
-        (values.cut_as_split: a card's groups of one size, the last maybe shorter, or a
-        printed layout, as long as an issued card; an SSN's 3|2|4), are read as a JSON
+        """A CSV line, before _row reads it, with a value cut into its cells masked: a
+        card's groups in four cells of a row (`7,4111,1111,1111,1111`), an SSN's 3|2|4,
+        which its reader sees side by side as columns. The detectors read the line as
+        written, a card in four cells as one value (masked whole, the row's columns lost:
+        read after _row, this kept them). Cells of digits side by side, cut as a reader
+        cuts such a value (values.cut_as_split: a card's groups of one size, the last
+        maybe shorter, or a printed layout, as long as an issued card; an SSN's 3|2|4),
+        are read as a JSON
         array's strings are (masked_split_values: each part by its detector's rule); a
         row's other numbers side by side (ids, amounts, ports) are not read as one."""
         rules = self.masker.detector_rules
@@ -2734,7 +2747,7 @@ def _base64_text(value: str) -> tuple[str, str] | None:
 
 _MIME_LINES = re.compile(r"(?:[A-Za-z0-9+/]+={0,2}\r?\n)+[A-Za-z0-9+/]*={0,2}")
 _EMBEDDED_MIN = 16  # (a run of base64 inside a text read from this length, as MCP's)
-_EMBEDDED_RUN = re.compile(r"(?<![\w+/-])[A-Za-z0-9+/_-]{16,}={0,2}(?![\w+/=-])")
+_EMBEDDED_RUN = re.compile(r"(?<![\w+/-])[A-Za-z0-9+/_-]{16,}={0,6}(?![\w+/=-])")
 # what no text holds: control characters (C0 but tab and line breaks, DEL, C1)
 _UNPRINTABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
@@ -2972,6 +2985,50 @@ def _hex_text(value: str) -> str | None:
     except (ValueError, UnicodeDecodeError):
         return None
     return text if all(c.isprintable() or c in "\t\r\n" for c in text) else None
+
+
+# RFC 4648 §6 base32, one case throughout, padded (to 8 characters) or not
+_BASE32 = re.compile(
+    r"(?:[A-Z2-7]{8})*(?:[A-Z2-7]{2}(?:={6})?|[A-Z2-7]{4}(?:={4})?|[A-Z2-7]{5}(?:={3})?"
+    r"|[A-Z2-7]{7}=?)?"
+    r"|(?:[a-z2-7]{8})*(?:[a-z2-7]{2}(?:={6})?|[a-z2-7]{4}(?:={4})?|[a-z2-7]{5}(?:={3})?"
+    r"|[a-z2-7]{7}=?)?"
+)
+_BASE32_LINES = re.compile(
+    r"(?:[A-Z2-7]+=*\r?\n)+[A-Z2-7]*=*\s*|(?:[a-z2-7]+=*\r?\n)+[a-z2-7]*=*\s*"
+)
+
+
+def _base32_text(value: str) -> str | None:
+    """The text a string of 16 or more base32 characters (RFC 4648 §6: `base32`, TOTP
+    secrets, some queues' ids; one case, padded or not) is written as, when its bytes
+    are UTF-8 text of printable characters and white space; else None. Words in
+    capitals run together are base32's letters as well, but their bytes are no text."""
+    value = value.strip()
+    if "\n" in value and _BASE32_LINES.fullmatch(value):
+        value = _SPACES.sub("", value)  # (`base32` wraps its lines at 76: read joined)
+    if len(value) < 16 or not _BASE32.fullmatch(value):
+        return None
+    letters = value.rstrip("=").upper()
+    try:
+        text = base64.b32decode(letters + "=" * (-len(letters) % 8)).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    return text if all(c.isprintable() or c in "\t\r\n" for c in text) else None
+
+
+def _as_base32(text: str, written: str) -> str:
+    """`text` written as base32 as `written` was: its case, its padding or none, its
+    lines as long."""
+    coded = base64.b32encode(text.encode("utf-8")).decode("ascii")
+    coded = coded if written.rstrip().endswith("=") else coded.rstrip("=")
+    coded = coded.lower() if written.islower() else coded
+    lines = written.strip().splitlines()
+    if len(lines) < 2:
+        return coded
+    width = len(lines[0].rstrip("\r"))
+    shown = "\n".join(coded[k : k + width] for k in range(0, len(coded), width))
+    return shown + "\n" if written.endswith("\n") else shown
 
 
 def _scalar(value: Any) -> bool:
