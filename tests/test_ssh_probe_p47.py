@@ -138,6 +138,7 @@ async def test_passwords_typed_at_prompts_never_reach_the_recording(tmp_path: Pa
                      " echo p47-silent-${#pw2}", "p47-4-ready\r\n", SECRETS[3],
                      "p47-silent-17")  # fmt: skip
         # after an answered prompt, lines are recorded as typed
+        assert client.stdin is not None
         client.stdin.write(b"echo p47-$((6*7))-after\rexit\r")
         await screen.until("p47-42-after")
         assert await asyncio.wait_for(client.wait(), 30) == 0

@@ -21,7 +21,8 @@ prompt is not back). A line end answers the prompt. What the screen shows is the
 as sent to the client, its control sequences taken out, from its last line end or
 carriage return; on a screen drawn by placing the cursor (tmux; pinentry-curses, as gpg and
 ssh-add ask a passphrase; vim), what the cursor's row shows left of it
-(portcullis/password_prompts_grid.py).
+(portcullis/password_prompts_grid.py), or, at a field in a dialog box (whiptail's and
+dialog's --passwordbox), the box's label above it when it names a secret in a few words.
 
 A secret typed ahead of its prompt (while sudo starts, or pasted with its command) comes
 while the screen shows nothing to answer, and the upstream's terminal echoes it back
@@ -37,9 +38,10 @@ past PROMPTS_READ lines of one output that may be prompts), the oldest such line
 out, UNSURE in its place, its echo too (counted: the channel's typed_ahead_not_recorded).
 A line typed after `read -s` is held until its line end's echo is shown, and its echo
 taken out alike. A line typed at a progress line (redrawn by a carriage return: `10%\\r`,
-`\\r 99% [===>]`) is held as one typed on an empty line (_answered_here). Not caught: a line
-typed ahead while the screen's line shows other output with no line end (`Downloading...`)
-is recorded as typed (a program that flushes its input, getpass(3), never reads it anyway).
+`\\r 99% [===>]`) or at work under way (`Downloading...`, `Connecting…`: a line ending in an
+ellipsis) is held as one typed on an empty line (_answered_here). Not caught: a line typed
+ahead while the screen's line shows other output with no line end and no ellipsis is
+recorded as typed (read as answering it: a prompt with no space after it).
 
 A prompt is text the upstream prints, and a shell can print one (PS1='Password: ', `stty
 -echo`): lines typed there are not recorded either, so the channel's command event counts
@@ -85,6 +87,12 @@ PROMPT = re.compile(
     rf"(?i)(?:\b(?:{_ASKED_FOR})\b[^\r\n]{{0,300}}[:?\uff1a]"
     rf"|(?<!<)\b(?:{_ASKED_FOR})\b[^\r\n<>]{{0,40}}>{{1,3}})\s*\Z"
 )
+# a dialog box's label over its field (password_prompts_grid.Grid.label_above), as
+# whiptail and dialog show a --passwordbox's text: a secret's word, a few words at most,
+# a colon or nothing after (`Enter password`, `Please enter the LUKS passphrase`)
+_LABEL = re.compile(
+    rf"(?i)\A(?:[\w'-]+\s+){{0,6}}(?:{_ASKED_FOR})\b(?:\s+[\w'./()-]+){{0,4}}\s*[:?\uff1a]?\Z"
+)
 # a line running bash's `read -s` (its -s among its options) with no prompt (no -p): the
 # line typed after it is read with echo off, no prompt shown
 SILENT_READ = re.compile(
@@ -102,6 +110,8 @@ _SEQUENCES = re.compile(
 # screen shows it): a colon or question mark, then a few characters at most (spaces, the
 # sequences that end a bold prompt's bold) to the line's end
 _MAY_ASK = re.compile("(?:[:?\uff1a][^\n:?\uff1a]{0,40}|>(?:[ \t\r]|\x1b\\[[0-9;]*m)*)(?:\n|\\Z)")
+# a line of output showing work under way, asking nothing (`Downloading...`, `Connecting…`)
+_BUSY = re.compile("(?:\\.{3}|\u2026)\\s*\\Z")
 PROMPTS_READ = 64  # of one output, the lines that may be a prompt read while one is held
 
 
@@ -191,6 +201,11 @@ class SecretInput:
             text = text[-GRID_READ:]
             left = self._grid.feed(text)
             if left == len(text):
+                # a dialog box's field under a label naming a secret: the label read as
+                # its prompt (whiptail's and dialog's --passwordbox)
+                label = self._grid.label_above()[-PROMPT_TAIL:]
+                if label and _LABEL.search(label):
+                    return label.rstrip(" :?\uff1a") + ": "
                 return self._grid.left_of_cursor()[-PROMPT_TAIL:]
             self._grid = None  # (the alternate screen left: lines again, what follows)
             before, text = "", text[left:]
@@ -297,14 +312,17 @@ class SecretInput:
         """Whether a line typed now answers what the screen's line shows (a shell's or a
         program's prompt), rather than being typed ahead of what is to come: on a line
         left empty, or a progress line (redrawn by a carriage return, and the cursor back
-        at its start or after text ending in no space, as a prompt's does). A zsh prompt
-        (drawn after `\\r \\r`) ends in a space; a line of text that is no progress line
-        and ends with no line end (`Downloading...`) is not held."""
+        at its start or after text ending in no space, as a prompt's does), nor one of
+        work under way (ending in an ellipsis: `Downloading...`, asking nothing). A zsh
+        prompt (drawn after `\\r \\r`) ends in a space; a line of other text ending with
+        no line end (`Continue [y/N]`) is answered."""
         shown = self._shown()
         if not shown.strip():
             return False
         if self._grid is not None:
             return not self._grid.returned or shown[-1].isspace()
+        if _BUSY.search(shown):
+            return False  # work under way (`Downloading...`): what is typed is typed ahead
         line = _SEQUENCES.sub("", self._screen)
         return not line.endswith("\r") and ("\r" not in line or shown[-1].isspace())
 

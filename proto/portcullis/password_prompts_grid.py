@@ -9,7 +9,8 @@ drawing, its rows run together, and ends in no prompt (`Passphrase: ______ x <OK
 <Cancel> mqqqj`). Grid keeps the text of each row as drawn (cursor placing, erasing,
 repeating, line ends, backspace and tab; nothing else: no scrolling, no lines inserted or
 deleted, no wide characters) and gives what is left of the cursor on its row: the
-screen's current line as a prompt reads it (`x Passphrase: `).
+screen's current line as a prompt reads it (`x Passphrase: `); at a field in a box
+(whiptail, dialog: `│ ` left of the cursor), the box's label on the rows above it.
 
 The rule keeps a Grid once the output places the cursor on a row (PLACES), and drops it
 when the program leaves the alternate screen or resets the terminal (LEAVES): lines of
@@ -34,9 +35,14 @@ PLACES = re.compile("(?:\x1b\\[|\x9b)[0-9]+(?:;[0-9]*)?[Hfd]")
 TO_LINE_START = re.compile("(?:\x1b\\[|\x9b)[01]?G")
 # the alternate screen left (xterm's private modes 1049, 1047, 47) or a full reset (RIS)
 LEAVES = re.compile("\x1b(?:\\[\\?(?:1049|1047|47)l|c)|\x9b\\?(?:1049|1047|47)l")
-# a sequence, a string (OSC, DCS, APC...: shown nowhere), a control, or text
+# a line of text, maybe its rest erased (EL 0), ended (CR LF): output streamed in a window
+# (a file shown, a build's log inside tmux) comes as runs of these, drawn a run at a time
+_ERASED = ("\x1b[K", "\x1b[0K")
+_LINE = "[^\x00-\x1f\x7f-\x9f]*(?:\x1b\\[0?K)?\r\n"
+# lines run, then a sequence, a string (OSC, DCS, APC...: shown nowhere), a control, or text
 _TOKENS = re.compile(
-    "(?P<csi>(?:\x1b\\[|\x9b)(?P<params>[0-?]*)[ -/]*(?P<final>[@-~]))"
+    f"(?P<lines>(?:{_LINE})+)"
+    "|(?P<csi>(?:\x1b\\[|\x9b)(?P<params>[0-?]*)[ -/]*(?P<final>[@-~]))"
     "|\x1b[\\]P_^X][^\x07\x1b\x9c]*(?:\x07|\x1b\\\\|\x9c)?"
     "|(?P<esc>\x1b[ -/]*[0-~]?)"
     "|(?P<ctl>\r\n|[\x00-\x1f\x7f-\x9f])"
@@ -51,10 +57,22 @@ _CUT = re.compile(
 MAX_CUT = 256
 # what draws nothing and moves no cursor: SGR, modes, reports asked, scroll regions, the
 # keypad's and charsets' selections, strings (OSC, DCS, APC...: shown nowhere)
-_INERT = re.compile(
-    "(?:\x1b\\[|\x9b)[0-?]*[ -/]*[mhlnrtpq]|\x1b[()*+][ -/]*[0-~]|\x1b[=>]"
-    "|\x1b[\\]P_^X][^\x07\x1b\x9c]*(?:\x07|\x1b\\\\|\x9c)?"
+_INERT = re.compile(  # (alternatives led by their first character: read at C speed)
+    "\x1b(?:\\[[0-?]*[ -/]*[mhlnrtpq]|[()*+][ -/]*[0-~]|[=>]"
+    "|[\\]P_^X][^\x07\x1b\x9c]*(?:\x07|\x1b\\\\|\x9c)?)"
+    "|\x9b[0-?]*[ -/]*[mhlnrtpq]"
+    # a sequence another broke into before its final byte: dropped, as a terminal does
+    "|(?:\x1b(?:\\[[0-?]*)?|\x9b[0-?]*)[ -/]*(?=[\x1b\x9b])"
 )
+
+
+# a field in a box: the box's left border (a line drawn, as Unicode or the line-drawing
+# set's `x`), blanks, and what echoes a key typed in a secret's field; the rows above it,
+# to the box's top, that may hold its label
+_FIELD = re.compile("([\u2502\u2503\u2551|x]) ?(?:[\u2502\u2503\u2551|x] ?)?[*_\u2022\u25cf ]*\\Z")
+LABEL_ROWS = 3
+# a row of lines drawn, or blank: Unicode's box drawing, or the line-drawing set's letters
+_DRAWN_LINES = re.compile("[\u2500-\u257f ]*|[jklmnqtuvwx ]*")
 
 
 class Grid:
@@ -73,23 +91,54 @@ class Grid:
         """What the cursor's row shows left of the cursor (blanks where nothing was drawn)."""
         return self.rows.get(self.row, "")[: self.col].ljust(self.col)[-COLUMNS:]
 
+    def label_above(self) -> str:
+        """A dialog box's label for the field the cursor stands at the start of (whiptail's
+        and dialog's --passwordbox: `Enter password` on rows above, inside the box; the
+        field, maybe in a box of its own, left of the cursor showing only borders and what
+        echoes a key): the text of the rows above, of LABEL_ROWS, between the box's border
+        and its other, lines drawn left out; "" when the cursor is in no such field."""
+        field = _FIELD.search(self.left_of_cursor())
+        if field is None:
+            return ""
+        border, at = field[1], field.start()
+        label: list[str] = []
+        for row in range(self.row - 1, max(self.row - 1 - LABEL_ROWS, -1), -1):
+            line = self.rows.get(row, "")
+            if line[at : at + 1] != border:
+                break  # out of the box
+            text = line[at + 1 :].rstrip().removesuffix(border).strip()
+            if _DRAWN_LINES.fullmatch(text):
+                if label:
+                    break
+                continue  # (a row left blank, the field's own box)
+            label.insert(0, text)
+        return " ".join(label)[:COLUMNS]
+
     def feed(self, text: str) -> int:
         """Draws `text`; returns where in it the program left the alternate screen (its
         end if it did not): the rest is a line-at-a-time screen's. A sequence cut at its
         end waits for the rest in the next."""
         held = len(self._cut)
         drawn = self._cut + text
-        cut = _CUT.search(drawn)
+        # (text with no sequence in it, a file streamed, is read for none: the searches
+        # below cost as much again as drawing it; a sequence cut at the end begins at its
+        # last ESC, no ESC inside it, or at its last CSI after that)
+        sequences = "\x1b" in drawn or "\x9b" in drawn
+        begun = max(drawn.rfind("\x1b"), 0) if "\x1b" in drawn else drawn.rfind("\x9b")
+        cut = _CUT.search(drawn, begun) if sequences else None
         end = cut.start() if cut is not None else len(drawn)
         self._cut = drawn[end:][:MAX_CUT]
-        leave = LEAVES.search(drawn, 0, end)
+        leave = LEAVES.search(drawn, 0, end) if sequences else None
         if leave is not None:
             end, self._cut = leave.start(), ""
         # what draws nothing and moves no cursor (colours, modes, charsets) taken out first:
         # the rest read a run of text, a line end or a move at a time
-        for token in _TOKENS.finditer(_INERT.sub("", drawn[:end])):
+        shown = _INERT.sub("", drawn[:end]) if sequences else drawn[:end]
+        for token in _TOKENS.finditer(shown):
             kind = token.lastgroup
-            if kind == "text":
+            if kind == "lines":
+                self._lines(token.group())
+            elif kind == "text":
                 self._draw(token.group())
             elif kind == "ctl":
                 self._control(token.group())
@@ -105,6 +154,28 @@ class Grid:
         self.rows[self.row] = (line[: self.col] + text + line[self.col + len(text) :])[:COLUMNS]
         self.col = min(self.col + len(text), COLUMNS)
         if len(self.rows) > 2 * ROWS:  # (pruned now and then: a row placed far each time)
+            self._bound()
+
+    def _lines(self, run: str) -> None:
+        """Lines run (_LINE): as drawn a token at a time, the first from the cursor's
+        column, the rows of the rest written at once (no row at a time in Python)."""
+        first, *rest = run[:-2].split("\r\n")
+        erased = first.endswith(_ERASED)
+        if text := first[: first.rindex("\x1b")] if erased else first:
+            self._draw(text)
+        if erased:
+            self._erase_line(0)
+        start, rows = self.row + 1, self.rows
+        drawn = [
+            line[: line.rindex("\x1b")] if line.endswith(_ERASED)
+            else line + rows.get(row, "")[len(line) :]
+            for row, line in enumerate(rest, start)
+        ]  # fmt: skip
+        rows.update(
+            zip(range(start, start + len(rest)), (row[:COLUMNS] for row in drawn), strict=True)
+        )
+        self.row, self.col, self.returned = start + len(rest), 0, False
+        if len(rows) > 2 * ROWS:  # (pruned as _draw prunes)
             self._bound()
 
     def _control(self, char: str) -> None:
@@ -185,6 +256,21 @@ class Grid:
             self.rows[self.row] = ""
 
     def _bound(self) -> None:
-        if len(self.rows) > ROWS:
-            for row in sorted(self.rows, key=lambda row: abs(row - self.row))[ROWS:]:
-                del self.rows[row]
+        """The ROWS rows nearest the cursor kept (of two as near, the one below): in row
+        order, a run of ROWS of them, found by halving (a stream drawing a row at a time
+        has a few rows to drop each output, out of a few hundred)."""
+        if len(self.rows) <= ROWS:
+            return
+        rows, cursor = sorted(self.rows), self.row
+        # the first run whose last row is as far below the cursor as its first is above
+        first, last = 0, len(rows) - ROWS
+        while first < last:
+            middle = (first + last) // 2
+            if rows[middle + ROWS - 1] - cursor >= cursor - rows[middle]:
+                last = middle
+            else:
+                first = middle + 1
+        if first > 0 and cursor - rows[first - 1] < rows[first + ROWS - 1] - cursor:
+            first -= 1  # the run before it is nearer
+        for row in rows[:first] + rows[first + ROWS :]:
+            del self.rows[row]
