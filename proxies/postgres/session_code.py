@@ -18,11 +18,14 @@ MERGE, TRUNCATE, CALL) or whose effect ends with the transaction (SET LOCAL, LOC
 NOTIFY), and calls no built-in that keeps session state (SESSION_STATE_BUILTINS;
 set_config only with is_local a constant true) and no function of the database not so
 shown (by name, any schema's, any overload's: more refused, never less), nor uses an
-operator or a type whose code is not (a domain's CHECK). Every other language (C,
-internal, plpython, ...) is unknown code, and so is an aggregate the database made, but an
-installed extension's compiled functions (CREATE EXTENSION is a superuser's reviewed act),
-of which those named in SESSION_STATE_BUILTINS (dblink_connect) count. A
-function's own SET clause (ALTER FUNCTION f SET search_path = ...) is restored at its exit
+operator or a type whose code is not (a domain's CHECK). An aggregate the database made
+runs its support functions (transition, final, combine, serial, deserial, moving-aggregate)
+and its sort operator's, each judged so; an internal function runs the C code of the
+built-ins of its symbol (a type's `AS 'int4in'` input; `AS 'set_config_by_name'` is
+set_config), judged as those. Every other language (C, plpython, ...) is unknown code, but
+an installed extension's compiled functions (CREATE EXTENSION is a superuser's reviewed
+act), of which those named in SESSION_STATE_BUILTINS (dblink_connect) count.
+A function's own SET clause (ALTER FUNCTION f SET search_path = ...) is restored at its exit
 and is no change; a SET in its body, even of the same setting, is (it outlives the call).
 
 No IO here; the proxy sends what this finds only behind a transaction pooler.
@@ -60,6 +63,14 @@ SESSION_STATE_BUILTINS = frozenset(
         "dblink_connect_u",
         "dblink_open",
     }
+)
+
+# pg_catalog's functions that read what the server connection keeps for its session
+# (rego/portcullis/postgres_pooler.rego judges a statement naming them): an internal
+# function running their code is unknown code, as it was before internal functions were
+# read as the built-ins they alias
+_SESSION_READ_BUILTINS = frozenset(
+    {"lastval", "currval", "pg_prepared_statement", "pg_cursor", "pg_get_backend_memory_contexts"}
 )
 
 # the statements a body may run: they read or write rows, or what they do ends with the
@@ -223,11 +234,26 @@ def _unsafe(
             if name.lower() in SESSION_STATE_BUILTINS:
                 unsafe.add((schema, name))
             continue
+        if language == "internal" and returns != "aggregate":
+            # a built-in's C code under another name (a type's input and output
+            # functions: `AS 'int4in'`): judged as the built-ins running it, which
+            # USER_CODE_SQL gives as what it calls (none: unknown code)
+            aliased = {c.rpartition(".")[2].lower() for c in called}
+            if aliased and not aliased & _SESSION_READ_BUILTINS:
+                calls[(schema, name)] = frozenset(aliased)
+            else:
+                unsafe.add((schema, name))
+            continue
         found = _body_calls(language, returns, body)
         if found is None:
             unsafe.add((schema, name))
         else:
-            calls[(schema, name)] = found | {c.rpartition(".")[2].lower() for c in called}
+            resolved = {c.rpartition(".")[2].lower() for c in called}
+            if language == "sql" and _LOCAL_SET_CONFIG in found and "set_config" not in found:
+                # a SQL-standard body's calls as the server resolved them: its set_config
+                # calls, which _atomic_calls read, all have is_local a constant true
+                resolved.discard("set_config")
+            calls[(schema, name)] = found | resolved
     while True:
         bad_functions = {n.lower() for _, n in unsafe}
         bad = SESSION_STATE_BUILTINS | bad_functions
@@ -251,7 +277,15 @@ def _body_calls(language: str, returns: str, body: str) -> frozenset[str] | None
     on every change of the catalogue, and bodies seldom change with it."""
     if language == "sql":
         found = _sql_calls(body, statement=True)
+        if found is None:
+            # a BEGIN ATOMIC or RETURN body, as pg_get_function_sqlbody writes it (a
+            # prosrc so written does not parse as statements, and never runs)
+            found = _atomic_calls(body)
         return None if found is None else frozenset(found)
+    if returns == "aggregate" and language == "internal" and body == "aggregate_dummy":
+        # an aggregate the database made runs only its support functions (and its sort
+        # operator's), which USER_CODE_SQL gives as what it calls, judged as any call
+        return frozenset()
     if language != "plpgsql" or returns not in _HEADS:
         return None
     wrapper = (
@@ -295,7 +329,6 @@ def _sql_calls(text: str, statement: bool) -> set[str] | None:
         tree = json.loads(parse_sql_json(text))
     except Exception:
         return None
-    names: set[str] = set()
     for raw in tree.get("stmts", []):
         node = raw.get("stmt", {})
         kind = next(iter(node), "")
@@ -303,12 +336,53 @@ def _sql_calls(text: str, statement: bool) -> set[str] | None:
             continue  # SET LOCAL: it ends with the transaction
         if kind not in _ROW_STATEMENTS or (statement and node[kind].get("intoClause")):
             return None
+    return _calls(tree)
+
+
+def _atomic_calls(text: str) -> set[str] | None:
+    """The names a SQL-standard body (`BEGIN ATOMIC ... END`, `RETURN expression`) calls;
+    None when it does not parse as one, or a statement of it is not one of _ROW_STATEMENTS
+    (or SELECT INTO)."""
+    if not text.startswith(("BEGIN ATOMIC", "RETURN")):
+        return None
+    try:
+        tree = json.loads(
+            parse_sql_json(f"CREATE FUNCTION portcullis_body() RETURNS int LANGUAGE sql {text}")
+        )
+    except Exception:
+        return None
+    stmts = tree.get("stmts", [])
+    if len(stmts) != 1 or not isinstance(stmts[0].get("stmt", {}), dict):
+        return None
+    create = stmts[0]["stmt"].get("CreateFunctionStmt")
+    body = create.get("sql_body") if isinstance(create, dict) else None
+    if not isinstance(body, dict):
+        return None
+    if "ReturnStmt" in body:
+        statements = [body]
+    else:
+        outer = body.get("List", {}).get("items", [])
+        if len(outer) != 1 or not isinstance(outer[0], dict):
+            return None
+        statements = outer[0].get("List", {}).get("items", [])
+    for node in statements:
+        kind = next(iter(node), "") if isinstance(node, dict) else ""
+        if kind != "ReturnStmt" and (kind not in _ROW_STATEMENTS or node[kind].get("intoClause")):
+            return None
+    return _calls(body)
+
+
+def _calls(tree: Any) -> set[str]:
+    """The names a parsed tree calls: functions (set_config with is_local a constant true
+    left out), operators and type names."""
+    names: set[str] = set()
     for key, value in _walk(tree):
         if not isinstance(value, dict):
             continue
         if key in ("FuncCall", "funccall"):  # (CALL's is not wrapped in a FuncCall node)
             name = _last(value.get("funcname"))
             if name == "set_config" and _is_local(value.get("args", [])):
+                names.add(_LOCAL_SET_CONFIG)
                 continue
             names.add(name)
         elif key == "A_Expr":
@@ -323,6 +397,8 @@ _WORD = re.compile(r"[a-z_][a-z0-9_$]*")
 # how a body's operators and type names are told from its function names in its calls
 _OPERATOR = "operator "
 _TYPE = "type "
+# ...and a set_config call with is_local a constant true (no name has a NUL)
+_LOCAL_SET_CONFIG = "\x00set_config local"
 
 
 def _last(parts: Any) -> str:

@@ -177,6 +177,7 @@ QUESTION_FUNCTIONS = (
     "numeric_out",
     "oidin",
     "pg_current_snapshot",
+    "pg_get_function_sqlbody",
     "pg_snapshot_out",
     "record_out",
     "regexp_matches",
@@ -451,6 +452,14 @@ USER_CODE_SQL = """WITH RECURSIVE extension_members AS (
   SELECT r.rel, i.inhrelid FROM read_reach r JOIN pg_catalog.pg_inherits i ON i.inhparent = r.target
 ), read_code(rel, fn) AS (
   SELECT r.rel, c.fn FROM read_reach r JOIN own_read_code c ON c.rel = r.target
+), session_lists(rel, fn) AS (
+  SELECT v.oid, p.oid FROM pg_catalog.pg_class v, pg_catalog.pg_proc p
+  WHERE v.relnamespace = 'pg_catalog'::pg_catalog.regnamespace::pg_catalog.oid
+  AND p.pronamespace = 'pg_catalog'::pg_catalog.regnamespace::pg_catalog.oid
+  AND v.oid < '16384'::pg_catalog.oid AND p.oid < '16384'::pg_catalog.oid
+  AND (v.relname, p.proname) IN (('pg_prepared_statements', 'pg_prepared_statement'),
+    ('pg_cursors', 'pg_cursor'),
+    ('pg_backend_memory_contexts', 'pg_get_backend_memory_contexts'))
 ), rule_deps AS (
   SELECT r.ev_class AS view, c.relkind AS kind, d.refclassid, d.refobjid
   FROM pg_catalog.pg_rewrite r
@@ -488,6 +497,13 @@ USER_CODE_SQL = """WITH RECURSIVE extension_members AS (
   UNION
   SELECT reach.view, f.fn FROM reach JOIN policy_calls f ON f.rel = reach.src
   UNION
+  SELECT reach.view, l.fn FROM reach
+  JOIN pg_catalog.pg_rewrite r ON r.ev_class = reach.src AND r.ev_type = '1',
+  LATERAL pg_catalog.regexp_matches(r.ev_action::text, ':relid ([0-9]+)', 'g') m
+  JOIN session_lists l ON l.rel = pg_catalog.oidin(pg_catalog.textout(m[1]))
+  WHERE (reach.view >= '16384'::pg_catalog.oid OR reach.view IN (SELECT oid FROM changed_views))
+  AND (reach.src >= '16384'::pg_catalog.oid OR reach.src IN (SELECT oid FROM changed_views))
+  UNION
   SELECT reach.view, f.fn FROM reach JOIN read_code f ON f.rel = reach.src
 ), read_calls(view, fn) AS (
   SELECT calls.view, calls.fn FROM calls
@@ -510,7 +526,8 @@ USER_CODE_SQL = """WITH RECURSIVE extension_members AS (
   JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
   WHERE (v.oid >= '16384'::pg_catalog.oid OR v.oid IN (SELECT oid FROM changed_views))
   AND (p.oid >= '16384'::pg_catalog.oid OR p.provolatile = 'v'
-    OR p.oid IN (SELECT oid FROM changed_functions))
+    OR p.oid IN (SELECT oid FROM changed_functions)
+    OR p.oid IN (SELECT fn FROM session_lists))
   AND NOT (p.provolatile <> 'v' AND EXISTS (SELECT 1 FROM extension_code x
            WHERE x.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid
              AND x.objid = p.oid))
@@ -659,17 +676,34 @@ USER_CODE_SQL = """WITH RECURSIVE extension_members AS (
 ), function_code AS (
   SELECT json_build_array(pn.nspname::pg_catalog.text, p.proname::pg_catalog.text,
     l.lanname::pg_catalog.text,
-    CASE WHEN p.prokind = 'p' THEN 'procedure' WHEN p.proretset THEN 'setof'
+    CASE WHEN p.prokind = 'p' THEN 'procedure' WHEN p.prokind = 'a' THEN 'aggregate'
+      WHEN p.proretset THEN 'setof'
       WHEN p.prorettype = '2279'::pg_catalog.oid THEN 'trigger'
       WHEN p.prorettype = '3838'::pg_catalog.oid THEN 'event_trigger'
       WHEN p.prorettype = '2278'::pg_catalog.oid
         OR p.proargmodes && '{o,b,t}'::pg_catalog."char"[] THEN 'void'
       ELSE 'value' END,
-    CASE WHEN p.prosqlbody IS NULL THEN p.prosrc ELSE '' END,
-    (SELECT coalesce(json_agg(DISTINCT cp.proname::pg_catalog.text), '[]')
-     FROM pg_catalog.regexp_matches(coalesce(p.prosqlbody::pg_catalog.text, ''),
-       ':(?:funcid|opfuncid|aggfnoid|winfnoid) ([0-9]+)', 'g') m
-     JOIN pg_catalog.pg_proc cp ON cp.oid = pg_catalog.oidin(pg_catalog.textout(m[1]))),
+    CASE WHEN p.prosqlbody IS NULL THEN p.prosrc
+      ELSE pg_catalog.pg_get_function_sqlbody(p.oid) END,
+    (SELECT coalesce(json_agg(DISTINCT called.name), '[]') FROM (
+       SELECT cp.proname::pg_catalog.text AS name
+       FROM pg_catalog.regexp_matches(coalesce(p.prosqlbody::pg_catalog.text, ''),
+         ':(?:funcid|opfuncid|aggfnoid|winfnoid) ([0-9]+)', 'g') m
+       JOIN pg_catalog.pg_proc cp ON cp.oid = pg_catalog.oidin(pg_catalog.textout(m[1]))
+       UNION
+       SELECT sp.proname::pg_catalog.text FROM pg_catalog.pg_aggregate a,
+       LATERAL (VALUES (a.aggtransfn), (a.aggfinalfn), (a.aggcombinefn), (a.aggserialfn),
+         (a.aggdeserialfn), (a.aggmtransfn), (a.aggminvtransfn), (a.aggmfinalfn)) f(fn)
+       JOIN pg_catalog.pg_proc sp ON sp.oid = f.fn::pg_catalog.oid
+       WHERE a.aggfnoid = p.oid
+       UNION
+       SELECT bp.proname::pg_catalog.text FROM pg_catalog.pg_proc bp
+       WHERE l.lanname = 'internal' AND p.prokind <> 'a' AND bp.prosrc = p.prosrc
+       AND bp.oid < '16384'::pg_catalog.oid AND bp.prolang = p.prolang
+       UNION
+       SELECT 'operator ' || o.oprname::pg_catalog.text FROM pg_catalog.pg_aggregate a
+       JOIN pg_catalog.pg_operator o ON o.oid = a.aggsortop
+       WHERE a.aggfnoid = p.oid) called),
     EXISTS (SELECT 1 FROM extension_code x
             WHERE x.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid
               AND x.objid = p.oid))

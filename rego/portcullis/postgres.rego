@@ -955,6 +955,88 @@ pg_bound_statement(s) if {
 	count(input.command.postgres.statements) == 1
 }
 
+# A masked dba reads the server's settings, but not an application's own (a name with a
+# dot: app.api_key), which ALTER DATABASE or ALTER ROLE ... SET keeps for every session
+# and pg_db_role_setting holds masked whole for it: `SELECT current_setting('app.api_key')`
+# answered `hunter2-ada` unmasked, as no column's name said what it was (`SHOW
+# app.api_key` and `... AS api_key` were masked by the name alone; test_pg_mask_probe_p27).
+# Denied to everyone not in pii-readers, by a literal name, a name that is not one (the
+# rows of pg_settings list no such setting: psql's \dconfig stays), or a bound one (judged
+# at Bind, as readers' are). Readers are refused these by pg_reader_denials already.
+pg_denials contains sprintf("current_setting may not read %s, an application's setting (which the database's configuration may hold a credential in): denied to everyone not in pii-readers", [name]) if {
+	input.command.postgres.has.settings
+	privileged
+	some s in input.command.postgres.statements
+	some name in s.read_settings
+	contains(name, ".")
+	not pii_reader
+}
+
+pg_denials contains sprintf("SHOW %s, an application's setting (which the database's configuration may hold a credential in): denied to everyone not in pii-readers", [upper(s.setting)]) if {
+	input.command.postgres.types.show
+	privileged
+	some s in input.command.postgres.statements
+	s.type == "show"
+	contains(s.setting, ".")
+	not pii_reader
+}
+
+pg_denials contains "current_setting with a setting name that is not a literal may read an application's setting (which the database's configuration may hold a credential in): denied to everyone not in pii-readers" if {
+	input.command.postgres.has.settings
+	privileged
+	some s in input.command.postgres.statements
+	pg_unnamed_setting_read(s)
+	not s.settings_rows
+	not pii_reader
+}
+
+pg_unnamed_setting_read(s) if s.dynamic_read_settings
+
+pg_unnamed_setting_read(s) if {
+	some "current_setting" in s.functions
+	not s.read_settings
+	not s.read_setting_parameters
+}
+
+pg_approval contains [i, sprintf("current_setting reads the setting bound to $%d: judged with its value at Bind", [n])] if {
+	input.command.postgres.phase == "parse"
+	input.command.postgres.has.settings
+	privileged
+	some i, s in input.command.postgres.statements
+	some n in s.read_setting_parameters
+	pg_bound_statement(s)
+	not pii_reader
+}
+
+pg_denials contains sprintf("current_setting may not read %s, an application's setting (which the database's configuration may hold a credential in): denied to everyone not in pii-readers", [name]) if {
+	input.command.postgres.has.settings
+	privileged
+	some s in input.command.postgres.statements
+	some n in s.read_setting_parameters
+	name := pg_bound_setting(n)
+	contains(name, ".")
+	not pii_reader
+}
+
+pg_denials contains sprintf("current_setting reads the setting bound to $%d, whose value is not known here: denied to everyone not in pii-readers", [n]) if {
+	input.command.postgres.has.settings
+	privileged
+	some s in input.command.postgres.statements
+	some n in s.read_setting_parameters
+	not pg_bound_setting(n)
+	not input.command.postgres.phase == "parse"
+	not pii_reader
+}
+
+pg_denials contains sprintf("current_setting reads the setting bound to $%d in a %s statement, where $%d is not the value bound: denied to everyone not in pii-readers", [n, s.type, n]) if {
+	input.command.postgres.has.settings
+	privileged
+	some s in input.command.postgres.statements
+	some n in s.read_setting_parameters
+	not pg_bound_statement(s)
+	not pii_reader
+}
+
 # the setting name bound to $n: a text value as bound, or a binary one spelling the text
 # shown byte for byte (portcullis/parameters.py: "NULL" is SQL NULL, which reads nothing)
 pg_bound_setting(n) := lower(v) if {

@@ -313,6 +313,33 @@ deny contains sprintf("function %s keeps or changes what the server connection h
 	f in pg_pooler_session_builtins
 }
 
+# A sequence's last value is kept for the session too: lastval() and currval() answer the
+# last nextval() run on the server connection, which behind the pooler may be another
+# session's. An application straight at pgbouncer took `nextval('p60_orders')` (4111), and
+# a masked dba's next `SELECT lastval()` and `SELECT currval('p60_orders')` answered 4111
+# (test_pg_probe_p60). Refused for everyone there (a session's own value is nextval's
+# answer, or an INSERT's RETURNING); the classifier does not give call arguments, so a
+# currval of the sequence the same transaction took nextval of is refused too: the safe
+# mistake.
+pg_pooler_session_values := {"lastval", "currval"}
+
+deny contains sprintf("function %s reads the server connection's last sequence value, which behind a transaction pooler may be another session's: refused there (use nextval's own answer or RETURNING)", [f]) if {
+	input.command.postgres.pooler == "transaction"
+	some s in input.command.postgres.statements
+	some f in s.functions
+	f in pg_pooler_session_values
+}
+
+# LOAD keeps a library loaded in the server connection (its hooks and its settings, e.g.
+# auto_explain logging each plan) for whichever session's transaction runs there next;
+# elsewhere it asks for approval, which no approver of this session gives for the next
+# one's. Refused for everyone behind the pooler (test_pg_probe_p60).
+deny contains "LOAD behind a transaction pooler: the library stays loaded in the server connection for other sessions' transactions" if {
+	input.command.postgres.pooler == "transaction"
+	some s in input.command.postgres.statements
+	s.type == "load"
+}
+
 # The statements that drop what the server connection keeps remove another session's
 # there: the pooler refuses PREPARE, named protocol statements, LISTEN and temporary
 # objects, so a DEALLOCATE (ALL), an UNLISTEN or a DISCARD ALL / TEMP can only end an
@@ -353,6 +380,33 @@ pg_pooler_session_lists(s) := {t |
 } | {f |
 	some f in s.functions
 	f in {"pg_prepared_statement", "pg_cursor", "pg_get_backend_memory_contexts"}
+}
+
+# A view the database defines over them reads the same (the proxy lists the session lists'
+# functions a view runs in view_functions, proxies/postgres/user_code.py): a masked dba's
+# `SELECT count(*) FROM p61_statements` (`CREATE VIEW p61_statements AS SELECT statement
+# FROM pg_prepared_statements`) counted the application's prepared statement, and a
+# pii-reading dba's `SELECT v FROM p61_last` (`SELECT lastval() AS v`) read the
+# application's 4111 (test_pg_probe_p61). Judged as naming them.
+deny contains sprintf("view %s runs %s, which behind a transaction pooler lists other sessions' prepared statements and cursors, whose statement text holds their values: denied to everyone not in pii-readers", [v, f]) if {
+	input.command.postgres.pooler == "transaction"
+	not pii_reader
+	some s in input.command.postgres.statements
+	some t in s.tables
+	some v, functions in object.get(input.command.postgres, "view_functions", {})
+	view_named(v, t)
+	some f in functions
+	f in {"pg_catalog.pg_prepared_statement", "pg_catalog.pg_cursor", "pg_catalog.pg_get_backend_memory_contexts"}
+}
+
+deny contains sprintf("view %s runs %s, which reads the server connection's last sequence value, which behind a transaction pooler may be another session's: refused there", [v, f]) if {
+	input.command.postgres.pooler == "transaction"
+	some s in input.command.postgres.statements
+	some t in s.tables
+	some v, functions in object.get(input.command.postgres, "view_functions", {})
+	view_named(v, t)
+	some f in functions
+	f in {"pg_catalog.lastval", "pg_catalog.currval"}
 }
 
 deny contains sprintf("type %s runs a function that %s", [t, pg_pooler_code_message]) if {

@@ -218,3 +218,33 @@ test_pooled_statements_dropping_session_state_denied if {
 	pooled_verdict(["dba", "pii-readers"], [stmt_with("discard", {"tables": [], "target": "plans"})]) == "allow"
 	verdict(["dba", "pii-readers"], [stmt_with("deallocate", {"tables": [], "name": "*"})]) == "allow"
 }
+
+# A sequence's last value and a loaded library stay on the server connection
+test_pooled_sequence_values_and_load_denied if {
+	every f in ["lastval", "currval"] {
+		s := stmt_with("select", {"tables": [], "functions": [f]})
+		pooled_verdict(["dba", "pii-readers"], [s]) == "deny"
+		sprintf("function %s reads the server connection's last sequence value, which behind a transaction pooler may be another session's: refused there (use nextval's own answer or RETURNING)", [f]) in pooled_reasons(["dba"], [s])
+	}
+	load := stmt_with("load", {"tables": []})
+	pooled_verdict(["dba", "pii-readers"], [load]) == "deny"
+	"LOAD behind a transaction pooler: the library stays loaded in the server connection for other sessions' transactions" in pooled_reasons(["dba", "pii-readers"], [load])
+}
+
+test_without_a_pooler_sequence_values_stay if {
+	verdict(["dba", "pii-readers"], [stmt_with("select", {"tables": [], "functions": ["lastval", "currval"]})]) == "allow"
+	verdict(["dba", "pii-readers"], [stmt_with("load", {"tables": []})]) != "deny"
+}
+
+p61_views := {"public.p61_statements": ["pg_catalog.pg_prepared_statement"], "public.p61_last": ["pg_catalog.lastval"]}
+
+p61_verdict(groups, t) := d.verdict if {
+	d := portcullis.decision with input as object.union(pooled_input(groups, [stmt_with("select", {"tables": [t]})]), {"command": {"postgres": {"view_functions": p61_views, "has": {"user_code": true}}}})
+}
+
+test_pooled_views_over_session_lists_and_sequence_values if {
+	p61_verdict(["dba"], "p61_statements") == "deny"
+	p61_verdict(["dba", "pii-readers"], "p61_statements") == "allow"
+	p61_verdict(["dba", "pii-readers"], "p61_last") == "deny"
+	p61_verdict(["dba", "pii-readers"], "public.p61_last") == "deny"
+}

@@ -460,8 +460,14 @@ test_readers_read_only_the_settings_an_ordinary_role_is_shown if {
 		s := object.union(show, {"setting": name})
 		verdict(["pii-readers"], [s]) == "deny"
 		sprintf("SHOW %s is not a setting readers may read", [upper(name)]) in reasons(["readonly"], [s])
-		verdict(["dba"], [s]) != "deny"
+		verdict(["dba", "pii-readers"], [s]) != "deny"
 	}
+	every name in ["primary_conninfo", "data_directory", "all"] {
+		verdict(["dba"], [object.union(show, {"setting": name})]) != "deny"
+	}
+	# an application's setting (a dot in its name) is denied to a masked dba too
+	# (postgres.rego; test_pg_mask_probe_p27)
+	verdict(["dba"], [object.union(show, {"setting": "my.secret"})]) == "deny"
 	every name in ["primary_conninfo", "config_file", "restore_command"] {
 		s := stmt_with("select", {"functions": ["current_setting"], "read_settings": ["server_version", name]})
 		verdict(["pii-readers"], [s]) == "deny"
@@ -477,7 +483,10 @@ test_current_setting_of_a_name_not_written_is_denied_to_readers if {
 	dynamic in reasons(["readonly"], [s])
 	# a classifier that named the call but not what it reads
 	dynamic in reasons(["readonly"], [stmt_with("select", {"functions": ["current_setting"]})])
-	verdict(["dba"], [s]) != "deny"
+	verdict(["dba", "pii-readers"], [s]) != "deny"
+	# a masked dba: it may be an application's setting
+	verdict(["dba"], [s]) == "deny"
+	verdict(["dba"], [object.union(s, {"settings_rows": true})]) != "deny"
 }
 
 # current_setting($n): the name bound at Bind
@@ -756,4 +765,28 @@ test_readers_read_pg_settings_through_a_filter_of_the_readable_names if {
 	o := stmt_with("select", {"tables": ["pg_class"]})
 	e := portcullis.decision with input as object.union(pg_input(["readonly"], [o]), {"command": {"postgres": {"has": {"pg_names": true}}}})
 	not e.row_filter
+}
+
+# A masked dba reads the server's settings, but not an application's (a dot in its name)
+test_a_masked_dba_does_not_read_an_applications_setting if {
+	app := stmt_with("select", {"functions": ["current_setting"], "read_settings": ["app.api_key"]})
+	verdict(["dba"], [app]) == "deny"
+	"current_setting may not read app.api_key, an application's setting (which the database's configuration may hold a credential in): denied to everyone not in pii-readers" in reasons(["dba"], [app])
+	verdict(["dba", "pii-readers"], [app]) != "deny"
+	verdict(["dba"], [stmt_with("select", {"functions": ["current_setting"], "read_settings": ["work_mem", "search_path"]})]) != "deny"
+	verdict(["dba"], [stmt_with("show", {"setting": "work_mem"})]) != "deny"
+	"SHOW APP.API_KEY, an application's setting (which the database's configuration may hold a credential in): denied to everyone not in pii-readers" in reasons(["dba"], [stmt_with("show", {"setting": "app.api_key"})])
+}
+
+test_a_masked_dbas_bound_setting_name_is_judged_at_bind if {
+	parse := portcullis.decision with input as bound_setting_query(["dba"], bound_setting_call, {"protocol": "extended", "phase": "parse"})
+	parse.verdict == "require_approval"
+	every value in ["app.api_key", "NULL", {"shown": "timezone", "bytes": "8", "sha256": "-"}] {
+		d := portcullis.decision with input as bound_setting_query(["dba"], bound_setting_call, {"protocol": "extended", "parameters": [value]})
+		d.verdict == "deny"
+	}
+	ok := portcullis.decision with input as bound_setting_query(["dba"], bound_setting_call, {"protocol": "extended", "parameters": ["work_mem"]})
+	ok.verdict != "deny"
+	pii := portcullis.decision with input as bound_setting_query(["dba", "pii-readers"], bound_setting_call, {"protocol": "extended", "phase": "parse"})
+	pii.verdict != "require_approval"
 }
