@@ -16,7 +16,8 @@ import psycopg
 import pytest
 from sqlalchemy import MetaData, Table, create_engine, inspect
 from sqlalchemy.ext.asyncio import create_async_engine
-from test_usability_p2 import TIMEOUT, dsn, jdbc_sessions, pg, url  # noqa: F401  (fixtures)
+from test_usability_p1 import sessions  # noqa: F401  (a fixture)
+from test_usability_p2 import TIMEOUT, dsn, pg, url  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.integration
 
@@ -63,9 +64,9 @@ def test_sqlalchemy_reflection_over_asyncpg(pg: dict[str, Any]) -> None:  # noqa
 
 
 def test_a_readable_name_bound_reads_it(
-    jdbc_sessions: tuple[psycopg.Connection, psycopg.Connection],  # noqa: F811
+    sessions: tuple[psycopg.Connection, psycopg.Connection],  # noqa: F811
 ) -> None:
-    reader, direct = jdbc_sessions
+    reader, direct = sessions
     for sql in ("SELECT current_setting(%s)", "SELECT current_setting(%s::varchar, true)"):
         for name in ("default_table_access_method", "TimeZone", "server_version_num"):
             got = reader.execute(sql, (name,)).fetchone()
@@ -77,10 +78,10 @@ SECRETS = ["primary_conninfo", "archive_command", "pgusable2.secret", "data_dire
 
 @pytest.mark.parametrize("name", SECRETS)
 def test_a_bound_name_readers_may_not_read_stays_unread(
-    jdbc_sessions: tuple[psycopg.Connection, psycopg.Connection],  # noqa: F811
+    sessions: tuple[psycopg.Connection, psycopg.Connection],  # noqa: F811
     name: str,
 ) -> None:
-    reader, _ = jdbc_sessions
+    reader, _ = sessions
     for sql in ("SELECT current_setting(%s)", "SELECT current_setting(%s::text, true)"):
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="denied by policy"):
             reader.execute(sql, (name,))
@@ -131,10 +132,10 @@ NOT_BOUND = [
 
 @pytest.mark.parametrize("sql", NOT_BOUND)
 def test_a_parameter_that_is_not_the_binds_value_is_refused(
-    jdbc_sessions: tuple[psycopg.Connection, psycopg.Connection],  # noqa: F811
+    sessions: tuple[psycopg.Connection, psycopg.Connection],  # noqa: F811
     sql: str,
 ) -> None:
-    reader, _ = jdbc_sessions
+    reader, _ = sessions
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match="denied by policy"):
         reader.execute(sql.replace("$1", "%s"), ("timezone",), prepare=False)
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match="denied by policy"):
