@@ -325,11 +325,27 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+# the exit status of a filter whose reader went away (128 + SIGPIPE), as a shell shows it
+EXIT_READER_GONE = 141
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser(argv).parse_args(argv)
-    if not hasattr(args, "verbose"):
-        args.verbose = False
-    return exit_status("portcullis", lambda: args.func(args))
+    try:
+        try:
+            args = build_parser(argv).parse_args(argv)
+            if not hasattr(args, "verbose"):
+                args.verbose = False
+            return exit_status("portcullis", lambda: args.func(args))
+        finally:
+            sys.stdout.flush()  # here, where a reader gone is caught (`--help` too)
+    except BrokenPipeError:
+        # stdout's reader left (`portcullis approvals list | head -3`): stop quietly, as a
+        # Unix filter does, and leave nothing for the interpreter to flush at exit into
+        # the closed pipe (another traceback)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_READER_GONE
 
 
 if __name__ == "__main__":

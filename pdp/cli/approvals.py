@@ -216,7 +216,9 @@ def _resolve(args: argparse.Namespace, approve: bool) -> int:
 
 
 def register(sub: Any) -> None:
-    approvals = sub.add_parser("approvals", help="list, approve and deny approval requests")
+    approvals = sub.add_parser(
+        "approvals", help="list, show, approve and deny approval requests; withdraw your own"
+    )
     asub = approvals.add_subparsers(dest="approvals_command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--token", default=None, help="your token (or PORTCULLIS_TOKEN)")

@@ -19,7 +19,9 @@ EXIT_USAGE = 2
 
 
 def register(subparsers: Any) -> None:
-    audit = subparsers.add_parser("audit", help="verify the audit chain; export evidence")
+    audit = subparsers.add_parser(
+        "audit", help="verify the audit chain; export evidence; acknowledge records; rotate the key"
+    )
     asub = audit.add_subparsers(dest="audit_command", required=True)
     verify = asub.add_parser("verify", help="check the chain and every signature")
     verify.add_argument("--bundle", default=None, help="verify an exported bundle offline")

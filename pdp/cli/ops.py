@@ -118,12 +118,34 @@ def cmd_config_check(args: argparse.Namespace) -> int:
             if c.options.get("recording") is False:
                 shadow += "  RECORDING OFF: no session events"
             lines.append(f"proxy {c.name} ({c.type}): {c.listen} → {c.upstream}{shadow}")
+            missing = _missing_key_file(c, Path(config_path(args)).resolve().parent)
+            if missing:
+                lines.append(
+                    f"  NOTE: its upstream key {missing} cannot be read: logins are refused"
+                    f" until it can (ssh-keygen -t ed25519 -N '' -f {missing}; its .pub in"
+                    " the upstream user's authorized_keys)"
+                )
         else:
             lines.append(
                 f"proxy {c.name} ({c.type}): NOT SERVED — this build has no {c.type} proxy yet"
             )
     print("\n".join(lines))
     return EXIT_OK
+
+
+def _missing_key_file(connection: Any, folder: Path) -> str:
+    """A static credential's `private_key_file` that is not a readable file (resolved as
+    every relative path of the configuration, beside it), or "" (none named, one from the
+    environment, or there)."""
+    key_file = connection.credentials.get("private_key_file")
+    if not isinstance(key_file, str) or not key_file or "${" in key_file:
+        return ""
+    path = Path(key_file) if Path(key_file).is_absolute() else folder / key_file
+    try:
+        with path.open("rb"):
+            return ""
+    except OSError:
+        return str(path)
 
 
 def _check_policy(config: Any) -> str | None:

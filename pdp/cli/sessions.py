@@ -75,7 +75,13 @@ def register(subparsers: Any) -> None:
 
 
 def _format_option(parser: argparse.ArgumentParser, *more: str) -> None:
-    parser.add_argument("--format", choices=["text", "json", *more], default="text", help="output")
+    parser.add_argument(
+        "--format",
+        choices=["text", "json", *more],
+        default="text",
+        help="text (default) for people, json for programs"
+        + (", asciicast: the terminal recording" if "asciicast" in more else ""),
+    )
 
 
 # -- commands -------------------------------------------------------------------------------
