@@ -77,10 +77,12 @@ class EnforcerDriver:
         function_name: Callable[[int], Awaitable[str | None]],
         type_name: Callable[[int], Awaitable[str | None]] | None = None,
         fresh_facts: Callable[[], Awaitable[bool | None]] | None = None,
+        person_wait: Callable[[], None] | None = None,
     ) -> None:
         """fresh_facts: the catalogue asked again, True when newer facts were taken
         (proxies.postgres.catalog_watch): a decision is made with them; None when it could
-        not be read: the decision is a deny (UNREAD)."""
+        not be read: the decision is a deny (UNREAD). person_wait: called when a command
+        begins to wait for a person (the client's socket is watched meanwhile)."""
         self.enforcer = enforcer
         self.session = session
         self.to_client = to_client
@@ -89,6 +91,7 @@ class EnforcerDriver:
         self.function_name = function_name
         self.type_name = type_name
         self.fresh_facts = fresh_facts
+        self.person_wait = person_wait
         # the decision being made waited for a person (_tell was called): an approval
         self.waited = False
 
@@ -207,3 +210,5 @@ class EnforcerDriver:
         self.waited = True
         self.enforcer.notice(text)
         self.carry_out()
+        if self.person_wait is not None:
+            self.person_wait()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import select
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -89,6 +90,9 @@ _NO_SETTINGS: dict[str, str] = {}  # (never changed: a session's settings are re
 READ_SIZE = 256 * 1024
 FRAMES = "frames"  # a hold: the process's budget of large frames is spent (frame_budget)
 FRAMES_POLL = 0.05  # how often a session holding large frames looks whether they went
+# how often the socket of a client whose command waits for a person is looked at (gone?)
+CLIENT_WATCH_SECONDS = 0.5
+_PEER_GONE = getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR
 CATALOG_TTL = 60.0
 # after the catalog could not be read for masking, how long results mask the columns
 # they cannot name without asking again (no connection attempt per result)
@@ -1065,9 +1069,9 @@ class _Relay(Relay):
     column names, the chunk is finished in a task while that side is held (Relay.wait).
     """
 
-    __slots__ = ("_frames_held", "_frames_poll", "_frames_waiter", "_transaction_began",
-                 "_transaction_idles", "chunks", "conn", "enforcer", "parser", "tracker",
-                 "transaction_limit")  # fmt: skip
+    __slots__ = ("_client_watch", "_frames_held", "_frames_poll", "_frames_waiter",
+                 "_transaction_began", "_transaction_idles", "chunks", "conn", "enforcer",
+                 "parser", "tracker", "transaction_limit")  # fmt: skip
 
     def __init__(
         self,
@@ -1093,6 +1097,8 @@ class _Relay(Relay):
         self._frames_held = 0
         self._frames_poll: asyncio.TimerHandle | None = None
         self._frames_waiter = self._frames_granted
+        # the look at the client's socket while a command waits for a person
+        self._client_watch: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         """Take both sockets over from their streams (what a stream already holds first).
@@ -1278,6 +1284,7 @@ class _Relay(Relay):
             # a decision is judged with the catalogue as it is now: a view, function or
             # operator made since the session started is known to it
             conn.fresh_facts,
+            person_wait=self._watch_client,
         )
         try:
             await driver.finish(enforcer.ask(messages[0]))
@@ -1290,6 +1297,38 @@ class _Relay(Relay):
             self._violation(exc)
             return
         self._sent()
+
+    def _watch_client(self) -> None:
+        """A command began to wait for a person. The client's socket is not read while its
+        chunk is finished (what it sends meanwhile waits its turn), so a client that left
+        would be seen gone only once the wait ended: the request would stay pending, and
+        an approval given then would run the command for nobody, its answer unread and
+        unrecorded. So the socket is looked at, never read, until the wait ends: the peer
+        gone (closed, reset) cancels the wait as a CancelRequest does (its request
+        withdrawn; the session then ends as the client's close is read)."""
+        session, transport = self.conn.session, self._client.transport
+        if self._client_watch is not None or session is None or transport is None:
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is None:
+            return
+        self._client_watch = asyncio.ensure_future(self._until_client_left(session, sock))
+
+    async def _until_client_left(self, session: ProxySession, sock: Any) -> None:
+        poller = select.poll()
+        # the peer's FIN even with bytes unread (a TLS close_notify, a pipelined query);
+        # POLLHUP and POLLERR (a reset) are reported whatever is asked
+        poller.register(sock.fileno(), _PEER_GONE)
+        try:
+            while self._client.waiting is not None and not self.ended.done():
+                await asyncio.sleep(CLIENT_WATCH_SECONDS)
+                if poller.poll(0):
+                    session.cancel_wait()
+                    return
+        except (OSError, ValueError):
+            return  # the socket is gone already: the relay ends by itself
+        finally:
+            self._client_watch = None
 
     def _carry_out(self) -> None:
         """What the enforcer told besides bytes for the server (records, replies)."""
