@@ -921,6 +921,11 @@ def _connections(
         # beside the configuration, as every other default path: a proxy started from
         # another directory must find (and deliver) what the last one spooled
         options.setdefault("spool_dir", str(base_dir / "var" / "spool"))
+        if kind == "ssh":
+            # and the host key it generates and the upstream key it pins: from another
+            # directory, the same host key shown to clients and the same upstream trusted
+            options.setdefault("host_key_dir", str(base_dir / "var" / "ssh"))
+        credentials = _key_file_beside(credentials, base_dir)
         result.append(
             ConnectionSettings(
                 name=name,
@@ -938,6 +943,19 @@ def _connections(
             )
         )
     return tuple(result)
+
+
+def _key_file_beside(credentials: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    """A static credential's `private_key_file`, when written as a relative path, resolved
+    against the configuration's folder as every other path (one read from `${NAME}` is
+    taken as the environment gives it)."""
+    key_file = credentials.get("private_key_file")
+    if not isinstance(key_file, str) or not key_file or _has_env_refs(key_file):
+        return credentials
+    given = Path(key_file)
+    if given.is_absolute():
+        return credentials
+    return {**credentials, "private_key_file": str(base_dir / given)}
 
 
 def _forwarding(raw: Any, base_dir: Path) -> tuple[ForwarderSettings, ...]:
