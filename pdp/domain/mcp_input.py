@@ -12,7 +12,9 @@ tool (prompt, resource), not to call (get, read) it. From the proxy
 it takes only whether the message was a notification (the id the text leaves out says
 so). The roots a client declares to the server (its answer to `roots/list`, or one of a
 request's `inputResponses`) are shown as `roots`, their URIs; the tools running when the
-server asked what a response answers (the session's calls in flight) as `during`, and an
+server asked what a response answers (the session's calls in flight) as `during`, the
+variable names of the resource templates (as the server listed them) a resources/read or
+subscribe URI fills as `template_variables` (`["email"]`: a lookup by email), and an
 elicitation's answer that gives nothing (declined, cancelled) as `declined`. The
 headers the proxy bound into the text (`"headers": [[name, value], ...]`: those it
 forwards that a server may act on) are shown as `headers`. Text that is not such a
@@ -32,6 +34,7 @@ from portcullis.mcp import (
     WITH_ARGUMENTS,
     params_problem,
     template_problem,
+    template_variables_problem,
     uri_problem,
 )
 
@@ -61,9 +64,16 @@ def mcp_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, An
     headers = message.pop("headers", None)
     if headers is not None and not _header_pairs(headers):
         return dict(MALFORMED)
+    filled = message.pop("template_variables", None)
     shown = _shown(message, endpoint, attributes)
     if headers is not None:
         shown["headers"] = headers
+    if filled is not None and not shown.get("malformed"):
+        # (a read's or subscribe's, never a listing question's nor an answer's)
+        method = "" if shown.get("listing") else str(message.get("method"))
+        if template_variables_problem(method, filled) is not None:
+            return {**shown, "malformed": True}
+        shown["template_variables"] = filled
     return shown
 
 

@@ -3,7 +3,8 @@
 Shared vocabulary (the neutral package): the method → the params key naming what it
 acts on (a tool, a prompt, a resource) and the name the policy sees it under, the
 methods that carry arguments, the words of an argument's name that make its value a
-field's name, and which resource URIs are read one way only. No IO.
+field's name, which resource URIs are read one way only, and the variable names of the
+resource templates a URI fills, as the proxy binds them into a message's text. No IO.
 """
 
 from __future__ import annotations
@@ -63,6 +64,30 @@ FIELD_NAMING_WORDS = frozenset(
     {"field", "fields", "column", "columns", "col", "by", "key", "keys", "attribute",
      "attributes", "attr", "property", "properties", "prop"}
 )  # fmt: skip
+
+
+# the variable names of the resource templates a resources/read or subscribe URI fills
+# (the proxy's memory of the server's resources/templates/list: proxies/http/mcp_templates.py),
+# shown to the policy as `template_variables`: RFC 6570 §2.3's varname (letters, digits,
+# `_`, dots between; a `-` as lenient servers take it), bounded in length and number
+TEMPLATE_VARIABLE = re.compile(r"[A-Za-z0-9_\-]{1,64}(?:\.[A-Za-z0-9_\-]{1,64}){0,7}")
+MAX_TEMPLATE_VARIABLES = 64
+TEMPLATE_FILLED_METHODS = frozenset({"resources/read", "resources/subscribe"})
+
+
+def template_variables_problem(method: str, value: object) -> str | None:
+    """Why `template_variables` bound into a message's text is not a list of distinct
+    variable names, sorted, of a resources/read or subscribe, or None."""
+    if method not in TEMPLATE_FILLED_METHODS:
+        return f"{method} fills no resource template"
+    if (
+        not isinstance(value, list)
+        or not 0 < len(value) <= MAX_TEMPLATE_VARIABLES
+        or not all(isinstance(v, str) and TEMPLATE_VARIABLE.fullmatch(v) for v in value)
+        or value != sorted(set(value))
+    ):
+        return "template_variables: distinct variable names, sorted"
+    return None
 
 
 def params_problem(method: str, params: dict[str, object]) -> str | None:

@@ -19,6 +19,10 @@ as one document, an event stream one event at a time.
 - `tools/list` answers list only the tools the policy would let this client call (the PDP
   is asked per tool, `listing: true`), so an agent never sees a tool it may not call.
 - `Mcp-Session-Id`s belong to the token they were handed to (mcp_sessions.py).
+- The resource templates a server lists are remembered per connection (mcp_templates.py):
+  a resources/read or subscribe is decided with the variables of those its URI fills
+  (`customers://{email}` read filled in is a lookup by email); where none were listed
+  yet, the server is asked for them before the first read (`ask_templates`).
 - A client's answer to the server's own request (an elicitation, a sampling) is decided
   with the tools the session's calls in flight ran when the request reached the client
   (`during`): what a write tool asks its user is what it then acts on, as its arguments.
@@ -42,12 +46,12 @@ import os
 import re
 import urllib.parse
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from portcullis.masking import Masker, MaskingError, scan_budget
-from portcullis.mcp import FIELD_NAMING_WORDS
+from portcullis.mcp import FIELD_NAMING_WORDS, TEMPLATE_FILLED_METHODS
 from portcullis.verdict import Verdict, VerdictKind
 from proxies.http import mcp_codec as codec
 from proxies.http.bodies import (
@@ -75,6 +79,7 @@ from proxies.http.mcp_columns import Ambiguous, masked_columns
 from proxies.http.mcp_pieces import HeldPieces
 from proxies.http.mcp_schema import Unconformable, conform_message, relaxed_output_schema
 from proxies.http.mcp_sessions import McpSession, SessionBinding, owner_of, valid_session_id
+from proxies.http.mcp_templates import ResourceTemplates
 from proxies.http.messages import undescribed_headers
 from proxies.http.packed import Unopenable, packed_kind, unpacked
 from proxies.http.table_memory import MAX_WORDS, Asked, TableView, mcp_asked, schema_columns
@@ -178,6 +183,10 @@ class McpExchange:
         self.max_body = max_body
         self.max_wait = max_wait
         self._owner_key = os.urandom(32)
+        # the resource templates the server listed on this connection (mcp_templates.py)
+        self.templates = ResourceTemplates()
+        # the proxy's own ask for them, before a first read where none were listed
+        self._asking: asyncio.Future[None] | None = None
 
     def owner(self, token: str) -> str:
         return owner_of(token, self._owner_key)
@@ -192,11 +201,14 @@ class McpExchange:
         *,
         target: str,
         bound: Sequence[tuple[str, str]] = (),
+        ask_templates: Callable[[dict[str, Any]], Awaitable[list[str] | None]] | None = None,
     ) -> Reply | Forward:
         """A client's HTTP request on an MCP connection (`target`: its normalised path and
         query, as forwarded): answered here, or forwarded. `bound`: the headers going
         upstream with it that a server may act on (messages.bound_headers): decided with
-        each message, but for MCP's own, which are checked here."""
+        each message, but for MCP's own, which are checked here. `ask_templates`: the
+        server's resource templates, asked under this request's session (None: not had),
+        before a first read on a connection where none were listed yet."""
         owner = self.owner(token)
         if any("_" in name and _mcp_header(name.replace("_", "-")) for name, _ in headers):
             # CGI, WSGI and PHP read Mcp_Session_Id as Mcp-Session-Id (HTTP_MCP_SESSION_ID):
@@ -268,6 +280,8 @@ class McpExchange:
             session.record_response(kind="mcp.refused", reason=str(refused))
             return _refusal(refused)
         carried = [(n, v) for n, v in bound if not _mcp_header(n) and n not in _CHECKED]
+        if ask_templates is not None:
+            await self._templates_first(session, parsed, ask_templates)
         return await self._decide(session, owner, session_id, mcp, headers, parsed, target, carried)
 
     async def _decide(
@@ -316,7 +330,7 @@ class McpExchange:
                 # a request this session holds for an approval stops waiting (withdrawn)
                 mcp.cancel_held(message.params.get("requestId"))
         commands = [
-            m.command(target, mcp.asking(m.id) or "", carried, mcp.during(m.id))
+            m.command(target, mcp.asking(m.id) or "", carried, mcp.during(m.id), self._filled(m))
             for m in parsed.messages
         ]
         rulings = [
@@ -365,6 +379,52 @@ class McpExchange:
             None,
         )
         return forward
+
+    async def _templates_first(
+        self,
+        session: ProxySession,
+        parsed: codec.RequestBody,
+        ask_templates: Callable[[dict[str, Any]], Awaitable[list[str] | None]],
+    ) -> None:
+        """Before a first read (subscribe) on a connection where no templates were
+        listed: the server asked for them, once a connection (failing, decided as is)."""
+        reads = [m for m in parsed.requests if m.method in TEMPLATE_FILLED_METHODS]
+        if self.templates.heard or not reads:
+            return
+        if self._asking is None:
+            # (a read beside it, or after it, waits for the same answer: none is decided
+            # without the templates while they are being asked); asked with the read's
+            # protocol envelope (2026-07-28: its reserved _meta keys, the version first)
+            meta = reads[0].params.get("_meta")
+            envelope = {
+                k: v
+                for k, v in (meta.items() if isinstance(meta, dict) else ())
+                if k.startswith("io.modelcontextprotocol/") and not k.endswith("/subscriptionId")
+            }
+            self._asking = asyncio.ensure_future(self._ask(session, ask_templates, envelope))
+        await asyncio.shield(self._asking)
+
+    async def _ask(
+        self,
+        session: ProxySession,
+        ask_templates: Callable[[dict[str, Any]], Awaitable[list[str] | None]],
+        envelope: dict[str, Any],
+    ) -> None:
+        try:
+            listed = await ask_templates(envelope)
+        except Exception as exc:  # (the ask is the proxy's own: any failure leaves it unasked)
+            session.record_response(kind="mcp.templates", error=type(exc).__name__)
+            return
+        session.record_response(kind="mcp.templates", listed=-1 if listed is None else len(listed))
+        if listed is not None:
+            self.templates.heard_listing(listed)
+
+    def _filled(self, message: codec.Message) -> list[str]:
+        """The variable names of the listed templates a read's (subscribe's) URI fills."""
+        uri = message.target
+        if message.method not in TEMPLATE_FILLED_METHODS or uri is None:
+            return []
+        return self.templates.variables(uri)
 
     async def server_messages(
         self, session: ProxySession, mcp: McpSession, target: str
@@ -1044,6 +1104,10 @@ class Forward:
         names = codec.listed(result, handling.lists)
         if names is None or len(names) > MAX_LISTED_TOOLS:
             return None
+        if handling.lists == "resources/templates/list":
+            # each the server serves, shown or not: a read filling one is a lookup by
+            # its variables (a client may know a hidden one's URIs without a listing)
+            self.exchange.templates.heard_listing(names)
         rulings = await asyncio.gather(*(self._may_use(handling.lists, n) for n in names))
         shown = {n for n, r in zip(names, rulings, strict=True) if r.verdict.allowed}
         if handling.lists == "tools/list":

@@ -107,6 +107,7 @@ class Message:
         answers: str = "",
         headers: Sequence[tuple[str, str]] = (),
         during: Sequence[str] = (),
+        template_variables: Sequence[str] = (),
     ) -> str:
         """The command text the PDP decides: the endpoint (path and query) it was posted
         to and the message, canonical JSON without the id or `_meta.progressToken`; a
@@ -114,7 +115,9 @@ class Message:
         running `during` it (the session's calls in flight when it reached the client,
         which an answer may steer: an elicitation's amount); the `headers` the
         request carries upstream that a server may act on, as [name, value] pairs in their
-        order (an approval binds them, its approver is shown them)."""
+        order (an approval binds them, its approver is shown them); a resources/read or
+        subscribe with the `template_variables` of the listed templates its URI fills
+        (mcp_templates.py: `customers://{email}` read filled in is a lookup by email)."""
         bound = {"headers": [[n, v] for n, v in headers]} if headers else {}
         if self.kind == "response":
             shown = {k: v for k, v in self.body.items() if k in ("result", "error")}
@@ -134,6 +137,8 @@ class Message:
                 else:
                     del params["_meta"]
             shown = {"method": self.method, "params": params}
+            if template_variables:
+                shown["template_variables"] = list(template_variables)
         return canonical({"endpoint": endpoint, **shown, **bound})
 
     @property

@@ -85,6 +85,10 @@ POLL_PREFIX = "/.well-known/portcullis/approvals/"
 # second of CPU for 8 MiB) in a thread, not on the loop that serves every other session
 READ_ON_LOOP = 64 * 1024
 END_SECONDS = 10.0  # an evicted MCP session's DELETE upstream is waited for this long
+# the proxy's own resources/templates/list before a first read (_ask_templates)
+TEMPLATES_ID = "portcullis-resource-templates"
+TEMPLATES_SECONDS = 10.0
+TEMPLATES_BYTES = 1024 * 1024
 STALE = "no longer open at the policy decision point"  # pdp_client's reason for it
 
 
@@ -775,6 +779,7 @@ class ClientConnection(UpstreamExchange):
             request.body,
             target=request.target.forward,
             bound=messages.bound_headers(head, self.credential_header(request)),
+            ask_templates=functools.partial(self._ask_templates, request),
         )
         from proxies.http.mcp import LAST_EVENT_ID, Forward
 
@@ -827,6 +832,49 @@ class ClientConnection(UpstreamExchange):
         else:
             await self.write_reply(request, outcome)
         return head.keep_alive and not self.must_close
+
+    async def _ask_templates(self, request: Request, meta: dict[str, Any]) -> list[str] | None:
+        """The server's resource templates (`resources/templates/list`, its first page),
+        asked by the proxy itself with the request's session id and the connection's
+        credential, before a first read on a connection where none were listed: what a
+        read's URI fills is decided with them (mcp_templates.py). Not shown to the client;
+        None when the server does not answer one (a routing header of another method is
+        not sent, nor a resumption; `meta`: the read's protocol envelope, 2026-07-28's
+        reserved _meta keys); its answer must be one JSON document or an event
+        stream holding it, within TEMPLATES_BYTES and TEMPLATES_SECONDS."""
+        from proxies.http import mcp_codec
+
+        dropped = ("mcp-method", "mcp-name", "last-event-id", "content-length")
+        sent = [
+            (n, v)
+            for n, v in self.upstream_headers(request)
+            if n.lower() not in dropped and not n.lower().startswith("mcp-param-")
+        ]
+        method = "resources/templates/list"
+        if any(n.lower() == "mcp-method" for n, _ in request.head.headers):
+            sent.append(("mcp-method", method))  # (2026-07-28: its routing header)
+        ask: dict[str, Any] = {"jsonrpc": "2.0", "id": TEMPLATES_ID, "method": method}
+        if meta:
+            ask["params"] = {"_meta": meta}
+        try:
+            async with asyncio.timeout(TEMPLATES_SECONDS):
+                response = await self.forward(
+                    request, body=mcp_codec.encode(ask), headers=sent, masking=True
+                )
+                try:
+                    if response.status != 200:
+                        return None
+                    headers = messages.response_headers(response.raw_headers)
+                    kind = mcp_codec.media_type(
+                        next((v for n, v in headers if n.lower() == "content-type"), None)
+                    )
+                    if any(n.lower() == "content-encoding" for n, _ in headers):
+                        return None
+                    return await _templates_answer(kind, response.content.iter_any())
+                finally:
+                    response.release()
+        except (TimeoutError, OSError, ssl.SSLError, ValueError, RecursionError):
+            return None
 
     async def _end_mcp_sessions(self, request: Request, evicted: list[tuple[str, str]]) -> None:
         """MCP sessions the exchange forgot to make room for another (mcp_sessions: an
@@ -1091,3 +1139,35 @@ class ClientConnection(UpstreamExchange):
         if approval.state == "pending":
             headers.append(("retry-after", "5"))
         self.write(messages.response_head(200, "", headers) + data)
+
+
+async def _templates_answer(kind: str, chunks: Any) -> list[str] | None:
+    """The templates of the answer to the proxy's own resources/templates/list: a JSON
+    document, or the event of an event stream holding it (TEMPLATES_BYTES at most)."""
+    from proxies.http import mcp_codec
+
+    reader = mcp_codec.SseReader() if kind == "text/event-stream" else None
+    if reader is None and kind != "application/json":
+        return None
+    body = b""
+    async for chunk in chunks:
+        body += chunk
+        if len(body) > TEMPLATES_BYTES:
+            return None
+        for event in reader.feed(chunk) if reader is not None else ():
+            found = _templates_of(event.data.encode())
+            if found is not None:
+                return found
+    return _templates_of(body) if reader is None else None
+
+
+def _templates_of(data: bytes) -> list[str] | None:
+    from proxies.http import mcp_codec
+
+    if not data.strip():
+        return None
+    messages_ = mcp_codec.response_messages(mcp_codec.loads(data, TEMPLATES_BYTES))
+    for message in messages_ or ():
+        if message.get("id") == TEMPLATES_ID and "result" in message:
+            return mcp_codec.listed(message["result"], "resources/templates/list")
+    return None

@@ -1,6 +1,6 @@
 # mcp.call: every JSON-RPC message an agent sends an MCP server through an HTTP connection
 # with `mcp: true` (or of type mcp). input.command.mcp = {message, method, endpoint, tool |
-# prompt | uri, arguments, listing, answers, during, roots}, read by the PDP from the message itself; `message` is
+# prompt | uri, arguments, listing, answers, during, roots, template_variables}, read by the PDP from the message itself; `message` is
 # request, notification, response (the client answering the server), stream (a GET: the
 # server's own event stream), end (a DELETE: the end of a session) or malformed.
 #
@@ -289,6 +289,20 @@ mcp_uri_lookup_fields contains field if {
 mcp_uri_lookup_fields contains field if {
 	some query in array.slice(split(mcp_command.uri, "?"), 1, 100)
 	some field in http_words_fields(http_spaced_words(urlquery.decode(query)))
+}
+
+# And a template's variable (`customers://{email}` read as `customers://ann@example.com`):
+# the URI names no field, but the server looks it up by the variable it fills, so its
+# answer (found or not) confirms who has that email. `template_variables` names the
+# variables of the templates the server listed on this connection (resources/templates/list)
+# that the URI fills: the proxy matches them (proxies/http/mcp_templates.py); a read before
+# any listing carries none.
+needs_approval contains sprintf("resource %q fills template variable %s (the masked field %s): a lookup by it answers what the mask hides", [mcp_command.uri, variable, field]) if {
+	input.command.kind == "mcp.call"
+	mcp_method in {"resources/read", "resources/subscribe"}
+	not pii_reader
+	some variable in object.get(mcp_command, "template_variables", [])
+	some field in http_words_fields(http_spaced_words(variable))
 }
 
 mcp_named_kind := "tool" if mcp_method == "tools/call" else := "prompt"

@@ -322,3 +322,21 @@ test_mcp_a_resource_looked_up_by_a_masked_field_needs_approval if {
 		mcp_decision(["readonly"], resource_read(uri)).verdict == "mask"
 	}
 }
+
+filled(uri, variables) := object.union(resource_read(uri), {"template_variables": variables})
+
+test_mcp_a_resource_filling_a_template_variable_of_a_masked_field_needs_approval if {
+	every variables in [["email"], ["customer_email"], ["phoneNumber"], ["id", "email"]] {
+		read := filled("invoice://ann@example.com", variables)
+		mcp_decision(["readonly"], read).verdict == "require_approval"
+		mcp_decision(["readonly", "pii-readers"], read).verdict == "allow"
+		subscribe := object.union(read, {"method": "resources/subscribe"})
+		mcp_decision(["readonly"], subscribe).verdict == "require_approval"
+	}
+	d := mcp_decision(["readonly"], filled("invoice://ann@example.com", ["email"]))
+	"resource \"invoice://ann@example.com\" fills template variable email (the masked field email): a lookup by it answers what the mask hides" in d.reasons
+	every variables in [["id"], ["number", "year"], []] {
+		mcp_decision(["readonly"], filled("invoice://7", variables)).verdict == "mask"
+	}
+	mcp_decision(["readonly"], resource_read("invoice://ann@example.com")).verdict == "mask"
+}
