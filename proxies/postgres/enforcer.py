@@ -50,6 +50,7 @@ given.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -326,6 +327,10 @@ class Enforcer:
         self.sql_prepared: dict[str, PreparedStatement] = {}
         self.portals: dict[str, Portal] = {}
         self.discarding = False  # after a refusal in a batch, until Sync
+        # a statement that may be COPY FROM STDIN went upstream, and no CopyDone or
+        # CopyFail since: a Sync now is one the server ignores if that COPY started
+        # (its expectation is a "CopyInSync": ResponseTracker learns from CopyInResponse)
+        self.copy_window = False
         self.batch_forwarded = False  # something of the current batch went upstream
         self.batch_executed = False  # an Execute of the current batch went upstream
         self.restore_at_sync = False  # read-only was lifted for this batch's approved write
@@ -665,7 +670,16 @@ class Enforcer:
         """A refused command, for the session recording."""
         self.actions.append(Record(command, ruling, protocol))
 
+    def _copy_open(self) -> bool:
+        """Whether a COPY FROM STDIN may still run: not once everything sent is answered
+        (a running COPY's statement is owed until it ends), which closes the window."""
+        if self.tracker.idle:
+            self.copy_window = False
+        return self.copy_window
+
     def _send(self, message: codec.Message, expect: Expect) -> None:
+        if expect.kind in _MAY_COPY_IN and _may_copy_in(expect.command):
+            self.copy_window = True
         self.tracker.expect(expect)
         self.to_server.append(message.raw or message.encode())
 
@@ -901,6 +915,8 @@ class Enforcer:
             or self.restore_at_sync
             or tracker.broken
             or (tracker.queue and not lexed_alike(sql))
+            or (self.copy_window and self._copy_open())
+            or _may_copy_in(sql)
         ):
             return self._query_now(message)
         made = self._commands
@@ -993,6 +1009,7 @@ class Enforcer:
         if ruling.bound is not None:  # row filters: the rewrite prepared, bound
             self._run_prepared(message.sql, ruling, expect)
         elif ruling.rewritten:  # row filters: the filtered text goes in its place
+            self.copy_window = self.copy_window or _may_copy_in(ruling.rewritten)
             self.tracker.expect(expect)
             self.to_server.append(codec.Query.frame(ruling.rewritten))
         else:
@@ -1145,6 +1162,7 @@ class Enforcer:
         assert rewrite is not None and values is not None
         expect.statement, frames = self.prepared.frames(rewrite.text, values)
         expect.quiet = True
+        self.copy_window = self.copy_window or _may_copy_in(rewrite.text)
         self.tracker.expect(expect)
         # the server's unnamed portal is this statement's now
         if "" in self.portals:
@@ -1398,6 +1416,7 @@ class Enforcer:
             or self.discarding
             or self.restore_at_sync
             or self.tracker.broken
+            or (self.copy_window and self._copy_open())
         ):
             return False
         name = bind.portal
@@ -1417,8 +1436,10 @@ class Enforcer:
             return False
         ruling = statement.ruling
         kind = ruling.kind
-        if not (kind is VerdictKind.ALLOW or (kind is VerdictKind.MASK and described)) or (
-            ruling.effects
+        if (
+            not (kind is VerdictKind.ALLOW or (kind is VerdictKind.MASK and described))
+            or ruling.effects
+            or _may_copy_in(statement.sql)
         ):
             return False
         revision = self.revision()
@@ -1526,7 +1547,8 @@ class Enforcer:
         self.batch_forwarded = False
         self.batch_executed = False
         self.discarding = False
-        self._send(message, Expect("Sync"))
+        in_copy = self.copy_window and self._copy_open()
+        self._send(message, Expect("CopyInSync" if in_copy else "Sync"))
         if self.restore_at_sync:
             self.restore_at_sync = False
             self.lifted_for = None
@@ -1540,6 +1562,8 @@ class Enforcer:
 
     def _copy(self, message: codec.Message) -> bool:
         # CopyData/CopyDone/CopyFail belong to a COPY FROM STDIN that was already allowed
+        if type(message) is not codec.CopyData:
+            self.copy_window = False  # the server reads what follows after the COPY
         self.to_server.append(message.raw or message.encode())
         return True
 
@@ -1626,6 +1650,16 @@ FAST_PATH_BINARY = (
 # The first OID the server gives an object made after initdb (FirstNormalObjectId)
 FIRST_NORMAL_OID = 16384
 TYPED = "declare the parameter untyped (0) and cast it in the statement, where it is judged"
+
+
+# COPY FROM STDIN spells the keyword STDIN as it is (a keyword is never quoted or escaped):
+# a text without these letters, any case, starts no COPY from the client
+_MAY_COPY_IN = ("Query", "Execute")
+_STDIN = re.compile("stdin", re.IGNORECASE)
+
+
+def _may_copy_in(sql: str) -> bool:
+    return _STDIN.search(sql) is not None
 
 
 def _made_types(param_types: list[int]) -> list[int]:

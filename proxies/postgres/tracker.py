@@ -47,7 +47,11 @@ _BIND_COMPLETE = ord("2")
 _ROW_DESCRIPTION, _COMMAND_COMPLETE = b"TC"
 _DESCRIPTIONS = frozenset(b"Tn")  # RowDescription, NoData
 _DESCRIBES = ("DescribeS", "DescribeP")
-_ENDED_BY_READY = ("Query", "Sync", "Call")  # what a ReadyForQuery answers last
+_ENDED_BY_READY = ("Query", "Sync", "CopyInSync", "Call")  # what a ReadyForQuery answers last
+_SYNCS = ("Sync", "CopyInSync")
+# what starts a statement of the client's: a Sync queued after one is none the COPY before
+# it ignored
+_STATEMENTS = ("Query", "Execute", "Call")
 # command tags (their first word) of statements that write no catalogue row themselves:
 # any other (CREATE, ALTER, UPDATE of pg_proc, DO, CALL, ...) may have changed the code the
 # policy judges by, which the catalogue watch is told of once its transaction ends
@@ -287,6 +291,16 @@ class ResponseTracker:
         # session must stop once the server reports another value of one ("" while none)
         self.pinned: dict[str, str] = {}
         self.broken = ""
+        # COPY FROM STDIN: the server ignores a Sync it reads while it runs (libpq sends one
+        # right after the COPY's Execute). The enforcer queues a Sync the client sent after
+        # a statement that may be one, before its CopyDone or CopyFail, as a "CopyInSync";
+        # once the server answers that statement with CopyInResponse, those are owed
+        # nothing (else each would take the answer of what comes after it: a masked
+        # result taken for a Sync's passes unmasked). The statement whose COPY runs, and
+        # how many Syncs were so taken off: ambiguous if the COPY then fails (the server
+        # may have stopped it before reading them), which stops the session.
+        self._copy_head: Expect | None = None
+        self._copy_ignored = 0
         # the proxy lifted default_transaction_read_only for an approved write: the server
         # reports it off until the proxy puts it back
         self.lifted = False
@@ -328,6 +342,8 @@ class ResponseTracker:
     # -- what the client side registers ------------------------------------------------
 
     def expect(self, item: Expect) -> None:
+        if item.kind == "CopyInSync" and self._copy_ignores(item):
+            return
         queue = self.queue
         if not queue:  # nothing owed: nothing counted is left in it
             if queue is _NOTHING_OWED:
@@ -341,6 +357,39 @@ class ResponseTracker:
         if item.swallow or item.replace_error is not None or item.kind == "Call":
             self._special += 1
         queue.append(item)
+
+    def _copy_ignores(self, sync: Expect) -> bool:
+        """Whether the server ignores this Sync, sent inside the COPY FROM STDIN it runs
+        now (no statement queued after that COPY's)."""
+        head = self._copy_head
+        if head is None or any(e.kind in _STATEMENTS for e in self._after(head)):
+            return False
+        self._copy_ignored += 1
+        return True
+
+    def _after(self, head: Expect) -> list[Expect]:
+        items = list(self.queue)
+        at = next((n for n, e in enumerate(items) if e is head), None)
+        return [] if at is None else [e for e in items[at + 1 :] if isinstance(e, Expect)]
+
+    def _copy_started(self, head: Expect) -> None:
+        """CopyInResponse: the Syncs sent inside this COPY, queued before any statement
+        after it, are ignored by the server."""
+        self._copy_head, self._copy_ignored = head, 0
+        for item in self._after(head):
+            if item.kind in _STATEMENTS:
+                break
+            if item.kind == "CopyInSync":
+                self.queue.remove(item)
+                self._copy_ignored += 1
+
+    def _copy_ended(self, head: Expect, failed: bool) -> None:
+        if failed and self._copy_ignored and not self.broken:
+            self.broken = (
+                "a COPY FROM STDIN failed with a Sync sent inside it, which the server may "
+                "have read before or after the failure; the session is stopped"
+            )
+        self._copy_head, self._copy_ignored = None, 0
 
     def expect_plain(self, items: tuple[Expect, ...], masks: bool) -> None:
         """expect() for each of items, none of which is swallowed, replaced, quiet or a
@@ -733,6 +782,8 @@ class ResponseTracker:
 
     def _ended(self, head: Expect, tag: str) -> None:
         """A statement's result ended (CommandComplete, EmptyQueryResponse, ...)."""
+        if head is self._copy_head:
+            self._copy_ended(head, False)
         if not tag.startswith("SELECT"):
             self._ended_write(head, tag)
         self._complete(head, tag)
@@ -807,6 +858,8 @@ class ResponseTracker:
         return out
 
     def _on_error(self, head: Expect, message: codec.ErrorResponse) -> bytes:
+        if head is self._copy_head:
+            self._copy_ended(head, True)
         error = message
         if head.replace_error is not None:
             error = head.replace_error
@@ -828,7 +881,7 @@ class ResponseTracker:
             return message.raw or message.encode() if error is message else error.encode()
         # extended protocol: the server discards everything until Sync
         owed = False  # a message of the client's is discarded: it is owed this error
-        while self.queue and isinstance(self.queue[0], Expect) and self.queue[0].kind != "Sync":
+        while self.queue and isinstance(self.queue[0], Expect) and self.queue[0].kind not in _SYNCS:
             dropped = self.queue.popleft()
             owed = owed or not dropped.swallow  # type: ignore[union-attr]
             _failed(dropped)  # type: ignore[arg-type]
@@ -880,6 +933,8 @@ class ResponseTracker:
             self._wrote = True  # (a function the fast path calls may write the catalogue)
             self._complete(head, "FUNCTION CALL")
             return raw
+        if isinstance(message, codec.CopyInResponse):
+            self._copy_started(head)
         # CopyInResponse, CopyBothResponse and anything else pass as they are
         return raw
 

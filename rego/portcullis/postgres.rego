@@ -749,8 +749,8 @@ pg_reader_denials contains sprintf("%s would make the transaction read-write; re
 # a secret catalog no more than the catalog itself (an allow-list of what they may read
 # does not end at a name; pg_stat_activity aside: a view's column carrying its statement
 # text is masked and questions about it refused, postgres_lineage.rego); everyone outside
-# pii-readers, dba included, none showing the column statistics, large objects or TOAST
-# tables, which they may not read by name either.
+# pii-readers, dba included, none showing the column statistics, large objects, TOAST tables or
+# pg_file_settings, which they may not read by name either.
 pg_shown_relations contains [t, src] if {
 	sources := input.command.postgres.relation_sources
 	some s in input.command.postgres.statements
@@ -850,7 +850,7 @@ pg_settings_file_read(s) if {
 	c in {"sourcefile", "sourceline"}
 }
 
-pg_denials contains sprintf("%s shows the rows of %s, which holds values of every column (sample values, large objects, TOAST chunks) under no column's name: denied to everyone not in pii-readers", [t, src]) if {
+pg_denials contains sprintf("%s shows the rows of %s, which holds values of every column (sample values, large objects, TOAST chunks) or of every stored setting (pg_file_settings) under no column's name: denied to everyone not in pii-readers", [t, src]) if {
 	input.command.postgres.relation_sources
 	some [t, src] in pg_shown_relations
 	pg_unmasked_store(src)
@@ -859,7 +859,7 @@ pg_denials contains sprintf("%s shows the rows of %s, which holds values of ever
 
 pg_unmasked_store(src) if {
 	parts := split(lower(src), ".")
-	parts[count(parts) - 1] in {"pg_statistic", "pg_stats", "pg_statistic_ext_data", "pg_stats_ext", "pg_stats_ext_exprs", "pg_largeobject"}
+	parts[count(parts) - 1] in {"pg_statistic", "pg_stats", "pg_statistic_ext_data", "pg_stats_ext", "pg_stats_ext_exprs", "pg_largeobject", "pg_file_settings"}
 }
 
 pg_unmasked_store(src) if {

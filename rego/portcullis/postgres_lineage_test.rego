@@ -396,6 +396,16 @@ test_column_statistics_are_denied_to_everyone_under_the_masks if {
 	portcullis.decision.verdict == "mask" with input as pg_input(["dba"], [other])
 }
 
+test_the_configuration_files_settings_are_denied_to_everyone_under_the_masks if {
+	every t in ["pg_file_settings", "pg_catalog.pg_file_settings", "PG_FILE_SETTINGS"] {
+		s := object.union(selecting([out("name", "plain", ["name"])], [{"column": "setting", "use": "pattern"}]), {"tables": [t]})
+		d := portcullis.decision with input as pg_input(["dba"], [s])
+		d.verdict == "deny"
+		sprintf("%s holds the configuration files' settings as written (ALTER SYSTEM's among them: a password in primary_conninfo), which a condition on them spells out: denied to everyone not in pii-readers", [t]) in d.reasons
+		portcullis.decision.verdict == "allow" with input as pg_input(["dba", "pii-readers"], [s])
+	}
+}
+
 test_toast_tables_are_denied_to_everyone_under_the_masks if {
 	every t in ["pg_toast.pg_toast_16385", "PG_TOAST_16385", "pg_toast_temp_3.pg_toast_99"] {
 		s := object.union(selecting([out("chunk_data", "plain", ["chunk_data"])], []), {"tables": [t]})

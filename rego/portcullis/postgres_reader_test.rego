@@ -429,8 +429,8 @@ test_a_view_over_a_secret_catalog_is_the_catalog_for_readers if {
 }
 
 test_a_view_over_the_column_statistics_is_denied_outside_pii_readers if {
-	sources := {"public.st": ["pg_catalog.pg_stats"], "public.mv": ["pg_catalog.pg_statistic"], "public.lo": ["pg_catalog.pg_largeobject"], "public.t": ["pg_toast.pg_toast_16384"], "public.roles": ["pg_catalog.pg_authid"]}
-	every t in ["st", "public.mv", "lo", "t"] {
+	sources := {"public.st": ["pg_catalog.pg_stats"], "public.mv": ["pg_catalog.pg_statistic"], "public.lo": ["pg_catalog.pg_largeobject"], "public.t": ["pg_toast.pg_toast_16384"], "public.roles": ["pg_catalog.pg_authid"], "public.fs": ["pg_catalog.pg_file_settings"]}
+	every t in ["st", "public.mv", "lo", "t", "fs"] {
 		s := stmt_with("select", {"tables": [t]})
 		shown_verdict(["dba"], [s], sources) == "deny"
 		shown_verdict(["dba", "pii-readers"], [s], sources) == "allow"
