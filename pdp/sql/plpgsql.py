@@ -11,12 +11,13 @@ No IO here and no policy.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pglast
 
 from pdp.sql.entries import Entry, Findings
+from portcullis.parse_trees import key_values
 
 
 def do_block_body(
@@ -49,7 +50,7 @@ def do_block_body(
         return [], True
     entries: list[Entry] = []
     opaque = False
-    for key, value in _json_walk(tree):
+    for key, value in key_values(tree):
         if key in ("PLpgSQL_stmt_dynexecute", "PLpgSQL_stmt_dynfors") or (
             key == "PLpgSQL_stmt_open" and "dynquery" in value
         ):
@@ -107,17 +108,6 @@ def _plpgsql_expr(
                     entry["expression"] = True
             return entries
     return None
-
-
-def _json_walk(tree: Any) -> Iterator[tuple[str, Any]]:
-    stack = [tree]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            yield from item.items()
-            stack.extend(reversed(item.values()))
-        elif isinstance(item, list):
-            stack.extend(reversed(item))
 
 
 def fold_do_block(

@@ -42,6 +42,8 @@ from typing import Any
 import pglast
 from pglast.parser import parse_sql_json
 
+from portcullis.parse_trees import key_values
+
 # pg_catalog's functions that keep something for the rest of the session (whatever
 # schema a call names: a function of the database under such a name counts the same);
 # rego/portcullis/postgres_pooler.rego's pg_pooler_session_builtins refuses the same in a
@@ -298,7 +300,7 @@ def _body_calls(language: str, returns: str, body: str) -> frozenset[str] | None
     except Exception:
         return None
     names: set[str] = set()
-    for key, value in _walk(tree):
+    for key, value in key_values(tree):
         if key in _DYNAMIC or key == "dynquery":
             return None
         if key != "PLpgSQL_expr" or not isinstance(value, dict):
@@ -376,7 +378,7 @@ def _calls(tree: Any) -> set[str]:
     """The names a parsed tree calls: functions (set_config with is_local a constant true
     left out), operators and type names."""
     names: set[str] = set()
-    for key, value in _walk(tree):
+    for key, value in key_values(tree):
         if not isinstance(value, dict):
             continue
         if key in ("FuncCall", "funccall"):  # (CALL's is not wrapped in a FuncCall node)
@@ -416,14 +418,3 @@ def _is_local(args: list[Any]) -> bool:
     return const.get("boolval", {}).get("boolval", False) is True or (
         str(const.get("sval", {}).get("sval", "")).lower() in ("true", "t", "on", "yes")
     )
-
-
-def _walk(tree: Any) -> Iterator[tuple[str, Any]]:
-    stack = [tree]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            yield from item.items()
-            stack.extend(reversed(item.values()))
-        elif isinstance(item, list):
-            stack.extend(reversed(item))
