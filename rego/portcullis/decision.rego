@@ -145,6 +145,9 @@ decision := object.union(a, {"mask": shipped_pii_masks}) if {
 
 shipped_masks_mark := "portcullis:shipped_pii_masks"
 
+# Both, for the worker's one look at them when it loads a policy (pdp/engine/opa.py)
+shipped_mask_parts := [shipped_masks_mark, shipped_pii_masks]
+
 # The mask of `answer`: the mark where command_masks is the shipped set alone (its first
 # branch, and no derived mask), else command_masks.
 answer_masks := shipped_masks_mark if {

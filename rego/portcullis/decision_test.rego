@@ -213,3 +213,7 @@ test_an_empty_shipped_set_decides_as_before_the_mark if {
 	r.verdict == "require_approval"
 	r.mask == set()
 }
+
+test_shipped_mask_parts_are_the_mark_and_the_shipped_set if {
+	portcullis.shipped_mask_parts == [portcullis.shipped_masks_mark, portcullis.shipped_pii_masks]
+}
